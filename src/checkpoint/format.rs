@@ -1,0 +1,594 @@
+//! The checkpoint format, version 1.
+//!
+//! # Layout on disk
+//! ```text
+//! <checkpoint_dir>/<app-id>/.lock                    lock file held by the owning process
+//! <checkpoint_dir>/<app-id>/rdd-<id>/part-00000       one file per partition, empty ones too
+//! <checkpoint_dir>/<app-id>/rdd-<id>/part-NNNNN       (5 digits, more past 99,999: part-100000)
+//! <checkpoint_dir>/<app-id>/rdd-<id>/_manifest.json   the commit point, written last
+//! ```
+//! While a write is in progress the folder also holds `.part-00003.<attempt>.tmp` and
+//! `.manifest.<attempt>.tmp`; `<attempt>` is unique per write attempt in the process.
+//!
+//! All integers are **little-endian**. All checksums are **CRC-32C** (Castagnoli).
+//!
+//! # Partition file
+//! ```text
+//! header   magic            8 bytes   89 46 4C 4B 0D 0A 1A 0A  ("\x89FLK\r\n\x1a\n", PNG-style:
+//!                                     catches text-mode transfers and truncation to 7 bits)
+//!          version          u32       1
+//!          compression      u8        0 = none, 1 = lz4 (lz4_flex block, size-prepended)
+//!          reserved         u8        0
+//!          type_name_len    u16       length of the element type name
+//!          partition        u32       the partition index this file holds
+//!          rdd_id           u64       the RDD id it was written for
+//!          write_id         u64       unique id of the checkpoint write (also in the manifest)
+//!          type_fingerprint u64       FNV-1a-64 of the element type name
+//!          type_name        [u8]      `std::any::type_name` of the elements, UTF-8
+//!          header_crc       u32       CRC-32C of every header byte before it
+//! frames   payload_len      u32       bytes of payload (never 0xFFFF_FFFF)
+//!          records          u32       records in the payload
+//!          frame_crc        u32       CRC-32C of payload_len, records and payload bytes
+//!          payload          [u8]      records, postcard-encoded back to back (compressed
+//!                                     as a whole when compression = 1)
+//! trailer  marker           u32       0xFFFF_FFFF (tells the trailer from a frame)
+//!          total_records    u64       records in the file
+//!          frames           u32       frames in the file
+//!          trailer_crc      u32       CRC-32C of marker, total_records and frames
+//! ```
+//! Every byte of the file is covered by a checksum, and the manifest records the file's
+//! length, record count and whole-file CRC-32C. A reader verifies the header (magic,
+//! version, type, partition, write id) before yielding anything, verifies each frame's
+//! checksum before decoding a record of it, and at the end checks the trailer's counts and
+//! the whole-file checksum against the manifest. A file of another partition, RDD or
+//! application copied in place is caught at its header (partition or write id).
+//!
+//! # Manifest (`_manifest.json`)
+//! ```text
+//! {"manifest":<body>,"crc32c":"<8 lowercase hex digits>"}\n
+//! ```
+//! `<body>` is compact JSON of [`ManifestBody`]: format version, write id, RDD id, app id,
+//! element type and fingerprint, compression, partition count, partitioner (the serde form
+//! of `Partitioner`, or null), and per part file: name, length, records, CRC-32C. The CRC
+//! covers the exact bytes of `<body>` as written, so any changed byte is detected (a plain
+//! JSON re-parse would accept, say, changed white space).
+//!
+//! # Version history
+//! - **1** (flintlock 0.1): the format above.
+//!
+//! A reader accepts versions up to [`FORMAT_VERSION`] and reports a newer one as
+//! `Error::UnsupportedVersion`.
+//!
+//! # Crash reasoning
+//! The write protocol (see `reliable.rs`, where each step carries its comment):
+//! 1. each task writes its partition to a temp name in the final folder, flushes, fsyncs,
+//!    and renames it (no-replace) to `part-NNNNN`;
+//! 2. after all parts: fsync the folder, so every rename is durable;
+//! 3. write the manifest to a temp name, fsync, rename (no-replace) to `_manifest.json`;
+//! 4. fsync the folder: the commit is durable; only now is lineage released.
+//!
+//! A checkpoint exists if and only if `_manifest.json` exists and verifies. A crash before
+//! step 3's rename leaves no manifest: readers report "not committed" and the action
+//! recomputes from lineage. A crash after the rename but before the last fsync may lose the
+//! manifest again on power loss (the same "not committed"), but never leaves a manifest
+//! naming parts that are not durable, because step 2 came first. Torn or unsynced part data
+//! can only exist without a manifest, or is caught by the checksums. Assumptions about the
+//! storage: fsync of a file makes its data durable; fsync of a folder makes its entries
+//! durable; rename (link) is atomic.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::partitioner::Partitioner;
+
+/// The newest format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The magic bytes that open every partition file.
+pub const MAGIC: [u8; 8] = [0x89, b'F', b'L', b'K', b'\r', b'\n', 0x1a, b'\n'];
+
+/// The manifest's file name: the commit point.
+pub const MANIFEST: &str = "_manifest.json";
+
+const TRAILER_MARKER: u32 = u32::MAX;
+const FRAME_HEADER: usize = 12;
+/// A frame is closed once its payload reaches this many bytes.
+pub(crate) const FRAME_TARGET: usize = 64 * 1024;
+/// Larger frames are refused when reading (a corrupt length must not allocate gigabytes).
+const FRAME_MAX: u32 = 1 << 30;
+
+/// Frame compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Compression {
+    /// Frames are stored as encoded (the default).
+    #[default]
+    None,
+    /// Frames are LZ4-compressed (crate `lz4_flex`, size-prepended blocks).
+    Lz4,
+}
+
+impl Compression {
+    fn to_u8(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Lz4 => 1,
+        }
+    }
+    fn from_u8(v: u8) -> Option<Compression> {
+        match v {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Lz4),
+            _ => None,
+        }
+    }
+}
+
+/// The name of partition `i`'s file.
+pub fn part_name(partition: usize) -> String {
+    format!("part-{partition:05}")
+}
+
+/// FNV-1a-64 of a type name: the element type fingerprint.
+pub fn type_fingerprint(type_name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in type_name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The fields of a partition file header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartHeader {
+    /// Format version.
+    pub version: u32,
+    /// Frame compression.
+    pub compression: Compression,
+    /// Partition index.
+    pub partition: u32,
+    /// RDD id.
+    pub rdd_id: u64,
+    /// Write id (shared with the manifest).
+    pub write_id: u64,
+    /// Element type name.
+    pub type_name: String,
+}
+
+impl PartHeader {
+    /// Encodes the header, checksum included.
+    pub fn encode(&self) -> Vec<u8> {
+        let name = self.type_name.as_bytes();
+        let mut out = Vec::with_capacity(48 + name.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.push(self.compression.to_u8());
+        out.push(0);
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&self.partition.to_le_bytes());
+        out.extend_from_slice(&self.rdd_id.to_le_bytes());
+        out.extend_from_slice(&self.write_id.to_le_bytes());
+        out.extend_from_slice(&type_fingerprint(&self.type_name).to_le_bytes());
+        out.extend_from_slice(name);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads and verifies a header. `path` names the file in errors.
+    pub fn read(r: &mut impl Read, path: &Path) -> Result<(PartHeader, Vec<u8>)> {
+        let mut fixed = [0u8; 44];
+        read_exact(r, &mut fixed, path, "header")?;
+        if fixed[..8] != MAGIC {
+            return Err(Error::corrupt(
+                path,
+                "not a flintlock partition file (bad magic bytes at offset 0)",
+            ));
+        }
+        let version = u32::from_le_bytes(le(&fixed[8..12]));
+        let compression = fixed[12];
+        let name_len = u16::from_le_bytes(le(&fixed[14..16])) as usize;
+        let partition = u32::from_le_bytes(le(&fixed[16..20]));
+        let rdd_id = u64::from_le_bytes(le(&fixed[20..28]));
+        let write_id = u64::from_le_bytes(le(&fixed[28..36]));
+        let fingerprint = u64::from_le_bytes(le(&fixed[36..44]));
+        let mut rest = vec![0u8; name_len + 4];
+        read_exact(r, &mut rest, path, "header")?;
+        let mut all = fixed.to_vec();
+        all.extend_from_slice(&rest[..name_len]);
+        let stored_crc = u32::from_le_bytes(le(&rest[name_len..]));
+        if crc32c::crc32c(&all) != stored_crc {
+            // A newer version may have changed the header layout: say so rather than
+            // "corrupt" when the version field is beyond what we know.
+            if version > FORMAT_VERSION {
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found: version,
+                    max: FORMAT_VERSION,
+                });
+            }
+            return Err(Error::corrupt(path, "header checksum mismatch"));
+        }
+        if version > FORMAT_VERSION || version == 0 {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: version,
+                max: FORMAT_VERSION,
+            });
+        }
+        let compression = Compression::from_u8(compression).ok_or_else(|| {
+            Error::corrupt(path, format!("unknown compression code {compression}"))
+        })?;
+        let type_name = String::from_utf8(rest[..name_len].to_vec())
+            .map_err(|_| Error::corrupt(path, "element type name is not UTF-8"))?;
+        if type_fingerprint(&type_name) != fingerprint {
+            return Err(Error::corrupt(path, "element type fingerprint mismatch"));
+        }
+        let mut raw = all;
+        raw.extend_from_slice(&stored_crc.to_le_bytes());
+        Ok((
+            PartHeader {
+                version,
+                compression,
+                partition,
+                rdd_id,
+                write_id,
+                type_name,
+            },
+            raw,
+        ))
+    }
+}
+
+/// Encodes one frame around an already encoded payload (compressing it if asked).
+pub(crate) fn encode_frame(
+    payload: &[u8],
+    records: u32,
+    compression: Compression,
+    out: &mut Vec<u8>,
+) {
+    let compressed;
+    let body: &[u8] = match compression {
+        Compression::None => payload,
+        Compression::Lz4 => {
+            compressed = lz4_flex::compress_prepend_size(payload);
+            &compressed
+        }
+    };
+    let len = body.len() as u32;
+    let mut h = crc32c::crc32c(&len.to_le_bytes());
+    h = crc32c::crc32c_append(h, &records.to_le_bytes());
+    h = crc32c::crc32c_append(h, body);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&records.to_le_bytes());
+    out.extend_from_slice(&h.to_le_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Encodes the trailer.
+pub(crate) fn encode_trailer(total_records: u64, frames: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20);
+    out.extend_from_slice(&TRAILER_MARKER.to_le_bytes());
+    out.extend_from_slice(&total_records.to_le_bytes());
+    out.extend_from_slice(&frames.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// What the next item of a partition file is.
+pub(crate) enum FrameOrEnd {
+    /// A verified, decompressed frame payload and its record count.
+    Frame(Vec<u8>, u32),
+    /// The verified trailer: total records and frames.
+    End(u64, u32),
+}
+
+/// Reads the next frame or the trailer, verifying its checksum. `offset` is the frame's
+/// position in the file, for error messages; `raw` collects the bytes read (for the
+/// whole-file checksum).
+pub(crate) fn read_frame(
+    r: &mut impl Read,
+    path: &Path,
+    offset: u64,
+    compression: Compression,
+    file_crc: &mut u32,
+) -> Result<FrameOrEnd> {
+    let mut head = [0u8; FRAME_HEADER];
+    read_exact(r, &mut head, path, "frame header").map_err(|e| at_offset(e, offset))?;
+    *file_crc = crc32c::crc32c_append(*file_crc, &head);
+    let len = u32::from_le_bytes(le(&head[0..4]));
+    if len == TRAILER_MARKER {
+        let mut rest = [0u8; 8];
+        read_exact(r, &mut rest, path, "trailer").map_err(|e| at_offset(e, offset))?;
+        *file_crc = crc32c::crc32c_append(*file_crc, &rest);
+        let mut body = head.to_vec();
+        body.extend_from_slice(&rest[..4]);
+        let total = u64::from_le_bytes(le(&head[4..12]));
+        let frames = u32::from_le_bytes(le(&rest[0..4]));
+        let crc = u32::from_le_bytes(le(&rest[4..8]));
+        if crc32c::crc32c(&body) != crc {
+            return Err(Error::corrupt(
+                path,
+                format!("trailer checksum mismatch at offset {offset}"),
+            ));
+        }
+        return Ok(FrameOrEnd::End(total, frames));
+    }
+    if len > FRAME_MAX {
+        return Err(Error::corrupt(
+            path,
+            format!("frame at offset {offset} claims {len} bytes (corrupt length)"),
+        ));
+    }
+    let records = u32::from_le_bytes(le(&head[4..8]));
+    let stored = u32::from_le_bytes(le(&head[8..12]));
+    let mut body = vec![0u8; len as usize];
+    read_exact(r, &mut body, path, "frame").map_err(|e| at_offset(e, offset))?;
+    *file_crc = crc32c::crc32c_append(*file_crc, &body);
+    let mut h = crc32c::crc32c(&head[0..4]);
+    h = crc32c::crc32c_append(h, &head[4..8]);
+    h = crc32c::crc32c_append(h, &body);
+    if h != stored {
+        return Err(Error::corrupt(
+            path,
+            format!("frame at offset {offset}: checksum mismatch"),
+        ));
+    }
+    let payload = match compression {
+        Compression::None => body,
+        Compression::Lz4 => lz4_flex::decompress_size_prepended(&body)
+            .map_err(|e| Error::corrupt(path, format!("frame at offset {offset}: lz4: {e}")))?,
+    };
+    Ok(FrameOrEnd::Frame(payload, records))
+}
+
+fn at_offset(e: Error, offset: u64) -> Error {
+    match e {
+        Error::CorruptCheckpoint { path, reason } => Error::CorruptCheckpoint {
+            path,
+            reason: format!("{reason} (frame at offset {offset})"),
+        },
+        other => other,
+    }
+}
+
+fn read_exact(r: &mut impl Read, buf: &mut [u8], path: &Path, what: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::corrupt(path, format!("truncated {what}: the file ends early"))
+        } else {
+            Error::io("read", path, e)
+        }
+    })
+}
+
+fn le<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+/// One part file as recorded in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// File name (`part-00003`).
+    pub file: String,
+    /// Length in bytes.
+    pub bytes: u64,
+    /// Records in it.
+    pub records: u64,
+    /// CRC-32C of the whole file.
+    pub crc32c: u32,
+}
+
+/// The manifest's content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestBody {
+    /// Always `flintlock-checkpoint`.
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// Unique id of this write; every part header repeats it.
+    pub write_id: u64,
+    /// The checkpointed RDD's id in the writing context.
+    pub rdd_id: u64,
+    /// The writing context's app id.
+    pub app_id: String,
+    /// `std::any::type_name` of the elements.
+    pub element_type: String,
+    /// FNV-1a-64 of `element_type`.
+    pub type_fingerprint: u64,
+    /// Frame compression.
+    pub compression: Compression,
+    /// Number of partitions (= part files).
+    pub num_partitions: usize,
+    /// The RDD's partitioner, kept so a reopened checkpoint still joins without a shuffle.
+    pub partitioner: Option<Partitioner>,
+    /// One entry per partition, in order.
+    pub parts: Vec<PartInfo>,
+}
+
+const MANIFEST_PREFIX: &[u8] = b"{\"manifest\":";
+const MANIFEST_SUFFIX_START: &[u8] = b",\"crc32c\":\"";
+const MANIFEST_SUFFIX_END: &[u8] = b"\"}\n";
+
+impl ManifestBody {
+    /// The manifest file's bytes.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(self)
+            .map_err(|e| Error::Internal(format!("cannot encode the manifest: {e}")))?;
+        let mut out = MANIFEST_PREFIX.to_vec();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(MANIFEST_SUFFIX_START);
+        out.extend_from_slice(format!("{:08x}", crc32c::crc32c(&body)).as_bytes());
+        out.extend_from_slice(MANIFEST_SUFFIX_END);
+        Ok(out)
+    }
+
+    /// Parses and verifies a manifest file's bytes.
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<ManifestBody> {
+        let suffix_len = MANIFEST_SUFFIX_START.len() + 8 + MANIFEST_SUFFIX_END.len();
+        if bytes.len() < MANIFEST_PREFIX.len() + suffix_len
+            || !bytes.starts_with(MANIFEST_PREFIX)
+            || !bytes.ends_with(MANIFEST_SUFFIX_END)
+        {
+            return Err(Error::corrupt(path, "manifest framing is damaged"));
+        }
+        let body_end = bytes.len() - suffix_len;
+        let body = &bytes[MANIFEST_PREFIX.len()..body_end];
+        let suffix = &bytes[body_end..];
+        if !suffix.starts_with(MANIFEST_SUFFIX_START) {
+            return Err(Error::corrupt(path, "manifest framing is damaged"));
+        }
+        let hex = &suffix[MANIFEST_SUFFIX_START.len()..MANIFEST_SUFFIX_START.len() + 8];
+        let stored = std::str::from_utf8(hex)
+            .ok()
+            .filter(|h| {
+                h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| Error::corrupt(path, "manifest checksum is not 8 hex digits"))?;
+        let actual = crc32c::crc32c(body);
+        if stored != actual {
+            return Err(Error::corrupt(
+                path,
+                format!("manifest checksum mismatch (stored {stored:08x}, computed {actual:08x})"),
+            ));
+        }
+        // Check the version before the schema, so that a newer manifest says "upgrade".
+        #[derive(Deserialize)]
+        struct Probe {
+            version: u32,
+        }
+        let probe: Probe = serde_json::from_slice(body)
+            .map_err(|e| Error::corrupt(path, format!("manifest is not valid JSON: {e}")))?;
+        if probe.version > FORMAT_VERSION || probe.version == 0 {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: probe.version,
+                max: FORMAT_VERSION,
+            });
+        }
+        let m: ManifestBody = serde_json::from_slice(body)
+            .map_err(|e| Error::corrupt(path, format!("manifest does not parse: {e}")))?;
+        if m.format != "flintlock-checkpoint" {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "format is {:?}, expected \"flintlock-checkpoint\"",
+                    m.format
+                ),
+            ));
+        }
+        if m.parts.len() != m.num_partitions {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "manifest lists {} part files for {} partitions",
+                    m.parts.len(),
+                    m.num_partitions
+                ),
+            ));
+        }
+        for (i, p) in m.parts.iter().enumerate() {
+            if p.file != part_name(i) {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "part {i} is named {:?}, expected {:?}",
+                        p.file,
+                        part_name(i)
+                    ),
+                ));
+            }
+        }
+        if m.partitioner
+            .as_ref()
+            .map(|p| p.num_partitions())
+            .is_some_and(|n| n != m.num_partitions)
+        {
+            return Err(Error::corrupt(
+                path,
+                "the partitioner's partition count differs from the checkpoint's",
+            ));
+        }
+        if type_fingerprint(&m.element_type) != m.type_fingerprint {
+            return Err(Error::corrupt(path, "element type fingerprint mismatch"));
+        }
+        Ok(m)
+    }
+}
+
+/// The path of a part file in a checkpoint folder.
+pub(crate) fn part_path(dir: &Path, partition: usize) -> PathBuf {
+    dir.join(part_name(partition))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_have_five_digits_and_grow_past_99999() {
+        assert_eq!(part_name(3), "part-00003");
+        assert_eq!(part_name(99_999), "part-99999");
+        assert_eq!(part_name(100_000), "part-100000");
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = PartHeader {
+            version: 1,
+            compression: Compression::Lz4,
+            partition: 7,
+            rdd_id: 9,
+            write_id: 11,
+            type_name: "(u64, f64)".into(),
+        };
+        let bytes = h.encode();
+        let (back, raw) = PartHeader::read(&mut bytes.as_slice(), Path::new("x")).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(raw, bytes);
+    }
+
+    #[test]
+    fn every_flipped_manifest_byte_is_detected() {
+        let m = ManifestBody {
+            format: "flintlock-checkpoint".into(),
+            version: 1,
+            write_id: 1,
+            rdd_id: 2,
+            app_id: "a".into(),
+            element_type: "u8".into(),
+            type_fingerprint: type_fingerprint("u8"),
+            compression: Compression::None,
+            num_partitions: 1,
+            partitioner: None,
+            parts: vec![PartInfo {
+                file: part_name(0),
+                bytes: 10,
+                records: 1,
+                crc32c: 5,
+            }],
+        };
+        let bytes = m.encode().unwrap();
+        assert_eq!(ManifestBody::decode(&bytes, Path::new("m")).unwrap(), m);
+        for i in 0..bytes.len() {
+            for x in [1u8, 0x20, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                assert!(
+                    ManifestBody::decode(&b, Path::new("m")).is_err(),
+                    "byte {i} ^ {x}"
+                );
+            }
+        }
+    }
+}

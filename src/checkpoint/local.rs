@@ -1,0 +1,49 @@
+//! Local checkpoints: lineage truncated onto cached blocks (Spark's `LocalCheckpointRDD`).
+//!
+//! `LocalCheckpointRdd`: no dependencies; keeps the partitioner. Fast (nothing is written to
+//! disk) but not fault tolerant: a lost block cannot be recomputed, because the lineage that
+//! could recompute it is gone. This RDD exists to say so clearly.
+
+use std::sync::Arc;
+
+use super::CheckpointCell;
+use crate::dependency::Dependency;
+use crate::error::{Error, Result};
+use crate::rdd::node::{ArcVecIter, CallSite, Compute, PartitionIter, RddNode};
+use crate::scheduler::TaskContext;
+use crate::{Data, Rdd};
+
+/// Serves the blocks of the locally checkpointed RDD `rdd_id`.
+pub(crate) struct LocalCheckpointRdd {
+    rdd_id: usize,
+}
+
+impl<T: Data> Compute<T> for LocalCheckpointRdd {
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+        match tc.context().inner.blocks.get::<T>(self.rdd_id, split) {
+            Some(block) => Ok(Box::new(ArcVecIter::new(block))),
+            None => Err(Error::LocalCheckpointBlockLost {
+                rdd_id: self.rdd_id,
+                partition: split,
+            }),
+        }
+    }
+}
+
+/// The checkpoint RDD that replaces a locally checkpointed node's lineage.
+pub(crate) fn checkpoint_rdd<T: Data>(node: &RddNode<T>, site: CallSite) -> Rdd<T> {
+    let mut n = RddNode::new(
+        node.ctx.clone(),
+        "LocalCheckpointRdd",
+        site,
+        node.num_partitions,
+        node.partitioner.clone(),
+        Arc::new(LocalCheckpointRdd { rdd_id: node.id }),
+    );
+    n.checkpoint = CheckpointCell::for_checkpoint_node(None);
+    Rdd::from_node(n)
+}

@@ -1,0 +1,599 @@
+//! Checkpointing: the state machine (Spark's `RDDCheckpointData`), reliable checkpoints to
+//! files and local checkpoints onto cached blocks.
+//!
+//! ```text
+//! Initialized --checkpoint()--> Marked --action starts--> InProgress --committed--> Checkpointed
+//!                                  ^                          |
+//!                                  +------ write failed ------+  (files removed, lineage intact)
+//! ```
+//! - `checkpoint()` / `local_checkpoint()` only mark. Marking twice, marking after
+//!   Checkpointed and marking a checkpoint RDD are no-ops; marking after an action already ran
+//!   still takes effect at the next action (unlike Spark, SPARK-3625).
+//! - When a job starts, [`claim_for_job`] walks from the job's RDD to the nearest marked RDDs
+//!   (or all of them with `checkpoint_all_marked_ancestors`) and moves each from Marked to
+//!   InProgress under its lock: exactly one job owns a given write, even with concurrent jobs.
+//! - **One computation**: while the job computes a claimed RDD's partition, each record is
+//!   also encoded into that partition's file (a tee behind the iterator). Partitions the job
+//!   did not compute to the end (`take`, `first`) are computed afterwards, and only those.
+//! - Then the manifest is committed, the node's lineage is swapped for a
+//!   `ReliableCheckpointRdd` (or `LocalCheckpointRdd`) and the parents are released.
+//! - Any failure removes the attempt's files and puts the state back to Marked; the next
+//!   action retries.
+
+pub(crate) mod format;
+mod local;
+mod reliable;
+mod storage;
+
+use std::fmt;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashSet;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use format::{Compression, ManifestBody, PartHeader, PartInfo, FORMAT_VERSION, MANIFEST};
+pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageOp};
+
+pub(crate) use reliable::open_checkpoint;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::listener::{Event, StageKind};
+use crate::rdd::node::{release_lineage, CallSite, Lineage, Node, PartitionIter, RddBase, RddNode};
+use crate::scheduler::{self, TaskContext};
+use crate::storage::StorageLevel;
+use crate::{Data, Rdd};
+
+/// Where an RDD is in the checkpoint state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckpointState {
+    /// Not marked.
+    Initialized,
+    /// Marked by `checkpoint()` or `local_checkpoint()`; written at the next action.
+    Marked,
+    /// A job is writing it.
+    InProgress,
+    /// Committed: its lineage is a checkpoint RDD.
+    Checkpointed,
+}
+
+impl fmt::Display for CheckpointState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Encodes and decodes records of `T` (postcard), captured where `T: Serialize +
+/// DeserializeOwned` is known, i.e. in `checkpoint()` and `open_checkpoint()`.
+pub(crate) trait Codec<T>: Send + Sync {
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), postcard::Error>;
+    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String>;
+    fn type_name(&self) -> &'static str;
+}
+
+pub(crate) struct SerdeCodec<T>(PhantomData<fn() -> T>);
+
+impl<T> SerdeCodec<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(SerdeCodec(PhantomData))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), postcard::Error> {
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(x, buf)?;
+        Ok(())
+    }
+
+    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {
+        let mut out = Vec::with_capacity((records as usize).min(bytes.len()));
+        let mut rest = bytes;
+        for i in 0..records {
+            let (x, r) = postcard::take_from_bytes::<T>(rest)
+                .map_err(|e| format!("record {i} of the frame does not decode: {e}"))?;
+            out.push(x);
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "{} bytes left after the frame's {records} records",
+                rest.len()
+            ));
+        }
+        Ok(out)
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+pub(crate) enum Mode<T> {
+    Reliable(Arc<dyn Codec<T>>),
+    Local,
+}
+
+impl<T> Clone for Mode<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Mode::Reliable(c) => Mode::Reliable(c.clone()),
+            Mode::Local => Mode::Local,
+        }
+    }
+}
+
+/// A node's checkpoint data.
+pub(crate) struct CheckpointCell<T> {
+    inner: Mutex<CellInner<T>>,
+}
+
+struct CellInner<T> {
+    state: CheckpointState,
+    mode: Option<Mode<T>>,
+    marked_at: Option<CallSite>,
+    write: Option<Arc<reliable::WriteSession<T>>>,
+    path: Option<PathBuf>,
+    /// A checkpoint RDD itself: never marked.
+    is_checkpoint_node: bool,
+}
+
+impl<T: Data> CheckpointCell<T> {
+    pub(crate) fn new() -> Self {
+        CheckpointCell {
+            inner: Mutex::new(CellInner {
+                state: CheckpointState::Initialized,
+                mode: None,
+                marked_at: None,
+                write: None,
+                path: None,
+                is_checkpoint_node: false,
+            }),
+        }
+    }
+
+    /// The cell of a checkpoint RDD (opened or swapped in): Checkpointed, never re-marked.
+    pub(crate) fn for_checkpoint_node(path: Option<PathBuf>) -> Self {
+        let cell = Self::new();
+        {
+            let mut c = cell.inner.lock();
+            c.is_checkpoint_node = true;
+            c.state = CheckpointState::Checkpointed;
+            c.path = path;
+        }
+        cell
+    }
+
+    pub(crate) fn state(&self) -> CheckpointState {
+        self.inner.lock().state
+    }
+
+    pub(crate) fn path(&self) -> Option<PathBuf> {
+        self.inner.lock().path.clone()
+    }
+
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(self.inner.lock().mode, Some(Mode::Local))
+    }
+
+    /// Wraps `source` so that its records are also written to the checkpoint, when the job
+    /// running `tc` owns this node's write.
+    pub(crate) fn tee(
+        &self,
+        node: &RddNode<T>,
+        split: usize,
+        tc: &TaskContext,
+        source: PartitionIter<T>,
+    ) -> PartitionIter<T> {
+        if !tc.checkpoints().owns(node.id) {
+            return source;
+        }
+        let session = self.inner.lock().write.clone();
+        match session {
+            Some(session) => reliable::tee(session, split, tc, source),
+            None => source,
+        }
+    }
+}
+
+impl<T: Data> RddNode<T> {
+    fn transition(&self, cell: &mut CellInner<T>, to: CheckpointState) -> Event {
+        let from = cell.state;
+        cell.state = to;
+        Event::CheckpointStateChanged {
+            rdd_id: self.id,
+            from,
+            to,
+        }
+    }
+
+    /// `checkpoint()`: marks for a reliable checkpoint.
+    pub(crate) fn mark_reliable(&self, codec: Arc<dyn Codec<T>>, site: CallSite) -> Result<()> {
+        let event = {
+            let mut c = self.checkpoint.inner.lock();
+            if c.is_checkpoint_node
+                || c.state != CheckpointState::Initialized
+                || matches!(c.mode, Some(Mode::Local))
+            {
+                return Ok(());
+            }
+            if self.ctx.inner.checkpoint_dir.read().is_none() {
+                return Err(Error::NoCheckpointDir);
+            }
+            c.mode = Some(Mode::Reliable(codec));
+            c.marked_at = Some(site);
+            self.transition(&mut c, CheckpointState::Marked)
+        };
+        self.ctx.inner.emit(event);
+        Ok(())
+    }
+
+    /// `local_checkpoint()`: marks for a local checkpoint, overriding a reliable mark that was
+    /// not yet materialised, and persists the RDD so its blocks are kept.
+    pub(crate) fn mark_local(&self, site: CallSite) {
+        let event = {
+            let mut c = self.checkpoint.inner.lock();
+            if c.is_checkpoint_node
+                || !matches!(
+                    c.state,
+                    CheckpointState::Initialized | CheckpointState::Marked
+                )
+            {
+                return;
+            }
+            c.mode = Some(Mode::Local);
+            c.marked_at = Some(site);
+            if self.storage_level() == StorageLevel::None {
+                self.set_storage_level(StorageLevel::MemoryOnly);
+            }
+            if c.state == CheckpointState::Initialized {
+                Some(self.transition(&mut c, CheckpointState::Marked))
+            } else {
+                None
+            }
+        };
+        if let Some(e) = event {
+            self.ctx.inner.emit(e);
+        }
+    }
+
+    /// Swaps the lineage for `checkpoint_rdd` and releases the parents iteratively.
+    fn swap_lineage(&self, checkpoint_rdd: Rdd<T>) {
+        let old = std::mem::replace(
+            &mut *self.lineage.write(),
+            Lineage::Checkpointed(checkpoint_rdd),
+        );
+        let parents: Vec<Arc<dyn Node>> = match &old {
+            Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
+            Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
+            Lineage::Released => Vec::new(),
+        };
+        drop(old);
+        release_lineage(parents);
+    }
+}
+
+/// What the scheduler asks of a node's checkpoint, untyped.
+pub(crate) trait CheckpointOps {
+    /// Marked → InProgress, if this job can own the write. Errors are I/O errors creating
+    /// the checkpoint folder.
+    fn claim(&self) -> Result<bool>;
+    /// Computes the partitions the job did not finish, commits, swaps the lineage.
+    fn complete(
+        &self,
+        me: &Arc<dyn Node>,
+        ctx: &Context,
+        job_id: usize,
+        job: &Arc<JobCheckpoints>,
+    ) -> Result<()>;
+    /// Removes the attempt's files and returns to Marked (no-op once committed).
+    fn abort(&self);
+    /// True for a marked RDD.
+    fn is_marked(&self) -> bool;
+}
+
+impl<T: Data> CheckpointOps for RddNode<T> {
+    fn is_marked(&self) -> bool {
+        self.checkpoint.state() == CheckpointState::Marked
+    }
+
+    fn claim(&self) -> Result<bool> {
+        let event = {
+            let mut c = self.checkpoint.inner.lock();
+            if c.state != CheckpointState::Marked {
+                return Ok(false);
+            }
+            match c.mode.clone() {
+                Some(Mode::Reliable(codec)) => {
+                    let app = self
+                        .ctx
+                        .inner
+                        .checkpoint_dir
+                        .read()
+                        .clone()
+                        .ok_or(Error::NoCheckpointDir)?;
+                    let session = reliable::WriteSession::begin(self, app, codec)?;
+                    c.write = Some(session);
+                }
+                Some(Mode::Local) => {}
+                None => return Ok(false),
+            }
+            self.transition(&mut c, CheckpointState::InProgress)
+        };
+        self.ctx.inner.emit(event);
+        Ok(true)
+    }
+
+    fn complete(
+        &self,
+        me: &Arc<dyn Node>,
+        ctx: &Context,
+        job_id: usize,
+        job: &Arc<JobCheckpoints>,
+    ) -> Result<()> {
+        let (mode, session, site) = {
+            let c = self.checkpoint.inner.lock();
+            (c.mode.clone(), c.write.clone(), c.marked_at)
+        };
+        let site = site.unwrap_or(self.call_site);
+        let missing: Vec<usize> = match (&mode, &session) {
+            (Some(Mode::Reliable(_)), Some(s)) => s.missing_partitions(),
+            (Some(Mode::Local), _) => (0..self.num_partitions)
+                .filter(|&p| !ctx.inner.blocks.contains(self.id, p))
+                .collect(),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "rdd {} claimed without a mode",
+                    self.id
+                )))
+            }
+        };
+        if !missing.is_empty() {
+            scheduler::run_parent_stages(ctx, job_id, me, job)?;
+            scheduler::run_stage(
+                ctx,
+                job_id,
+                StageKind::CheckpointCompletion,
+                me,
+                None,
+                &missing,
+                job,
+                |tc, p| {
+                    self.iterator(p, tc)?.for_each(drop);
+                    Ok(())
+                },
+            )?;
+        }
+        let (checkpoint_rdd, path) = match (mode, session) {
+            (Some(Mode::Reliable(codec)), Some(s)) => {
+                let manifest = s.commit()?;
+                let path = s.dir().to_path_buf();
+                (
+                    reliable::checkpoint_rdd(self, &s, manifest, codec, site),
+                    Some(path),
+                )
+            }
+            _ => {
+                if let Some(p) =
+                    (0..self.num_partitions).find(|&p| !ctx.inner.blocks.contains(self.id, p))
+                {
+                    return Err(Error::LocalCheckpointBlockLost {
+                        rdd_id: self.id,
+                        partition: p,
+                    });
+                }
+                (local::checkpoint_rdd(self, site), None)
+            }
+        };
+        self.swap_lineage(checkpoint_rdd);
+        let event = {
+            let mut c = self.checkpoint.inner.lock();
+            c.write = None;
+            c.path = path;
+            self.transition(&mut c, CheckpointState::Checkpointed)
+        };
+        ctx.inner.emit(event);
+        Ok(())
+    }
+
+    fn abort(&self) {
+        let (session, event) = {
+            let mut c = self.checkpoint.inner.lock();
+            if c.state != CheckpointState::InProgress {
+                return;
+            }
+            let session = c.write.take();
+            (session, self.transition(&mut c, CheckpointState::Marked))
+        };
+        if let Some(s) = session {
+            s.abort();
+        }
+        self.ctx.inner.emit(event);
+    }
+}
+
+/// The checkpoint writes one job owns, parents first.
+#[derive(Default)]
+pub(crate) struct JobCheckpoints {
+    nodes: Vec<Arc<dyn Node>>,
+    ids: FxHashSet<usize>,
+    committed: Mutex<FxHashSet<usize>>,
+}
+
+impl JobCheckpoints {
+    pub(crate) fn owns(&self, rdd_id: usize) -> bool {
+        !self.ids.is_empty() && self.ids.contains(&rdd_id)
+    }
+
+    /// Completes and commits every owned checkpoint, parents first.
+    pub(crate) fn complete(self: &Arc<Self>, ctx: &Context, job_id: usize) -> Result<()> {
+        for node in &self.nodes {
+            node.checkpoint_ops().complete(node, ctx, job_id, self)?;
+            self.committed.lock().insert(node.id());
+        }
+        Ok(())
+    }
+
+    /// Aborts every owned checkpoint that was not committed.
+    pub(crate) fn abort(&self, _ctx: &Context) {
+        let committed = self.committed.lock().clone();
+        for node in &self.nodes {
+            if !committed.contains(&node.id()) {
+                node.checkpoint_ops().abort();
+            }
+        }
+    }
+}
+
+/// Finds the marked RDDs reachable from `root` (the nearest ones, or all with
+/// `checkpoint_all_marked_ancestors`) and claims them for this job, parents first.
+pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<JobCheckpoints>> {
+    let all = ctx.inner.config.checkpoint_all_marked_ancestors;
+    let mut marked: Vec<Arc<dyn Node>> = Vec::new(); // post-order: parents first
+    let mut seen: FxHashSet<usize> = FxHashSet::default();
+    let mut stack: Vec<(Arc<dyn Node>, bool)> = vec![(root.clone(), false)];
+    while let Some((node, expanded)) = stack.pop() {
+        if expanded {
+            if node.checkpoint_ops().is_marked() {
+                marked.push(node);
+            }
+            continue;
+        }
+        if !seen.insert(node.id()) {
+            continue;
+        }
+        let is_marked = node.checkpoint_ops().is_marked();
+        stack.push((node.clone(), true));
+        if is_marked && !all {
+            continue;
+        }
+        for dep in node.dependencies() {
+            let parent = dep.parent_node();
+            if !seen.contains(&parent.id()) {
+                stack.push((parent, false));
+            }
+        }
+    }
+    let mut job = JobCheckpoints::default();
+    for node in marked {
+        match node.checkpoint_ops().claim() {
+            Ok(true) => {
+                job.ids.insert(node.id());
+                job.nodes.push(node);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                job.abort(ctx);
+                return Err(e);
+            }
+        }
+    }
+    Ok(Arc::new(job))
+}
+
+/// A context's checkpoint folder `<root>/<app-id>/`, locked for this process.
+pub(crate) struct AppDir {
+    root: PathBuf,
+    dir: PathBuf,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) fsync: bool,
+    pub(crate) compression: Compression,
+    _lock: Option<File>,
+    remove: AtomicBool,
+}
+
+impl AppDir {
+    pub(crate) fn open(
+        root: &Path,
+        app_id: &str,
+        storage: Arc<dyn Storage>,
+        fsync: bool,
+        compression: Compression,
+    ) -> Result<AppDir> {
+        let root = if root.is_absolute() {
+            root.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| Error::io("resolve", root, e))?
+                .join(root)
+        };
+        let dir = root.join(app_id);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create folder", &dir, e))?;
+        let lock = Self::lock(&dir)?;
+        Ok(AppDir {
+            root,
+            dir,
+            storage,
+            fsync,
+            compression,
+            _lock: lock,
+            remove: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes the app folder's lock file, so that a second process pointed at the same app
+    /// folder fails fast instead of clobbering its files. Only on a local path: other
+    /// storages bring their own coordination.
+    fn lock(dir: &Path) -> Result<Option<File>> {
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let path = dir.join(".lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("create lock file", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn rdd_dir(&self, rdd_id: usize) -> PathBuf {
+        self.dir.join(format!("rdd-{rdd_id}"))
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Deletes the app folder when the last reference goes (context dropped with
+    /// `clean_checkpoints(true)`).
+    pub(crate) fn remove_on_drop(&self) {
+        self.remove.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for AppDir {
+    fn drop(&mut self) {
+        if self.remove.load(Ordering::Acquire) {
+            let _ = self.storage.remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Checkpoint data of a node for `Rdd` methods.
+impl<T: Data> Rdd<T> {
+    pub(crate) fn checkpoint_path_inner(&self) -> Option<PathBuf> {
+        self.node.checkpoint.path()
+    }
+
+    pub(crate) fn is_locally_checkpointed(&self) -> bool {
+        self.node.checkpoint.is_local()
+    }
+}

@@ -1,0 +1,736 @@
+//! Reliable checkpoints: the write session (tee, per-partition commit, manifest commit) and
+//! `ReliableCheckpointRdd` (Spark's `ReliableCheckpointRDD`), which reads committed part
+//! files and has no parents.
+//!
+//! `ReliableCheckpointRdd`: no dependencies; keeps the partitioner recorded in the manifest.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::format::{
+    self, encode_frame, encode_trailer, part_name, part_path, read_frame, FrameOrEnd, ManifestBody,
+    PartHeader, PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST,
+};
+use super::{AppDir, CheckpointCell, Codec, Compression, Storage, StorageFile};
+use crate::context::Context;
+use crate::dependency::Dependency;
+use crate::error::{Error, Result};
+use crate::listener::Event;
+use crate::rdd::node::{CallSite, Compute, PartitionIter, RddNode};
+use crate::scheduler::TaskContext;
+use crate::{Data, Rdd};
+
+static ATTEMPT: AtomicU64 = AtomicU64::new(0);
+
+fn new_write_id() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(ATTEMPT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One attempt at writing one RDD's checkpoint.
+pub(crate) struct WriteSession<T> {
+    ctx: Context,
+    app: Arc<AppDir>,
+    rdd_id: usize,
+    dir: PathBuf,
+    codec: Arc<dyn Codec<T>>,
+    write_id: u64,
+    attempt: u64,
+    num_partitions: usize,
+    partitioner: Option<crate::Partitioner>,
+    parts: Mutex<Parts>,
+}
+
+struct Parts {
+    /// A writer is active (or done) for the partition.
+    claimed: Vec<bool>,
+    done: Vec<Option<PartInfo>>,
+}
+
+impl<T: Data> WriteSession<T> {
+    /// Creates the `rdd-<id>` folder for a new attempt.
+    pub(crate) fn begin(
+        node: &RddNode<T>,
+        app: Arc<AppDir>,
+        codec: Arc<dyn Codec<T>>,
+    ) -> Result<Arc<Self>> {
+        let dir = app.rdd_dir(node.id);
+        app.storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create folder", &dir, e))?;
+        let n = node.num_partitions;
+        Ok(Arc::new(WriteSession {
+            ctx: node.ctx.clone(),
+            app,
+            rdd_id: node.id,
+            dir,
+            codec,
+            write_id: new_write_id(),
+            attempt: ATTEMPT.fetch_add(1, Ordering::Relaxed),
+            num_partitions: n,
+            partitioner: node.partitioner.clone(),
+            parts: Mutex::new(Parts {
+                claimed: vec![false; n],
+                done: vec![None; n],
+            }),
+        }))
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn storage(&self) -> &dyn Storage {
+        self.app.storage.as_ref()
+    }
+
+    pub(crate) fn missing_partitions(&self) -> Vec<usize> {
+        let parts = self.parts.lock();
+        (0..self.num_partitions)
+            .filter(|&p| parts.done[p].is_none())
+            .collect()
+    }
+
+    /// Starts writing partition `split`, unless another consumer in this job already is.
+    fn begin_partition(self: &Arc<Self>, split: usize) -> Result<Option<PartWriter<T>>> {
+        {
+            let mut parts = self.parts.lock();
+            if parts.claimed[split] || parts.done[split].is_some() {
+                return Ok(None);
+            }
+            parts.claimed[split] = true;
+        }
+        let temp = self
+            .dir
+            .join(format!(".{}.{}.tmp", part_name(split), self.attempt));
+        let file = match self.storage().create_new(&temp) {
+            Ok(f) => f,
+            Err(e) => {
+                self.parts.lock().claimed[split] = false;
+                return Err(Error::io("create", &temp, e));
+            }
+        };
+        let header = PartHeader {
+            version: FORMAT_VERSION,
+            compression: self.app.compression,
+            partition: split as u32,
+            rdd_id: self.rdd_id as u64,
+            write_id: self.write_id,
+            type_name: self.codec.type_name().to_string(),
+        }
+        .encode();
+        let mut w = PartWriter {
+            session: self.clone(),
+            split,
+            temp,
+            file: Some(file),
+            payload: Vec::with_capacity(FRAME_TARGET + 1024),
+            out: Vec::with_capacity(FRAME_TARGET + 1024),
+            frame_records: 0,
+            records: 0,
+            frames: 0,
+            bytes: 0,
+            crc: 0,
+            finished: false,
+        };
+        w.write_bytes(&header)?;
+        Ok(Some(w))
+    }
+
+    /// Commits: fsync the folder, write the manifest under a temp name, fsync it, rename it
+    /// into place, fsync the folder again.
+    pub(crate) fn commit(&self) -> Result<ManifestBody> {
+        let parts: Vec<PartInfo> = {
+            let p = self.parts.lock();
+            p.done
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    d.clone().ok_or_else(|| {
+                        Error::Internal(format!("partition {i} missing at checkpoint commit"))
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let storage = self.storage();
+        // Crash guard: makes every part rename durable before a manifest can name them. A
+        // crash before this leaves parts without a manifest: "not committed", recomputed.
+        if self.app.fsync {
+            storage
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io("fsync folder", &self.dir, e))?;
+        }
+        let manifest = ManifestBody {
+            format: "flintlock-checkpoint".to_string(),
+            version: FORMAT_VERSION,
+            write_id: self.write_id,
+            rdd_id: self.rdd_id as u64,
+            app_id: self.ctx.app_id().to_string(),
+            element_type: self.codec.type_name().to_string(),
+            type_fingerprint: format::type_fingerprint(self.codec.type_name()),
+            compression: self.app.compression,
+            num_partitions: self.num_partitions,
+            partitioner: self.partitioner.clone(),
+            parts,
+        };
+        let bytes = manifest.encode()?;
+        let temp = self.dir.join(format!(".manifest.{}.tmp", self.attempt));
+        let mut f = storage
+            .create_new(&temp)
+            .map_err(|e| Error::io("create", &temp, e))?;
+        f.write_all(&bytes)
+            .and_then(|_| f.flush())
+            .map_err(|e| Error::io("write", &temp, e))?;
+        // Crash guard: the manifest's bytes are durable before its name can appear; a crash
+        // before the rename leaves only a temp file, which is not a commit.
+        if self.app.fsync {
+            f.sync().map_err(|e| Error::io("fsync", &temp, e))?;
+        }
+        drop(f);
+        let final_path = self.dir.join(MANIFEST);
+        // The commit point. No-replace: an existing manifest is never overwritten.
+        storage
+            .rename_no_replace(&temp, &final_path)
+            .map_err(|e| Error::io("rename", &final_path, e))?;
+        // Crash guard: makes the commit durable. Until this returns, a power loss may undo
+        // the rename (then: not committed, recomputed); lineage is released only after it.
+        if self.app.fsync {
+            storage
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io("fsync folder", &self.dir, e))?;
+        }
+        let bytes_total: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
+        self.ctx.inner.emit(Event::CheckpointCommitted {
+            rdd_id: self.rdd_id,
+            path: self.dir.clone(),
+            bytes: bytes_total,
+        });
+        Ok(manifest)
+    }
+
+    /// Removes every file of this attempt (the whole `rdd-<id>` folder, which only this
+    /// attempt writes) and makes the removal durable.
+    pub(crate) fn abort(&self) {
+        let storage = self.storage();
+        let _ = storage.remove_dir_all(&self.dir);
+        if self.app.fsync {
+            let _ = storage.sync_dir(self.app.dir());
+        }
+    }
+}
+
+/// Writes one partition file as records pass through the tee.
+struct PartWriter<T: Data> {
+    session: Arc<WriteSession<T>>,
+    split: usize,
+    temp: PathBuf,
+    file: Option<Box<dyn StorageFile>>,
+    payload: Vec<u8>,
+    out: Vec<u8>,
+    frame_records: u32,
+    records: u64,
+    frames: u32,
+    bytes: u64,
+    crc: u32,
+    finished: bool,
+}
+
+impl<T: Data> PartWriter<T> {
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| Error::Internal("partition writer used after close".into()))?;
+        file.write_all(bytes)
+            .map_err(|e| Error::io("write", &self.temp, e))?;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn push(&mut self, x: &T) -> Result<()> {
+        self.session
+            .codec
+            .encode(x, &mut self.payload)
+            .map_err(|source| Error::Serialization {
+                context: format!("encoding a record for {}", self.temp.display()),
+                source,
+            })?;
+        self.frame_records += 1;
+        self.records += 1;
+        if self.payload.len() >= FRAME_TARGET || self.frame_records == u32::MAX {
+            self.flush_frame()?;
+        }
+        Ok(())
+    }
+
+    fn flush_frame(&mut self) -> Result<()> {
+        if self.frame_records == 0 {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        encode_frame(
+            &self.payload,
+            self.frame_records,
+            self.session.app.compression,
+            &mut out,
+        );
+        let r = self.write_bytes(&out);
+        self.out = out;
+        self.payload.clear();
+        self.frame_records = 0;
+        self.frames += 1;
+        r
+    }
+
+    /// Last frame, trailer, flush, fsync, no-replace rename to `part-NNNNN`.
+    fn finish(&mut self) -> Result<()> {
+        self.flush_frame()?;
+        let trailer = encode_trailer(self.records, self.frames);
+        self.write_bytes(&trailer)?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::Internal("partition writer finished twice".into()))?;
+        file.flush()
+            .map_err(|e| Error::io("flush", &self.temp, e))?;
+        // Crash guard: the part's bytes are durable before its final name exists, so a
+        // manifest can never name a part whose data a crash could still lose.
+        if self.session.app.fsync {
+            file.sync().map_err(|e| Error::io("fsync", &self.temp, e))?;
+        }
+        drop(file);
+        let session = &self.session;
+        let final_path = part_path(&session.dir, self.split);
+        // No-replace: a part written by an earlier attempt is never silently overwritten.
+        session
+            .storage()
+            .rename_no_replace(&self.temp, &final_path)
+            .map_err(|e| Error::io("rename", &final_path, e))?;
+        self.finished = true;
+        session.parts.lock().done[self.split] = Some(PartInfo {
+            file: part_name(self.split),
+            bytes: self.bytes,
+            records: self.records,
+            crc32c: self.crc,
+        });
+        session.ctx.inner.emit(Event::CheckpointPartitionWritten {
+            rdd_id: session.rdd_id,
+            partition: self.split,
+            records: self.records,
+            bytes: self.bytes,
+        });
+        Ok(())
+    }
+}
+
+impl<T: Data> Drop for PartWriter<T> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The consumer stopped early (take) or an error ended the partition: remove the temp
+        // file and let the completion step compute the partition again.
+        drop(self.file.take());
+        let _ = self.session.storage().remove_file(&self.temp);
+        self.session.parts.lock().claimed[self.split] = false;
+    }
+}
+
+/// The tee: passes records through and writes them to the partition file; the file is
+/// committed when the source is exhausted.
+pub(crate) fn tee<T: Data>(
+    session: Arc<WriteSession<T>>,
+    split: usize,
+    tc: &TaskContext,
+    source: PartitionIter<T>,
+) -> PartitionIter<T> {
+    match session.begin_partition(split) {
+        Ok(Some(writer)) => Box::new(Tee {
+            source,
+            writer: Some(writer),
+            tc: tc.clone(),
+        }),
+        Ok(None) => source,
+        Err(e) => {
+            tc.fail(e);
+            Box::new(std::iter::empty())
+        }
+    }
+}
+
+struct Tee<T: Data> {
+    source: PartitionIter<T>,
+    writer: Option<PartWriter<T>>,
+    tc: TaskContext,
+}
+
+impl<T: Data> Iterator for Tee<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        let writer = self.writer.as_mut()?;
+        match self.source.next() {
+            Some(x) => match writer.push(&x) {
+                Ok(()) => Some(x),
+                Err(e) => {
+                    self.tc.fail(e);
+                    self.writer = None;
+                    None
+                }
+            },
+            None => {
+                // Only a partition that was computed without error is committed.
+                let result = if self.tc.has_failed() {
+                    Ok(())
+                } else {
+                    writer.finish()
+                };
+                if let Err(e) = result {
+                    self.tc.fail(e);
+                }
+                self.writer = None;
+                None
+            }
+        }
+    }
+}
+
+/// What a `ReliableCheckpointRdd` reads: a verified manifest and its folder.
+pub(crate) struct CheckpointFiles<T> {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    manifest: ManifestBody,
+    codec: Arc<dyn Codec<T>>,
+    /// Deletes the folder when the checkpoint RDD goes (`clean_checkpoints(true)`); `None`
+    /// for checkpoints opened from disk, which this context does not own.
+    _cleanup: Option<CleanupGuard>,
+}
+
+struct CleanupGuard {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let _ = self.storage.remove_dir_all(&self.dir);
+    }
+}
+
+/// `ReliableCheckpointRdd`: reads the committed part files of one checkpoint.
+pub(crate) struct ReliableCheckpointRdd<T> {
+    files: Arc<CheckpointFiles<T>>,
+}
+
+impl<T: Data> Compute<T> for ReliableCheckpointRdd<T> {
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+        let reader = PartReader::open(self.files.clone(), split, tc.clone())?;
+        Ok(Box::new(reader))
+    }
+}
+
+/// Streams one part file, verifying as it goes.
+struct PartReader<T> {
+    files: Arc<CheckpointFiles<T>>,
+    split: usize,
+    path: PathBuf,
+    reader: Option<BufReader<Box<dyn Read + Send>>>,
+    compression: Compression,
+    offset: u64,
+    crc: u32,
+    records: u64,
+    frames: u32,
+    buffer: std::vec::IntoIter<T>,
+    tc: TaskContext,
+}
+
+impl<T: Data> PartReader<T> {
+    fn open(files: Arc<CheckpointFiles<T>>, split: usize, tc: TaskContext) -> Result<Self> {
+        let path = part_path(&files.dir, split);
+        let expected = files
+            .manifest
+            .parts
+            .get(split)
+            .ok_or_else(|| {
+                Error::corrupt(&files.dir, format!("no partition {split} in the manifest"))
+            })?
+            .clone();
+        let len = files
+            .storage
+            .len(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        if len != expected.bytes {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "partition {split}: length mismatch: the manifest records {} bytes, the file has {len}",
+                    expected.bytes
+                ),
+            ));
+        }
+        let raw = files
+            .storage
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, raw);
+        let (header, header_bytes) = PartHeader::read(&mut reader, &path)?;
+        check_header(&header, &files.manifest, split, &path)?;
+        Ok(PartReader {
+            split,
+            crc: crc32c::crc32c(&header_bytes),
+            offset: header_bytes.len() as u64,
+            compression: header.compression,
+            files,
+            path,
+            reader: Some(reader),
+            records: 0,
+            frames: 0,
+            buffer: Vec::new().into_iter(),
+            tc,
+        })
+    }
+
+    /// Reads the next frame into the buffer; `Ok(false)` at the verified end.
+    fn refill(&mut self) -> Result<bool> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(false);
+        };
+        match read_frame(
+            reader,
+            &self.path,
+            self.offset,
+            self.compression,
+            &mut self.crc,
+        )? {
+            FrameOrEnd::Frame(payload, records) => {
+                let at = self.offset;
+                self.offset += 12 + payload.len() as u64; // approximate for messages only
+                let items = self
+                    .files
+                    .codec
+                    .decode_frame(&payload, records)
+                    .map_err(|m| {
+                        Error::corrupt(
+                            &self.path,
+                            format!("partition {}: frame at offset {at}: {m}", self.split),
+                        )
+                    })?;
+                self.records += u64::from(records);
+                self.frames += 1;
+                self.buffer = items.into_iter();
+                Ok(true)
+            }
+            FrameOrEnd::End(total, frames) => {
+                self.reader = None;
+                let expected = &self.files.manifest.parts[self.split];
+                if total != self.records || frames != self.frames {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        format!(
+                            "partition {}: trailer counts {total} records in {frames} frames, read {} in {}",
+                            self.split, self.records, self.frames
+                        ),
+                    ));
+                }
+                if total != expected.records {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        format!(
+                            "partition {}: {total} records, the manifest records {}",
+                            self.split, expected.records
+                        ),
+                    ));
+                }
+                if self.crc != expected.crc32c {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        format!(
+                            "partition {}: file checksum {:08x} differs from the manifest's {:08x}",
+                            self.split, self.crc, expected.crc32c
+                        ),
+                    ));
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl<T: Data> Iterator for PartReader<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(x) = self.buffer.next() {
+                return Some(x);
+            }
+            match self.refill() {
+                Ok(true) => continue,
+                Ok(false) => return None,
+                Err(e) => {
+                    self.reader = None;
+                    self.tc.fail(e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn check_header(h: &PartHeader, m: &ManifestBody, split: usize, path: &Path) -> Result<()> {
+    if h.partition as usize != split {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "holds partition {} where partition {split} was expected (a part file copied over another)",
+                h.partition
+            ),
+        ));
+    }
+    if h.write_id != m.write_id || h.rdd_id != m.rdd_id {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "partition {split}: written by another checkpoint (rdd {}, write {:016x}) than the manifest's (rdd {}, write {:016x})",
+                h.rdd_id, h.write_id, m.rdd_id, m.write_id
+            ),
+        ));
+    }
+    if h.type_name != m.element_type {
+        return Err(Error::TypeMismatch {
+            path: path.to_path_buf(),
+            expected: m.element_type.clone(),
+            found: h.type_name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Builds the checkpoint RDD that replaces a freshly committed node's lineage.
+pub(crate) fn checkpoint_rdd<T: Data>(
+    node: &RddNode<T>,
+    session: &WriteSession<T>,
+    manifest: ManifestBody,
+    codec: Arc<dyn Codec<T>>,
+    site: CallSite,
+) -> Rdd<T> {
+    let cleanup = node
+        .ctx
+        .inner
+        .config
+        .clean_checkpoints
+        .then(|| CleanupGuard {
+            storage: session.app.storage.clone(),
+            dir: session.dir.clone(),
+        });
+    let files = Arc::new(CheckpointFiles {
+        dir: session.dir.clone(),
+        storage: session.app.storage.clone(),
+        manifest,
+        codec,
+        _cleanup: cleanup,
+    });
+    new_checkpoint_node(&node.ctx, files, node.partitioner.clone(), site)
+}
+
+fn new_checkpoint_node<T: Data>(
+    ctx: &Context,
+    files: Arc<CheckpointFiles<T>>,
+    partitioner: Option<crate::Partitioner>,
+    site: CallSite,
+) -> Rdd<T> {
+    let n = files.manifest.num_partitions;
+    let path = files.dir.clone();
+    let mut node = RddNode::new(
+        ctx.clone(),
+        "ReliableCheckpointRdd",
+        site,
+        n,
+        partitioner,
+        Arc::new(ReliableCheckpointRdd { files }),
+    );
+    node.checkpoint = CheckpointCell::for_checkpoint_node(Some(path));
+    Rdd::from_node(node)
+}
+
+/// `Context::open_checkpoint`: verifies a committed checkpoint folder and returns an RDD
+/// reading it.
+pub(crate) fn open_checkpoint<T: Data>(
+    ctx: &Context,
+    path: &Path,
+    codec: Arc<dyn Codec<T>>,
+    site: CallSite,
+) -> Result<Rdd<T>> {
+    let storage: Arc<dyn Storage> = ctx.inner.config.storage.clone();
+    let names = storage.list(path).map_err(|e| Error::io("open", path, e))?;
+    if !names.iter().any(|n| n == MANIFEST) {
+        return Err(Error::NotCommitted {
+            path: path.to_path_buf(),
+        });
+    }
+    let manifest_path = path.join(MANIFEST);
+    let mut bytes = Vec::new();
+    storage
+        .open(&manifest_path)
+        .and_then(|mut r| r.read_to_end(&mut bytes))
+        .map_err(|e| Error::io("read", &manifest_path, e))?;
+    let manifest = ManifestBody::decode(&bytes, &manifest_path)?;
+    if manifest.element_type != codec.type_name() {
+        return Err(Error::TypeMismatch {
+            path: manifest_path,
+            expected: codec.type_name().to_string(),
+            found: manifest.element_type,
+        });
+    }
+    for (i, part) in manifest.parts.iter().enumerate() {
+        if !names.iter().any(|n| *n == part.file) {
+            return Err(Error::corrupt(
+                path.join(&part.file),
+                format!("partition {i}: part file is missing"),
+            ));
+        }
+    }
+    if let Some(extra) = names
+        .iter()
+        .find(|n| n.starts_with("part-") && !manifest.parts.iter().any(|p| &p.file == *n))
+    {
+        return Err(Error::corrupt(
+            path.join(extra),
+            format!(
+                "unexpected part file: the manifest lists {} partitions",
+                manifest.num_partitions
+            ),
+        ));
+    }
+    for (i, part) in manifest.parts.iter().enumerate() {
+        let p = path.join(&part.file);
+        let len = storage.len(&p).map_err(|e| Error::io("open", &p, e))?;
+        if len != part.bytes {
+            return Err(Error::corrupt(
+                &p,
+                format!(
+                    "partition {i}: length mismatch: the manifest records {} bytes, the file has {len}",
+                    part.bytes
+                ),
+            ));
+        }
+    }
+    let partitioner = manifest.partitioner.clone();
+    let files = Arc::new(CheckpointFiles {
+        dir: path.to_path_buf(),
+        storage,
+        manifest,
+        codec,
+        _cleanup: None,
+    });
+    Ok(new_checkpoint_node(ctx, files, partitioner, site))
+}

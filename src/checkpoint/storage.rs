@@ -1,0 +1,270 @@
+//! The storage seam: every byte of checkpoint I/O goes through [`Storage`].
+//!
+//! [`LocalFs`] (the default) is the real filesystem. Tests wrap it to fail the N-th operation
+//! ([`FaultyStorage`]); object stores will implement the same trait later. The trait is kept
+//! to the handful of operations the commit protocol needs, so a backend is easy to reason
+//! about: create-exclusive, write, fsync a file, rename without replacing, fsync a folder,
+//! list, read, remove.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// A file being written through a [`Storage`].
+pub trait StorageFile: Write + Send {
+    /// Makes the written bytes durable (`fsync`). A failed sync must not be retried and
+    /// trusted: the caller abandons the file.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// Where checkpoints live. All paths are absolute paths under the checkpoint directory.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Creates a folder and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates a new file; fails with `AlreadyExists` when it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
+    /// Opens a file for reading.
+    fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>>;
+    /// The length of a file.
+    fn len(&self, path: &Path) -> io::Result<u64>;
+    /// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the folder's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// The names of the entries of a folder.
+    fn list(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a folder and everything in it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The local filesystem.
+///
+/// `rename_no_replace` is a hard link followed by removing the source: the link fails with
+/// `AlreadyExists` when the target exists (plain `std::fs::rename` silently replaces it), and
+/// a crash between the two steps leaves only a temp name behind, which cleanup removes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalFs;
+
+struct LocalFile(File);
+
+impl Write for LocalFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl StorageFile for LocalFile {
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+impl Storage for LocalFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        let f = OpenOptions::new().write(true).create_new(true).open(path)?;
+        Ok(Box::new(LocalFile(f)))
+    }
+    fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(path)?))
+    }
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)?;
+        fs::remove_file(from)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
+}
+
+/// The kinds of operation [`FaultyStorage`] counts and can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageOp {
+    /// `create_dir_all`.
+    CreateDir,
+    /// `create_new`.
+    Create,
+    /// One `write` call on a file.
+    Write,
+    /// `sync` of a file.
+    Sync,
+    /// `rename_no_replace`.
+    Rename,
+    /// `sync_dir`.
+    SyncDir,
+    /// `remove_file` / `remove_dir_all` (never failed: cleanup must be able to run).
+    Remove,
+    /// `open`, `len`, `list`.
+    Read,
+}
+
+/// A [`Storage`] wrapper that fails chosen operations, for tests of the failure paths.
+///
+/// ```
+/// use flintlock::checkpoint::{FaultyStorage, LocalFs, StorageOp};
+/// use std::sync::Arc;
+/// // Fail the second fsync of a file, with "no space left on device".
+/// let storage = FaultyStorage::new(Arc::new(LocalFs));
+/// storage.fail_nth(StorageOp::Sync, 2, std::io::ErrorKind::StorageFull);
+/// assert_eq!(storage.count(StorageOp::Sync), 0);
+/// ```
+#[derive(Debug)]
+pub struct FaultyStorage {
+    inner: Arc<dyn Storage>,
+    counts: Mutex<std::collections::HashMap<StorageOp, usize>>,
+    plan: Mutex<Option<(StorageOp, usize, io::ErrorKind)>>,
+    failed: AtomicUsize,
+}
+
+impl FaultyStorage {
+    /// Wraps `inner`; no faults until [`FaultyStorage::fail_nth`].
+    pub fn new(inner: Arc<dyn Storage>) -> Arc<FaultyStorage> {
+        Arc::new(FaultyStorage {
+            inner,
+            counts: Mutex::new(Default::default()),
+            plan: Mutex::new(None),
+            failed: AtomicUsize::new(0),
+        })
+    }
+
+    /// Fails the `n`-th (1-based, counted from now) operation of kind `op` with `kind`, once.
+    pub fn fail_nth(&self, op: StorageOp, n: usize, kind: io::ErrorKind) {
+        self.counts.lock().insert(op, 0);
+        *self.plan.lock() = Some((op, n, kind));
+    }
+
+    /// Removes the planned fault.
+    pub fn clear(&self) {
+        *self.plan.lock() = None;
+    }
+
+    /// How many operations of kind `op` ran since the last `fail_nth` of that kind.
+    pub fn count(&self, op: StorageOp) -> usize {
+        self.counts.lock().get(&op).copied().unwrap_or(0)
+    }
+
+    /// How many faults were injected.
+    pub fn faults_injected(&self) -> usize {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn check(&self, op: StorageOp) -> io::Result<()> {
+        let n = {
+            let mut counts = self.counts.lock();
+            let c = counts.entry(op).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let mut plan = self.plan.lock();
+        if let Some((pop, pn, kind)) = *plan {
+            if pop == op && pn == n {
+                *plan = None;
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(io::Error::new(kind, format!("injected fault: {op:?} #{n}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct FaultyFile {
+    inner: Box<dyn StorageFile>,
+    storage: Arc<FaultyStorage>,
+}
+
+impl Write for FaultyFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.storage.check(StorageOp::Write)?;
+        self.inner.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.storage.check(StorageOp::Write)?;
+        self.inner.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl StorageFile for FaultyFile {
+    fn sync(&mut self) -> io::Result<()> {
+        self.storage.check(StorageOp::Sync)?;
+        self.inner.sync()
+    }
+}
+
+/// The storage handed to the checkpointer: `Arc<FaultyStorage>` implements [`Storage`] so
+/// that files it creates can count their own writes.
+impl Storage for Arc<FaultyStorage> {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check(StorageOp::CreateDir)?;
+        self.inner.create_dir_all(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.check(StorageOp::Create)?;
+        let inner = self.inner.create_new(path)?;
+        Ok(Box::new(FaultyFile {
+            inner,
+            storage: self.clone(),
+        }))
+    }
+    fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        self.check(StorageOp::Read)?;
+        self.inner.open(path)
+    }
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        self.check(StorageOp::Read)?;
+        self.inner.len(path)
+    }
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check(StorageOp::Rename)?;
+        self.inner.rename_no_replace(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.check(StorageOp::SyncDir)?;
+        self.inner.sync_dir(path)
+    }
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.check(StorageOp::Read)?;
+        self.inner.list(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+}

@@ -1,0 +1,367 @@
+//! [`Context`] (Spark's `SparkContext`): the thread pool, id counters, block store, shuffle
+//! store, checkpoint directory and listeners that every RDD of a job shares.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+
+use crate::checkpoint::{AppDir, Compression, LocalFs, Storage};
+use crate::error::{Error, Result};
+use crate::listener::{Event, Listener};
+use crate::shuffle::ShuffleStore;
+use crate::storage::BlockStore;
+
+/// The entry point: creates RDDs and runs their jobs on its own rayon pool.
+///
+/// A `Context` is a cheap handle (`Arc` inside); clones share everything. It is `Send + Sync`,
+/// and actions may run from several threads at once.
+///
+/// ```
+/// use flintlock::Context;
+/// let ctx = Context::builder().app_name("doc").threads(2).build()?;
+/// assert_eq!(ctx.threads(), 2);
+/// assert_eq!(ctx.parallelize(vec![1, 2, 3], 2).count()?, 3);
+/// # Ok::<(), flintlock::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+pub(crate) struct ContextInner {
+    pub(crate) app_name: String,
+    pub(crate) app_id: String,
+    pub(crate) pool: rayon::ThreadPool,
+    next_rdd_id: AtomicUsize,
+    next_shuffle_id: AtomicUsize,
+    next_job_id: AtomicUsize,
+    next_stage_id: AtomicUsize,
+    pub(crate) blocks: BlockStore,
+    pub(crate) shuffles: ShuffleStore,
+    listeners: RwLock<Vec<Arc<dyn Listener>>>,
+    pub(crate) checkpoint_dir: RwLock<Option<Arc<AppDir>>>,
+    pub(crate) config: Config,
+}
+
+/// Settings fixed when the context is built.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) checkpoint_all_marked_ancestors: bool,
+    pub(crate) clean_checkpoints: bool,
+    pub(crate) compression: Compression,
+    pub(crate) fsync: bool,
+    pub(crate) storage: Arc<dyn Storage>,
+}
+
+impl ContextInner {
+    pub(crate) fn new_rdd_id(&self) -> usize {
+        self.next_rdd_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn new_shuffle_id(&self) -> usize {
+        self.next_shuffle_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn new_job_id(&self) -> usize {
+        self.next_job_id.fetch_add(1, Ordering::Relaxed)
+    }
+    pub(crate) fn new_stage_id(&self) -> usize {
+        self.next_stage_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `event` to every listener.
+    pub(crate) fn emit(&self, event: Event) {
+        let listeners = self.listeners.read();
+        for l in listeners.iter() {
+            l.on_event(&event);
+        }
+    }
+
+    pub(crate) fn has_listeners(&self) -> bool {
+        !self.listeners.read().is_empty()
+    }
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        if self.config.clean_checkpoints {
+            if let Some(dir) = self.checkpoint_dir.get_mut().take() {
+                dir.remove_on_drop();
+            }
+        }
+    }
+}
+
+impl Context {
+    /// A context with every default: one thread per available core, no checkpoint directory.
+    ///
+    /// # Panics
+    /// When the operating system refuses to start the thread pool; use
+    /// [`Context::builder`] to get that as an error instead.
+    pub fn new() -> Context {
+        match ContextBuilder::default().build() {
+            Ok(ctx) => ctx,
+            Err(e) => panic!("cannot create a flintlock Context: {e}"),
+        }
+    }
+
+    /// A builder for a context with non-default settings.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// The application name (default `flintlock`).
+    pub fn app_name(&self) -> &str {
+        &self.inner.app_name
+    }
+
+    /// This context's unique application id; checkpoints go to `<checkpoint_dir>/<app_id>/`.
+    pub fn app_id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    /// The number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.inner.pool.current_num_threads()
+    }
+
+    /// Sets (or replaces) the checkpoint directory. RDDs checkpointed from now on are written
+    /// under `<dir>/<app_id>/`; the folder is created and locked for this process.
+    ///
+    /// # Errors
+    /// When the folder cannot be created or is locked by another process.
+    pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let app = AppDir::open(
+            dir.as_ref(),
+            &self.inner.app_id,
+            self.inner.config.storage.clone(),
+            self.inner.config.fsync,
+            self.inner.config.compression,
+        )?;
+        let old = self.inner.checkpoint_dir.write().replace(Arc::new(app));
+        if let (Some(old), true) = (old, self.inner.config.clean_checkpoints) {
+            old.remove_on_drop();
+        }
+        Ok(())
+    }
+
+    /// The current checkpoint directory (the one given, not the per-app folder inside).
+    pub fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.inner
+            .checkpoint_dir
+            .read()
+            .as_ref()
+            .map(|d| d.root().to_path_buf())
+    }
+
+    /// Registers a listener for job, stage, task and checkpoint events.
+    ///
+    /// Any `Fn(&Event) + Send + Sync` closure is a listener. Listeners are called on the
+    /// threads that produce the events (task events on pool threads), so keep them quick.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use flintlock::{Context, Event};
+    /// let ctx = Context::new();
+    /// let stages = Arc::new(Mutex::new(0));
+    /// let s = stages.clone();
+    /// ctx.add_listener(move |e: &Event| {
+    ///     if matches!(e, Event::StageStarted { .. }) {
+    ///         *s.lock().unwrap() += 1;
+    ///     }
+    /// });
+    /// ctx.parallelize(vec![(1, 1), (1, 2)], 2).reduce_by_key(|a, b| a + b).count()?;
+    /// assert_eq!(*stages.lock().unwrap(), 2); // map stage + result stage
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn add_listener(&self, listener: impl Listener + 'static) {
+        self.inner.listeners.write().push(Arc::new(listener));
+    }
+
+    /// Fault injection: drops the cached block `(rdd_id, partition)`, as a lost executor
+    /// would. A persisted RDD recomputes it from its lineage at the next action; a locally
+    /// checkpointed one cannot, and reports [`Error::LocalCheckpointBlockLost`].
+    /// Returns true when the block was there.
+    pub fn evict_block(&self, rdd_id: usize, partition: usize) -> bool {
+        self.inner.blocks.remove(rdd_id, partition)
+    }
+
+    /// Runs `f` on this context's thread pool (for user code that wants the same pool).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.inner.pool.install(f)
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("app_name", &self.inner.app_name)
+            .field("app_id", &self.inner.app_id)
+            .field("threads", &self.threads())
+            .field("checkpoint_dir", &self.checkpoint_dir())
+            .finish()
+    }
+}
+
+/// Builds a [`Context`]; see [`Context::builder`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ContextBuilder {
+    app_name: String,
+    threads: Option<usize>,
+    checkpoint_dir: Option<PathBuf>,
+    config: Config,
+}
+
+impl Default for ContextBuilder {
+    fn default() -> Self {
+        ContextBuilder {
+            app_name: "flintlock".to_string(),
+            threads: None,
+            checkpoint_dir: None,
+            config: Config {
+                checkpoint_all_marked_ancestors: false,
+                clean_checkpoints: false,
+                compression: Compression::None,
+                fsync: true,
+                storage: Arc::new(LocalFs),
+            },
+        }
+    }
+}
+
+impl ContextBuilder {
+    /// The application name, used in the app id and so in checkpoint folder names.
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        self.app_name = name.into();
+        self
+    }
+
+    /// The number of worker threads (default: the available parallelism).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// The checkpoint directory; without one, `checkpoint()` returns
+    /// [`Error::NoCheckpointDir`].
+    pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// When an action runs, checkpoint every marked ancestor of its RDD, not only the nearest
+    /// ones (Spark's `spark.checkpoint.checkpointAllMarkedAncestors`). Default false.
+    pub fn checkpoint_all_marked_ancestors(mut self, all: bool) -> Self {
+        self.config.checkpoint_all_marked_ancestors = all;
+        self
+    }
+
+    /// Delete an RDD's checkpoint folder when its last handle is dropped, and the context's
+    /// app folder when the context is dropped. Default false: nothing is deleted.
+    pub fn clean_checkpoints(mut self, clean: bool) -> Self {
+        self.config.clean_checkpoints = clean;
+        self
+    }
+
+    /// Compression of checkpoint frames (default none). Recorded in every file's header, so
+    /// any reader decodes it.
+    pub fn checkpoint_compression(mut self, compression: Compression) -> Self {
+        self.config.compression = compression;
+        self
+    }
+
+    /// Whether checkpoint writes are fsynced (default true). Turning it off keeps the
+    /// temp-then-rename protocol but gives up durability across power loss; it exists for
+    /// benchmarks that want to see what the syncs cost.
+    pub fn checkpoint_fsync(mut self, fsync: bool) -> Self {
+        self.config.fsync = fsync;
+        self
+    }
+
+    /// Where checkpoint I/O goes (default [`LocalFs`]): the seam for other storages and
+    /// for fault injection ([`crate::checkpoint::FaultyStorage`]).
+    pub fn checkpoint_storage(mut self, storage: impl Storage + 'static) -> Self {
+        self.config.storage = Arc::new(storage);
+        self
+    }
+
+    /// Builds the context.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for zero threads or a pool that cannot start; the errors of
+    /// [`Context::set_checkpoint_dir`] when a checkpoint directory was given.
+    pub fn build(self) -> Result<Context> {
+        let threads = match self.threads {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "threads must be at least 1".to_string(),
+                ))
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("flintlock-worker-{i}"))
+            // Tasks recurse at most SEGMENT narrow levels; this leaves a wide margin for user
+            // closures.
+            .stack_size(16 << 20)
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start the thread pool: {e}")))?;
+        let ctx = Context {
+            inner: Arc::new(ContextInner {
+                app_id: new_app_id(&self.app_name),
+                app_name: self.app_name,
+                pool,
+                next_rdd_id: AtomicUsize::new(0),
+                next_shuffle_id: AtomicUsize::new(0),
+                next_job_id: AtomicUsize::new(0),
+                next_stage_id: AtomicUsize::new(0),
+                blocks: BlockStore::default(),
+                shuffles: ShuffleStore::default(),
+                listeners: RwLock::new(Vec::new()),
+                checkpoint_dir: RwLock::new(None),
+                config: self.config,
+            }),
+        };
+        if let Some(dir) = self.checkpoint_dir {
+            ctx.set_checkpoint_dir(dir)?;
+        }
+        Ok(ctx)
+    }
+}
+
+/// `<app_name>-<unix millis>-<pid>-<n>`: unique per context, sortable by start time, and
+/// safe as a folder name.
+fn new_app_id(app_name: &str) -> String {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let name: String = app_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "{name}-{millis}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}

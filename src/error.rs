@@ -1,0 +1,208 @@
+//! The one error type of flintlock.
+//!
+//! Every variant carries facts as fields (path, RDD id, partition, expected, found) and its
+//! message adds the likely cause and the remedy where there is one. I/O errors are kept as the
+//! `#[source]` beside the path they happened on.
+//!
+//! The rule for bad input: runtime conditions (files, data, user closures, checkpoints) are an
+//! `Err`; programmer misuse of a *lazy transformation* that cannot return a `Result` (zero
+//! partitions, zipping RDDs with different partition counts, a sampling fraction out of range)
+//! panics at the caller's line through `#[track_caller]`, with a message, as `rayon` does.
+//! Functions that already return `Result` (sources reading files, actions, `checkpoint`) report
+//! invalid arguments as [`Error::InvalidArgument`].
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::checkpoint::CheckpointState;
+
+/// `Result<T, flintlock::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in flintlock.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A task failed: a user closure panicked while computing `partition` of RDD `rdd_id`.
+    #[error("task failed: partition {partition} of {rdd} (rdd {rdd_id}) panicked: {message}")]
+    TaskFailed {
+        /// Id of the RDD the task was computing.
+        rdd_id: usize,
+        /// Display name of that RDD (`MapPartitionsRdd[3] at map at src/main.rs:12`).
+        rdd: String,
+        /// The partition index.
+        partition: usize,
+        /// The panic message.
+        message: String,
+    },
+
+    /// An argument was out of range (zero partitions, a negative fraction, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// An I/O operation on `path` failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`open`, `read`, `write`, `fsync`, `rename`, ...).
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A line of an input file could not be parsed.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// `checkpoint()` was called on a context without a checkpoint directory.
+    #[error(
+        "no checkpoint directory is set: call Context::builder().checkpoint_dir(..) or \
+         ctx.set_checkpoint_dir(..) before rdd.checkpoint()"
+    )]
+    NoCheckpointDir,
+
+    /// A checkpoint on disk is not what the reader expected: damaged, foreign, or incomplete.
+    #[error("corrupt checkpoint {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The file (part file or manifest) or folder.
+        path: PathBuf,
+        /// What was expected and what was found.
+        reason: String,
+    },
+
+    /// A checkpoint folder has no committed manifest: the write never finished.
+    #[error(
+        "{path} is not a committed checkpoint: it has no _manifest.json (the write was \
+         interrupted, or this is not a checkpoint folder)"
+    )]
+    NotCommitted {
+        /// The folder.
+        path: PathBuf,
+    },
+
+    /// A checkpoint file was written by a newer flintlock.
+    #[error(
+        "{path}: checkpoint format version {found} is newer than the newest this build reads \
+         ({max}); upgrade flintlock to read it"
+    )]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build reads.
+        max: u32,
+    },
+
+    /// A checkpoint holds elements of another type than the one asked for.
+    #[error(
+        "{path}: checkpoint holds elements of type `{found}`, but it was opened as `{expected}`"
+    )]
+    TypeMismatch {
+        /// The manifest or part file.
+        path: PathBuf,
+        /// The type asked for.
+        expected: String,
+        /// The type recorded in the checkpoint.
+        found: String,
+    },
+
+    /// A block of a local checkpoint is gone, and local checkpoints have no lineage to
+    /// recompute it from.
+    #[error(
+        "block rdd_{rdd_id}_{partition} of a locally checkpointed RDD was lost (evicted, \
+         unpersisted, or never materialised). Local checkpoints trade fault tolerance for \
+         speed: its lineage was truncated, so the block cannot be recomputed. Use \
+         rdd.checkpoint() for a reliable checkpoint instead"
+    )]
+    LocalCheckpointBlockLost {
+        /// The RDD.
+        rdd_id: usize,
+        /// The partition.
+        partition: usize,
+    },
+
+    /// An RDD is in a checkpoint state that does not allow the operation.
+    #[error("rdd {rdd_id} is {state:?}: {message}")]
+    CheckpointState {
+        /// The RDD.
+        rdd_id: usize,
+        /// Its state.
+        state: CheckpointState,
+        /// What was attempted.
+        message: String,
+    },
+
+    /// Another process holds the lock of this checkpoint application folder.
+    #[error(
+        "checkpoint folder {path} is locked by another running process; give this context \
+         another app_name or checkpoint_dir"
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// A transformation's contract was broken by the data (e.g. `zip` of partitions with
+    /// different element counts).
+    #[error("rdd {rdd_id}, partition {partition}: {message}")]
+    DataMismatch {
+        /// The RDD.
+        rdd_id: usize,
+        /// The partition.
+        partition: usize,
+        /// What did not match.
+        message: String,
+    },
+
+    /// Serializing or deserializing records failed.
+    #[error("{context}: {source}")]
+    Serialization {
+        /// Where (file, partition).
+        context: String,
+        /// The codec's error.
+        #[source]
+        source: postcard::Error,
+    },
+
+    /// An internal invariant did not hold. This is a flintlock bug: please report it.
+    #[error("internal error (a flintlock bug, please report it): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A [`Error::CorruptCheckpoint`] for `path`.
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::CorruptCheckpoint {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The [`io::ErrorKind`] when this is an I/O error, e.g. to tell a full disk
+    /// (`StorageFull`) from other failures.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! # flintlock
+//!
+//! An in-process batch RDD engine: Spark's model of lazy, typed, partitioned datasets linked
+//! by narrow and wide (shuffle) dependencies, running partitions on a rayon pool inside one
+//! process — with lineage truncation by checkpoints at its centre.
+//!
+//! ## A short tour
+//!
+//! ```
+//! use flintlock::{CheckpointState, Context};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let ctx = Context::builder()
+//!     .app_name("tour")
+//!     .threads(2)
+//!     .checkpoint_dir(dir.path())
+//!     .build()?;
+//!
+//! // Lazy transformations build a lineage graph; nothing runs yet.
+//! let words = ctx.parallelize(vec!["a b", "b c", "c a b"], 2)
+//!     .flat_map(|line| line.split(' ').map(String::from).collect::<Vec<_>>());
+//! let counts = words.map(|w| (w, 1u32)).reduce_by_key(|a, b| a + b);
+//!
+//! // Mark a checkpoint: written by the next action, while it computes (one computation).
+//! counts.checkpoint()?;
+//! assert_eq!(counts.checkpoint_state(), CheckpointState::Marked);
+//! assert_eq!(counts.count()?, 3);
+//!
+//! // The lineage is now cut: the RDD reads its checkpoint files.
+//! assert!(counts.is_checkpointed());
+//! assert_eq!(counts.lineage_depth(), 1);
+//! println!("{}", counts.to_debug_string());
+//! let mut all = counts.collect()?;
+//! all.sort();
+//! assert_eq!(all, vec![("a".to_string(), 2), ("b".to_string(), 3), ("c".to_string(), 2)]);
+//! # Ok::<(), flintlock::Error>(())
+//! ```
+//!
+//! ## Spark to flintlock
+//!
+//! | Spark | flintlock |
+//! |---|---|
+//! | `SparkContext` | [`Context`] (own rayon pool, block store, shuffle store, listeners) |
+//! | `RDD[T]` | [`Rdd<T>`], a cheap handle; `T: Data` |
+//! | `PairRDDFunctions` | methods of `Rdd<(K, V)>` with `K: Key` |
+//! | `Dependency` | [`Dependency`]: [`DependencyKind::OneToOne`], `Range`, `Narrow`, `Shuffle` |
+//! | `HashPartitioner`, `RangePartitioner` | [`Partitioner`] (hash is fixed-seed: stable across processes) |
+//! | `DAGScheduler` | `scheduler`: stages split at shuffles, one task per partition |
+//! | `BlockManager` | `storage`: [`StorageLevel::MemoryOnly`] blocks |
+//! | `RDDCheckpointData` | [`CheckpointState`] machine in `checkpoint` |
+//! | `ReliableCheckpointRDD`, `LocalCheckpointRDD` | `ReliableCheckpointRdd`, `LocalCheckpointRdd` kinds |
+//! | `SparkListener` | [`Listener`] and [`Event`] |
+//! | `toDebugString` | [`Rdd::to_debug_string`], plus [`Rdd::to_dot`] and [`Rdd::lineage_depth`] |
+//!
+//! ## Where flintlock differs from Spark
+//! - A checkpoint costs **one** computation: partitions are written while the action
+//!   computes them (Spark recomputes the RDD in a second job, SPARK-8582).
+//! - Lineage of any depth works: every walk over the graph is iterative, deep narrow chains
+//!   are computed in segments, and dropping a long chain does not recurse.
+//! - Checkpoints are crash-safe (temp file, fsync, no-replace rename, manifest last),
+//!   checksummed, versioned, reopenable from another process with
+//!   [`Context::open_checkpoint`]; a damaged or foreign checkpoint is a precise error. The
+//!   format is documented in [`checkpoint::format`].
+//! - `checkpoint()` after an action still takes effect (SPARK-3625), and a failed write
+//!   leaves the RDD Marked with its lineage, to be retried.
+//!
+//! ## Errors and panics
+//! Actions return [`Result`]. A panic inside a user closure fails its task and the job
+//! returns [`Error::TaskFailed`] naming the RDD, partition and message; the context stays
+//! usable. Transformations cannot fail; misusing one (zero partitions, zipping RDDs of
+//! different partition counts) panics at the caller's line with a message.
+//!
+//! ## Layout
+//! `context` (Context, builder), `rdd` (one file per RDD kind, `pair.rs` for by-key
+//! operations, `node.rs` for the shared node and lineage swap), `dependency`, `partitioner`,
+//! `scheduler` (jobs, stages, tasks), `shuffle`, `storage`, `checkpoint` (state machine,
+//! reliable, local, format, storage seam), `lineage` (debug string, DOT, depth).
+
+#![warn(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+pub mod checkpoint;
+mod context;
+mod dependency;
+mod error;
+mod lineage;
+mod listener;
+mod partitioner;
+mod rdd;
+mod scheduler;
+mod shuffle;
+mod storage;
+
+pub use checkpoint::{CheckpointState, Compression};
+pub use context::{Context, ContextBuilder};
+pub use dependency::{Dependency, DependencyKind};
+pub use error::{Error, Result};
+pub use listener::{Event, Listener, StageKind};
+pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
+pub use rdd::node::{CallSite, RddBase};
+pub use rdd::{PartitionIter, Rdd, WeakRdd};
+pub use storage::StorageLevel;
+
+/// What an RDD can hold: shared between threads and cloned when a partition is read from a
+/// cache, a shuffle or a collection. Implemented for every such type.
+pub trait Data: Send + Sync + Clone + 'static {}
+impl<T: Send + Sync + Clone + 'static> Data for T {}
+
+/// What can key a pair RDD: [`Data`] that hashes and compares (by-key operations group equal
+/// keys; the hash partitioner places them).
+pub trait Key: Data + std::hash::Hash + Eq {}
+impl<T: Data + std::hash::Hash + Eq> Key for T {}

@@ -1,0 +1,129 @@
+//! Events of jobs, stages, tasks and checkpoints, and the [`Listener`] trait that receives
+//! them (Spark's `SparkListener`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::checkpoint::CheckpointState;
+
+/// Whether a stage produces shuffle outputs or the job's results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageKind {
+    /// Computes the map side of a shuffle and stores its buckets.
+    ShuffleMap,
+    /// Computes the job's RDD and hands each partition to the action.
+    Result,
+    /// Computes the partitions of a marked RDD that the job did not finish (e.g. after
+    /// `take`), so that its checkpoint is complete.
+    CheckpointCompletion,
+}
+
+/// Something that happened in a context. Sent to every [`Listener`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// An action started a job on `rdd_id`.
+    JobStarted {
+        /// The job.
+        job_id: usize,
+        /// The RDD the action runs on.
+        rdd_id: usize,
+        /// How many of its partitions the action needs.
+        partitions: usize,
+    },
+    /// A job ended.
+    JobEnded {
+        /// The job.
+        job_id: usize,
+        /// Whether it succeeded.
+        succeeded: bool,
+        /// Wall time.
+        elapsed: Duration,
+    },
+    /// A stage started.
+    StageStarted {
+        /// The job.
+        job_id: usize,
+        /// The stage.
+        stage_id: usize,
+        /// What the stage does.
+        kind: StageKind,
+        /// The RDD whose partitions the tasks compute.
+        rdd_id: usize,
+        /// For a shuffle-map stage, the shuffle it writes.
+        shuffle_id: Option<usize>,
+        /// Number of tasks.
+        tasks: usize,
+    },
+    /// A stage ended.
+    StageEnded {
+        /// The job.
+        job_id: usize,
+        /// The stage.
+        stage_id: usize,
+        /// Whether every task succeeded.
+        succeeded: bool,
+        /// Wall time.
+        elapsed: Duration,
+    },
+    /// A task started.
+    TaskStarted {
+        /// The stage.
+        stage_id: usize,
+        /// The partition it computes.
+        partition: usize,
+    },
+    /// A task ended.
+    TaskEnded {
+        /// The stage.
+        stage_id: usize,
+        /// The partition it computed.
+        partition: usize,
+        /// Whether it succeeded.
+        succeeded: bool,
+        /// Wall time.
+        elapsed: Duration,
+    },
+    /// An RDD moved in the checkpoint state machine.
+    CheckpointStateChanged {
+        /// The RDD.
+        rdd_id: usize,
+        /// The old state.
+        from: CheckpointState,
+        /// The new state.
+        to: CheckpointState,
+    },
+    /// One partition file of a reliable checkpoint was written and renamed into place.
+    CheckpointPartitionWritten {
+        /// The RDD.
+        rdd_id: usize,
+        /// The partition.
+        partition: usize,
+        /// Records in it.
+        records: u64,
+        /// File size in bytes.
+        bytes: u64,
+    },
+    /// A reliable checkpoint's manifest was committed.
+    CheckpointCommitted {
+        /// The RDD.
+        rdd_id: usize,
+        /// Its `rdd-<id>` folder.
+        path: PathBuf,
+        /// Total bytes of its part files.
+        bytes: u64,
+    },
+}
+
+/// Receives [`Event`]s; see `Context::add_listener`. Implemented for every
+/// `Fn(&Event) + Send + Sync` closure.
+pub trait Listener: Send + Sync {
+    /// Called once per event, on the thread that produced it.
+    fn on_event(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync> Listener for F {
+    fn on_event(&self, event: &Event) {
+        self(event)
+    }
+}

@@ -1,0 +1,95 @@
+//! `CoGroupedRdd` (Spark's `CoGroupedRDD`): two pair RDDs brought together by key, made by
+//! `cogroup` and the `join` family.
+//!
+//! Per parent, one dependency chosen in one place ([`CoGroupSide::new`]): `OneToOne` when the
+//! parent is already partitioned by the target partitioner (no shuffle: PageRank's
+//! `links.join(ranks)` reads the cached `links` in place), `Shuffle` otherwise. The result
+//! keeps the target partitioner. What is done with the two sides of a partition (grouping,
+//! an inner or outer hash join) is the `combine` function.
+
+use std::sync::Arc;
+
+use super::node::{Compute, PartitionIter};
+use crate::dependency::Dependency;
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::shuffle::{bucketize, ShuffleDependency};
+use crate::{Data, Key, Rdd};
+
+/// One input of a co-group: read in place, or through a shuffle.
+pub(crate) enum CoGroupSide<K: Data, V: Data> {
+    Narrow(Rdd<(K, V)>),
+    Shuffled(Arc<ShuffleDependency<K, V, V>>),
+}
+
+impl<K: Key, V: Data> CoGroupSide<K, V> {
+    /// Partitioner equality decides: no shuffle when `rdd` is already partitioned by `p`.
+    #[track_caller]
+    pub(crate) fn new(rdd: &Rdd<(K, V)>, p: &Partitioner) -> Self {
+        if rdd.partitioner().as_ref() == Some(p) {
+            return CoGroupSide::Narrow(rdd.clone());
+        }
+        let key_fn = p.key_fn::<K>();
+        let n = p.num_partitions();
+        let map_side = Arc::new(move |input: PartitionIter<(K, V)>, _: &TaskContext| {
+            let hint = input.size_hint().0;
+            bucketize(input, &key_fn, n, hint)
+        });
+        CoGroupSide::Shuffled(Arc::new(ShuffleDependency::new(
+            rdd.clone(),
+            p.clone(),
+            map_side,
+        )))
+    }
+
+    fn dependency(&self) -> Dependency {
+        match self {
+            CoGroupSide::Narrow(r) => Dependency::one_to_one(r.node.clone()),
+            CoGroupSide::Shuffled(d) => Dependency::shuffle(d.clone()),
+        }
+    }
+
+    fn iterator(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(K, V)>> {
+        match self {
+            CoGroupSide::Narrow(r) => r.node.iterator(split, tc),
+            CoGroupSide::Shuffled(d) => Ok(Box::new(d.read(split)?)),
+        }
+    }
+}
+
+/// What to make of one partition's two sides.
+pub(crate) type CombineFn<K, V, W, O> =
+    Arc<dyn Fn(PartitionIter<(K, V)>, PartitionIter<(K, W)>) -> PartitionIter<O> + Send + Sync>;
+
+pub(crate) struct CoGroupedRdd<K: Data, V: Data, W: Data, O> {
+    left: CoGroupSide<K, V>,
+    right: CoGroupSide<K, W>,
+    combine: CombineFn<K, V, W, O>,
+}
+
+impl<K: Key, V: Data, W: Data, O> CoGroupedRdd<K, V, W, O> {
+    pub(crate) fn new(
+        left: CoGroupSide<K, V>,
+        right: CoGroupSide<K, W>,
+        combine: CombineFn<K, V, W, O>,
+    ) -> Self {
+        CoGroupedRdd {
+            left,
+            right,
+            combine,
+        }
+    }
+}
+
+impl<K: Key, V: Data, W: Data, O: Data> Compute<O> for CoGroupedRdd<K, V, W, O> {
+    fn dependencies(&self) -> Vec<Dependency> {
+        vec![self.left.dependency(), self.right.dependency()]
+    }
+
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<O>> {
+        let left = self.left.iterator(split, tc)?;
+        let right = self.right.iterator(split, tc)?;
+        Ok((self.combine)(left, right))
+    }
+}

@@ -1,0 +1,40 @@
+//! `MapPartitionsRdd` (Spark's `MapPartitionsRDD`): `map`, `filter`, `flat_map`,
+//! `map_partitions`, `map_partitions_with_index`, `map_values`, `glom`, `sample`, ...
+//!
+//! One `OneToOne` dependency. Keeps the parent's partitioner only when the operation
+//! preserves keys (`map_values`, `flat_map_values`, `filter`, and `map_partitions` calls
+//! that say so).
+
+use std::sync::Arc;
+
+use super::node::{Compute, PartitionIter};
+use crate::dependency::Dependency;
+use crate::error::Result;
+use crate::scheduler::TaskContext;
+use crate::{Data, Rdd};
+
+/// The partition function: `(partition index, parent iterator) -> iterator`.
+pub(crate) type PartitionFn<T, U> =
+    Arc<dyn Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync>;
+
+pub(crate) struct MapPartitionsRdd<T: Data, U> {
+    parent: Rdd<T>,
+    f: PartitionFn<T, U>,
+}
+
+impl<T: Data, U> MapPartitionsRdd<T, U> {
+    pub(crate) fn new(parent: Rdd<T>, f: PartitionFn<T, U>) -> Self {
+        MapPartitionsRdd { parent, f }
+    }
+}
+
+impl<T: Data, U: Data> Compute<U> for MapPartitionsRdd<T, U> {
+    fn dependencies(&self) -> Vec<Dependency> {
+        vec![Dependency::one_to_one(self.parent.node.clone())]
+    }
+
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<U>> {
+        let input = self.parent.node.iterator(split, tc)?;
+        Ok((self.f)(split, input))
+    }
+}

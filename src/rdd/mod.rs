@@ -1,0 +1,1146 @@
+//! [`Rdd<T>`]: the typed handle, its transformations (lazy) and actions (run a job).
+//!
+//! Each RDD kind lives in its own file here, like Spark's `rdd` package; the by-key
+//! operations on `Rdd<(K, V)>` are in `pair.rs`.
+
+mod cartesian;
+mod coalesced;
+mod cogrouped;
+mod map_partitions;
+pub(crate) mod node;
+mod pair;
+mod parallel_collection;
+mod range;
+mod sampling;
+mod shuffled;
+mod text_file;
+mod union;
+mod zipped;
+mod zipped_with_index;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::ops::Range;
+use std::panic::Location;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::{CheckpointState, SerdeCodec};
+use crate::context::Context;
+use crate::dependency::Dependency;
+use crate::error::{Error, Result};
+use crate::partitioner::Partitioner;
+use crate::scheduler;
+use crate::storage::StorageLevel;
+use crate::{Data, Key};
+
+use self::map_partitions::{MapPartitionsRdd, PartitionFn};
+pub use self::node::PartitionIter;
+use self::node::{CallSite, Compute, RddBase, RddNode};
+
+/// A lazy, partitioned, immutable dataset: Spark's `RDD[T]`.
+///
+/// An `Rdd<T>` is a cheap handle (an `Arc` to a shared node): clone it freely.
+/// Transformations (`map`, `filter`, `reduce_by_key`, ...) return new RDDs without computing
+/// anything; actions (`count`, `collect`, ...) run a job and return a `Result`.
+///
+/// ```
+/// use flintlock::Context;
+/// let ctx = Context::new();
+/// let squares = ctx.parallelize((1..=4).collect(), 2).map(|x: i32| x * x);
+/// assert_eq!(squares.collect()?, vec![1, 4, 9, 16]);
+/// assert_eq!(squares.reduce(|a, b| a + b)?, Some(30));
+/// # Ok::<(), flintlock::Error>(())
+/// ```
+pub struct Rdd<T: Data> {
+    pub(crate) node: Arc<RddNode<T>>,
+}
+
+impl<T: Data> Clone for Rdd<T> {
+    fn clone(&self) -> Self {
+        Rdd {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl<T: Data> fmt::Debug for Rdd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.node.describe())
+    }
+}
+
+/// A weak handle to an RDD: does not keep it (or its lineage) alive. See [`Rdd::downgrade`].
+pub struct WeakRdd<T: Data> {
+    node: Weak<RddNode<T>>,
+}
+
+impl<T: Data> WeakRdd<T> {
+    /// The RDD, if some handle still keeps it alive.
+    pub fn upgrade(&self) -> Option<Rdd<T>> {
+        self.node.upgrade().map(|node| Rdd { node })
+    }
+}
+
+impl<T: Data> fmt::Debug for WeakRdd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakRdd")
+            .field("alive", &(self.node.strong_count() > 0))
+            .finish()
+    }
+}
+
+#[track_caller]
+fn site(op: &'static str) -> CallSite {
+    CallSite {
+        op,
+        location: Location::caller(),
+    }
+}
+
+#[track_caller]
+fn check_partitions(what: &str, n: usize) {
+    assert!(n > 0, "{what}: the number of partitions must be at least 1");
+}
+
+// ----------------------------------------------------------------------------------------
+// Sources
+// ----------------------------------------------------------------------------------------
+
+impl Context {
+    /// Distributes a collection over `num_partitions` partitions (Spark's `parallelize`).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.parallelize(vec!['a', 'b', 'c'], 2);
+    /// assert_eq!(rdd.num_partitions(), 2);
+    /// assert_eq!(rdd.glom().collect()?, vec![vec!['a'], vec!['b', 'c']]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `num_partitions` is zero (use [`Context::empty`] for an RDD without partitions).
+    #[track_caller]
+    pub fn parallelize<T: Data>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
+        check_partitions("parallelize", num_partitions);
+        Rdd::make(
+            self,
+            "ParallelCollectionRdd",
+            site("parallelize"),
+            num_partitions,
+            None,
+            parallel_collection::ParallelCollectionRdd::new(data, num_partitions),
+        )
+    }
+
+    /// An RDD with no partitions and no elements (Spark's `emptyRDD`).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let empty = ctx.empty::<u8>();
+    /// assert_eq!(empty.num_partitions(), 0);
+    /// assert_eq!(empty.count()?, 0);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn empty<T: Data>(&self) -> Rdd<T> {
+        Rdd::make(
+            self,
+            "ParallelCollectionRdd",
+            site("empty"),
+            0,
+            None,
+            parallel_collection::ParallelCollectionRdd::new(Vec::new(), 1),
+        )
+    }
+
+    /// The integers of `range`, generated lazily over `num_partitions` partitions.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// assert_eq!(ctx.range(0..10, 3).reduce(|a, b| a + b)?, Some(45));
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `num_partitions` is zero.
+    #[track_caller]
+    pub fn range(&self, range: Range<u64>, num_partitions: usize) -> Rdd<u64> {
+        check_partitions("range", num_partitions);
+        Rdd::make(
+            self,
+            "RangeRdd",
+            site("range"),
+            num_partitions,
+            None,
+            range::RangeRdd::new(range, num_partitions),
+        )
+    }
+
+    /// The lines of a text file, split into `min_partitions` byte ranges on line boundaries
+    /// (every line is read exactly once). Line endings (`\n`, `\r\n`) are removed.
+    ///
+    /// The file is sized now and read when an action runs; a missing or unreadable file, or
+    /// a line that is not UTF-8, makes that action return an error naming the path.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("words.txt");
+    /// std::fs::write(&path, "to be\nor not\nto be\n").unwrap();
+    /// # let ctx = flintlock::Context::new();
+    /// let lines = ctx.text_file(&path, 2);
+    /// assert_eq!(lines.collect()?, vec!["to be", "or not", "to be"]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `min_partitions` is zero.
+    #[track_caller]
+    pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Rdd<String> {
+        check_partitions("text_file", min_partitions);
+        let rdd = text_file::TextFileRdd::new(path.as_ref().to_path_buf(), min_partitions);
+        let n = rdd.num_partitions(min_partitions);
+        Rdd::make(self, "TextFileRdd", site("text_file"), n, None, rdd)
+    }
+
+    /// Opens a committed checkpoint folder (`<dir>/<app-id>/rdd-<id>`, e.g. from
+    /// `Rdd::checkpoint_path` of an earlier run or another process) as an RDD, with its
+    /// partitioner.
+    ///
+    /// # Errors
+    /// [`Error::NotCommitted`] for a folder without a manifest; [`Error::TypeMismatch`] when
+    /// the checkpoint holds another element type than `T`; [`Error::UnsupportedVersion`] for
+    /// a newer format; [`Error::CorruptCheckpoint`] for a damaged manifest or missing, extra
+    /// or wrongly sized part files. Damage inside a part file is found when it is read, and
+    /// fails that action.
+    #[track_caller]
+    pub fn open_checkpoint<T>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>>
+    where
+        T: Data + Serialize + DeserializeOwned,
+    {
+        crate::checkpoint::open_checkpoint(
+            self,
+            path.as_ref(),
+            SerdeCodec::<T>::new(),
+            site("open_checkpoint"),
+        )
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Construction and metadata
+// ----------------------------------------------------------------------------------------
+
+impl<T: Data> Rdd<T> {
+    pub(crate) fn from_node(node: RddNode<T>) -> Rdd<T> {
+        Rdd {
+            node: Arc::new(node),
+        }
+    }
+
+    pub(crate) fn make(
+        ctx: &Context,
+        kind: &'static str,
+        site: CallSite,
+        num_partitions: usize,
+        partitioner: Option<Partitioner>,
+        compute: impl Compute<T>,
+    ) -> Rdd<T> {
+        Rdd::from_node(RddNode::new(
+            ctx.clone(),
+            kind,
+            site,
+            num_partitions,
+            partitioner,
+            Arc::new(compute),
+        ))
+    }
+
+    /// The context this RDD belongs to.
+    pub fn context(&self) -> &Context {
+        &self.node.ctx
+    }
+
+    /// The RDD's id, unique within its context.
+    pub fn id(&self) -> usize {
+        self.node.id
+    }
+
+    /// The name given with [`Rdd::set_name`].
+    pub fn name(&self) -> Option<String> {
+        RddBase::name(self.node.as_ref())
+    }
+
+    /// Names the RDD (shown in `to_debug_string` and `to_dot`); returns the same RDD.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let ranks = ctx.parallelize(vec![1.0], 1).set_name("ranks");
+    /// assert_eq!(ranks.name().as_deref(), Some("ranks"));
+    /// ```
+    pub fn set_name(&self, name: impl Into<String>) -> Rdd<T> {
+        self.node.set_name(Some(name.into()));
+        self.clone()
+    }
+
+    /// The number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.node.num_partitions
+    }
+
+    /// How the RDD's keys are partitioned, if known.
+    pub fn partitioner(&self) -> Option<Partitioner> {
+        self.node.partitioner.clone()
+    }
+
+    /// The edges to its parents. After a checkpoint: exactly one `OneToOne` edge to the
+    /// checkpoint RDD.
+    ///
+    /// ```
+    /// use flintlock::DependencyKind;
+    /// # let ctx = flintlock::Context::new();
+    /// let pairs = ctx.parallelize(vec![(1, 'a')], 2);
+    /// let mapped = pairs.map(|p| p);
+    /// assert_eq!(mapped.dependencies()[0].kind(), DependencyKind::OneToOne);
+    /// let grouped = pairs.group_by_key();
+    /// assert_eq!(grouped.dependencies()[0].kind(), DependencyKind::Shuffle);
+    /// ```
+    pub fn dependencies(&self) -> Vec<Dependency> {
+        RddBase::dependencies(self.node.as_ref())
+    }
+
+    /// The untyped view of this RDD, as the lineage tools see it.
+    pub fn as_base(&self) -> Arc<dyn RddBase> {
+        self.node.clone()
+    }
+
+    /// A weak handle, which does not keep the RDD alive.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.parallelize(vec![1], 1);
+    /// let weak = rdd.downgrade();
+    /// assert!(weak.upgrade().is_some());
+    /// drop(rdd);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn downgrade(&self) -> WeakRdd<T> {
+        WeakRdd {
+            node: Arc::downgrade(&self.node),
+        }
+    }
+
+    /// How computed partitions are kept.
+    pub fn storage_level(&self) -> StorageLevel {
+        RddBase::storage_level(self.node.as_ref())
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Transformations
+    // ------------------------------------------------------------------------------------
+
+    pub(crate) fn map_partitions_op<U: Data>(
+        &self,
+        site: CallSite,
+        preserves_partitioning: bool,
+        f: PartitionFn<T, U>,
+    ) -> Rdd<U> {
+        let partitioner = if preserves_partitioning {
+            self.partitioner()
+        } else {
+            None
+        };
+        Rdd::make(
+            self.context(),
+            "MapPartitionsRdd",
+            site,
+            self.num_partitions(),
+            partitioner,
+            MapPartitionsRdd::new(self.clone(), f),
+        )
+    }
+
+    /// Applies `f` to every element.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let lens = ctx.parallelize(vec!["a", "bcd"], 2).map(|s| s.len());
+    /// assert_eq!(lens.collect()?, vec![1, 3]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Rdd<U> {
+        let f = Arc::new(f);
+        self.map_partitions_op(
+            site("map"),
+            false,
+            Arc::new(move |_, it| {
+                let f = f.clone();
+                Box::new(it.map(move |x| f(x)))
+            }),
+        )
+    }
+
+    /// Keeps the elements for which `f` is true (keeps the partitioner).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let even = ctx.range(0..10, 3).filter(|x| x % 2 == 0);
+    /// assert_eq!(even.collect()?, vec![0, 2, 4, 6, 8]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Rdd<T> {
+        let f = Arc::new(f);
+        self.map_partitions_op(
+            site("filter"),
+            true,
+            Arc::new(move |_, it| {
+                let f = f.clone();
+                Box::new(it.filter(move |x| f(x)))
+            }),
+        )
+    }
+
+    /// Maps every element to zero or more elements.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let words = ctx.parallelize(vec!["a b", "c"], 2)
+    ///     .flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>());
+    /// assert_eq!(words.collect()?, vec!["a", "b", "c"]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn flat_map<U: Data, I>(&self, f: impl Fn(T) -> I + Send + Sync + 'static) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U>,
+        I::IntoIter: 'static,
+    {
+        let f = Arc::new(f);
+        self.map_partitions_op(
+            site("flat_map"),
+            false,
+            Arc::new(move |_, it| {
+                let f = f.clone();
+                Box::new(it.flat_map(move |x| f(x).into_iter()))
+            }),
+        )
+    }
+
+    /// Transforms each partition as a whole.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let sums = ctx.range(0..6, 2).map_partitions(|it| std::iter::once(it.sum::<u64>()));
+    /// assert_eq!(sums.collect()?, vec![3, 12]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn map_partitions<U: Data, I>(
+        &self,
+        f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static,
+    ) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U>,
+        I::IntoIter: 'static,
+    {
+        self.map_partitions_op(
+            site("map_partitions"),
+            false,
+            Arc::new(move |_, it| Box::new(f(it).into_iter())),
+        )
+    }
+
+    /// Transforms each partition as a whole, knowing its index.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let tagged = ctx.parallelize(vec!['x', 'y'], 2)
+    ///     .map_partitions_with_index(|i, it| it.map(move |c| (i, c)));
+    /// assert_eq!(tagged.collect()?, vec![(0, 'x'), (1, 'y')]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn map_partitions_with_index<U: Data, I>(
+        &self,
+        f: impl Fn(usize, PartitionIter<T>) -> I + Send + Sync + 'static,
+    ) -> Rdd<U>
+    where
+        I: IntoIterator<Item = U>,
+        I::IntoIter: 'static,
+    {
+        self.map_partitions_op(
+            site("map_partitions_with_index"),
+            false,
+            Arc::new(move |i, it| Box::new(f(i, it).into_iter())),
+        )
+    }
+
+    /// The elements of both RDDs (duplicates kept): its partitions are this RDD's followed by
+    /// `other`'s.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let both = ctx.parallelize(vec![1, 2], 1).union(&ctx.parallelize(vec![2, 3], 2));
+    /// assert_eq!(both.num_partitions(), 3);
+    /// assert_eq!(both.collect()?, vec![1, 2, 2, 3]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
+        let u = union::UnionRdd::new(vec![self.clone(), other.clone()]);
+        let n = u.num_partitions();
+        Rdd::make(self.context(), "UnionRdd", site("union"), n, None, u)
+    }
+
+    /// Merges partitions without a shuffle: `n` partitions, each a run of consecutive
+    /// partitions of this RDD. Asking for more partitions than there are keeps the count.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let fewer = ctx.range(0..8, 4).coalesce(2);
+    /// assert_eq!(fewer.glom().collect()?, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `n` is zero.
+    #[track_caller]
+    pub fn coalesce(&self, n: usize) -> Rdd<T> {
+        check_partitions("coalesce", n);
+        let n = n.min(self.num_partitions().max(1));
+        let c = coalesced::CoalescedRdd::new(self.clone(), n);
+        Rdd::make(self.context(), "CoalescedRdd", site("coalesce"), n, None, c)
+    }
+
+    /// Redistributes the elements evenly over `n` partitions through a shuffle.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let spread = ctx.range(0..100, 1).repartition(4);
+    /// assert_eq!(spread.num_partitions(), 4);
+    /// assert_eq!(spread.count()?, 100);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `n` is zero.
+    #[track_caller]
+    pub fn repartition(&self, n: usize) -> Rdd<T> {
+        check_partitions("repartition", n);
+        let s = site("repartition");
+        // Round-robin keys starting at a partition-dependent offset (as Spark does), hashed
+        // to `n` partitions.
+        let keyed: Rdd<(u64, T)> = self.map_partitions_op(
+            s,
+            false,
+            Arc::new(move |i, it| {
+                let start = sampling::mix(i as u64) % n as u64;
+                Box::new(it.enumerate().map(move |(j, x)| (start + j as u64, x)))
+            }),
+        );
+        let shuffled = keyed.partition_by_op(s, Partitioner::hash(n));
+        shuffled.map_partitions_op(s, false, Arc::new(|_, it| Box::new(it.map(|(_, x)| x))))
+    }
+
+    /// A random sample: each element kept with probability `fraction` (without
+    /// replacement), or repeated a Poisson(`fraction`) number of times (with replacement).
+    /// The same `seed` gives the same sample.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let s = ctx.range(0..10_000, 4).sample(false, 0.1, 42);
+    /// let n = s.count()?;
+    /// assert!((800..1200).contains(&n));
+    /// assert_eq!(n, ctx.range(0..10_000, 4).sample(false, 0.1, 42).count()?);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `fraction` is negative or not finite, or above 1 without replacement.
+    #[track_caller]
+    pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
+        assert!(
+            fraction.is_finite() && fraction >= 0.0 && (with_replacement || fraction <= 1.0),
+            "sample: fraction must be in [0, 1] without replacement and >= 0 with it, got {fraction}"
+        );
+        self.map_partitions_op(
+            site("sample"),
+            true,
+            Arc::new(move |i, it| {
+                let rng = sampling::SplitMix64::new(seed ^ sampling::mix(i as u64 + 1));
+                sampling::sample_iter(it, with_replacement, fraction, rng)
+            }),
+        )
+    }
+
+    /// Pairs the i-th elements of the i-th partitions of two RDDs with the same partition
+    /// count; partitions of different sizes fail the action with [`Error::DataMismatch`].
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![1, 2, 3], 2);
+    /// let b = a.map(|x| x * 10);
+    /// assert_eq!(a.zip(&b).collect()?, vec![(1, 10), (2, 20), (3, 30)]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When the partition counts differ.
+    #[track_caller]
+    pub fn zip<U: Data>(&self, other: &Rdd<U>) -> Rdd<(T, U)> {
+        assert_eq!(
+            self.num_partitions(),
+            other.num_partitions(),
+            "zip: can only zip RDDs with the same number of partitions"
+        );
+        let z = zipped::ZippedPartitionsRdd::new(self.clone(), other.clone());
+        let n = self.num_partitions();
+        Rdd::make(
+            self.context(),
+            "ZippedPartitionsRdd",
+            site("zip"),
+            n,
+            None,
+            z,
+        )
+    }
+
+    /// Pairs each element with its index in the whole RDD (running a counting job on the
+    /// first action, when there are several partitions).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let indexed = ctx.parallelize(vec!['a', 'b', 'c'], 2).zip_with_index();
+    /// assert_eq!(indexed.collect()?, vec![('a', 0), ('b', 1), ('c', 2)]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn zip_with_index(&self) -> Rdd<(T, u64)> {
+        let z = zipped_with_index::ZippedWithIndexRdd::new(self.clone());
+        let n = self.num_partitions();
+        Rdd::make(
+            self.context(),
+            "ZippedWithIndexRdd",
+            site("zip_with_index"),
+            n,
+            None,
+            z,
+        )
+    }
+
+    /// Every pair `(a, b)` of an element of this RDD and one of `other`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let pairs = ctx.parallelize(vec![1, 2], 2).cartesian(&ctx.parallelize(vec!['x'], 1));
+    /// assert_eq!(pairs.num_partitions(), 2);
+    /// assert_eq!(pairs.collect()?, vec![(1, 'x'), (2, 'x')]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn cartesian<U: Data>(&self, other: &Rdd<U>) -> Rdd<(T, U)> {
+        let n = self.num_partitions() * other.num_partitions();
+        let c = cartesian::CartesianRdd::new(self.clone(), other.clone());
+        Rdd::make(
+            self.context(),
+            "CartesianRdd",
+            site("cartesian"),
+            n,
+            None,
+            c,
+        )
+    }
+
+    /// Pairs each element with the key `f` computes from it.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let by_len = ctx.parallelize(vec!["ab", "c"], 1).key_by(|s| s.len());
+    /// assert_eq!(by_len.collect()?, vec![(2, "ab"), (1, "c")]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn key_by<K: Data>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Rdd<(K, T)> {
+        let f = Arc::new(f);
+        self.map_partitions_op(
+            site("key_by"),
+            false,
+            Arc::new(move |_, it| {
+                let f = f.clone();
+                Box::new(it.map(move |x| (f(&x), x)))
+            }),
+        )
+    }
+
+    /// Each partition as one `Vec`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// assert_eq!(ctx.range(0..3, 2).glom().collect()?, vec![vec![0], vec![1, 2]]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn glom(&self) -> Rdd<Vec<T>> {
+        self.map_partitions_op(
+            site("glom"),
+            false,
+            Arc::new(|_, it| Box::new(std::iter::once(it.collect::<Vec<T>>()))),
+        )
+    }
+
+    /// The distinct elements (through a shuffle).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let mut d = ctx.parallelize(vec![3, 1, 3, 2, 1], 2).distinct().collect()?;
+    /// d.sort();
+    /// assert_eq!(d, vec![1, 2, 3]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn distinct(&self) -> Rdd<T>
+    where
+        T: Key,
+    {
+        let s = site("distinct");
+        let keyed: Rdd<(T, ())> =
+            self.map_partitions_op(s, false, Arc::new(|_, it| Box::new(it.map(|x| (x, ())))));
+        let p = keyed.default_partitioner();
+        keyed
+            .combine_by_key_op(s, p, |v| v, |a, _| a, |a, _| a, true)
+            .map_partitions_op(s, false, Arc::new(|_, it| Box::new(it.map(|(x, _)| x))))
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Actions
+    // ------------------------------------------------------------------------------------
+
+    /// Runs a job over `partitions`, applying `f` to each partition's iterator.
+    pub(crate) fn run<R: Send>(
+        &self,
+        partitions: &[usize],
+        f: impl Fn(usize, PartitionIter<T>) -> Result<R> + Send + Sync,
+    ) -> Result<Vec<R>> {
+        scheduler::run_job(&self.node, partitions, |_, p, it| f(p, it))
+    }
+
+    fn run_all<R: Send>(
+        &self,
+        f: impl Fn(usize, PartitionIter<T>) -> Result<R> + Send + Sync,
+    ) -> Result<Vec<R>> {
+        let all: Vec<usize> = (0..self.num_partitions()).collect();
+        self.run(&all, f)
+    }
+
+    /// The element counts of the partitions in `range`.
+    pub(crate) fn partition_sizes(&self, range: Range<usize>) -> Result<Vec<u64>> {
+        let parts: Vec<usize> = range.collect();
+        self.run(&parts, |_, it| Ok(it.count() as u64))
+    }
+
+    /// The number of elements.
+    ///
+    /// # Errors
+    /// Any error of the job: a failed task ([`Error::TaskFailed`]), an unreadable input, a
+    /// failed checkpoint write.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self
+            .run_all(|_, it| Ok(it.count() as u64))?
+            .into_iter()
+            .sum())
+    }
+
+    /// All elements, in partition order.
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn collect(&self) -> Result<Vec<T>> {
+        let parts = self.run_all(|_, it| Ok(it.collect::<Vec<T>>()))?;
+        let total = parts.iter().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(total);
+        for p in parts {
+            out.extend(p);
+        }
+        Ok(out)
+    }
+
+    /// Combines the elements with an associative function; `None` for an empty RDD.
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync) -> Result<Option<T>> {
+        let parts = self.run_all(|_, it| Ok(it.reduce(&f)))?;
+        Ok(parts.into_iter().flatten().reduce(&f))
+    }
+
+    /// Folds each partition starting from `zero`, then folds the partition results, again
+    /// from `zero` (as Spark does: `zero` must be neutral for `f`).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// assert_eq!(ctx.range(1..5, 2).fold(0, |a, b| a + b)?, 10);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn fold(&self, zero: T, f: impl Fn(T, T) -> T + Send + Sync) -> Result<T> {
+        let parts = self.run_all(|_, it| Ok(it.fold(zero.clone(), &f)))?;
+        Ok(parts.into_iter().fold(zero, &f))
+    }
+
+    /// Aggregates with `seq` inside partitions and `comb` across them, both from `zero`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// // (sum, count)
+    /// let (s, n) = ctx.range(1..5, 2).aggregate((0, 0), |(s, n), x| (s + x, n + 1), |a, b| (a.0 + b.0, a.1 + b.1))?;
+    /// assert_eq!((s, n), (10, 4));
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn aggregate<A: Data>(
+        &self,
+        zero: A,
+        seq: impl Fn(A, T) -> A + Send + Sync,
+        comb: impl Fn(A, A) -> A + Send + Sync,
+    ) -> Result<A> {
+        let parts = self.run_all(|_, it| Ok(it.fold(zero.clone(), &seq)))?;
+        Ok(parts.into_iter().fold(zero, comb))
+    }
+
+    /// The first `n` elements, in partition order. Scans one partition first, then more as
+    /// needed (as Spark does), so it computes only what it must.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// assert_eq!(ctx.range(0..100, 10).take(3)?, vec![0, 1, 2]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the jobs it runs.
+    pub fn take(&self, n: usize) -> Result<Vec<T>> {
+        let total = self.num_partitions();
+        let mut out: Vec<T> = Vec::new();
+        let mut scanned = 0;
+        while out.len() < n && scanned < total {
+            let to_try = if scanned == 0 {
+                1
+            } else if out.is_empty() {
+                scanned * 4
+            } else {
+                let est = (1.5 * n as f64 * scanned as f64 / out.len() as f64).ceil() as usize;
+                est.saturating_sub(scanned).clamp(1, scanned * 4)
+            };
+            let end = (scanned + to_try).min(total);
+            let parts: Vec<usize> = (scanned..end).collect();
+            let left = n - out.len();
+            let results = self.run(&parts, |_, it| Ok(it.take(left).collect::<Vec<T>>()))?;
+            for r in results {
+                let room = n - out.len();
+                out.extend(r.into_iter().take(room));
+            }
+            scanned = end;
+        }
+        Ok(out)
+    }
+
+    /// The first element, or `None` for an empty RDD.
+    ///
+    /// # Errors
+    /// Any error of the jobs it runs.
+    pub fn first(&self) -> Result<Option<T>> {
+        Ok(self.take(1)?.into_iter().next())
+    }
+
+    /// Runs `f` on every element, on the pool's threads.
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn foreach(&self, f: impl Fn(T) + Send + Sync) -> Result<()> {
+        self.run_all(|_, it| {
+            it.for_each(&f);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Runs `f` on every partition's iterator, on the pool's threads.
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn foreach_partition(&self, f: impl Fn(PartitionIter<T>) + Send + Sync) -> Result<()> {
+        self.run_all(|_, it| {
+            f(it);
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Writes the elements as text lines to a new folder: `part-00000`, ... (one per
+    /// partition) and an empty `_SUCCESS` marker last, as Hadoop's output committer does.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let ctx = flintlock::Context::new();
+    /// let out = dir.path().join("out");
+    /// ctx.parallelize(vec![1, 2, 3], 2).save_as_text_file(&out)?;
+    /// assert_eq!(std::fs::read_to_string(out.join("part-00001")).unwrap(), "2\n3\n");
+    /// assert!(out.join("_SUCCESS").exists());
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the folder exists; I/O errors naming the file.
+    pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        T: fmt::Display,
+    {
+        let dir = path.as_ref().to_path_buf();
+        if dir.exists() {
+            return Err(Error::InvalidArgument(format!(
+                "save_as_text_file: {} already exists",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        self.run_all(|p, it| {
+            let file: PathBuf = dir.join(crate::checkpoint::format::part_name(p));
+            let f = std::fs::File::create(&file).map_err(|e| Error::io("create", &file, e))?;
+            let mut w = std::io::BufWriter::new(f);
+            for x in it {
+                writeln!(w, "{x}").map_err(|e| Error::io("write", &file, e))?;
+            }
+            w.flush().map_err(|e| Error::io("write", &file, e))
+        })?;
+        let success = dir.join("_SUCCESS");
+        std::fs::File::create(&success).map_err(|e| Error::io("create", &success, e))?;
+        Ok(())
+    }
+
+    /// How often each distinct element occurs.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let counts = ctx.parallelize(vec!['a', 'b', 'a'], 2).count_by_value()?;
+    /// assert_eq!(counts[&'a'], 2);
+    /// assert_eq!(counts[&'b'], 1);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
+    where
+        T: Key,
+    {
+        let parts = self.run_all(|_, it| {
+            let mut m: FxHashMap<T, u64> = FxHashMap::default();
+            for x in it {
+                *m.entry(x).or_insert(0) += 1;
+            }
+            Ok(m)
+        })?;
+        let mut out: HashMap<T, u64> = HashMap::new();
+        for m in parts {
+            for (k, c) in m {
+                *out.entry(k).or_insert(0) += c;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The largest element (`None` when empty).
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn max(&self) -> Result<Option<T>>
+    where
+        T: Ord,
+    {
+        self.reduce(|a, b| if b > a { b } else { a })
+    }
+
+    /// The smallest element (`None` when empty).
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn min(&self) -> Result<Option<T>>
+    where
+        T: Ord,
+    {
+        self.reduce(|a, b| if b < a { b } else { a })
+    }
+
+    /// The element with the largest key (the first of equals), `None` when empty.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let longest = ctx.parallelize(vec!["bb", "a", "ccc"], 2).max_by_key(|s| s.len())?;
+    /// assert_eq!(longest, Some("ccc"));
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn max_by_key<K: Ord>(&self, f: impl Fn(&T) -> K + Send + Sync) -> Result<Option<T>> {
+        self.reduce(|a, b| if f(&b) > f(&a) { b } else { a })
+    }
+
+    /// The element with the smallest key (the first of equals), `None` when empty.
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn min_by_key<K: Ord>(&self, f: impl Fn(&T) -> K + Send + Sync) -> Result<Option<T>> {
+        self.reduce(|a, b| if f(&b) < f(&a) { b } else { a })
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Persistence
+    // ------------------------------------------------------------------------------------
+
+    /// Keeps computed partitions in memory after the first action: later actions read them
+    /// instead of recomputing. Returns the same RDD.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.range(0..4, 2).map(|x| x + 1).cache();
+    /// assert_eq!(rdd.count()?, 4);
+    /// assert_eq!(rdd.as_base().cached_partitions(), 2);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn cache(&self) -> Rdd<T> {
+        self.persist(StorageLevel::MemoryOnly)
+    }
+
+    /// Sets how computed partitions are kept. Returns the same RDD.
+    pub fn persist(&self, level: StorageLevel) -> Rdd<T> {
+        self.node.set_storage_level(level);
+        self.clone()
+    }
+
+    /// Drops the cached partitions and stops caching. Returns the same RDD.
+    pub fn unpersist(&self) -> Rdd<T> {
+        self.node.set_storage_level(StorageLevel::None);
+        self.clone()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Checkpoints
+    // ------------------------------------------------------------------------------------
+
+    /// Marks the RDD for a reliable checkpoint, written by the next action that computes it:
+    /// one file per partition under `<checkpoint_dir>/<app_id>/rdd-<id>/`, then a manifest;
+    /// then the lineage is replaced by the files and the parents are released.
+    ///
+    /// Lazy and idempotent: marking twice, marking a checkpointed RDD or a checkpoint RDD are
+    /// no-ops; marking after an action already ran takes effect at the next action. The
+    /// checkpoint costs no second computation: partitions are written while the action
+    /// computes them.
+    ///
+    /// ```
+    /// use flintlock::{CheckpointState, Context};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let ctx = Context::builder().checkpoint_dir(dir.path()).build()?;
+    /// let rdd = ctx.range(0..100, 4).map(|x| x * 2);
+    /// rdd.checkpoint()?;
+    /// assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    /// assert_eq!(rdd.count()?, 100);
+    /// assert!(rdd.is_checkpointed());
+    /// assert!(rdd.checkpoint_path().unwrap().join("_manifest.json").exists());
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NoCheckpointDir`] when the context has no checkpoint directory (the RDD
+    /// stays Initialized).
+    #[track_caller]
+    pub fn checkpoint(&self) -> Result<()>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.node
+            .mark_reliable(SerdeCodec::<T>::new(), site("checkpoint"))
+    }
+
+    /// Marks the RDD for a local checkpoint: at the next action its partitions are cached
+    /// (the RDD is persisted if it was not) and its lineage is truncated onto those blocks.
+    /// Fast, but not fault tolerant: a lost block is an error, not a recomputation.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.range(0..10, 2).map(|x| x + 1);
+    /// rdd.local_checkpoint()?;
+    /// rdd.count()?;
+    /// assert!(rdd.is_checkpointed());
+    /// ctx.evict_block(rdd.id(), 0);
+    /// assert!(rdd.count().is_err()); // no lineage left to recompute from
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for storage-backed local checkpoints.
+    #[track_caller]
+    pub fn local_checkpoint(&self) -> Result<()> {
+        self.node.mark_local(site("local_checkpoint"));
+        Ok(())
+    }
+
+    /// Where the RDD is in the checkpoint state machine.
+    pub fn checkpoint_state(&self) -> CheckpointState {
+        self.node.checkpoint.state()
+    }
+
+    /// True once a checkpoint (reliable or local) has been committed.
+    pub fn is_checkpointed(&self) -> bool {
+        self.checkpoint_state() == CheckpointState::Checkpointed
+    }
+
+    /// True when the RDD is marked for, or truncated by, a local checkpoint.
+    pub fn is_local_checkpoint(&self) -> bool {
+        self.is_locally_checkpointed()
+    }
+
+    /// The `rdd-<id>` folder of a committed reliable checkpoint.
+    pub fn checkpoint_path(&self) -> Option<PathBuf> {
+        self.checkpoint_path_inner()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Lineage
+    // ------------------------------------------------------------------------------------
+
+    /// The longest path from this RDD to a source or checkpoint (0 for a source).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.range(0..4, 1).map(|x| x).filter(|_| true);
+    /// assert_eq!(rdd.lineage_depth(), 2);
+    /// ```
+    pub fn lineage_depth(&self) -> usize {
+        crate::lineage::depth(self.node.clone())
+    }
+
+    /// The lineage as text, in the shape of Spark's `toDebugString`: one line per RDD,
+    /// `(partitions) Kind[id] at op at file:line [storage]`, indented at shuffle boundaries,
+    /// with the checkpoint state where it is not `Initialized`.
+    pub fn to_debug_string(&self) -> String {
+        crate::lineage::debug_string(self.node.clone())
+    }
+
+    /// The lineage as a Graphviz `digraph`: shuffle edges dashed, nodes coloured by
+    /// checkpoint state, cached nodes bold.
+    pub fn to_dot(&self) -> String {
+        crate::lineage::dot(self.node.clone())
+    }
+}

@@ -1,0 +1,391 @@
+//! The shared node behind every `Rdd<T>` handle, and the swappable lineage.
+//!
+//! A node holds what never changes (id, kind, creation call site, partition count,
+//! partitioner), what the user may change (name, storage level, checkpoint mark) and its
+//! **lineage**: `Lineage::Computed(compute)` until a checkpoint commits, then
+//! `Lineage::Checkpointed(checkpoint rdd)`. The swap happens under a lock and drops the old
+//! `Compute`, which holds the only references to the parents: once the user's own handles are
+//! gone, the parents are freed.
+//!
+//! Nodes are seen by the scheduler, the checkpointer and the lineage tools only through the
+//! object-safe [`RddBase`] (public, read-only) and `Node` (crate-internal) traits.
+//!
+//! Dropping a node never recurses: `Drop` detaches the lineage and walks the parents with an
+//! explicit stack, taking each parent apart only when this was its last handle.
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::checkpoint::{CheckpointCell, CheckpointState};
+use crate::context::Context;
+use crate::dependency::Dependency;
+use crate::error::{Error, Result};
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::storage::StorageLevel;
+use crate::Data;
+
+/// An iterator over one partition's elements, as handed to `map_partitions` closures.
+pub type PartitionIter<T> = Box<dyn Iterator<Item = T>>;
+
+/// How narrow chains deeper than this are computed: every `SEGMENT` levels the partition is
+/// materialised inside the task, so that neither building nor draining the iterator chain
+/// recurses more than `SEGMENT` levels deep.
+pub(crate) const SEGMENT: usize = 256;
+
+/// One RDD kind's answers to Spark's few questions: what it depends on, and how to compute a
+/// partition. Partition count and partitioner are fixed at construction and kept in the node.
+pub(crate) trait Compute<T>: Send + Sync + 'static {
+    /// The edges to the parents.
+    fn dependencies(&self) -> Vec<Dependency>;
+    /// Computes partition `split`. Errors while iterating are reported through
+    /// [`TaskContext::fail`].
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>>;
+}
+
+/// Where an RDD was created: the operation and the user's source line.
+#[derive(Clone, Copy)]
+pub struct CallSite {
+    /// The operation (`map`, `reduce_by_key`, `parallelize`, ...).
+    pub op: &'static str,
+    /// The caller's file and line, recorded with `#[track_caller]`.
+    pub location: &'static Location<'static>,
+}
+
+impl fmt::Display for CallSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {}:{}",
+            self.op,
+            self.location.file(),
+            self.location.line()
+        )
+    }
+}
+
+impl fmt::Debug for CallSite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The untyped, read-only view of an RDD: what the lineage tools see.
+///
+/// Obtained from `Rdd::as_base` or `Dependency::parent`.
+pub trait RddBase: Send + Sync + sealed::Sealed + 'static {
+    /// The RDD's id, unique within its context.
+    fn id(&self) -> usize;
+    /// The RDD kind, named as in Spark (`MapPartitionsRdd`, `ShuffledRdd`, ...).
+    fn kind(&self) -> &'static str;
+    /// The user-given name, if any.
+    fn name(&self) -> Option<String>;
+    /// Where the RDD was created.
+    fn call_site(&self) -> CallSite;
+    /// The number of partitions.
+    fn num_partitions(&self) -> usize;
+    /// How the RDD's keys are partitioned, if known.
+    fn partitioner(&self) -> Option<Partitioner>;
+    /// The edges to its parents (after a checkpoint: one `OneToOne` edge to the checkpoint).
+    fn dependencies(&self) -> Vec<Dependency>;
+    /// How computed partitions are kept.
+    fn storage_level(&self) -> StorageLevel;
+    /// Where the RDD is in the checkpoint state machine.
+    fn checkpoint_state(&self) -> CheckpointState;
+    /// How many partitions are currently held in the block store.
+    fn cached_partitions(&self) -> usize;
+}
+
+/// The crate-internal side of a node, used by the scheduler and the checkpointer.
+pub(crate) trait Node: RddBase {
+    /// An upper bound of the narrow-chain length below this node (0 for sources and shuffle
+    /// outputs), fixed at construction; deep chains are materialised in segments.
+    fn pipe_depth(&self) -> usize;
+    /// Computes partition `split` fully and keeps it in the task for its consumers.
+    fn materialize(&self, split: usize, tc: &TaskContext) -> Result<()>;
+    /// True when partition `split` is in the block store (so the lineage below is not needed).
+    fn block_present(&self, split: usize) -> bool;
+    /// Takes the lineage out and returns the parents, for the iterative drop.
+    fn detach_lineage(&mut self) -> Vec<Arc<dyn Node>>;
+    /// The checkpoint hooks of this node.
+    fn checkpoint_ops(&self) -> &dyn crate::checkpoint::CheckpointOps;
+}
+
+pub(crate) enum Lineage<T: Data> {
+    /// Computed from the parents by this RDD kind.
+    Computed(Arc<dyn Compute<T>>),
+    /// Read from a checkpoint RDD (reliable or local), which has no parents.
+    Checkpointed(crate::Rdd<T>),
+    /// Only while the node is being dropped.
+    Released,
+}
+
+/// The shared node of an `Rdd<T>`.
+pub(crate) struct RddNode<T: Data> {
+    pub(crate) ctx: Context,
+    pub(crate) id: usize,
+    pub(crate) kind: &'static str,
+    pub(crate) call_site: CallSite,
+    pub(crate) num_partitions: usize,
+    pub(crate) partitioner: Option<Partitioner>,
+    pipe_depth: usize,
+    name: Mutex<Option<String>>,
+    storage_level: AtomicU8,
+    pub(crate) lineage: RwLock<Lineage<T>>,
+    pub(crate) checkpoint: CheckpointCell<T>,
+}
+
+impl<T: Data> RddNode<T> {
+    pub(crate) fn new(
+        ctx: Context,
+        kind: &'static str,
+        call_site: CallSite,
+        num_partitions: usize,
+        partitioner: Option<Partitioner>,
+        compute: Arc<dyn Compute<T>>,
+    ) -> RddNode<T> {
+        let pipe_depth = compute
+            .dependencies()
+            .iter()
+            .filter(|d| !d.is_shuffle())
+            .map(|d| d.parent_node().pipe_depth() + 1)
+            .max()
+            .unwrap_or(0);
+        let id = ctx.inner.new_rdd_id();
+        RddNode {
+            ctx,
+            id,
+            kind,
+            call_site,
+            num_partitions,
+            partitioner,
+            pipe_depth,
+            name: Mutex::new(None),
+            storage_level: AtomicU8::new(StorageLevel::None.to_u8()),
+            lineage: RwLock::new(Lineage::Computed(compute)),
+            checkpoint: CheckpointCell::new(),
+        }
+    }
+
+    pub(crate) fn set_name(&self, name: Option<String>) {
+        *self.name.lock() = name;
+    }
+
+    pub(crate) fn set_storage_level(&self, level: StorageLevel) {
+        let old = StorageLevel::from_u8(self.storage_level.swap(level.to_u8(), Ordering::AcqRel));
+        if old != StorageLevel::None && level == StorageLevel::None {
+            self.ctx.inner.blocks.remove_rdd(self.id);
+        }
+    }
+
+    /// The iterator over partition `split`: from the task's materialised segments, the block
+    /// store, or the lineage — and, while a checkpoint of this RDD is being written by the
+    /// running job, teed into its partition file.
+    pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+        if let Some(data) = tc.take_materialized::<T>(self.id, split) {
+            return Ok(data);
+        }
+        let level = self.storage_level();
+        let cached = if level == StorageLevel::None {
+            None
+        } else {
+            self.ctx.inner.blocks.get::<T>(self.id, split)
+        };
+        let from_cache = cached.is_some();
+        let source: PartitionIter<T> = match cached {
+            Some(block) => Box::new(ArcVecIter::new(block)),
+            None => self.compute_from_lineage(split, tc)?,
+        };
+        let source = self.checkpoint.tee(self, split, tc, source);
+        if level == StorageLevel::None || from_cache {
+            return Ok(source);
+        }
+        let data: Vec<T> = source.collect();
+        if tc.has_failed() {
+            // Never cache a partition whose computation reported an error.
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let block = Arc::new(data);
+        self.ctx.inner.blocks.put(self.id, split, block.clone());
+        Ok(Box::new(ArcVecIter::new(block)))
+    }
+
+    fn compute_from_lineage(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+        enum Source<T: Data> {
+            Compute(Arc<dyn Compute<T>>),
+            Checkpoint(crate::Rdd<T>),
+        }
+        // Clone the source out of the lock: a checkpoint may swap the lineage while this
+        // task still computes from the old one.
+        let source = match &*self.lineage.read() {
+            Lineage::Computed(c) => Source::Compute(c.clone()),
+            Lineage::Checkpointed(r) => Source::Checkpoint(r.clone()),
+            Lineage::Released => {
+                return Err(Error::Internal(format!(
+                    "rdd {} computed while being dropped",
+                    self.id
+                )))
+            }
+        };
+        match source {
+            Source::Compute(c) => c.compute(split, tc),
+            Source::Checkpoint(r) => r.node.iterator(split, tc),
+        }
+    }
+
+    /// The description Spark's `RDD.toString` gives: `name MapPartitionsRdd[3] at map at f.rs:1`.
+    pub(crate) fn describe(&self) -> String {
+        describe(self)
+    }
+}
+
+/// `name Kind[id] at op at file:line`, for any node.
+pub(crate) fn describe(node: &dyn RddBase) -> String {
+    let name = node.name().map(|n| format!("{n} ")).unwrap_or_default();
+    format!(
+        "{name}{}[{}] at {}",
+        node.kind(),
+        node.id(),
+        node.call_site()
+    )
+}
+
+impl<T: Data> sealed::Sealed for RddNode<T> {}
+
+impl<T: Data> RddBase for RddNode<T> {
+    fn id(&self) -> usize {
+        self.id
+    }
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn name(&self) -> Option<String> {
+        self.name.lock().clone()
+    }
+    fn call_site(&self) -> CallSite {
+        self.call_site
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
+    fn partitioner(&self) -> Option<Partitioner> {
+        self.partitioner.clone()
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        match &*self.lineage.read() {
+            Lineage::Computed(c) => c.dependencies(),
+            Lineage::Checkpointed(r) => vec![Dependency::one_to_one(r.node.clone())],
+            Lineage::Released => Vec::new(),
+        }
+    }
+    fn storage_level(&self) -> StorageLevel {
+        StorageLevel::from_u8(self.storage_level.load(Ordering::Acquire))
+    }
+    fn checkpoint_state(&self) -> CheckpointState {
+        self.checkpoint.state()
+    }
+    fn cached_partitions(&self) -> usize {
+        self.ctx.inner.blocks.cached_partitions(self.id)
+    }
+}
+
+impl<T: Data> Node for RddNode<T> {
+    fn pipe_depth(&self) -> usize {
+        self.pipe_depth
+    }
+
+    fn materialize(&self, split: usize, tc: &TaskContext) -> Result<()> {
+        let data: Vec<T> = self.iterator(split, tc)?.collect();
+        tc.put_materialized(self.id, split, data);
+        Ok(())
+    }
+
+    fn block_present(&self, split: usize) -> bool {
+        self.storage_level() != StorageLevel::None && self.ctx.inner.blocks.contains(self.id, split)
+    }
+
+    fn detach_lineage(&mut self) -> Vec<Arc<dyn Node>> {
+        let lineage = std::mem::replace(self.lineage.get_mut(), Lineage::Released);
+        let parents: Vec<Arc<dyn Node>> = match &lineage {
+            Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
+            Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
+            Lineage::Released => Vec::new(),
+        };
+        // `parents` keeps every parent alive, so dropping the lineage here is shallow.
+        drop(lineage);
+        parents
+    }
+
+    fn checkpoint_ops(&self) -> &dyn crate::checkpoint::CheckpointOps {
+        self
+    }
+}
+
+impl<T: Data> Drop for RddNode<T> {
+    fn drop(&mut self) {
+        if self.storage_level() != StorageLevel::None {
+            self.ctx.inner.blocks.remove_rdd(self.id);
+        }
+        release_lineage(self.detach_lineage());
+    }
+}
+
+/// Drops a set of parent handles without recursing: a parent whose last handle this is gets
+/// its own lineage detached first, and its parents join the stack.
+pub(crate) fn release_lineage(mut stack: Vec<Arc<dyn Node>>) {
+    while let Some(mut node) = stack.pop() {
+        if let Some(n) = Arc::get_mut(&mut node) {
+            stack.extend(n.detach_lineage());
+        }
+        drop(node);
+    }
+}
+
+/// Iterates a shared `Vec<T>` by cloning its elements (cached blocks, materialised segments,
+/// parallelized collections).
+pub(crate) struct ArcVecIter<T> {
+    data: Arc<Vec<T>>,
+    pos: usize,
+    end: usize,
+}
+
+impl<T> ArcVecIter<T> {
+    pub(crate) fn new(data: Arc<Vec<T>>) -> Self {
+        let end = data.len();
+        ArcVecIter { data, pos: 0, end }
+    }
+
+    pub(crate) fn slice(data: Arc<Vec<T>>, start: usize, end: usize) -> Self {
+        ArcVecIter {
+            data,
+            pos: start,
+            end,
+        }
+    }
+}
+
+impl<T: Clone> Iterator for ArcVecIter<T> {
+    type Item = T;
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.pos < self.end {
+            let x = self.data[self.pos].clone();
+            self.pos += 1;
+            Some(x)
+        } else {
+            None
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.pos;
+        (n, Some(n))
+    }
+}

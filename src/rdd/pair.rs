@@ -1,0 +1,785 @@
+//! Operations on RDDs of key-value pairs (Spark's `PairRDDFunctions`).
+//!
+//! Every by-key operation goes through one place that decides whether a shuffle is needed
+//! ([`Rdd::combine_by_key_op`] for aggregations, `CoGroupSide::new` for two-parent
+//! operations): when the parent is already partitioned by an equal partitioner, the work is
+//! done in place, as a narrow dependency.
+//!
+//! Default partitioning (Spark's `defaultPartitioner`): the partitioner of a parent that has
+//! one (the one with more partitions when both do), else hash partitioning over the larger
+//! partition count.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use super::cogrouped::{CoGroupSide, CoGroupedRdd, CombineFn};
+use super::node::{CallSite, PartitionIter};
+use super::sampling;
+use super::shuffled::ShuffledRdd;
+use super::site;
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::shuffle::{
+    bucketize, combine_values, drain_combined, merge_combiners as merge_all, ShuffleDependency,
+};
+use crate::{Data, Key, Rdd};
+
+impl<K: Key, V: Data> Rdd<(K, V)> {
+    pub(crate) fn default_partitioner(&self) -> Partitioner {
+        self.partitioner()
+            .unwrap_or_else(|| Partitioner::hash(self.num_partitions().max(1)))
+    }
+
+    fn default_partitioner_with<W: Data>(&self, other: &Rdd<(K, W)>) -> Partitioner {
+        match (self.partitioner(), other.partitioner()) {
+            (Some(a), Some(b)) => {
+                if b.num_partitions() > a.num_partitions() {
+                    b
+                } else {
+                    a
+                }
+            }
+            (Some(a), None) => a,
+            (None, Some(b)) => b,
+            (None, None) => {
+                Partitioner::hash(self.num_partitions().max(other.num_partitions()).max(1))
+            }
+        }
+    }
+
+    /// The one place where by-key aggregation decides between in-place combining (parent
+    /// already partitioned by `partitioner`) and a shuffle (with map-side combining when
+    /// `map_side_combine`).
+    pub(crate) fn combine_by_key_op<C: Data>(
+        &self,
+        site: CallSite,
+        partitioner: Partitioner,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+        map_side_combine: bool,
+    ) -> Rdd<(K, C)> {
+        let create = Arc::new(create);
+        let merge_value = Arc::new(merge_value);
+        if self.partitioner().as_ref() == Some(&partitioner) {
+            return self.map_partitions_op(
+                site,
+                true,
+                Arc::new(move |_, it| {
+                    let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
+                    Box::new(drain_combined(map))
+                }),
+            );
+        }
+        let key_fn = partitioner.key_fn::<K>();
+        let n = partitioner.num_partitions();
+        if map_side_combine {
+            let merge_c = Arc::new(merge_combiners);
+            let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
+                let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
+                let len = map.len();
+                bucketize(drain_combined(map), &key_fn, n, len)
+            });
+            let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
+            let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {
+                let map = merge_all(reader, merge_c.as_ref(), 0);
+                Box::new(drain_combined(map)) as PartitionIter<(K, C)>
+            });
+            Rdd::make(
+                self.context(),
+                "ShuffledRdd",
+                site,
+                n,
+                Some(partitioner),
+                ShuffledRdd::new(dep, reduce),
+            )
+        } else {
+            let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
+                let hint = it.size_hint().0;
+                bucketize(it, &key_fn, n, hint)
+            });
+            let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
+            let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, V>| {
+                let map = combine_values(reader, create.as_ref(), merge_value.as_ref(), 0);
+                Box::new(drain_combined(map)) as PartitionIter<(K, C)>
+            });
+            Rdd::make(
+                self.context(),
+                "ShuffledRdd",
+                site,
+                n,
+                Some(partitioner),
+                ShuffledRdd::new(dep, reduce),
+            )
+        }
+    }
+
+    /// `partition_by` with an explicit call site.
+    pub(crate) fn partition_by_op(&self, site: CallSite, partitioner: Partitioner) -> Rdd<(K, V)> {
+        if self.partitioner().as_ref() == Some(&partitioner) {
+            return self.clone();
+        }
+        let key_fn = partitioner.key_fn::<K>();
+        let n = partitioner.num_partitions();
+        let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
+            let hint = it.size_hint().0;
+            bucketize(it, &key_fn, n, hint)
+        });
+        let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
+        let reduce = Arc::new(|reader: crate::shuffle::ShuffleReader<K, V>| {
+            Box::new(reader) as PartitionIter<(K, V)>
+        });
+        Rdd::make(
+            self.context(),
+            "ShuffledRdd",
+            site,
+            n,
+            Some(partitioner),
+            ShuffledRdd::new(dep, reduce),
+        )
+    }
+
+    /// Applies `f` to every value, keeping keys and so the partitioner.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let p = ctx.parallelize(vec![(1, 2)], 1).partition_by(flintlock::Partitioner::hash(2));
+    /// let doubled = p.map_values(|v| v * 2);
+    /// assert_eq!(doubled.partitioner(), p.partitioner());
+    /// assert_eq!(doubled.collect()?, vec![(1, 4)]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
+        let f = Arc::new(f);
+        self.map_partitions_op(
+            site("map_values"),
+            true,
+            Arc::new(move |_, it| {
+                let f = f.clone();
+                Box::new(it.map(move |(k, v)| (k, f(v))))
+            }),
+        )
+    }
+
+    /// Maps every value to zero or more values, keeping keys and the partitioner.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let r = ctx.parallelize(vec![(1, 2)], 1).flat_map_values(|v| vec![v, v + 1]);
+    /// assert_eq!(r.collect()?, vec![(1, 2), (1, 3)]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn flat_map_values<U: Data, I>(
+        &self,
+        f: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> Rdd<(K, U)>
+    where
+        I: IntoIterator<Item = U>,
+        I::IntoIter: 'static,
+    {
+        let f = Arc::new(f);
+        self.map_partitions_op(
+            site("flat_map_values"),
+            true,
+            Arc::new(move |_, it| {
+                let f = f.clone();
+                Box::new(it.flat_map(move |(k, v)| f(v).into_iter().map(move |u| (k.clone(), u))))
+            }),
+        )
+    }
+
+    /// The keys.
+    #[track_caller]
+    pub fn keys(&self) -> Rdd<K> {
+        self.map_partitions_op(
+            site("keys"),
+            false,
+            Arc::new(|_, it| Box::new(it.map(|(k, _)| k))),
+        )
+    }
+
+    /// The values.
+    #[track_caller]
+    pub fn values(&self) -> Rdd<V> {
+        self.map_partitions_op(
+            site("values"),
+            false,
+            Arc::new(|_, it| Box::new(it.map(|(_, v)| v))),
+        )
+    }
+
+    /// Merges the values of each key with an associative, commutative function, combining
+    /// on the map side before the shuffle.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let mut sums = ctx.parallelize(vec![("a", 1), ("b", 2), ("a", 3)], 2)
+    ///     .reduce_by_key(|x, y| x + y)
+    ///     .collect()?;
+    /// sums.sort();
+    /// assert_eq!(sums, vec![("a", 4), ("b", 2)]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
+        let p = self.default_partitioner();
+        self.reduce_by_key_with(p, f)
+    }
+
+    /// [`Rdd::reduce_by_key`] into `partitioner`'s partitions (no shuffle when this RDD is
+    /// already partitioned that way).
+    #[track_caller]
+    pub fn reduce_by_key_with(
+        &self,
+        partitioner: Partitioner,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Rdd<(K, V)> {
+        let f = Arc::new(f);
+        let g = f.clone();
+        self.combine_by_key_op(
+            site("reduce_by_key"),
+            partitioner,
+            |v| v,
+            move |a, b| f(a, b),
+            move |a, b| g(a, b),
+            true,
+        )
+    }
+
+    /// Merges the values of each key with `f`, starting from `zero` (which must be neutral
+    /// for `f`).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let r = ctx.parallelize(vec![(1, 2), (1, 3)], 2).fold_by_key(0, |a, b| a + b);
+    /// assert_eq!(r.collect()?, vec![(1, 5)]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn fold_by_key(
+        &self,
+        zero: V,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Rdd<(K, V)> {
+        let p = self.default_partitioner();
+        let f = Arc::new(f);
+        let (g, h) = (f.clone(), f.clone());
+        self.combine_by_key_op(
+            site("fold_by_key"),
+            p,
+            move |v| f(zero.clone(), v),
+            move |a, b| g(a, b),
+            move |a, b| h(a, b),
+            true,
+        )
+    }
+
+    /// Aggregates the values of each key into a `U`: `seq` folds values into an
+    /// accumulator started from `zero`, `comb` merges accumulators.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// // (sum, count) per key
+    /// let r = ctx.parallelize(vec![("a", 2), ("a", 4)], 2)
+    ///     .aggregate_by_key((0, 0), |(s, n), v| (s + v, n + 1), |x, y| (x.0 + y.0, x.1 + y.1));
+    /// assert_eq!(r.collect()?, vec![("a", (6, 2))]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn aggregate_by_key<U: Data>(
+        &self,
+        zero: U,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Rdd<(K, U)> {
+        let p = self.default_partitioner();
+        let seq = Arc::new(seq);
+        let s2 = seq.clone();
+        self.combine_by_key_op(
+            site("aggregate_by_key"),
+            p,
+            move |v| seq(zero.clone(), v),
+            move |c, v| s2(c, v),
+            comb,
+            true,
+        )
+    }
+
+    /// The general by-key aggregation (Spark's `combineByKey`): `create` turns a key's first
+    /// value into a combiner, `merge_value` adds a value, `merge_combiners` merges two.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let r = ctx.parallelize(vec![(1, 'a'), (1, 'b')], 2)
+    ///     .combine_by_key(|c| c.to_string(), |mut s, c| { s.push(c); s }, |a, b| a + &b);
+    /// let (k, s) = r.collect()?.remove(0);
+    /// assert_eq!(k, 1);
+    /// assert_eq!(s.len(), 2);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn combine_by_key<C: Data>(
+        &self,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> Rdd<(K, C)> {
+        let p = self.default_partitioner();
+        self.combine_by_key_with(p, create, merge_value, merge_combiners)
+    }
+
+    /// [`Rdd::combine_by_key`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn combine_by_key_with<C: Data>(
+        &self,
+        partitioner: Partitioner,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> Rdd<(K, C)> {
+        self.combine_by_key_op(
+            site("combine_by_key"),
+            partitioner,
+            create,
+            merge_value,
+            merge_combiners,
+            true,
+        )
+    }
+
+    /// The values of each key, as a `Vec` (no map-side combining, as in Spark: it would not
+    /// shrink the data).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let g = ctx.parallelize(vec![(1, 'a'), (2, 'b'), (1, 'c')], 2).group_by_key();
+    /// let mut ones = g.lookup(&1)?.remove(0);
+    /// ones.sort();
+    /// assert_eq!(ones, vec!['a', 'c']);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
+        let p = self.default_partitioner();
+        self.group_by_key_with(p)
+    }
+
+    /// [`Rdd::group_by_key`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn group_by_key_with(&self, partitioner: Partitioner) -> Rdd<(K, Vec<V>)> {
+        self.combine_by_key_op(
+            site("group_by_key"),
+            partitioner,
+            |v| vec![v],
+            |mut c, v| {
+                c.push(v);
+                c
+            },
+            |mut a, mut b| {
+                a.append(&mut b);
+                a
+            },
+            false,
+        )
+    }
+
+    /// Repartitions by `partitioner` through a shuffle — or returns this RDD itself when it
+    /// is already partitioned that way.
+    ///
+    /// ```
+    /// use flintlock::Partitioner;
+    /// # let ctx = flintlock::Context::new();
+    /// let p = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 3).partition_by(Partitioner::hash(2));
+    /// assert_eq!(p.num_partitions(), 2);
+    /// assert_eq!(p.partitioner(), Some(Partitioner::hash(2)));
+    /// assert_eq!(p.partition_by(Partitioner::hash(2)).id(), p.id());
+    /// ```
+    #[track_caller]
+    pub fn partition_by(&self, partitioner: Partitioner) -> Rdd<(K, V)> {
+        self.partition_by_op(site("partition_by"), partitioner)
+    }
+
+    fn cogroup_op<W: Data, O: Data>(
+        &self,
+        site: CallSite,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+        combine: CombineFn<K, V, W, O>,
+    ) -> Rdd<O> {
+        let left = CoGroupSide::new(self, &partitioner);
+        let right = CoGroupSide::new(other, &partitioner);
+        let n = partitioner.num_partitions();
+        Rdd::make(
+            self.context(),
+            "CoGroupedRdd",
+            site,
+            n,
+            Some(partitioner),
+            CoGroupedRdd::new(left, right, combine),
+        )
+    }
+
+    /// For each key in either RDD, its values in this RDD and in `other`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let b = ctx.parallelize(vec![(1, 10), (2, 20)], 1);
+    /// let mut g = a.cogroup(&b).collect()?;
+    /// g.sort();
+    /// assert_eq!(g, vec![(1, (vec!['a'], vec![10])), (2, (vec![], vec![20]))]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+        let p = self.default_partitioner_with(other);
+        self.cogroup_with(other, p)
+    }
+
+    /// [`Rdd::cogroup`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn cogroup_with<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+        self.cogroup_op(
+            site("cogroup"),
+            other,
+            partitioner,
+            Arc::new(|left, right| {
+                let mut groups: FxHashMap<K, (Vec<V>, Vec<W>)> = FxHashMap::default();
+                for (k, v) in left {
+                    groups.entry(k).or_default().0.push(v);
+                }
+                for (k, w) in right {
+                    groups.entry(k).or_default().1.push(w);
+                }
+                Box::new(groups.into_iter())
+            }),
+        )
+    }
+
+    fn join_op<W: Data, O: Data>(
+        &self,
+        op: CallSite,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+        keep_left: bool,
+        keep_right: bool,
+        shape: fn(Option<V>, Option<W>) -> Option<O>,
+    ) -> Rdd<(K, O)> {
+        self.cogroup_op(
+            op,
+            other,
+            partitioner,
+            Arc::new(move |left, right| {
+                Box::new(
+                    hash_join(left, right, keep_left, keep_right)
+                        .filter_map(move |(k, (v, w))| shape(v, w).map(|o| (k, o))),
+                )
+            }),
+        )
+    }
+
+    /// Pairs of values for keys present in both RDDs (a hash join per partition; no shuffle
+    /// for a side already partitioned by the join's partitioner).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 10), (1, 11), (3, 30)], 2);
+    /// let mut j = a.join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, ('a', 10)), (1, ('a', 11))]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
+        let p = self.default_partitioner_with(other);
+        self.join_with(other, p)
+    }
+
+    /// [`Rdd::join`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn join_with<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+    ) -> Rdd<(K, (V, W))> {
+        self.join_op(site("join"), other, partitioner, false, false, |v, w| {
+            v.zip(w)
+        })
+    }
+
+    /// Every pair of this RDD, with the matching values of `other` or `None`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 1);
+    /// let b = ctx.parallelize(vec![(1, 10)], 1);
+    /// let mut j = a.left_outer_join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, ('a', Some(10))), (2, ('b', None))]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
+        let p = self.default_partitioner_with(other);
+        self.join_op(site("left_outer_join"), other, p, true, false, |v, w| {
+            v.map(|v| (v, w))
+        })
+    }
+
+    /// Every pair of `other`, with the matching values of this RDD or `None`.
+    #[track_caller]
+    pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
+        let p = self.default_partitioner_with(other);
+        self.join_op(site("right_outer_join"), other, p, false, true, |v, w| {
+            w.map(|w| (v, w))
+        })
+    }
+
+    /// Every key of either RDD, with the matching values of each side or `None`.
+    #[track_caller]
+    pub fn full_outer_join<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+    ) -> Rdd<(K, (Option<V>, Option<W>))> {
+        let p = self.default_partitioner_with(other);
+        self.join_op(site("full_outer_join"), other, p, true, true, |v, w| {
+            Some((v, w))
+        })
+    }
+
+    /// Sorts by key through a range-partitioning shuffle: partition `i` holds keys before
+    /// those of partition `i + 1`, each partition sorted. The bounds come from a sample of the
+    /// keys (a small job run now, as in Spark); if that job fails, one partition is used and
+    /// the error surfaces at the action.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let sorted = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(true);
+    /// assert_eq!(sorted.collect()?, vec![(1, 'a'), (2, 'b'), (3, 'c')]);
+    /// let desc = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(false);
+    /// assert_eq!(desc.keys().collect()?, vec![3, 2, 1]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn sort_by_key(&self, ascending: bool) -> Rdd<(K, V)>
+    where
+        K: Ord + Serialize,
+    {
+        self.sort_by_key_with(ascending, self.num_partitions().max(1))
+    }
+
+    /// [`Rdd::sort_by_key`] into (at most) `num_partitions` partitions.
+    ///
+    /// # Panics
+    /// When `num_partitions` is zero.
+    #[track_caller]
+    pub fn sort_by_key_with(&self, ascending: bool, num_partitions: usize) -> Rdd<(K, V)>
+    where
+        K: Ord + Serialize,
+    {
+        super::check_partitions("sort_by_key", num_partitions);
+        let s = site("sort_by_key");
+        let bounds = self.range_bounds(num_partitions).unwrap_or_default();
+        let partitioner = Partitioner::range(bounds, ascending);
+        let shuffled = self.partition_by_op(s, partitioner);
+        shuffled.map_partitions_op(
+            s,
+            true,
+            Arc::new(move |_, it| {
+                let mut v: Vec<(K, V)> = it.collect();
+                if ascending {
+                    v.sort_by(|a, b| a.0.cmp(&b.0));
+                } else {
+                    v.sort_by(|a, b| b.0.cmp(&a.0));
+                }
+                Box::new(v.into_iter())
+            }),
+        )
+    }
+
+    /// Upper bounds for `partitions` ranges of nearly equal weight, from a reservoir sample
+    /// of each partition's keys weighted by partition size (Spark's
+    /// `RangePartitioner.determineBounds`).
+    fn range_bounds(&self, partitions: usize) -> Result<Vec<K>>
+    where
+        K: Ord,
+    {
+        if partitions <= 1 || self.num_partitions() == 0 {
+            return Ok(Vec::new());
+        }
+        let sample_size = (20 * partitions).min(1_000_000);
+        let per_partition = (3 * sample_size).div_ceil(self.num_partitions()).max(1);
+        let samples = self.run(&(0..self.num_partitions()).collect::<Vec<_>>(), |p, it| {
+            let (keys, seen) = sampling::reservoir(
+                it.map(|(k, _)| k),
+                per_partition,
+                sampling::mix(p as u64 ^ 0x5A17),
+            );
+            Ok((keys, seen))
+        })?;
+        let mut weighted: Vec<(K, f64)> = Vec::new();
+        for (keys, seen) in samples {
+            if keys.is_empty() {
+                continue;
+            }
+            let w = seen as f64 / keys.len() as f64;
+            weighted.extend(keys.into_iter().map(|k| (k, w)));
+        }
+        weighted.sort_by(|a, b| a.0.cmp(&b.0));
+        let total: f64 = weighted.iter().map(|(_, w)| w).sum();
+        let step = total / partitions as f64;
+        let mut bounds: Vec<K> = Vec::new();
+        let mut acc = 0.0;
+        let mut target = step;
+        for (k, w) in weighted {
+            acc += w;
+            if acc >= target && bounds.len() < partitions - 1 {
+                if bounds.last() != Some(&k) {
+                    bounds.push(k);
+                }
+                target += step;
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// How many pairs each key has.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let c = ctx.parallelize(vec![('a', 1), ('a', 2), ('b', 3)], 2).count_by_key()?;
+    /// assert_eq!(c[&'a'], 2);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
+        Ok(self
+            .map_values(|_| 1u64)
+            .reduce_by_key(|a, b| a + b)
+            .collect()?
+            .into_iter()
+            .collect())
+    }
+
+    /// The values for `key`. With a known partitioner only the key's partition is computed.
+    ///
+    /// # Errors
+    /// Any error of the job.
+    pub fn lookup(&self, key: &K) -> Result<Vec<V>> {
+        let key = key.clone();
+        let parts: Vec<usize> = match self.partitioner() {
+            Some(p) => vec![p.partition_of(&key)],
+            None => (0..self.num_partitions()).collect(),
+        };
+        let found = self.run(&parts, |_, it| {
+            Ok(it
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v)
+                .collect::<Vec<V>>())
+        })?;
+        Ok(found.into_iter().flatten().collect())
+    }
+}
+
+/// The values of one key on the build side of a hash join: most keys have one, so that case
+/// does not allocate.
+enum Bag<W> {
+    One(W),
+    Many(Vec<W>),
+}
+
+/// A hash join of one partition: builds a table of `right`, streams `left` through it.
+/// Unmatched left pairs are kept (with `None`) when `keep_left`; unmatched right pairs are
+/// emitted after the left side is exhausted when `keep_right`.
+#[allow(clippy::type_complexity)]
+fn hash_join<K: Key, V: Data, W: Data>(
+    left: PartitionIter<(K, V)>,
+    right: PartitionIter<(K, W)>,
+    keep_left: bool,
+    keep_right: bool,
+) -> PartitionIter<(K, (Option<V>, Option<W>))> {
+    let mut table: FxHashMap<K, (Bag<W>, bool)> = FxHashMap::default();
+    for (k, w) in right {
+        match table.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let bag = &mut e.get_mut().0;
+                *bag = match std::mem::replace(bag, Bag::Many(Vec::new())) {
+                    Bag::One(first) => Bag::Many(vec![first, w]),
+                    Bag::Many(mut ws) => {
+                        ws.push(w);
+                        Bag::Many(ws)
+                    }
+                };
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert((Bag::One(w), false));
+            }
+        }
+    }
+    let table = std::rc::Rc::new(std::cell::RefCell::new(table));
+    let probe = table.clone();
+    let matched = left.flat_map(move |(k, v)| {
+        let mut t = probe.borrow_mut();
+        let out: JoinOut<K, V, W> = match t.get_mut(&k) {
+            Some((bag, seen)) => {
+                *seen = true;
+                match bag {
+                    Bag::One(w) => JoinOut::One(Some((k, (Some(v), Some(w.clone()))))),
+                    Bag::Many(ws) => JoinOut::Many(
+                        ws.iter()
+                            .map(|w| (k.clone(), (Some(v.clone()), Some(w.clone()))))
+                            .collect::<Vec<_>>()
+                            .into_iter(),
+                    ),
+                }
+            }
+            None if keep_left => JoinOut::One(Some((k, (Some(v), None)))),
+            None => JoinOut::One(None),
+        };
+        out
+    });
+    if !keep_right {
+        return Box::new(matched);
+    }
+    let rest = std::iter::once(()).flat_map(move |()| {
+        let t = std::mem::take(&mut *table.borrow_mut());
+        t.into_iter()
+            .filter(|(_, (_, seen))| !seen)
+            .flat_map(|(k, (bag, _))| {
+                let ws = match bag {
+                    Bag::One(w) => vec![w],
+                    Bag::Many(ws) => ws,
+                };
+                ws.into_iter().map(move |w| (k.clone(), (None, Some(w))))
+            })
+    });
+    Box::new(matched.chain(rest))
+}
+
+enum JoinOut<K, V, W> {
+    One(Option<(K, (Option<V>, Option<W>))>),
+    Many(std::vec::IntoIter<(K, (Option<V>, Option<W>))>),
+}
+
+impl<K, V, W> Iterator for JoinOut<K, V, W> {
+    type Item = (K, (Option<V>, Option<W>));
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            JoinOut::One(x) => x.take(),
+            JoinOut::Many(it) => it.next(),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! `UnionRdd` (Spark's `UnionRDD`), made by `union`: the partitions of both parents, the
+//! first parent's first.
+//!
+//! One `Range` dependency per parent; no partitioner.
+//!
+//! ```text
+//! parent a: [a0 a1]      parent b: [b0 b1 b2]
+//!             |  |                   |  |  |
+//! union:    [ 0  1 ]  [  2  3  4  ]    (Range a: 0..2 -> 0..2, Range b: 0..3 -> 2..5)
+//! ```
+
+use super::node::{Compute, PartitionIter};
+use crate::dependency::Dependency;
+use crate::error::{Error, Result};
+use crate::scheduler::TaskContext;
+use crate::{Data, Rdd};
+
+pub(crate) struct UnionRdd<T: Data> {
+    parents: Vec<Rdd<T>>,
+}
+
+impl<T: Data> UnionRdd<T> {
+    pub(crate) fn new(parents: Vec<Rdd<T>>) -> Self {
+        UnionRdd { parents }
+    }
+
+    pub(crate) fn num_partitions(&self) -> usize {
+        self.parents.iter().map(|p| p.num_partitions()).sum()
+    }
+}
+
+impl<T: Data> Compute<T> for UnionRdd<T> {
+    fn dependencies(&self) -> Vec<Dependency> {
+        let mut out_start = 0;
+        self.parents
+            .iter()
+            .map(|p| {
+                let n = p.num_partitions();
+                let d = Dependency::range(p.node.clone(), 0, out_start, n);
+                out_start += n;
+                d
+            })
+            .collect()
+    }
+
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+        let mut s = split;
+        for p in &self.parents {
+            let n = p.num_partitions();
+            if s < n {
+                return p.node.iterator(s, tc);
+            }
+            s -= n;
+        }
+        Err(Error::Internal(format!("union has no partition {split}")))
+    }
+}

@@ -1,0 +1,211 @@
+//! Jobs, stages and tasks (Spark's `DAGScheduler`, in one process).
+//!
+//! An action becomes a job on one RDD. The job
+//! 1. claims the marked RDDs it will checkpoint (moving them Marked → InProgress),
+//! 2. finds the shuffle dependencies whose outputs are missing, walking the lineage with an
+//!    explicit stack (Spark's `waitingForVisit`), and runs their shuffle-map stages parents
+//!    first — a shuffle whose outputs are still in the store is skipped,
+//! 3. runs the result stage: one task per requested partition on the context's pool,
+//! 4. completes and commits the claimed checkpoints.
+//!
+//! Every task runs under `catch_unwind`: a panic in a user closure fails the job with
+//! `Error::TaskFailed` and leaves the context usable.
+
+mod task;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use rustc_hash::FxHashSet;
+
+use crate::checkpoint::{self, JobCheckpoints};
+use crate::context::Context;
+use crate::dependency::DepInner;
+use crate::error::Result;
+use crate::listener::{Event, StageKind};
+use crate::rdd::node::{Node, PartitionIter, RddNode};
+use crate::shuffle::ShuffleDepBase;
+use crate::Data;
+
+pub(crate) use task::TaskContext;
+
+/// Runs `func` on each of `partitions` of `rdd` and returns the results in that order.
+pub(crate) fn run_job<T, R, F>(
+    rdd: &Arc<RddNode<T>>,
+    partitions: &[usize],
+    func: F,
+) -> Result<Vec<R>>
+where
+    T: Data,
+    R: Send,
+    F: Fn(&TaskContext, usize, PartitionIter<T>) -> Result<R> + Send + Sync,
+{
+    let ctx = rdd.ctx.clone();
+    let job_id = ctx.inner.new_job_id();
+    let start = Instant::now();
+    ctx.inner.emit(Event::JobStarted {
+        job_id,
+        rdd_id: rdd.id,
+        partitions: partitions.len(),
+    });
+    let root: Arc<dyn Node> = rdd.clone();
+    let result = checkpoint::claim_for_job(&ctx, &root).and_then(|checkpoints| {
+        let result = (|| {
+            run_parent_stages(&ctx, job_id, &root, &checkpoints)?;
+            let results = run_stage(
+                &ctx,
+                job_id,
+                StageKind::Result,
+                &root,
+                None,
+                partitions,
+                &checkpoints,
+                |tc, p| {
+                    let it = rdd.iterator(p, tc)?;
+                    func(tc, p, it)
+                },
+            )?;
+            checkpoints.complete(&ctx, job_id)?;
+            Ok(results)
+        })();
+        if result.is_err() {
+            checkpoints.abort(&ctx);
+        }
+        result
+    });
+    ctx.inner.emit(Event::JobEnded {
+        job_id,
+        succeeded: result.is_ok(),
+        elapsed: start.elapsed(),
+    });
+    result
+}
+
+/// Runs the missing shuffle-map stages below `root`, parents first.
+pub(crate) fn run_parent_stages(
+    ctx: &Context,
+    job_id: usize,
+    root: &Arc<dyn Node>,
+    checkpoints: &Arc<JobCheckpoints>,
+) -> Result<()> {
+    for dep in missing_shuffles(ctx, root) {
+        let entry = ctx.inner.shuffles.entry(dep.shuffle_id());
+        // One job runs a given map stage; a concurrent job waits here and then reuses it.
+        let _running = entry.running.lock();
+        if entry.outputs().is_some() {
+            continue;
+        }
+        let parent = dep.parent();
+        let partitions: Vec<usize> = (0..parent.num_partitions()).collect();
+        let outputs = run_stage(
+            ctx,
+            job_id,
+            StageKind::ShuffleMap,
+            &parent,
+            Some(dep.shuffle_id()),
+            &partitions,
+            checkpoints,
+            |tc, p| dep.run_map_task(p, tc),
+        )?;
+        entry.set_outputs(outputs);
+    }
+    Ok(())
+}
+
+/// Runs one stage: a task per partition on the pool, results in partition order.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_stage<R: Send>(
+    ctx: &Context,
+    job_id: usize,
+    kind: StageKind,
+    rdd: &Arc<dyn Node>,
+    shuffle_id: Option<usize>,
+    partitions: &[usize],
+    checkpoints: &Arc<JobCheckpoints>,
+    body: impl Fn(&TaskContext, usize) -> Result<R> + Send + Sync,
+) -> Result<Vec<R>> {
+    let stage_id = ctx.inner.new_stage_id();
+    let start = Instant::now();
+    ctx.inner.emit(Event::StageStarted {
+        job_id,
+        stage_id,
+        kind,
+        rdd_id: rdd.id(),
+        shuffle_id,
+        tasks: partitions.len(),
+    });
+    let node: &dyn Node = rdd.as_ref();
+    let results: Result<Vec<R>> = ctx.inner.pool.install(|| {
+        partitions
+            .par_iter()
+            .with_max_len(1)
+            .map(|&p| task::run_task(ctx, stage_id, node, p, checkpoints, |tc| body(tc, p)))
+            .collect()
+    });
+    ctx.inner.emit(Event::StageEnded {
+        job_id,
+        stage_id,
+        succeeded: results.is_ok(),
+        elapsed: start.elapsed(),
+    });
+    results
+}
+
+/// The shuffle dependencies below `root` whose outputs are missing, in an order where every
+/// shuffle comes after the shuffles its map side reads.
+fn missing_shuffles(ctx: &Context, root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
+    let mut order = Vec::new();
+    let mut done: FxHashSet<usize> = FxHashSet::default();
+    let mut stack: Vec<(Arc<dyn ShuffleDepBase>, bool)> = direct_shuffles(root)
+        .into_iter()
+        .rev()
+        .map(|d| (d, false))
+        .collect();
+    while let Some((dep, expanded)) = stack.pop() {
+        let id = dep.shuffle_id();
+        if done.contains(&id) {
+            continue;
+        }
+        if expanded {
+            done.insert(id);
+            order.push(dep);
+            continue;
+        }
+        if ctx.inner.shuffles.is_complete(id) {
+            done.insert(id);
+            continue;
+        }
+        let parents = direct_shuffles(&dep.parent());
+        stack.push((dep, true));
+        for p in parents.into_iter().rev() {
+            if !done.contains(&p.shuffle_id()) {
+                stack.push((p, false));
+            }
+        }
+    }
+    order
+}
+
+/// The shuffle dependencies reachable from `root` through narrow dependencies only (the
+/// stage's own inputs). Fully cached RDDs are not looked into.
+fn direct_shuffles(root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
+    let mut found = Vec::new();
+    let mut seen: FxHashSet<usize> = FxHashSet::default();
+    let mut stack = vec![root.clone()];
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.id()) {
+            continue;
+        }
+        if node.cached_partitions() == node.num_partitions() && node.num_partitions() > 0 {
+            continue;
+        }
+        for dep in node.dependencies() {
+            match dep.inner {
+                DepInner::Shuffle(s) => found.push(s),
+                _ => stack.push(dep.parent_node()),
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,310 @@
+//! One task: the computation of one partition of one stage, on a pool thread.
+//!
+//! A [`TaskContext`] travels with the task. Iterators that hit an error mid-stream (a file
+//! read, a checkpoint write) record it with [`TaskContext::fail`] and end; the task then
+//! reports that error instead of a result. The context also holds the partitions that deep
+//! narrow chains materialise every [`SEGMENT`] levels.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::checkpoint::JobCheckpoints;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::listener::Event;
+use crate::rdd::node::{describe, Node, PartitionIter, SEGMENT};
+
+/// Per-task state, shared by the iterators of the task (single-threaded: `Rc`).
+#[derive(Clone)]
+pub(crate) struct TaskContext {
+    inner: Rc<TaskInner>,
+}
+
+struct TaskInner {
+    ctx: Context,
+    checkpoints: Arc<JobCheckpoints>,
+    error: RefCell<Option<Error>>,
+    materialized: RefCell<FxHashMap<(usize, usize), Materialized>>,
+}
+
+struct Materialized {
+    data: Rc<dyn Any>,
+    /// Taken by exactly one consumer: hand the data over instead of cloning it.
+    single_consumer: bool,
+}
+
+impl TaskContext {
+    fn new(ctx: &Context, checkpoints: Arc<JobCheckpoints>) -> Self {
+        TaskContext {
+            inner: Rc::new(TaskInner {
+                ctx: ctx.clone(),
+                checkpoints,
+                error: RefCell::new(None),
+                materialized: RefCell::new(FxHashMap::default()),
+            }),
+        }
+    }
+
+    pub(crate) fn context(&self) -> &Context {
+        &self.inner.ctx
+    }
+
+    /// The checkpoint writes the running job owns.
+    pub(crate) fn checkpoints(&self) -> &Arc<JobCheckpoints> {
+        &self.inner.checkpoints
+    }
+
+    /// Records an error hit while iterating; the first one wins.
+    pub(crate) fn fail(&self, error: Error) {
+        let mut slot = self.inner.error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        self.inner.error.borrow().is_some()
+    }
+
+    fn take_error(&self) -> Option<Error> {
+        self.inner.error.borrow_mut().take()
+    }
+
+    pub(crate) fn put_materialized<T: 'static>(&self, rdd_id: usize, split: usize, data: Vec<T>) {
+        let mut m = self.inner.materialized.borrow_mut();
+        let single = m
+            .get(&(rdd_id, split))
+            .map(|e| e.single_consumer)
+            .unwrap_or(false);
+        m.insert(
+            (rdd_id, split),
+            Materialized {
+                data: Rc::new(data),
+                single_consumer: single,
+            },
+        );
+    }
+
+    fn plan_materialized(&self, rdd_id: usize, split: usize, single_consumer: bool) {
+        self.inner.materialized.borrow_mut().insert(
+            (rdd_id, split),
+            Materialized {
+                data: Rc::new(()),
+                single_consumer,
+            },
+        );
+    }
+
+    pub(crate) fn take_materialized<T: Clone + 'static>(
+        &self,
+        rdd_id: usize,
+        split: usize,
+    ) -> Option<PartitionIter<T>> {
+        let mut m = self.inner.materialized.borrow_mut();
+        let entry = m.get(&(rdd_id, split))?;
+        if !entry.data.is::<Vec<T>>() {
+            return None; // planned, not yet computed
+        }
+        let data = if entry.single_consumer {
+            m.remove(&(rdd_id, split))?.data
+        } else {
+            entry.data.clone()
+        };
+        drop(m);
+        let data = data.downcast::<Vec<T>>().ok()?;
+        // A single consumer owns the Vec: move the elements out instead of cloning them.
+        Some(match Rc::try_unwrap(data) {
+            Ok(v) => Box::new(v.into_iter()),
+            Err(shared) => Box::new(RcVecIter {
+                data: shared,
+                pos: 0,
+            }),
+        })
+    }
+}
+
+/// Runs `body` as a task of stage `stage_id` for `partition` of `rdd`: emits task events,
+/// materialises deep narrow chains first, turns a panic into [`Error::TaskFailed`] and an
+/// error recorded mid-iteration into the task's error.
+pub(crate) fn run_task<R>(
+    ctx: &Context,
+    stage_id: usize,
+    rdd: &dyn Node,
+    partition: usize,
+    checkpoints: &Arc<JobCheckpoints>,
+    body: impl FnOnce(&TaskContext) -> Result<R>,
+) -> Result<R> {
+    let start = Instant::now();
+    let events = ctx.inner.has_listeners();
+    if events {
+        ctx.inner.emit(Event::TaskStarted {
+            stage_id,
+            partition,
+        });
+    }
+    let tc = TaskContext::new(ctx, checkpoints.clone());
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if rdd.pipe_depth() > SEGMENT {
+            materialize_segments(rdd, partition, &tc)?;
+        }
+        body(&tc)
+    }));
+    let result = match outcome {
+        Ok(r) => match tc.take_error() {
+            Some(e) => Err(e),
+            None => r,
+        },
+        Err(payload) => Err(Error::TaskFailed {
+            rdd_id: rdd.id(),
+            rdd: describe(rdd),
+            partition,
+            message: panic_message(payload.as_ref()),
+        }),
+    };
+    // Materialised segments and any half-written checkpoint partition go with the context.
+    drop(catch_unwind(AssertUnwindSafe(move || drop(tc))));
+    if events {
+        ctx.inner.emit(Event::TaskEnded {
+            stage_id,
+            partition,
+            succeeded: result.is_ok(),
+            elapsed: start.elapsed(),
+        });
+    }
+    result
+}
+
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// Computes a deep narrow chain below `(root, split)` in segments, deepest first, so that
+/// no computation recurses more than [`SEGMENT`] levels.
+///
+/// The walk is iterative over `(rdd, partition)` pairs through narrow dependencies, stopping
+/// at shuffles, checkpoints and cached blocks. In post-order, each pair gets a height (levels
+/// above the nearest materialised pair); a pair whose height reaches `SEGMENT` is chosen for
+/// materialisation, and so is any pair with several consumers in a deep graph, so every
+/// non-materialised pair is computed at most once. Chosen pairs are then computed parents
+/// first, each reading its materialised parents from the task context.
+fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Result<()> {
+    type Key = (usize, usize);
+    struct Visit {
+        node: Arc<dyn Node>,
+        split: usize,
+        parents: Vec<Key>,
+    }
+    let root_deps = root.dependencies();
+    let mut visits: FxHashMap<Key, Visit> = FxHashMap::default();
+    let mut consumers: FxHashMap<Key, usize> = FxHashMap::default();
+    let mut order: Vec<Key> = Vec::new(); // post-order
+    let mut seen: FxHashSet<Key> = FxHashSet::default();
+    // (node, split, expanded)
+    let mut stack: Vec<(Arc<dyn Node>, usize, bool)> = Vec::new();
+    let mut root_parents = Vec::new();
+    for dep in &root_deps {
+        if let Some(ps) = dep.parent_partitions(split) {
+            for p in ps {
+                root_parents.push((dep.parent_node(), p));
+            }
+        }
+    }
+    for (node, p) in &root_parents {
+        *consumers.entry((node.id(), *p)).or_default() += 1;
+        stack.push((node.clone(), *p, false));
+    }
+    while let Some((node, s, expanded)) = stack.pop() {
+        let key = (node.id(), s);
+        if expanded {
+            order.push(key);
+            continue;
+        }
+        if !seen.insert(key) {
+            continue;
+        }
+        let mut parents = Vec::new();
+        if !node.block_present(s) {
+            for dep in node.dependencies() {
+                if let Some(ps) = dep.parent_partitions(s) {
+                    let parent = dep.parent_node();
+                    for p in ps {
+                        parents.push(((parent.id(), p), parent.clone()));
+                    }
+                }
+            }
+        }
+        stack.push((node.clone(), s, true));
+        let keys: Vec<Key> = parents.iter().map(|(k, _)| *k).collect();
+        for (k, parent) in parents {
+            *consumers.entry(k).or_default() += 1;
+            if !seen.contains(&k) {
+                stack.push((parent, k.1, false));
+            }
+        }
+        visits.insert(
+            key,
+            Visit {
+                node,
+                split: s,
+                parents: keys,
+            },
+        );
+    }
+    let mut height: FxHashMap<Key, usize> = FxHashMap::default();
+    let mut chosen: Vec<Key> = Vec::new();
+    for key in &order {
+        let visit = &visits[key];
+        let h = visit
+            .parents
+            .iter()
+            .map(|p| height.get(p).copied().unwrap_or(0) + 1)
+            .max()
+            .unwrap_or(0);
+        let shared = consumers.get(key).copied().unwrap_or(0) > 1;
+        if h >= SEGMENT || (shared && !visit.parents.is_empty()) {
+            chosen.push(*key);
+            height.insert(*key, 0);
+        } else {
+            height.insert(*key, h);
+        }
+    }
+    for key in &chosen {
+        let single = consumers.get(key).copied().unwrap_or(0) <= 1;
+        tc.plan_materialized(key.0, key.1, single);
+    }
+    for key in chosen {
+        let visit = &visits[&key];
+        visit.node.materialize(visit.split, tc)?;
+        if tc.has_failed() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Clones the elements of a materialised partition that several consumers read.
+struct RcVecIter<T> {
+    data: Rc<Vec<T>>,
+    pos: usize,
+}
+
+impl<T: Clone> Iterator for RcVecIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let x = self.data.get(self.pos)?.clone();
+        self.pos += 1;
+        Some(x)
+    }
+}

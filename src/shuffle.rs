@@ -1,0 +1,266 @@
+//! The shuffle: map-side bucketing (with combining where the operation allows it), the
+//! in-memory shuffle store, and the reduce-side reader.
+//!
+//! A [`ShuffleDependency`] knows how to turn one parent partition into one bucket per reduce
+//! partition (`map_side`, monomorphised over the user's combine closures, so the per-record
+//! loop has no dynamic calls). The scheduler runs that for every parent partition in a
+//! shuffle-map stage and stores the outputs under the shuffle id; the reduce side reads its
+//! bucket from every map output. Outputs stay in the store while the dependency lives, so a
+//! later job over the same lineage skips the map stage (Spark's stage reuse); dropping the
+//! dependency (its RDD dropped or checkpointed) frees them.
+
+use std::any::Any;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::partitioner::{KeyFn, Partitioner};
+use crate::rdd::node::{Node, PartitionIter};
+use crate::scheduler::TaskContext;
+use crate::{Data, Rdd};
+
+/// One map task's output: `Vec<Vec<(K, M)>>`, one bucket per reduce partition, behind `Any`.
+pub(crate) type MapOutput = Box<dyn Any + Send + Sync>;
+
+/// Every map output of one shuffle, in map-partition order.
+pub(crate) type ShuffleOutputs = Arc<Vec<MapOutput>>;
+
+/// Shuffle outputs by shuffle id.
+#[derive(Default)]
+pub(crate) struct ShuffleStore {
+    entries: Mutex<FxHashMap<usize, Arc<ShuffleEntry>>>,
+}
+
+/// One shuffle's slot: a lock that one job holds while it runs the map stage (so concurrent
+/// jobs run it once), and the outputs once complete.
+#[derive(Default)]
+pub(crate) struct ShuffleEntry {
+    pub(crate) running: Mutex<()>,
+    outputs: RwLock<Option<ShuffleOutputs>>,
+}
+
+impl ShuffleEntry {
+    pub(crate) fn outputs(&self) -> Option<ShuffleOutputs> {
+        self.outputs.read().clone()
+    }
+    pub(crate) fn set_outputs(&self, outputs: Vec<MapOutput>) {
+        *self.outputs.write() = Some(Arc::new(outputs));
+    }
+}
+
+impl ShuffleStore {
+    pub(crate) fn entry(&self, shuffle_id: usize) -> Arc<ShuffleEntry> {
+        self.entries.lock().entry(shuffle_id).or_default().clone()
+    }
+
+    pub(crate) fn outputs(&self, shuffle_id: usize) -> Option<ShuffleOutputs> {
+        let entry = self.entries.lock().get(&shuffle_id).cloned()?;
+        entry.outputs()
+    }
+
+    pub(crate) fn is_complete(&self, shuffle_id: usize) -> bool {
+        self.outputs(shuffle_id).is_some()
+    }
+
+    pub(crate) fn remove(&self, shuffle_id: usize) {
+        let removed = self.entries.lock().remove(&shuffle_id);
+        drop(removed);
+    }
+}
+
+/// The untyped view of a shuffle dependency, for the scheduler.
+pub(crate) trait ShuffleDepBase: Send + Sync {
+    fn shuffle_id(&self) -> usize;
+    fn parent(&self) -> Arc<dyn Node>;
+    fn partitioner(&self) -> &Partitioner;
+    /// Computes parent partition `map_partition` and buckets it.
+    fn run_map_task(&self, map_partition: usize, tc: &TaskContext) -> Result<MapOutput>;
+}
+
+/// The map side of a shuffle: buckets one parent partition of `(K, V)` into
+/// `Vec<Vec<(K, M)>>`.
+pub(crate) type MapSide<K, V, M> =
+    Arc<dyn Fn(PartitionIter<(K, V)>, &TaskContext) -> Vec<Vec<(K, M)>> + Send + Sync>;
+
+/// A shuffle of `Rdd<(K, V)>` whose map outputs hold `(K, M)` (`M = V` without map-side
+/// combine, the combiner type with it).
+pub(crate) struct ShuffleDependency<K: Data, V: Data, M> {
+    ctx: Context,
+    shuffle_id: usize,
+    parent: Rdd<(K, V)>,
+    partitioner: Partitioner,
+    map_side: MapSide<K, V, M>,
+}
+
+impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
+    pub(crate) fn new(
+        parent: Rdd<(K, V)>,
+        partitioner: Partitioner,
+        map_side: MapSide<K, V, M>,
+    ) -> Self {
+        let ctx = parent.context().clone();
+        ShuffleDependency {
+            shuffle_id: ctx.inner.new_shuffle_id(),
+            ctx,
+            parent,
+            partitioner,
+            map_side,
+        }
+    }
+
+    /// Reads reduce partition `split`'s bucket from every map output.
+    pub(crate) fn read(&self, split: usize) -> Result<ShuffleReader<K, M>> {
+        let outputs = self
+            .ctx
+            .inner
+            .shuffles
+            .outputs(self.shuffle_id)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "shuffle {} outputs are missing for reduce partition {split}",
+                    self.shuffle_id
+                ))
+            })?;
+        for (i, o) in outputs.iter().enumerate() {
+            if !o.is::<Vec<Vec<(K, M)>>>() {
+                return Err(Error::Internal(format!(
+                    "shuffle {} map output {i} has an unexpected type",
+                    self.shuffle_id
+                )));
+            }
+        }
+        Ok(ShuffleReader {
+            outputs,
+            split,
+            map: 0,
+            pos: 0,
+            _marker: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDependency<K, V, M> {
+    fn shuffle_id(&self) -> usize {
+        self.shuffle_id
+    }
+    fn parent(&self) -> Arc<dyn Node> {
+        self.parent.node.clone()
+    }
+    fn partitioner(&self) -> &Partitioner {
+        &self.partitioner
+    }
+    fn run_map_task(&self, map_partition: usize, tc: &TaskContext) -> Result<MapOutput> {
+        let input = self.parent.node.iterator(map_partition, tc)?;
+        let buckets = (self.map_side)(input, tc);
+        Ok(Box::new(buckets))
+    }
+}
+
+impl<K: Data, V: Data, M> Drop for ShuffleDependency<K, V, M> {
+    fn drop(&mut self) {
+        self.ctx.inner.shuffles.remove(self.shuffle_id);
+    }
+}
+
+/// Iterates one reduce partition's `(K, M)` pairs across all map outputs (cloned: outputs
+/// stay in the store for reuse).
+pub(crate) struct ShuffleReader<K, M> {
+    outputs: ShuffleOutputs,
+    split: usize,
+    map: usize,
+    pos: usize,
+    _marker: std::marker::PhantomData<fn() -> (K, M)>,
+}
+
+impl<K: Clone + 'static, M: Clone + 'static> ShuffleReader<K, M> {
+    fn bucket(&self, map: usize) -> &[(K, M)] {
+        self.outputs[map]
+            .downcast_ref::<Vec<Vec<(K, M)>>>()
+            .map(|b| b[self.split].as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+impl<K: Clone + 'static, M: Clone + 'static> Iterator for ShuffleReader<K, M> {
+    type Item = (K, M);
+    #[inline]
+    fn next(&mut self) -> Option<(K, M)> {
+        while self.map < self.outputs.len() {
+            let item = self.bucket(self.map).get(self.pos).cloned();
+            if let Some(x) = item {
+                self.pos += 1;
+                return Some(x);
+            }
+            self.map += 1;
+            self.pos = 0;
+        }
+        None
+    }
+}
+
+/// Combines `(K, V)` pairs by key. The slot is an `Option` so the user's by-value merge
+/// functions can run without `C: Default`; it is `None` only while a merge runs, and a panic
+/// there fails the task, discarding the map.
+pub(crate) fn combine_values<K, V, C>(
+    input: impl Iterator<Item = (K, V)>,
+    create: &impl Fn(V) -> C,
+    merge_value: &impl Fn(C, V) -> C,
+    capacity: usize,
+) -> FxHashMap<K, Option<C>>
+where
+    K: Hash + Eq,
+{
+    let mut map: FxHashMap<K, Option<C>> =
+        FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+    for (k, v) in input {
+        match map.entry(k) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                if let Some(c) = slot.take() {
+                    *slot = Some(merge_value(c, v));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Some(create(v)));
+            }
+        }
+    }
+    map
+}
+
+/// Merges `(K, C)` combiners by key (the reduce side after a map-side combine).
+pub(crate) fn merge_combiners<K, C>(
+    input: impl Iterator<Item = (K, C)>,
+    merge: &impl Fn(C, C) -> C,
+    capacity: usize,
+) -> FxHashMap<K, Option<C>>
+where
+    K: Hash + Eq,
+{
+    combine_values(input, &|c| c, merge, capacity)
+}
+
+/// Splits `(K, C)` pairs into one bucket per partition.
+pub(crate) fn bucketize<K, C>(
+    input: impl Iterator<Item = (K, C)>,
+    key_fn: &KeyFn<K>,
+    partitions: usize,
+    size_hint: usize,
+) -> Vec<Vec<(K, C)>> {
+    let per = size_hint / partitions.max(1) + 1;
+    let mut buckets: Vec<Vec<(K, C)>> = (0..partitions).map(|_| Vec::with_capacity(per)).collect();
+    for (k, c) in input {
+        let p = key_fn(&k);
+        buckets[p].push((k, c));
+    }
+    buckets
+}
+
+/// Drains a combined map into `(K, C)` pairs (every slot is `Some` once combining returned).
+pub(crate) fn drain_combined<K, C>(map: FxHashMap<K, Option<C>>) -> impl Iterator<Item = (K, C)> {
+    map.into_iter().filter_map(|(k, c)| c.map(|c| (k, c)))
+}

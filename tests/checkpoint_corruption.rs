@@ -1,0 +1,274 @@
+//! A damaged, incomplete or foreign checkpoint is a clear error naming the file and what
+//! was expected — never a panic, never wrong data.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::ctx_with_dir;
+use flintlock::checkpoint::{ManifestBody, PartHeader, MANIFEST};
+use flintlock::{Context, Error};
+
+/// Writes a small checkpoint of `(u64, f64)` and returns its folder.
+fn write_checkpoint(ctx: &Context) -> PathBuf {
+    let rdd = ctx.range(0..300, 3).map(|x| (x, x as f64 / 2.0));
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    rdd.checkpoint_path().unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Opens and reads a checkpoint folder, returning the error.
+fn read_err(ctx: &Context, path: &Path) -> Error {
+    match ctx.open_checkpoint::<(u64, f64)>(path) {
+        Err(e) => e,
+        Ok(rdd) => rdd.collect().expect_err("the damage must be detected"),
+    }
+}
+
+#[test]
+fn a_folder_without_a_manifest_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+    std::fs::remove_file(path.join(MANIFEST)).unwrap();
+    let err = read_err(&ctx, &path);
+    assert!(matches!(err, Error::NotCommitted { .. }), "{err}");
+    assert!(err.to_string().contains("_manifest.json"));
+}
+
+#[test]
+fn a_missing_folder_is_an_error_naming_it() {
+    let ctx = common::ctx();
+    let err = ctx
+        .open_checkpoint::<u8>("/no/such/checkpoint")
+        .unwrap_err();
+    assert!(err.to_string().contains("/no/such/checkpoint"), "{err}");
+}
+
+#[test]
+fn a_missing_or_extra_part_file_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+    let missing = dir.path().join("missing");
+    copy_dir(&path, &missing);
+    std::fs::remove_file(missing.join("part-00001")).unwrap();
+    let err = read_err(&ctx, &missing);
+    assert!(
+        err.to_string().contains("part-00001") && err.to_string().contains("missing"),
+        "{err}"
+    );
+
+    let extra = dir.path().join("extra");
+    copy_dir(&path, &extra);
+    std::fs::copy(path.join("part-00000"), extra.join("part-00003")).unwrap();
+    let err = read_err(&ctx, &extra);
+    assert!(
+        err.to_string().contains("part-00003") && err.to_string().contains("unexpected"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_or_extended_part_file_is_a_length_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+    let bytes = std::fs::read(path.join("part-00002")).unwrap();
+    for (name, content) in [
+        ("trunc", bytes[..bytes.len() - 5].to_vec()),
+        ("ext", [bytes.clone(), vec![0]].concat()),
+    ] {
+        let copy = dir.path().join(name);
+        copy_dir(&path, &copy);
+        std::fs::write(copy.join("part-00002"), content).unwrap();
+        let err = read_err(&ctx, &copy);
+        assert!(
+            err.to_string().contains("part-00002") && err.to_string().contains("length mismatch"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(vec![(1u64, 0.5f64), (2, 1.5), (3, 2.5)], 1);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    let path = rdd.checkpoint_path().unwrap();
+    let bytes = std::fs::read(path.join("part-00000")).unwrap();
+    let copy = dir.path().join("flip");
+    copy_dir(&path, &copy);
+    for i in 0..bytes.len() {
+        for x in [0x01u8, 0x80, 0xFF] {
+            let mut b = bytes.clone();
+            b[i] ^= x;
+            std::fs::write(copy.join("part-00000"), &b).unwrap();
+            let err = read_err(&ctx, &copy);
+            assert!(
+                err.to_string().contains("part-00000"),
+                "byte {i} ^ {x:#x}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_flipped_byte_of_the_manifest_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+    let bytes = std::fs::read(path.join(MANIFEST)).unwrap();
+    let copy = dir.path().join("flip");
+    copy_dir(&path, &copy);
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x04;
+        std::fs::write(copy.join(MANIFEST), &b).unwrap();
+        let err = ctx.open_checkpoint::<(u64, f64)>(&copy).unwrap_err();
+        assert!(
+            err.to_string().contains("_manifest.json"),
+            "byte {i}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_part_file_of_another_partition_or_checkpoint_is_caught_at_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    // Equal partition sizes, so the copies pass the length check and reach the header.
+    let a = ctx.range(0..300, 3).map(|x| (x % 100, 0.0f64));
+    a.checkpoint().unwrap();
+    a.count().unwrap();
+    let b = ctx.range(0..300, 3).map(|x| (x % 100, 0.0f64));
+    b.checkpoint().unwrap();
+    b.count().unwrap();
+    let (pa, pb) = (a.checkpoint_path().unwrap(), b.checkpoint_path().unwrap());
+
+    let swapped = dir.path().join("swapped");
+    copy_dir(&pa, &swapped);
+    std::fs::copy(pa.join("part-00000"), swapped.join("part-00001")).unwrap();
+    let err = read_err(&ctx, &swapped);
+    assert!(
+        err.to_string().contains("part-00001") && err.to_string().contains("holds partition 0"),
+        "{err}"
+    );
+
+    let foreign = dir.path().join("foreign");
+    copy_dir(&pa, &foreign);
+    std::fs::copy(pb.join("part-00001"), foreign.join("part-00001")).unwrap();
+    let err = read_err(&ctx, &foreign);
+    assert!(
+        err.to_string().contains("part-00001") && err.to_string().contains("another checkpoint"),
+        "{err}"
+    );
+}
+
+#[test]
+fn opening_with_the_wrong_element_type_names_both_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+    let err = ctx.open_checkpoint::<String>(&path).unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("(u64, f64)") && msg.contains("alloc::string::String"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_newer_format_version_is_unsupported_not_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+
+    // A part file whose header says version 9 (with a valid header checksum).
+    let copy = dir.path().join("newer-part");
+    copy_dir(&path, &copy);
+    let bytes = std::fs::read(copy.join("part-00000")).unwrap();
+    let (mut header, raw) = PartHeader::read(&mut bytes.as_slice(), Path::new("x")).unwrap();
+    header.version = 9;
+    let new = [header.encode(), bytes[raw.len()..].to_vec()].concat();
+    std::fs::write(copy.join("part-00000"), new).unwrap();
+    let err = read_err(&ctx, &copy);
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 9,
+                max: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A manifest that says version 2 (with a valid checksum).
+    let copy = dir.path().join("newer-manifest");
+    copy_dir(&path, &copy);
+    let mut m =
+        ManifestBody::decode(&std::fs::read(copy.join(MANIFEST)).unwrap(), Path::new("m")).unwrap();
+    m.version = 2;
+    std::fs::write(copy.join(MANIFEST), m.encode().unwrap()).unwrap();
+    let err = read_err(&ctx, &copy);
+    assert!(
+        matches!(err, Error::UnsupportedVersion { found: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade flintlock"));
+}
+
+#[test]
+fn a_manifest_with_a_wrong_partition_count_or_garbage_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let path = write_checkpoint(&ctx);
+    let copy = dir.path().join("count");
+    copy_dir(&path, &copy);
+    let mut m =
+        ManifestBody::decode(&std::fs::read(copy.join(MANIFEST)).unwrap(), Path::new("m")).unwrap();
+    m.num_partitions = 4;
+    std::fs::write(copy.join(MANIFEST), m.encode().unwrap()).unwrap();
+    let err = read_err(&ctx, &copy);
+    assert!(
+        matches!(err, Error::CorruptCheckpoint { .. })
+            && err.to_string().contains("3 part files for 4 partitions"),
+        "{err}"
+    );
+
+    std::fs::write(copy.join(MANIFEST), b"{not json").unwrap();
+    let err = read_err(&ctx, &copy);
+    assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
+}
+
+#[test]
+fn a_corrupt_checkpoint_under_a_live_rdd_fails_its_action_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let rdd = ctx.range(0..300, 3).map(|x| (x, x as f64));
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    let part = rdd.checkpoint_path().unwrap().join("part-00001");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&part, bytes).unwrap();
+    let msg = rdd.collect().unwrap_err().to_string();
+    assert!(
+        msg.contains("part-00001") && msg.contains("checksum"),
+        "{msg}"
+    );
+}

@@ -62,7 +62,7 @@ fn a_checkpoint_written_by_another_process_reopens_with_its_partitioner() {
     assert_eq!(ranks.num_partitions(), 5);
     assert_eq!(ranks.partitioner(), Some(Partitioner::hash(5)));
     let mut got = ranks.collect().unwrap();
-    got.sort_by(|a, b| a.0.cmp(&b.0));
+    got.sort_by_key(|p| p.0);
     assert_eq!(got, (0..100).map(|k| (k, 10.0)).collect::<Vec<_>>());
     // The same key lands in the same partition in this process: the join is narrow.
     let links = ctx

@@ -692,7 +692,7 @@ pub(crate) fn open_checkpoint<T: Data>(
         });
     }
     for (i, part) in manifest.parts.iter().enumerate() {
-        if !names.iter().any(|n| *n == part.file) {
+        if !names.contains(&part.file) {
             return Err(Error::corrupt(
                 path.join(&part.file),
                 format!("partition {i}: part file is missing"),

@@ -1,1 +1,166 @@
-fn main() {}
+//! `reduce_by_key` of 10,000,000 `(u64, u64)` pairs over 100,000 keys, and `join` of two
+//! 1,000,000-row RDDs, each beside a hand-written rayon version of the same work (map-side
+//! combine, hash-partitioned buckets, per-partition merge / hash join). Target: engine /
+//! hand-written at most 1.5.
+//!
+//! `cargo bench --bench ops` — the `RATIO` lines at the end are the figures.
+
+mod support;
+
+use criterion::{criterion_group, Criterion};
+use flintlock::{Context, Partitioner, Rdd};
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+const PAIRS: u64 = 10_000_000;
+const KEYS: u64 = 100_000;
+const JOIN_ROWS: u64 = 1_000_000;
+
+fn partitions() -> usize {
+    2 * rayon::current_num_threads()
+}
+
+fn pairs() -> Vec<(u64, u64)> {
+    (0..PAIRS)
+        .map(|i| ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % KEYS, i))
+        .collect()
+}
+
+fn engine_reduce(rdd: &Rdd<(u64, u64)>) -> u64 {
+    rdd.reduce_by_key(|a, b| a.wrapping_add(b)).count().unwrap()
+}
+
+fn hand_reduce(data: &[(u64, u64)], partitions: usize) -> u64 {
+    let p = Partitioner::hash(partitions);
+    let outputs: Vec<Vec<Vec<(u64, u64)>>> = data
+        .par_chunks(data.len().div_ceil(partitions))
+        .map(|chunk| {
+            let mut m: FxHashMap<u64, u64> = FxHashMap::default();
+            for &(k, v) in chunk {
+                let e = m.entry(k).or_insert(0);
+                *e = e.wrapping_add(v);
+            }
+            let mut buckets: Vec<Vec<(u64, u64)>> =
+                vec![Vec::with_capacity(m.len() / partitions + 1); partitions];
+            for (k, v) in m {
+                buckets[p.partition_of(&k)].push((k, v));
+            }
+            buckets
+        })
+        .collect();
+    (0..partitions)
+        .into_par_iter()
+        .map(|q| {
+            let mut m: FxHashMap<u64, u64> = FxHashMap::default();
+            for o in &outputs {
+                for &(k, v) in &o[q] {
+                    let e = m.entry(k).or_insert(0);
+                    *e = e.wrapping_add(v);
+                }
+            }
+            m.len() as u64
+        })
+        .sum()
+}
+
+fn join_sides() -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+    let perm = |i: u64| (i.wrapping_mul(2_654_435_761)) % JOIN_ROWS;
+    let left = (0..JOIN_ROWS).map(|i| (perm(i), i)).collect();
+    let right = (0..JOIN_ROWS).map(|i| (perm(i * 7 + 3), i * 2)).collect();
+    (left, right)
+}
+
+fn engine_join(a: &Rdd<(u64, u64)>, b: &Rdd<(u64, u64)>) -> u64 {
+    a.join(b).count().unwrap()
+}
+
+fn hand_join(left: &[(u64, u64)], right: &[(u64, u64)], partitions: usize) -> u64 {
+    let p = Partitioner::hash(partitions);
+    let bucket = |side: &[(u64, u64)]| -> Vec<Vec<Vec<(u64, u64)>>> {
+        side.par_chunks(side.len().div_ceil(partitions))
+            .map(|chunk| {
+                let mut b: Vec<Vec<(u64, u64)>> =
+                    vec![Vec::with_capacity(chunk.len() / partitions + 1); partitions];
+                for &(k, v) in chunk {
+                    b[p.partition_of(&k)].push((k, v));
+                }
+                b
+            })
+            .collect()
+    };
+    let (lb, rb) = (bucket(left), bucket(right));
+    (0..partitions)
+        .into_par_iter()
+        .map(|q| {
+            let mut table: FxHashMap<u64, Vec<u64>> = FxHashMap::default();
+            for b in &rb {
+                for &(k, w) in &b[q] {
+                    table.entry(k).or_default().push(w);
+                }
+            }
+            let mut n = 0u64;
+            for b in &lb {
+                for &(k, v) in &b[q] {
+                    if let Some(ws) = table.get(&k) {
+                        for w in ws {
+                            std::hint::black_box((k, (v, *w)));
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            n
+        })
+        .sum()
+}
+
+fn bench(c: &mut Criterion) {
+    let ctx = Context::new();
+    let parts = partitions();
+    let data = pairs();
+    let rdd = ctx.parallelize(data.clone(), parts);
+    assert_eq!(engine_reduce(&rdd), hand_reduce(&data, parts));
+    let mut g = c.benchmark_group("reduce_by_key_10m_pairs_100k_keys");
+    g.sample_size(10);
+    g.bench_function("flintlock", |b| b.iter(|| engine_reduce(&rdd)));
+    g.bench_function("hand_written_rayon", |b| {
+        b.iter(|| hand_reduce(&data, parts))
+    });
+    g.finish();
+
+    let (left, right) = join_sides();
+    let (a, b) = (
+        ctx.parallelize(left.clone(), parts),
+        ctx.parallelize(right.clone(), parts),
+    );
+    assert_eq!(engine_join(&a, &b), hand_join(&left, &right, parts));
+    let mut g = c.benchmark_group("join_1m_by_1m");
+    g.sample_size(10);
+    g.bench_function("flintlock", |bch| bch.iter(|| engine_join(&a, &b)));
+    g.bench_function("hand_written_rayon", |bch| {
+        bch.iter(|| hand_join(&left, &right, parts))
+    });
+    g.finish();
+
+    let (e, h) = support::interleaved(7, || engine_reduce(&rdd), || hand_reduce(&data, parts));
+    support::report(
+        "reduce_by_key 10M pairs / 100k keys",
+        "flintlock",
+        e,
+        "hand-written",
+        h,
+    );
+    let (e, h) = support::interleaved(
+        7,
+        || engine_join(&a, &b),
+        || hand_join(&left, &right, parts),
+    );
+    support::report("join 1M x 1M", "flintlock", e, "hand-written", h);
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -99,3 +99,22 @@ fn a_malformed_edge_line_is_an_error_naming_the_file_and_line() {
         Error::Parse { line: 1, .. }
     ));
 }
+
+#[path = "../examples/pagerank/handwritten.rs"]
+mod handwritten;
+
+#[test]
+fn the_hand_written_benchmark_references_compute_the_same_ranks() {
+    let edges = graph::generate(3_000, 20_000, 3).unwrap();
+    let want = job::sequential(&edges, 10);
+    for got in [
+        handwritten::rayon_hash(&edges, 10, 4),
+        handwritten::csr(&edges, 10),
+    ] {
+        assert_eq!(got.len(), want.len());
+        for ((n1, r1), (n2, r2)) in got.iter().zip(&want) {
+            assert_eq!(n1, n2);
+            assert!((r1 - r2).abs() < 1e-9, "node {n1}: {r1} vs {r2}");
+        }
+    }
+}

@@ -23,9 +23,7 @@ use super::site;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::shuffle::{
-    bucketize, combine_values, drain_combined, merge_combiners as merge_all, ShuffleDependency,
-};
+use crate::shuffle::{bucketize, combine_values, merge_combiners as merge_all, ShuffleDependency};
 use crate::{Data, Key, Rdd};
 
 impl<K: Key, V: Data> Rdd<(K, V)> {
@@ -70,8 +68,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 site,
                 true,
                 Arc::new(move |_, it| {
-                    let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
-                    Box::new(drain_combined(map))
+                    let map = combine_values(it, create.as_ref(), merge_value.as_ref());
+                    Box::new(map.into_iter())
                 }),
             );
         }
@@ -80,14 +78,14 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         if map_side_combine {
             let merge_c = Arc::new(merge_combiners);
             let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-                let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
+                let map = combine_values(it, create.as_ref(), merge_value.as_ref());
                 let len = map.len();
-                bucketize(drain_combined(map), &key_fn, n, len)
+                bucketize(map.into_iter(), &key_fn, n, len)
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {
-                let map = merge_all(reader, merge_c.as_ref(), 0);
-                Box::new(drain_combined(map)) as PartitionIter<(K, C)>
+                let map = merge_all(reader, merge_c.as_ref());
+                Box::new(map.into_iter()) as PartitionIter<(K, C)>
             });
             Rdd::make(
                 self.context(),
@@ -104,8 +102,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, V>| {
-                let map = combine_values(reader, create.as_ref(), merge_value.as_ref(), 0);
-                Box::new(drain_combined(map)) as PartitionIter<(K, C)>
+                let map = combine_values(reader, create.as_ref(), merge_value.as_ref());
+                Box::new(map.into_iter()) as PartitionIter<(K, C)>
             });
             Rdd::make(
                 self.context(),

@@ -4,6 +4,7 @@
 //!
 //! `ReliableCheckpointRdd`: no dependencies; keeps the partitioner recorded in the manifest.
 
+use std::collections::VecDeque;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::format::{
-    self, encode_frame, encode_trailer, part_name, part_path, read_frame, FrameOrEnd, ManifestBody,
-    PartHeader, PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST,
+    self, encode_trailer, frame_body, frame_header, part_name, part_path, read_frame, FrameOrEnd,
+    ManifestBody, PartHeader, PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST,
 };
 use super::{AppDir, CheckpointCell, Codec, Compression, Storage, StorageFile};
 use crate::context::Context;
@@ -272,16 +273,16 @@ impl<T: Data> PartWriter<T> {
         if self.frame_records == 0 {
             return Ok(());
         }
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        encode_frame(
-            &self.payload,
-            self.frame_records,
-            self.session.app.compression,
-            &mut out,
-        );
-        let r = self.write_bytes(&out);
-        self.out = out;
+        let payload = std::mem::take(&mut self.payload);
+        let mut scratch = std::mem::take(&mut self.out);
+        let body = frame_body(&payload, self.session.app.compression, &mut scratch);
+        let header = frame_header(body, self.frame_records);
+        // Header and body as two writes: no copy of the body into a frame buffer.
+        let r = self
+            .write_bytes(&header)
+            .and_then(|()| self.write_bytes(body));
+        self.out = scratch;
+        self.payload = payload;
         self.payload.clear();
         self.frame_records = 0;
         self.frames += 1;
@@ -355,6 +356,8 @@ pub(crate) fn tee<T: Data>(
             source,
             writer: Some(writer),
             tc: tc.clone(),
+            ready: VecDeque::new(),
+            batch: 1,
         }),
         Ok(None) => source,
         Err(e) => {
@@ -364,40 +367,71 @@ pub(crate) fn tee<T: Data>(
     }
 }
 
+/// The largest batch the tee pulls from its source before encoding it.
+const TEE_BATCH: usize = 256;
+
+/// Pulls records from the source in batches, encodes a batch in one tight loop, then hands
+/// its records on by move (no clone).
+///
+/// Why batches: encoding each record right after computing it interleaves two very
+/// different loops; measured on a CPU-heavy `map`, that costs about 35% more than the
+/// computation alone, against about 7% when a batch is computed first and then encoded
+/// (varint branches no longer disturb the user's arithmetic). Batches start at one record
+/// and double up to [`TEE_BATCH`], so `take(1)` still computes exactly one record.
 struct Tee<T: Data> {
     source: PartitionIter<T>,
     writer: Option<PartWriter<T>>,
     tc: TaskContext,
+    ready: VecDeque<T>,
+    batch: usize,
+}
+
+impl<T: Data> Tee<T> {
+    /// Pulls and encodes the next batch; commits the file when the source is exhausted.
+    fn fill(&mut self) {
+        let Some(writer) = self.writer.as_mut() else {
+            return;
+        };
+        let mut exhausted = false;
+        for _ in 0..self.batch {
+            match self.source.next() {
+                Some(x) => self.ready.push_back(x),
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        self.batch = (self.batch * 2).min(TEE_BATCH);
+        for x in &self.ready {
+            if let Err(e) = writer.push(x) {
+                self.tc.fail(e);
+                self.writer = None;
+                self.ready.clear();
+                return;
+            }
+        }
+        if exhausted {
+            // Only a partition that was computed without error is committed.
+            if !self.tc.has_failed() {
+                if let Err(e) = writer.finish() {
+                    self.tc.fail(e);
+                    self.ready.clear();
+                }
+            }
+            self.writer = None;
+        }
+    }
 }
 
 impl<T: Data> Iterator for Tee<T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let writer = self.writer.as_mut()?;
-        match self.source.next() {
-            Some(x) => match writer.push(&x) {
-                Ok(()) => Some(x),
-                Err(e) => {
-                    self.tc.fail(e);
-                    self.writer = None;
-                    None
-                }
-            },
-            None => {
-                // Only a partition that was computed without error is committed.
-                let result = if self.tc.has_failed() {
-                    Ok(())
-                } else {
-                    writer.finish()
-                };
-                if let Err(e) = result {
-                    self.tc.fail(e);
-                }
-                self.writer = None;
-                None
-            }
+        if self.ready.is_empty() {
+            self.fill();
         }
+        self.ready.pop_front()
     }
 }
 
@@ -451,6 +485,8 @@ struct PartReader<T> {
     records: u64,
     frames: u32,
     buffer: std::vec::IntoIter<T>,
+    payload: Vec<u8>,
+    scratch: Vec<u8>,
     tc: TaskContext,
 }
 
@@ -482,7 +518,9 @@ impl<T: Data> PartReader<T> {
             .storage
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, raw);
+        // Small: frame bodies (64 KiB) are larger, so they bypass it and are read straight into
+        // the frame buffer; headers and trailers are served from it.
+        let mut reader = BufReader::with_capacity(8 * 1024, raw);
         let (header, header_bytes) = PartHeader::read(&mut reader, &path)?;
         check_header(&header, &files.manifest, split, &path)?;
         Ok(PartReader {
@@ -496,6 +534,8 @@ impl<T: Data> PartReader<T> {
             records: 0,
             frames: 0,
             buffer: Vec::new().into_iter(),
+            payload: Vec::new(),
+            scratch: Vec::new(),
             tc,
         })
     }
@@ -511,14 +551,16 @@ impl<T: Data> PartReader<T> {
             self.offset,
             self.compression,
             &mut self.crc,
+            &mut self.payload,
+            &mut self.scratch,
         )? {
-            FrameOrEnd::Frame(payload, records) => {
+            FrameOrEnd::Frame(records, body_len) => {
                 let at = self.offset;
-                self.offset += 12 + payload.len() as u64; // approximate for messages only
+                self.offset += 12 + body_len as u64;
                 let items = self
                     .files
                     .codec
-                    .decode_frame(&payload, records)
+                    .decode_frame(&self.payload, records)
                     .map_err(|m| {
                         Error::corrupt(
                             &self.path,

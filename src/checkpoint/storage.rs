@@ -68,7 +68,9 @@ impl Write for LocalFile {
 
 impl StorageFile for LocalFile {
     fn sync(&mut self) -> io::Result<()> {
-        self.0.sync_all()
+        // fdatasync: the data and the metadata needed to read it back (the size); the name is
+        // made durable by the folder fsync after the rename.
+        self.0.sync_data()
     }
 }
 

@@ -1,0 +1,224 @@
+//! Checkpoint costs, measured in one run:
+//! (a) `checkpoint() + count()` over `count()` for a CPU-heavy uncached `map` of 10,000,000
+//!     elements — target at most 1.15 (Spark measures about 2: it computes the RDD twice);
+//! (b) write throughput of a 1 GB checkpoint of `(u64, f64)` records (the rank pairs of
+//!     iterative jobs) beside a plain buffered `std::fs` write of the same bytes (with and
+//!     without fsync) — target at least 0.7 of it;
+//! (c) read throughput of that checkpoint beside a plain read of its files.
+//!
+//! `cargo bench --bench checkpoint` — the `RATIO` and `THROUGHPUT` lines are the figures.
+//! `FLINTLOCK_BENCH_DIR` picks the folder (default: a temp folder on the system temp disk).
+
+mod support;
+
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+
+use criterion::{criterion_group, Criterion};
+use flintlock::{Context, Rdd};
+use rayon::prelude::*;
+
+const HEAVY_ELEMENTS: u64 = 10_000_000;
+/// About 1 GiB once encoded (a varint id and an f64: 12 bytes per record).
+const RECORDS: u64 = 90_000_000;
+
+/// `rounds` of integer mixing: 40 rounds is about 100 ns per element here, 160 about 400.
+fn heavy(x: u64, rounds: u32) -> u64 {
+    let mut z = x;
+    for _ in 0..rounds {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    }
+    z
+}
+
+fn heavy_rdd(ctx: &Context, parts: usize, rounds: u32) -> Rdd<u64> {
+    ctx.range(0..HEAVY_ELEMENTS, parts)
+        .map(move |x| heavy(x, rounds))
+}
+
+fn records(ctx: &Context, parts: usize) -> Rdd<(u64, f64)> {
+    ctx.range(0..RECORDS, parts).map(|i| (i, i as f64 * 0.25))
+}
+
+fn context(dir: &Path, fsync: bool) -> Context {
+    Context::builder()
+        .checkpoint_dir(dir)
+        .clean_checkpoints(true)
+        .checkpoint_fsync(fsync)
+        .build()
+        .expect("context")
+}
+
+/// A plain buffered write of `files` (the checkpoint's own bytes), one file each, in
+/// parallel like the checkpoint's tasks.
+fn plain_write(dir: &Path, files: &[Vec<u8>], fsync: bool) -> u64 {
+    let out = dir.join("plain");
+    std::fs::create_dir_all(&out).unwrap();
+    let bytes = files
+        .par_iter()
+        .enumerate()
+        .map(|(p, data)| {
+            let file = std::fs::File::create(out.join(format!("part-{p:05}"))).unwrap();
+            let mut w = BufWriter::with_capacity(64 * 1024, file);
+            for chunk in data.chunks(64 * 1024) {
+                w.write_all(chunk).unwrap();
+            }
+            let f = w.into_inner().unwrap();
+            if fsync {
+                f.sync_data().unwrap();
+            }
+            data.len() as u64
+        })
+        .sum();
+    std::fs::remove_dir_all(&out).unwrap();
+    bytes
+}
+
+fn plain_read(dir: &Path) -> u64 {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.retain(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+    });
+    files
+        .par_iter()
+        .map(|p| {
+            let mut f = std::fs::File::open(p).unwrap();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut n = 0u64;
+            loop {
+                let k = f.read(&mut buf).unwrap();
+                if k == 0 {
+                    break n;
+                }
+                n += k as u64;
+            }
+        })
+        .sum()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = match std::env::var_os("FLINTLOCK_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let ctx = context(dir.path(), true);
+    let parts = 2 * ctx.threads();
+
+    // (a) one computation: checkpoint()+count() vs count().
+    let mut g = c.benchmark_group("heavy_map_10m");
+    g.sample_size(10);
+    g.bench_function("count", |b| {
+        b.iter(|| heavy_rdd(&ctx, parts, 40).count().unwrap())
+    });
+    g.bench_function("checkpoint_then_count", |b| {
+        b.iter(|| {
+            let rdd = heavy_rdd(&ctx, parts, 40);
+            rdd.checkpoint().unwrap();
+            rdd.count().unwrap()
+        })
+    });
+    g.finish();
+    for (rounds, label) in [(40, "~100 ns/element"), (160, "~400 ns/element")] {
+        let (ck, plain) = support::interleaved(
+            7,
+            || {
+                let rdd = heavy_rdd(&ctx, parts, rounds);
+                rdd.checkpoint().unwrap();
+                rdd.count().unwrap()
+            },
+            || heavy_rdd(&ctx, parts, rounds).count().unwrap(),
+        );
+        support::report(
+            &format!("checkpoint()+count() over count(), map of 10M at {label}"),
+            "checkpoint+count",
+            ck,
+            "count",
+            plain,
+        );
+    }
+
+    // The checkpoint's own bytes, for the plain write and read.
+    let keep = Context::builder()
+        .checkpoint_dir(dir.path())
+        .build()
+        .unwrap();
+    let rdd = records(&keep, parts);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    let path = rdd.checkpoint_path().unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&path)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.retain(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("part-")
+    });
+    names.sort();
+    let files: Vec<Vec<u8>> = names.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let bytes: u64 = files.iter().map(|f| f.len() as u64).sum();
+    let mb = bytes as f64 / (1 << 20) as f64;
+    println!(
+        "checkpoint of {RECORDS} (u64, f64) records: {mb:.0} MiB in {} part files",
+        files.len()
+    );
+
+    // (b) write throughput, fsync on (the default) and off, beside plain writes.
+    for fsync in [true, false] {
+        let ctx = context(dir.path(), fsync);
+        let (ck, plain) = support::interleaved(
+            3,
+            || {
+                let rdd = records(&ctx, parts);
+                rdd.checkpoint().unwrap();
+                rdd.count().unwrap()
+            },
+            || plain_write(dir.path(), &files, fsync),
+        );
+        println!(
+            "THROUGHPUT write (fsync {}): checkpoint {:.0} MB/s, plain buffered std::fs {:.0} MB/s, checkpoint/plain = {:.2}",
+            if fsync { "on" } else { "off" },
+            mb / ck,
+            mb / plain,
+            plain / ck
+        );
+    }
+    drop(files);
+
+    // (c) read throughput of the same checkpoint, beside a plain read of its files.
+    let (read, plain) = support::interleaved(
+        3,
+        || {
+            keep.open_checkpoint::<(u64, f64)>(&path)
+                .unwrap()
+                .count()
+                .unwrap()
+        },
+        || plain_read(&path),
+    );
+    println!(
+        "THROUGHPUT read (page cache warm): checkpoint {:.0} MB/s, plain std::fs read {:.0} MB/s, checkpoint/plain = {:.2}",
+        mb / read,
+        mb / plain,
+        plain / read
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

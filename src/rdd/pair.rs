@@ -23,7 +23,9 @@ use super::site;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::shuffle::{bucketize, combine_values, merge_combiners as merge_all, ShuffleDependency};
+use crate::shuffle::{
+    bucketize, bucketize_map, combine_values, merge_combiners as merge_all, ShuffleDependency,
+};
 use crate::{Data, Key, Rdd};
 
 impl<K: Key, V: Data> Rdd<(K, V)> {
@@ -68,7 +70,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 site,
                 true,
                 Arc::new(move |_, it| {
-                    let map = combine_values(it, create.as_ref(), merge_value.as_ref());
+                    let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
                     Box::new(map.into_iter())
                 }),
             );
@@ -78,13 +80,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         if map_side_combine {
             let merge_c = Arc::new(merge_combiners);
             let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-                let map = combine_values(it, create.as_ref(), merge_value.as_ref());
-                let len = map.len();
-                bucketize(map.into_iter(), &key_fn, n, len)
+                let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
+                bucketize_map(map, &key_fn, n)
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {
-                let map = merge_all(reader, merge_c.as_ref());
+                let capacity = reader.largest_bucket();
+                let map = merge_all(reader, merge_c.as_ref(), capacity);
                 Box::new(map.into_iter()) as PartitionIter<(K, C)>
             });
             Rdd::make(
@@ -102,7 +104,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, V>| {
-                let map = combine_values(reader, create.as_ref(), merge_value.as_ref());
+                let map = combine_values(reader, create.as_ref(), merge_value.as_ref(), 0);
                 Box::new(map.into_iter()) as PartitionIter<(K, C)>
             });
             Rdd::make(
@@ -709,7 +711,9 @@ fn hash_join<K: Key, V: Data, W: Data>(
     keep_left: bool,
     keep_right: bool,
 ) -> PartitionIter<(K, (Option<V>, Option<W>))> {
-    let mut table: FxHashMap<K, (Bag<W>, bool)> = FxHashMap::default();
+    // Sized from the build side's length (exact for cached or shuffled input).
+    let mut table: FxHashMap<K, (Bag<W>, bool)> =
+        FxHashMap::with_capacity_and_hasher(right.size_hint().0, Default::default());
     for (k, w) in right {
         match table.entry(k) {
             std::collections::hash_map::Entry::Occupied(mut e) => {

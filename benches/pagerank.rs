@@ -1,0 +1,110 @@
+//! PageRank, in one run on the same built-in graph (1,000,000 edges, 10 iterations):
+//! flintlock without checkpoints, flintlock checkpointing every 5 iterations, a hand-written
+//! rayon version of the same algorithm over hash maps (the engine-overhead reference), and a
+//! hand-written CSR version (the speed limit of the machine). Then how time grows with graph
+//! size (100k, 1M, 5M edges).
+//!
+//! `cargo bench --bench pagerank` — the `RATIO` and `SCALING` lines are the figures.
+//! Targets: flintlock / hand-written rayon at most 1.3; checkpointing every 5 iterations
+//! adds at most 10%.
+
+#[path = "../examples/pagerank/graph.rs"]
+mod graph;
+#[path = "../examples/pagerank/handwritten.rs"]
+mod handwritten;
+#[path = "../examples/pagerank/job.rs"]
+mod job;
+mod support;
+
+use criterion::{criterion_group, Criterion};
+use flintlock::Context;
+
+const ITERATIONS: usize = 10;
+
+fn flintlock(
+    ctx: &Context,
+    edges: &[(u64, u64)],
+    partitions: usize,
+    checkpoint_every: usize,
+) -> usize {
+    let config = job::Config {
+        iterations: ITERATIONS,
+        partitions,
+        checkpoint_every,
+    };
+    job::run(ctx, edges.to_vec(), &config, |_| {})
+        .unwrap()
+        .len()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .checkpoint_dir(dir.path())
+        .clean_checkpoints(true)
+        .build()
+        .unwrap();
+    let parts = 2 * ctx.threads();
+    let edges = graph::generate(100_000, 1_000_000, 42).unwrap();
+    let n = flintlock(&ctx, &edges, parts, 0);
+    assert_eq!(handwritten::rayon_hash(&edges, ITERATIONS, parts).len(), n);
+    assert_eq!(handwritten::csr(&edges, ITERATIONS).len(), n);
+
+    let mut g = c.benchmark_group("pagerank_1m_edges_10_iterations");
+    g.sample_size(10);
+    g.bench_function("flintlock", |b| {
+        b.iter(|| flintlock(&ctx, &edges, parts, 0))
+    });
+    g.bench_function("flintlock_checkpoint_every_5", |b| {
+        b.iter(|| flintlock(&ctx, &edges, parts, 5))
+    });
+    g.bench_function("hand_written_rayon", |b| {
+        b.iter(|| handwritten::rayon_hash(&edges, ITERATIONS, parts))
+    });
+    g.bench_function("hand_written_csr", |b| {
+        b.iter(|| handwritten::csr(&edges, ITERATIONS))
+    });
+    g.finish();
+
+    let (f, r) = support::interleaved(
+        7,
+        || flintlock(&ctx, &edges, parts, 0),
+        || handwritten::rayon_hash(&edges, ITERATIONS, parts),
+    );
+    support::report("pagerank 1M edges", "flintlock", f, "hand-written rayon", r);
+    let (ck, f) = support::interleaved(
+        7,
+        || flintlock(&ctx, &edges, parts, 5),
+        || flintlock(&ctx, &edges, parts, 0),
+    );
+    support::report(
+        "pagerank 1M edges",
+        "checkpoint every 5",
+        ck,
+        "no checkpoints",
+        f,
+    );
+    let (f, csr) = support::interleaved(
+        7,
+        || flintlock(&ctx, &edges, parts, 0),
+        || handwritten::csr(&edges, ITERATIONS),
+    );
+    support::report("pagerank 1M edges", "flintlock", f, "CSR", csr);
+
+    for m in [100_000u64, 1_000_000, 5_000_000] {
+        let e = graph::generate(m / 10, m, 42).unwrap();
+        let (t, _) = support::interleaved(3, || flintlock(&ctx, &e, parts, 0), || ());
+        println!(
+            "SCALING pagerank {m} edges: {:.1} ms, {:.1} ns per edge per iteration",
+            t * 1e3,
+            t * 1e9 / (m as f64 * ITERATIONS as f64)
+        );
+    }
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

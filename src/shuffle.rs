@@ -23,7 +23,9 @@ use crate::rdd::node::{Node, PartitionIter};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
 
-/// One map task's output: `Vec<Vec<(K, M)>>`, one bucket per reduce partition, behind `Any`.
+/// One map task's output: `Vec<Arc<Vec<(K, M)>>>`, one bucket per reduce partition, behind
+/// `Any`. Each bucket is its own `Arc`, so a reader takes typed handles to its buckets once
+/// instead of downcasting per record.
 pub(crate) type MapOutput = Box<dyn Any + Send + Sync>;
 
 /// Every map output of one shuffle, in map-partition order.
@@ -125,26 +127,26 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
                     self.shuffle_id
                 ))
             })?;
+        let mut buckets = Vec::with_capacity(outputs.len());
         for (i, o) in outputs.iter().enumerate() {
-            if !o.is::<Vec<Vec<(K, M)>>>() {
-                return Err(Error::Internal(format!(
-                    "shuffle {} map output {i} has an unexpected type",
-                    self.shuffle_id
-                )));
-            }
+            let bucket = o
+                .downcast_ref::<Vec<Arc<Vec<(K, M)>>>>()
+                .and_then(|b| b.get(split))
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "shuffle {} map output {i} has an unexpected type or no bucket {split}",
+                        self.shuffle_id
+                    ))
+                })?;
+            buckets.push(bucket.clone());
         }
-        let mut reader = ShuffleReader {
-            outputs,
-            split,
+        let remaining = buckets.iter().map(|b| b.len()).sum();
+        Ok(ShuffleReader {
+            buckets,
             map: 0,
             pos: 0,
-            remaining: 0,
-            _marker: std::marker::PhantomData,
-        };
-        reader.remaining = (0..reader.outputs.len())
-            .map(|m| reader.bucket(m).len())
-            .sum();
-        Ok(reader)
+            remaining,
+        })
     }
 }
 
@@ -160,7 +162,10 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDepen
     }
     fn run_map_task(&self, map_partition: usize, tc: &TaskContext) -> Result<MapOutput> {
         let input = self.parent.node.iterator(map_partition, tc)?;
-        let buckets = (self.map_side)(input, tc);
+        let buckets: Vec<Arc<Vec<(K, M)>>> = (self.map_side)(input, tc)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         Ok(Box::new(buckets))
     }
 }
@@ -174,42 +179,29 @@ impl<K: Data, V: Data, M> Drop for ShuffleDependency<K, V, M> {
 /// Iterates one reduce partition's `(K, M)` pairs across all map outputs (cloned: outputs
 /// stay in the store for reuse).
 pub(crate) struct ShuffleReader<K, M> {
-    outputs: ShuffleOutputs,
-    split: usize,
+    buckets: Vec<Arc<Vec<(K, M)>>>,
     map: usize,
     pos: usize,
     remaining: usize,
-    _marker: std::marker::PhantomData<fn() -> (K, M)>,
 }
 
-impl<K: 'static, M: 'static> ShuffleReader<K, M> {
-    fn bucket(&self, map: usize) -> &[(K, M)] {
-        self.outputs[map]
-            .downcast_ref::<Vec<Vec<(K, M)>>>()
-            .map(|b| b[self.split].as_slice())
-            .unwrap_or(&[])
-    }
-
+impl<K, M> ShuffleReader<K, M> {
     /// The largest bucket of any one map output: after a map-side combine the keys within
     /// one bucket are distinct, so the merged map holds at least this many keys.
     pub(crate) fn largest_bucket(&self) -> usize {
-        (0..self.outputs.len())
-            .map(|m| self.bucket(m).len())
-            .max()
-            .unwrap_or(0)
+        self.buckets.iter().map(|b| b.len()).max().unwrap_or(0)
     }
 }
 
-impl<K: Clone + 'static, M: Clone + 'static> Iterator for ShuffleReader<K, M> {
+impl<K: Clone, M: Clone> Iterator for ShuffleReader<K, M> {
     type Item = (K, M);
     #[inline]
     fn next(&mut self) -> Option<(K, M)> {
-        while self.map < self.outputs.len() {
-            let item = self.bucket(self.map).get(self.pos).cloned();
-            if let Some(x) = item {
+        while let Some(bucket) = self.buckets.get(self.map) {
+            if let Some(x) = bucket.get(self.pos) {
                 self.pos += 1;
                 self.remaining -= 1;
-                return Some(x);
+                return Some(x.clone());
             }
             self.map += 1;
             self.pos = 0;
@@ -230,7 +222,7 @@ pub(crate) fn combine_values<K, V, C>(
     capacity: usize,
 ) -> FxHashMap<K, C>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Clone,
 {
     let mut map: FxHashMap<K, C> =
         FxHashMap::with_capacity_and_hasher(capacity, Default::default());
@@ -247,7 +239,7 @@ pub(crate) fn merge_combiners<K, C>(
     capacity: usize,
 ) -> FxHashMap<K, C>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Clone,
 {
     combine_values(input, &|c| c, merge, capacity)
 }
@@ -264,10 +256,10 @@ where
 /// Panic safety: while `merge` runs, the table holds a bitwise copy of a value the closure
 /// owns. If `merge` panics, the closure drops that value while unwinding, and the guard then
 /// removes the entry and *forgets* the stale copy, so nothing is dropped twice; the task
-/// fails and the table is discarded anyway. (A `Hash` impl that panics during that removal,
-/// having not panicked a moment earlier for the same key, would abort.)
+/// fails and the table is discarded anyway. (A key whose `Clone` or `Hash` panics during that
+/// removal, having not panicked a moment earlier, would abort.)
 #[inline]
-fn upsert<K: Hash + Eq, V, C>(
+fn upsert<K: Hash + Eq + Clone, V, C>(
     map: &mut FxHashMap<K, C>,
     k: K,
     v: V,
@@ -275,15 +267,17 @@ fn upsert<K: Hash + Eq, V, C>(
     merge: &impl Fn(C, V) -> C,
 ) {
     let map_ptr: *mut FxHashMap<K, C> = map;
-    // SAFETY: `map_ptr` comes from a live `&mut`; the slot reference is used only before any
-    // other access through `map_ptr` (the guard's removal runs after the slot's last use).
-    let slot = unsafe { (*map_ptr).get_mut(&k) }.map(|s| s as *mut C);
-    match slot {
-        Some(slot) => {
-            let guard = ForgetOnUnwind {
-                map: map_ptr,
-                key: &k,
-            };
+    // One probe for both cases (a `get_mut` miss followed by `insert` probed twice for
+    // every new key: a third of `distinct`). Everything below is derived from `map_ptr`.
+    // SAFETY: `map_ptr` comes from a live `&mut` that is not used while this runs.
+    match unsafe { (*map_ptr).entry(k) } {
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(create(v));
+        }
+        std::collections::hash_map::Entry::Occupied(e) => {
+            let key: *const K = e.key();
+            let slot: *mut C = e.into_mut();
+            let guard = ForgetOnUnwind { map: map_ptr, key };
             // SAFETY: `slot` points at an initialised combiner. It is read exactly once and
             // rewritten before anything else can observe it; on unwind the guard removes the
             // entry without dropping the stale bits.
@@ -293,29 +287,30 @@ fn upsert<K: Hash + Eq, V, C>(
             }
             std::mem::forget(guard);
         }
-        None => {
-            map.insert(k, create(v));
-        }
     }
 }
 
 /// Removes an entry whose value was moved out, without dropping it (see [`upsert`]).
-struct ForgetOnUnwind<'a, K: Hash + Eq, C> {
+struct ForgetOnUnwind<K: Hash + Eq + Clone, C> {
     map: *mut FxHashMap<K, C>,
-    key: &'a K,
+    /// The table's own copy of the key (the caller's was moved into `entry`).
+    key: *const K,
 }
 
-impl<K: Hash + Eq, C> Drop for ForgetOnUnwind<'_, K, C> {
+impl<K: Hash + Eq + Clone, C> Drop for ForgetOnUnwind<K, C> {
     fn drop(&mut self) {
         // SAFETY: only reached while unwinding out of `merge`, after the last use of the slot
-        // reference; the map outlives the guard.
-        if let Some(stale) = unsafe { (*self.map).remove(self.key) } {
-            std::mem::forget(stale);
+        // reference; the entry (and so `key`) is still in the map, which outlives the guard.
+        // The key is cloned before the removal reads and moves the entry out.
+        unsafe {
+            let key = (*self.key).clone();
+            if let Some(stale) = (*self.map).remove(&key) {
+                std::mem::forget(stale);
+            }
         }
     }
 }
 
-/// Splits `(K, C)` pairs into one bucket per partition.
 /// Splits a combined map into one bucket per partition, each allocated at its exact size
 /// (a first pass counts): buckets that outgrow a guessed capacity reallocate and copy, which
 /// was a fifth of PageRank's time.

@@ -41,3 +41,17 @@ pub fn report(name: &str, a_name: &str, a: f64, b_name: &str, b: f64) {
         a / b
     );
 }
+
+/// Runs each closure alternately `reps` times after one warm-up each; returns the medians.
+pub fn interleaved_n(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    for f in fs.iter_mut() {
+        f();
+    }
+    let mut times = vec![Vec::new(); fs.len()];
+    for _ in 0..reps {
+        for (i, f) in fs.iter_mut().enumerate() {
+            times[i].push(time(|| f()).0);
+        }
+    }
+    times.into_iter().map(median).collect()
+}

@@ -27,6 +27,10 @@ use crate::{Data, Rdd};
 
 static ATTEMPT: AtomicU64 = AtomicU64::new(0);
 
+/// How often a part writer asks the storage to start writeback (see
+/// [`StorageFile::start_writeback`]).
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
 fn new_write_id() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(ATTEMPT.fetch_add(1, Ordering::Relaxed))
@@ -136,6 +140,7 @@ impl<T: Data> WriteSession<T> {
             frames: 0,
             bytes: 0,
             crc: 0,
+            next_writeback: WRITEBACK_EVERY,
             finished: false,
         };
         w.write_bytes(&header)?;
@@ -237,6 +242,7 @@ struct PartWriter<T: Data> {
     frames: u32,
     bytes: u64,
     crc: u32,
+    next_writeback: u64,
     finished: bool,
 }
 
@@ -250,6 +256,12 @@ impl<T: Data> PartWriter<T> {
             .map_err(|e| Error::io("write", &self.temp, e))?;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.bytes += bytes.len() as u64;
+        if self.session.app.fsync && self.bytes >= self.next_writeback {
+            // Start writing back what is written so far, so the fsync at the end of the
+            // partition finds little left and the disk works while the task computes.
+            file.start_writeback();
+            self.next_writeback = self.bytes + WRITEBACK_EVERY;
+        }
         Ok(())
     }
 

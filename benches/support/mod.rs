@@ -50,7 +50,7 @@ pub fn interleaved_n(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
     let mut times = vec![Vec::new(); fs.len()];
     for _ in 0..reps {
         for (i, f) in fs.iter_mut().enumerate() {
-            times[i].push(time(|| f()).0);
+            times[i].push(time(&mut *f).0);
         }
     }
     times.into_iter().map(median).collect()

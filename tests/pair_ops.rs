@@ -187,3 +187,42 @@ fn sort_by_key_produces_range_partitioned_sorted_output() {
     want.sort();
     assert_eq!(flat, want);
 }
+
+#[test]
+fn with_variants_use_the_given_partitioner_and_match_the_defaults() {
+    let ctx = ctx();
+    let p = Partitioner::hash(3);
+    let a = ctx.parallelize(vec![(1u8, 2i32), (2, 3), (1, 4)], 2);
+    let b = ctx.parallelize(vec![(1u8, 10i32), (5, 50)], 2);
+    let folded = a.fold_by_key_with(p.clone(), 0, |x, y| x + y);
+    let aggregated = a.aggregate_by_key_with(p.clone(), 0, |x, y| x + y, |x, y| x + y);
+    let left = a.left_outer_join_with(&b, p.clone());
+    let right = a.right_outer_join_with(&b, p.clone());
+    let full = a.full_outer_join_with(&b, p.clone());
+    for part in [
+        folded.partitioner(),
+        aggregated.partitioner(),
+        left.partitioner(),
+        right.partitioner(),
+        full.partitioner(),
+    ] {
+        assert_eq!(part, Some(p.clone()));
+    }
+    assert_eq!(
+        sorted(folded.collect().unwrap()),
+        sorted(a.fold_by_key(0, |x, y| x + y).collect().unwrap())
+    );
+    assert_eq!(sorted(aggregated.collect().unwrap()), vec![(1, 6), (2, 3)]);
+    assert_eq!(
+        sorted(left.collect().unwrap()),
+        sorted(a.left_outer_join(&b).collect().unwrap())
+    );
+    assert_eq!(
+        sorted(right.collect().unwrap()),
+        sorted(a.right_outer_join(&b).collect().unwrap())
+    );
+    assert_eq!(
+        sorted(full.collect().unwrap()),
+        sorted(a.full_outer_join(&b).collect().unwrap())
+    );
+}

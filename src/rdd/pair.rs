@@ -268,11 +268,22 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         f: impl Fn(V, V) -> V + Send + Sync + 'static,
     ) -> Rdd<(K, V)> {
         let p = self.default_partitioner();
+        self.fold_by_key_with(p, zero, f)
+    }
+
+    /// [`Rdd::fold_by_key`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn fold_by_key_with(
+        &self,
+        partitioner: Partitioner,
+        zero: V,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Rdd<(K, V)> {
         let f = Arc::new(f);
         let (g, h) = (f.clone(), f.clone());
         self.combine_by_key_op(
             site("fold_by_key"),
-            p,
+            partitioner,
             move |v| f(zero.clone(), v),
             move |a, b| g(a, b),
             move |a, b| h(a, b),
@@ -299,6 +310,19 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         comb: impl Fn(U, U) -> U + Send + Sync + 'static,
     ) -> Rdd<(K, U)> {
         let p = self.default_partitioner();
+        self.aggregate_by_key_with(p, zero, seq, comb)
+    }
+
+    /// [`Rdd::aggregate_by_key`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn aggregate_by_key_with<U: Data>(
+        &self,
+        partitioner: Partitioner,
+        zero: U,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Rdd<(K, U)> {
+        let p = partitioner;
         let seq = Arc::new(seq);
         let s2 = seq.clone();
         self.combine_by_key_op(
@@ -532,30 +556,95 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
         let p = self.default_partitioner_with(other);
-        self.join_op(site("left_outer_join"), other, p, true, false, |v, w| {
-            v.map(|v| (v, w))
-        })
+        self.left_outer_join_with(other, p)
+    }
+
+    /// [`Rdd::left_outer_join`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn left_outer_join_with<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+    ) -> Rdd<(K, (V, Option<W>))> {
+        self.join_op(
+            site("left_outer_join"),
+            other,
+            partitioner,
+            true,
+            false,
+            |v, w| v.map(|v| (v, w)),
+        )
     }
 
     /// Every pair of `other`, with the matching values of this RDD or `None`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let b = ctx.parallelize(vec![(1, 10), (2, 20)], 1);
+    /// let mut j = a.right_outer_join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, (Some('a'), 10)), (2, (None, 20))]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
     #[track_caller]
     pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
         let p = self.default_partitioner_with(other);
-        self.join_op(site("right_outer_join"), other, p, false, true, |v, w| {
-            w.map(|w| (v, w))
-        })
+        self.right_outer_join_with(other, p)
+    }
+
+    /// [`Rdd::right_outer_join`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn right_outer_join_with<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+    ) -> Rdd<(K, (Option<V>, W))> {
+        self.join_op(
+            site("right_outer_join"),
+            other,
+            partitioner,
+            false,
+            true,
+            |v, w| w.map(|w| (v, w)),
+        )
     }
 
     /// Every key of either RDD, with the matching values of each side or `None`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let b = ctx.parallelize(vec![(2, 20)], 1);
+    /// let mut j = a.full_outer_join(&b).collect()?;
+    /// j.sort();
+    /// assert_eq!(j, vec![(1, (Some('a'), None)), (2, (None, Some(20)))]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
     #[track_caller]
     pub fn full_outer_join<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
     ) -> Rdd<(K, (Option<V>, Option<W>))> {
         let p = self.default_partitioner_with(other);
-        self.join_op(site("full_outer_join"), other, p, true, true, |v, w| {
-            Some((v, w))
-        })
+        self.full_outer_join_with(other, p)
+    }
+
+    /// [`Rdd::full_outer_join`] into `partitioner`'s partitions.
+    #[track_caller]
+    pub fn full_outer_join_with<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+    ) -> Rdd<(K, (Option<V>, Option<W>))> {
+        self.join_op(
+            site("full_outer_join"),
+            other,
+            partitioner,
+            true,
+            true,
+            |v, w| Some((v, w)),
+        )
     }
 
     /// Sorts by key through a range-partitioning shuffle: partition `i` holds keys before

@@ -24,7 +24,7 @@ use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
 use crate::shuffle::{
-    bucketize, bucketize_map, combine_values, merge_combiners as merge_all, ShuffleDependency,
+    bucketize, combine_partially, combine_values, merge_combiners as merge_all, ShuffleDependency,
 };
 use crate::{Data, Key, Rdd};
 
@@ -80,8 +80,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         if map_side_combine {
             let merge_c = Arc::new(merge_combiners);
             let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-                let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
-                bucketize_map(map, &key_fn, n)
+                combine_partially(it, create.as_ref(), merge_value.as_ref(), &key_fn, n)
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {

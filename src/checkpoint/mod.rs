@@ -609,14 +609,3 @@ impl Drop for AppDir {
         }
     }
 }
-
-/// Checkpoint data of a node for `Rdd` methods.
-impl<T: Data> Rdd<T> {
-    pub(crate) fn checkpoint_path_inner(&self) -> Option<PathBuf> {
-        self.node.checkpoint.path()
-    }
-
-    pub(crate) fn is_locally_checkpointed(&self) -> bool {
-        self.node.checkpoint.is_local()
-    }
-}

@@ -513,19 +513,7 @@ impl<T: Data> PartReader<T> {
                 Error::corrupt(&files.dir, format!("no partition {split} in the manifest"))
             })?
             .clone();
-        let len = files
-            .storage
-            .len(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
-        if len != expected.bytes {
-            return Err(Error::corrupt(
-                &path,
-                format!(
-                    "partition {split}: length mismatch: the manifest records {} bytes, the file has {len}",
-                    expected.bytes
-                ),
-            ));
-        }
+        check_part_len(files.storage.as_ref(), &path, split, expected.bytes)?;
         let raw = files
             .storage
             .open(&path)
@@ -638,6 +626,21 @@ impl<T: Data> Iterator for PartReader<T> {
             }
         }
     }
+}
+
+/// Fails unless the part file at `path` has the length the manifest records: a truncated or
+/// extended file is caught before a byte of it is read.
+fn check_part_len(storage: &dyn Storage, path: &Path, split: usize, expected: u64) -> Result<()> {
+    let len = storage.len(path).map_err(|e| Error::io("open", path, e))?;
+    if len != expected {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "partition {split}: length mismatch: the manifest records {expected} bytes, the file has {len}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_header(h: &PartHeader, m: &ManifestBody, split: usize, path: &Path) -> Result<()> {
@@ -766,17 +769,7 @@ pub(crate) fn open_checkpoint<T: Data>(
         ));
     }
     for (i, part) in manifest.parts.iter().enumerate() {
-        let p = path.join(&part.file);
-        let len = storage.len(&p).map_err(|e| Error::io("open", &p, e))?;
-        if len != part.bytes {
-            return Err(Error::corrupt(
-                &p,
-                format!(
-                    "partition {i}: length mismatch: the manifest records {} bytes, the file has {len}",
-                    part.bytes
-                ),
-            ));
-        }
+        check_part_len(storage.as_ref(), &path.join(&part.file), i, part.bytes)?;
     }
     let partitioner = manifest.partitioner.clone();
     let files = Arc::new(CheckpointFiles {

@@ -1108,12 +1108,12 @@ impl<T: Data> Rdd<T> {
 
     /// True when the RDD is marked for, or truncated by, a local checkpoint.
     pub fn is_local_checkpoint(&self) -> bool {
-        self.is_locally_checkpointed()
+        self.node.checkpoint.is_local()
     }
 
     /// The `rdd-<id>` folder of a committed reliable checkpoint.
     pub fn checkpoint_path(&self) -> Option<PathBuf> {
-        self.checkpoint_path_inner()
+        self.node.checkpoint.path()
     }
 
     // ------------------------------------------------------------------------------------

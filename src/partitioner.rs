@@ -274,13 +274,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_partitioning_is_stable_across_builds_of_the_same_key() {
-        // Pinned values: a change here breaks every hash-partitioned checkpoint on disk.
+    fn hash_partitioning_matches_the_pinned_placements() {
+        // Pinned values: a change here moves keys between partitions and breaks every
+        // hash-partitioned checkpoint on disk (its manifest records only the count).
         let p = Partitioner::hash(7);
-        let got: Vec<usize> = (0u64..8).map(|k| p.partition_of(&k)).collect();
-        let again: Vec<usize> = (0u64..8).map(|k| p.partition_of(&k)).collect();
-        assert_eq!(got, again);
-        assert!(got.iter().all(|&x| x < 7));
+        let ints: Vec<usize> = (0u64..8).map(|k| p.partition_of(&k)).collect();
+        assert_eq!(ints, vec![1, 5, 3, 0, 5, 3, 0, 5]);
+        let strs: Vec<usize> = ["a", "flint", "lock"]
+            .iter()
+            .map(|k| p.partition_of(k))
+            .collect();
+        assert_eq!(strs, vec![3, 1, 3]);
+        let pairs: Vec<usize> = [(1u64, 2u64), (3, 4)]
+            .iter()
+            .map(|k| p.partition_of(k))
+            .collect();
+        assert_eq!(pairs, vec![0, 6]);
     }
 
     #[test]

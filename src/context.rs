@@ -215,6 +215,7 @@ impl std::fmt::Debug for Context {
 #[must_use]
 pub struct ContextBuilder {
     app_name: String,
+    app_id: Option<String>,
     threads: Option<usize>,
     checkpoint_dir: Option<PathBuf>,
     config: Config,
@@ -224,6 +225,7 @@ impl Default for ContextBuilder {
     fn default() -> Self {
         ContextBuilder {
             app_name: "flintlock".to_string(),
+            app_id: None,
             threads: None,
             checkpoint_dir: None,
             config: Config {
@@ -241,6 +243,16 @@ impl ContextBuilder {
     /// The application name, used in the app id and so in checkpoint folder names.
     pub fn app_name(mut self, name: impl Into<String>) -> Self {
         self.app_name = name.into();
+        self
+    }
+
+    /// A fixed application id instead of a fresh one per context, so checkpoints land in
+    /// the same `<checkpoint_dir>/<app_id>/` folder run after run (restartable jobs). The
+    /// folder's lock file keeps two live contexts from sharing it: the second one's
+    /// `build` (or `set_checkpoint_dir`) fails with [`Error::Locked`]. Only ASCII letters,
+    /// digits, `-` and `_` are kept; other characters become `_`.
+    pub fn app_id(mut self, id: impl Into<String>) -> Self {
+        self.app_id = Some(sanitize(&id.into()));
         self
     }
 
@@ -320,7 +332,7 @@ impl ContextBuilder {
             .map_err(|e| Error::InvalidArgument(format!("cannot start the thread pool: {e}")))?;
         let ctx = Context {
             inner: Arc::new(ContextInner {
-                app_id: new_app_id(&self.app_name),
+                app_id: self.app_id.unwrap_or_else(|| new_app_id(&self.app_name)),
                 app_name: self.app_name,
                 pool,
                 next_rdd_id: AtomicUsize::new(0),
@@ -345,16 +357,7 @@ impl ContextBuilder {
 /// safe as a folder name.
 fn new_app_id(app_name: &str) -> String {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let name: String = app_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = sanitize(app_name);
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -364,4 +367,23 @@ fn new_app_id(app_name: &str) -> String {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Keeps ASCII letters, digits, `-` and `_`, so an id is always a plain folder name.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "_".to_string()
+    } else {
+        s
+    }
 }

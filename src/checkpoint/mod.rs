@@ -520,6 +520,78 @@ pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<J
     Ok(Arc::new(job))
 }
 
+/// The lock file of an app folder.
+const LOCK_FILE: &str = ".lock";
+
+/// Opens (creating) and try-locks a lock file: `Ok(None)` when another holder has it. The
+/// lock is released when the `File` is dropped, or by the OS when its process dies.
+fn try_lock_file(path: &Path) -> Result<Option<File>> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("create lock file", path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    }
+}
+
+/// Start-up cleanup: in every app folder under `root` whose lock is free (its owner is dead
+/// or gone), removes temp files and `rdd-*` folders
+/// without a committed manifest — the leftovers of interrupted writes. Folders of live apps
+/// (lock held elsewhere) are not touched; committed checkpoints are never removed.
+/// Best effort: errors are ignored, the next start tries again.
+fn startup_cleanup(storage: &dyn Storage, root: &Path) {
+    let Ok(apps) = storage.list(root) else {
+        return;
+    };
+    for app in apps {
+        let dir = root.join(&app);
+        let lock = dir.join(LOCK_FILE);
+        if !lock.exists() {
+            continue; // not an app folder
+        }
+        // A lock held elsewhere (a live process, or another context of this one: flock locks
+        // conflict per open file) means hands off. Our own folder is skipped the same way;
+        // `AppDir::open` cleans it itself.
+        match try_lock_file(&lock) {
+            Ok(Some(held)) => {
+                clean_app_folder(storage, &dir);
+                drop(held);
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Removes temp files and unmanifested `rdd-*` folders from one app folder.
+pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
+    let Ok(entries) = storage.list(dir) else {
+        return;
+    };
+    for name in entries {
+        let path = dir.join(&name);
+        if name.starts_with("rdd-") {
+            let committed = storage
+                .list(&path)
+                .map(|files| files.iter().any(|f| f == MANIFEST))
+                .unwrap_or(true);
+            if !committed {
+                let _ = storage.remove_dir_all(&path);
+            } else if let Ok(files) = storage.list(&path) {
+                for f in files.iter().filter(|f| f.ends_with(".tmp")) {
+                    let _ = storage.remove_file(&path.join(f));
+                }
+            }
+        } else if name.ends_with(".tmp") {
+            let _ = storage.remove_file(&path);
+        }
+    }
+}
+
 /// A context's checkpoint folder `<root>/<app-id>/`, locked for this process.
 pub(crate) struct AppDir {
     root: PathBuf,
@@ -551,6 +623,11 @@ impl AppDir {
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create folder", &dir, e))?;
         let lock = Self::lock(&dir)?;
+        // Holding our own lock, clean what dead owners left: in our own folder (a stable app
+        // id whose previous process died mid-write) and in every app folder whose lock is
+        // free. (A second `try_lock` of our own lock file would fail, so ours is explicit.)
+        clean_app_folder(storage.as_ref(), &dir);
+        startup_cleanup(storage.as_ref(), &root);
         Ok(AppDir {
             root,
             dir,
@@ -562,25 +639,23 @@ impl AppDir {
         })
     }
 
-    /// Takes the app folder's lock file, so that a second process pointed at the same app
-    /// folder fails fast instead of clobbering its files. Only on a local path: other
-    /// storages bring their own coordination.
+    /// Takes the app folder's lock file, so that a second process (or context) pointed at
+    /// the same app folder fails fast instead of clobbering its files. Only on a local path:
+    /// other storages bring their own coordination.
     fn lock(dir: &Path) -> Result<Option<File>> {
         if !dir.exists() {
             return Ok(None);
         }
-        let path = dir.join(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("create lock file", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        let path = dir.join(LOCK_FILE);
+        // A few quick retries: another process's start-up cleanup holds a free app's lock for
+        // the moment it takes to remove leftovers, and must not make this open fail.
+        for _ in 0..5 {
+            if let Some(file) = try_lock_file(&path)? {
+                return Ok(Some(file));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        Err(Error::Locked { path })
     }
 
     pub(crate) fn root(&self) -> &Path {

@@ -1,0 +1,151 @@
+//! App folders: a stable `app_id` is locked by its live owner; start-up cleanup removes the
+//! leftovers of dead owners only, and never a committed checkpoint.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use flintlock::{Context, Error};
+
+const CHILD_ENV: &str = "FLINTLOCK_TEST_LOCK_HOLDER_DIR";
+
+fn ctx_with_id(dir: &Path, id: &str) -> flintlock::Result<Context> {
+    Context::builder()
+        .threads(1)
+        .app_id(id)
+        .checkpoint_dir(dir)
+        .build()
+}
+
+/// Leftovers of an interrupted write: a temp part in a committed folder, and a folder whose
+/// manifest was never written.
+fn plant_leftovers(app: &Path) {
+    std::fs::create_dir_all(app.join("rdd-999")).unwrap();
+    std::fs::write(app.join("rdd-999").join("part-00000"), b"half").unwrap();
+    std::fs::write(app.join("rdd-999").join(".part-00001.7.tmp"), b"half").unwrap();
+}
+
+#[test]
+fn a_second_context_with_the_same_app_id_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = ctx_with_id(dir.path(), "stable").unwrap();
+    assert_eq!(first.app_id(), "stable");
+    let err = ctx_with_id(dir.path(), "stable").unwrap_err();
+    assert!(
+        matches!(&err, Error::Locked { path } if path.ends_with("stable/.lock")),
+        "{err}"
+    );
+    drop(first);
+    assert!(
+        ctx_with_id(dir.path(), "stable").is_ok(),
+        "free again once the owner is gone"
+    );
+}
+
+#[test]
+fn a_stable_app_id_reopens_its_committed_checkpoints_in_a_later_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let ctx = ctx_with_id(dir.path(), "restartable").unwrap();
+        let rdd = ctx.range(0..10, 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    assert!(path.starts_with(dir.path().join("restartable")));
+    let ctx = ctx_with_id(dir.path(), "restartable").unwrap();
+    assert_eq!(
+        ctx.open_checkpoint::<u64>(&path).unwrap().count().unwrap(),
+        10
+    );
+}
+
+#[test]
+fn distinct_live_apps_never_touch_each_others_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = ctx_with_id(dir.path(), "app-a").unwrap();
+    let a_dir = dir.path().join("app-a");
+    plant_leftovers(&a_dir);
+    let _b = ctx_with_id(dir.path(), "app-b").unwrap();
+    assert!(
+        a_dir.join("rdd-999").join(".part-00001.7.tmp").exists(),
+        "a live app's files stay"
+    );
+    drop(a);
+}
+
+#[test]
+fn start_up_cleanup_removes_a_dead_apps_leftovers_but_keeps_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let committed = {
+        let dead = ctx_with_id(dir.path(), "dead").unwrap();
+        let rdd = dead.range(0..10, 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    let dead_dir = dir.path().join("dead");
+    plant_leftovers(&dead_dir);
+    std::fs::write(committed.join(".part-00000.3.tmp"), b"x").unwrap();
+    let _other = ctx_with_id(dir.path(), "other").unwrap();
+    assert!(
+        !dead_dir.join("rdd-999").exists(),
+        "the unmanifested folder is gone"
+    );
+    assert!(common::temp_files(dir.path()).is_empty());
+    assert!(
+        committed.join("_manifest.json").exists(),
+        "the committed checkpoint stays"
+    );
+}
+
+/// Runs only as the child of the test below: holds the lock of app `held` and waits.
+#[test]
+fn child_holds_an_app_lock() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // not the child
+    };
+    let ctx = ctx_with_id(Path::new(&dir), "held").unwrap();
+    plant_leftovers(&Path::new(&dir).join("held"));
+    println!("LOCKED");
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    drop(ctx);
+}
+
+#[test]
+fn a_killed_lock_holder_is_taken_over_and_only_its_leftovers_are_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_holds_an_app_lock",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("LOCKED")),
+        "the child took the lock"
+    );
+    let err = ctx_with_id(dir.path(), "held").unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(
+        dir.path().join("held/rdd-999").exists(),
+        "a live owner's files are not cleaned"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let ctx = ctx_with_id(dir.path(), "held").unwrap();
+    assert!(
+        !dir.path().join("held/rdd-999").exists(),
+        "the dead owner's leftovers are gone"
+    );
+    assert_eq!(ctx.range(0..4, 1).count().unwrap(), 4);
+}

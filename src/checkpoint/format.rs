@@ -540,6 +540,81 @@ impl ManifestBody {
     }
 }
 
+/// A whole partition file, decoded and verified: its header and, per frame, the record count
+/// and the (decompressed) payload of postcard-encoded records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartFile {
+    /// The header.
+    pub header: PartHeader,
+    /// `(records, payload)` per frame, in order.
+    pub frames: Vec<(u32, Vec<u8>)>,
+}
+
+impl PartFile {
+    /// Encodes the file: header, frames (compressed as the header says), trailer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.header.encode();
+        let mut scratch = Vec::new();
+        let mut total = 0u64;
+        for (records, payload) in &self.frames {
+            let body = frame_body(payload, self.header.compression, &mut scratch);
+            out.extend_from_slice(&frame_header(body, *records));
+            out.extend_from_slice(body);
+            total += u64::from(*records);
+        }
+        out.extend_from_slice(&encode_trailer(total, self.frames.len() as u32));
+        out
+    }
+
+    /// Decodes and verifies every byte of a partition file: header checksum and fields,
+    /// every frame's checksum, the trailer's checksum and counts, and that nothing follows
+    /// the trailer. Records are not decoded (that needs the element type). `path` names the
+    /// file in errors. Never panics, whatever the bytes.
+    pub fn decode(bytes: &[u8], path: &Path) -> Result<PartFile> {
+        let mut r = bytes;
+        let (header, raw) = PartHeader::read(&mut r, path)?;
+        let mut frames = Vec::new();
+        let mut offset = raw.len() as u64;
+        let mut crc = 0u32;
+        let (mut payload, mut scratch) = (Vec::new(), Vec::new());
+        loop {
+            match read_frame(
+                &mut r,
+                path,
+                offset,
+                header.compression,
+                &mut crc,
+                &mut payload,
+                &mut scratch,
+            )? {
+                FrameOrEnd::Frame(records, body_len) => {
+                    offset += (FRAME_HEADER + body_len) as u64;
+                    frames.push((records, std::mem::take(&mut payload)));
+                }
+                FrameOrEnd::End(total, count) => {
+                    let sum: u64 = frames.iter().map(|f| u64::from(f.0)).sum();
+                    if total != sum || count as usize != frames.len() {
+                        return Err(Error::corrupt(
+                            path,
+                            format!(
+                                "trailer counts {total} records in {count} frames, the file has {sum} in {}",
+                                frames.len()
+                            ),
+                        ));
+                    }
+                    if !r.is_empty() {
+                        return Err(Error::corrupt(
+                            path,
+                            format!("{} bytes after the trailer", r.len()),
+                        ));
+                    }
+                    return Ok(PartFile { header, frames });
+                }
+            }
+        }
+    }
+}
+
 /// The path of a part file in a checkpoint folder.
 pub(crate) fn part_path(dir: &Path, partition: usize) -> PathBuf {
     dir.join(part_name(partition))

@@ -9,7 +9,7 @@
 //! - `checkpoint()` / `local_checkpoint()` only mark. Marking twice, marking after
 //!   Checkpointed and marking a checkpoint RDD are no-ops; marking after an action already ran
 //!   still takes effect at the next action (unlike Spark, SPARK-3625).
-//! - When a job starts, [`claim_for_job`] walks from the job's RDD to the nearest marked RDDs
+//! - When a job starts, the scheduler walks from the job's RDD to the nearest marked RDDs
 //!   (or all of them with `checkpoint_all_marked_ancestors`) and moves each from Marked to
 //!   InProgress under its lock: exactly one job owns a given write, even with concurrent jobs.
 //! - **One computation**: while the job computes a claimed RDD's partition, each record is
@@ -20,7 +20,7 @@
 //! - Any failure removes the attempt's files and puts the state back to Marked; the next
 //!   action retries.
 
-pub(crate) mod format;
+pub mod format;
 mod local;
 mod reliable;
 mod storage;
@@ -37,7 +37,9 @@ use rustc_hash::FxHashSet;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use format::{Compression, ManifestBody, PartHeader, PartInfo, FORMAT_VERSION, MANIFEST};
+pub use format::{
+    Compression, ManifestBody, PartFile, PartHeader, PartInfo, FORMAT_VERSION, MANIFEST,
+};
 pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageOp};
 
 pub(crate) use reliable::open_checkpoint;

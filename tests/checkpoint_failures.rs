@@ -221,3 +221,67 @@ fn a_panicking_partitioner_during_a_checkpoint_write_fails_the_job_cleanly() {
     );
     assert!(pairs.is_checkpointed());
 }
+
+/// Fails the k-th storage operation of any kind (once, or from then on) for k = 1, 2, ...
+/// until a write completes without reaching the fault.
+fn sweep_any(persistent: bool) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, storage) = faulty_ctx(dir.path());
+    let app = dir.path().join(ctx.app_id());
+    let rdd = ctx
+        .range(0..500, 3)
+        .map(|x| (x % 7, x))
+        .reduce_by_key(|a, b| a + b);
+    let mut expected = rdd.collect().unwrap();
+    expected.sort();
+    let mut failures = 0;
+    for k in 1.. {
+        if persistent {
+            storage.fail_from(k, std::io::ErrorKind::Other);
+        } else {
+            storage.fail_any(k, std::io::ErrorKind::Other);
+        }
+        rdd.checkpoint().unwrap();
+        let before = storage.faults_injected();
+        let result = rdd.collect();
+        storage.clear();
+        match result {
+            Ok(mut got) if storage.faults_injected() == before => {
+                got.sort();
+                assert_eq!(got, expected);
+                assert!(rdd.is_checkpointed());
+                break;
+            }
+            Ok(_) => panic!("#{k}: a fault was injected but the action succeeded"),
+            Err(err) => {
+                failures += 1;
+                let msg = err.to_string();
+                assert!(
+                    matches!(err, Error::Io { .. }) && msg.contains(dir.path().to_str().unwrap()),
+                    "#{k}: {msg}"
+                );
+                assert!(msg.contains("injected fault"), "#{k}: {msg}");
+                assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked, "#{k}");
+                let left: Vec<_> = files_below(&app)
+                    .into_iter()
+                    .filter(|p| !p.ends_with(".lock"))
+                    .collect();
+                assert!(left.is_empty(), "#{k}: files left: {left:?}");
+            }
+        }
+    }
+    failures
+}
+
+#[test]
+fn an_io_error_at_any_single_operation_leaves_nothing_and_the_next_action_succeeds() {
+    assert!(
+        sweep_any(false) >= 15,
+        "every operation of a 3-part write was failed once"
+    );
+}
+
+#[test]
+fn a_storage_that_fails_from_any_operation_on_leaves_nothing_and_recovers() {
+    assert!(sweep_any(true) >= 15);
+}

@@ -165,7 +165,18 @@ pub struct FaultyStorage {
     inner: Arc<dyn Storage>,
     counts: Mutex<std::collections::HashMap<StorageOp, usize>>,
     plan: Mutex<Option<(StorageOp, usize, io::ErrorKind)>>,
+    /// Operations of any kind since the last `fail_any`/`fail_from`, and that plan.
+    total: AtomicUsize,
+    any_plan: Mutex<Option<AnyPlan>>,
     failed: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AnyPlan {
+    n: usize,
+    kind: io::ErrorKind,
+    /// Fail every operation from the n-th on, not only the n-th.
+    persistent: bool,
 }
 
 impl FaultyStorage {
@@ -175,6 +186,8 @@ impl FaultyStorage {
             inner,
             counts: Mutex::new(Default::default()),
             plan: Mutex::new(None),
+            total: AtomicUsize::new(0),
+            any_plan: Mutex::new(None),
             failed: AtomicUsize::new(0),
         })
     }
@@ -185,9 +198,32 @@ impl FaultyStorage {
         *self.plan.lock() = Some((op, n, kind));
     }
 
-    /// Removes the planned fault.
+    /// Fails the `n`-th (1-based, counted from now) operation of any kind with `kind`, once.
+    /// Removals never fail: cleanup must be able to run.
+    pub fn fail_any(&self, n: usize, kind: io::ErrorKind) {
+        self.total.store(0, Ordering::SeqCst);
+        *self.any_plan.lock() = Some(AnyPlan {
+            n,
+            kind,
+            persistent: false,
+        });
+    }
+
+    /// Fails every operation from the `n`-th on (a device that went away), until
+    /// [`FaultyStorage::clear`].
+    pub fn fail_from(&self, n: usize, kind: io::ErrorKind) {
+        self.total.store(0, Ordering::SeqCst);
+        *self.any_plan.lock() = Some(AnyPlan {
+            n,
+            kind,
+            persistent: true,
+        });
+    }
+
+    /// Removes the planned faults.
     pub fn clear(&self) {
         *self.plan.lock() = None;
+        *self.any_plan.lock() = None;
     }
 
     /// How many operations of kind `op` ran since the last `fail_nth` of that kind.
@@ -201,6 +237,16 @@ impl FaultyStorage {
     }
 
     fn check(&self, op: StorageOp) -> io::Result<()> {
+        let total = self.total.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(plan) = *self.any_plan.lock() {
+            if total == plan.n || (plan.persistent && total > plan.n) {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(io::Error::new(
+                    plan.kind,
+                    format!("injected fault: operation #{total} ({op:?})"),
+                ));
+            }
+        }
         let n = {
             let mut counts = self.counts.lock();
             let c = counts.entry(op).or_insert(0);

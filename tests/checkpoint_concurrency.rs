@@ -45,12 +45,12 @@ fn two_threads_one_write_both_correct() {
 }
 
 #[test]
-fn eight_threads_racing_on_fresh_marked_rdds_commit_each_exactly_once() {
+fn eight_threads_racing_on_fresh_marked_rdds_commit_each_exactly_once_over_1000_rounds() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx_with_dir(dir.path());
     let rec = Recorder::attach(&ctx);
-    for round in 0..50u64 {
-        let rdd = ctx.range(0..200, 3).map(move |x| x + round);
+    for round in 0..1000u64 {
+        let rdd = ctx.range(0..60, 3).map(move |x| x + round);
         rdd.checkpoint().unwrap();
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -58,7 +58,7 @@ fn eight_threads_racing_on_fresh_marked_rdds_commit_each_exactly_once() {
                 s.spawn(move || {
                     assert_eq!(
                         rdd.collect().unwrap(),
-                        (round..200 + round).collect::<Vec<_>>()
+                        (round..60 + round).collect::<Vec<_>>()
                     );
                 });
             }
@@ -80,5 +80,5 @@ fn eight_threads_racing_on_fresh_marked_rdds_commit_each_exactly_once() {
         .iter()
         .filter(|p| p.ends_with("_manifest.json"))
         .count();
-    assert_eq!(manifests, 50);
+    assert_eq!(manifests, 1000);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::ctx_with_dir;
-use flintlock::checkpoint::{ManifestBody, PartHeader, MANIFEST};
+use flintlock::checkpoint::{ManifestBody, PartFile, PartHeader, MANIFEST};
 use flintlock::{Context, Error};
 
 /// Writes a small checkpoint of `(u64, f64)` and returns its folder.
@@ -109,6 +109,9 @@ fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
     let bytes = std::fs::read(path.join("part-00000")).unwrap();
     let copy = dir.path().join("flip");
     copy_dir(&path, &copy);
+    // Every byte XOR-ed with three values through the whole reader (manifest, length,
+    // header, frames, trailer, whole-file checksum: the manifest's recorded length is
+    // unchanged, so every case reaches the bytes) ...
     for i in 0..bytes.len() {
         for x in [0x01u8, 0x80, 0xFF] {
             let mut b = bytes.clone();
@@ -121,6 +124,34 @@ fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
             );
         }
     }
+    // ... and with every value through the same verifying decoder, in memory.
+    let name = copy.join("part-00000");
+    let mut cases = 0;
+    for i in 0..bytes.len() {
+        for x in 1..=255u8 {
+            let mut b = bytes.clone();
+            b[i] ^= x;
+            let err = PartFile::decode(&b, &name).expect_err("detected");
+            assert!(
+                err.to_string().contains("part-00000"),
+                "byte {i} ^ {x:#x}: {err}"
+            );
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, bytes.len() * 255);
+    // Every truncation and a one-byte extension.
+    for n in 0..bytes.len() {
+        std::fs::write(copy.join("part-00000"), &bytes[..n]).unwrap();
+        assert!(
+            read_err(&ctx, &copy).to_string().contains("part-00000"),
+            "truncated to {n}"
+        );
+    }
+    std::fs::write(copy.join("part-00000"), [bytes.as_slice(), &[0]].concat()).unwrap();
+    assert!(read_err(&ctx, &copy)
+        .to_string()
+        .contains("length mismatch"));
 }
 
 #[test]
@@ -131,14 +162,37 @@ fn every_flipped_byte_of_the_manifest_is_detected() {
     let bytes = std::fs::read(path.join(MANIFEST)).unwrap();
     let copy = dir.path().join("flip");
     copy_dir(&path, &copy);
+    // Every byte XOR-ed with three values through `open_checkpoint`, and with every value
+    // through the same decoder in memory.
     for i in 0..bytes.len() {
-        let mut b = bytes.clone();
-        b[i] ^= 0x04;
-        std::fs::write(copy.join(MANIFEST), &b).unwrap();
-        let err = ctx.open_checkpoint::<(u64, f64)>(&copy).unwrap_err();
+        for x in [0x01u8, 0x80, 0xFF] {
+            let mut b = bytes.clone();
+            b[i] ^= x;
+            std::fs::write(copy.join(MANIFEST), &b).unwrap();
+            let err = ctx.open_checkpoint::<(u64, f64)>(&copy).unwrap_err();
+            assert!(
+                err.to_string().contains("_manifest.json"),
+                "byte {i} ^ {x:#x}: {err}"
+            );
+        }
+    }
+    let name = copy.join(MANIFEST);
+    for i in 0..bytes.len() {
+        for x in 1..=255u8 {
+            let mut b = bytes.clone();
+            b[i] ^= x;
+            let err = ManifestBody::decode(&b, &name).expect_err("detected");
+            assert!(
+                err.to_string().contains("_manifest.json"),
+                "byte {i} ^ {x:#x}: {err}"
+            );
+        }
+    }
+    for n in 0..bytes.len() {
+        std::fs::write(copy.join(MANIFEST), &bytes[..n]).unwrap();
         assert!(
-            err.to_string().contains("_manifest.json"),
-            "byte {i}: {err}"
+            ctx.open_checkpoint::<(u64, f64)>(&copy).is_err(),
+            "truncated to {n}"
         );
     }
 }
@@ -171,6 +225,21 @@ fn a_part_file_of_another_partition_or_checkpoint_is_caught_at_its_header() {
     let err = read_err(&ctx, &foreign);
     assert!(
         err.to_string().contains("part-00001") && err.to_string().contains("another checkpoint"),
+        "{err}"
+    );
+
+    // The same RDD written by another application (another context, same rdd id).
+    let other_app = ctx_with_dir(dir.path());
+    let c = other_app.range(0..300, 3).map(|x| (x % 100, 0.0f64));
+    c.checkpoint().unwrap();
+    c.count().unwrap();
+    let pc = c.checkpoint_path().unwrap();
+    let app = dir.path().join("other-app");
+    copy_dir(&pa, &app);
+    std::fs::copy(pc.join("part-00002"), app.join("part-00002")).unwrap();
+    let err = read_err(&ctx, &app);
+    assert!(
+        err.to_string().contains("part-00002") && err.to_string().contains("another checkpoint"),
         "{err}"
     );
 }

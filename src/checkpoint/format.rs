@@ -295,13 +295,17 @@ pub(crate) enum FrameOrEnd {
 }
 
 /// Reads the next frame (into `payload`, decompressed) or the trailer, verifying its
-/// checksum. `offset` is the frame's position in the file, for error messages; `file_crc`
-/// is extended by every byte read, for the whole-file checksum. `body` is scratch space for
-/// a compressed body; both buffers are reused across frames.
+/// checksum. `offset` is the frame's position in the file, for error messages, and
+/// `file_len` the file's length: a frame may not claim more bytes than remain, so a damaged
+/// length is an error before anything is allocated for it. `file_crc` is extended by every
+/// byte read, for the whole-file checksum. `body` is scratch space for a compressed body;
+/// both buffers are reused across frames.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn read_frame(
     r: &mut impl Read,
     path: &Path,
     offset: u64,
+    file_len: u64,
     compression: Compression,
     file_crc: &mut u32,
     payload: &mut Vec<u8>,
@@ -328,10 +332,13 @@ pub(crate) fn read_frame(
         }
         return Ok(FrameOrEnd::End(total, frames));
     }
-    if len > FRAME_MAX {
+    let remaining = file_len.saturating_sub(offset + FRAME_HEADER as u64);
+    if len > FRAME_MAX || u64::from(len) > remaining {
         return Err(Error::corrupt(
             path,
-            format!("frame at offset {offset} claims {len} bytes (corrupt length)"),
+            format!(
+                "frame at offset {offset} claims {len} bytes, {remaining} remain (corrupt length)"
+            ),
         ));
     }
     let records = u32::from_le_bytes(le(&head[4..8]));
@@ -582,6 +589,7 @@ impl PartFile {
                 &mut r,
                 path,
                 offset,
+                bytes.len() as u64,
                 header.compression,
                 &mut crc,
                 &mut payload,
@@ -687,6 +695,27 @@ mod frame_tests {
     use super::*;
 
     #[test]
+    fn a_frame_longer_than_the_file_is_rejected_before_allocating() {
+        let mut file = frame_header(&[0u8; 16], 1).to_vec();
+        file[0..4].copy_from_slice(&(FRAME_MAX - 1).to_le_bytes());
+        let (mut crc, mut payload, mut scratch) = (0, Vec::new(), Vec::new());
+        let err = read_frame(
+            &mut file.as_slice(),
+            Path::new("f"),
+            0,
+            file.len() as u64,
+            Compression::None,
+            &mut crc,
+            &mut payload,
+            &mut scratch,
+        )
+        .err()
+        .expect("rejected");
+        assert!(err.to_string().contains("corrupt length"), "{err}");
+        assert_eq!(payload.capacity(), 0, "nothing was allocated");
+    }
+
+    #[test]
     fn a_frame_reads_back_with_its_checksums() {
         let body = b"some frame body bytes".repeat(100);
         let header = frame_header(&body, 7);
@@ -702,6 +731,7 @@ mod frame_tests {
             &mut reader,
             Path::new("f"),
             0,
+            file.len() as u64,
             Compression::None,
             &mut crc,
             &mut payload,

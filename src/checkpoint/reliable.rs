@@ -549,6 +549,7 @@ impl<T: Data> PartReader<T> {
             reader,
             &self.path,
             self.offset,
+            self.files.manifest.parts[self.split].bytes,
             self.compression,
             &mut self.crc,
             &mut self.payload,

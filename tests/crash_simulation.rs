@@ -94,7 +94,7 @@ impl SimFs {
             rng = rng
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            seed != 0 && (rng >> 33) % 2 == 0
+            seed != 0 && (rng >> 33).is_multiple_of(2)
         };
         let mut inodes = s.inodes.clone();
         for inode in &mut inodes {

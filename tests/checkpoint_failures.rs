@@ -285,3 +285,30 @@ fn an_io_error_at_any_single_operation_leaves_nothing_and_the_next_action_succee
 fn a_storage_that_fails_from_any_operation_on_leaves_nothing_and_recovers() {
     assert!(sweep_any(true) >= 15);
 }
+
+#[test]
+fn a_checkpoint_costs_one_fsync_per_part_plus_the_manifest_and_exactly_two_folder_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctx, storage) = faulty_ctx(dir.path());
+    for partitions in [1usize, 4, 7] {
+        let rdd = ctx.range(0..100, partitions).map(|x| x + 1);
+        rdd.checkpoint().unwrap();
+        storage.reset_counts();
+        rdd.count().unwrap();
+        assert_eq!(
+            storage.count(StorageOp::Sync),
+            partitions + 1,
+            "{partitions} partitions"
+        );
+        assert_eq!(
+            storage.count(StorageOp::SyncDir),
+            2,
+            "{partitions} partitions"
+        );
+        assert_eq!(
+            storage.count(StorageOp::Rename),
+            partitions + 1,
+            "each part renamed once"
+        );
+    }
+}

@@ -226,7 +226,14 @@ impl FaultyStorage {
         *self.any_plan.lock() = None;
     }
 
-    /// How many operations of kind `op` ran since the last `fail_nth` of that kind.
+    /// Sets every operation counter back to zero.
+    pub fn reset_counts(&self) {
+        self.counts.lock().clear();
+        self.total.store(0, Ordering::SeqCst);
+    }
+
+    /// How many operations of kind `op` ran since the last `fail_nth` of that kind (or
+    /// [`FaultyStorage::reset_counts`]).
     pub fn count(&self, op: StorageOp) -> usize {
         self.counts.lock().get(&op).copied().unwrap_or(0)
     }

@@ -1,0 +1,181 @@
+//! kill -9 at random instants of a process writing checkpoints: after every kill, a restart
+//! (same stable app id: start-up cleanup runs) leaves no temp file and no unmanifested
+//! folder, and every committed checkpoint holds exactly the lineage's result. The protocol
+//! phase each kill landed in is read from the disk and reported.
+//!
+//! 100 trials; `FLINTLOCK_LONG_TESTS=1` runs 500.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use flintlock::{Context, Rdd};
+
+const CHILD_ENV: &str = "FLINTLOCK_TEST_KILL_CHILD_DIR";
+
+fn data(ctx: &Context) -> Rdd<(u64, u64)> {
+    ctx.range(0..40_000, 4)
+        .map(|x| (x, x.wrapping_mul(2_654_435_761)))
+}
+
+/// Runs only as the child: writes checkpoints until killed.
+#[test]
+fn child_writes_checkpoints_until_killed() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // not the child
+    };
+    let ctx = Context::builder()
+        .threads(2)
+        .app_id("victim")
+        .checkpoint_dir(&dir)
+        .build()
+        .unwrap();
+    println!("STARTED");
+    loop {
+        let rdd = data(&ctx);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+    }
+}
+
+/// The protocol phase an `rdd-<id>` folder shows.
+fn phase(dir: &Path) -> &'static str {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let parts = names.iter().filter(|n| n.starts_with("part-")).count();
+    let temp_parts = names.iter().filter(|n| n.starts_with(".part-")).count();
+    if names.iter().any(|n| n == "_manifest.json") {
+        "committed"
+    } else if names.iter().any(|n| n.starts_with(".manifest")) {
+        "writing the manifest"
+    } else if parts == 4 {
+        "parts renamed, before the manifest"
+    } else if parts > 0 || temp_parts > 0 {
+        "writing parts"
+    } else {
+        "folder created"
+    }
+}
+
+/// The newest `rdd-<id>` folder of the app.
+fn newest(app: &Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(app)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("rdd-")?
+                .parse::<u64>()
+                .ok()
+                .map(|id| (id, e.path()))
+        })
+        .max_by_key(|(id, _)| *id)
+        .map(|(_, p)| p)
+}
+
+#[test]
+fn kill_nine_at_random_instants_never_leaves_a_partial_checkpoint() {
+    let trials = if std::env::var("FLINTLOCK_LONG_TESTS").is_ok() {
+        500
+    } else {
+        100
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("victim");
+    let expected = {
+        let ctx = Context::builder().threads(1).build().unwrap();
+        let mut v = data(&ctx).collect().unwrap();
+        v.sort();
+        v
+    };
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seed = 0x5eed_u64;
+    for trial in 0..trials {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_writes_checkpoints_until_killed",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(
+            lines.any(|l| l.map(|l| l.contains("STARTED")).unwrap_or(false)),
+            "trial {trial}: child started"
+        );
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_micros(2_000 + (seed >> 33) % 40_000));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        if let Some(last) = newest(&app) {
+            *phases.entry(phase(&last)).or_default() += 1;
+        }
+
+        // Restart with the same app id: start-up cleanup runs, then check what is visible.
+        let ctx = Context::builder()
+            .threads(2)
+            .app_id("victim")
+            .checkpoint_dir(dir.path())
+            .build()
+            .unwrap();
+        for e in std::fs::read_dir(&app).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.ends_with(".tmp"),
+                "trial {trial}: temp file {name} left"
+            );
+            if !name.starts_with("rdd-") {
+                continue;
+            }
+            let inner: Vec<String> = std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                inner.iter().all(|f| !f.ends_with(".tmp")),
+                "trial {trial}: temp file in {name}: {inner:?}"
+            );
+            assert!(
+                inner.iter().any(|f| f == "_manifest.json"),
+                "trial {trial}: unmanifested folder {name} left: {inner:?}"
+            );
+            let mut got = ctx
+                .open_checkpoint::<(u64, u64)>(e.path())
+                .unwrap()
+                .collect()
+                .unwrap();
+            got.sort();
+            assert_eq!(
+                got, expected,
+                "trial {trial}: {name} differs from the lineage result"
+            );
+            // Keep the folder small: verified checkpoints are removed.
+            std::fs::remove_dir_all(e.path()).unwrap();
+        }
+        drop(ctx);
+    }
+    println!("kill instants by protocol phase over {trials} trials: {phases:?}");
+    assert!(
+        phases.get("writing parts").copied().unwrap_or(0) > 0,
+        "{phases:?}"
+    );
+    assert!(
+        phases.len() >= 3,
+        "kills landed in too few phases: {phases:?}"
+    );
+}

@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use flintlock::{Context, Error};
 
@@ -117,21 +115,9 @@ fn child_holds_an_app_lock() {
 #[test]
 fn a_killed_lock_holder_is_taken_over_and_only_its_leftovers_are_cleaned() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_holds_an_app_lock",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = common::spawn_test("child_holds_an_app_lock", (CHILD_ENV, dir.path()));
     assert!(
-        lines.any(|l| l.unwrap().contains("LOCKED")),
+        common::wait_for_line(&mut child, "LOCKED"),
         "the child took the lock"
     );
     let err = ctx_with_id(dir.path(), "held").unwrap_err();

@@ -5,10 +5,10 @@
 //!
 //! 100 trials; `FLINTLOCK_LONG_TESTS=1` runs 500.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use flintlock::{Context, Rdd};
@@ -98,21 +98,12 @@ fn kill_nine_at_random_instants_never_leaves_a_partial_checkpoint() {
     let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
     let mut seed = 0x5eed_u64;
     for trial in 0..trials {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_writes_checkpoints_until_killed",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut child = common::spawn_test(
+            "child_writes_checkpoints_until_killed",
+            (CHILD_ENV, dir.path()),
+        );
         assert!(
-            lines.any(|l| l.map(|l| l.contains("STARTED")).unwrap_or(false)),
+            common::wait_for_line(&mut child, "STARTED"),
             "trial {trial}: child started"
         );
         seed = seed

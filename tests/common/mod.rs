@@ -96,3 +96,23 @@ pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v
 }
+
+/// Runs one test of the current test binary as a child process, with `env` set (the child
+/// test checks it and does nothing when it is absent), stdout piped.
+pub fn spawn_test(test: &str, env: (&str, &Path)) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's stdout until a line containing `marker`; true when it was seen.
+pub fn wait_for_line(child: &mut std::process::Child, marker: &str) -> bool {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout is piped");
+    std::io::BufReader::new(out)
+        .lines()
+        .any(|l| l.map(|l| l.contains(marker)).unwrap_or(false))
+}

@@ -21,16 +21,23 @@ use flintlock::Context;
 
 const ITERATIONS: usize = 10;
 
-fn flintlock(
-    ctx: &Context,
-    edges: &[(u64, u64)],
-    partitions: usize,
-    checkpoint_every: usize,
-) -> usize {
+/// Spark's algorithm as its example runs it: lazy, with `checkpoint(); count()` only on
+/// checkpoint iterations.
+fn flintlock(ctx: &Context, edges: &[(u64, u64)], partitions: usize, every: usize) -> usize {
+    run(ctx, edges, partitions, every, false)
+}
+
+/// As `examples/pagerank` runs it: an action after every iteration, to show progress.
+fn flintlock_eager(ctx: &Context, edges: &[(u64, u64)], partitions: usize) -> usize {
+    run(ctx, edges, partitions, 0, true)
+}
+
+fn run(ctx: &Context, edges: &[(u64, u64)], partitions: usize, every: usize, eager: bool) -> usize {
     let config = job::Config {
         iterations: ITERATIONS,
         partitions,
-        checkpoint_every,
+        checkpoint_every: every,
+        materialize_each_iteration: eager,
     };
     job::run(ctx, edges.to_vec(), &config, |_| {})
         .unwrap()
@@ -58,6 +65,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("flintlock_checkpoint_every_5", |b| {
         b.iter(|| flintlock(&ctx, &edges, parts, 5))
     });
+    g.bench_function("flintlock_action_every_iteration", |b| {
+        b.iter(|| flintlock_eager(&ctx, &edges, parts))
+    });
     g.bench_function("hand_written_rayon", |b| {
         b.iter(|| handwritten::rayon_hash(&edges, ITERATIONS, parts))
     });
@@ -83,6 +93,18 @@ fn bench(c: &mut Criterion) {
         ck,
         "no checkpoints",
         f,
+    );
+    let (e, r) = support::interleaved(
+        7,
+        || flintlock_eager(&ctx, &edges, parts),
+        || handwritten::rayon_hash(&edges, ITERATIONS, parts),
+    );
+    support::report(
+        "pagerank 1M edges",
+        "flintlock, action every iteration",
+        e,
+        "hand-written rayon",
+        r,
     );
     let (f, csr) = support::interleaved(
         7,

@@ -36,6 +36,7 @@ fn pagerank_reproduces_sparks_ranks_to_the_last_printed_digit() {
         iterations: 10,
         partitions: 4,
         checkpoint_every: 5,
+        materialize_each_iteration: true,
     };
     let ranks = job::run(&ctx(dir.path()), edges, &config, |_| {}).unwrap();
     let ours: String = ranks.iter().map(|(n, r)| format!("{n} {r:.6}\n")).collect();
@@ -49,15 +50,23 @@ fn pagerank_reproduces_sparks_ranks_to_the_last_printed_digit() {
 }
 
 #[test]
-fn pagerank_matches_a_sequential_pagerank_with_and_without_checkpoints() {
+fn pagerank_matches_a_sequential_pagerank_with_and_without_checkpoints_eager_or_lazy() {
     let dir = tempfile::tempdir().unwrap();
     let edges = graph::generate(2_000, 12_000, 7).unwrap();
     let want = job::sequential(&edges, 12);
-    for (partitions, every) in [(3, 0), (4, 3), (1, 1)] {
+    let cases = [
+        (3, 0, true),
+        (4, 3, true),
+        (1, 1, true),
+        (3, 0, false),
+        (4, 5, false),
+    ];
+    for (partitions, every, eager) in cases {
         let config = job::Config {
             iterations: 12,
             partitions,
             checkpoint_every: every,
+            materialize_each_iteration: eager,
         };
         let mut depths = Vec::new();
         let got = job::run(&ctx(dir.path()), edges.clone(), &config, |it| {

@@ -128,6 +128,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         iterations: args.iterations,
         partitions,
         checkpoint_every: args.checkpoint_every,
+        materialize_each_iteration: true,
     };
     let bar = std::io::stdout().is_terminal().then(|| {
         let bar = ProgressBar::new(args.iterations as u64);

@@ -17,25 +17,27 @@ use crate::storage::StorageLevel;
 /// The longest path from `root` to a node without dependencies (a source or checkpoint).
 pub(crate) fn depth(root: Arc<dyn RddBase>) -> usize {
     let mut memo: FxHashMap<usize, usize> = FxHashMap::default();
-    let mut stack: Vec<(Arc<dyn RddBase>, bool)> = vec![(root.clone(), false)];
-    while let Some((node, expanded)) = stack.pop() {
+    // (node, its parents' ids once expanded): each node's dependencies are built once.
+    let mut stack: Vec<(Arc<dyn RddBase>, Option<Vec<usize>>)> = vec![(root.clone(), None)];
+    while let Some((node, parents)) = stack.pop() {
         if memo.contains_key(&node.id()) {
             continue;
         }
-        let deps = node.dependencies();
-        if expanded {
-            let d = deps
+        if let Some(parents) = parents {
+            let d = parents
                 .iter()
-                .map(|dep| memo.get(&dep.parent_id()).copied().unwrap_or(0) + 1)
+                .map(|p| memo.get(p).copied().unwrap_or(0) + 1)
                 .max()
                 .unwrap_or(0);
             memo.insert(node.id(), d);
             continue;
         }
-        stack.push((node.clone(), true));
+        let deps = node.dependencies();
+        let ids = deps.iter().map(|d| d.parent_id()).collect();
+        stack.push((node, Some(ids)));
         for dep in deps {
             if !memo.contains_key(&dep.parent_id()) {
-                stack.push((dep.parent(), false));
+                stack.push((dep.parent(), None));
             }
         }
     }

@@ -25,6 +25,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Copies checkpoint folder `base` to `dest`, puts the file `source` in place of `part`
+/// there, and returns the error of opening and reading the copy.
+fn read_with_part_replaced(
+    ctx: &Context,
+    base: &Path,
+    dest: &Path,
+    part: &str,
+    source: &Path,
+) -> Error {
+    copy_dir(base, dest);
+    std::fs::copy(source, dest.join(part)).unwrap();
+    read_err(ctx, dest)
+}
+
 /// Opens and reads a checkpoint folder, returning the error.
 fn read_err(ctx: &Context, path: &Path) -> Error {
     match ctx.open_checkpoint::<(u64, f64)>(path) {
@@ -68,9 +82,7 @@ fn a_missing_or_extra_part_file_is_detected() {
     );
 
     let extra = dir.path().join("extra");
-    copy_dir(&path, &extra);
-    std::fs::copy(path.join("part-00000"), extra.join("part-00003")).unwrap();
-    let err = read_err(&ctx, &extra);
+    let err = read_with_part_replaced(&ctx, &path, &extra, "part-00003", &path.join("part-00000"));
     assert!(
         err.to_string().contains("part-00003") && err.to_string().contains("unexpected"),
         "{err}"
@@ -211,18 +223,14 @@ fn a_part_file_of_another_partition_or_checkpoint_is_caught_at_its_header() {
     let (pa, pb) = (a.checkpoint_path().unwrap(), b.checkpoint_path().unwrap());
 
     let swapped = dir.path().join("swapped");
-    copy_dir(&pa, &swapped);
-    std::fs::copy(pa.join("part-00000"), swapped.join("part-00001")).unwrap();
-    let err = read_err(&ctx, &swapped);
+    let err = read_with_part_replaced(&ctx, &pa, &swapped, "part-00001", &pa.join("part-00000"));
     assert!(
         err.to_string().contains("part-00001") && err.to_string().contains("holds partition 0"),
         "{err}"
     );
 
     let foreign = dir.path().join("foreign");
-    copy_dir(&pa, &foreign);
-    std::fs::copy(pb.join("part-00001"), foreign.join("part-00001")).unwrap();
-    let err = read_err(&ctx, &foreign);
+    let err = read_with_part_replaced(&ctx, &pa, &foreign, "part-00001", &pb.join("part-00001"));
     assert!(
         err.to_string().contains("part-00001") && err.to_string().contains("another checkpoint"),
         "{err}"
@@ -235,9 +243,7 @@ fn a_part_file_of_another_partition_or_checkpoint_is_caught_at_its_header() {
     c.count().unwrap();
     let pc = c.checkpoint_path().unwrap();
     let app = dir.path().join("other-app");
-    copy_dir(&pa, &app);
-    std::fs::copy(pc.join("part-00002"), app.join("part-00002")).unwrap();
-    let err = read_err(&ctx, &app);
+    let err = read_with_part_replaced(&ctx, &pa, &app, "part-00002", &pc.join("part-00002"));
     assert!(
         err.to_string().contains("part-00002") && err.to_string().contains("another checkpoint"),
         "{err}"

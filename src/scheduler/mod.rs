@@ -26,6 +26,7 @@ use crate::error::Result;
 use crate::listener::{Event, StageKind};
 use crate::rdd::node::{Node, PartitionIter, RddNode};
 use crate::shuffle::ShuffleDepBase;
+use crate::storage::StorageLevel;
 use crate::Data;
 
 pub(crate) use task::TaskContext;
@@ -197,7 +198,12 @@ fn direct_shuffles(root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
         if !seen.insert(node.id()) {
             continue;
         }
-        if node.cached_partitions() == node.num_partitions() && node.num_partitions() > 0 {
+        // Only a persisted RDD can be fully cached; asking the block store (a scan under its
+        // lock) for every node of a deep lineage would cost O(nodes x blocks).
+        if node.storage_level() != StorageLevel::None
+            && node.num_partitions() > 0
+            && node.cached_partitions() == node.num_partitions()
+        {
             continue;
         }
         for dep in node.dependencies() {

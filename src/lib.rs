@@ -97,7 +97,7 @@ pub use error::{Error, Result};
 pub use listener::{Event, Listener, StageKind};
 pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
 pub use rdd::node::{CallSite, RddBase};
-pub use rdd::{PartitionIter, Rdd, WeakRdd};
+pub use rdd::{PartitionIter, PartitionIterator, Rdd, WeakRdd};
 pub use storage::StorageLevel;
 
 /// What an RDD can hold: shared between threads and cloned when a partition is read from a

@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::partitioner::{KeyFn, Partitioner};
+use crate::rdd::iter::{PartitionIterator, Sealed};
 use crate::rdd::node::{Node, PartitionIter};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
@@ -194,6 +195,49 @@ impl<K, M> ShuffleReader<K, M> {
     }
 }
 
+impl<K, M> Sealed for ShuffleReader<K, M> {}
+
+impl<K: Clone, M: Clone> PartitionIterator<(K, M)> for ShuffleReader<K, M> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut((K, M))) {
+        Records::drain(*self, sink);
+    }
+}
+
+/// The input of the shuffle's per-record loops: a partition iterator (drained through the
+/// chain of narrow transformations) or a shuffle reader (a direct loop over its buckets,
+/// inlined into the loop that consumes it).
+pub(crate) trait Records<T> {
+    /// A lower bound of the number of records (exact for readers and cached blocks).
+    fn len_hint(&self) -> usize;
+    /// Hands every record to `f`, in order.
+    fn drain(self, f: impl FnMut(T));
+}
+
+impl<T> Records<T> for PartitionIter<T> {
+    fn len_hint(&self) -> usize {
+        self.size_hint().0
+    }
+    fn drain(self, mut f: impl FnMut(T)) {
+        self.drain_into(&mut f);
+    }
+}
+
+impl<K: Clone, M: Clone> Records<(K, M)> for ShuffleReader<K, M> {
+    fn len_hint(&self) -> usize {
+        self.remaining
+    }
+    fn drain(self, mut f: impl FnMut((K, M))) {
+        let skip = self.pos;
+        let mut buckets = self.buckets.iter().skip(self.map);
+        if let Some(first) = buckets.next() {
+            first.iter().skip(skip).for_each(|x| f(x.clone()));
+        }
+        for bucket in buckets {
+            bucket.iter().for_each(|x| f(x.clone()));
+        }
+    }
+}
+
 impl<K: Clone, M: Clone> Iterator for ShuffleReader<K, M> {
     type Item = (K, M);
     #[inline]
@@ -217,7 +261,7 @@ impl<K: Clone, M: Clone> Iterator for ShuffleReader<K, M> {
 
 /// Combines `(K, V)` pairs by key, merging each value into its key's combiner in place.
 pub(crate) fn combine_values<K, V, C>(
-    input: impl Iterator<Item = (K, V)>,
+    input: impl Records<(K, V)>,
     create: &impl Fn(V) -> C,
     merge_value: &impl Fn(C, V) -> C,
     capacity: usize,
@@ -227,15 +271,13 @@ where
 {
     let mut map: FxHashMap<K, C> =
         FxHashMap::with_capacity_and_hasher(capacity, Default::default());
-    for (k, v) in input {
-        upsert(&mut map, k, v, create, merge_value);
-    }
+    input.drain(|(k, v)| upsert(&mut map, k, v, create, merge_value));
     map
 }
 
 /// Merges `(K, C)` combiners by key (the reduce side after a map-side combine).
 pub(crate) fn merge_combiners<K, C>(
-    input: impl Iterator<Item = (K, C)>,
+    input: impl Records<(K, C)>,
     merge: &impl Fn(C, C) -> C,
     capacity: usize,
 ) -> FxHashMap<K, C>
@@ -324,7 +366,7 @@ const PARTIAL_PROBE: usize = 1 << 16;
 /// combiners. The reduce side merges combiners by key anyway, so the result is the same;
 /// only a key's combiners may now arrive in several pieces from one map output.
 pub(crate) fn combine_partially<K, V, C>(
-    mut input: impl Iterator<Item = (K, V)>,
+    input: impl Records<(K, V)>,
     create: &impl Fn(V) -> C,
     merge_value: &impl Fn(C, V) -> C,
     key_fn: &KeyFn<K>,
@@ -335,23 +377,26 @@ where
 {
     let mut map: FxHashMap<K, C> = FxHashMap::default();
     let mut seen = 0usize;
-    let mut gave_up = false;
-    for (k, v) in input.by_ref() {
-        upsert(&mut map, k, v, create, merge_value);
-        seen += 1;
-        if seen == PARTIAL_PROBE && map.len() * 10 > seen * 9 {
-            gave_up = true;
-            break;
+    // `Some` once combining has been given up: the table built so far, bucketed, and the
+    // buckets every further record goes to.
+    let mut gave_up: Option<Vec<Vec<(K, C)>>> = None;
+    input.drain(|(k, v)| match &mut gave_up {
+        None => {
+            upsert(&mut map, k, v, create, merge_value);
+            seen += 1;
+            if seen == PARTIAL_PROBE && map.len() * 10 > seen * 9 {
+                gave_up = Some(bucketize_map(std::mem::take(&mut map), key_fn, partitions));
+            }
         }
-    }
-    let mut buckets = bucketize_map(map, key_fn, partitions);
-    if gave_up {
-        for (k, v) in input {
+        Some(buckets) => {
             let p = key_fn(&k);
             buckets[p].push((k, create(v)));
         }
+    });
+    match gave_up {
+        Some(buckets) => buckets,
+        None => bucketize_map(map, key_fn, partitions),
     }
-    buckets
 }
 
 /// Splits a combined map into one bucket per partition, each allocated at its exact size
@@ -376,23 +421,23 @@ pub(crate) fn bucketize_map<K, C>(
 
 /// Splits pairs into one bucket per partition (capacities estimated from `size_hint`).
 pub(crate) fn bucketize<K, C>(
-    input: impl Iterator<Item = (K, C)>,
+    input: impl Records<(K, C)>,
     key_fn: &KeyFn<K>,
     partitions: usize,
-    size_hint: usize,
 ) -> Vec<Vec<(K, C)>> {
-    let per = size_hint / partitions.max(1) + 1;
+    let per = input.len_hint() / partitions.max(1) + 1;
     let mut buckets: Vec<Vec<(K, C)>> = (0..partitions).map(|_| Vec::with_capacity(per)).collect();
-    for (k, c) in input {
+    input.drain(|(k, c)| {
         let p = key_fn(&k);
         buckets[p].push((k, c));
-    }
+    });
     buckets
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rdd::iter::boxed;
     use std::cell::Cell;
     use std::rc::Rc;
 
@@ -413,7 +458,7 @@ mod tests {
     #[test]
     fn combine_values_merges_in_place() {
         let map = combine_values(
-            vec![(1, 2), (2, 5), (1, 3)].into_iter(),
+            boxed(vec![(1, 2), (2, 5), (1, 3)].into_iter()),
             &|v: i32| v,
             &|c, v| c + v,
             0,
@@ -427,7 +472,7 @@ mod tests {
         let live = Rc::new(Cell::new(0));
         let l = live.clone();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let input = (0..10).map(|i| (i % 3, i));
+            let input = boxed((0..10).map(|i| (i % 3, i)));
             combine_values(
                 input,
                 &|_v: i32| Tracked::new(&l),
@@ -449,7 +494,7 @@ mod tests {
         let live = Rc::new(Cell::new(0));
         let l = live.clone();
         let map = combine_values(
-            (0..10).map(|i| (i % 3, i)),
+            boxed((0..10).map(|i| (i % 3, i))),
             &|_v: i32| Tracked::new(&l),
             &|c, _| c,
             0,
@@ -463,10 +508,11 @@ mod tests {
 #[cfg(test)]
 mod partial_tests {
     use super::*;
+    use crate::rdd::iter::boxed;
 
     fn buckets_of(input: Vec<(u64, u64)>) -> Vec<Vec<(u64, u64)>> {
         let key_fn: KeyFn<u64> = crate::Partitioner::hash(3).key_fn::<u64>();
-        combine_partially(input.into_iter(), &|v| v, &|a, b| a + b, &key_fn, 3)
+        combine_partially(boxed(input.into_iter()), &|v| v, &|a, b| a + b, &key_fn, 3)
     }
 
     fn merged(buckets: Vec<Vec<(u64, u64)>>) -> std::collections::BTreeMap<u64, u64> {

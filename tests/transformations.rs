@@ -224,3 +224,76 @@ fn save_as_text_file_writes_one_part_per_partition_and_refuses_an_existing_folde
     let err = ctx.range(0..5, 2).save_as_text_file(&out).unwrap_err();
     assert!(matches!(err, flintlock::Error::InvalidArgument(_)));
 }
+
+/// A partition pulled element by element (what `map_partitions` closures, `zip` and `take`
+/// see) against the same partition drained (what actions and shuffles use), for every kind
+/// of narrow transformation and a join, one partition at a time.
+#[test]
+fn pulled_and_drained_partitions_agree_for_every_transformation() {
+    use flintlock::Rdd;
+    let ctx = ctx();
+    let base = ctx.parallelize((0..300u64).collect(), 3);
+    let pairs = base
+        .map(|x| (x % 17, x))
+        .partition_by(flintlock::Partitioner::hash(3));
+    let other = base
+        .filter(|x| x % 4 != 0)
+        .flat_map(|x| vec![(x % 23, x as i64); (x % 3) as usize])
+        .partition_by(flintlock::Partitioner::hash(3));
+    let cases: Vec<(&str, Rdd<String>)> = vec![
+        ("map", base.map(|x| x * 7).map(|x| x.to_string())),
+        ("filter", base.filter(|x| x % 3 != 1).map(|x| x.to_string())),
+        (
+            "flat_map",
+            base.flat_map(|x| 0..x % 5).map(|x| x.to_string()),
+        ),
+        (
+            "by-key",
+            pairs
+                .map_values(|v| v + 1)
+                .flat_map_values(|v| vec![v; 2])
+                .reduce_by_key(|a, b| a + b)
+                .map(|p| format!("{p:?}")),
+        ),
+        ("join", pairs.join(&other).map(|p| format!("{p:?}"))),
+        (
+            "outer joins",
+            pairs
+                .full_outer_join(&other)
+                .map(|p| format!("{p:?}"))
+                .union(&pairs.left_outer_join(&other).map(|p| format!("{p:?}")))
+                .union(&pairs.right_outer_join(&other).map(|p| format!("{p:?}"))),
+        ),
+        ("cogroup", pairs.cogroup(&other).map(|p| format!("{p:?}"))),
+        (
+            "coalesce, cartesian, repartition, sample",
+            base.coalesce(2)
+                .cartesian(&base.filter(|x| x % 50 == 0))
+                .map(|p| format!("{p:?}"))
+                .union(&base.repartition(4).map(|x| x.to_string()))
+                .union(&base.sample(true, 0.5, 7).map(|x| x.to_string())),
+        ),
+        (
+            "zip_with_index",
+            base.zip_with_index().map(|p| format!("{p:?}")),
+        ),
+    ];
+    for (name, rdd) in cases {
+        let drained = rdd.glom().collect().unwrap();
+        let pulled = rdd
+            .map_partitions(|it| std::iter::once(it.collect::<Vec<_>>()))
+            .collect()
+            .unwrap();
+        // Hash tables iterate in an unspecified order: compare each partition as a multiset.
+        let norm = |parts: Vec<Vec<String>>| -> Vec<Vec<String>> {
+            parts
+                .into_iter()
+                .map(|mut p| {
+                    p.sort();
+                    p
+                })
+                .collect()
+        };
+        assert_eq!(norm(pulled), norm(drained), "{name}");
+    }
+}

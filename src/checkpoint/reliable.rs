@@ -21,6 +21,7 @@ use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::listener::Event;
+use crate::rdd::iter::{boxed, PartitionIterator, Sealed};
 use crate::rdd::node::{CallSite, Compute, PartitionIter, RddNode};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
@@ -374,7 +375,7 @@ pub(crate) fn tee<T: Data>(
         Ok(None) => source,
         Err(e) => {
             tc.fail(e);
-            Box::new(std::iter::empty())
+            boxed(std::iter::empty())
         }
     }
 }
@@ -435,6 +436,9 @@ impl<T: Data> Tee<T> {
         }
     }
 }
+
+impl<T: Data> Sealed for Tee<T> {}
+impl<T: Data> PartitionIterator<T> for Tee<T> {}
 
 impl<T: Data> Iterator for Tee<T> {
     type Item = T;
@@ -608,6 +612,9 @@ impl<T: Data> PartReader<T> {
         }
     }
 }
+
+impl<T: Data> Sealed for PartReader<T> {}
+impl<T: Data> PartitionIterator<T> for PartReader<T> {}
 
 impl<T: Data> Iterator for PartReader<T> {
     type Item = T;

@@ -3,6 +3,9 @@
 //! Partition `i` pairs partition `i / nb` of the first parent with partition `i % nb` of the
 //! second: two `Narrow` dependencies; no partitioner.
 
+use std::sync::Arc;
+
+use super::iter::{drain_to_vec, FlatMapped};
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::Result;
@@ -31,10 +34,13 @@ impl<T: Data, U: Data> Compute<(T, U)> for CartesianRdd<T, U> {
 
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(T, U)>> {
         let nb = self.b.num_partitions();
-        let right: Vec<U> = self.b.node.iterator(split % nb, tc)?.collect();
+        let right = Arc::new(drain_to_vec(self.b.node.iterator(split % nb, tc)?));
         let left = self.a.node.iterator(split / nb, tc)?;
-        Ok(Box::new(left.flat_map(move |x| {
-            right.clone().into_iter().map(move |y| (x.clone(), y))
-        })))
+        // Each left element pairs with clones of the right elements (not a copy of the
+        // whole right partition per left element).
+        Ok(FlatMapped::boxed(left, move |x| {
+            let right = right.clone();
+            (0..right.len()).map(move |i| (x.clone(), right[i].clone()))
+        }))
     }
 }

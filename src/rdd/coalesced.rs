@@ -6,6 +6,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::iter::Concat;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::Result;
@@ -46,6 +47,6 @@ impl<T: Data> Compute<T> for CoalescedRdd<T> {
             .clone()
             .map(|p| self.parent.node.iterator(p, tc))
             .collect::<Result<_>>()?;
-        Ok(Box::new(parts.into_iter().flatten()))
+        Ok(Concat::boxed(parts))
     }
 }

@@ -33,8 +33,7 @@ impl<K: Key, V: Data> CoGroupSide<K, V> {
         let key_fn = p.key_fn::<K>();
         let n = p.num_partitions();
         let map_side = Arc::new(move |input: PartitionIter<(K, V)>, _: &TaskContext| {
-            let hint = input.size_hint().0;
-            bucketize(input, &key_fn, n, hint)
+            bucketize(input, &key_fn, n)
         });
         CoGroupSide::Shuffled(Arc::new(ShuffleDependency::new(
             rdd.clone(),

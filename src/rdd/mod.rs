@@ -6,6 +6,7 @@
 mod cartesian;
 mod coalesced;
 mod cogrouped;
+pub(crate) mod iter;
 mod map_partitions;
 pub(crate) mod node;
 mod pair;
@@ -39,8 +40,9 @@ use crate::scheduler;
 use crate::storage::StorageLevel;
 use crate::{Data, Key};
 
+use self::iter::{drain_count, drain_fold, drain_to_vec, Filtered, FlatMapped, Mapped};
+pub use self::iter::{PartitionIter, PartitionIterator};
 use self::map_partitions::{MapPartitionsRdd, PartitionFn};
-pub use self::node::PartitionIter;
 use self::node::{CallSite, Compute, RddBase, RddNode};
 
 /// A lazy, partitioned, immutable dataset: Spark's `RDD[T]`.
@@ -381,7 +383,7 @@ impl<T: Data> Rdd<T> {
             false,
             Arc::new(move |_, it| {
                 let f = f.clone();
-                Box::new(it.map(move |x| f(x)))
+                Mapped::boxed(it, move |x| f(x))
             }),
         )
     }
@@ -402,7 +404,7 @@ impl<T: Data> Rdd<T> {
             true,
             Arc::new(move |_, it| {
                 let f = f.clone();
-                Box::new(it.filter(move |x| f(x)))
+                Filtered::boxed(it, move |x| f(x))
             }),
         )
     }
@@ -428,7 +430,7 @@ impl<T: Data> Rdd<T> {
             false,
             Arc::new(move |_, it| {
                 let f = f.clone();
-                Box::new(it.flat_map(move |x| f(x).into_iter()))
+                FlatMapped::boxed(it, move |x| f(x).into_iter())
             }),
         )
     }
@@ -453,7 +455,7 @@ impl<T: Data> Rdd<T> {
         self.map_partitions_op(
             site("map_partitions"),
             false,
-            Arc::new(move |_, it| Box::new(f(it).into_iter())),
+            Arc::new(move |_, it| iter::boxed(f(it).into_iter())),
         )
     }
 
@@ -478,7 +480,7 @@ impl<T: Data> Rdd<T> {
         self.map_partitions_op(
             site("map_partitions_with_index"),
             false,
-            Arc::new(move |i, it| Box::new(f(i, it).into_iter())),
+            Arc::new(move |i, it| iter::boxed(f(i, it).into_iter())),
         )
     }
 
@@ -541,12 +543,15 @@ impl<T: Data> Rdd<T> {
             s,
             false,
             Arc::new(move |i, it| {
-                let start = sampling::mix(i as u64) % n as u64;
-                Box::new(it.enumerate().map(move |(j, x)| (start + j as u64, x)))
+                let mut next = sampling::mix(i as u64) % n as u64;
+                Mapped::boxed(it, move |x| {
+                    next += 1;
+                    (next - 1, x)
+                })
             }),
         );
         let shuffled = keyed.partition_by_op(s, Partitioner::hash(n));
-        shuffled.map_partitions_op(s, false, Arc::new(|_, it| Box::new(it.map(|(_, x)| x))))
+        shuffled.map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |(_, x)| x)))
     }
 
     /// A random sample: each element kept with probability `fraction` (without
@@ -674,7 +679,7 @@ impl<T: Data> Rdd<T> {
             false,
             Arc::new(move |_, it| {
                 let f = f.clone();
-                Box::new(it.map(move |x| (f(&x), x)))
+                Mapped::boxed(it, move |x| (f(&x), x))
             }),
         )
     }
@@ -691,7 +696,7 @@ impl<T: Data> Rdd<T> {
         self.map_partitions_op(
             site("glom"),
             false,
-            Arc::new(|_, it| Box::new(std::iter::once(it.collect::<Vec<T>>()))),
+            Arc::new(|_, it| iter::boxed(std::iter::once(drain_to_vec(it)))),
         )
     }
 
@@ -711,11 +716,11 @@ impl<T: Data> Rdd<T> {
     {
         let s = site("distinct");
         let keyed: Rdd<(T, ())> =
-            self.map_partitions_op(s, false, Arc::new(|_, it| Box::new(it.map(|x| (x, ())))));
+            self.map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |x| (x, ()))));
         let p = keyed.default_partitioner();
         keyed
             .combine_by_key_op(s, p, |v| v, |a, _| a, |a, _| a, true)
-            .map_partitions_op(s, false, Arc::new(|_, it| Box::new(it.map(|(x, _)| x))))
+            .map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |(x, _)| x)))
     }
 
     // ------------------------------------------------------------------------------------
@@ -742,7 +747,7 @@ impl<T: Data> Rdd<T> {
     /// The element counts of the partitions in `range`.
     pub(crate) fn partition_sizes(&self, range: Range<usize>) -> Result<Vec<u64>> {
         let parts: Vec<usize> = range.collect();
-        self.run(&parts, |_, it| Ok(it.count() as u64))
+        self.run(&parts, |_, it| Ok(drain_count(it)))
     }
 
     /// The number of elements.
@@ -751,10 +756,7 @@ impl<T: Data> Rdd<T> {
     /// Any error of the job: a failed task ([`Error::TaskFailed`]), an unreadable input, a
     /// failed checkpoint write.
     pub fn count(&self) -> Result<u64> {
-        Ok(self
-            .run_all(|_, it| Ok(it.count() as u64))?
-            .into_iter()
-            .sum())
+        Ok(self.run_all(|_, it| Ok(drain_count(it)))?.into_iter().sum())
     }
 
     /// All elements, in partition order.
@@ -762,7 +764,7 @@ impl<T: Data> Rdd<T> {
     /// # Errors
     /// Any error of the job.
     pub fn collect(&self) -> Result<Vec<T>> {
-        let parts = self.run_all(|_, it| Ok(it.collect::<Vec<T>>()))?;
+        let parts = self.run_all(|_, it| Ok(drain_to_vec(it)))?;
         let total = parts.iter().map(Vec::len).sum();
         let mut out = Vec::with_capacity(total);
         for p in parts {
@@ -776,7 +778,14 @@ impl<T: Data> Rdd<T> {
     /// # Errors
     /// Any error of the job.
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync) -> Result<Option<T>> {
-        let parts = self.run_all(|_, it| Ok(it.reduce(&f)))?;
+        let parts = self.run_all(|_, it| {
+            Ok(drain_fold(it, None, |acc: Option<T>, x| {
+                Some(match acc {
+                    Some(a) => f(a, x),
+                    None => x,
+                })
+            }))
+        })?;
         Ok(parts.into_iter().flatten().reduce(&f))
     }
 
@@ -792,7 +801,7 @@ impl<T: Data> Rdd<T> {
     /// # Errors
     /// Any error of the job.
     pub fn fold(&self, zero: T, f: impl Fn(T, T) -> T + Send + Sync) -> Result<T> {
-        let parts = self.run_all(|_, it| Ok(it.fold(zero.clone(), &f)))?;
+        let parts = self.run_all(|_, it| Ok(drain_fold(it, zero.clone(), &f)))?;
         Ok(parts.into_iter().fold(zero, &f))
     }
 
@@ -814,7 +823,7 @@ impl<T: Data> Rdd<T> {
         seq: impl Fn(A, T) -> A + Send + Sync,
         comb: impl Fn(A, A) -> A + Send + Sync,
     ) -> Result<A> {
-        let parts = self.run_all(|_, it| Ok(it.fold(zero.clone(), &seq)))?;
+        let parts = self.run_all(|_, it| Ok(drain_fold(it, zero.clone(), &seq)))?;
         Ok(parts.into_iter().fold(zero, comb))
     }
 
@@ -869,7 +878,7 @@ impl<T: Data> Rdd<T> {
     /// Any error of the job.
     pub fn foreach(&self, f: impl Fn(T) + Send + Sync) -> Result<()> {
         self.run_all(|_, it| {
-            it.for_each(&f);
+            it.drain_into(&mut |x| f(x));
             Ok(())
         })?;
         Ok(())

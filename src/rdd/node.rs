@@ -29,8 +29,9 @@ use crate::scheduler::TaskContext;
 use crate::storage::StorageLevel;
 use crate::Data;
 
-/// An iterator over one partition's elements, as handed to `map_partitions` closures.
-pub type PartitionIter<T> = Box<dyn Iterator<Item = T>>;
+pub(crate) use super::iter::ArcVecIter;
+pub use super::iter::PartitionIter;
+use super::iter::{boxed, drain_to_vec};
 
 /// How narrow chains deeper than this are computed: every `SEGMENT` levels the partition is
 /// materialised inside the task, so that neither building nor draining the iterator chain
@@ -208,10 +209,10 @@ impl<T: Data> RddNode<T> {
         if level == StorageLevel::None || from_cache {
             return Ok(source);
         }
-        let data: Vec<T> = source.collect();
+        let data: Vec<T> = drain_to_vec(source);
         if tc.has_failed() {
             // Never cache a partition whose computation reported an error.
-            return Ok(Box::new(std::iter::empty()));
+            return Ok(boxed(std::iter::empty()));
         }
         let block = Arc::new(data);
         self.ctx.inner.blocks.put(self.id, split, block.clone());
@@ -303,7 +304,7 @@ impl<T: Data> Node for RddNode<T> {
     }
 
     fn materialize(&self, split: usize, tc: &TaskContext) -> Result<()> {
-        let data: Vec<T> = self.iterator(split, tc)?.collect();
+        let data: Vec<T> = drain_to_vec(self.iterator(split, tc)?);
         tc.put_materialized(self.id, split, data);
         Ok(())
     }
@@ -346,46 +347,5 @@ pub(crate) fn release_lineage(mut stack: Vec<Arc<dyn Node>>) {
             stack.extend(n.detach_lineage());
         }
         drop(node);
-    }
-}
-
-/// Iterates a shared `Vec<T>` by cloning its elements (cached blocks, materialised segments,
-/// parallelized collections).
-pub(crate) struct ArcVecIter<T> {
-    data: Arc<Vec<T>>,
-    pos: usize,
-    end: usize,
-}
-
-impl<T> ArcVecIter<T> {
-    pub(crate) fn new(data: Arc<Vec<T>>) -> Self {
-        let end = data.len();
-        ArcVecIter { data, pos: 0, end }
-    }
-
-    pub(crate) fn slice(data: Arc<Vec<T>>, start: usize, end: usize) -> Self {
-        ArcVecIter {
-            data,
-            pos: start,
-            end,
-        }
-    }
-}
-
-impl<T: Clone> Iterator for ArcVecIter<T> {
-    type Item = T;
-    #[inline]
-    fn next(&mut self) -> Option<T> {
-        if self.pos < self.end {
-            let x = self.data[self.pos].clone();
-            self.pos += 1;
-            Some(x)
-        } else {
-            None
-        }
-    }
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.end - self.pos;
-        (n, Some(n))
     }
 }

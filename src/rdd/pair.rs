@@ -9,13 +9,14 @@
 //! one (the one with more partitions when both do), else hash partitioning over the larger
 //! partition count.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::cogrouped::{CoGroupSide, CoGroupedRdd, CombineFn};
+use super::iter::{boxed, FlatMapped, Mapped, PartitionIterator, Sealed};
 use super::node::{CallSite, PartitionIter};
 use super::sampling;
 use super::shuffled::ShuffledRdd;
@@ -71,7 +72,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 true,
                 Arc::new(move |_, it| {
                     let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
-                    Box::new(map.into_iter())
+                    boxed(map.into_iter())
                 }),
             );
         }
@@ -86,7 +87,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {
                 let capacity = reader.largest_bucket();
                 let map = merge_all(reader, merge_c.as_ref(), capacity);
-                Box::new(map.into_iter()) as PartitionIter<(K, C)>
+                boxed(map.into_iter()) as PartitionIter<(K, C)>
             });
             Rdd::make(
                 self.context(),
@@ -98,13 +99,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             )
         } else {
             let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-                let hint = it.size_hint().0;
-                bucketize(it, &key_fn, n, hint)
+                bucketize(it, &key_fn, n)
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, V>| {
                 let map = combine_values(reader, create.as_ref(), merge_value.as_ref(), 0);
-                Box::new(map.into_iter()) as PartitionIter<(K, C)>
+                boxed(map.into_iter()) as PartitionIter<(K, C)>
             });
             Rdd::make(
                 self.context(),
@@ -124,10 +124,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         }
         let key_fn = partitioner.key_fn::<K>();
         let n = partitioner.num_partitions();
-        let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-            let hint = it.size_hint().0;
-            bucketize(it, &key_fn, n, hint)
-        });
+        let map_side =
+            Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| bucketize(it, &key_fn, n));
         let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
         let reduce = Arc::new(|reader: crate::shuffle::ShuffleReader<K, V>| {
             Box::new(reader) as PartitionIter<(K, V)>
@@ -160,7 +158,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             true,
             Arc::new(move |_, it| {
                 let f = f.clone();
-                Box::new(it.map(move |(k, v)| (k, f(v))))
+                Mapped::boxed(it, move |(k, v)| (k, f(v)))
             }),
         )
     }
@@ -188,7 +186,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             true,
             Arc::new(move |_, it| {
                 let f = f.clone();
-                Box::new(it.flat_map(move |(k, v)| f(v).into_iter().map(move |u| (k.clone(), u))))
+                FlatMapped::boxed(it, move |(k, v)| {
+                    f(v).into_iter().map(move |u| (k.clone(), u))
+                })
             }),
         )
     }
@@ -199,7 +199,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.map_partitions_op(
             site("keys"),
             false,
-            Arc::new(|_, it| Box::new(it.map(|(k, _)| k))),
+            Arc::new(|_, it| Mapped::boxed(it, |(k, _)| k)),
         )
     }
 
@@ -209,7 +209,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.map_partitions_op(
             site("values"),
             false,
-            Arc::new(|_, it| Box::new(it.map(|(_, v)| v))),
+            Arc::new(|_, it| Mapped::boxed(it, |(_, v)| v)),
         )
     }
 
@@ -484,7 +484,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 for (k, w) in right {
                     groups.entry(k).or_default().1.push(w);
                 }
-                Box::new(groups.into_iter())
+                boxed(groups.into_iter())
             }),
         )
     }
@@ -496,18 +496,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         partitioner: Partitioner,
         keep_left: bool,
         keep_right: bool,
-        shape: fn(Option<V>, Option<W>) -> Option<O>,
+        shape: impl JoinShape<V, W, O> + Send + Sync,
     ) -> Rdd<(K, O)> {
         self.cogroup_op(
             op,
             other,
             partitioner,
-            Arc::new(move |left, right| {
-                Box::new(
-                    hash_join(left, right, keep_left, keep_right)
-                        .filter_map(move |(k, (v, w))| shape(v, w).map(|o| (k, o))),
-                )
-            }),
+            Arc::new(move |left, right| hash_join(left, right, keep_left, keep_right, shape)),
         )
     }
 
@@ -691,7 +686,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 } else {
                     v.sort_by(|a, b| b.0.cmp(&a.0));
                 }
-                Box::new(v.into_iter())
+                boxed(v.into_iter())
             }),
         )
     }
@@ -789,87 +784,168 @@ enum Bag<W> {
     Many(Vec<W>),
 }
 
-/// A hash join of one partition: builds a table of `right`, streams `left` through it.
-/// Unmatched left pairs are kept (with `None`) when `keep_left`; unmatched right pairs are
-/// emitted after the left side is exhausted when `keep_right`.
-#[allow(clippy::type_complexity)]
-fn hash_join<K: Key, V: Data, W: Data>(
+/// A hash join of one partition: builds a table of `right`, streams `left` through it, and
+/// shapes each match with `shape` (which also decides what an unmatched side gives: `None`
+/// drops the record). Unmatched left pairs are offered to `shape` when `keep_left`,
+/// unmatched right pairs after the left side is exhausted when `keep_right`.
+fn hash_join<K: Key, V: Data, W: Data, O: Data, S: JoinShape<V, W, O>>(
     left: PartitionIter<(K, V)>,
     right: PartitionIter<(K, W)>,
     keep_left: bool,
     keep_right: bool,
-) -> PartitionIter<(K, (Option<V>, Option<W>))> {
+    shape: S,
+) -> PartitionIter<(K, O)> {
     // Sized from the build side's length (exact for cached or shuffled input).
-    let mut table: FxHashMap<K, (Bag<W>, bool)> =
+    let mut table: JoinTable<K, W> =
         FxHashMap::with_capacity_and_hasher(right.size_hint().0, Default::default());
-    for (k, w) in right {
-        match table.entry(k) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let bag = &mut e.get_mut().0;
-                *bag = match std::mem::replace(bag, Bag::Many(Vec::new())) {
-                    Bag::One(first) => Bag::Many(vec![first, w]),
-                    Bag::Many(mut ws) => {
-                        ws.push(w);
-                        Bag::Many(ws)
-                    }
-                };
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert((Bag::One(w), false));
-            }
+    right.drain_into(&mut |(k, w)| match table.entry(k) {
+        std::collections::hash_map::Entry::Occupied(mut e) => {
+            let bag = &mut e.get_mut().0;
+            *bag = match std::mem::replace(bag, Bag::Many(Vec::new())) {
+                Bag::One(first) => Bag::Many(vec![first, w]),
+                Bag::Many(mut ws) => {
+                    ws.push(w);
+                    Bag::Many(ws)
+                }
+            };
         }
-    }
-    let table = std::rc::Rc::new(std::cell::RefCell::new(table));
-    let probe = table.clone();
-    let matched = left.flat_map(move |(k, v)| {
-        let mut t = probe.borrow_mut();
-        let out: JoinOut<K, V, W> = match t.get_mut(&k) {
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert((Bag::One(w), false));
+        }
+    });
+    Box::new(HashJoin {
+        left: Some(left),
+        table,
+        keep_left,
+        keep_right,
+        shape,
+        pending: VecDeque::new(),
+    })
+}
+
+/// What a join makes of a key's two sides (`None` for a missing side); `None` drops it.
+trait JoinShape<V, W, O>: Fn(Option<V>, Option<W>) -> Option<O> + Copy + 'static {}
+impl<V, W, O, S: Fn(Option<V>, Option<W>) -> Option<O> + Copy + 'static> JoinShape<V, W, O> for S {}
+
+/// The build side of a hash join: each key's values, and whether a left record matched it.
+type JoinTable<K, W> = FxHashMap<K, (Bag<W>, bool)>;
+
+/// A hash join's output, pulled or drained.
+struct HashJoin<K, V, W, O, S> {
+    /// `None` once the streamed side is exhausted.
+    left: Option<PartitionIter<(K, V)>>,
+    table: JoinTable<K, W>,
+    keep_left: bool,
+    keep_right: bool,
+    shape: S,
+    /// Pulled mode only: outputs of the last probe not yet returned.
+    pending: VecDeque<(K, O)>,
+}
+
+impl<K: Key, V: Data, W: Data, O, S: JoinShape<V, W, O>> HashJoin<K, V, W, O, S> {
+    /// Emits what one streamed record makes.
+    #[inline]
+    fn probe(
+        table: &mut JoinTable<K, W>,
+        keep_left: bool,
+        shape: S,
+        (k, v): (K, V),
+        emit: &mut (impl FnMut((K, O)) + ?Sized),
+    ) {
+        match table.get_mut(&k) {
             Some((bag, seen)) => {
                 *seen = true;
                 match bag {
-                    Bag::One(w) => JoinOut::One(Some((k, (Some(v), Some(w.clone()))))),
-                    Bag::Many(ws) => JoinOut::Many(
-                        ws.iter()
-                            .map(|w| (k.clone(), (Some(v.clone()), Some(w.clone()))))
-                            .collect::<Vec<_>>()
-                            .into_iter(),
-                    ),
+                    Bag::One(w) => {
+                        if let Some(o) = shape(Some(v), Some(w.clone())) {
+                            emit((k, o));
+                        }
+                    }
+                    Bag::Many(ws) => {
+                        for w in ws.iter() {
+                            if let Some(o) = shape(Some(v.clone()), Some(w.clone())) {
+                                emit((k.clone(), o));
+                            }
+                        }
+                    }
                 }
             }
-            None if keep_left => JoinOut::One(Some((k, (Some(v), None)))),
-            None => JoinOut::One(None),
-        };
-        out
-    });
-    if !keep_right {
-        return Box::new(matched);
+            None if keep_left => {
+                if let Some(o) = shape(Some(v), None) {
+                    emit((k, o));
+                }
+            }
+            None => {}
+        }
     }
-    let rest = std::iter::once(()).flat_map(move |()| {
-        let t = std::mem::take(&mut *table.borrow_mut());
-        t.into_iter()
-            .filter(|(_, (_, seen))| !seen)
-            .flat_map(|(k, (bag, _))| {
-                let ws = match bag {
-                    Bag::One(w) => vec![w],
-                    Bag::Many(ws) => ws,
-                };
-                ws.into_iter().map(move |w| (k.clone(), (None, Some(w))))
-            })
-    });
-    Box::new(matched.chain(rest))
+
+    /// Emits the build-side records no streamed record matched.
+    fn unmatched(table: JoinTable<K, W>, shape: S, emit: &mut (impl FnMut((K, O)) + ?Sized)) {
+        for (k, (bag, seen)) in table {
+            if seen {
+                continue;
+            }
+            let ws = match bag {
+                Bag::One(w) => vec![w],
+                Bag::Many(ws) => ws,
+            };
+            for w in ws {
+                if let Some(o) = shape(None, Some(w)) {
+                    emit((k.clone(), o));
+                }
+            }
+        }
+    }
 }
 
-enum JoinOut<K, V, W> {
-    One(Option<(K, (Option<V>, Option<W>))>),
-    Many(std::vec::IntoIter<(K, (Option<V>, Option<W>))>),
+impl<K, V, W, O, S> Sealed for HashJoin<K, V, W, O, S> {}
+
+impl<K: Key, V: Data, W: Data, O, S: JoinShape<V, W, O>> Iterator for HashJoin<K, V, W, O, S> {
+    type Item = (K, O);
+    fn next(&mut self) -> Option<(K, O)> {
+        loop {
+            if let Some(x) = self.pending.pop_front() {
+                return Some(x);
+            }
+            let left = self.left.as_mut()?;
+            let pending = &mut self.pending;
+            match left.next() {
+                Some(kv) => {
+                    Self::probe(&mut self.table, self.keep_left, self.shape, kv, &mut |o| {
+                        pending.push_back(o)
+                    })
+                }
+                None => {
+                    self.left = None;
+                    if self.keep_right {
+                        let table = std::mem::take(&mut self.table);
+                        Self::unmatched(table, self.shape, &mut |o| pending.push_back(o));
+                    }
+                }
+            }
+        }
+    }
 }
 
-impl<K, V, W> Iterator for JoinOut<K, V, W> {
-    type Item = (K, (Option<V>, Option<W>));
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            JoinOut::One(x) => x.take(),
-            JoinOut::Many(it) => it.next(),
+impl<K: Key, V: Data, W: Data, O, S: JoinShape<V, W, O>> PartitionIterator<(K, O)>
+    for HashJoin<K, V, W, O, S>
+{
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut((K, O))) {
+        let HashJoin {
+            left,
+            mut table,
+            keep_left,
+            keep_right,
+            shape,
+            pending,
+        } = *self;
+        pending.into_iter().for_each(&mut *sink);
+        let Some(left) = left else {
+            return;
+        };
+        left.drain_into(&mut |kv| Self::probe(&mut table, keep_left, shape, kv, &mut *sink));
+        if keep_right {
+            Self::unmatched(table, shape, &mut *sink);
         }
     }
 }

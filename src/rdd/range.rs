@@ -5,6 +5,7 @@
 
 use std::ops::Range;
 
+use super::iter::boxed;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::Result;
@@ -35,6 +36,6 @@ impl Compute<u64> for RangeRdd {
         let s = split as u128;
         let lo = self.range.start + (s * len / n) as u64;
         let hi = self.range.start + ((s + 1) * len / n) as u64;
-        Ok(Box::new(lo..hi))
+        Ok(boxed(lo..hi))
     }
 }

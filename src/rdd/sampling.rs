@@ -1,5 +1,6 @@
 //! Deterministic randomness for `sample`, `repartition` and `sort_by_key`'s bound sampling.
 
+use super::iter::{Filtered, FlatMapped};
 use super::node::PartitionIter;
 
 /// splitmix64 (Steele, Lea, Flood): tiny, fast, and the same sequence on every platform.
@@ -53,12 +54,12 @@ pub(crate) fn sample_iter<T: Clone + 'static>(
     mut rng: SplitMix64,
 ) -> PartitionIter<T> {
     if with_replacement {
-        Box::new(it.flat_map(move |x| {
+        FlatMapped::boxed(it, move |x| {
             let k = rng.poisson(fraction) as usize;
             std::iter::repeat_n(x, k)
-        }))
+        })
     } else {
-        Box::new(it.filter(move |_| rng.next_f64() < fraction))
+        Filtered::boxed(it, move |_| rng.next_f64() < fraction)
     }
 }
 

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
+use super::iter::boxed;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
@@ -75,7 +76,7 @@ impl Compute<String> for TextFileRdd {
         let path = self.path.clone();
         let tc = tc.clone();
         let mut buf = Vec::new();
-        Ok(Box::new(std::iter::from_fn(move || {
+        Ok(boxed(std::iter::from_fn(move || {
             if pos >= end {
                 return None;
             }

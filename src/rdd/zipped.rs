@@ -4,6 +4,7 @@
 //! Two `OneToOne` dependencies; no partitioner. Partitions of different lengths fail the task
 //! with `Error::DataMismatch`.
 
+use super::iter::boxed;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
@@ -36,7 +37,7 @@ impl<T: Data, U: Data> Compute<(T, U)> for ZippedPartitionsRdd<T, U> {
         let mut b = self.b.node.iterator(split, tc)?;
         let tc = tc.clone();
         let (ia, ib) = self.ids;
-        Ok(Box::new(std::iter::from_fn(move || {
+        Ok(boxed(std::iter::from_fn(move || {
             match (a.next(), b.next()) {
                 (Some(x), Some(y)) => Some((x, y)),
                 (None, None) => None,

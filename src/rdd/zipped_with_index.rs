@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::iter::boxed;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::Result;
@@ -61,6 +62,6 @@ impl<T: Data> Compute<(T, u64)> for ZippedWithIndexRdd<T> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(T, u64)>> {
         let start = self.starts()?[split];
         let input = self.parent.node.iterator(split, tc)?;
-        Ok(Box::new(input.zip(start..)))
+        Ok(boxed(input.zip(start..)))
     }
 }

@@ -18,6 +18,7 @@ use crate::checkpoint::JobCheckpoints;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
+use crate::rdd::iter::{boxed, PartitionIterator, Sealed};
 use crate::rdd::node::{describe, Node, PartitionIter, SEGMENT};
 
 /// Per-task state, shared by the iterators of the task (single-threaded: `Rc`).
@@ -120,7 +121,7 @@ impl TaskContext {
         let data = data.downcast::<Vec<T>>().ok()?;
         // A single consumer owns the Vec: move the elements out instead of cloning them.
         Some(match Rc::try_unwrap(data) {
-            Ok(v) => Box::new(v.into_iter()),
+            Ok(v) => boxed(v.into_iter()),
             Err(shared) => Box::new(RcVecIter {
                 data: shared,
                 pos: 0,
@@ -298,6 +299,16 @@ fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Resu
 struct RcVecIter<T> {
     data: Rc<Vec<T>>,
     pos: usize,
+}
+
+impl<T> Sealed for RcVecIter<T> {}
+
+impl<T: Clone> PartitionIterator<T> for RcVecIter<T> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        for x in &self.data[self.pos..] {
+            sink(x.clone());
+        }
+    }
 }
 
 impl<T: Clone> Iterator for RcVecIter<T> {

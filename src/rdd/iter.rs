@@ -1,0 +1,385 @@
+//! Partition iterators: pulled one element at a time, or drained by pushing every element
+//! into a sink.
+//!
+//! A partition is computed by a chain of boxed iterators, one per RDD in the stage
+//! (`cached links → join → values → flat_map → map-side combine`). Pulled, every element
+//! crosses every level through a dynamic `next` call that returns an `Option` of the element,
+//! and adapters such as `flat_map` re-check their state on every call: in PageRank that
+//! plumbing was a quarter of the loop. Drained, the source runs a plain loop and pushes each
+//! element up through one closure per level, `flat_map` pushes its inner iterator's elements
+//! with `for_each` (a tight loop for ranges and vectors), and the consumer (a shuffle's
+//! map-side combine, `count`, `collect`, a cached block, a join's build side) receives them
+//! without asking. Rust's own iterators make the same choice between `next` and `fold`.
+//!
+//! Consumers that take a whole partition drain it; those that need one element at a time
+//! (`zip`, `take`, the iterators given to `map_partitions` closures) pull. Both give the same
+//! elements in the same order, and the tests check each transformation both ways.
+
+use std::sync::Arc;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Lets the crate's other partition iterators (shuffle readers, checkpoint tees and readers)
+/// implement the sealed trait.
+pub(crate) use sealed::Sealed;
+
+/// An iterator over one partition's elements, as handed to `map_partitions` closures. It is
+/// an `Iterator`, and a [`PartitionIterator`] that can be drained.
+pub type PartitionIter<T> = Box<dyn PartitionIterator<T>>;
+
+/// An iterator over one partition's elements that can also be drained: see
+/// [`PartitionIterator::drain_into`]. [`PartitionIter`] is the boxed form every
+/// `map_partitions` closure receives; as an `Iterator` it is used like any other.
+///
+/// The trait is sealed: the engine provides the implementations.
+pub trait PartitionIterator<T>: Iterator<Item = T> + sealed::Sealed {
+    /// Pushes every remaining element into `sink`, in order: the elements `next` would have
+    /// yielded, without one dynamic `next` call per element and per transformation.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// use flintlock::PartitionIterator;
+    /// let sums = ctx.range(0..10, 2).map(|x| x * 2).map_partitions(|it| {
+    ///     let mut sum = 0;
+    ///     it.drain_into(&mut |x| sum += x);
+    ///     std::iter::once(sum)
+    /// });
+    /// assert_eq!(sums.collect()?, vec![20, 70]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        for x in self {
+            sink(x);
+        }
+    }
+}
+
+/// Boxes any iterator as a [`PartitionIter`]; draining it runs the iterator's own
+/// `for_each`.
+pub(crate) fn boxed<I: Iterator + 'static>(iter: I) -> PartitionIter<I::Item> {
+    Box::new(Pull(iter))
+}
+
+/// Drains a partition into a vector, reserving its exact or estimated size first.
+pub(crate) fn drain_to_vec<T>(it: PartitionIter<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(it.size_hint().0);
+    it.drain_into(&mut |x| out.push(x));
+    out
+}
+
+/// Counts a partition's elements by draining it.
+pub(crate) fn drain_count<T>(it: PartitionIter<T>) -> u64 {
+    let mut n = 0u64;
+    it.drain_into(&mut |_| n += 1);
+    n
+}
+
+/// Folds a partition by draining it.
+pub(crate) fn drain_fold<T, A>(it: PartitionIter<T>, init: A, f: impl Fn(A, T) -> A) -> A {
+    let mut acc = Some(init);
+    it.drain_into(&mut |x| {
+        // `acc` is only `None` between the take and the put back of this statement.
+        let a = acc.take().expect("fold accumulator present");
+        acc = Some(f(a, x));
+    });
+    acc.expect("fold accumulator present")
+}
+
+/// Any iterator, as a partition iterator.
+struct Pull<I>(I);
+
+impl<I> sealed::Sealed for Pull<I> {}
+
+impl<I: Iterator> Iterator for Pull<I> {
+    type Item = I::Item;
+    #[inline]
+    fn next(&mut self) -> Option<I::Item> {
+        self.0.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<I: Iterator> PartitionIterator<I::Item> for Pull<I> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(I::Item)) {
+        self.0.for_each(sink);
+    }
+}
+
+/// `map` (and `map_values`, `keys`, `values`, `key_by`).
+pub(crate) struct Mapped<T, F> {
+    parent: PartitionIter<T>,
+    f: F,
+}
+
+impl<T, F> Mapped<T, F> {
+    pub(crate) fn boxed<U>(parent: PartitionIter<T>, f: F) -> PartitionIter<U>
+    where
+        T: 'static,
+        F: FnMut(T) -> U + 'static,
+    {
+        Box::new(Mapped { parent, f })
+    }
+}
+
+impl<T, F> sealed::Sealed for Mapped<T, F> {}
+
+impl<T, U, F: FnMut(T) -> U> Iterator for Mapped<T, F> {
+    type Item = U;
+    #[inline]
+    fn next(&mut self) -> Option<U> {
+        self.parent.next().map(&mut self.f)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.parent.size_hint()
+    }
+}
+
+impl<T, U, F: FnMut(T) -> U> PartitionIterator<U> for Mapped<T, F> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(U)) {
+        let Mapped { parent, mut f } = *self;
+        parent.drain_into(&mut |x| sink(f(x)));
+    }
+}
+
+/// `filter`.
+pub(crate) struct Filtered<T, F> {
+    parent: PartitionIter<T>,
+    f: F,
+}
+
+impl<T, F> Filtered<T, F> {
+    pub(crate) fn boxed(parent: PartitionIter<T>, f: F) -> PartitionIter<T>
+    where
+        T: 'static,
+        F: FnMut(&T) -> bool + 'static,
+    {
+        Box::new(Filtered { parent, f })
+    }
+}
+
+impl<T, F> sealed::Sealed for Filtered<T, F> {}
+
+impl<T, F: FnMut(&T) -> bool> Iterator for Filtered<T, F> {
+    type Item = T;
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        let f = &mut self.f;
+        self.parent.by_ref().find(|x| f(x))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, self.parent.size_hint().1)
+    }
+}
+
+impl<T, F: FnMut(&T) -> bool> PartitionIterator<T> for Filtered<T, F> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        let Filtered { parent, mut f } = *self;
+        parent.drain_into(&mut |x| {
+            if f(&x) {
+                sink(x)
+            }
+        });
+    }
+}
+
+/// `flat_map` (and `flat_map_values`): `f` returns the inner iterator of one element.
+pub(crate) struct FlatMapped<T, F, I> {
+    parent: PartitionIter<T>,
+    f: F,
+    front: Option<I>,
+}
+
+impl<T, F, I> FlatMapped<T, F, I> {
+    pub(crate) fn boxed(parent: PartitionIter<T>, f: F) -> PartitionIter<I::Item>
+    where
+        T: 'static,
+        F: FnMut(T) -> I + 'static,
+        I: Iterator + 'static,
+    {
+        Box::new(FlatMapped {
+            parent,
+            f,
+            front: None,
+        })
+    }
+}
+
+impl<T, F, I> sealed::Sealed for FlatMapped<T, F, I> {}
+
+impl<T, F: FnMut(T) -> I, I: Iterator> Iterator for FlatMapped<T, F, I> {
+    type Item = I::Item;
+    #[inline]
+    fn next(&mut self) -> Option<I::Item> {
+        loop {
+            if let Some(front) = &mut self.front {
+                if let Some(x) = front.next() {
+                    return Some(x);
+                }
+                self.front = None;
+            }
+            let x = self.parent.next()?;
+            self.front = Some((self.f)(x));
+        }
+    }
+}
+
+impl<T, F: FnMut(T) -> I, I: Iterator> PartitionIterator<I::Item> for FlatMapped<T, F, I> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(I::Item)) {
+        let FlatMapped {
+            parent,
+            mut f,
+            front,
+        } = *self;
+        if let Some(front) = front {
+            front.for_each(&mut *sink);
+        }
+        parent.drain_into(&mut |x| f(x).for_each(&mut *sink));
+    }
+}
+
+/// Several partitions one after the other (`coalesce`).
+pub(crate) struct Concat<T> {
+    parts: std::collections::VecDeque<PartitionIter<T>>,
+}
+
+impl<T: 'static> Concat<T> {
+    pub(crate) fn boxed(parts: Vec<PartitionIter<T>>) -> PartitionIter<T> {
+        Box::new(Concat {
+            parts: parts.into(),
+        })
+    }
+}
+
+impl<T> sealed::Sealed for Concat<T> {}
+
+impl<T> Iterator for Concat<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            let x = self.parts.front_mut()?.next();
+            if x.is_some() {
+                return x;
+            }
+            self.parts.pop_front();
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.parts.iter().fold((0, Some(0)), |(lo, hi), p| {
+            let (l, h) = p.size_hint();
+            (
+                lo.saturating_add(l),
+                hi.zip(h).and_then(|(a, b)| a.checked_add(b)),
+            )
+        })
+    }
+}
+
+impl<T> PartitionIterator<T> for Concat<T> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        for p in self.parts {
+            p.drain_into(sink);
+        }
+    }
+}
+
+/// Clones the elements of a shared vector (a cached block, a parallelized collection).
+pub(crate) struct ArcVecIter<T> {
+    data: Arc<Vec<T>>,
+    pos: usize,
+    end: usize,
+}
+
+impl<T> ArcVecIter<T> {
+    pub(crate) fn new(data: Arc<Vec<T>>) -> Self {
+        let end = data.len();
+        ArcVecIter { data, pos: 0, end }
+    }
+
+    pub(crate) fn slice(data: Arc<Vec<T>>, start: usize, end: usize) -> Self {
+        ArcVecIter {
+            data,
+            pos: start,
+            end,
+        }
+    }
+}
+
+impl<T> sealed::Sealed for ArcVecIter<T> {}
+
+impl<T: Clone> Iterator for ArcVecIter<T> {
+    type Item = T;
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.pos < self.end {
+            let x = self.data[self.pos].clone();
+            self.pos += 1;
+            Some(x)
+        } else {
+            None
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.end - self.pos;
+        (n, Some(n))
+    }
+}
+
+impl<T: Clone> PartitionIterator<T> for ArcVecIter<T> {
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        for x in &self.data[self.pos..self.end] {
+            sink(x.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(n: u64) -> PartitionIter<u64> {
+        Box::new(ArcVecIter::new(Arc::new((0..n).collect())))
+    }
+
+    fn pulled<T>(it: PartitionIter<T>) -> Vec<T> {
+        it.collect()
+    }
+
+    #[test]
+    fn every_adapter_drains_what_it_pulls() {
+        type Chain = fn() -> PartitionIter<u64>;
+        let chains: [Chain; 5] = [
+            || source(50),
+            || Mapped::boxed(source(50), |x| x * 3),
+            || Filtered::boxed(source(50), |x| x % 3 != 1),
+            || FlatMapped::boxed(source(20), |x| 0..x % 4),
+            || {
+                let f = Filtered::boxed(source(40), |x| x % 2 == 0);
+                let m = Mapped::boxed(f, |x| x + 1);
+                FlatMapped::boxed(boxed(m), |x| std::iter::repeat_n(x, 2))
+            },
+        ];
+        for chain in chains {
+            assert_eq!(drain_to_vec(chain()), pulled(chain()));
+        }
+    }
+
+    #[test]
+    fn draining_after_a_partial_pull_yields_the_rest() {
+        let mut it = FlatMapped::boxed(source(10), |x| vec![x, x + 100].into_iter());
+        let first: Vec<u64> = it.by_ref().take(3).collect();
+        assert_eq!(first, vec![0, 100, 1]);
+        let rest = drain_to_vec(it);
+        assert_eq!(rest[0], 101);
+        assert_eq!(rest.len(), 17);
+    }
+
+    #[test]
+    fn fold_and_count_drain_every_element() {
+        assert_eq!(drain_count(source(1000)), 1000);
+        assert_eq!(drain_fold(source(100), 0, |a, x| a + x), 4950);
+    }
+}

@@ -142,21 +142,17 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     for (rounds, label) in [(40, "~100 ns/element"), (160, "~400 ns/element")] {
-        let (ck, plain) = support::interleaved(
-            7,
+        support::compare(
+            9,
+            &format!("checkpoint()+count() over count(), map of 10M at {label}"),
+            "checkpoint+count",
             || {
                 let rdd = heavy_rdd(&ctx, parts, rounds);
                 rdd.checkpoint().unwrap();
                 rdd.count().unwrap()
             },
-            || heavy_rdd(&ctx, parts, rounds).count().unwrap(),
-        );
-        support::report(
-            &format!("checkpoint()+count() over count(), map of 10M at {label}"),
-            "checkpoint+count",
-            ck,
             "count",
-            plain,
+            || heavy_rdd(&ctx, parts, rounds).count().unwrap(),
         );
     }
 

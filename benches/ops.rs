@@ -149,20 +149,22 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let (e, h) = support::interleaved(7, || engine_reduce(&rdd), || hand_reduce(&data, parts));
-    support::report(
+    support::compare(
+        15,
         "reduce_by_key 10M pairs / 100k keys",
         "flintlock",
-        e,
+        || engine_reduce(&rdd),
         "hand-written",
-        h,
+        || hand_reduce(&data, parts),
     );
-    let (e, h) = support::interleaved(
-        7,
+    support::compare(
+        15,
+        "join 1M x 1M",
+        "flintlock",
         || engine_join(&a, &b),
+        "hand-written",
         || hand_join(&left, &right, parts),
     );
-    support::report("join 1M x 1M", "flintlock", e, "hand-written", h);
 }
 
 criterion_group!(benches, bench);

@@ -76,42 +76,25 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let (f, r) = support::interleaved(
-        7,
-        || flintlock(&ctx, &edges, parts, 0),
-        || handwritten::rayon_hash(&edges, ITERATIONS, parts),
-    );
-    support::report("pagerank 1M edges", "flintlock", f, "hand-written rayon", r);
-    let (ck, f) = support::interleaved(
-        7,
-        || flintlock(&ctx, &edges, parts, 5),
-        || flintlock(&ctx, &edges, parts, 0),
-    );
-    support::report(
-        "pagerank 1M edges",
+    let rayon = || handwritten::rayon_hash(&edges, ITERATIONS, parts);
+    let reps = 15;
+    let name = "pagerank 1M edges";
+    let lazy = || flintlock(&ctx, &edges, parts, 0);
+    support::compare(reps, name, "flintlock", lazy, "hand-written rayon", rayon);
+    let every_5 = || flintlock(&ctx, &edges, parts, 5);
+    support::compare(
+        reps,
+        name,
         "checkpoint every 5",
-        ck,
+        every_5,
         "no checkpoints",
-        f,
+        lazy,
     );
-    let (e, r) = support::interleaved(
-        7,
-        || flintlock_eager(&ctx, &edges, parts),
-        || handwritten::rayon_hash(&edges, ITERATIONS, parts),
-    );
-    support::report(
-        "pagerank 1M edges",
-        "flintlock, action every iteration",
-        e,
-        "hand-written rayon",
-        r,
-    );
-    let (f, csr) = support::interleaved(
-        7,
-        || flintlock(&ctx, &edges, parts, 0),
-        || handwritten::csr(&edges, ITERATIONS),
-    );
-    support::report("pagerank 1M edges", "flintlock", f, "CSR", csr);
+    let eager = || flintlock_eager(&ctx, &edges, parts);
+    let eager_name = "flintlock, action every iteration";
+    support::compare(reps, name, eager_name, eager, "hand-written rayon", rayon);
+    let csr = || handwritten::csr(&edges, ITERATIONS);
+    support::compare(reps, name, "flintlock", lazy, "CSR", csr);
 
     for m in [100_000u64, 1_000_000, 5_000_000] {
         let e = graph::generate(m / 10, m, 42).unwrap();

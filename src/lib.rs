@@ -63,6 +63,18 @@
 //! - `checkpoint()` after an action still takes effect (SPARK-3625), and a failed write
 //!   leaves the RDD Marked with its lineage, to be retried.
 //!
+//! ## Performance notes
+//! - Whole partitions are *drained*: actions, shuffles, caches and join build sides push
+//!   every record up through one closure per transformation (see [`PartitionIterator`]), so
+//!   a chain of narrow transformations costs about what the closures themselves cost. A
+//!   `map_partitions` closure can do the same with [`PartitionIterator::drain_into`].
+//! - Records read from a cached RDD are **clones** (iterators yield owned values). Keep
+//!   cached records cheap to clone: a `Vec` or `String` is copied on every read, and an
+//!   `Arc` per record costs an atomic increment on a cache line of its own. For large shared
+//!   values, one buffer per partition with cheap handles into it is the fast layout;
+//!   `examples/pagerank` packs its neighbour lists that way with
+//!   [`Rdd::map_partitions_preserving_partitioning`].
+//!
 //! ## Errors and panics
 //! Actions return [`Result`]. A panic inside a user closure fails its task and the job
 //! returns [`Error::TaskFailed`] naming the RDD, partition and message; the context stays

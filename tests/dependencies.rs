@@ -127,3 +127,27 @@ fn map_drops_the_partitioner_and_filter_keeps_it() {
     assert_eq!(p.map(|x| x).partitioner(), None);
     assert_eq!(p.filter(|_| true).partitioner(), p.partitioner());
 }
+
+#[test]
+fn map_partitions_drops_the_partitioner_and_the_preserving_variant_keeps_it() {
+    let ctx = ctx();
+    let p = ctx
+        .parallelize((0..40).map(|i| (i % 7, i)).collect(), 3)
+        .group_by_key();
+    assert_eq!(p.map_partitions(|it| it).partitioner(), None);
+    let packed = p.map_partitions_preserving_partitioning(|it| it.map(|(k, v)| (k, v.len())));
+    assert_eq!(packed.partitioner(), p.partitioner());
+    // So a join with the source reads both sides in place, and finds every key.
+    let joined = packed.join(&p);
+    assert_eq!(
+        kinds(&joined),
+        vec![DependencyKind::OneToOne, DependencyKind::OneToOne]
+    );
+    let mut sizes: Vec<(i32, usize)> = joined
+        .map(|(k, (n, v))| (k, n + v.len()))
+        .collect()
+        .unwrap();
+    sizes.sort();
+    let want: Vec<(i32, usize)> = (0..7).map(|k| (k, if k < 5 { 12 } else { 10 })).collect();
+    assert_eq!(sizes, want);
+}

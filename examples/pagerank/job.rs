@@ -52,6 +52,97 @@ pub struct Iteration {
     pub checkpointed: bool,
 }
 
+/// The out-neighbours of one node: a range of one buffer shared by every node of its
+/// partition; dereferences to `&[u64]`.
+///
+/// Why not a `Vec<u64>` or an `Arc<[u64]>` per node: records read from a cached RDD are
+/// clones (partition iterators yield owned values), and `links` is read in every iteration.
+/// Cloning a `Vec` copies the list (measured: 19% of the loop). Cloning an `Arc<[u64]>`
+/// increments a reference count that lives beside the list, a cache line nobody touched
+/// since the last iteration; an atomic increment that misses the cache stalls every later
+/// load until the line arrives, so the misses of consecutive nodes no longer overlap
+/// (measured on the contribution loop alone: 1.6× its time). With one buffer per partition
+/// the count stays in the cache of the thread reading the partition, and the lists lie side
+/// by side in the order they are read.
+#[derive(Clone, Debug)]
+pub struct Neighbours {
+    buf: Arc<[u64]>,
+    start: u32,
+    len: u32,
+}
+
+impl Neighbours {
+    /// Packs one partition's `(node, neighbour list)` groups into one buffer.
+    ///
+    /// # Panics
+    /// When a partition holds 2^32 neighbour entries or more (32 GiB of them).
+    pub fn pack(groups: impl Iterator<Item = (u64, Vec<u64>)>) -> Vec<(u64, Neighbours)> {
+        let groups: Vec<(u64, Vec<u64>)> = groups.collect();
+        let total: usize = groups.iter().map(|(_, list)| list.len()).sum();
+        let offset = |n: usize| u32::try_from(n).expect("fewer than 2^32 edges per partition");
+        let mut flat = Vec::with_capacity(total);
+        let mut spans = Vec::with_capacity(groups.len());
+        for (node, list) in groups {
+            spans.push((node, offset(flat.len()), offset(list.len())));
+            flat.extend_from_slice(&list);
+        }
+        offset(flat.len()); // the end of the last span fits too
+        let buf: Arc<[u64]> = flat.into();
+        spans
+            .into_iter()
+            .map(|(node, start, len)| {
+                let buf = buf.clone();
+                (node, Neighbours { buf, start, len })
+            })
+            .collect()
+    }
+}
+
+impl std::ops::Deref for Neighbours {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        &self.buf[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
+impl IntoIterator for Neighbours {
+    type Item = u64;
+    type IntoIter = NeighboursIter;
+    fn into_iter(self) -> NeighboursIter {
+        NeighboursIter {
+            pos: self.start as usize,
+            end: (self.start + self.len) as usize,
+            buf: self.buf,
+        }
+    }
+}
+
+/// The neighbour ids of one node, by value.
+#[derive(Debug)]
+pub struct NeighboursIter {
+    buf: Arc<[u64]>,
+    pos: usize,
+    end: usize,
+}
+
+impl Iterator for NeighboursIter {
+    type Item = u64;
+    #[inline]
+    fn next(&mut self) -> Option<u64> {
+        if self.pos == self.end {
+            return None;
+        }
+        self.pos += 1;
+        Some(self.buf[self.pos - 1])
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.end - self.pos, Some(self.end - self.pos))
+    }
+    fn fold<B, F: FnMut(B, u64) -> B>(self, init: B, f: F) -> B {
+        self.buf[self.pos..self.end].iter().copied().fold(init, f)
+    }
+}
+
 /// Runs PageRank over `edges` and returns `(node, rank)` sorted by node id.
 pub fn run(
     ctx: &Context,
@@ -63,11 +154,9 @@ pub fn run(
         .parallelize(edges, config.partitions)
         .distinct()
         .group_by_key()
-        // Immutable neighbour lists behind an `Arc`: reading a cached block clones each
-        // element (iterators yield owned values), and cloning an `Arc<[u64]>` bumps a count
-        // where cloning a `Vec<u64>` copies the list (measured: 19% of the loop). This is the
-        // Rust spelling of the shared `Iterable` Spark's example groups into.
-        .map_values(Arc::<[u64]>::from)
+        // Each partition's neighbour lists packed into one shared buffer (see `Neighbours`):
+        // the Rust spelling of the shared `Iterable` Spark's example groups into.
+        .map_partitions_preserving_partitioning(Neighbours::pack)
         .set_name("links")
         .cache();
     let mut ranks: Rdd<(u64, f64)> = links.map_values(|_| 1.0).set_name("ranks");
@@ -75,7 +164,7 @@ pub fn run(
         let start = Instant::now();
         let contribs = links.join(&ranks).values().flat_map(|(urls, rank)| {
             let share = rank / urls.len() as f64;
-            (0..urls.len()).map(move |i| (urls[i], share))
+            urls.into_iter().map(move |url| (url, share))
         });
         let next = contribs
             .reduce_by_key(|a, b| a + b)

@@ -76,3 +76,31 @@ fn a_checkpoint_written_by_another_process_reopens_with_its_partitioner() {
         .all(|d| d.kind() == DependencyKind::OneToOne));
     assert_eq!(joined.count().unwrap(), 100);
 }
+
+/// Consumers size their tables from a partition's length (a join's build side): a
+/// checkpointed partition knows its exact length from the manifest.
+#[test]
+fn a_checkpointed_partition_reports_its_exact_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let pairs = ctx
+        .range(0..1000, 3)
+        .map(|x| (x % 97, x))
+        .reduce_by_key(|a, b| a + b);
+    pairs.checkpoint().unwrap();
+    assert_eq!(pairs.count().unwrap(), 97);
+    let lengths = pairs
+        .map_partitions(|mut it| {
+            let before = it.size_hint();
+            let first = it.next().is_some();
+            let after = it.size_hint();
+            let rest = it.count();
+            std::iter::once((before, after, usize::from(first) + rest))
+        })
+        .collect()
+        .unwrap();
+    for (before, after, n) in lengths {
+        assert_eq!(before, (n, Some(n)));
+        assert_eq!(after, (n.saturating_sub(1), Some(n.saturating_sub(1))));
+    }
+}

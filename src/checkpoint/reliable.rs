@@ -438,7 +438,65 @@ impl<T: Data> Tee<T> {
 }
 
 impl<T: Data> Sealed for Tee<T> {}
-impl<T: Data> PartitionIterator<T> for Tee<T> {}
+
+impl<T: Data> PartitionIterator<T> for Tee<T> {
+    /// Drains the source, encoding each full batch of [`TEE_BATCH`] records in one loop
+    /// before pushing them on (by move), and commits the file at the end. After an error
+    /// the task has failed: the rest of the source is drained and dropped.
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        let Tee {
+            source,
+            writer,
+            tc,
+            ready,
+            batch: _,
+        } = *self;
+        // What a partial pull already encoded.
+        ready.into_iter().for_each(&mut *sink);
+        let Some(mut writer) = writer else {
+            return; // finished or failed while pulled
+        };
+        let mut batch: Vec<T> = Vec::with_capacity(TEE_BATCH);
+        let mut failed = false;
+        let mut flush = |batch: &mut Vec<T>, writer: &mut PartWriter<T>, failed: &mut bool| {
+            if !*failed {
+                if let Err(e) = batch.iter().try_for_each(|x| writer.push(x)) {
+                    tc.fail(e);
+                    *failed = true;
+                }
+            }
+            if *failed {
+                batch.clear();
+            } else {
+                batch.drain(..).for_each(&mut *sink);
+            }
+        };
+        source.drain_into(&mut |x| {
+            if failed {
+                return;
+            }
+            batch.push(x);
+            if batch.len() == TEE_BATCH {
+                flush(&mut batch, &mut writer, &mut failed);
+            }
+        });
+        // Only a partition that was computed without error is committed; the last batch is
+        // handed on once its file is.
+        if !failed {
+            if let Err(e) = batch.iter().try_for_each(|x| writer.push(x)) {
+                tc.fail(e);
+                failed = true;
+            }
+        }
+        if !failed && !tc.has_failed() {
+            match writer.finish() {
+                Ok(()) => batch.into_iter().for_each(&mut *sink),
+                Err(e) => tc.fail(e),
+            }
+        }
+        // An unfinished writer removes its temp file when dropped.
+    }
+}
 
 impl<T: Data> Iterator for Tee<T> {
     type Item = T;
@@ -499,6 +557,8 @@ struct PartReader<T> {
     offset: u64,
     crc: u32,
     records: u64,
+    /// The record count the (verified) manifest gives for this part.
+    expected_records: u64,
     frames: u32,
     buffer: std::vec::IntoIter<T>,
     payload: Vec<u8>,
@@ -536,6 +596,7 @@ impl<T: Data> PartReader<T> {
             path,
             reader: Some(reader),
             records: 0,
+            expected_records: expected.records,
             frames: 0,
             buffer: Vec::new().into_iter(),
             payload: Vec::new(),
@@ -614,7 +675,23 @@ impl<T: Data> PartReader<T> {
 }
 
 impl<T: Data> Sealed for PartReader<T> {}
-impl<T: Data> PartitionIterator<T> for PartReader<T> {}
+
+impl<T: Data> PartitionIterator<T> for PartReader<T> {
+    fn drain_into(mut self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        loop {
+            self.buffer.by_ref().for_each(&mut *sink);
+            match self.refill() {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    self.reader = None;
+                    self.tc.fail(e);
+                    return;
+                }
+            }
+        }
+    }
+}
 
 impl<T: Data> Iterator for PartReader<T> {
     type Item = T;
@@ -633,6 +710,16 @@ impl<T: Data> Iterator for PartReader<T> {
                 }
             }
         }
+    }
+
+    /// Exact, from the manifest's record count: consumers size their tables from it (a join
+    /// building its table from a checkpoint grew it from empty, and inserting keys in
+    /// another table's order into a growing table of the same hash function clusters
+    /// them: 5x the cost of the build). A damaged file ends the stream early, with the
+    /// error recorded and the task failed.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.expected_records.saturating_sub(self.records) as usize + self.buffer.len();
+        (left, Some(left))
     }
 }
 

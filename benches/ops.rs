@@ -92,15 +92,20 @@ fn hand_join(left: &[(u64, u64)], right: &[(u64, u64)], partitions: usize) -> u6
     (0..partitions)
         .into_par_iter()
         .map(|q| {
-            // The first value of a key inline, further ones in a Vec (which does not
-            // allocate while empty): no allocation for the common single-match key.
-            let mut table: FxHashMap<u64, (u64, Vec<u64>)> = FxHashMap::default();
+            // The engine's layout: a key's first value in a plain, pre-sized table, further
+            // values aside (looked up only when there are any).
+            let len = rb.iter().map(|b| b[q].len()).sum();
+            let mut first: FxHashMap<u64, u64> =
+                FxHashMap::with_capacity_and_hasher(len, Default::default());
+            let mut more: FxHashMap<u64, Vec<u64>> = FxHashMap::default();
             for b in &rb {
                 for &(k, w) in &b[q] {
-                    match table.entry(k) {
-                        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().1.push(w),
+                    match first.entry(k) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            more.entry(k).or_default().push(w)
+                        }
                         std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert((w, Vec::new()));
+                            e.insert(w);
                         }
                     }
                 }
@@ -108,10 +113,14 @@ fn hand_join(left: &[(u64, u64)], right: &[(u64, u64)], partitions: usize) -> u6
             let mut n = 0u64;
             for b in &lb {
                 for &(k, v) in &b[q] {
-                    if let Some((first, rest)) = table.get(&k) {
-                        for w in std::iter::once(first).chain(rest) {
-                            std::hint::black_box((k, (v, *w)));
-                            n += 1;
+                    if let Some(w) = first.get(&k) {
+                        std::hint::black_box((k, (v, *w)));
+                        n += 1;
+                        if !more.is_empty() {
+                            for w in more.get(&k).into_iter().flatten() {
+                                std::hint::black_box((k, (v, *w)));
+                                n += 1;
+                            }
                         }
                     }
                 }

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::cogrouped::{CoGroupSide, CoGroupedRdd, CombineFn};
-use super::iter::{boxed, FlatMapped, Mapped, PartitionIterator, Sealed};
+use super::iter::{boxed, each_of_batches, Batcher, FlatMapped, Mapped, PartitionIterator, Sealed};
 use super::node::{CallSite, PartitionIter};
 use super::sampling;
 use super::shuffled::ShuffledRdd;
@@ -825,7 +825,7 @@ fn hash_join<K: Key, V: Data, W: Data, O: Data, S: JoinShape<V, W, O>>(
     shape: S,
 ) -> PartitionIter<(K, O)> {
     let mut table = JoinTable::new(right.size_hint().0, keep_right);
-    right.drain_into(&mut |(k, w)| table.insert(k, w));
+    right.drain_batches(&mut |b| b.drain(..).for_each(|(k, w)| table.insert(k, w)));
     Box::new(HashJoin {
         left: Some(left),
         table,
@@ -986,6 +986,10 @@ impl<K: Key, V: Data, W: Data, O, S: JoinShape<V, W, O>> PartitionIterator<(K, O
     for HashJoin<K, V, W, O, S>
 {
     fn drain_into(self: Box<Self>, sink: &mut dyn FnMut((K, O))) {
+        each_of_batches(self, sink);
+    }
+
+    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<(K, O)>)) {
         let HashJoin {
             left,
             mut table,
@@ -994,13 +998,18 @@ impl<K: Key, V: Data, W: Data, O, S: JoinShape<V, W, O>> PartitionIterator<(K, O
             shape,
             pending,
         } = *self;
-        pending.into_iter().for_each(&mut *sink);
-        let Some(left) = left else {
-            return;
-        };
-        left.drain_into(&mut |kv| Self::probe(&mut table, keep_left, shape, kv, &mut *sink));
-        if keep_right {
-            Self::unmatched(table, shape, &mut *sink);
+        let mut out = Batcher::new(sink);
+        pending.into_iter().for_each(|o| out.push(o));
+        if let Some(left) = left {
+            left.drain_batches(&mut |b| {
+                for kv in b.drain(..) {
+                    Self::probe(&mut table, keep_left, shape, kv, &mut |o| out.push(o));
+                }
+            });
+            if keep_right {
+                Self::unmatched(table, shape, &mut |o| out.push(o));
+            }
         }
+        out.finish();
     }
 }

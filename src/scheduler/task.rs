@@ -18,7 +18,7 @@ use crate::checkpoint::JobCheckpoints;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
-use crate::rdd::iter::{boxed, PartitionIterator, Sealed};
+use crate::rdd::iter::{boxed, drain_slice_batches, PartitionIterator, Sealed};
 use crate::rdd::node::{describe, Node, PartitionIter, SEGMENT};
 
 /// Per-task state, shared by the iterators of the task (single-threaded: `Rc`).
@@ -308,6 +308,10 @@ impl<T: Clone> PartitionIterator<T> for RcVecIter<T> {
         for x in &self.data[self.pos..] {
             sink(x.clone());
         }
+    }
+
+    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
+        drain_slice_batches(&self.data[self.pos..], sink);
     }
 }
 

@@ -64,10 +64,11 @@
 //!   leaves the RDD Marked with its lineage, to be retried.
 //!
 //! ## Performance notes
-//! - Whole partitions are *drained*: actions, shuffles, caches and join build sides push
-//!   every record up through one closure per transformation (see [`PartitionIterator`]), so
-//!   a chain of narrow transformations costs about what the closures themselves cost. A
-//!   `map_partitions` closure can do the same with [`PartitionIterator::drain_into`].
+//! - Whole partitions are *drained*: actions, shuffles, caches and join build sides have
+//!   the records pushed up through the transformations in batches of [`BATCH`] (see
+//!   [`PartitionIterator`]), so a chain of narrow transformations costs about what the
+//!   closures themselves cost. A `map_partitions` closure can do the same with
+//!   [`PartitionIterator::drain_batches`] or [`PartitionIterator::drain_into`].
 //! - Records read from a cached RDD are **clones** (iterators yield owned values). Keep
 //!   cached records cheap to clone: a `Vec` or `String` is copied on every read, and an
 //!   `Arc` per record costs an atomic increment on a cache line of its own. For large shared
@@ -109,7 +110,7 @@ pub use error::{Error, Result};
 pub use listener::{Event, Listener, StageKind};
 pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
 pub use rdd::node::{CallSite, RddBase};
-pub use rdd::{PartitionIter, PartitionIterator, Rdd, WeakRdd};
+pub use rdd::{PartitionIter, PartitionIterator, Rdd, WeakRdd, BATCH};
 pub use storage::StorageLevel;
 
 /// What an RDD can hold: shared between threads and cloned when a partition is read from a

@@ -21,7 +21,7 @@ use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::listener::Event;
-use crate::rdd::iter::{boxed, PartitionIterator, Sealed};
+use crate::rdd::iter::{boxed, each_of_batches, Batcher, PartitionIterator, Sealed};
 use crate::rdd::node::{CallSite, Compute, PartitionIter, RddNode};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
@@ -440,10 +440,14 @@ impl<T: Data> Tee<T> {
 impl<T: Data> Sealed for Tee<T> {}
 
 impl<T: Data> PartitionIterator<T> for Tee<T> {
-    /// Drains the source, encoding each full batch of [`TEE_BATCH`] records in one loop
-    /// before pushing them on (by move), and commits the file at the end. After an error
-    /// the task has failed: the rest of the source is drained and dropped.
     fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        each_of_batches(self, sink);
+    }
+
+    /// Drains the source in batches, encoding each batch in one loop before pushing it on
+    /// (by move), and commits the file at the end. After an error the task has failed: the
+    /// rest of the source is drained and dropped.
+    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
         let Tee {
             source,
             writer,
@@ -452,45 +456,41 @@ impl<T: Data> PartitionIterator<T> for Tee<T> {
             batch: _,
         } = *self;
         // What a partial pull already encoded.
-        ready.into_iter().for_each(&mut *sink);
+        if !ready.is_empty() {
+            sink(&mut ready.into_iter().collect());
+        }
         let Some(mut writer) = writer else {
             return; // finished or failed while pulled
         };
-        let mut batch: Vec<T> = Vec::with_capacity(TEE_BATCH);
         let mut failed = false;
-        let mut flush = |batch: &mut Vec<T>, writer: &mut PartWriter<T>, failed: &mut bool| {
-            if !*failed {
-                if let Err(e) = batch.iter().try_for_each(|x| writer.push(x)) {
-                    tc.fail(e);
-                    *failed = true;
-                }
-            }
-            if *failed {
-                batch.clear();
-            } else {
-                batch.drain(..).for_each(&mut *sink);
-            }
-        };
-        source.drain_into(&mut |x| {
+        // The last batch is held back until the file is committed, so a consumer never
+        // sees the end of a partition whose file then fails.
+        let mut held: Vec<T> = Vec::new();
+        source.drain_batches(&mut |b| {
             if failed {
+                b.clear();
                 return;
             }
-            batch.push(x);
-            if batch.len() == TEE_BATCH {
-                flush(&mut batch, &mut writer, &mut failed);
-            }
-        });
-        // Only a partition that was computed without error is committed; the last batch is
-        // handed on once its file is.
-        if !failed {
-            if let Err(e) = batch.iter().try_for_each(|x| writer.push(x)) {
+            if let Err(e) = b.iter().try_for_each(|x| writer.push(x)) {
                 tc.fail(e);
                 failed = true;
+                b.clear();
+                return;
             }
-        }
+            if !held.is_empty() {
+                sink(&mut held);
+                held.clear();
+            }
+            std::mem::swap(&mut held, b);
+        });
+        // Only a partition that was computed without error is committed.
         if !failed && !tc.has_failed() {
             match writer.finish() {
-                Ok(()) => batch.into_iter().for_each(&mut *sink),
+                Ok(()) => {
+                    if !held.is_empty() {
+                        sink(&mut held);
+                    }
+                }
                 Err(e) => tc.fail(e),
             }
         }
@@ -674,22 +674,42 @@ impl<T: Data> PartReader<T> {
     }
 }
 
+impl<T: Data> PartReader<T> {
+    /// Decodes the next frame into the buffer: false at the end or after an error (then
+    /// recorded in the task).
+    fn refill_or_fail(&mut self) -> bool {
+        match self.refill() {
+            Ok(more) => more,
+            Err(e) => {
+                self.reader = None;
+                self.tc.fail(e);
+                false
+            }
+        }
+    }
+}
+
 impl<T: Data> Sealed for PartReader<T> {}
 
 impl<T: Data> PartitionIterator<T> for PartReader<T> {
     fn drain_into(mut self: Box<Self>, sink: &mut dyn FnMut(T)) {
         loop {
             self.buffer.by_ref().for_each(&mut *sink);
-            match self.refill() {
-                Ok(true) => continue,
-                Ok(false) => return,
-                Err(e) => {
-                    self.reader = None;
-                    self.tc.fail(e);
-                    return;
-                }
+            if !self.refill_or_fail() {
+                return;
             }
         }
+    }
+
+    fn drain_batches(mut self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
+        let mut out = Batcher::new(sink);
+        loop {
+            self.buffer.by_ref().for_each(|x| out.push(x));
+            if !self.refill_or_fail() {
+                break;
+            }
+        }
+        out.finish();
     }
 }
 
@@ -700,14 +720,8 @@ impl<T: Data> Iterator for PartReader<T> {
             if let Some(x) = self.buffer.next() {
                 return Some(x);
             }
-            match self.refill() {
-                Ok(true) => continue,
-                Ok(false) => return None,
-                Err(e) => {
-                    self.reader = None;
-                    self.tc.fail(e);
-                    return None;
-                }
+            if !self.refill_or_fail() {
+                return None;
             }
         }
     }

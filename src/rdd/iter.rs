@@ -1,19 +1,22 @@
-//! Partition iterators: pulled one element at a time, or drained by pushing every element
-//! into a sink.
+//! Partition iterators: pulled one element at a time, or drained by pushing the elements
+//! into a sink, in batches.
 //!
 //! A partition is computed by a chain of boxed iterators, one per RDD in the stage
 //! (`cached links → join → values → flat_map → map-side combine`). Pulled, every element
 //! crosses every level through a dynamic `next` call that returns an `Option` of the element,
 //! and adapters such as `flat_map` re-check their state on every call: in PageRank that
-//! plumbing was a quarter of the loop. Drained, the source runs a plain loop and pushes each
-//! element up through one closure per level, `flat_map` pushes its inner iterator's elements
-//! with `for_each` (a tight loop for ranges and vectors), and the consumer (a shuffle's
-//! map-side combine, `count`, `collect`, a cached block, a join's build side) receives them
-//! without asking. Rust's own iterators make the same choice between `next` and `fold`.
+//! plumbing was a quarter of the loop. Drained, the source runs a plain loop and pushes
+//! batches of [`BATCH`] elements up through one closure per level; each transformation runs
+//! a tight loop over a batch (`flat_map` runs its inner iterators with `for_each`), and so
+//! does the consumer (a shuffle's map-side combine, `count`, `collect`, a cached block, a
+//! join's build side). Tight loops matter twice: no call overhead per element, and a
+//! processor that can overlap the cache misses of consecutive hash-table upserts. Rust's own
+//! iterators make the same choice between `next` and `fold`.
 //!
 //! Consumers that take a whole partition drain it; those that need one element at a time
-//! (`zip`, `take`, the iterators given to `map_partitions` closures) pull. Both give the same
-//! elements in the same order, and the tests check each transformation both ways.
+//! (`zip`, `take`, the iterators given to `map_partitions` closures) pull. All ways give the
+//! same elements in the same order; the unit tests below and
+//! `tests/transformations.rs` check every adapter each way.
 
 use std::sync::Arc;
 
@@ -64,6 +67,18 @@ pub trait PartitionIterator<T>: Iterator<Item = T> + sealed::Sealed {
     /// hash-table upsert into a table larger than the cache) that is what keeps the
     /// processor from overlapping the misses of consecutive elements. With batches, every
     /// transformation runs a tight loop over a batch, and so does the consumer.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// use flintlock::PartitionIterator;
+    /// let maxima = ctx.range(0..1000, 2).map_partitions(|it| {
+    ///     let mut max = 0;
+    ///     it.drain_batches(&mut |batch| max = batch.drain(..).fold(max, u64::max));
+    ///     std::iter::once(max)
+    /// });
+    /// assert_eq!(maxima.collect()?, vec![499, 999]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
         let mut batch = Vec::with_capacity(BATCH);
         self.drain_into(&mut |x| {

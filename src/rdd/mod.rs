@@ -41,7 +41,7 @@ use crate::storage::StorageLevel;
 use crate::{Data, Key};
 
 use self::iter::{drain_count, drain_fold, drain_to_vec, Filtered, FlatMapped, Mapped};
-pub use self::iter::{PartitionIter, PartitionIterator};
+pub use self::iter::{PartitionIter, PartitionIterator, BATCH};
 use self::map_partitions::{MapPartitionsRdd, PartitionFn};
 use self::node::{CallSite, Compute, RddBase, RddNode};
 

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::partitioner::{KeyFn, Partitioner};
-use crate::rdd::iter::{drain_slice_batches, PartitionIterator, Sealed};
+use crate::rdd::iter::{drain_slice_batches, each_of_batches, PartitionIterator, Sealed};
 use crate::rdd::node::{Node, PartitionIter};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
@@ -199,7 +199,7 @@ impl<K, M> Sealed for ShuffleReader<K, M> {}
 
 impl<K: Clone, M: Clone> PartitionIterator<(K, M)> for ShuffleReader<K, M> {
     fn drain_into(self: Box<Self>, sink: &mut dyn FnMut((K, M))) {
-        Records::drain(*self, sink);
+        each_of_batches(self, sink);
     }
 
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<(K, M)>)) {
@@ -207,14 +207,12 @@ impl<K: Clone, M: Clone> PartitionIterator<(K, M)> for ShuffleReader<K, M> {
     }
 }
 
-/// The input of the shuffle's per-record loops: a partition iterator (drained through the
-/// chain of narrow transformations) or a shuffle reader (a direct loop over its buckets,
-/// inlined into the loop that consumes it).
+/// The input of the shuffle's per-record loops, in batches: a partition iterator (drained
+/// through the chain of narrow transformations) or a shuffle reader (batches cloned from its
+/// buckets, without a dynamic call).
 pub(crate) trait Records<T> {
     /// A lower bound of the number of records (exact for readers and cached blocks).
     fn len_hint(&self) -> usize;
-    /// Hands every record to `f`, in order.
-    fn drain(self, f: impl FnMut(T));
 
     /// Hands the records to `f` in batches (see [`PartitionIterator::drain_batches`]), in
     /// order; `f` takes the records out of each.
@@ -225,9 +223,6 @@ impl<T> Records<T> for PartitionIter<T> {
     fn len_hint(&self) -> usize {
         self.size_hint().0
     }
-    fn drain(self, mut f: impl FnMut(T)) {
-        self.drain_into(&mut f);
-    }
     fn drain_batched(self, mut f: impl FnMut(&mut Vec<T>)) {
         self.drain_batches(&mut f);
     }
@@ -236,16 +231,6 @@ impl<T> Records<T> for PartitionIter<T> {
 impl<K: Clone, M: Clone> Records<(K, M)> for ShuffleReader<K, M> {
     fn len_hint(&self) -> usize {
         self.remaining
-    }
-    fn drain(self, mut f: impl FnMut((K, M))) {
-        let skip = self.pos;
-        let mut buckets = self.buckets.iter().skip(self.map);
-        if let Some(first) = buckets.next() {
-            first.iter().skip(skip).for_each(|x| f(x.clone()));
-        }
-        for bucket in buckets {
-            bucket.iter().for_each(|x| f(x.clone()));
-        }
     }
     fn drain_batched(self, mut f: impl FnMut(&mut Vec<(K, M)>)) {
         let skip = self.pos;

@@ -692,13 +692,8 @@ impl<T: Data> PartReader<T> {
 impl<T: Data> Sealed for PartReader<T> {}
 
 impl<T: Data> PartitionIterator<T> for PartReader<T> {
-    fn drain_into(mut self: Box<Self>, sink: &mut dyn FnMut(T)) {
-        loop {
-            self.buffer.by_ref().for_each(&mut *sink);
-            if !self.refill_or_fail() {
-                return;
-            }
-        }
+    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
+        each_of_batches(self, sink);
     }
 
     fn drain_batches(mut self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {

@@ -1,8 +1,9 @@
 //! [`Context`] (Spark's `SparkContext`): the thread pool, id counters, block store, shuffle
 //! store, checkpoint directory and listeners that every RDD of a job shares.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,6 +35,11 @@ pub struct Context {
 pub(crate) struct ContextInner {
     pub(crate) app_name: String,
     pub(crate) app_id: String,
+    /// Unique per context in this process: tells contexts apart even when they share an app
+    /// id (RDDs of two contexts must never be combined).
+    pub(crate) serial: u64,
+    /// Whether the app id was generated (unique to this context) rather than given.
+    generated_app_id: bool,
     pub(crate) pool: rayon::ThreadPool,
     next_rdd_id: AtomicUsize,
     next_shuffle_id: AtomicUsize,
@@ -41,7 +47,9 @@ pub(crate) struct ContextInner {
     next_stage_id: AtomicUsize,
     pub(crate) blocks: BlockStore,
     pub(crate) shuffles: ShuffleStore,
-    listeners: RwLock<Vec<Arc<dyn Listener>>>,
+    /// Copy on write: `emit` clones the `Arc` and calls the listeners with no lock held, so
+    /// a listener may add listeners or run jobs.
+    listeners: RwLock<Arc<Vec<Arc<RegisteredListener>>>>,
     pub(crate) checkpoint_dir: RwLock<Option<Arc<AppDir>>>,
     pub(crate) config: Config,
 }
@@ -54,6 +62,19 @@ pub(crate) struct Config {
     pub(crate) compression: Compression,
     pub(crate) fsync: bool,
     pub(crate) storage: Arc<dyn Storage>,
+    /// Decode every frame again before a part file is committed (see
+    /// [`ContextBuilder::checkpoint_verify`]).
+    pub(crate) verify: bool,
+    /// The largest frame payload the checkpoint writer produces (at most
+    /// [`crate::checkpoint::format::MAX_FRAME_BYTES`], the reader's limit).
+    pub(crate) frame_limit: u32,
+}
+
+/// A listener and whether it has panicked (its first panic is reported, later ones are
+/// counted silently).
+struct RegisteredListener {
+    listener: Box<dyn Listener>,
+    panicked: AtomicBool,
 }
 
 impl ContextInner {
@@ -70,24 +91,41 @@ impl ContextInner {
         self.next_stage_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends `event` to every listener.
+    /// Sends `event` to every listener. No lock is held while a listener runs, and a
+    /// listener's panic is caught: it never changes what the caller does next. The first
+    /// panic of each listener is reported on stderr.
     pub(crate) fn emit(&self, event: Event) {
-        let listeners = self.listeners.read();
+        let listeners = self.listeners.read().clone();
         for l in listeners.iter() {
-            l.on_event(&event);
+            let outcome = catch_unwind(AssertUnwindSafe(|| l.listener.on_event(&event)));
+            if let Err(payload) = outcome {
+                if !l.panicked.swap(true, Ordering::AcqRel) {
+                    eprintln!(
+                        "flintlock: a listener of context {} panicked on {event:?}: {} (the \
+                         event was dropped for it; its later panics are not reported)",
+                        self.describe(),
+                        crate::scheduler::panic_message(payload.as_ref())
+                    );
+                }
+            }
         }
     }
 
     pub(crate) fn has_listeners(&self) -> bool {
         !self.listeners.read().is_empty()
     }
+
+    /// `#<serial> (app id "<id>")`, for messages about mixed contexts.
+    pub(crate) fn describe(&self) -> String {
+        format!("context #{} (app id {:?})", self.serial, self.app_id)
+    }
 }
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
-        if self.config.clean_checkpoints {
+        if self.config.clean_checkpoints && self.generated_app_id {
             if let Some(dir) = self.checkpoint_dir.get_mut().take() {
-                dir.remove_on_drop();
+                dir.remove_if_empty_on_drop();
             }
         }
     }
@@ -127,21 +165,35 @@ impl Context {
     }
 
     /// Sets (or replaces) the checkpoint directory. RDDs checkpointed from now on are written
-    /// under `<dir>/<app_id>/`; the folder is created and locked for this process.
+    /// under `<dir>/<app_id>/`; the folder is created and locked for this process. Setting
+    /// the directory the context already uses is a no-op.
+    ///
+    /// Replacing the directory never deletes anything: checkpoints already committed under
+    /// the old one stay where they are, and RDDs reading them keep the old folder locked
+    /// until they are dropped.
     ///
     /// # Errors
     /// When the folder cannot be created or is locked by another process.
     pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let root = crate::checkpoint::resolve_root(dir.as_ref())?;
+        let mut current = self.inner.checkpoint_dir.write();
+        if current.as_ref().is_some_and(|d| d.root() == root) {
+            return Ok(());
+        }
         let app = AppDir::open(
-            dir.as_ref(),
+            &root,
             &self.inner.app_id,
             self.inner.config.storage.clone(),
             self.inner.config.fsync,
             self.inner.config.compression,
+            self.inner.config.verify,
+            self.inner.config.frame_limit,
         )?;
-        let old = self.inner.checkpoint_dir.write().replace(Arc::new(app));
+        let old = current.replace(Arc::new(app));
         if let (Some(old), true) = (old, self.inner.config.clean_checkpoints) {
-            old.remove_on_drop();
+            if self.inner.generated_app_id {
+                old.remove_if_empty_on_drop();
+            }
         }
         Ok(())
     }
@@ -175,8 +227,18 @@ impl Context {
     /// assert_eq!(*stages.lock().unwrap(), 2); // map stage + result stage
     /// # Ok::<(), flintlock::Error>(())
     /// ```
+    ///
+    /// A listener may call back into the context (add listeners, run jobs). A listener that
+    /// panics never changes an action's outcome: the panic is caught and its first one is
+    /// reported on stderr.
     pub fn add_listener(&self, listener: impl Listener + 'static) {
-        self.inner.listeners.write().push(Arc::new(listener));
+        let mut listeners = self.inner.listeners.write();
+        let mut next: Vec<Arc<RegisteredListener>> = listeners.as_ref().clone();
+        next.push(Arc::new(RegisteredListener {
+            listener: Box::new(listener),
+            panicked: AtomicBool::new(false),
+        }));
+        *listeners = Arc::new(next);
     }
 
     /// Fault injection: drops the cached block `(rdd_id, partition)`, as a lost executor
@@ -234,6 +296,8 @@ impl Default for ContextBuilder {
                 compression: Compression::None,
                 fsync: true,
                 storage: Arc::new(LocalFs),
+                verify: true,
+                frame_limit: crate::checkpoint::format::MAX_FRAME_BYTES,
             },
         }
     }
@@ -276,8 +340,12 @@ impl ContextBuilder {
         self
     }
 
-    /// Delete an RDD's checkpoint folder when its last handle is dropped, and the context's
-    /// app folder when the context is dropped. Default false: nothing is deleted.
+    /// Delete the checkpoints this context writes once nothing reads them: a checkpoint
+    /// folder goes when the last RDD of this process that reads it is dropped (the
+    /// checkpointed RDD, its descendants, and any copy reopened with
+    /// [`Context::open_checkpoint`]), and a generated app folder goes with the context when
+    /// it is empty. Checkpoints of other runs (a stable [`ContextBuilder::app_id`] reused)
+    /// and of other contexts are never deleted. Default false: nothing is deleted.
     pub fn clean_checkpoints(mut self, clean: bool) -> Self {
         self.config.clean_checkpoints = clean;
         self
@@ -295,6 +363,27 @@ impl ContextBuilder {
     /// benchmarks that want to see what the syncs cost.
     pub fn checkpoint_fsync(mut self, fsync: bool) -> Self {
         self.config.fsync = fsync;
+        self
+    }
+
+    /// Whether each checkpoint frame is decoded again before its part file is committed
+    /// (default true). The check makes the writer accept only what the reader will read
+    /// back: a type whose serde implementation does not round-trip through postcard
+    /// (`skip_serializing_if`, untagged enums, `serde_json::Value`, ...) fails the write with
+    /// [`Error::UnreadableRecord`] instead of committing a checkpoint that cannot be read.
+    /// Turn it off only for types known to round-trip; its cost is in docs/BENCHMARKS.md.
+    pub fn checkpoint_verify(mut self, verify: bool) -> Self {
+        self.config.verify = verify;
+        self
+    }
+
+    /// Lowers the largest frame payload a checkpoint write may produce (default and maximum
+    /// [`crate::checkpoint::format::MAX_FRAME_BYTES`], the limit every reader enforces). A
+    /// record whose encoding does not fit fails the write with [`Error::UnreadableRecord`]
+    /// before anything is committed. Values above the maximum are clamped to it. Tests use a
+    /// small limit to exercise the check without gigabyte records.
+    pub fn checkpoint_frame_limit(mut self, bytes: u32) -> Self {
+        self.config.frame_limit = bytes.clamp(1, crate::checkpoint::format::MAX_FRAME_BYTES);
         self
     }
 
@@ -330,10 +419,14 @@ impl ContextBuilder {
             .stack_size(16 << 20)
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot start the thread pool: {e}")))?;
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
+        let generated_app_id = self.app_id.is_none();
         let ctx = Context {
             inner: Arc::new(ContextInner {
                 app_id: self.app_id.unwrap_or_else(|| new_app_id(&self.app_name)),
                 app_name: self.app_name,
+                serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+                generated_app_id,
                 pool,
                 next_rdd_id: AtomicUsize::new(0),
                 next_shuffle_id: AtomicUsize::new(0),
@@ -341,7 +434,7 @@ impl ContextBuilder {
                 next_stage_id: AtomicUsize::new(0),
                 blocks: BlockStore::default(),
                 shuffles: ShuffleStore::default(),
-                listeners: RwLock::new(Vec::new()),
+                listeners: RwLock::new(Arc::new(Vec::new())),
                 checkpoint_dir: RwLock::new(None),
                 config: self.config,
             }),

@@ -103,9 +103,11 @@ pub enum Error {
         max: u32,
     },
 
-    /// A checkpoint holds elements of another type than the one asked for.
+    /// A checkpoint holds elements of another type than the one asked for: another type
+    /// name, or (format version 2) the same name with another structural layout.
     #[error(
-        "{path}: checkpoint holds elements of type `{found}`, but it was opened as `{expected}`"
+        "{path}: checkpoint holds elements of type `{found}`, but it was opened as `{expected}`{}",
+        difference.as_ref().map(|d| format!(": the layouts differ at {d}")).unwrap_or_default()
     )]
     TypeMismatch {
         /// The manifest or part file.
@@ -114,6 +116,53 @@ pub enum Error {
         expected: String,
         /// The type recorded in the checkpoint.
         found: String,
+        /// For a layout mismatch, the first difference between the layout written and the
+        /// layout of the type asked for.
+        difference: Option<String>,
+    },
+
+    /// A checkpoint write was refused because a record would not read back: the element
+    /// type's serde implementation produces bytes that the checkpoint reader cannot decode
+    /// into the same record (or cannot encode at all), or a record exceeds a limit of the
+    /// reader. Nothing was committed; the RDD is still Marked, with its lineage.
+    #[error(
+        "cannot checkpoint elements of type `{type_name}`: {reason}. Nothing was committed and \
+         the lineage is intact; fix the type (serde attributes that make postcard's encoding \
+         depend on the value or need a self-describing format, such as \
+         skip_serializing_if, untagged or internally tagged enums, flatten, and \
+         deserialize_any types such as serde_json::Value, do not read back) or call \
+         rdd.cancel_checkpoint()"
+    )]
+    UnreadableRecord {
+        /// `std::any::type_name` of the elements.
+        type_name: String,
+        /// What went wrong, with the partition and record.
+        reason: String,
+    },
+
+    /// RDDs of two different contexts were combined (`union`, `zip`, `join`, ...). Each
+    /// context has its own ids, shuffle and block stores, so the result cannot be computed.
+    #[error(
+        "rdd {rdd_id} combines RDDs of two contexts ({this} and {other}); RDDs can only be \
+         combined with RDDs of the same Context"
+    )]
+    ContextMismatch {
+        /// The RDD whose lineage mixes contexts.
+        rdd_id: usize,
+        /// The context the RDD belongs to (its app id and serial number).
+        this: String,
+        /// The other context found in its lineage.
+        other: String,
+    },
+
+    /// Code outside any task panicked while a job ran (a listener is not such code: its
+    /// panics are caught and reported). The job's checkpoints were rolled back to Marked.
+    #[error("job on rdd {rdd_id} failed: a panic outside the tasks: {message}")]
+    JobPanicked {
+        /// The RDD the action ran on.
+        rdd_id: usize,
+        /// The panic message.
+        message: String,
     },
 
     /// A block of a local checkpoint is gone, and local checkpoints have no lineage to
@@ -194,6 +243,109 @@ impl Error {
         Error::CorruptCheckpoint {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// A copy of this error, for an error that more than one action reports (e.g. a failed
+    /// `sort_by_key` sampling job). I/O errors keep their kind and message but not their
+    /// source chain.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::TaskFailed {
+                rdd_id,
+                rdd,
+                partition,
+                message,
+            } => Error::TaskFailed {
+                rdd_id: *rdd_id,
+                rdd: rdd.clone(),
+                partition: *partition,
+                message: message.clone(),
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Parse {
+                path,
+                line,
+                message,
+            } => Error::Parse {
+                path: path.clone(),
+                line: *line,
+                message: message.clone(),
+            },
+            Error::NoCheckpointDir => Error::NoCheckpointDir,
+            Error::CorruptCheckpoint { path, reason } => Error::CorruptCheckpoint {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::NotCommitted { path } => Error::NotCommitted { path: path.clone() },
+            Error::UnsupportedVersion { path, found, max } => Error::UnsupportedVersion {
+                path: path.clone(),
+                found: *found,
+                max: *max,
+            },
+            Error::TypeMismatch {
+                path,
+                expected,
+                found,
+                difference,
+            } => Error::TypeMismatch {
+                path: path.clone(),
+                expected: expected.clone(),
+                found: found.clone(),
+                difference: difference.clone(),
+            },
+            Error::UnreadableRecord { type_name, reason } => Error::UnreadableRecord {
+                type_name: type_name.clone(),
+                reason: reason.clone(),
+            },
+            Error::ContextMismatch {
+                rdd_id,
+                this,
+                other,
+            } => Error::ContextMismatch {
+                rdd_id: *rdd_id,
+                this: this.clone(),
+                other: other.clone(),
+            },
+            Error::JobPanicked { rdd_id, message } => Error::JobPanicked {
+                rdd_id: *rdd_id,
+                message: message.clone(),
+            },
+            Error::LocalCheckpointBlockLost { rdd_id, partition } => {
+                Error::LocalCheckpointBlockLost {
+                    rdd_id: *rdd_id,
+                    partition: *partition,
+                }
+            }
+            Error::CheckpointState {
+                rdd_id,
+                state,
+                message,
+            } => Error::CheckpointState {
+                rdd_id: *rdd_id,
+                state: *state,
+                message: message.clone(),
+            },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::DataMismatch {
+                rdd_id,
+                partition,
+                message,
+            } => Error::DataMismatch {
+                rdd_id: *rdd_id,
+                partition: *partition,
+                message: message.clone(),
+            },
+            Error::Serialization { context, source } => Error::Serialization {
+                context: context.clone(),
+                source: source.clone(),
+            },
+            Error::Internal(m) => Error::Internal(m.clone()),
         }
     }
 

@@ -113,10 +113,30 @@ pub enum Event {
         /// Total bytes of its part files.
         bytes: u64,
     },
+    /// A request to checkpoint was not taken, because the RDD keeps another checkpoint
+    /// (e.g. `checkpoint()` after `local_checkpoint()`: the local one is kept).
+    CheckpointRequestIgnored {
+        /// The RDD.
+        rdd_id: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The partitioner recorded in a checkpoint reopened from disk was not trusted: this
+    /// build does not place the checkpoint's keys where they are. By-key operations shuffle
+    /// the RDD instead of relying on its partitioning, so results stay correct.
+    PartitionerDropped {
+        /// The reopened checkpoint RDD.
+        rdd_id: usize,
+        /// Which key was found where, and where this build would place it.
+        reason: String,
+    },
 }
 
 /// Receives [`Event`]s; see `Context::add_listener`. Implemented for every
 /// `Fn(&Event) + Send + Sync` closure.
+///
+/// A listener may call back into the context (add listeners, run jobs): no lock is held
+/// while it runs. Its panics are caught and never change the outcome of an action.
 pub trait Listener: Send + Sync {
     /// Called once per event, on the thread that produced it.
     fn on_event(&self, event: &Event);

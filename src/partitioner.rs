@@ -78,12 +78,13 @@ impl Partitioner {
     {
         bounds.sort();
         bounds.dedup();
-        let encoded = postcard::to_allocvec(&bounds).unwrap_or_default();
+        let encoded = postcard::to_allocvec(&bounds);
         Partitioner::Range(RangePartitioner {
             partitions: bounds.len() + 1,
             ascending,
             key_type: std::any::type_name::<K>().to_string(),
-            bounds: encoded,
+            unencodable: encoded.is_err(),
+            bounds: encoded.unwrap_or_default(),
             typed: Some(Arc::new(
                 Arc::new(TypedBounds::<K> { bounds }) as Arc<dyn FindPartition<K>>
             )),
@@ -101,38 +102,68 @@ impl Partitioner {
     /// The partition of `key`.
     ///
     /// # Panics
-    /// For a range partitioner, when `K` is not the key type it was built with, or when it was
-    /// read back from a checkpoint manifest (which keeps its bounds only as bytes): rebuild it
-    /// with [`Partitioner::range`] to partition new data.
+    /// Where [`Partitioner::try_partition_of`] returns an error: for a range partitioner,
+    /// when `K` is not the key type it was built with, or when it was read back from a
+    /// checkpoint manifest (which keeps its bounds only as bytes).
     #[track_caller]
     pub fn partition_of<K: Hash + 'static>(&self, key: &K) -> usize {
-        match self {
-            Partitioner::Hash(h) => h.partition_of(key),
-            Partitioner::Range(r) => r.partition_of(key),
+        match self.try_partition_of(key) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
         }
     }
 
-    /// A function that partitions keys of type `K`, checked once up front (see
-    /// [`Partitioner::partition_of`] for when it panics).
-    #[track_caller]
-    pub(crate) fn key_fn<K: Hash + 'static>(&self) -> KeyFn<K> {
+    /// The partition of `key`, or an error when this partitioner cannot place keys of type
+    /// `K` (a range partitioner built for another key type, or read back from a checkpoint
+    /// manifest: rebuild it with [`Partitioner::range`] to partition new data).
+    ///
+    /// ```
+    /// use flintlock::Partitioner;
+    /// let p = Partitioner::range(vec![10u32], true);
+    /// assert_eq!(p.try_partition_of(&3u32)?, 0);
+    /// assert!(p.try_partition_of(&3i64).is_err());
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn try_partition_of<K: Hash + 'static>(&self, key: &K) -> crate::Result<usize> {
+        Ok(self.key_fn::<K>()?(key))
+    }
+
+    /// Whether this partitioner can place keys of type `K` (always, for hash partitioning).
+    pub(crate) fn places<K: 'static>(&self) -> bool {
+        match self {
+            Partitioner::Hash(_) => true,
+            Partitioner::Range(r) => r.typed_bounds::<K>().is_ok(),
+        }
+    }
+
+    /// Whether a checkpoint manifest can record it (a range partitioner whose bounds failed
+    /// to encode cannot).
+    pub(crate) fn is_recordable(&self) -> bool {
+        match self {
+            Partitioner::Hash(_) => true,
+            Partitioner::Range(r) => !r.unencodable,
+        }
+    }
+
+    /// A function that partitions keys of type `K`, checked once up front.
+    pub(crate) fn key_fn<K: Hash + 'static>(&self) -> crate::Result<KeyFn<K>> {
         match self {
             Partitioner::Hash(h) => {
                 let n = h.partitions;
-                Arc::new(move |k: &K| hash_to_partition(k, n))
+                Ok(Arc::new(move |k: &K| hash_to_partition(k, n)))
             }
             Partitioner::Range(r) => {
-                let typed = r.typed_bounds::<K>();
+                let typed = r.typed_bounds::<K>()?;
                 let ascending = r.ascending;
                 let n = r.partitions;
-                Arc::new(move |k: &K| {
+                Ok(Arc::new(move |k: &K| {
                     let p = typed.find(k);
                     if ascending {
                         p
                     } else {
                         n - 1 - p
                     }
-                })
+                }))
             }
         }
     }
@@ -183,6 +214,10 @@ pub struct RangePartitioner {
     ascending: bool,
     key_type: String,
     bounds: Vec<u8>,
+    /// The bounds could not be encoded (a key type whose `Serialize` fails): `bounds` is
+    /// empty and says nothing, so the partitioner equals only itself and is never recorded.
+    #[serde(skip)]
+    unencodable: bool,
     #[serde(skip)]
     typed: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -203,34 +238,25 @@ impl RangePartitioner {
         &self.key_type
     }
 
-    #[track_caller]
-    fn typed_bounds<K: 'static>(&self) -> Arc<dyn FindPartition<K>> {
-        let typed = self.typed.clone().unwrap_or_else(|| {
-            panic!(
+    fn typed_bounds<K: 'static>(&self) -> crate::Result<Arc<dyn FindPartition<K>>> {
+        let typed = self.typed.clone().ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
                 "this RangePartitioner (keys `{}`) was read from a checkpoint manifest and keeps \
                  its bounds only as bytes; rebuild it with Partitioner::range to partition new data",
                 self.key_type
-            )
-        });
+            ))
+        })?;
         // The concrete type is `Arc<dyn FindPartition<K>>` for the `K` it was built with.
-        match typed.downcast_ref::<Arc<dyn FindPartition<K>>>() {
-            Some(t) => t.clone(),
-            None => panic!(
-                "RangePartitioner built for keys `{}` used with keys `{}`",
-                self.key_type,
-                std::any::type_name::<K>()
-            ),
-        }
-    }
-
-    #[track_caller]
-    fn partition_of<K: 'static>(&self, key: &K) -> usize {
-        let p = self.typed_bounds::<K>().find(key);
-        if self.ascending {
-            p
-        } else {
-            self.partitions - 1 - p
-        }
+        typed
+            .downcast_ref::<Arc<dyn FindPartition<K>>>()
+            .cloned()
+            .ok_or_else(|| {
+                crate::Error::InvalidArgument(format!(
+                    "RangePartitioner built for keys `{}` used with keys `{}`",
+                    self.key_type,
+                    std::any::type_name::<K>()
+                ))
+            })
     }
 }
 
@@ -251,6 +277,13 @@ impl<K: Ord + Send + Sync + 'static> FindPartition<K> for TypedBounds<K> {
 
 impl PartialEq for RangePartitioner {
     fn eq(&self, other: &Self) -> bool {
+        if self.unencodable || other.unencodable {
+            // No bytes to compare: only the very same bounds are equal.
+            return match (&self.typed, &other.typed) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+        }
         self.partitions == other.partitions
             && self.ascending == other.ascending
             && self.key_type == other.key_type

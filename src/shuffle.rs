@@ -89,6 +89,30 @@ pub(crate) trait ShuffleDepBase: Send + Sync {
 pub(crate) type MapSide<K, V, M> =
     Arc<dyn Fn(PartitionIter<(K, V)>, &TaskContext) -> Vec<Vec<(K, M)>> + Send + Sync>;
 
+/// The map side of a shuffle into `partitioner`'s partitions: `bucket` gets each parent
+/// partition, the key function and the partition count. When the partitioner cannot place
+/// keys of type `K` (a range partitioner read back from a checkpoint, or built for another
+/// key type), every map task fails with that error: the action returns it, nothing panics.
+pub(crate) fn keyed_map_side<K, V, M>(
+    partitioner: &Partitioner,
+    bucket: impl Fn(PartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>> + Send + Sync + 'static,
+) -> MapSide<K, V, M>
+where
+    K: Hash + Send + Sync + 'static,
+    V: 'static,
+    M: 'static,
+{
+    let n = partitioner.num_partitions();
+    let key_fn = partitioner.key_fn::<K>();
+    Arc::new(move |input, tc| match &key_fn {
+        Ok(f) => bucket(input, f, n),
+        Err(e) => {
+            tc.fail(e.duplicate());
+            (0..n).map(|_| Vec::new()).collect()
+        }
+    })
+}
+
 /// A shuffle of `Rdd<(K, V)>` whose map outputs hold `(K, M)` (`M = V` without map-side
 /// combine, the combiner type with it).
 pub(crate) struct ShuffleDependency<K: Data, V: Data, M> {
@@ -539,7 +563,7 @@ mod partial_tests {
     use crate::rdd::iter::boxed;
 
     fn buckets_of(input: Vec<(u64, u64)>) -> Vec<Vec<(u64, u64)>> {
-        let key_fn: KeyFn<u64> = crate::Partitioner::hash(3).key_fn::<u64>();
+        let key_fn: KeyFn<u64> = crate::Partitioner::hash(3).key_fn::<u64>().unwrap();
         combine_partially(boxed(input.into_iter()), &|v| v, &|a, b| a + b, &key_fn, 3)
     }
 

@@ -284,23 +284,23 @@ fn a_newer_format_version_is_unsupported_not_corrupt() {
             err,
             Error::UnsupportedVersion {
                 found: 9,
-                max: 1,
+                max: 2,
                 ..
             }
         ),
         "{err}"
     );
 
-    // A manifest that says version 2 (with a valid checksum).
+    // A manifest that says version 3 (with a valid checksum).
     let copy = dir.path().join("newer-manifest");
     copy_dir(&path, &copy);
     let mut m =
         ManifestBody::decode(&std::fs::read(copy.join(MANIFEST)).unwrap(), Path::new("m")).unwrap();
-    m.version = 2;
+    m.version = 3;
     std::fs::write(copy.join(MANIFEST), m.encode().unwrap()).unwrap();
     let err = read_err(&ctx, &copy);
     assert!(
-        matches!(err, Error::UnsupportedVersion { found: 2, .. }),
+        matches!(err, Error::UnsupportedVersion { found: 3, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("upgrade flintlock"));

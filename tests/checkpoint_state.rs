@@ -206,12 +206,14 @@ fn empty_partitions_get_files_and_the_layout_matches_the_design() {
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
     let path = rdd.checkpoint_path().unwrap();
-    assert_eq!(
-        path,
-        dir.path()
-            .join(ctx.app_id())
-            .join(format!("rdd-{}", rdd.id()))
-    );
+    // `rdd-<id>-<write id>`: 16 hex digits that keep every attempt's folder its own.
+    assert_eq!(path.parent().unwrap(), dir.path().join(ctx.app_id()));
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let write_id = name
+        .strip_prefix(&format!("rdd-{}-", rdd.id()))
+        .expect("rdd-<id>-<write id>");
+    assert_eq!(write_id.len(), 16);
+    assert!(write_id.bytes().all(|b| b.is_ascii_hexdigit()));
     let names: Vec<String> = files_below(&path)
         .iter()
         .map(|p| p.display().to_string())

@@ -250,6 +250,15 @@ impl Storage for SimFs {
         }
         Ok(())
     }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.0.lock();
+        s.op()?;
+        if s.dirs.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
+        }
+        s.dirs.entry(path.to_path_buf()).or_default();
+        Ok(())
+    }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let mut s = self.0.lock();
         s.op()?;
@@ -339,6 +348,20 @@ impl Storage for SimFs {
         d.pending.push(DirOp::Remove(name));
         Ok(())
     }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let s = self.0.lock();
+        if s.ops >= s.crash_after {
+            return Err(crashed());
+        }
+        match s.dirs.get(path) {
+            Some(d) if !d.current.is_empty() => Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                "not empty",
+            )),
+            // The model keeps empty folders: an empty folder is no checkpoint.
+            _ => Ok(()),
+        }
+    }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.0.lock();
         if s.ops >= s.crash_after {
@@ -383,10 +406,15 @@ fn trial(partitions: usize, k: usize, seed: u64, skip: Skip) -> (Outcome, bool, 
     rdd.checkpoint().unwrap();
     let reported = rdd.count().is_ok();
     let ops = fs.ops();
-    let dir = Path::new(ROOT)
-        .join("sim")
-        .join(format!("rdd-{}", rdd.id()));
     let recovered = fs.recover(seed);
+    // The attempt's folder is `rdd-<id>-<write id>`; a crash may have come before it.
+    let app = Path::new(ROOT).join("sim");
+    let prefix = format!("rdd-{}-", rdd.id());
+    let dir = recovered
+        .list(&app)
+        .ok()
+        .and_then(|names| names.into_iter().find(|n| n.starts_with(&prefix)))
+        .map_or_else(|| app.join(format!("{prefix}missing")), |n| app.join(n));
     let reader = Context::builder()
         .threads(1)
         .app_id("reader")

@@ -76,6 +76,8 @@ fn manifest() -> impl Strategy<Value = ManifestBody> {
                             crc32c,
                         })
                         .collect(),
+                    element_layout: (n % 2 == 1)
+                        .then(|| format!("(u64, T{n}); struct T{n} {{ x: str }}")),
                 }
             },
         )

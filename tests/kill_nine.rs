@@ -40,7 +40,7 @@ fn child_writes_checkpoints_until_killed() {
     }
 }
 
-/// The protocol phase an `rdd-<id>` folder shows.
+/// The protocol phase an `rdd-<id>-<write id>` folder shows.
 fn phase(dir: &Path) -> &'static str {
     let names: Vec<String> = std::fs::read_dir(dir)
         .map(|r| {
@@ -64,17 +64,15 @@ fn phase(dir: &Path) -> &'static str {
     }
 }
 
-/// The newest `rdd-<id>` folder of the app.
+/// The newest `rdd-<id>-<write id>` folder of the app.
 fn newest(app: &Path) -> Option<std::path::PathBuf> {
     std::fs::read_dir(app)
         .ok()?
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("rdd-")?
-                .parse::<u64>()
-                .ok()
-                .map(|id| (id, e.path()))
+            let (id, _write_id) = name.strip_prefix("rdd-")?.split_once('-')?;
+            id.parse::<u64>().ok().map(|id| (id, e.path()))
         })
         .max_by_key(|(id, _)| *id)
         .map(|(_, p)| p)

@@ -95,7 +95,7 @@ use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
 
 /// The newest format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The magic bytes that open every partition file.
 pub const MAGIC: [u8; 8] = [0x89, b'F', b'L', b'K', b'\r', b'\n', 0x1a, b'\n'];
@@ -107,8 +107,11 @@ const TRAILER_MARKER: u32 = u32::MAX;
 const FRAME_HEADER: usize = 12;
 /// A frame is closed once its payload reaches this many bytes.
 pub(crate) const FRAME_TARGET: usize = 64 * 1024;
-/// Larger frames are refused when reading (a corrupt length must not allocate gigabytes).
-const FRAME_MAX: u32 = 1 << 30;
+/// The largest frame body (and decompressed payload) a reader accepts: a corrupt length must
+/// not allocate gigabytes. The writer enforces it (or a lower limit set with
+/// `ContextBuilder::checkpoint_frame_limit`) at write time, so a record too large for a
+/// frame fails the write instead of committing a checkpoint that cannot be read.
+pub const MAX_FRAME_BYTES: u32 = 1 << 30;
 
 /// Frame compression.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -343,7 +346,7 @@ pub(crate) fn read_frame(
         return Ok(FrameOrEnd::End(total, frames));
     }
     let remaining = file_len.saturating_sub(offset + FRAME_HEADER as u64);
-    if len > FRAME_MAX || u64::from(len) > remaining {
+    if len > MAX_FRAME_BYTES || u64::from(len) > remaining {
         return Err(Error::corrupt(
             path,
             format!(
@@ -373,6 +376,13 @@ pub(crate) fn read_frame(
         ));
     }
     if compression == Compression::Lz4 {
+        let claimed = body.get(..4).map_or(0, |b| u32::from_le_bytes(le(b)));
+        if claimed > MAX_FRAME_BYTES {
+            return Err(Error::corrupt(
+                path,
+                format!("frame at offset {offset}: lz4 payload claims {claimed} bytes, more than {MAX_FRAME_BYTES}"),
+            ));
+        }
         *payload = lz4_flex::decompress_size_prepended(body)
             .map_err(|e| Error::corrupt(path, format!("frame at offset {offset}: lz4: {e}")))?;
     }
@@ -443,6 +453,12 @@ pub struct ManifestBody {
     pub partitioner: Option<Partitioner>,
     /// One entry per partition, in order.
     pub parts: Vec<PartInfo>,
+    /// Format 2: the element type's structural layout (fields and their types, enum
+    /// variants), traced with `serde-reflection` and written in flintlock's own canonical
+    /// text (see `checkpoint::layout`). `None` in format 1 and for types that cannot be
+    /// traced; then only the type name is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_layout: Option<String>,
 }
 
 const MANIFEST_PREFIX: &[u8] = b"{\"manifest\":";
@@ -684,6 +700,7 @@ mod tests {
                 records: 1,
                 crc32c: 5,
             }],
+            element_layout: Some("struct Reading { delta: i32 }".into()),
         };
         let bytes = m.encode().unwrap();
         assert_eq!(ManifestBody::decode(&bytes, Path::new("m")).unwrap(), m);
@@ -707,7 +724,7 @@ mod frame_tests {
     #[test]
     fn a_frame_longer_than_the_file_is_rejected_before_allocating() {
         let mut file = frame_header(&[0u8; 16], 1).to_vec();
-        file[0..4].copy_from_slice(&(FRAME_MAX - 1).to_le_bytes());
+        file[0..4].copy_from_slice(&(MAX_FRAME_BYTES - 1).to_le_bytes());
         let (mut crc, mut payload, mut scratch) = (0, Vec::new(), Vec::new());
         let err = read_frame(
             &mut file.as_slice(),

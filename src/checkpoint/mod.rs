@@ -21,6 +21,8 @@
 //!   action retries.
 
 pub mod format;
+mod layout;
+mod live;
 mod local;
 mod reliable;
 mod storage;
@@ -76,7 +78,13 @@ impl fmt::Display for CheckpointState {
 pub(crate) trait Codec<T>: Send + Sync {
     fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), postcard::Error>;
     fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String>;
+    /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
+    /// `i` ends), as the writer's check that everything it commits reads back. Returns the
+    /// index of the first record that does not, and why.
+    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)>;
     fn type_name(&self) -> &'static str;
+    /// The element type's structural layout, when it can be traced.
+    fn layout(&self) -> Option<layout::Layout>;
 }
 
 pub(crate) struct SerdeCodec<T>(PhantomData<fn() -> T>);
@@ -110,8 +118,45 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
         Ok(out)
     }
 
+    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {
+        let mut start = 0usize;
+        for (i, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            let own = &bytes[start..end];
+            match postcard::take_from_bytes::<T>(own) {
+                Ok((_, [])) => {}
+                Ok((_, rest)) => {
+                    return Err((
+                        i,
+                        format!(
+                            "it was written as {} bytes but reads back from {} of them \
+                             (the encoding depends on the value in a way the reader cannot see)",
+                            own.len(),
+                            own.len() - rest.len()
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    return Err((i, format!("its {} bytes do not read back: {e}", own.len())))
+                }
+            }
+            start = end;
+        }
+        if start != bytes.len() {
+            return Err((
+                ends.len(),
+                format!("{} bytes follow the frame's records", bytes.len() - start),
+            ));
+        }
+        Ok(())
+    }
+
     fn type_name(&self) -> &'static str {
         std::any::type_name::<T>()
+    }
+
+    fn layout(&self) -> Option<layout::Layout> {
+        layout::Layout::of::<T>()
     }
 }
 
@@ -162,6 +207,8 @@ pub(crate) struct CheckpointCell<T> {
 struct CellInner<T> {
     state: CheckpointState,
     mode: Option<Mode<T>>,
+    /// `local_checkpoint()` persisted the RDD (it was not): undone by `cancel_checkpoint()`.
+    persisted_by_mark: bool,
     marked_at: Option<CallSite>,
     write: Option<Arc<reliable::WriteSession<T>>>,
     path: Option<PathBuf>,
@@ -175,6 +222,7 @@ impl<T: Data> CheckpointCell<T> {
             inner: Mutex::new(CellInner {
                 state: CheckpointState::Initialized,
                 mode: None,
+                persisted_by_mark: false,
                 marked_at: None,
                 write: None,
                 path: None,
@@ -242,19 +290,65 @@ impl<T: Data> RddNode<T> {
     pub(crate) fn mark_reliable(&self, codec: Arc<dyn Codec<T>>, site: CallSite) -> Result<()> {
         let event = {
             let mut c = self.checkpoint.inner.lock();
-            if c.is_checkpoint_node
-                || c.state != CheckpointState::Initialized
-                || matches!(c.mode, Some(Mode::Local))
-            {
+            if matches!(c.mode, Some(Mode::Local)) && !c.is_checkpoint_node {
+                Event::CheckpointRequestIgnored {
+                    rdd_id: self.id,
+                    reason: format!(
+                        "checkpoint() after local_checkpoint(): the RDD keeps its local \
+                         checkpoint ({}); call cancel_checkpoint() first to checkpoint it reliably",
+                        c.state
+                    ),
+                }
+            } else if c.is_checkpoint_node || c.state != CheckpointState::Initialized {
                 return Ok(());
+            } else {
+                if self.ctx.inner.checkpoint_dir.read().is_none() {
+                    return Err(Error::NoCheckpointDir);
+                }
+                c.mode = Some(Mode::Reliable(codec));
+                c.marked_at = Some(site);
+                self.transition(&mut c, CheckpointState::Marked)
             }
-            if self.ctx.inner.checkpoint_dir.read().is_none() {
-                return Err(Error::NoCheckpointDir);
-            }
-            c.mode = Some(Mode::Reliable(codec));
-            c.marked_at = Some(site);
-            self.transition(&mut c, CheckpointState::Marked)
         };
+        self.ctx.inner.emit(event);
+        Ok(())
+    }
+
+    /// `cancel_checkpoint()`: Marked back to Initialized (undoing the persist a local mark
+    /// made). A no-op when not marked.
+    pub(crate) fn cancel_mark(&self) -> Result<()> {
+        let (event, unpersist) = {
+            let mut c = self.checkpoint.inner.lock();
+            match c.state {
+                CheckpointState::Initialized => return Ok(()),
+                CheckpointState::Marked => {}
+                state => {
+                    return Err(Error::CheckpointState {
+                        rdd_id: self.id,
+                        state,
+                        message: match state {
+                            CheckpointState::InProgress => {
+                                "a running job is writing its checkpoint; cancel after the job"
+                                    .to_string()
+                            }
+                            _ => "its lineage was replaced by the checkpoint, which cannot be \
+                                  undone"
+                                .to_string(),
+                        },
+                    })
+                }
+            }
+            c.mode = None;
+            c.marked_at = None;
+            let unpersist = std::mem::take(&mut c.persisted_by_mark);
+            (
+                self.transition(&mut c, CheckpointState::Initialized),
+                unpersist,
+            )
+        };
+        if unpersist {
+            self.set_storage_level(StorageLevel::None);
+        }
         self.ctx.inner.emit(event);
         Ok(())
     }
@@ -276,6 +370,7 @@ impl<T: Data> RddNode<T> {
             c.marked_at = Some(site);
             if self.storage_level() == StorageLevel::None {
                 self.set_storage_level(StorageLevel::MemoryOnly);
+                c.persisted_by_mark = true;
             }
             if c.state == CheckpointState::Initialized {
                 Some(self.transition(&mut c, CheckpointState::Marked))
@@ -408,9 +503,21 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                 if let Some(p) =
                     (0..self.num_partitions).find(|&p| !ctx.inner.blocks.contains(self.id, p))
                 {
-                    return Err(Error::LocalCheckpointBlockLost {
+                    // The lineage is intact (the job aborts this checkpoint: Marked again),
+                    // so this is not a lost block of a truncated RDD.
+                    let why = if self.storage_level() == StorageLevel::None {
+                        "it was unpersisted after local_checkpoint(), so its partitions are \
+                         not kept; persist it again, or call cancel_checkpoint()"
+                    } else {
+                        "its blocks were evicted while the job ran; the next action retries"
+                    };
+                    return Err(Error::CheckpointState {
                         rdd_id: self.id,
-                        partition: p,
+                        state: CheckpointState::Marked,
+                        message: format!(
+                            "the local checkpoint could not be taken: partition {p} is not \
+                             cached ({why}); the lineage is intact"
+                        ),
                     });
                 }
                 (local::checkpoint_rdd(self, site), None)
@@ -594,32 +701,49 @@ pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
     }
 }
 
+/// The absolute form of a checkpoint directory (symbolic links resolved when it exists), so
+/// that two spellings of one folder compare equal.
+pub(crate) fn resolve_root(root: &Path) -> Result<PathBuf> {
+    let abs = if root.is_absolute() {
+        root.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("resolve", root, e))?
+            .join(root)
+    };
+    Ok(std::fs::canonicalize(&abs).unwrap_or(abs))
+}
+
 /// A context's checkpoint folder `<root>/<app-id>/`, locked for this process.
+///
+/// Checkpoints committed in it hold an `Arc` of it, so the folder stays locked for as long
+/// as an RDD reads one of them, even after the context moved to another directory.
 pub(crate) struct AppDir {
     root: PathBuf,
     dir: PathBuf,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) fsync: bool,
     pub(crate) compression: Compression,
+    /// Decode every frame again before committing its part.
+    pub(crate) verify: bool,
+    /// The largest frame payload the writer produces.
+    pub(crate) frame_limit: u32,
     _lock: Option<File>,
-    remove: AtomicBool,
+    remove_if_empty: AtomicBool,
 }
 
 impl AppDir {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         root: &Path,
         app_id: &str,
         storage: Arc<dyn Storage>,
         fsync: bool,
         compression: Compression,
+        verify: bool,
+        frame_limit: u32,
     ) -> Result<AppDir> {
-        let root = if root.is_absolute() {
-            root.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .map_err(|e| Error::io("resolve", root, e))?
-                .join(root)
-        };
+        let root = resolve_root(root)?;
         let dir = root.join(app_id);
         storage
             .create_dir_all(&dir)
@@ -636,8 +760,10 @@ impl AppDir {
             storage,
             fsync,
             compression,
+            verify,
+            frame_limit,
             _lock: lock,
-            remove: AtomicBool::new(false),
+            remove_if_empty: AtomicBool::new(false),
         })
     }
 
@@ -664,25 +790,37 @@ impl AppDir {
         &self.root
     }
 
-    pub(crate) fn rdd_dir(&self, rdd_id: usize) -> PathBuf {
-        self.dir.join(format!("rdd-{rdd_id}"))
+    /// The folder of one write attempt: `rdd-<id>-<write id, 16 hex digits>`. RDD ids
+    /// restart at 0 in every run, so the write id keeps a rerun with the same app id from
+    /// meeting the folders of earlier runs.
+    pub(crate) fn rdd_dir(&self, rdd_id: usize, write_id: u64) -> PathBuf {
+        self.dir.join(format!("rdd-{rdd_id}-{write_id:016x}"))
     }
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Deletes the app folder when the last reference goes (context dropped with
-    /// `clean_checkpoints(true)`).
-    pub(crate) fn remove_on_drop(&self) {
-        self.remove.store(true, Ordering::Release);
+    /// Removes the app folder when the last reference goes, if nothing but its lock file is
+    /// left in it (a context with a generated app id dropped with `clean_checkpoints(true)`;
+    /// such a folder is never used by another context).
+    pub(crate) fn remove_if_empty_on_drop(&self) {
+        self.remove_if_empty.store(true, Ordering::Release);
     }
 }
 
 impl Drop for AppDir {
     fn drop(&mut self) {
-        if self.remove.load(Ordering::Acquire) {
-            let _ = self.storage.remove_dir_all(&self.dir);
+        if !self.remove_if_empty.load(Ordering::Acquire) {
+            return;
+        }
+        let only_lock = self
+            .storage
+            .list(&self.dir)
+            .is_ok_and(|names| names.iter().all(|n| n == LOCK_FILE));
+        if only_lock {
+            let _ = self.storage.remove_file(&self.dir.join(LOCK_FILE));
+            let _ = self.storage.remove_dir(&self.dir);
         }
     }
 }

@@ -14,15 +14,17 @@ use parking_lot::Mutex;
 
 use super::format::{
     self, encode_trailer, frame_body, frame_header, part_name, part_path, read_frame, FrameOrEnd,
-    ManifestBody, PartHeader, PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST,
+    ManifestBody, PartHeader, PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST, MAX_FRAME_BYTES,
 };
+use super::layout::{first_difference, Layout};
+use super::live::Reader;
 use super::{AppDir, CheckpointCell, Codec, Compression, Storage, StorageFile};
 use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::listener::Event;
 use crate::rdd::iter::{boxed, each_of_batches, Batcher, PartitionIterator, Sealed};
-use crate::rdd::node::{CallSite, Compute, PartitionIter, RddNode};
+use crate::rdd::node::{CallSite, Compute, PartitionIter, PlacementGate, RddNode};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
 
@@ -49,6 +51,9 @@ pub(crate) struct WriteSession<T> {
     num_partitions: usize,
     partitioner: Option<crate::Partitioner>,
     parts: Mutex<Parts>,
+    /// Every file this attempt created (temp names and final names): an abort removes these
+    /// and nothing else.
+    created: Mutex<Vec<PathBuf>>,
 }
 
 struct Parts {
@@ -58,16 +63,25 @@ struct Parts {
 }
 
 impl<T: Data> WriteSession<T> {
-    /// Creates the `rdd-<id>` folder for a new attempt.
+    /// Creates the attempt's own folder, `rdd-<id>-<write id>`, exclusively: a folder that
+    /// exists (another run's, however unlikely the id collision) is never written into.
     pub(crate) fn begin(
         node: &RddNode<T>,
         app: Arc<AppDir>,
         codec: Arc<dyn Codec<T>>,
     ) -> Result<Arc<Self>> {
-        let dir = app.rdd_dir(node.id);
-        app.storage
-            .create_dir_all(&dir)
-            .map_err(|e| Error::io("create folder", &dir, e))?;
+        let type_name = codec.type_name();
+        if type_name.len() > usize::from(u16::MAX) {
+            return Err(Error::UnreadableRecord {
+                type_name: type_name.to_string(),
+                reason: format!(
+                    "the type name takes {} bytes; a part file header holds at most {}",
+                    type_name.len(),
+                    u16::MAX
+                ),
+            });
+        }
+        let (dir, write_id) = create_attempt_dir(&app, node.id)?;
         let n = node.num_partitions;
         Ok(Arc::new(WriteSession {
             ctx: node.ctx.clone(),
@@ -75,7 +89,7 @@ impl<T: Data> WriteSession<T> {
             rdd_id: node.id,
             dir,
             codec,
-            write_id: new_write_id(),
+            write_id,
             attempt: ATTEMPT.fetch_add(1, Ordering::Relaxed),
             num_partitions: n,
             partitioner: node.partitioner.clone(),
@@ -83,7 +97,27 @@ impl<T: Data> WriteSession<T> {
                 claimed: vec![false; n],
                 done: vec![None; n],
             }),
+            created: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Creates a new file of this attempt, remembering it for the abort.
+    fn create_file(&self, path: &Path) -> Result<Box<dyn StorageFile>> {
+        let file = self
+            .storage()
+            .create_new(path)
+            .map_err(|e| Error::io("create", path, e))?;
+        self.created.lock().push(path.to_path_buf());
+        Ok(file)
+    }
+
+    /// Renames one of this attempt's files, never replacing anything.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        // Remembered first: after a failed or interrupted rename the target may exist.
+        self.created.lock().push(to.to_path_buf());
+        self.storage()
+            .rename_no_replace(from, to)
+            .map_err(|e| Error::io("rename", to, e))
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -113,11 +147,11 @@ impl<T: Data> WriteSession<T> {
         let temp = self
             .dir
             .join(format!(".{}.{}.tmp", part_name(split), self.attempt));
-        let file = match self.storage().create_new(&temp) {
+        let file = match self.create_file(&temp) {
             Ok(f) => f,
             Err(e) => {
                 self.parts.lock().claimed[split] = false;
-                return Err(Error::io("create", &temp, e));
+                return Err(e);
             }
         };
         let header = PartHeader {
@@ -136,6 +170,9 @@ impl<T: Data> WriteSession<T> {
             file: Some(file),
             payload: Vec::with_capacity(FRAME_TARGET + 1024),
             out: Vec::with_capacity(FRAME_TARGET + 1024),
+            ends: Vec::new(),
+            verify: self.app.verify,
+            frame_limit: self.app.frame_limit as usize,
             frame_records: 0,
             records: 0,
             frames: 0,
@@ -181,14 +218,14 @@ impl<T: Data> WriteSession<T> {
             type_fingerprint: format::type_fingerprint(self.codec.type_name()),
             compression: self.app.compression,
             num_partitions: self.num_partitions,
-            partitioner: self.partitioner.clone(),
+            // A range partitioner whose bounds could not be encoded cannot be recorded.
+            partitioner: self.partitioner.clone().filter(|p| p.is_recordable()),
             parts,
+            element_layout: self.codec.layout().map(|l| l.text().to_string()),
         };
         let bytes = manifest.encode()?;
         let temp = self.dir.join(format!(".manifest.{}.tmp", self.attempt));
-        let mut f = storage
-            .create_new(&temp)
-            .map_err(|e| Error::io("create", &temp, e))?;
+        let mut f = self.create_file(&temp)?;
         f.write_all(&bytes)
             .and_then(|_| f.flush())
             .map_err(|e| Error::io("write", &temp, e))?;
@@ -200,9 +237,7 @@ impl<T: Data> WriteSession<T> {
         drop(f);
         let final_path = self.dir.join(MANIFEST);
         // The commit point. No-replace: an existing manifest is never overwritten.
-        storage
-            .rename_no_replace(&temp, &final_path)
-            .map_err(|e| Error::io("rename", &final_path, e))?;
+        self.rename(&temp, &final_path)?;
         // Crash guard: makes the commit durable. Until this returns, a power loss may undo
         // the rename (then: not committed, recomputed); lineage is released only after it.
         if self.app.fsync {
@@ -219,15 +254,36 @@ impl<T: Data> WriteSession<T> {
         Ok(manifest)
     }
 
-    /// Removes every file of this attempt (the whole `rdd-<id>` folder, which only this
-    /// attempt writes) and makes the removal durable.
+    /// Removes the files this attempt created, then its folder if nothing else is in it,
+    /// and makes the removal durable. Nothing this attempt did not create is touched.
     pub(crate) fn abort(&self) {
         let storage = self.storage();
-        let _ = storage.remove_dir_all(&self.dir);
+        let created = std::mem::take(&mut *self.created.lock());
+        for path in created.iter().rev() {
+            let _ = storage.remove_file(path);
+        }
+        let _ = storage.remove_dir(&self.dir);
         if self.app.fsync {
             let _ = storage.sync_dir(self.app.dir());
         }
     }
+}
+
+/// Creates a new attempt folder exclusively, drawing another write id on the (astronomically
+/// unlikely) collision with an existing folder.
+fn create_attempt_dir(app: &AppDir, rdd_id: usize) -> Result<(PathBuf, u64)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let write_id = new_write_id();
+        let dir = app.rdd_dir(rdd_id, write_id);
+        match app.storage.create_dir(&dir) {
+            Ok(()) => return Ok((dir, write_id)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some((dir, e)),
+            Err(e) => return Err(Error::io("create folder", &dir, e)),
+        }
+    }
+    let (dir, e) = last.expect("the loop ran");
+    Err(Error::io("create folder", &dir, e))
 }
 
 /// Writes one partition file as records pass through the tee.
@@ -238,6 +294,11 @@ struct PartWriter<T: Data> {
     file: Option<Box<dyn StorageFile>>,
     payload: Vec<u8>,
     out: Vec<u8>,
+    /// Where each record of the current frame ends in `payload` (only when verifying).
+    ends: Vec<u32>,
+    verify: bool,
+    /// The largest payload a frame may have (the reader's limit, or a lower one).
+    frame_limit: usize,
     frame_records: u32,
     records: u64,
     frames: u32,
@@ -266,17 +327,46 @@ impl<T: Data> PartWriter<T> {
         Ok(())
     }
 
+    /// An [`Error::UnreadableRecord`] about record `index` (in the partition).
+    fn unreadable(&self, index: u64, why: String) -> Error {
+        Error::UnreadableRecord {
+            type_name: self.session.codec.type_name().to_string(),
+            reason: format!("partition {}, record {index}: {why}", self.split),
+        }
+    }
+
     fn push(&mut self, x: &T) -> Result<()> {
-        self.session
-            .codec
-            .encode(x, &mut self.payload)
-            .map_err(|source| Error::Serialization {
-                context: format!("encoding a record for {}", self.temp.display()),
-                source,
-            })?;
+        let start = self.payload.len();
+        if let Err(e) = self.session.codec.encode(x, &mut self.payload) {
+            self.payload.truncate(start);
+            return Err(self.unreadable(self.records, format!("it does not encode: {e}")));
+        }
+        let len = self.payload.len() - start;
+        if len > self.frame_limit {
+            self.payload.truncate(start);
+            return Err(self.unreadable(
+                self.records,
+                format!(
+                    "it encodes to {len} bytes, more than a checkpoint frame may hold ({} \
+                     bytes, the reader's limit); split such records into smaller ones",
+                    self.frame_limit
+                ),
+            ));
+        }
+        if self.payload.len() > self.frame_limit {
+            // The record fits a frame of its own: close the frame before it.
+            let own = self.payload.split_off(start);
+            self.flush_frame()?;
+            self.payload = own;
+        }
         self.frame_records += 1;
         self.records += 1;
-        if self.payload.len() >= FRAME_TARGET || self.frame_records == u32::MAX {
+        if self.verify {
+            self.ends.push(self.payload.len() as u32);
+        }
+        if self.payload.len() >= FRAME_TARGET.min(self.frame_limit)
+            || self.frame_records == u32::MAX
+        {
             self.flush_frame()?;
         }
         Ok(())
@@ -286,14 +376,39 @@ impl<T: Data> PartWriter<T> {
         if self.frame_records == 0 {
             return Ok(());
         }
+        if self.verify {
+            // The writer accepts only what the reader reads back: every record must decode
+            // from exactly its own bytes. A failure fails the write before any rename.
+            if let Err((i, why)) = self.session.codec.verify_frame(&self.payload, &self.ends) {
+                let index = self.records - u64::from(self.frame_records) + i as u64;
+                return Err(self.unreadable(index, why));
+            }
+            self.ends.clear();
+        }
+        if self.frames == u32::MAX - 1 {
+            return Err(self.unreadable(
+                self.records,
+                format!("a part file holds at most {} frames", u32::MAX - 1),
+            ));
+        }
         let payload = std::mem::take(&mut self.payload);
         let mut scratch = std::mem::take(&mut self.out);
         let body = frame_body(&payload, self.session.app.compression, &mut scratch);
-        let header = frame_header(body, self.frame_records);
-        // Header and body as two writes: no copy of the body into a frame buffer.
-        let r = self
-            .write_bytes(&header)
-            .and_then(|()| self.write_bytes(body));
+        let r = if body.len() > MAX_FRAME_BYTES as usize {
+            Err(self.unreadable(
+                self.records,
+                format!(
+                    "the compressed frame takes {} bytes, more than a reader accepts ({})",
+                    body.len(),
+                    MAX_FRAME_BYTES
+                ),
+            ))
+        } else {
+            let header = frame_header(body, self.frame_records);
+            // Header and body as two writes: no copy of the body into a frame buffer.
+            self.write_bytes(&header)
+                .and_then(|()| self.write_bytes(body))
+        };
         self.out = scratch;
         self.payload = payload;
         self.payload.clear();
@@ -322,10 +437,7 @@ impl<T: Data> PartWriter<T> {
         let session = &self.session;
         let final_path = part_path(&session.dir, self.split);
         // No-replace: a part written by an earlier attempt is never silently overwritten.
-        session
-            .storage()
-            .rename_no_replace(&self.temp, &final_path)
-            .map_err(|e| Error::io("rename", &final_path, e))?;
+        session.rename(&self.temp, &final_path)?;
         self.finished = true;
         session.parts.lock().done[self.split] = Some(PartInfo {
             file: part_name(self.split),
@@ -515,20 +627,11 @@ pub(crate) struct CheckpointFiles<T> {
     storage: Arc<dyn Storage>,
     manifest: ManifestBody,
     codec: Arc<dyn Codec<T>>,
-    /// Deletes the folder when the checkpoint RDD goes (`clean_checkpoints(true)`); `None`
-    /// for checkpoints opened from disk, which this context does not own.
-    _cleanup: Option<CleanupGuard>,
-}
-
-struct CleanupGuard {
-    storage: Arc<dyn Storage>,
-    dir: PathBuf,
-}
-
-impl Drop for CleanupGuard {
-    fn drop(&mut self) {
-        let _ = self.storage.remove_dir_all(&self.dir);
-    }
+    /// This RDD reads the folder: nothing deletes it meanwhile (see `live`). Declared before
+    /// `_app`, so a requested deletion happens before the app folder may go.
+    _reader: Reader,
+    /// For a checkpoint this context wrote: its app folder, kept (and locked) while read.
+    _app: Option<Arc<AppDir>>,
 }
 
 /// `ReliableCheckpointRdd`: reads the committed part files of one checkpoint.
@@ -771,12 +874,14 @@ fn check_header(h: &PartHeader, m: &ManifestBody, split: usize, path: &Path) -> 
             path: path.to_path_buf(),
             expected: m.element_type.clone(),
             found: h.type_name.clone(),
+            difference: None,
         });
     }
     Ok(())
 }
 
-/// Builds the checkpoint RDD that replaces a freshly committed node's lineage.
+/// Builds the checkpoint RDD that replaces a freshly committed node's lineage. Its
+/// partitioner is the node's own: this build placed the keys, so it is trusted.
 pub(crate) fn checkpoint_rdd<T: Data>(
     node: &RddNode<T>,
     session: &WriteSession<T>,
@@ -784,29 +889,29 @@ pub(crate) fn checkpoint_rdd<T: Data>(
     codec: Arc<dyn Codec<T>>,
     site: CallSite,
 ) -> Rdd<T> {
-    let cleanup = node
-        .ctx
-        .inner
-        .config
-        .clean_checkpoints
-        .then(|| CleanupGuard {
-            storage: session.app.storage.clone(),
-            dir: session.dir.clone(),
-        });
+    let reader = Reader::register(&session.dir);
+    if node.ctx.inner.config.clean_checkpoints {
+        reader.delete_when_unread(session.app.storage.clone());
+    }
     let files = Arc::new(CheckpointFiles {
         dir: session.dir.clone(),
         storage: session.app.storage.clone(),
         manifest,
         codec,
-        _cleanup: cleanup,
+        _reader: reader,
+        _app: Some(session.app.clone()),
     });
-    new_checkpoint_node(&node.ctx, files, node.partitioner.clone(), site)
+    new_checkpoint_node(&node.ctx, files, node.partitioner.clone(), None, site)
 }
+
+/// Reads a placement probe (see [`PlacementGate`]).
+type Probe<T> = Box<dyn Fn() -> Result<Vec<(usize, T)>> + Send + Sync>;
 
 fn new_checkpoint_node<T: Data>(
     ctx: &Context,
     files: Arc<CheckpointFiles<T>>,
     partitioner: Option<crate::Partitioner>,
+    probe: Option<Probe<T>>,
     site: CallSite,
 ) -> Rdd<T> {
     let n = files.manifest.num_partitions;
@@ -820,7 +925,31 @@ fn new_checkpoint_node<T: Data>(
         Arc::new(ReliableCheckpointRdd { files }),
     );
     node.checkpoint = CheckpointCell::for_checkpoint_node(Some(path));
+    node.placement = probe.map(|p| Arc::new(PlacementGate::new(node.id, p)));
     Rdd::from_node(node)
+}
+
+/// How many records of each part the placement probe reads (from the part's first frame).
+const PROBE_PER_PART: usize = 64;
+
+/// Reads the placement probe of a checkpoint: up to [`PROBE_PER_PART`] records from the
+/// start of every part file, fully verified as any read is.
+fn read_probe<T: Data>(files: &Arc<CheckpointFiles<T>>, ctx: &Context) -> Result<Vec<(usize, T)>> {
+    let mut probe = Vec::new();
+    for split in 0..files.manifest.num_partitions {
+        let tc = TaskContext::detached(ctx);
+        let mut reader = PartReader::open(files.clone(), split, tc.clone())?;
+        probe.extend(
+            reader
+                .by_ref()
+                .take(PROBE_PER_PART)
+                .map(|record| (split, record)),
+        );
+        if let Some(e) = tc.take_failure() {
+            return Err(e);
+        }
+    }
+    Ok(probe)
 }
 
 /// `Context::open_checkpoint`: verifies a committed checkpoint folder and returns an RDD
@@ -832,6 +961,9 @@ pub(crate) fn open_checkpoint<T: Data>(
     site: CallSite,
 ) -> Result<Rdd<T>> {
     let storage: Arc<dyn Storage> = ctx.inner.config.storage.clone();
+    // Registered before anything is checked: a cleanup that removes the folder has either
+    // done so already (then it is missing below) or waits for this reader.
+    let reader = Reader::register(path);
     let names = storage.list(path).map_err(|e| Error::io("open", path, e))?;
     if !names.iter().any(|n| n == MANIFEST) {
         return Err(Error::NotCommitted {
@@ -845,13 +977,7 @@ pub(crate) fn open_checkpoint<T: Data>(
         .and_then(|mut r| r.read_to_end(&mut bytes))
         .map_err(|e| Error::io("read", &manifest_path, e))?;
     let manifest = ManifestBody::decode(&bytes, &manifest_path)?;
-    if manifest.element_type != codec.type_name() {
-        return Err(Error::TypeMismatch {
-            path: manifest_path,
-            expected: codec.type_name().to_string(),
-            found: manifest.element_type,
-        });
-    }
+    check_element_type(&manifest, codec.as_ref(), &manifest_path)?;
     for (i, part) in manifest.parts.iter().enumerate() {
         if !names.contains(&part.file) {
             return Err(Error::corrupt(
@@ -881,7 +1007,39 @@ pub(crate) fn open_checkpoint<T: Data>(
         storage,
         manifest,
         codec,
-        _cleanup: None,
+        _reader: reader,
+        _app: None,
     });
-    Ok(new_checkpoint_node(ctx, files, partitioner, site))
+    // Another build wrote it, perhaps: its placement is checked before it is relied on.
+    let probe: Option<Probe<T>> = partitioner.as_ref().map(|_| {
+        let probe_files = files.clone();
+        let probe_ctx = ctx.clone();
+        Box::new(move || read_probe(&probe_files, &probe_ctx)) as Probe<T>
+    });
+    Ok(new_checkpoint_node(ctx, files, partitioner, probe, site))
+}
+
+/// Checks that the checkpoint holds elements of the codec's type. When both the manifest
+/// (format 2) and this build can describe the type's structure, the layouts decide: a type
+/// whose name is unchanged but whose fields or variants changed is a mismatch, and a type
+/// that moved to another module with an unchanged layout reads fine. Otherwise (format 1,
+/// or a type that cannot be traced) the type names must be equal.
+fn check_element_type<T>(manifest: &ManifestBody, codec: &dyn Codec<T>, path: &Path) -> Result<()> {
+    let mismatch = |difference| Error::TypeMismatch {
+        path: path.to_path_buf(),
+        expected: codec.type_name().to_string(),
+        found: manifest.element_type.clone(),
+        difference,
+    };
+    match (&manifest.element_layout, codec.layout()) {
+        (Some(written), Some(read)) => {
+            let written = Layout::from_text(written.clone());
+            if written != read {
+                return Err(mismatch(Some(first_difference(&written, &read))));
+            }
+            Ok(())
+        }
+        _ if manifest.element_type != codec.type_name() => Err(mismatch(None)),
+        _ => Ok(()),
+    }
 }

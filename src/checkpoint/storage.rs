@@ -32,6 +32,9 @@ pub trait StorageFile: Write + Send {
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Creates a folder and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Creates one folder, exclusively: fails with `AlreadyExists` when it exists (its parent
+    /// must exist). A write attempt owns the folder it created this way.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
     /// Creates a new file; fails with `AlreadyExists` when it exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens a file for reading.
@@ -48,6 +51,8 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a folder and everything in it.
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty folder; fails when it is not empty.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The local filesystem.
@@ -95,6 +100,9 @@ impl Storage for LocalFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::create_dir_all(path)
     }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir(path)
+    }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         let f = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Box::new(LocalFile(f)))
@@ -126,13 +134,16 @@ impl Storage for LocalFs {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::remove_dir_all(path)
     }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
+    }
 }
 
 /// The kinds of operation [`FaultyStorage`] counts and can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StorageOp {
-    /// `create_dir_all`.
+    /// `create_dir_all` and `create_dir`.
     CreateDir,
     /// `create_new`.
     Create,
@@ -144,7 +155,8 @@ pub enum StorageOp {
     Rename,
     /// `sync_dir`.
     SyncDir,
-    /// `remove_file` / `remove_dir_all` (never failed: cleanup must be able to run).
+    /// `remove_file` / `remove_dir` / `remove_dir_all` (never failed: cleanup must be able to
+    /// run).
     Remove,
     /// `open`, `len`, `list`.
     Read,
@@ -309,6 +321,10 @@ impl Storage for Arc<FaultyStorage> {
         self.check(StorageOp::CreateDir)?;
         self.inner.create_dir_all(path)
     }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.check(StorageOp::CreateDir)?;
+        self.inner.create_dir(path)
+    }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         self.check(StorageOp::Create)?;
         let inner = self.inner.create_new(path)?;
@@ -342,5 +358,8 @@ impl Storage for Arc<FaultyStorage> {
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_dir_all(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
     }
 }

@@ -14,7 +14,7 @@ use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::shuffle::{bucketize, ShuffleDependency};
+use crate::shuffle::{bucketize, keyed_map_side, ShuffleDependency};
 use crate::{Data, Key, Rdd};
 
 /// One input of a co-group: read in place, or through a shuffle.
@@ -27,14 +27,10 @@ impl<K: Key, V: Data> CoGroupSide<K, V> {
     /// Partitioner equality decides: no shuffle when `rdd` is already partitioned by `p`.
     #[track_caller]
     pub(crate) fn new(rdd: &Rdd<(K, V)>, p: &Partitioner) -> Self {
-        if rdd.partitioner().as_ref() == Some(p) {
+        if rdd.trusted_partitioner().as_ref() == Some(p) {
             return CoGroupSide::Narrow(rdd.clone());
         }
-        let key_fn = p.key_fn::<K>();
-        let n = p.num_partitions();
-        let map_side = Arc::new(move |input: PartitionIter<(K, V)>, _: &TaskContext| {
-            bucketize(input, &key_fn, n)
-        });
+        let map_side = keyed_map_side(p, |input, key_fn, n| bucketize(input, key_fn, n));
         CoGroupSide::Shuffled(Arc::new(ShuffleDependency::new(
             rdd.clone(),
             p.clone(),

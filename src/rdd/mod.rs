@@ -6,6 +6,7 @@
 mod cartesian;
 mod coalesced;
 mod cogrouped;
+mod failed;
 pub(crate) mod iter;
 mod map_partitions;
 pub(crate) mod node;
@@ -296,8 +297,14 @@ impl<T: Data> Rdd<T> {
     }
 
     /// How the RDD's keys are partitioned, if known.
+    ///
+    /// For a checkpoint reopened from disk this is the partitioner its manifest records. By-key
+    /// operations rely on it only after checking that this build places the checkpoint's keys
+    /// where they are (a probe of each part's first records); when that check fails the
+    /// partitioner is dropped (this returns `None` from then on, the operation shuffles,
+    /// and [`crate::Event::PartitionerDropped`] says why).
     pub fn partitioner(&self) -> Option<Partitioner> {
-        self.node.partitioner.clone()
+        self.node.visible_partitioner()
     }
 
     /// The edges to its parents. After a checkpoint: exactly one `OneToOne` edge to the
@@ -352,19 +359,21 @@ impl<T: Data> Rdd<T> {
         preserves_partitioning: bool,
         f: PartitionFn<T, U>,
     ) -> Rdd<U> {
-        let partitioner = if preserves_partitioning {
-            self.partitioner()
+        let (partitioner, placement) = if preserves_partitioning {
+            self.node.preserved_partitioning::<U>()
         } else {
-            None
+            (None, None)
         };
-        Rdd::make(
-            self.context(),
+        let mut node = RddNode::new(
+            self.context().clone(),
             "MapPartitionsRdd",
             site,
             self.num_partitions(),
             partitioner,
-            MapPartitionsRdd::new(self.clone(), f),
-        )
+            Arc::new(MapPartitionsRdd::new(self.clone(), f)),
+        );
+        node.placement = placement;
+        Rdd::from_node(node)
     }
 
     /// Applies `f` to every element.
@@ -572,8 +581,13 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
         assert!(
-            fraction.is_finite() && fraction >= 0.0 && (with_replacement || fraction <= 1.0),
-            "sample: fraction must be in [0, 1] without replacement and >= 0 with it, got {fraction}"
+            fraction.is_finite()
+                && fraction >= 0.0
+                && (with_replacement || fraction <= 1.0)
+                && fraction <= sampling::MAX_POISSON_MEAN,
+            "sample: fraction must be in [0, 1] without replacement and in [0, {:e}] with it, \
+             got {fraction}",
+            sampling::MAX_POISSON_MEAN
         );
         self.map_partitions_op(
             site("sample"),
@@ -1103,6 +1117,32 @@ impl<T: Data> Rdd<T> {
     pub fn local_checkpoint(&self) -> Result<()> {
         self.node.mark_local(site("local_checkpoint"));
         Ok(())
+    }
+
+    /// Takes back a `checkpoint()` or `local_checkpoint()` mark: a Marked RDD returns to
+    /// Initialized (a persist made by `local_checkpoint()` is undone), and actions compute
+    /// it from its lineage again. The way out of a checkpoint that cannot be written (an
+    /// element that does not serialize): every action on the RDD retries the write until the
+    /// mark is cancelled. A no-op when the RDD is not marked.
+    ///
+    /// ```
+    /// use flintlock::{CheckpointState, Context};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let ctx = Context::builder().checkpoint_dir(dir.path()).build()?;
+    /// let rdd = ctx.range(0..10, 2);
+    /// rdd.checkpoint()?;
+    /// rdd.cancel_checkpoint()?;
+    /// assert_eq!(rdd.checkpoint_state(), CheckpointState::Initialized);
+    /// assert_eq!(rdd.count()?, 10);
+    /// assert!(!rdd.is_checkpointed());
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::CheckpointState`] while a job writes the checkpoint (InProgress) and once it
+    /// is committed (Checkpointed: the lineage is gone).
+    pub fn cancel_checkpoint(&self) -> Result<()> {
+        self.node.cancel_mark()
     }
 
     /// Where the RDD is in the checkpoint state machine.

@@ -48,6 +48,68 @@ pub(crate) trait Compute<T>: Send + Sync + 'static {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>>;
 }
 
+/// The placement check of a hash-partitioned checkpoint reopened from disk.
+///
+/// Placement depends on the key type's `Hash` impl and on the hash function, and Rust
+/// promises neither across builds. So the partitioner recorded in a manifest is trusted only
+/// after this build has placed a probe of the checkpoint's keys (the first records of every
+/// part file) in the partitions they were read from. The check runs once, the first time a
+/// by-key operation would rely on the partitioner (it needs the key type, which only the
+/// by-key operations know); on a mismatch the partitioner is dropped and
+/// `Event::PartitionerDropped` says why.
+pub(crate) struct PlacementGate<T> {
+    /// The reopened checkpoint RDD.
+    pub(crate) rdd_id: usize,
+    /// Reads the probe: `(partition, record)` pairs.
+    probe: Box<dyn Fn() -> Result<Vec<(usize, T)>> + Send + Sync>,
+    verdict: std::sync::OnceLock<bool>,
+}
+
+impl<T: Data> PlacementGate<T> {
+    pub(crate) fn new(
+        rdd_id: usize,
+        probe: Box<dyn Fn() -> Result<Vec<(usize, T)>> + Send + Sync>,
+    ) -> Self {
+        PlacementGate {
+            rdd_id,
+            probe,
+            verdict: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The outcome of the check, once it ran.
+    pub(crate) fn verdict(&self) -> Option<bool> {
+        self.verdict.get().copied()
+    }
+
+    /// Runs the check once: `test` gets the probe and says where a record is misplaced.
+    /// Returns whether the partitioner can be trusted; the first failing check sends
+    /// `Event::PartitionerDropped`.
+    pub(crate) fn check(
+        &self,
+        ctx: &Context,
+        test: impl FnOnce(&[(usize, T)]) -> std::result::Result<(), String>,
+    ) -> bool {
+        if let Some(v) = self.verdict.get() {
+            return *v;
+        }
+        let outcome = match (self.probe)() {
+            Ok(records) => test(&records),
+            Err(e) => Err(format!("its probe of keys could not be read: {e}")),
+        };
+        // Set outside any lock, so a listener may call back in.
+        if self.verdict.set(outcome.is_ok()).is_ok() {
+            if let Err(reason) = outcome {
+                ctx.inner.emit(crate::listener::Event::PartitionerDropped {
+                    rdd_id: self.rdd_id,
+                    reason,
+                });
+            }
+        }
+        self.verdict.get().copied().unwrap_or(false)
+    }
+}
+
 /// Where an RDD was created: the operation and the user's source line.
 #[derive(Clone, Copy)]
 pub struct CallSite {
@@ -103,6 +165,9 @@ pub trait RddBase: Send + Sync + sealed::Sealed + 'static {
     fn checkpoint_state(&self) -> CheckpointState;
     /// How many partitions are currently held in the block store.
     fn cached_partitions(&self) -> usize;
+    /// The context the RDD belongs to, described by its serial number and app id
+    /// (`context #2 (app id "pagerank")`).
+    fn context_description(&self) -> String;
 }
 
 /// The crate-internal side of a node, used by the scheduler and the checkpointer.
@@ -118,6 +183,10 @@ pub(crate) trait Node: RddBase {
     fn detach_lineage(&mut self) -> Vec<Arc<dyn Node>>;
     /// The checkpoint hooks of this node.
     fn checkpoint_ops(&self) -> &dyn crate::checkpoint::CheckpointOps;
+    /// The serial number of the node's context.
+    fn context_serial(&self) -> u64;
+    /// When the node's lineage reaches RDDs of another context: that context, described.
+    fn mixed_with(&self) -> Option<&str>;
 }
 
 pub(crate) enum Lineage<T: Data> {
@@ -138,6 +207,12 @@ pub(crate) struct RddNode<T: Data> {
     pub(crate) num_partitions: usize,
     pub(crate) partitioner: Option<Partitioner>,
     pipe_depth: usize,
+    /// Another context whose RDDs this node's lineage reaches (an action then fails).
+    mixed_with: Option<String>,
+    /// For a checkpoint reopened from disk (and RDDs that keep its partitioning): the check
+    /// that this build places keys where the checkpoint has them, run before the partitioner
+    /// is relied on.
+    pub(crate) placement: Option<Arc<PlacementGate<T>>>,
     name: Mutex<Option<String>>,
     storage_level: AtomicU8,
     pub(crate) lineage: RwLock<Lineage<T>>,
@@ -153,13 +228,21 @@ impl<T: Data> RddNode<T> {
         partitioner: Option<Partitioner>,
         compute: Arc<dyn Compute<T>>,
     ) -> RddNode<T> {
-        let pipe_depth = compute
-            .dependencies()
+        let deps = compute.dependencies();
+        let pipe_depth = deps
             .iter()
             .filter(|d| !d.is_shuffle())
             .map(|d| d.parent_node().pipe_depth() + 1)
             .max()
             .unwrap_or(0);
+        let mixed_with = deps.iter().find_map(|d| {
+            let parent = d.parent_node();
+            if parent.context_serial() != ctx.inner.serial {
+                Some(parent.context_description())
+            } else {
+                parent.mixed_with().map(str::to_string)
+            }
+        });
         let id = ctx.inner.new_rdd_id();
         RddNode {
             ctx,
@@ -169,10 +252,47 @@ impl<T: Data> RddNode<T> {
             num_partitions,
             partitioner,
             pipe_depth,
+            mixed_with,
+            placement: None,
             name: Mutex::new(None),
             storage_level: AtomicU8::new(StorageLevel::None.to_u8()),
             lineage: RwLock::new(Lineage::Computed(compute)),
             checkpoint: CheckpointCell::new(),
+        }
+    }
+
+    /// The partitioner users see: the RDD's own, unless a placement check found that this
+    /// build does not place the keys where a reopened checkpoint has them.
+    pub(crate) fn visible_partitioner(&self) -> Option<Partitioner> {
+        match &self.placement {
+            Some(gate) if gate.verdict() == Some(false) => None,
+            _ => self.partitioner.clone(),
+        }
+    }
+
+    /// What a child that keeps this RDD's partitioning (`filter`, `map_values`, ...) gets:
+    /// the partitioner, and a pending placement check it shares when its element type is the
+    /// same. A child of another element type cannot share a pending check, so it gets no
+    /// partitioner (by-key operations settle the check before making such children).
+    pub(crate) fn preserved_partitioning<U: Data>(
+        &self,
+    ) -> (Option<Partitioner>, Option<Arc<PlacementGate<U>>>) {
+        let Some(p) = self.partitioner.clone() else {
+            return (None, None);
+        };
+        let Some(gate) = &self.placement else {
+            return (Some(p), None);
+        };
+        match gate.verdict() {
+            Some(true) => (Some(p), None),
+            Some(false) => (None, None),
+            None => {
+                let shared: Arc<dyn std::any::Any + Send + Sync> = gate.clone();
+                match shared.downcast::<PlacementGate<U>>() {
+                    Ok(g) => (Some(p), Some(g)),
+                    Err(_) => (None, None),
+                }
+            }
         }
     }
 
@@ -278,7 +398,7 @@ impl<T: Data> RddBase for RddNode<T> {
         self.num_partitions
     }
     fn partitioner(&self) -> Option<Partitioner> {
-        self.partitioner.clone()
+        self.visible_partitioner()
     }
     fn dependencies(&self) -> Vec<Dependency> {
         match &*self.lineage.read() {
@@ -295,6 +415,9 @@ impl<T: Data> RddBase for RddNode<T> {
     }
     fn cached_partitions(&self) -> usize {
         self.ctx.inner.blocks.cached_partitions(self.id)
+    }
+    fn context_description(&self) -> String {
+        self.ctx.inner.describe()
     }
 }
 
@@ -327,6 +450,14 @@ impl<T: Data> Node for RddNode<T> {
 
     fn checkpoint_ops(&self) -> &dyn crate::checkpoint::CheckpointOps {
         self
+    }
+
+    fn context_serial(&self) -> u64 {
+        self.ctx.inner.serial
+    }
+
+    fn mixed_with(&self) -> Option<&str> {
+        self.mixed_with.as_deref()
     }
 }
 

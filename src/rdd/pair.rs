@@ -10,33 +10,69 @@
 //! partition count.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::cogrouped::{CoGroupSide, CoGroupedRdd, CombineFn};
+use super::failed::FailedRdd;
 use super::iter::{boxed, each_of_batches, Batcher, FlatMapped, Mapped, PartitionIterator, Sealed};
 use super::node::{CallSite, PartitionIter};
 use super::sampling;
 use super::shuffled::ShuffledRdd;
 use super::site;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
-use crate::scheduler::TaskContext;
 use crate::shuffle::{
-    bucketize, combine_partially, combine_values, merge_combiners as merge_all, ShuffleDependency,
+    bucketize, combine_partially, combine_values, keyed_map_side, merge_combiners as merge_all,
+    ShuffleDependency,
 };
 use crate::{Data, Key, Rdd};
 
 impl<K: Key, V: Data> Rdd<(K, V)> {
+    /// The partitioner by-key operations may rely on: the RDD's partitioner, once trusted.
+    ///
+    /// A checkpoint reopened from disk is trusted only after this build has placed a probe of
+    /// its keys in the partitions they were read from (the check runs here, once; see
+    /// `PlacementGate`), and a range partitioner that cannot place `K` (one read back from a
+    /// manifest keeps its bounds only as bytes) is not relied on. An untrusted partitioner
+    /// means a shuffle, never a wrong join.
+    pub(crate) fn trusted_partitioner(&self) -> Option<Partitioner> {
+        let p = self.node.partitioner.clone()?;
+        if !p.places::<K>() {
+            return None;
+        }
+        if let Some(gate) = &self.node.placement {
+            let trusted = gate.check(self.context(), |probe| {
+                for (part, (k, _)) in probe {
+                    let at = p.try_partition_of(k).map_err(|e| e.to_string())?;
+                    if at != *part {
+                        return Err(format!(
+                            "a key read from partition {part} is placed in partition {at} by \
+                             this build (the key type's Hash impl or the hash function differs \
+                             from the build that wrote the checkpoint); {} keys were probed",
+                            probe.len()
+                        ));
+                    }
+                }
+                Ok(())
+            });
+            if !trusted {
+                return None;
+            }
+        }
+        Some(p)
+    }
+
     pub(crate) fn default_partitioner(&self) -> Partitioner {
-        self.partitioner()
+        self.trusted_partitioner()
             .unwrap_or_else(|| Partitioner::hash(self.num_partitions().max(1)))
     }
 
     fn default_partitioner_with<W: Data>(&self, other: &Rdd<(K, W)>) -> Partitioner {
-        match (self.partitioner(), other.partitioner()) {
+        match (self.trusted_partitioner(), other.trusted_partitioner()) {
             (Some(a), Some(b)) => {
                 if b.num_partitions() > a.num_partitions() {
                     b
@@ -66,7 +102,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     ) -> Rdd<(K, C)> {
         let create = Arc::new(create);
         let merge_value = Arc::new(merge_value);
-        if self.partitioner().as_ref() == Some(&partitioner) {
+        if self.trusted_partitioner().as_ref() == Some(&partitioner) {
             return self.map_partitions_op(
                 site,
                 true,
@@ -76,12 +112,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 }),
             );
         }
-        let key_fn = partitioner.key_fn::<K>();
         let n = partitioner.num_partitions();
         if map_side_combine {
             let merge_c = Arc::new(merge_combiners);
-            let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-                combine_partially(it, create.as_ref(), merge_value.as_ref(), &key_fn, n)
+            let map_side = keyed_map_side(&partitioner, move |it, key_fn, n| {
+                combine_partially(it, create.as_ref(), merge_value.as_ref(), key_fn, n)
             });
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {
@@ -98,9 +133,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 ShuffledRdd::new(dep, reduce),
             )
         } else {
-            let map_side = Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| {
-                bucketize(it, &key_fn, n)
-            });
+            let map_side = keyed_map_side(&partitioner, |it, key_fn, n| bucketize(it, key_fn, n));
             let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
             let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, V>| {
                 let map = combine_values(reader, create.as_ref(), merge_value.as_ref(), 0);
@@ -119,13 +152,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// `partition_by` with an explicit call site.
     pub(crate) fn partition_by_op(&self, site: CallSite, partitioner: Partitioner) -> Rdd<(K, V)> {
-        if self.partitioner().as_ref() == Some(&partitioner) {
+        if self.trusted_partitioner().as_ref() == Some(&partitioner) {
             return self.clone();
         }
-        let key_fn = partitioner.key_fn::<K>();
         let n = partitioner.num_partitions();
-        let map_side =
-            Arc::new(move |it: PartitionIter<(K, V)>, _: &TaskContext| bucketize(it, &key_fn, n));
+        let map_side = keyed_map_side(&partitioner, |it, key_fn, n| bucketize(it, key_fn, n));
         let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
         let reduce = Arc::new(|reader: crate::shuffle::ShuffleReader<K, V>| {
             Box::new(reader) as PartitionIter<(K, V)>
@@ -169,6 +200,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         I: IntoIterator<Item = (K, U)>,
         I::IntoIter: 'static,
     {
+        // Settles a reopened checkpoint's placement check, so the new RDD knows whether it
+        // keeps a trusted partitioner (its element type differs, so it cannot share the check).
+        self.trusted_partitioner();
         self.map_partitions_op(
             site("map_partitions_preserving_partitioning"),
             true,
@@ -189,6 +223,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
         let f = Arc::new(f);
+        self.trusted_partitioner(); // see map_partitions_preserving_partitioning
         self.map_partitions_op(
             site("map_values"),
             true,
@@ -217,6 +252,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         I::IntoIter: 'static,
     {
         let f = Arc::new(f);
+        self.trusted_partitioner(); // see map_partitions_preserving_partitioning
         self.map_partitions_op(
             site("flat_map_values"),
             true,
@@ -679,8 +715,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// Sorts by key through a range-partitioning shuffle: partition `i` holds keys before
     /// those of partition `i + 1`, each partition sorted. The bounds come from a sample of the
-    /// keys (a small job run now, as in Spark); if that job fails, one partition is used and
-    /// the error surfaces at the action.
+    /// keys (a small job run now, as in Spark). If that job fails, or the key type's `Ord`
+    /// panics while the bounds are computed, the RDD keeps the error and every action on it
+    /// returns it.
     ///
     /// ```
     /// # let ctx = flintlock::Context::new();
@@ -709,8 +746,35 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     {
         super::check_partitions("sort_by_key", num_partitions);
         let s = site("sort_by_key");
-        let bounds = self.range_bounds(num_partitions).unwrap_or_default();
-        let partitioner = Partitioner::range(bounds, ascending);
+        // `Ord` runs here, outside any task, while the sampled bounds are sorted.
+        let partitioner = catch_unwind(AssertUnwindSafe(|| {
+            self.range_bounds(num_partitions)
+                .map(|bounds| Partitioner::range(bounds, ascending))
+        }))
+        .unwrap_or_else(|payload| {
+            Err(Error::TaskFailed {
+                rdd_id: self.id(),
+                rdd: self.node.describe(),
+                partition: 0,
+                message: format!(
+                    "the key type's Ord panicked while sort_by_key computed range bounds: {}",
+                    crate::scheduler::panic_message(payload.as_ref())
+                ),
+            })
+        });
+        let partitioner = match partitioner {
+            Ok(p) => p,
+            Err(e) => {
+                return Rdd::make(
+                    self.context(),
+                    "FailedRdd",
+                    s,
+                    num_partitions,
+                    None,
+                    FailedRdd::new(e),
+                )
+            }
+        };
         let shuffled = self.partition_by_op(s, partitioner);
         shuffled.map_partitions_op(
             s,
@@ -799,8 +863,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// Any error of the job.
     pub fn lookup(&self, key: &K) -> Result<Vec<V>> {
         let key = key.clone();
-        let parts: Vec<usize> = match self.partitioner() {
-            Some(p) => vec![p.partition_of(&key)],
+        let parts: Vec<usize> = match self
+            .trusted_partitioner()
+            .and_then(|p| p.try_partition_of(&key).ok())
+        {
+            Some(p) => vec![p],
             None => (0..self.num_partitions()).collect(),
         };
         let found = self.run(&parts, |_, it| {

@@ -13,6 +13,7 @@
 
 mod task;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,14 +23,14 @@ use rustc_hash::FxHashSet;
 use crate::checkpoint::{self, JobCheckpoints};
 use crate::context::Context;
 use crate::dependency::DepInner;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::listener::{Event, StageKind};
 use crate::rdd::node::{Node, PartitionIter, RddNode};
 use crate::shuffle::ShuffleDepBase;
 use crate::storage::StorageLevel;
 use crate::Data;
 
-pub(crate) use task::TaskContext;
+pub(crate) use task::{panic_message, TaskContext};
 
 /// Runs `func` on each of `partitions` of `rdd` and returns the results in that order.
 pub(crate) fn run_job<T, R, F>(
@@ -43,6 +44,13 @@ where
     F: Fn(&TaskContext, usize, PartitionIter<T>) -> Result<R> + Send + Sync,
 {
     let ctx = rdd.ctx.clone();
+    if let Some(other) = rdd.mixed_with() {
+        return Err(Error::ContextMismatch {
+            rdd_id: rdd.id,
+            this: ctx.inner.describe(),
+            other: other.to_string(),
+        });
+    }
     let job_id = ctx.inner.new_job_id();
     let start = Instant::now();
     ctx.inner.emit(Event::JobStarted {
@@ -52,7 +60,9 @@ where
     });
     let root: Arc<dyn Node> = rdd.clone();
     let result = checkpoint::claim_for_job(&ctx, &root).and_then(|checkpoints| {
-        let result = (|| {
+        // Tasks catch their own panics; this catches the rest (a `Storage` impl during the
+        // commit, say), so that no panic strands a claimed RDD InProgress.
+        let result = catch_unwind(AssertUnwindSafe(|| {
             run_parent_stages(&ctx, job_id, &root, &checkpoints)?;
             let results = run_stage(
                 &ctx,
@@ -69,7 +79,13 @@ where
             )?;
             checkpoints.complete(&ctx, job_id)?;
             Ok(results)
-        })();
+        }))
+        .unwrap_or_else(|payload| {
+            Err(Error::JobPanicked {
+                rdd_id: rdd.id,
+                message: panic_message(payload.as_ref()),
+            })
+        });
         if result.is_err() {
             checkpoints.abort(&ctx);
         }

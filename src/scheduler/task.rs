@@ -52,6 +52,16 @@ impl TaskContext {
         }
     }
 
+    /// A task context outside any job (the driver reading a checkpoint's placement probe).
+    pub(crate) fn detached(ctx: &Context) -> Self {
+        TaskContext::new(ctx, Arc::new(JobCheckpoints::default()))
+    }
+
+    /// The error an iterator recorded, taken out.
+    pub(crate) fn take_failure(&self) -> Option<Error> {
+        self.take_error()
+    }
+
     pub(crate) fn context(&self) -> &Context {
         &self.inner.ctx
     }

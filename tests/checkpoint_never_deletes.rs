@@ -1,0 +1,180 @@
+//! Nothing outside a write attempt is ever deleted (DESIGN §4, issue 9 items 3 and 4).
+//!
+//! A rerun with the same app id, a changed checkpoint folder and `clean_checkpoints` never
+//! remove a checkpoint that a run committed and a live RDD reads.
+
+mod common;
+
+use flintlock::{CheckpointState, Context};
+
+fn stable_ctx(dir: &std::path::Path, clean: bool) -> Context {
+    Context::builder()
+        .app_id("stable")
+        .threads(2)
+        .checkpoint_dir(dir)
+        .clean_checkpoints(clean)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_rerun_with_the_same_app_id_keeps_the_previous_runs_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_path = {
+        let ctx = stable_ctx(dir.path(), false);
+        let rdd = ctx.range(0..100, 4).map(|x| x * 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    // The same program again: RDD ids restart at 0, so the same RDD gets the same id.
+    let ctx = stable_ctx(dir.path(), false);
+    let rdd = ctx.range(0..100, 4).map(|x| x * 3);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 100);
+    assert!(rdd.is_checkpointed());
+    let second_path = rdd.checkpoint_path().unwrap();
+    assert_ne!(
+        first_path, second_path,
+        "each attempt has a folder of its own"
+    );
+    // The first run's checkpoint is intact and opens.
+    let old = ctx.open_checkpoint::<u64>(&first_path).unwrap();
+    let mut values = old.collect().unwrap();
+    values.sort();
+    assert_eq!(values, (0..100).map(|x| x * 2).collect::<Vec<_>>());
+    let mut now = rdd.collect().unwrap();
+    now.sort();
+    assert_eq!(now, (0..100).map(|x| x * 3).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_attempt_of_a_rerun_removes_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_path = {
+        let ctx = stable_ctx(dir.path(), false);
+        let rdd = ctx.range(0..10, 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    let before = common::files_below(&first_path);
+    let ctx = stable_ctx(dir.path(), false);
+    let rdd = ctx
+        .range(0..10, 2)
+        .map(|x| if x == 7 { panic!("boom at {x}") } else { x });
+    rdd.checkpoint().unwrap();
+    assert!(rdd.count().is_err());
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    assert_eq!(common::files_below(&first_path), before);
+    assert_eq!(
+        ctx.open_checkpoint::<u64>(&first_path)
+            .unwrap()
+            .count()
+            .unwrap(),
+        10
+    );
+    // Only the earlier run's folder (and the lock) remain in the app folder.
+    let app = dir.path().join("stable");
+    let folders: Vec<_> = std::fs::read_dir(&app)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+}
+
+#[test]
+fn clean_checkpoints_with_a_stable_app_id_never_deletes_an_earlier_runs_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_path = {
+        let ctx = stable_ctx(dir.path(), false);
+        let rdd = ctx.range(0..10, 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    {
+        let ctx = stable_ctx(dir.path(), true);
+        let rdd = ctx.range(0..10, 2).map(|x| x + 1);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        let own = rdd.checkpoint_path().unwrap();
+        drop(rdd);
+        assert!(
+            !own.exists(),
+            "its own checkpoint goes with its last reader"
+        );
+    }
+    assert!(first_path.join("_manifest.json").exists());
+}
+
+#[test]
+fn changing_the_checkpoint_dir_keeps_the_old_folder_while_an_rdd_reads_it() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .threads(2)
+        .checkpoint_dir(first.path())
+        .clean_checkpoints(true)
+        .build()
+        .unwrap();
+    let rdd = ctx.range(0..50, 2).map(|x| x + 1);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    let path = rdd.checkpoint_path().unwrap();
+    ctx.set_checkpoint_dir(second.path()).unwrap();
+    assert!(path.join("_manifest.json").exists(), "still read by `rdd`");
+    assert_eq!(rdd.count().unwrap(), 50);
+    assert_eq!(rdd.collect().unwrap(), (1..=50).collect::<Vec<u64>>());
+    drop(rdd);
+    assert!(!path.exists(), "gone with its last reader");
+}
+
+#[test]
+fn a_reopened_copy_keeps_a_cleaned_checkpoint_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .threads(2)
+        .checkpoint_dir(dir.path())
+        .clean_checkpoints(true)
+        .build()
+        .unwrap();
+    let rdd = ctx.range(0..20, 2);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    let path = rdd.checkpoint_path().unwrap();
+    let copy = ctx.open_checkpoint::<u64>(&path).unwrap();
+    // Another context of the process reads it too.
+    let other = common::ctx();
+    let other_copy = other.open_checkpoint::<u64>(&path).unwrap();
+    drop(rdd);
+    assert!(path.exists());
+    assert_eq!(copy.count().unwrap(), 20);
+    drop(copy);
+    assert!(path.exists(), "the other context's copy still reads it");
+    assert_eq!(other_copy.count().unwrap(), 20);
+    drop(other_copy);
+    assert!(!path.exists());
+}
+
+#[test]
+fn setting_the_same_checkpoint_dir_again_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.range(0..10, 2);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    ctx.set_checkpoint_dir(dir.path()).unwrap();
+    // Another spelling of the same folder.
+    ctx.set_checkpoint_dir(dir.path().join(".")).unwrap();
+    assert_eq!(
+        ctx.checkpoint_dir().unwrap(),
+        dir.path().canonicalize().unwrap()
+    );
+    let again = ctx.range(0..5, 1);
+    again.checkpoint().unwrap();
+    assert_eq!(again.count().unwrap(), 5);
+    assert!(again.is_checkpointed());
+    assert!(rdd.checkpoint_path().unwrap().exists());
+}

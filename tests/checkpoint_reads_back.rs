@@ -1,0 +1,197 @@
+//! The writer accepts only what the reader reads back (DESIGN §4, issue 9 items 1, 2, 12).
+//!
+//! Serde attributes that postcard cannot read back, `deserialize_any` types and records
+//! larger than a frame all fail the write before anything is committed: the action returns
+//! `Error::UnreadableRecord` naming the type, the RDD stays Marked with its lineage, and
+//! `cancel_checkpoint()` is the way out.
+
+mod common;
+
+use flintlock::{CheckpointState, Context, Error};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Sparse {
+    id: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+enum Tagged {
+    A { x: u32 },
+    B { y: String },
+}
+
+/// Asserts that checkpointing `data` fails with `UnreadableRecord` naming `type_part`, that
+/// nothing was committed, and that the RDD is Marked with its lineage, computing the same
+/// data after `cancel_checkpoint()`.
+fn assert_refused<T>(data: Vec<T>, type_part: &str)
+where
+    T: flintlock::Data + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(data.clone(), 2).map(|x| x);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err();
+    match &err {
+        Error::UnreadableRecord { type_name, reason } => {
+            assert!(type_name.contains(type_part), "{err}");
+            assert!(reason.contains("partition"), "{err}");
+        }
+        other => panic!("expected UnreadableRecord, got {other}"),
+    }
+    assert!(err.to_string().contains("cancel_checkpoint"), "{err}");
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    assert!(rdd.checkpoint_path().is_none());
+    assert_eq!(rdd.lineage_depth(), 1, "the lineage is intact");
+    let app = dir.path().join(ctx.app_id());
+    let committed: Vec<_> = common::files_below(&app)
+        .into_iter()
+        .filter(|p| p.ends_with("_manifest.json"))
+        .collect();
+    assert!(committed.is_empty(), "nothing committed: {committed:?}");
+    // Every action retries the write until the mark is cancelled.
+    assert!(rdd.take(1).is_err());
+    rdd.cancel_checkpoint().unwrap();
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Initialized);
+    assert_eq!(rdd.collect().unwrap(), data);
+    // The attempt left no files behind.
+    let leftovers: Vec<_> = common::files_below(&app)
+        .into_iter()
+        .filter(|p| !p.ends_with(".lock"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn skip_serializing_if_fields_that_postcard_cannot_read_back_fail_the_write() {
+    let data = (0..100)
+        .map(|id| Sparse {
+            id,
+            note: (id % 3 == 0).then(|| format!("note {id}")),
+        })
+        .collect();
+    assert_refused(data, "Sparse");
+}
+
+#[test]
+fn untagged_enums_fail_the_write() {
+    assert_refused(
+        vec![
+            Loose::Number(1),
+            Loose::Text("two".into()),
+            Loose::Number(3),
+        ],
+        "Loose",
+    );
+}
+
+#[test]
+fn internally_tagged_enums_fail_the_write() {
+    assert_refused(
+        vec![Tagged::A { x: 1 }, Tagged::B { y: "b".into() }],
+        "Tagged",
+    );
+}
+
+#[test]
+fn serde_json_values_fail_the_write() {
+    let data = vec![
+        serde_json::json!({"a": 1}),
+        serde_json::json!([1, "x", null]),
+        serde_json::json!("s"),
+    ];
+    assert_refused(data, "serde_json::value::Value");
+}
+
+#[test]
+fn a_skip_serializing_if_field_that_is_always_present_still_checkpoints() {
+    // The check refuses only what does not read back: here every record round-trips.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data: Vec<Sparse> = (0..50)
+        .map(|id| Sparse {
+            id,
+            note: Some(format!("n{id}")),
+        })
+        .collect();
+    let rdd = ctx.parallelize(data.clone(), 3);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 50);
+    assert!(rdd.is_checkpointed());
+    assert_eq!(rdd.collect().unwrap(), data);
+}
+
+#[test]
+fn a_record_larger_than_a_frame_fails_the_write_before_any_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 256 * 1024;
+    let ctx = Context::builder()
+        .threads(2)
+        .checkpoint_dir(dir.path())
+        .checkpoint_frame_limit(limit)
+        .build()
+        .unwrap();
+    // Partition 0 holds small records, partition 1 one record just over the limit.
+    let rdd = ctx
+        .parallelize(vec![0usize, 1, 2, limit as usize + 1], 2)
+        .map(|n| vec![7u8; n]);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err();
+    assert!(
+        matches!(&err, Error::UnreadableRecord { reason, .. }
+            if reason.contains("partition 1") && reason.contains("frame")),
+        "{err}"
+    );
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    // Records that fit, even together larger than a frame, are written and read back.
+    let ok = ctx
+        .parallelize(vec![limit as usize - 16, 1000, limit as usize - 16], 1)
+        .map(|n| vec![3u8; n]);
+    ok.checkpoint().unwrap();
+    assert_eq!(ok.count().unwrap(), 3);
+    assert!(ok.is_checkpointed());
+    let lens: Vec<usize> = ok.collect().unwrap().iter().map(Vec::len).collect();
+    assert_eq!(lens, vec![limit as usize - 16, 1000, limit as usize - 16]);
+}
+
+#[test]
+fn a_record_that_does_not_serialize_names_its_type_and_cancel_is_the_way_out() {
+    #[derive(Clone, Debug, PartialEq, Deserialize)]
+    struct Refuses(u8);
+    impl Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("this value refuses to serialize"))
+        }
+    }
+    assert_refused(vec![Refuses(1), Refuses(2)], "Refuses");
+}
+
+#[test]
+fn with_verification_off_the_caller_takes_the_risk_it_documents() {
+    // `checkpoint_verify(false)` exists for types known to round-trip; the reader still
+    // refuses what it cannot decode, as a corrupt checkpoint rather than wrong data.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::builder()
+        .threads(1)
+        .checkpoint_dir(dir.path())
+        .checkpoint_verify(false)
+        .build()
+        .unwrap();
+    let rdd = ctx.parallelize(vec![Loose::Number(1), Loose::Text("x".into())], 1);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    assert!(rdd.is_checkpointed());
+    let err = rdd.collect().unwrap_err();
+    assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
+}

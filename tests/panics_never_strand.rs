@@ -1,0 +1,231 @@
+//! No panic strands an RDD InProgress or changes an action's outcome behind its back
+//! (DESIGN §4, issue 9 items 10 and 11): listeners, `Serialize`, `Hash` and `Ord` impls, and
+//! storage backends may panic; the RDD goes back to Marked with its lineage, and the next
+//! action retries.
+
+mod common;
+
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use flintlock::checkpoint::{LocalFs, Storage, StorageFile};
+use flintlock::{CheckpointState, Context, Error, Event};
+use serde::{Deserialize, Serialize};
+
+#[test]
+fn a_listener_that_panics_on_every_event_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    ctx.add_listener(move |_: &Event| {
+        c.fetch_add(1, Ordering::SeqCst);
+        panic!("listener bug");
+    });
+    let rdd = ctx.range(0..100, 4).map(|x| x + 1);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 100);
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Checkpointed);
+    assert_eq!(rdd.collect().unwrap(), (1..=100).collect::<Vec<_>>());
+    assert!(calls.load(Ordering::SeqCst) > 10, "it kept being called");
+}
+
+#[test]
+fn a_listener_may_add_listeners_and_run_jobs() {
+    let ctx = common::ctx();
+    let (done, finished) = mpsc::channel();
+    let inner_ctx = ctx.clone();
+    let added = Arc::new(AtomicBool::new(false));
+    let a = added.clone();
+    ctx.add_listener(move |e: &Event| {
+        if let Event::JobEnded { .. } = e {
+            if !a.swap(true, Ordering::SeqCst) {
+                inner_ctx.add_listener(|_: &Event| {});
+                // A job from inside a listener.
+                assert_eq!(inner_ctx.range(0..3, 1).count().unwrap(), 3);
+            }
+        }
+    });
+    let worker = std::thread::spawn(move || {
+        let n = ctx.range(0..10, 2).count().unwrap();
+        done.send(n).unwrap();
+    });
+    let n = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("no deadlock: the job finished");
+    assert_eq!(n, 10);
+    worker.join().unwrap();
+    assert!(added.load(Ordering::SeqCst));
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct PanicsOnSerialize(u32);
+
+impl Serialize for PanicsOnSerialize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            panic!("Serialize panicked at 13");
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+#[test]
+fn a_panicking_serialize_returns_the_rdd_to_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.range(0..20, 2).map(|x| PanicsOnSerialize(x as u32));
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err();
+    assert!(matches!(err, Error::TaskFailed { .. }), "{err}");
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    rdd.cancel_checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 20);
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PanicsOnHash(u64);
+
+impl Hash for PanicsOnHash {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        if self.0 == 5 {
+            panic!("Hash panicked at 5");
+        }
+        self.0.hash(h);
+    }
+}
+
+#[test]
+fn a_panicking_partitioner_key_returns_the_rdd_to_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let pairs = ctx.range(0..10, 2).map(|x| (PanicsOnHash(x), x));
+    let grouped = pairs.reduce_by_key(|a, b| a + b);
+    grouped.checkpoint().unwrap();
+    assert!(grouped.count().is_err());
+    assert_eq!(grouped.checkpoint_state(), CheckpointState::Marked);
+}
+
+/// A storage that panics at the manifest's rename while `armed`.
+#[derive(Debug, Default, Clone)]
+struct PanicsAtCommit {
+    armed: Arc<AtomicBool>,
+}
+
+impl Storage for PanicsAtCommit {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        LocalFs.create_dir_all(path)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        LocalFs.create_dir(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        LocalFs.create_new(path)
+    }
+    fn open(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+        LocalFs.open(path)
+    }
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        LocalFs.len(path)
+    }
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.armed.load(Ordering::SeqCst) && to.ends_with("_manifest.json") {
+            panic!("storage backend bug at commit");
+        }
+        LocalFs.rename_no_replace(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        LocalFs.sync_dir(path)
+    }
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        LocalFs.list(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        LocalFs.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        LocalFs.remove_dir_all(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        LocalFs.remove_dir(path)
+    }
+}
+
+#[test]
+fn a_panic_in_the_commit_outside_any_task_returns_the_rdd_to_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = PanicsAtCommit::default();
+    let ctx = Context::builder()
+        .threads(2)
+        .checkpoint_dir(dir.path())
+        .checkpoint_storage(storage.clone())
+        .build()
+        .unwrap();
+    let rdd = ctx.range(0..10, 2).map(|x| x * 3);
+    rdd.checkpoint().unwrap();
+    storage.armed.store(true, Ordering::SeqCst);
+    let err = rdd.count().unwrap_err();
+    assert!(
+        matches!(&err, Error::JobPanicked { message, .. } if message.contains("storage backend bug")),
+        "{err}"
+    );
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    storage.armed.store(false, Ordering::SeqCst);
+    assert_eq!(rdd.count().unwrap(), 10);
+    assert!(rdd.is_checkpointed());
+    assert_eq!(
+        rdd.collect().unwrap(),
+        (0..10).map(|x| x * 3).collect::<Vec<_>>()
+    );
+}
+
+/// An `Ord` that panics on one value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct PanicsOnOrd(u32);
+
+impl PartialOrd for PanicsOnOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PanicsOnOrd {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.0 == 77 || other.0 == 77 {
+            panic!("Ord panicked at 77");
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+#[test]
+fn sort_by_key_reports_a_panicking_ord_from_the_action_not_the_call() {
+    let ctx = common::ctx();
+    let pairs = ctx.parallelize((0..200u32).map(|k| (PanicsOnOrd(k), k)).collect(), 4);
+    let sorted = pairs.sort_by_key(true); // must not panic here
+    assert_eq!(sorted.num_partitions(), 4);
+    let err = sorted.collect().unwrap_err();
+    assert!(err.to_string().contains("Ord panicked at 77"), "{err}");
+}
+
+#[test]
+fn sort_by_key_reports_a_failed_sampling_job_instead_of_fewer_partitions() {
+    let ctx = common::ctx();
+    let pairs = ctx.range(0..100, 4).map(|k| {
+        if k == 50 {
+            panic!("bad record {k}")
+        } else {
+            (k, k)
+        }
+    });
+    let sorted = pairs.sort_by_key_with(true, 4);
+    assert_eq!(sorted.num_partitions(), 4, "the partitions asked for");
+    let err = sorted.count().unwrap_err();
+    assert!(err.to_string().contains("bad record 50"), "{err}");
+    // Every action reports it.
+    assert!(sorted.collect().is_err());
+}

@@ -1,18 +1,25 @@
-//! Format version 1, pinned: small checkpoints written by flintlock 0.1 and committed under
-//! `tests/data/golden-v1/` must keep decoding, bit-exactly, in every later version.
+//! Every released format version, pinned: small checkpoints committed under
+//! `tests/data/golden-v<N>/` must keep decoding, bit-exactly, in every later version.
+//! - v1: written by flintlock 0.1 (no layout in the manifest).
+//! - v2: the element type's structural layout in the manifest.
 //!
-//! Regenerate (only when deliberately changing the v1 writer, which should never happen):
+//! Regenerate the *current* version's files (only when deliberately changing its writer,
+//! which should never happen once released):
 //! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test format_golden -- --test-threads 1`.
 
 use std::path::{Path, PathBuf};
 
-use flintlock::checkpoint::{ManifestBody, PartFile, MANIFEST};
+use flintlock::checkpoint::{ManifestBody, PartFile, FORMAT_VERSION, MANIFEST};
 use flintlock::{Compression, Context, Partitioner};
 
-fn golden(name: &str) -> PathBuf {
+fn golden_of(version: u32, name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/golden-v1")
+        .join(format!("tests/data/golden-v{version}"))
         .join(name)
+}
+
+fn golden(name: &str) -> PathBuf {
+    golden_of(1, name)
 }
 
 fn expected() -> Vec<(u64, String)> {
@@ -38,7 +45,7 @@ fn regenerate_golden_files_when_asked() {
             .partition_by(Partitioner::hash(2));
         rdd.checkpoint().unwrap();
         rdd.count().unwrap();
-        let out = golden(name);
+        let out = golden_of(FORMAT_VERSION, name);
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).unwrap();
         for e in std::fs::read_dir(rdd.checkpoint_path().unwrap()).unwrap() {
@@ -67,13 +74,13 @@ fn golden_v1_checkpoints_decode_to_their_records_and_partitioner() {
     }
 }
 
-#[test]
-fn golden_v1_files_reencode_bit_exactly() {
+/// Decodes every golden file of `version` and re-encodes it bit-exactly.
+fn reencodes_bit_exactly(version: u32) {
     for name in ["plain", "lz4"] {
-        let dir = golden(name);
+        let dir = golden_of(version, name);
         let manifest_bytes = std::fs::read(dir.join(MANIFEST)).unwrap();
         let manifest = ManifestBody::decode(&manifest_bytes, &dir).unwrap();
-        assert_eq!(manifest.version, 1);
+        assert_eq!(manifest.version, version);
         assert_eq!(
             manifest.encode().unwrap(),
             manifest_bytes,
@@ -82,9 +89,42 @@ fn golden_v1_files_reencode_bit_exactly() {
         for part in &manifest.parts {
             let bytes = std::fs::read(dir.join(&part.file)).unwrap();
             let file = PartFile::decode(&bytes, &dir.join(&part.file)).unwrap();
-            assert_eq!(file.header.version, 1);
+            assert_eq!(file.header.version, version);
             assert_eq!(file.encode(), bytes, "{name} {}", part.file);
             assert_eq!(crc32c::crc32c(&bytes), part.crc32c);
         }
+    }
+}
+
+#[test]
+fn golden_v1_files_reencode_bit_exactly() {
+    reencodes_bit_exactly(1);
+}
+
+#[test]
+fn golden_v2_files_reencode_bit_exactly() {
+    reencodes_bit_exactly(2);
+}
+
+#[test]
+fn golden_v2_checkpoints_decode_with_their_layout_and_partitioner() {
+    let ctx = Context::builder().threads(1).build().unwrap();
+    for name in ["plain", "lz4"] {
+        let dir = golden_of(2, name);
+        let manifest =
+            ManifestBody::decode(&std::fs::read(dir.join(MANIFEST)).unwrap(), &dir).unwrap();
+        assert_eq!(manifest.element_layout.as_deref(), Some("(u64, str)"));
+        let rdd = ctx.open_checkpoint::<(u64, String)>(&dir).unwrap();
+        assert_eq!(rdd.partitioner(), Some(Partitioner::hash(2)));
+        let mut got = rdd.collect().unwrap();
+        got.sort();
+        assert_eq!(got, expected(), "{name}");
+        // The reopened partitioner passes the placement check: a by-key operation on it
+        // needs no shuffle.
+        let reduced = rdd.reduce_by_key(|a, _| a);
+        assert!(reduced.dependencies().iter().all(|d| !d.is_shuffle()));
+        // A layout mismatch is named, not misread.
+        let err = ctx.open_checkpoint::<(u64, u64)>(&dir).unwrap_err();
+        assert!(err.to_string().contains("layouts differ"), "{err}");
     }
 }

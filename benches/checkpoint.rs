@@ -5,10 +5,15 @@
 //!     same bytes (with and without fsync) — target at least 0.7 of it — for two record
 //!     shapes: `(u64, f64)` rank pairs (12 bytes encoded: encoding-bound) and 100-byte text
 //!     lines (byte-bound);
-//! (c) read throughput of those checkpoints beside a plain read of their files.
+//! (c) read throughput of those checkpoints beside a plain read of their files;
+//! (d) the cost of write verification (every frame decoded again before its part is
+//!     committed) as a share of the checkpoint's write cost, for both record shapes —
+//!     target at most 5%.
 //!
-//! `cargo bench --bench checkpoint` — the `RATIO` and `THROUGHPUT` lines are the figures.
-//! `FLINTLOCK_BENCH_DIR` picks the folder (default: a temp folder on the system temp disk).
+//! `cargo bench --bench checkpoint` — the `RATIO`, `THROUGHPUT` and `VERIFY` lines are the
+//! figures. `FLINTLOCK_BENCH_DIR` picks the folder (default: a temp folder on the system temp
+//! disk); `FLINTLOCK_BENCH_ONLY` runs only some parts, e.g. `a,d` (parts `a`, `b` (with
+//! `c`) and `d`).
 
 mod support;
 
@@ -57,10 +62,15 @@ fn lines(ctx: &Context, parts: usize) -> Rdd<String> {
 }
 
 fn context(dir: &Path, fsync: bool) -> Context {
+    verifying_context(dir, fsync, true)
+}
+
+fn verifying_context(dir: &Path, fsync: bool, verify: bool) -> Context {
     Context::builder()
         .checkpoint_dir(dir)
         .clean_checkpoints(true)
         .checkpoint_fsync(fsync)
+        .checkpoint_verify(verify)
         .build()
         .expect("context")
 }
@@ -126,16 +136,34 @@ fn bench(c: &mut Criterion) {
     };
     let ctx = context(dir.path(), true);
     let parts = 2 * ctx.threads();
+    let only = std::env::var("FLINTLOCK_BENCH_ONLY").ok();
+    let run = |part: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|p| p == part))
+    };
+    if run("a") {
+        one_computation(c, &ctx, parts);
+    }
+    if run("b") {
+        throughput(dir.path(), parts, "(u64, f64) pairs", pairs);
+        throughput(dir.path(), parts, "100-byte strings", lines);
+    }
+    if run("d") {
+        verification(dir.path(), parts, "(u64, f64) pairs", pairs);
+        verification(dir.path(), parts, "100-byte strings", lines);
+    }
+}
 
-    // (a) one computation: checkpoint()+count() vs count().
+/// (a) one computation: checkpoint()+count() vs count().
+fn one_computation(c: &mut Criterion, ctx: &Context, parts: usize) {
     let mut g = c.benchmark_group("heavy_map_10m");
     g.sample_size(10);
     g.bench_function("count", |b| {
-        b.iter(|| heavy_rdd(&ctx, parts, 40).count().unwrap())
+        b.iter(|| heavy_rdd(ctx, parts, 40).count().unwrap())
     });
     g.bench_function("checkpoint_then_count", |b| {
         b.iter(|| {
-            let rdd = heavy_rdd(&ctx, parts, 40);
+            let rdd = heavy_rdd(ctx, parts, 40);
             rdd.checkpoint().unwrap();
             rdd.count().unwrap()
         })
@@ -147,17 +175,51 @@ fn bench(c: &mut Criterion) {
             &format!("checkpoint()+count() over count(), map of 10M at {label}"),
             "checkpoint+count",
             || {
-                let rdd = heavy_rdd(&ctx, parts, rounds);
+                let rdd = heavy_rdd(ctx, parts, rounds);
                 rdd.checkpoint().unwrap();
                 rdd.count().unwrap()
             },
             "count",
-            || heavy_rdd(&ctx, parts, rounds).count().unwrap(),
+            || heavy_rdd(ctx, parts, rounds).count().unwrap(),
         );
     }
+}
 
-    throughput(dir.path(), parts, "(u64, f64) pairs", pairs);
-    throughput(dir.path(), parts, "100-byte strings", lines);
+/// (d) What verification adds to a checkpoint's write cost: the same job with verification
+/// on and off, beside the plain `count()`, interleaved; write cost = job - count.
+fn verification<T>(dir: &Path, parts: usize, what: &str, make: fn(&Context, usize) -> Rdd<T>)
+where
+    T: flintlock::Data + serde::Serialize + serde::de::DeserializeOwned,
+{
+    for fsync in [true, false] {
+        let on = verifying_context(dir, fsync, true);
+        let off = verifying_context(dir, fsync, false);
+        let job = |ctx: &Context| {
+            let rdd = make(ctx, parts);
+            rdd.checkpoint().unwrap();
+            rdd.count().unwrap();
+        };
+        let t = support::interleaved_n(
+            5,
+            &mut [&mut || job(&on), &mut || job(&off), &mut || {
+                make(&off, parts).count().unwrap();
+            }],
+        );
+        let (verified, unverified, count) = (t[0], t[1], t[2]);
+        let write = unverified - count;
+        let mode = if fsync { "on" } else { "off" };
+        println!(
+            "VERIFY {what} (fsync {mode}): job {:.0} ms verified, {:.0} ms unverified, count {:.0} ms; \
+             verification {:.0} ms = {:.1}% of the write cost ({:.0} ms), {:.1}% of the job",
+            verified * 1e3,
+            unverified * 1e3,
+            count * 1e3,
+            (verified - unverified) * 1e3,
+            100.0 * (verified - unverified) / write,
+            write * 1e3,
+            100.0 * (verified - unverified) / unverified,
+        );
+    }
 }
 
 /// (b) and (c) for one record shape.

@@ -61,7 +61,14 @@
 //!   [`Context::open_checkpoint`]; a damaged or foreign checkpoint is a precise error. The
 //!   format is documented in [`checkpoint::format`].
 //! - `checkpoint()` after an action still takes effect (SPARK-3625), and a failed write
-//!   leaves the RDD Marked with its lineage, to be retried.
+//!   leaves the RDD Marked with its lineage, to be retried (or taken back with
+//!   [`Rdd::cancel_checkpoint`]).
+//! - A checkpoint keeps its meaning: the writer accepts only records that read back
+//!   ([`Error::UnreadableRecord`] otherwise), the manifest records the element type's
+//!   structural layout ([`Error::TypeMismatch`] names the first difference when a later
+//!   build changed the type), a reopened hash partitioner is verified against this build's
+//!   placement before a join relies on it, and no cleanup deletes a checkpoint that a live
+//!   RDD reads. RDDs of two contexts never mix ([`Error::ContextMismatch`]).
 //!
 //! ## Performance notes
 //! - Whole partitions are *drained*: actions, shuffles, caches and join build sides have

@@ -108,7 +108,7 @@ pub enum Event {
     CheckpointCommitted {
         /// The RDD.
         rdd_id: usize,
-        /// Its `rdd-<id>` folder.
+        /// Its `rdd-<id>-<write id>` folder.
         path: PathBuf,
         /// Total bytes of its part files.
         bytes: u64,

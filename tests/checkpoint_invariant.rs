@@ -152,7 +152,9 @@ where
     let acted: Result<(), Error> = match p.action {
         0 => rdd.count().map(drop),
         1 => rdd.collect().map(|got| assert_eq!(got, expected)),
-        2 => rdd.take(3).map(|got| assert_eq!(got[..], expected[..got.len()])),
+        2 => rdd
+            .take(3)
+            .map(|got| assert_eq!(got[..], expected[..got.len()])),
         _ => rdd.first().map(drop),
     };
     storage.clear();
@@ -164,7 +166,11 @@ where
         acted.as_ref().err().map(ToString::to_string)
     );
     if state == CheckpointState::Checkpointed {
-        prop_assert_eq!(rdd.collect().unwrap(), expected, "a checkpoint reads back exactly");
+        prop_assert_eq!(
+            rdd.collect().unwrap(),
+            expected,
+            "a checkpoint reads back exactly"
+        );
     } else {
         prop_assert_eq!(state, CheckpointState::Marked);
         prop_assert!(rdd.checkpoint_path().is_none());
@@ -183,7 +189,9 @@ where
             Err(e) => return Err(TestCaseError::fail(format!("retry failed: {e}"))),
         }
     }
-    let committed = rdd.checkpoint_path().map(|path| (path, rdd.collect().unwrap()));
+    let committed = rdd
+        .checkpoint_path()
+        .map(|path| (path, rdd.collect().unwrap()));
     Ok(committed.filter(|_| !p.clean))
 }
 
@@ -201,8 +209,16 @@ where
         }
         let reader = Context::builder().threads(1).build().unwrap();
         for (path, data) in &kept {
-            prop_assert!(path.join("_manifest.json").exists(), "{} was deleted", path.display());
-            let back = reader.open_checkpoint::<T>(path).unwrap().collect().unwrap();
+            prop_assert!(
+                path.join("_manifest.json").exists(),
+                "{} was deleted",
+                path.display()
+            );
+            let back = reader
+                .open_checkpoint::<T>(path)
+                .unwrap()
+                .collect()
+                .unwrap();
             prop_assert_eq!(&back, data);
         }
     }

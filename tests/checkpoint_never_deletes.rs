@@ -17,6 +17,15 @@ fn stable_ctx(dir: &std::path::Path, clean: bool) -> Context {
         .unwrap()
 }
 
+/// A first run of the program: checkpoints `0..10` under the stable app id and exits.
+fn first_run(dir: &std::path::Path) -> std::path::PathBuf {
+    let ctx = stable_ctx(dir, false);
+    let rdd = ctx.range(0..10, 2);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    rdd.checkpoint_path().unwrap()
+}
+
 #[test]
 fn a_rerun_with_the_same_app_id_keeps_the_previous_runs_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,13 +60,7 @@ fn a_rerun_with_the_same_app_id_keeps_the_previous_runs_checkpoint() {
 #[test]
 fn a_failed_attempt_of_a_rerun_removes_only_its_own_files() {
     let dir = tempfile::tempdir().unwrap();
-    let first_path = {
-        let ctx = stable_ctx(dir.path(), false);
-        let rdd = ctx.range(0..10, 2);
-        rdd.checkpoint().unwrap();
-        rdd.count().unwrap();
-        rdd.checkpoint_path().unwrap()
-    };
+    let first_path = first_run(dir.path());
     let before = common::files_below(&first_path);
     let ctx = stable_ctx(dir.path(), false);
     let rdd = ctx
@@ -87,13 +90,7 @@ fn a_failed_attempt_of_a_rerun_removes_only_its_own_files() {
 #[test]
 fn clean_checkpoints_with_a_stable_app_id_never_deletes_an_earlier_runs_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let first_path = {
-        let ctx = stable_ctx(dir.path(), false);
-        let rdd = ctx.range(0..10, 2);
-        rdd.checkpoint().unwrap();
-        rdd.count().unwrap();
-        rdd.checkpoint_path().unwrap()
-    };
+    let first_path = first_run(dir.path());
     {
         let ctx = stable_ctx(dir.path(), true);
         let rdd = ctx.range(0..10, 2).map(|x| x + 1);

@@ -1,12 +1,16 @@
-//! The checkpoint format, version 1.
+//! The checkpoint format, version 2 (version 1 is read too).
 //!
 //! # Layout on disk
 //! ```text
-//! <checkpoint_dir>/<app-id>/.lock                    lock file held by the owning process
-//! <checkpoint_dir>/<app-id>/rdd-<id>/part-00000       one file per partition, empty ones too
-//! <checkpoint_dir>/<app-id>/rdd-<id>/part-NNNNN       (5 digits, more past 99,999: part-100000)
-//! <checkpoint_dir>/<app-id>/rdd-<id>/_manifest.json   the commit point, written last
+//! <checkpoint_dir>/<app-id>/.lock                        lock file held by the owning process
+//! <checkpoint_dir>/<app-id>/rdd-<id>-<w>/part-00000       one file per partition, empty ones too
+//! <checkpoint_dir>/<app-id>/rdd-<id>-<w>/part-NNNNN       (5 digits, more past 99,999: part-100000)
+//! <checkpoint_dir>/<app-id>/rdd-<id>-<w>/_manifest.json   the commit point, written last
 //! ```
+//! `<w>` is the write id in 16 lower-case hex digits: every write attempt creates its own
+//! folder, exclusively, so a rerun of a program with the same app id (whose RDD ids start
+//! at 0 again) never meets an earlier run's folder, and an attempt's cleanup removes only
+//! the files it created. (flintlock 0.1 named folders `rdd-<id>`; readers take any folder.)
 //! While a write is in progress the folder also holds `.part-00003.<attempt>.tmp` and
 //! `.manifest.<attempt>.tmp`; `<attempt>` is unique per write attempt in the process.
 //!
@@ -16,7 +20,7 @@
 //! ```text
 //! header   magic            8 bytes   89 46 4C 4B 0D 0A 1A 0A  ("\x89FLK\r\n\x1a\n", PNG-style:
 //!                                     catches text-mode transfers and truncation to 7 bits)
-//!          version          u32       1
+//!          version          u32       2 (1 in files of flintlock 0.1; same layout)
 //!          compression      u8        0 = none, 1 = lz4 (lz4_flex block, size-prepended)
 //!          reserved         u8        0
 //!          type_name_len    u16       length of the element type name
@@ -26,7 +30,7 @@
 //!          type_fingerprint u64       FNV-1a-64 of the element type name
 //!          type_name        [u8]      `std::any::type_name` of the elements, UTF-8
 //!          header_crc       u32       CRC-32C of every header byte before it
-//! frames   payload_len      u32       bytes of payload (never 0xFFFF_FFFF)
+//! frames   payload_len      u32       bytes of payload, at most MAX_FRAME_BYTES (2^30)
 //!          records          u32       records in the payload
 //!          frame_crc        u32       CRC-32C of payload_len, records and payload bytes
 //!          payload          [u8]      records, postcard-encoded back to back (compressed
@@ -36,6 +40,8 @@
 //!          frames           u32       frames in the file
 //!          trailer_crc      u32       CRC-32C of marker, total_records and frames
 //! ```
+//! An lz4 payload starts with its decompressed size (u32), also at most `MAX_FRAME_BYTES`.
+//!
 //! Every byte of the file is covered by a checksum, and the manifest records the file's
 //! length, record count and whole-file CRC-32C. A reader verifies the header (magic,
 //! version, type, partition, write id) before yielding anything, verifies each frame's
@@ -49,12 +55,43 @@
 //! ```
 //! `<body>` is compact JSON of [`ManifestBody`]: format version, write id, RDD id, app id,
 //! element type and fingerprint, compression, partition count, partitioner (the serde form
-//! of `Partitioner`, or null), and per part file: name, length, records, CRC-32C. The CRC
-//! covers the exact bytes of `<body>` as written, so any changed byte is detected (a plain
-//! JSON re-parse would accept, say, changed white space).
+//! of `Partitioner`, or null), per part file: name, length, records, CRC-32C, and (version
+//! 2) `element_layout`, the element type's structural layout. The CRC covers the exact bytes
+//! of `<body>` as written, so any changed byte is detected (a plain JSON re-parse would
+//! accept, say, changed white space).
+//!
+//! # The element layout (version 2)
+//! `element_layout` is the canonical text of the element type's serde structure (fields in
+//! order with their types, enum variants with their indices), traced with `serde-reflection`
+//! and written in a grammar flintlock defines itself, e.g.
+//! `(u64, Reading); struct Reading { sensor: str, delta: i32 }`; the grammar is documented
+//! in `src/checkpoint/layout.rs`. A reader compares it with the layout of the type it is
+//! asked for: another layout is `Error::TypeMismatch` with the first difference, never a
+//! misread, even when the type kept its name. When both layouts are known the type *name*
+//! need not match (a type moved to another module reads fine). The field is absent for
+//! types that cannot be traced (`deserialize_any` types, untagged enums, some enums inside
+//! sequences, ...); those, and every version-1 checkpoint, are checked by type name only.
+//!
+//! # What the writer guarantees the reader can read
+//! - Every record of a frame is decoded again from exactly its own bytes before the frame is
+//!   written (unless `ContextBuilder::checkpoint_verify(false)`): a serde implementation
+//!   that postcard cannot read back fails the write with `Error::UnreadableRecord`.
+//! - No frame payload or body exceeds `MAX_FRAME_BYTES` (or a lower
+//!   `checkpoint_frame_limit`); a record that cannot fit fails the write. The type name fits
+//!   its `u16` length, and a part never has `u32::MAX` frames.
+//!
+//! # Partitioners of reopened checkpoints
+//! A hash placement depends on the key type's `Hash` impl and on the hash function, and Rust
+//! promises neither across builds. A reader trusts a recorded hash partitioner only after
+//! placing a probe of keys (the first 64 records of every part) where they were read; on a
+//! mismatch it drops the partitioner and by-key operations shuffle. A recorded range
+//! partitioner keeps its bounds only as bytes: it describes the data but is never relied on
+//! to place keys.
 //!
 //! # Version history
-//! - **1** (flintlock 0.1): the format above.
+//! - **1** (flintlock 0.1): the format above without `element_layout`; folders `rdd-<id>`.
+//! - **2** (flintlock 0.2): `element_layout` in the manifest; folders `rdd-<id>-<w>`; the
+//!   part file layout is unchanged apart from its version field.
 //!
 //! A reader accepts versions up to [`FORMAT_VERSION`] and reports a newer one as
 //! `Error::UnsupportedVersion`.
@@ -67,8 +104,9 @@
 //! 3. write the manifest to a temp name, fsync, rename (no-replace) to `_manifest.json`;
 //! 4. fsync the folder: the commit is durable; only now is lineage released.
 //!
-//! Any error aborts the attempt: its `rdd-<id>` folder is removed and the parent folder
-//! fsynced, the state goes back to Marked with the lineage intact. A failed fsync is never
+//! Any error aborts the attempt: the files it created are removed, then its (now empty)
+//! folder, and the parent folder is fsynced; the state goes back to Marked with the lineage
+//! intact. A failed fsync is never
 //! retried and trusted. Each `<app-id>` folder holds a `.lock` file (`File::try_lock`), so a
 //! second process pointed at the same app folder fails with `Error::Locked`; at start-up,
 //! temp files and unmanifested folders are removed from app folders whose lock is free.

@@ -211,9 +211,16 @@ impl Context {
         Rdd::make(self, "TextFileRdd", site("text_file"), n, None, rdd)
     }
 
-    /// Opens a committed checkpoint folder (`<dir>/<app-id>/rdd-<id>`, e.g. from
+    /// Opens a committed checkpoint folder (`<dir>/<app-id>/rdd-<id>-<write id>`, e.g. from
     /// `Rdd::checkpoint_path` of an earlier run or another process) as an RDD, with its
     /// partitioner.
+    ///
+    /// The element type is checked by its structural layout when the checkpoint records one
+    /// (format 2) and `T` can be traced, by its type name otherwise. A recorded hash
+    /// partitioner is trusted by by-key operations only after this build places a probe of
+    /// the checkpoint's keys where they are (see [`Rdd::partitioner`]). While the returned RDD
+    /// (or any RDD derived from it) lives, no `clean_checkpoints` of this process deletes the
+    /// folder.
     ///
     /// # Errors
     /// [`Error::NotCommitted`] for a folder without a manifest; [`Error::TypeMismatch`] when
@@ -1063,8 +1070,18 @@ impl<T: Data> Rdd<T> {
     // ------------------------------------------------------------------------------------
 
     /// Marks the RDD for a reliable checkpoint, written by the next action that computes it:
-    /// one file per partition under `<checkpoint_dir>/<app_id>/rdd-<id>/`, then a manifest;
-    /// then the lineage is replaced by the files and the parents are released.
+    /// one file per partition under `<checkpoint_dir>/<app_id>/rdd-<id>-<write id>/`, then a
+    /// manifest; then the lineage is replaced by the files and the parents are released.
+    ///
+    /// The writer accepts only what the reader reads back: each record is decoded again
+    /// from exactly its own bytes before its part file is committed. Element types whose
+    /// serde implementation postcard cannot read back (`skip_serializing_if`, untagged or
+    /// internally tagged enums, `flatten`, `serde_json::Value`, ...) and records too large
+    /// for a frame make the action fail with [`Error::UnreadableRecord`]: nothing is
+    /// committed, the RDD stays Marked with its lineage, and every later action retries
+    /// until [`Rdd::cancel_checkpoint`]. The manifest records the element type's structural
+    /// layout, so a later build that changed the type reports [`Error::TypeMismatch`] instead
+    /// of misreading it.
     ///
     /// Lazy and idempotent: marking twice, marking a checkpointed RDD or a checkpoint RDD are
     /// no-ops; marking after an action already ran takes effect at the next action. The
@@ -1083,6 +1100,9 @@ impl<T: Data> Rdd<T> {
     /// assert!(rdd.checkpoint_path().unwrap().join("_manifest.json").exists());
     /// # Ok::<(), flintlock::Error>(())
     /// ```
+    ///
+    /// After [`Rdd::local_checkpoint`] the RDD keeps its local checkpoint: this call is
+    /// then a no-op that sends [`crate::Event::CheckpointRequestIgnored`].
     ///
     /// # Errors
     /// [`Error::NoCheckpointDir`] when the context has no checkpoint directory (the RDD
@@ -1160,7 +1180,7 @@ impl<T: Data> Rdd<T> {
         self.node.checkpoint.is_local()
     }
 
-    /// The `rdd-<id>` folder of a committed reliable checkpoint.
+    /// The `rdd-<id>-<write id>` folder of a committed reliable checkpoint.
     pub fn checkpoint_path(&self) -> Option<PathBuf> {
         self.node.checkpoint.path()
     }

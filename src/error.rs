@@ -140,6 +140,28 @@ pub enum Error {
         reason: String,
     },
 
+    /// A restarted job's series checkpoint was written by another computation: its recorded
+    /// meta (graph digest, parameters, ...) differs from the series' meta.
+    #[error(
+        "cannot resume from step {step} ({path}): meta {key:?} was {} when it \
+         was written, but is {} now; resume with the same input and parameters, or use \
+         another checkpoint directory or app id",
+        recorded.as_deref().map_or("not set".to_string(), |v| format!("{v:?}")),
+        expected.as_deref().map_or("not set".to_string(), |v| format!("{v:?}"))
+    )]
+    ResumeMismatch {
+        /// The step of the checkpoint.
+        step: u64,
+        /// Its folder.
+        path: PathBuf,
+        /// The meta key that differs.
+        key: String,
+        /// Its value in the checkpoint (`None`: not recorded).
+        recorded: Option<String>,
+        /// Its value in the series now (`None`: not set).
+        expected: Option<String>,
+    },
+
     /// RDDs of two different contexts were combined (`union`, `zip`, `join`, ...). Each
     /// context has its own ids, shuffle and block stores, so the result cannot be computed.
     #[error(
@@ -311,6 +333,19 @@ impl Error {
                 rdd_id: *rdd_id,
                 this: this.clone(),
                 other: other.clone(),
+            },
+            Error::ResumeMismatch {
+                step,
+                path,
+                key,
+                recorded,
+                expected,
+            } => Error::ResumeMismatch {
+                step: *step,
+                path: path.clone(),
+                key: key.clone(),
+                recorded: recorded.clone(),
+                expected: expected.clone(),
             },
             Error::JobPanicked { rdd_id, message } => Error::JobPanicked {
                 rdd_id: *rdd_id,

@@ -121,6 +121,28 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A series' checkpoint was passed over while looking for the newest one to resume
+    /// from (`Checkpointer::latest`): its manifest or part files are damaged or missing.
+    CheckpointSkipped {
+        /// The series looked for.
+        series: String,
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A series' checkpoint fell outside `keep` after a newer one was committed: its folder
+    /// was deleted now (`deleted_now`), or will be when the last RDD reading it is dropped.
+    CheckpointReleased {
+        /// The series.
+        series: String,
+        /// The step it held.
+        step: u64,
+        /// Its folder.
+        path: PathBuf,
+        /// Whether it was deleted at once (no RDD read it).
+        deleted_now: bool,
+    },
     /// The partitioner recorded in a checkpoint reopened from disk was not trusted: this
     /// build does not place the checkpoint's keys where they are. By-key operations shuffle
     /// the RDD instead of relying on its partitioning, so results stay correct.

@@ -100,8 +100,8 @@ fn a_failed_rename_at_any_point_aborts_the_attempt() {
 fn a_failed_folder_fsync_aborts_the_attempt() {
     assert_eq!(
         sweep(StorageOp::SyncDir),
-        2,
-        "before and after the manifest"
+        3,
+        "before and after the manifest, then the app folder"
     );
 }
 
@@ -287,7 +287,9 @@ fn a_storage_that_fails_from_any_operation_on_leaves_nothing_and_recovers() {
 }
 
 #[test]
-fn a_checkpoint_costs_one_fsync_per_part_plus_the_manifest_and_exactly_two_folder_fsyncs() {
+fn a_checkpoint_costs_one_fsync_per_part_plus_the_manifest_and_exactly_three_folder_fsyncs() {
+    // Its own folder twice (parts renamed, manifest renamed), then the app folder once (the
+    // checkpoint folder's entry).
     let dir = tempfile::tempdir().unwrap();
     let (ctx, storage) = faulty_ctx(dir.path());
     for partitions in [1usize, 4, 7] {
@@ -302,7 +304,7 @@ fn a_checkpoint_costs_one_fsync_per_part_plus_the_manifest_and_exactly_two_folde
         );
         assert_eq!(
             storage.count(StorageOp::SyncDir),
-            2,
+            3,
             "{partitions} partitions"
         );
         assert_eq!(

@@ -159,12 +159,19 @@ where
     };
     storage.clear();
     let state = rdd.checkpoint_state();
-    prop_assert_eq!(
-        acted.is_ok(),
-        state == CheckpointState::Checkpointed,
-        "the action's outcome and the state agree ({:?})",
-        acted.as_ref().err().map(ToString::to_string)
-    );
+    // Success means committed. A committed checkpoint may still fail the action when a
+    // later job of the same action (`take` scanning on) reads it under the injected fault.
+    match (&acted, state) {
+        (Ok(()), CheckpointState::Checkpointed) => {}
+        (Err(Error::Io { .. }), CheckpointState::Checkpointed) if p.fault.is_some() => {}
+        (Err(_), CheckpointState::Marked) => {}
+        (outcome, state) => {
+            return Err(TestCaseError::fail(format!(
+                "the action's outcome and the state disagree: {:?} and {state:?}",
+                outcome.as_ref().map_err(ToString::to_string)
+            )))
+        }
+    }
     if state == CheckpointState::Checkpointed {
         prop_assert_eq!(
             rdd.collect().unwrap(),

@@ -76,6 +76,12 @@ fn manifest() -> impl Strategy<Value = ManifestBody> {
                             crc32c,
                         })
                         .collect(),
+                    written_at: (n % 3 == 0).then(|| "2026-12-02T01:40:00Z".to_string()),
+                    series: (n % 2 == 0).then(|| flintlock::checkpoint::SeriesEntry {
+                        name: format!("s{n}"),
+                        step: n as u64,
+                        meta: [("k".to_string(), format!("v{n}"))].into(),
+                    }),
                     element_layout: (n % 2 == 1)
                         .then(|| format!("(u64, T{n}); struct T{n} {{ x: str }}")),
                 }

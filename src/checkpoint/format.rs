@@ -497,6 +497,24 @@ pub struct ManifestBody {
     /// traced; then only the type name is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub element_layout: Option<String>,
+    /// Format 2: when the manifest was written, UTC, RFC 3339 (`2026-12-02T01:40:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<String>,
+    /// Format 2: the named series the checkpoint belongs to (restartable jobs), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<SeriesEntry>,
+}
+
+/// A checkpoint's place in a named series (`Context::checkpointer`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesEntry {
+    /// The series name.
+    pub name: String,
+    /// The step (iteration) the checkpoint holds.
+    pub step: u64,
+    /// The series' meta pairs when it was written (what a resume must match).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 const MANIFEST_PREFIX: &[u8] = b"{\"manifest\":";
@@ -739,6 +757,12 @@ mod tests {
                 crc32c: 5,
             }],
             element_layout: Some("struct Reading { delta: i32 }".into()),
+            written_at: Some("2026-12-02T01:40:00Z".into()),
+            series: Some(SeriesEntry {
+                name: "ranks".into(),
+                step: 5,
+                meta: [("graph".to_string(), "g1".to_string())].into(),
+            }),
         };
         let bytes = m.encode().unwrap();
         assert_eq!(ManifestBody::decode(&bytes, Path::new("m")).unwrap(), m);

@@ -83,6 +83,24 @@ impl Drop for Reader {
     }
 }
 
+/// Removes `dir` now if no RDD of this process reads it, or else when its last reader is
+/// dropped. Returns whether it was removed now.
+pub(crate) fn delete_when_unread(dir: &Path, storage: Arc<dyn Storage>) -> bool {
+    let key = key(dir);
+    let mut live = registry().lock();
+    match live.get_mut(&key) {
+        Some(e) if e.readers > 0 => {
+            e.delete_with = Some(storage);
+            false
+        }
+        _ => {
+            live.remove(&key);
+            let _ = storage.remove_dir_all(&key);
+            true
+        }
+    }
+}
+
 /// How many live readers `dir` has (for tests and `gc`-style tools).
 #[cfg(test)]
 pub(crate) fn readers(dir: &Path) -> usize {

@@ -25,6 +25,7 @@ mod layout;
 mod live;
 mod local;
 mod reliable;
+mod series;
 mod storage;
 
 use std::fmt;
@@ -40,8 +41,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use format::{
-    Compression, ManifestBody, PartFile, PartHeader, PartInfo, FORMAT_VERSION, MANIFEST,
+    Compression, ManifestBody, PartFile, PartHeader, PartInfo, SeriesEntry, FORMAT_VERSION,
+    MANIFEST,
 };
+pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageOp};
 
 pub(crate) use reliable::open_checkpoint;
@@ -186,14 +189,15 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 }
 
 pub(crate) enum Mode<T> {
-    Reliable(Arc<dyn Codec<T>>),
+    /// A reliable checkpoint, of a named series when marked by a `Checkpointer`.
+    Reliable(Arc<dyn Codec<T>>, Option<Arc<series::SeriesTag>>),
     Local,
 }
 
 impl<T> Clone for Mode<T> {
     fn clone(&self) -> Self {
         match self {
-            Mode::Reliable(c) => Mode::Reliable(c.clone()),
+            Mode::Reliable(c, tag) => Mode::Reliable(c.clone(), tag.clone()),
             Mode::Local => Mode::Local,
         }
     }
@@ -286,8 +290,14 @@ impl<T: Data> RddNode<T> {
         }
     }
 
-    /// `checkpoint()`: marks for a reliable checkpoint.
-    pub(crate) fn mark_reliable(&self, codec: Arc<dyn Codec<T>>, site: CallSite) -> Result<()> {
+    /// `checkpoint()` (and a series' `update`, with its tag): marks for a reliable
+    /// checkpoint.
+    pub(crate) fn mark_reliable(
+        &self,
+        codec: Arc<dyn Codec<T>>,
+        tag: Option<Arc<series::SeriesTag>>,
+        site: CallSite,
+    ) -> Result<()> {
         let event = {
             let mut c = self.checkpoint.inner.lock();
             if matches!(c.mode, Some(Mode::Local)) && !c.is_checkpoint_node {
@@ -305,7 +315,7 @@ impl<T: Data> RddNode<T> {
                 if self.ctx.inner.checkpoint_dir.read().is_none() {
                     return Err(Error::NoCheckpointDir);
                 }
-                c.mode = Some(Mode::Reliable(codec));
+                c.mode = Some(Mode::Reliable(codec, tag));
                 c.marked_at = Some(site);
                 self.transition(&mut c, CheckpointState::Marked)
             }
@@ -430,7 +440,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                 return Ok(false);
             }
             match c.mode.clone() {
-                Some(Mode::Reliable(codec)) => {
+                Some(Mode::Reliable(codec, tag)) => {
                     let app = self
                         .ctx
                         .inner
@@ -438,7 +448,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                         .read()
                         .clone()
                         .ok_or(Error::NoCheckpointDir)?;
-                    let session = reliable::WriteSession::begin(self, app, codec)?;
+                    let session = reliable::WriteSession::begin(self, app, codec, tag)?;
                     c.write = Some(session);
                 }
                 Some(Mode::Local) => {}
@@ -463,7 +473,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         };
         let site = site.unwrap_or(self.call_site);
         let missing: Vec<usize> = match (&mode, &session) {
-            (Some(Mode::Reliable(_)), Some(s)) => s.missing_partitions(),
+            (Some(Mode::Reliable(..)), Some(s)) => s.missing_partitions(),
             (Some(Mode::Local), _) => (0..self.num_partitions)
                 .filter(|&p| !ctx.inner.blocks.contains(self.id, p))
                 .collect(),
@@ -490,10 +500,12 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                 },
             )?;
         }
+        let mut retain = None;
         let (checkpoint_rdd, path) = match (mode, session) {
-            (Some(Mode::Reliable(codec)), Some(s)) => {
+            (Some(Mode::Reliable(codec, tag)), Some(s)) => {
                 let manifest = s.commit()?;
                 let path = s.dir().to_path_buf();
+                retain = tag.map(|t| (t, s.app().clone()));
                 (
                     reliable::checkpoint_rdd(self, &s, manifest, codec, site),
                     Some(path),
@@ -531,6 +543,11 @@ impl<T: Data> CheckpointOps for RddNode<T> {
             self.transition(&mut c, CheckpointState::Checkpointed)
         };
         ctx.inner.emit(event);
+        if let Some((tag, app)) = retain {
+            // After the commit: the series' checkpoints beyond `keep` go, each when no RDD
+            // reads it any more (never while one does).
+            series::retain(ctx, &app, &tag);
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use super::format::{
 };
 use super::layout::{first_difference, Layout};
 use super::live::Reader;
+use super::series::SeriesTag;
 use super::{AppDir, CheckpointCell, Codec, Compression, Storage, StorageFile};
 use crate::context::Context;
 use crate::dependency::Dependency;
@@ -50,6 +51,8 @@ pub(crate) struct WriteSession<T> {
     attempt: u64,
     num_partitions: usize,
     partitioner: Option<crate::Partitioner>,
+    /// The named series this checkpoint belongs to, recorded in the manifest.
+    series: Option<Arc<SeriesTag>>,
     parts: Mutex<Parts>,
     /// Every file this attempt created (temp names and final names): an abort removes these
     /// and nothing else.
@@ -69,6 +72,7 @@ impl<T: Data> WriteSession<T> {
         node: &RddNode<T>,
         app: Arc<AppDir>,
         codec: Arc<dyn Codec<T>>,
+        series: Option<Arc<SeriesTag>>,
     ) -> Result<Arc<Self>> {
         let type_name = codec.type_name();
         if type_name.len() > usize::from(u16::MAX) {
@@ -93,6 +97,7 @@ impl<T: Data> WriteSession<T> {
             attempt: ATTEMPT.fetch_add(1, Ordering::Relaxed),
             num_partitions: n,
             partitioner: node.partitioner.clone(),
+            series,
             parts: Mutex::new(Parts {
                 claimed: vec![false; n],
                 done: vec![None; n],
@@ -122,6 +127,11 @@ impl<T: Data> WriteSession<T> {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The app folder the attempt writes in.
+    pub(crate) fn app(&self) -> &Arc<AppDir> {
+        &self.app
     }
 
     fn storage(&self) -> &dyn Storage {
@@ -222,6 +232,10 @@ impl<T: Data> WriteSession<T> {
             partitioner: self.partitioner.clone().filter(|p| p.is_recordable()),
             parts,
             element_layout: self.codec.layout().map(|l| l.text().to_string()),
+            written_at: Some(
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ),
+            series: self.series.as_ref().map(|t| t.entry.clone()),
         };
         let bytes = manifest.encode()?;
         let temp = self.dir.join(format!(".manifest.{}.tmp", self.attempt));
@@ -244,6 +258,11 @@ impl<T: Data> WriteSession<T> {
             storage
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io("fsync folder", &self.dir, e))?;
+            // Crash guard: the checkpoint's folder itself is durable in the app folder, so a
+            // power loss after the commit cannot lose the whole folder (a resume needs it).
+            storage
+                .sync_dir(self.app.dir())
+                .map_err(|e| Error::io("fsync folder", self.app.dir(), e))?;
         }
         let bytes_total: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
         self.ctx.inner.emit(Event::CheckpointCommitted {

@@ -99,7 +99,7 @@ impl<T: Data> fmt::Debug for WeakRdd<T> {
 }
 
 #[track_caller]
-fn site(op: &'static str) -> CallSite {
+pub(crate) fn site(op: &'static str) -> CallSite {
     CallSite {
         op,
         location: Location::caller(),
@@ -1113,7 +1113,7 @@ impl<T: Data> Rdd<T> {
         T: Serialize + DeserializeOwned,
     {
         self.node
-            .mark_reliable(SerdeCodec::<T>::new(), site("checkpoint"))
+            .mark_reliable(SerdeCodec::<T>::new(), None, site("checkpoint"))
     }
 
     /// Marks the RDD for a local checkpoint: at the next action its partitions are cached

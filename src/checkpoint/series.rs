@@ -1,0 +1,307 @@
+//! Named series of checkpoints: restartable jobs (DESIGN §5).
+//!
+//! A [`Checkpointer`] marks an iterative job's RDD every `every` steps, records the series
+//! name, step and meta pairs in each manifest, keeps the newest `keep` committed
+//! checkpoints, and on a restart finds the newest one with [`Checkpointer::latest`] by
+//! reading manifests only.
+//!
+//! Retention never deletes a checkpoint that an RDD of this process still reads (Spark's
+//! `PeriodicRDDCheckpointer` does): a checkpoint beyond `keep` is removed at once when
+//! nothing reads it, otherwise when its last reader is dropped (see `live`).
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::format::{ManifestBody, SeriesEntry, MANIFEST};
+use super::{live, AppDir, SerdeCodec, Storage};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::listener::Event;
+use crate::{Data, Rdd};
+
+/// What a series writes into a checkpoint it marks, and how many it keeps.
+#[derive(Debug)]
+pub(crate) struct SeriesTag {
+    pub(crate) entry: SeriesEntry,
+    pub(crate) keep: usize,
+}
+
+/// A committed checkpoint of a series, as its manifest describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesCheckpoint {
+    /// The step it holds.
+    pub step: u64,
+    /// Its folder.
+    pub path: PathBuf,
+    /// When it was written (UTC, RFC 3339), if recorded.
+    pub written_at: Option<String>,
+    /// The meta pairs recorded with it.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A named series of checkpoints of one iterative job: made by [`Context::checkpointer`].
+///
+/// ```
+/// use flintlock::Context;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let ctx = Context::builder().app_id("doc-series").checkpoint_dir(dir.path()).build()?;
+/// let mut cp = ctx.checkpointer::<u64>("values").every(2).keep(1).meta("seed", 7);
+/// let (first, mut values) = match cp.latest()? {
+///     Some((step, rdd)) => (step + 1, rdd),
+///     None => (1, ctx.range(0..100, 2)),
+/// };
+/// for step in first..=4 {
+///     values = values.map(|x| x + 1);
+///     cp.update(step, &values)?;   // marks steps 2 and 4
+///     values.count()?;             // the action writes a marked step
+/// }
+/// let (step, resumed) = cp.latest()?.expect("step 4 is committed");
+/// assert_eq!(step, 4);
+/// assert_eq!(resumed.collect()?, values.collect()?);
+/// assert_eq!(cp.committed()?.len(), 1, "keep(1): step 2 was removed");
+/// # Ok::<(), flintlock::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Checkpointer<T> {
+    ctx: Context,
+    name: String,
+    every: u64,
+    keep: usize,
+    meta: BTreeMap<String, String>,
+    _elements: PhantomData<fn() -> T>,
+}
+
+impl Context {
+    /// A named series of checkpoints for restartable jobs: by default it marks every step
+    /// (`every(1)`) and keeps the newest 2 committed checkpoints (`keep(2)`). Checkpoints
+    /// go to this context's app folder, so a restart must use the same
+    /// [`crate::ContextBuilder::app_id`] and checkpoint directory to find them.
+    pub fn checkpointer<T>(&self, name: impl Into<String>) -> Checkpointer<T>
+    where
+        T: Data + Serialize + DeserializeOwned,
+    {
+        Checkpointer {
+            ctx: self.clone(),
+            name: name.into(),
+            every: 1,
+            keep: 2,
+            meta: BTreeMap::new(),
+            _elements: PhantomData,
+        }
+    }
+}
+
+impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
+    /// Marks every `n`-th step (steps that are multiples of `n`); 0 marks none.
+    pub fn every(mut self, n: u64) -> Self {
+        self.every = n;
+        self
+    }
+
+    /// Keeps the newest `k` committed checkpoints of the series (at least 1).
+    pub fn keep(mut self, k: usize) -> Self {
+        self.keep = k.max(1);
+        self
+    }
+
+    /// Records `key = value` in every checkpoint of the series. A resume
+    /// ([`Checkpointer::latest`]) whose meta differs from the recorded one is an error: use it
+    /// for what makes a checkpoint belong to this computation (the input's digest, the
+    /// parameters).
+    pub fn meta(mut self, key: impl Into<String>, value: impl ToString) -> Self {
+        self.meta.insert(key.into(), value.to_string());
+        self
+    }
+
+    /// The series name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Marks `rdd` for a checkpoint of step `step` when `step` is a multiple of `every`; the
+    /// next action on it writes the checkpoint, and after the commit the series' checkpoints
+    /// beyond `keep` are removed (each once no RDD reads it). Returns whether it marked.
+    ///
+    /// # Errors
+    /// [`Error::NoCheckpointDir`] when the context has no checkpoint directory.
+    #[track_caller]
+    pub fn update(&mut self, step: u64, rdd: &Rdd<T>) -> Result<bool> {
+        if self.every == 0 || !step.is_multiple_of(self.every) {
+            return Ok(false);
+        }
+        let tag = Arc::new(SeriesTag {
+            entry: SeriesEntry {
+                name: self.name.clone(),
+                step,
+                meta: self.meta.clone(),
+            },
+            keep: self.keep,
+        });
+        rdd.node.mark_reliable(
+            SerdeCodec::<T>::new(),
+            Some(tag),
+            crate::rdd::site("checkpointer.update"),
+        )?;
+        Ok(rdd.checkpoint_state() == crate::CheckpointState::Marked)
+    }
+
+    /// The committed checkpoints of the series in this context's app folder, newest first
+    /// (from their manifests; part files are not read).
+    ///
+    /// # Errors
+    /// [`Error::NoCheckpointDir`] without a checkpoint directory; an I/O error listing it.
+    pub fn committed(&self) -> Result<Vec<SeriesCheckpoint>> {
+        let app = self.app()?;
+        Ok(series_of(
+            &scan(app.storage.as_ref(), app.dir())?,
+            &self.name,
+        ))
+    }
+
+    /// The newest committed step of the series and its checkpoint as an RDD (partitioner
+    /// included), or `None` when the series has none: where a restarted job resumes.
+    ///
+    /// Only manifests are read to find it. A newest checkpoint whose manifest or part files
+    /// are damaged or missing is skipped for the previous one, and
+    /// [`Event::CheckpointSkipped`] says why.
+    ///
+    /// # Errors
+    /// [`Error::ResumeMismatch`] when the checkpoint's recorded meta differs from this
+    /// series' meta (naming the key and both values): a resume never continues on another
+    /// computation's data. [`Error::TypeMismatch`] when it holds another element type.
+    pub fn latest(&self) -> Result<Option<(u64, Rdd<T>)>> {
+        let app = self.app()?;
+        let entries = scan(app.storage.as_ref(), app.dir())?;
+        for (path, manifest) in &entries {
+            if let Err(e) = manifest {
+                // A damaged manifest may have been this series' newest checkpoint.
+                self.ctx.inner.emit(Event::CheckpointSkipped {
+                    series: self.name.clone(),
+                    path: path.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        for candidate in series_of(&entries, &self.name) {
+            self.check_meta(&candidate)?;
+            match self.ctx.open_checkpoint::<T>(&candidate.path) {
+                Ok(rdd) => return Ok(Some((candidate.step, rdd))),
+                Err(e @ Error::TypeMismatch { .. }) => return Err(e),
+                Err(e) => self.ctx.inner.emit(Event::CheckpointSkipped {
+                    series: self.name.clone(),
+                    path: candidate.path.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(None)
+    }
+
+    fn check_meta(&self, c: &SeriesCheckpoint) -> Result<()> {
+        let keys: std::collections::BTreeSet<&String> =
+            c.meta.keys().chain(self.meta.keys()).collect();
+        for key in keys {
+            let (recorded, expected) = (c.meta.get(key), self.meta.get(key));
+            if recorded != expected {
+                return Err(Error::ResumeMismatch {
+                    step: c.step,
+                    path: c.path.clone(),
+                    key: key.clone(),
+                    recorded: recorded.cloned(),
+                    expected: expected.cloned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn app(&self) -> Result<Arc<AppDir>> {
+        self.ctx
+            .inner
+            .checkpoint_dir
+            .read()
+            .clone()
+            .ok_or(Error::NoCheckpointDir)
+    }
+}
+
+/// Every checkpoint folder of an app folder with its manifest (or why it does not read),
+/// newest write time first. Folders without a manifest (uncommitted) are left out.
+pub(crate) fn scan(
+    storage: &dyn Storage,
+    app_dir: &Path,
+) -> Result<Vec<(PathBuf, Result<ManifestBody>)>> {
+    let names = storage
+        .list(app_dir)
+        .map_err(|e| Error::io("list", app_dir, e))?;
+    let mut out = Vec::new();
+    for name in names.iter().filter(|n| n.starts_with("rdd-")) {
+        let dir = app_dir.join(name);
+        let Ok(files) = storage.list(&dir) else {
+            continue;
+        };
+        if !files.iter().any(|f| f == MANIFEST) {
+            continue;
+        }
+        let path = dir.join(MANIFEST);
+        let manifest = read_manifest(storage, &path);
+        out.push((dir, manifest));
+    }
+    Ok(out)
+}
+
+/// Reads and verifies one manifest file.
+pub(crate) fn read_manifest(storage: &dyn Storage, path: &Path) -> Result<ManifestBody> {
+    let mut bytes = Vec::new();
+    storage
+        .open(path)
+        .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+        .map_err(|e| Error::io("read", path, e))?;
+    ManifestBody::decode(&bytes, path)
+}
+
+/// The checkpoints of series `name` among `entries`, newest first (by step, then write
+/// time).
+fn series_of(entries: &[(PathBuf, Result<ManifestBody>)], name: &str) -> Vec<SeriesCheckpoint> {
+    let mut found: Vec<SeriesCheckpoint> = entries
+        .iter()
+        .filter_map(|(path, m)| {
+            let m = m.as_ref().ok()?;
+            let s = m.series.as_ref().filter(|s| s.name == name)?;
+            Some(SeriesCheckpoint {
+                step: s.step,
+                path: path.clone(),
+                written_at: m.written_at.clone(),
+                meta: s.meta.clone(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| (b.step, &b.written_at, &b.path).cmp(&(a.step, &a.written_at, &a.path)));
+    found
+}
+
+/// After a commit of series `tag`: removes the series' checkpoints beyond the newest
+/// `keep`, each at once when nothing reads it, else when its last reader goes. Best effort:
+/// a listing error leaves everything in place.
+pub(crate) fn retain(ctx: &Context, app: &Arc<AppDir>, tag: &SeriesTag) {
+    let Ok(entries) = scan(app.storage.as_ref(), app.dir()) else {
+        return;
+    };
+    for old in series_of(&entries, &tag.entry.name)
+        .into_iter()
+        .skip(tag.keep)
+    {
+        let now = live::delete_when_unread(&old.path, app.storage.clone());
+        ctx.inner.emit(Event::CheckpointReleased {
+            series: tag.entry.name.clone(),
+            step: old.step,
+            path: old.path,
+            deleted_now: now,
+        });
+    }
+}

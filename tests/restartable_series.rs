@@ -1,0 +1,222 @@
+//! Named checkpoint series for restartable jobs (DESIGN §5, issue 10): a restarted job
+//! resumes from the newest committed step, keeps the newest `keep`, never deletes what a
+//! live RDD reads, refuses another computation's checkpoint, and passes over a damaged one.
+
+mod common;
+
+use std::path::Path;
+
+use flintlock::{Context, Error, Event, Partitioner, Rdd};
+
+fn ctx(dir: &Path) -> Context {
+    Context::builder()
+        .app_id("job")
+        .threads(2)
+        .checkpoint_dir(dir)
+        .build()
+        .unwrap()
+}
+
+/// One iteration of a toy job: every value plus its step, partitioned by key.
+fn iterate(rdd: &Rdd<(u64, u64)>, step: u64) -> Rdd<(u64, u64)> {
+    rdd.map_values(move |v| v + step)
+        .reduce_by_key(|a, b| a + b)
+}
+
+/// Runs steps `first..=last` from `start`, updating the series; returns the last RDD.
+fn run(
+    cp: &mut flintlock::checkpoint::Checkpointer<(u64, u64)>,
+    start: Rdd<(u64, u64)>,
+    first: u64,
+    last: u64,
+) -> Rdd<(u64, u64)> {
+    let mut r = start;
+    for step in first..=last {
+        r = iterate(&r, step);
+        cp.update(step, &r).unwrap();
+        r.count().unwrap();
+    }
+    r
+}
+
+fn initial(ctx: &Context) -> Rdd<(u64, u64)> {
+    ctx.parallelize((0..100u64).map(|k| (k, k)).collect(), 4)
+        .partition_by(Partitioner::hash(4))
+}
+
+fn sorted(r: &Rdd<(u64, u64)>) -> Vec<(u64, u64)> {
+    let mut v = r.collect().unwrap();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_restarted_job_resumes_from_the_newest_committed_step_with_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let uncrashed = {
+        let other = tempfile::tempdir().unwrap();
+        let ctx = ctx(other.path());
+        let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").every(3);
+        sorted(&run(&mut cp, initial(&ctx), 1, 10))
+    };
+    // First run: "crashes" after step 7 (steps 3 and 6 committed).
+    {
+        let ctx = ctx(dir.path());
+        let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").every(3);
+        assert!(cp.latest().unwrap().is_none());
+        run(&mut cp, initial(&ctx), 1, 7);
+    }
+    let ctx = ctx(dir.path());
+    let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").every(3);
+    let (step, resumed) = cp.latest().unwrap().expect("a committed step");
+    assert_eq!(step, 6);
+    assert_eq!(resumed.partitioner(), Some(Partitioner::hash(4)));
+    let done = run(&mut cp, resumed, step + 1, 10);
+    assert_eq!(sorted(&done), uncrashed);
+    // Manifests record the series, step, write time and meta.
+    let newest = &cp.committed().unwrap()[0];
+    assert_eq!(newest.step, 9);
+    let written = newest.written_at.as_deref().unwrap();
+    assert!(written.ends_with('Z') && written.len() == 20, "{written}");
+}
+
+#[test]
+fn keep_removes_older_checkpoints_but_never_one_a_live_rdd_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path());
+    let events = common::Recorder::attach(&ctx);
+    let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").every(1).keep(2);
+    let mut r = initial(&ctx);
+    let mut held = None;
+    for step in 1..=5 {
+        r = iterate(&r, step);
+        cp.update(step, &r).unwrap();
+        r.count().unwrap();
+        if step == 1 {
+            held = Some(r.clone()); // an old RDD the user keeps
+        }
+    }
+    let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
+    assert_eq!(steps, vec![5, 4, 1], "step 1 is still read by a live RDD");
+    let held = held.unwrap();
+    let path = held.checkpoint_path().unwrap();
+    assert!(path.exists());
+    assert_eq!(held.count().unwrap(), 100);
+    drop(held);
+    assert!(!path.exists(), "gone with its last reader");
+    let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
+    assert_eq!(steps, vec![5, 4]);
+    let released: Vec<(u64, bool)> = events
+        .take()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CheckpointReleased {
+                step, deleted_now, ..
+            } => Some((step, deleted_now)),
+            _ => None,
+        })
+        .collect();
+    assert!(released.contains(&(1, false)), "{released:?}");
+    assert!(released.contains(&(2, true)), "{released:?}");
+}
+
+#[test]
+fn a_resume_with_other_meta_is_an_error_naming_the_key_and_both_values() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ctx = ctx(dir.path());
+        let mut cp = ctx
+            .checkpointer::<(u64, u64)>("ranks")
+            .meta("graph", "abc123")
+            .meta("damping", 0.85);
+        run(&mut cp, initial(&ctx), 1, 2);
+    }
+    let ctx = ctx(dir.path());
+    let cp = ctx
+        .checkpointer::<(u64, u64)>("ranks")
+        .meta("graph", "def456")
+        .meta("damping", 0.85);
+    let err = cp.latest().unwrap_err();
+    match &err {
+        Error::ResumeMismatch {
+            key,
+            recorded,
+            expected,
+            step,
+            ..
+        } => {
+            assert_eq!(key, "graph");
+            assert_eq!(recorded.as_deref(), Some("abc123"));
+            assert_eq!(expected.as_deref(), Some("def456"));
+            assert_eq!(*step, 2);
+        }
+        other => panic!("expected ResumeMismatch, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("abc123") && msg.contains("def456"), "{msg}");
+    // A key that is new is a mismatch too.
+    let extra = ctx
+        .checkpointer::<(u64, u64)>("ranks")
+        .meta("graph", "abc123")
+        .meta("damping", 0.85)
+        .meta("iterations", 10);
+    assert!(matches!(
+        extra.latest().unwrap_err(),
+        Error::ResumeMismatch { key, recorded: None, .. } if key == "iterations"
+    ));
+    // Another series in the same folder is not affected.
+    assert!(ctx
+        .checkpointer::<(u64, u64)>("other")
+        .latest()
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ctx = ctx(dir.path());
+        let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").keep(3);
+        run(&mut cp, initial(&ctx), 1, 3);
+    }
+    let ctx = ctx(dir.path());
+    let events = common::Recorder::attach(&ctx);
+    let cp = ctx.checkpointer::<(u64, u64)>("ranks");
+    let all = cp.committed().unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.step).collect::<Vec<_>>(),
+        vec![3, 2, 1]
+    );
+    // Step 3 loses a part file; step 2's manifest gets a flipped byte.
+    std::fs::remove_file(all[0].path.join("part-00001")).unwrap();
+    let manifest = all[1].path.join("_manifest.json");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[40] ^= 0x20;
+    std::fs::write(&manifest, bytes).unwrap();
+    let (step, rdd) = cp.latest().unwrap().expect("step 1 is intact");
+    assert_eq!(step, 1);
+    assert_eq!(rdd.count().unwrap(), 100);
+    let skipped: Vec<String> = events
+        .take()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CheckpointSkipped { path, .. } => Some(path.display().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+}
+
+#[test]
+fn every_marks_multiples_and_latest_needs_a_checkpoint_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path());
+    let mut cp = ctx.checkpointer::<u64>("n").every(4);
+    let r = ctx.range(0..10, 2);
+    assert!(!cp.update(3, &r).unwrap());
+    assert!(cp.update(4, &r).unwrap());
+    let none = common::ctx();
+    let cp = none.checkpointer::<u64>("n");
+    assert!(matches!(cp.latest(), Err(Error::NoCheckpointDir)));
+}

@@ -64,7 +64,7 @@ fn sweep(op: StorageOp) -> usize {
                 let app = dir.path().join(ctx.app_id());
                 let left: Vec<_> = files_below(&app)
                     .into_iter()
-                    .filter(|p| !p.ends_with(".lock"))
+                    .filter(|p| !p.ends_with(".lock") && !p.ends_with(".flintlock-app"))
                     .collect();
                 assert!(left.is_empty(), "{op:?} #{k}: files left: {left:?}");
                 // The lineage is intact: still the shuffle, not a checkpoint. (Any action here
@@ -264,7 +264,7 @@ fn sweep_any(persistent: bool) -> usize {
                 assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked, "#{k}");
                 let left: Vec<_> = files_below(&app)
                     .into_iter()
-                    .filter(|p| !p.ends_with(".lock"))
+                    .filter(|p| !p.ends_with(".lock") && !p.ends_with(".flintlock-app"))
                     .collect();
                 assert!(left.is_empty(), "#{k}: files left: {left:?}");
             }

@@ -82,7 +82,7 @@ fn a_failed_attempt_of_a_rerun_removes_only_its_own_files() {
     let folders: Vec<_> = std::fs::read_dir(&app)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != ".lock")
+        .filter(|n| n != ".lock" && n != ".flintlock-app")
         .collect();
     assert_eq!(folders.len(), 1, "{folders:?}");
 }
@@ -174,4 +174,29 @@ fn setting_the_same_checkpoint_dir_again_is_a_no_op() {
     assert_eq!(again.count().unwrap(), 5);
     assert!(again.is_checkpointed());
     assert!(rdd.checkpoint_path().unwrap().exists());
+}
+
+#[test]
+fn start_up_cleanup_never_touches_folders_flintlock_did_not_make() {
+    let root = tempfile::tempdir().unwrap();
+    // Another tool's folder that happens to look like an app folder.
+    let other = root.path().join("some-other-tool");
+    std::fs::create_dir_all(other.join("rdd-notes")).unwrap();
+    std::fs::write(other.join(".lock"), b"").unwrap();
+    std::fs::write(other.join("download.tmp"), b"half a download").unwrap();
+    std::fs::write(other.join("rdd-notes").join("thesis.txt"), b"precious").unwrap();
+    // And a folder that an app id happens to name.
+    let named = root.path().join("stable");
+    std::fs::create_dir_all(named.join("rdd-7")).unwrap();
+    std::fs::write(named.join("notes.tmp"), b"mine").unwrap();
+    let ctx = stable_ctx(root.path(), false);
+    let rdd = ctx.range(0..4, 1);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    drop((rdd, ctx));
+    let _again = stable_ctx(root.path(), false);
+    assert!(other.join("download.tmp").exists());
+    assert!(other.join("rdd-notes/thesis.txt").exists());
+    assert!(named.join("rdd-7").exists());
+    assert!(named.join("notes.tmp").exists());
 }

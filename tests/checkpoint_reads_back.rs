@@ -68,7 +68,7 @@ where
     // The attempt left no files behind.
     let leftovers: Vec<_> = common::files_below(&app)
         .into_iter()
-        .filter(|p| !p.ends_with(".lock"))
+        .filter(|p| !p.ends_with(".lock") && !p.ends_with(".flintlock-app"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -77,7 +77,9 @@ fn a_full_disk_is_a_storage_full_error_that_leaves_nothing_behind() {
     assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
     let left: Vec<_> = common::files_below(&mnt)
         .into_iter()
-        .filter(|p| !p.ends_with(".lock") && !p.ends_with("filler"))
+        .filter(|p| {
+            !p.ends_with(".lock") && !p.ends_with(".flintlock-app") && !p.ends_with("filler")
+        })
         .collect();
     assert!(left.is_empty(), "files left: {left:?}");
     assert_eq!(free_bytes(&mnt), before, "the space is given back");

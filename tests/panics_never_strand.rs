@@ -229,3 +229,35 @@ fn sort_by_key_reports_a_failed_sampling_job_instead_of_fewer_partitions() {
     // Every action reports it.
     assert!(sorted.collect().is_err());
 }
+
+/// Panics when dropped (outside a panic): a user closure that owns one panics when its
+/// lineage is released after the checkpoint commits.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("dropped a closure that panics in Drop");
+        }
+    }
+}
+
+#[test]
+fn a_panic_while_releasing_the_lineage_never_loses_the_committed_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let bomb = PanicsOnDrop;
+    let rdd = ctx.range(0..100, 2).map(move |x| {
+        let _ = &bomb;
+        x + 1
+    });
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 100);
+    assert!(rdd.is_checkpointed());
+    assert!(rdd
+        .checkpoint_path()
+        .unwrap()
+        .join("_manifest.json")
+        .exists());
+    assert_eq!(rdd.collect().unwrap(), (1..=100).collect::<Vec<_>>());
+}

@@ -179,3 +179,121 @@ fn a_range_partitioner_used_with_another_key_type_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(err.to_string().contains("used with keys"), "{err}");
 }
+
+/// "Another build" where only some keys hash differently.
+static FLIP_SOME: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct PartlyFlipped(u64);
+
+impl Hash for PartlyFlipped {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        if FLIP_SOME.load(Ordering::SeqCst) == 1 && self.0 >= 1000 {
+            self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15).hash(h)
+        } else {
+            self.0.hash(h)
+        }
+    }
+}
+
+#[test]
+fn a_placement_changed_for_some_keys_only_is_caught_by_checking_every_key() {
+    // Each part starts with keys whose placement did not change: a sample of the first keys
+    // would pass. Every key is checked.
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let ctx = common::ctx_with_dir(dir.path());
+        let data: Vec<(PartlyFlipped, u64)> = (0..2000u64).map(|i| (PartlyFlipped(i), i)).collect();
+        let part = ctx.parallelize(data, 1).partition_by(Partitioner::hash(4));
+        part.checkpoint().unwrap();
+        part.count().unwrap();
+        part.checkpoint_path().unwrap()
+    };
+    FLIP_SOME.store(1, Ordering::SeqCst);
+    let ctx = common::ctx();
+    let reopened = ctx.open_checkpoint::<(PartlyFlipped, u64)>(&path).unwrap();
+    let other = ctx
+        .parallelize(
+            (1000..2000u64)
+                .map(|i| (PartlyFlipped(i), i * 10))
+                .collect(),
+            3,
+        )
+        .partition_by(Partitioner::hash(4));
+    assert_eq!(reopened.join(&other).count().unwrap(), 1000);
+    assert_eq!(reopened.cogroup(&other).count().unwrap(), 2000);
+    assert_eq!(reopened.lookup(&PartlyFlipped(1500)).unwrap(), vec![1500]);
+    assert_eq!(reopened.partitioner(), None);
+}
+
+/// A key whose `Hash` panics for one value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct HashBomb(u64);
+
+impl Hash for HashBomb {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        if self.0 == 13 {
+            panic!("hash of 13");
+        }
+        self.0.hash(h)
+    }
+}
+
+#[test]
+fn a_panicking_hash_on_the_driver_is_an_error_not_a_panic() {
+    let ctx = common::ctx();
+    let p = ctx
+        .parallelize((0..10u64).map(|i| (HashBomb(i), i)).collect(), 2)
+        .partition_by(Partitioner::hash(3));
+    let err = p.lookup(&HashBomb(13)).unwrap_err();
+    assert!(err.to_string().contains("hash of 13"), "{err}");
+    assert_eq!(p.lookup(&HashBomb(3)).unwrap(), vec![3]);
+}
+
+/// "Another build" whose `Hash` panics for one key.
+static BOOM: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Boomy(u64);
+
+impl Hash for Boomy {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        if BOOM.load(Ordering::SeqCst) == 1 && self.0 == 3 {
+            panic!("hash of Boomy(3) panics in this build");
+        }
+        self.0.hash(h)
+    }
+}
+
+#[test]
+fn a_panicking_hash_during_the_placement_check_drops_the_partitioner_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let ctx = common::ctx_with_dir(dir.path());
+        let rdd = ctx
+            .parallelize((0..10u64).map(|i| (Boomy(i), i)).collect(), 2)
+            .partition_by(Partitioner::hash(3));
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    BOOM.store(1, Ordering::SeqCst);
+    let ctx = common::ctx();
+    let events = common::Recorder::attach(&ctx);
+    let reopened = ctx.open_checkpoint::<(Boomy, u64)>(&path).unwrap();
+    let other = ctx.parallelize(vec![(Boomy(5), 'x')], 1);
+    let joined = reopened.join(&other); // must not panic
+    let reasons: Vec<String> = events
+        .take()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PartitionerDropped { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("Hash panicked"), "{}", reasons[0]);
+    // The shuffle that replaces the narrow join hashes key 3 in a task: an error.
+    let err = joined.count().unwrap_err();
+    assert!(err.to_string().contains("panics in this build"), "{err}");
+}

@@ -83,7 +83,7 @@
 //! # Partitioners of reopened checkpoints
 //! A hash placement depends on the key type's `Hash` impl and on the hash function, and Rust
 //! promises neither across builds. A reader trusts a recorded hash partitioner only after
-//! placing a probe of keys (the first 64 records of every part) where they were read; on a
+//! placing every key of the checkpoint (one full, verified read) where it was read; on a
 //! mismatch it drops the partitioner and by-key operations shuffle. A recorded range
 //! partitioner keeps its bounds only as bytes: it describes the data but is never relied on
 //! to place keys.

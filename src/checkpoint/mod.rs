@@ -394,18 +394,31 @@ impl<T: Data> RddNode<T> {
     }
 
     /// Swaps the lineage for `checkpoint_rdd` and releases the parents iteratively.
+    ///
+    /// Never panics: the old lineage holds user closures, whose `Drop` may panic; that panic
+    /// is caught (the checkpoint is committed and installed by then, and must stay so).
     fn swap_lineage(&self, checkpoint_rdd: Rdd<T>) {
         let old = std::mem::replace(
             &mut *self.lineage.write(),
             Lineage::Checkpointed(checkpoint_rdd),
         );
-        let parents: Vec<Arc<dyn Node>> = match &old {
-            Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
-            Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
-            Lineage::Released => Vec::new(),
-        };
-        drop(old);
-        release_lineage(parents);
+        let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let parents: Vec<Arc<dyn Node>> = match &old {
+                Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
+                Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
+                Lineage::Released => Vec::new(),
+            };
+            drop(old);
+            release_lineage(parents);
+        }));
+        if let Err(payload) = released {
+            eprintln!(
+                "flintlock: dropping the lineage of rdd {} after its checkpoint panicked: {} \
+                 (the checkpoint is committed and in use)",
+                self.id,
+                crate::scheduler::panic_message(payload.as_ref())
+            );
+        }
     }
 }
 
@@ -535,13 +548,15 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                 (local::checkpoint_rdd(self, site), None)
             }
         };
-        self.swap_lineage(checkpoint_rdd);
+        // Checkpointed before the lineage is swapped: from here on nothing may abort (and so
+        // delete) the committed files, whatever panics later.
         let event = {
             let mut c = self.checkpoint.inner.lock();
             c.write = None;
             c.path = path;
             self.transition(&mut c, CheckpointState::Checkpointed)
         };
+        self.swap_lineage(checkpoint_rdd);
         ctx.inner.emit(event);
         if let Some((tag, app)) = retain {
             // After the commit: the series' checkpoints beyond `keep` go, each when no RDD
@@ -649,6 +664,12 @@ pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<J
 /// The lock file of an app folder.
 const LOCK_FILE: &str = ".lock";
 
+/// The file that says "this is a flintlock app folder". Cleanup only ever touches folders
+/// that have it: a folder of another tool that happens to hold a `.lock` file, `*.tmp`
+/// files or `rdd-*` folders is never cleaned. (App folders of flintlock 0.1 lack it and are
+/// left alone too.)
+const APP_MARKER: &str = ".flintlock-app";
+
 /// Opens (creating) and try-locks a lock file: `Ok(None)` when another holder has it. The
 /// lock is released when the `File` is dropped, or by the OS when its process dies.
 fn try_lock_file(path: &Path) -> Result<Option<File>> {
@@ -665,9 +686,9 @@ fn try_lock_file(path: &Path) -> Result<Option<File>> {
     }
 }
 
-/// Start-up cleanup: in every app folder under `root` whose lock is free (its owner is dead
-/// or gone), removes temp files and `rdd-*` folders
-/// without a committed manifest — the leftovers of interrupted writes. Folders of live apps
+/// Start-up cleanup: in every flintlock app folder under `root` (one with the app marker and
+/// a lock file) whose lock is free (its owner is dead or gone), removes temp files and
+/// `rdd-*` folders without a committed manifest — the leftovers of interrupted writes. Folders of live apps
 /// (lock held elsewhere) are not touched; committed checkpoints are never removed.
 /// Best effort: errors are ignored, the next start tries again.
 fn startup_cleanup(storage: &dyn Storage, root: &Path) {
@@ -677,8 +698,8 @@ fn startup_cleanup(storage: &dyn Storage, root: &Path) {
     for app in apps {
         let dir = root.join(&app);
         let lock = dir.join(LOCK_FILE);
-        if !lock.exists() {
-            continue; // not an app folder
+        if !is_app_folder(storage, &dir) {
+            continue; // not a flintlock app folder: never touched
         }
         // A lock held elsewhere (a live process, or another context of this one: flock locks
         // conflict per open file) means hands off. Our own folder is skipped the same way;
@@ -691,6 +712,13 @@ fn startup_cleanup(storage: &dyn Storage, root: &Path) {
             _ => continue,
         }
     }
+}
+
+/// Whether `dir` is a flintlock app folder: it has the app marker and a lock file.
+fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
+    storage.list(dir).is_ok_and(|names| {
+        names.iter().any(|n| n == APP_MARKER) && names.iter().any(|n| n == LOCK_FILE)
+    })
 }
 
 /// Removes temp files and unmanifested `rdd-*` folders from one app folder.
@@ -762,6 +790,10 @@ impl AppDir {
     ) -> Result<AppDir> {
         let root = resolve_root(root)?;
         let dir = root.join(app_id);
+        let was_app_folder = is_app_folder(storage.as_ref(), &dir);
+        // Only a folder flintlock makes (or finds empty) becomes an app folder that cleanup
+        // may work in; a folder with other contents is used, never cleaned.
+        let fresh = storage.list(&dir).map_or(true, |names| names.is_empty());
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create folder", &dir, e))?;
@@ -769,7 +801,18 @@ impl AppDir {
         // Holding our own lock, clean what dead owners left: in our own folder (a stable app
         // id whose previous process died mid-write) and in every app folder whose lock is
         // free. (A second `try_lock` of our own lock file would fail, so ours is explicit.)
-        clean_app_folder(storage.as_ref(), &dir);
+        // A folder that was not a flintlock app folder before is never cleaned.
+        if was_app_folder {
+            clean_app_folder(storage.as_ref(), &dir);
+        } else if fresh {
+            match storage.create_new(&dir.join(APP_MARKER)) {
+                Ok(mut f) => {
+                    let _ = f.write_all(b"flintlock app folder: checkpoints of one app id\n");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("create", dir.join(APP_MARKER), e)),
+            }
+        }
         startup_cleanup(storage.as_ref(), &root);
         Ok(AppDir {
             root,
@@ -834,8 +877,9 @@ impl Drop for AppDir {
         let only_lock = self
             .storage
             .list(&self.dir)
-            .is_ok_and(|names| names.iter().all(|n| n == LOCK_FILE));
+            .is_ok_and(|names| names.iter().all(|n| n == LOCK_FILE || n == APP_MARKER));
         if only_lock {
+            let _ = self.storage.remove_file(&self.dir.join(APP_MARKER));
             let _ = self.storage.remove_file(&self.dir.join(LOCK_FILE));
             let _ = self.storage.remove_dir(&self.dir);
         }

@@ -25,7 +25,9 @@ use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::listener::Event;
 use crate::rdd::iter::{boxed, each_of_batches, Batcher, PartitionIterator, Sealed};
-use crate::rdd::node::{CallSite, Compute, PartitionIter, PlacementGate, RddNode};
+use crate::rdd::node::{
+    CallSite, Compute, PartitionIter, PlacementGate, PlacementScan, RddNode, RecordCheck,
+};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
 
@@ -923,14 +925,11 @@ pub(crate) fn checkpoint_rdd<T: Data>(
     new_checkpoint_node(&node.ctx, files, node.partitioner.clone(), None, site)
 }
 
-/// Reads a placement probe (see [`PlacementGate`]).
-type Probe<T> = Box<dyn Fn() -> Result<Vec<(usize, T)>> + Send + Sync>;
-
 fn new_checkpoint_node<T: Data>(
     ctx: &Context,
     files: Arc<CheckpointFiles<T>>,
     partitioner: Option<crate::Partitioner>,
-    probe: Option<Probe<T>>,
+    scan: Option<PlacementScan<T>>,
     site: CallSite,
 ) -> Rdd<T> {
     let n = files.manifest.num_partitions;
@@ -944,31 +943,30 @@ fn new_checkpoint_node<T: Data>(
         Arc::new(ReliableCheckpointRdd { files }),
     );
     node.checkpoint = CheckpointCell::for_checkpoint_node(Some(path));
-    node.placement = probe.map(|p| Arc::new(PlacementGate::new(node.id, p)));
+    node.placement = scan.map(|p| Arc::new(PlacementGate::new(node.id, p)));
     Rdd::from_node(node)
 }
 
-/// How many records of each part the placement probe reads (from the part's first frame).
-const PROBE_PER_PART: usize = 64;
-
-/// Reads the placement probe of a checkpoint: up to [`PROBE_PER_PART`] records from the
-/// start of every part file, fully verified as any read is.
-fn read_probe<T: Data>(files: &Arc<CheckpointFiles<T>>, ctx: &Context) -> Result<Vec<(usize, T)>> {
-    let mut probe = Vec::new();
+/// Streams every record of a checkpoint, fully verified as any read is, through `check`
+/// (the placement check of a reopened checkpoint); stops at the first record it rejects.
+fn scan_records<T: Data>(
+    files: &Arc<CheckpointFiles<T>>,
+    ctx: &Context,
+    check: &mut RecordCheck<'_, T>,
+) -> Result<std::result::Result<(), String>> {
     for split in 0..files.manifest.num_partitions {
         let tc = TaskContext::detached(ctx);
         let mut reader = PartReader::open(files.clone(), split, tc.clone())?;
-        probe.extend(
-            reader
-                .by_ref()
-                .take(PROBE_PER_PART)
-                .map(|record| (split, record)),
-        );
+        for record in reader.by_ref() {
+            if let Err(why) = check(split, &record) {
+                return Ok(Err(why));
+            }
+        }
         if let Some(e) = tc.take_failure() {
             return Err(e);
         }
     }
-    Ok(probe)
+    Ok(Ok(()))
 }
 
 /// `Context::open_checkpoint`: verifies a committed checkpoint folder and returns an RDD
@@ -1030,12 +1028,13 @@ pub(crate) fn open_checkpoint<T: Data>(
         _app: None,
     });
     // Another build wrote it, perhaps: its placement is checked before it is relied on.
-    let probe: Option<Probe<T>> = partitioner.as_ref().map(|_| {
-        let probe_files = files.clone();
-        let probe_ctx = ctx.clone();
-        Box::new(move || read_probe(&probe_files, &probe_ctx)) as Probe<T>
+    let scan: Option<PlacementScan<T>> = partitioner.as_ref().map(|_| {
+        let scan_files = files.clone();
+        let scan_ctx = ctx.clone();
+        Box::new(move |check: &mut RecordCheck<'_, T>| scan_records(&scan_files, &scan_ctx, check))
+            as PlacementScan<T>
     });
-    Ok(new_checkpoint_node(ctx, files, partitioner, probe, site))
+    Ok(new_checkpoint_node(ctx, files, partitioner, scan, site))
 }
 
 /// Checks that the checkpoint holds elements of the codec's type. When both the manifest

@@ -217,7 +217,7 @@ impl Context {
     ///
     /// The element type is checked by its structural layout when the checkpoint records one
     /// (format 2) and `T` can be traced, by its type name otherwise. A recorded hash
-    /// partitioner is trusted by by-key operations only after this build places a probe of
+    /// partitioner is trusted by by-key operations only after this build places every key of
     /// the checkpoint's keys where they are (see [`Rdd::partitioner`]). While the returned RDD
     /// (or any RDD derived from it) lives, no `clean_checkpoints` of this process deletes the
     /// folder.
@@ -307,7 +307,7 @@ impl<T: Data> Rdd<T> {
     ///
     /// For a checkpoint reopened from disk this is the partitioner its manifest records. By-key
     /// operations rely on it only after checking that this build places the checkpoint's keys
-    /// where they are (a probe of each part's first records); when that check fails the
+    /// where they are (one full read of the checkpoint, once); when that check fails the
     /// partitioner is dropped (this returns `None` from then on, the operation shuffles,
     /// and [`crate::Event::PartitionerDropped`] says why).
     pub fn partitioner(&self) -> Option<Partitioner> {

@@ -52,27 +52,33 @@ pub(crate) trait Compute<T>: Send + Sync + 'static {
 ///
 /// Placement depends on the key type's `Hash` impl and on the hash function, and Rust
 /// promises neither across builds. So the partitioner recorded in a manifest is trusted only
-/// after this build has placed a probe of the checkpoint's keys (the first records of every
-/// part file) in the partitions they were read from. The check runs once, the first time a
-/// by-key operation would rely on the partitioner (it needs the key type, which only the
-/// by-key operations know); on a mismatch the partitioner is dropped and
+/// after this build has placed **every** key of the checkpoint in the partition it was read
+/// from (one full read of the checkpoint; a sample would miss a `Hash` that changed for some
+/// keys only). The check runs once, the first time a by-key operation would rely on the
+/// partitioner (it needs the key type, which only the by-key operations know); on a
+/// mismatch, an unreadable part or a panicking `Hash`, the partitioner is dropped and
 /// `Event::PartitionerDropped` says why.
 pub(crate) struct PlacementGate<T> {
     /// The reopened checkpoint RDD.
     pub(crate) rdd_id: usize,
-    /// Reads the probe: `(partition, record)` pairs.
-    probe: Box<dyn Fn() -> Result<Vec<(usize, T)>> + Send + Sync>,
+    /// Streams every record to the check as `(partition, record)`: the check's verdict, or
+    /// the error that kept the checkpoint from being read.
+    scan: PlacementScan<T>,
     verdict: std::sync::OnceLock<bool>,
 }
 
+/// The check of one record: where it was read, and the record; `Err` says what is wrong.
+pub(crate) type RecordCheck<'a, T> = dyn FnMut(usize, &T) -> std::result::Result<(), String> + 'a;
+
+/// Reads a checkpoint through a [`RecordCheck`].
+pub(crate) type PlacementScan<T> =
+    Box<dyn Fn(&mut RecordCheck<'_, T>) -> Result<std::result::Result<(), String>> + Send + Sync>;
+
 impl<T: Data> PlacementGate<T> {
-    pub(crate) fn new(
-        rdd_id: usize,
-        probe: Box<dyn Fn() -> Result<Vec<(usize, T)>> + Send + Sync>,
-    ) -> Self {
+    pub(crate) fn new(rdd_id: usize, scan: PlacementScan<T>) -> Self {
         PlacementGate {
             rdd_id,
-            probe,
+            scan,
             verdict: std::sync::OnceLock::new(),
         }
     }
@@ -82,20 +88,26 @@ impl<T: Data> PlacementGate<T> {
         self.verdict.get().copied()
     }
 
-    /// Runs the check once: `test` gets the probe and says where a record is misplaced.
+    /// Runs the check once: `test` sees every record and says where one is misplaced.
     /// Returns whether the partitioner can be trusted; the first failing check sends
-    /// `Event::PartitionerDropped`.
+    /// `Event::PartitionerDropped`. A panic in `test` (a key's `Hash`) is a failed check.
     pub(crate) fn check(
         &self,
         ctx: &Context,
-        test: impl FnOnce(&[(usize, T)]) -> std::result::Result<(), String>,
+        mut test: impl FnMut(usize, &T) -> std::result::Result<(), String>,
     ) -> bool {
         if let Some(v) = self.verdict.get() {
             return *v;
         }
-        let outcome = match (self.probe)() {
-            Ok(records) => test(&records),
-            Err(e) => Err(format!("its probe of keys could not be read: {e}")),
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.scan)(&mut test)));
+        let outcome = match outcome {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(e)) => Err(format!("the checkpoint could not be read to check it: {e}")),
+            Err(payload) => Err(format!(
+                "a key's Hash panicked while its placement was checked: {}",
+                crate::scheduler::panic_message(payload.as_ref())
+            )),
         };
         // Set outside any lock, so a listener may call back in.
         if self.verdict.set(outcome.is_ok()).is_ok() {

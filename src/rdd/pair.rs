@@ -34,8 +34,8 @@ use crate::{Data, Key, Rdd};
 impl<K: Key, V: Data> Rdd<(K, V)> {
     /// The partitioner by-key operations may rely on: the RDD's partitioner, once trusted.
     ///
-    /// A checkpoint reopened from disk is trusted only after this build has placed a probe of
-    /// its keys in the partitions they were read from (the check runs here, once; see
+    /// A checkpoint reopened from disk is trusted only after this build has placed every one
+    /// of its keys in the partition it was read from (the check runs here, once; see
     /// `PlacementGate`), and a range partitioner that cannot place `K` (one read back from a
     /// manifest keeps its bounds only as bytes) is not relied on. An untrusted partitioner
     /// means a shuffle, never a wrong join.
@@ -45,19 +45,17 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             return None;
         }
         if let Some(gate) = &self.node.placement {
-            let trusted = gate.check(self.context(), |probe| {
-                for (part, (k, _)) in probe {
-                    let at = p.try_partition_of(k).map_err(|e| e.to_string())?;
-                    if at != *part {
-                        return Err(format!(
-                            "a key read from partition {part} is placed in partition {at} by \
-                             this build (the key type's Hash impl or the hash function differs \
-                             from the build that wrote the checkpoint); {} keys were probed",
-                            probe.len()
-                        ));
-                    }
+            let key_fn = p.key_fn::<K>().ok()?;
+            let trusted = gate.check(self.context(), |part, (k, _)| {
+                let at = key_fn(k);
+                if at == part {
+                    return Ok(());
                 }
-                Ok(())
+                Err(format!(
+                    "a key read from partition {part} is placed in partition {at} by this \
+                     build (the key type's Hash impl or the hash function differs from the \
+                     build that wrote the checkpoint)"
+                ))
             });
             if !trusted {
                 return None;
@@ -863,10 +861,19 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// Any error of the job.
     pub fn lookup(&self, key: &K) -> Result<Vec<V>> {
         let key = key.clone();
-        let parts: Vec<usize> = match self
-            .trusted_partitioner()
-            .and_then(|p| p.try_partition_of(&key).ok())
-        {
+        // The key's `Hash` runs here, outside any task: a panic in it is an error.
+        let placed = catch_unwind(AssertUnwindSafe(|| {
+            self.trusted_partitioner()
+                .and_then(|p| p.try_partition_of(&key).ok())
+        }))
+        .map_err(|payload| Error::JobPanicked {
+            rdd_id: self.id(),
+            message: format!(
+                "the key's Hash panicked while lookup placed it: {}",
+                crate::scheduler::panic_message(payload.as_ref())
+            ),
+        })?;
+        let parts: Vec<usize> = match placed {
             Some(p) => vec![p],
             None => (0..self.num_partitions()).collect(),
         };

@@ -230,7 +230,9 @@ impl Context {
     ///
     /// A listener may call back into the context (add listeners, run jobs). A listener that
     /// panics never changes an action's outcome: the panic is caught and its first one is
-    /// reported on stderr.
+    /// reported on stderr. Task events come from inside the running job: a job started from
+    /// one that needs a shuffle stage the running job is computing waits for that stage, which
+    /// waits for the listener: start such jobs on another thread.
     pub fn add_listener(&self, listener: impl Listener + 'static) {
         let mut listeners = self.inner.listeners.write();
         let mut next: Vec<Arc<RegisteredListener>> = listeners.as_ref().clone();

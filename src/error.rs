@@ -127,11 +127,7 @@ pub enum Error {
     /// reader. Nothing was committed; the RDD is still Marked, with its lineage.
     #[error(
         "cannot checkpoint elements of type `{type_name}`: {reason}. Nothing was committed and \
-         the lineage is intact; fix the type (serde attributes that make postcard's encoding \
-         depend on the value or need a self-describing format, such as \
-         skip_serializing_if, untagged or internally tagged enums, flatten, and \
-         deserialize_any types such as serde_json::Value, do not read back) or call \
-         rdd.cancel_checkpoint()"
+         the lineage is intact; every action retries the write until rdd.cancel_checkpoint()"
     )]
     UnreadableRecord {
         /// `std::any::type_name` of the elements.
@@ -215,8 +211,10 @@ pub enum Error {
 
     /// Another process holds the lock of this checkpoint application folder.
     #[error(
-        "checkpoint folder {path} is locked by another running process; give this context \
-         another app_name or checkpoint_dir"
+        "checkpoint folder {path} is locked: another process, or another live context of this \
+         process, uses the same app id there (a context also keeps a folder it left locked \
+         while its checkpoints there are read); use another app_id or checkpoint_dir, or drop \
+         the other context first"
     )]
     Locked {
         /// The lock file.

@@ -50,11 +50,16 @@ fn cancelling_a_local_checkpoint_undoes_the_persist_it_made() {
     rdd.cancel_checkpoint().unwrap();
     assert_eq!(rdd.storage_level(), StorageLevel::None);
     assert!(!rdd.is_local_checkpoint());
-    // A persist the user made stays.
+    // A persist the user made stays, before the mark or after it.
     let cached = ctx.range(0..10, 2).cache();
     cached.local_checkpoint().unwrap();
     cached.cancel_checkpoint().unwrap();
     assert_eq!(cached.storage_level(), StorageLevel::MemoryOnly);
+    let later = ctx.range(0..10, 2);
+    later.local_checkpoint().unwrap();
+    later.cache();
+    later.cancel_checkpoint().unwrap();
+    assert_eq!(later.storage_level(), StorageLevel::MemoryOnly);
 }
 
 #[test]

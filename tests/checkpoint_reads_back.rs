@@ -195,3 +195,57 @@ fn with_verification_off_the_caller_takes_the_risk_it_documents() {
     let err = rdd.collect().unwrap_err();
     assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
 }
+
+fn is_zero(x: &u8) -> bool {
+    *x == 0
+}
+
+/// Leaves `a` out when it is zero: the bytes of the rest then happen to decode as another
+/// value (`a: 2, s: "x"` for `a: 0, s: "\u{1}x"`), so decoding again cannot notice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Skippy {
+    #[serde(skip_serializing_if = "is_zero", default)]
+    a: u8,
+    s: String,
+}
+
+#[test]
+fn a_skipped_field_whose_bytes_happen_to_decode_is_refused_not_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![Skippy {
+        a: 0,
+        s: "\u{1}x".into(),
+    }];
+    let rdd = ctx.parallelize(data.clone(), 1);
+    rdd.checkpoint().unwrap();
+    let err = rdd.collect().unwrap_err();
+    assert!(
+        matches!(&err, Error::UnreadableRecord { reason, .. } if reason.contains("field `a`")),
+        "{err}"
+    );
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    rdd.cancel_checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+}
+
+#[test]
+fn a_serialize_error_keeps_the_users_words() {
+    #[derive(Clone, Debug, PartialEq, Deserialize)]
+    struct Unlucky(u8);
+    impl Serialize for Unlucky {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 == 77 {
+                return Err(serde::ser::Error::custom("77 is unlucky"));
+            }
+            s.serialize_u8(self.0)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(vec![Unlucky(1), Unlucky(77)], 1);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err();
+    assert!(err.to_string().contains("77 is unlucky"), "{err}");
+    assert!(err.to_string().contains("record 1"), "{err}");
+}

@@ -27,6 +27,7 @@ mod local;
 mod reliable;
 mod series;
 mod storage;
+mod strict;
 
 use std::fmt;
 use std::fs::File;
@@ -79,7 +80,9 @@ impl fmt::Display for CheckpointState {
 /// Encodes and decodes records of `T` (postcard), captured where `T: Serialize +
 /// DeserializeOwned` is known, i.e. in `checkpoint()` and `open_checkpoint()`.
 pub(crate) trait Codec<T>: Send + Sync {
-    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), postcard::Error>;
+    /// Appends `x`'s postcard encoding to `out`; refuses what would not read back as the
+    /// same value (see `strict`). The error says why.
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String>;
     fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String>;
     /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
     /// `i` ends), as the writer's check that everything it commits reads back. Returns the
@@ -90,6 +93,12 @@ pub(crate) trait Codec<T>: Send + Sync {
     fn layout(&self) -> Option<layout::Layout>;
 }
 
+/// What to do about a type postcard cannot read back, for error messages.
+const SERDE_ADVICE: &str = "postcard is not self-describing: serde attributes that need \
+    field names or type tags (untagged, internally or adjacently tagged enums, flatten) and \
+    deserialize_any types such as serde_json::Value do not read back; give the element type \
+    a plain serde form";
+
 pub(crate) struct SerdeCodec<T>(PhantomData<fn() -> T>);
 
 impl<T> SerdeCodec<T> {
@@ -99,16 +108,21 @@ impl<T> SerdeCodec<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
-    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), postcard::Error> {
-        postcard::serialize_with_flavor(x, AppendTo(out))
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        strict::encode(x, AppendTo(out))
     }
 
     fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {
         let mut out = Vec::with_capacity((records as usize).min(bytes.len()));
         let mut rest = bytes;
         for i in 0..records {
-            let (x, r) = postcard::take_from_bytes::<T>(rest)
-                .map_err(|e| format!("record {i} of the frame does not decode: {e}"))?;
+            let (x, r) = postcard::take_from_bytes::<T>(rest).map_err(|e| {
+                format!(
+                    "record {i} of the frame does not decode as `{}`: {e} (damaged, or \
+                         holding values this type's Deserialize rejects)",
+                    std::any::type_name::<T>()
+                )
+            })?;
             out.push(x);
             rest = r;
         }
@@ -133,7 +147,7 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
                         i,
                         format!(
                             "it was written as {} bytes but reads back from {} of them \
-                             (the encoding depends on the value in a way the reader cannot see)",
+                             ({SERDE_ADVICE})",
                             own.len(),
                             own.len() - rest.len()
                         ),
@@ -253,6 +267,11 @@ impl<T: Data> CheckpointCell<T> {
 
     pub(crate) fn path(&self) -> Option<PathBuf> {
         self.inner.lock().path.clone()
+    }
+
+    /// The user chose a storage level: `cancel_checkpoint()` must not undo it.
+    pub(crate) fn user_persisted(&self) {
+        self.inner.lock().persisted_by_mark = false;
     }
 
     pub(crate) fn is_local(&self) -> bool {

@@ -1055,6 +1055,7 @@ impl<T: Data> Rdd<T> {
 
     /// Sets how computed partitions are kept. Returns the same RDD.
     pub fn persist(&self, level: StorageLevel) -> Rdd<T> {
+        self.node.checkpoint.user_persisted();
         self.node.set_storage_level(level);
         self.clone()
     }
@@ -1080,8 +1081,12 @@ impl<T: Data> Rdd<T> {
     /// for a frame make the action fail with [`Error::UnreadableRecord`]: nothing is
     /// committed, the RDD stays Marked with its lineage, and every later action retries
     /// until [`Rdd::cancel_checkpoint`]. The manifest records the element type's structural
-    /// layout, so a later build that changed the type reports [`Error::TypeMismatch`] instead
-    /// of misreading it.
+    /// layout when it can be traced, so a later build that changed the type reports
+    /// [`Error::TypeMismatch`] instead of misreading it. Some types cannot be traced (an enum
+    /// reached only through an `Option`, `Vec` or map field of a struct, a `Deserialize` that
+    /// rejects the tracer's sample values, `deserialize_any` types); their checkpoints are
+    /// checked by type name only, as format-1 checkpoints are (see
+    /// [`crate::checkpoint::format`]).
     ///
     /// Lazy and idempotent: marking twice, marking a checkpointed RDD or a checkpoint RDD are
     /// no-ops; marking after an action already ran takes effect at the next action. The

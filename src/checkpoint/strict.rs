@@ -1,0 +1,466 @@
+//! Encoding records with postcard, refusing what postcard cannot read back as the same value.
+//!
+//! Postcard writes no field names, so a field left out by `#[serde(skip_serializing_if)]`
+//! shifts every byte after it. Decoding the record again does not always notice: the bytes
+//! `[2, 1, b'x']` of `Skippy { a: 0 (skipped), s: "\u{1}x" }` read back cleanly as
+//! `Skippy { a: 2, s: "x" }`. Serde's derive calls `skip_field` for each field it leaves
+//! out, so the encoder wraps postcard's serializer and refuses any `skip_field`: the record
+//! does not encode, and the write fails naming the field.
+//!
+//! The wrapper also keeps the message of a `Serialize` impl's own error
+//! (`S::Error::custom("…")`), which postcard's error type drops.
+//!
+//! Every value below the record is serialized through the wrapper too ([`Strict`] wraps each
+//! element, field, key and value it forwards), so a skipped field is caught at any depth.
+//! The first problem is kept in a thread-local slot, because the errors that cross
+//! postcard's own serializer must be postcard's type.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::ser::{self, Serialize, Serializer};
+
+thread_local! {
+    /// The first problem met while encoding the current record on this thread.
+    static PROBLEM: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn note(problem: String) {
+    PROBLEM.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_none() {
+            *p = Some(problem);
+        }
+    });
+}
+
+/// Encodes `value` with postcard into `output`, refusing skipped fields. The error says what
+/// went wrong, in the user's words where a `Serialize` impl gave some.
+pub(crate) fn encode<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
+    value: &T,
+    output: F,
+) -> Result<(), String> {
+    PROBLEM.with(|p| p.borrow_mut().take());
+    let mut ser = postcard::Serializer { output };
+    let outcome = value.serialize(Strict(&mut ser));
+    let problem = PROBLEM.with(|p| p.borrow_mut().take());
+    match (outcome, problem) {
+        (Ok(()), None) => ser.output.finalize().map(drop).map_err(|e| e.to_string()),
+        (_, Some(problem)) => Err(problem),
+        (Err(e), None) => Err(e.to_string()),
+    }
+}
+
+/// The error of a [`Strict`] serializer: the inner serializer's, or a message of our own
+/// (a refused `skip_field`, or a `Serialize` impl's `custom` error, kept word for word).
+#[derive(Debug)]
+pub(crate) enum StrictError<E> {
+    Inner(E),
+    Message(String),
+}
+
+impl<E: fmt::Display> fmt::Display for StrictError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StrictError::Inner(e) => e.fmt(f),
+            StrictError::Message(m) => f.write_str(m),
+        }
+    }
+}
+
+impl<E: std::error::Error> std::error::Error for StrictError<E> {}
+
+impl<E: ser::Error> ser::Error for StrictError<E> {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        StrictError::Message(msg.to_string())
+    }
+}
+
+/// Forwards to the serializer `S`, wrapping every nested value; refuses `skip_field`.
+pub(crate) struct Strict<S>(S);
+
+/// A value serialized through [`Strict`] by whatever serializer it is handed.
+struct Nested<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Nested<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(Strict(serializer)).map_err(|e| match e {
+            StrictError::Inner(e) => e,
+            StrictError::Message(m) => {
+                // Crosses postcard's serializer, whose error type drops messages.
+                note(m.clone());
+                ser::Error::custom(m)
+            }
+        })
+    }
+}
+
+/// The compound serializers (sequences, tuples, maps, structs, variants), wrapped.
+pub(crate) struct Compound<C>(C);
+
+impl<S: Serializer> Serializer for Strict<S> {
+    type Ok = S::Ok;
+    type Error = StrictError<S::Error>;
+    type SerializeSeq = Compound<S::SerializeSeq>;
+    type SerializeTuple = Compound<S::SerializeTuple>;
+    type SerializeTupleStruct = Compound<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = Compound<S::SerializeTupleVariant>;
+    type SerializeMap = Compound<S::SerializeMap>;
+    type SerializeStruct = Compound<S::SerializeStruct>;
+    type SerializeStructVariant = Compound<S::SerializeStructVariant>;
+
+    fn serialize_bool(self, v: bool) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_bool(v).map_err(StrictError::Inner)
+    }
+    fn serialize_i8(self, v: i8) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_i8(v).map_err(StrictError::Inner)
+    }
+    fn serialize_i16(self, v: i16) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_i16(v).map_err(StrictError::Inner)
+    }
+    fn serialize_i32(self, v: i32) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_i32(v).map_err(StrictError::Inner)
+    }
+    fn serialize_i64(self, v: i64) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_i64(v).map_err(StrictError::Inner)
+    }
+    fn serialize_i128(self, v: i128) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_i128(v).map_err(StrictError::Inner)
+    }
+    fn serialize_u8(self, v: u8) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_u8(v).map_err(StrictError::Inner)
+    }
+    fn serialize_u16(self, v: u16) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_u16(v).map_err(StrictError::Inner)
+    }
+    fn serialize_u32(self, v: u32) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_u32(v).map_err(StrictError::Inner)
+    }
+    fn serialize_u64(self, v: u64) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_u64(v).map_err(StrictError::Inner)
+    }
+    fn serialize_u128(self, v: u128) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_u128(v).map_err(StrictError::Inner)
+    }
+    fn serialize_f32(self, v: f32) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_f32(v).map_err(StrictError::Inner)
+    }
+    fn serialize_f64(self, v: f64) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_f64(v).map_err(StrictError::Inner)
+    }
+    fn serialize_char(self, v: char) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_char(v).map_err(StrictError::Inner)
+    }
+    fn serialize_str(self, v: &str) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_str(v).map_err(StrictError::Inner)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_bytes(v).map_err(StrictError::Inner)
+    }
+    fn serialize_none(self) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_none().map_err(StrictError::Inner)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<S::Ok, Self::Error> {
+        self.0
+            .serialize_some(&Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_unit(self) -> Result<S::Ok, Self::Error> {
+        self.0.serialize_unit().map_err(StrictError::Inner)
+    }
+    fn serialize_unit_struct(self, name: &'static str) -> Result<S::Ok, Self::Error> {
+        self.0
+            .serialize_unit_struct(name)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<S::Ok, Self::Error> {
+        self.0
+            .serialize_unit_variant(name, index, variant)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<S::Ok, Self::Error> {
+        self.0
+            .serialize_newtype_struct(name, &Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> Result<S::Ok, Self::Error> {
+        self.0
+            .serialize_newtype_variant(name, index, variant, &Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        self.0
+            .serialize_seq(len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        self.0
+            .serialize_tuple(len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        self.0
+            .serialize_tuple_struct(name, len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        self.0
+            .serialize_tuple_variant(name, index, variant, len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        self.0
+            .serialize_map(len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, Self::Error> {
+        self.0
+            .serialize_struct(name, len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        self.0
+            .serialize_struct_variant(name, index, variant, len)
+            .map(Compound)
+            .map_err(StrictError::Inner)
+    }
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// The error of a refused `skip_field`.
+fn skipped<E>(key: &'static str) -> StrictError<E> {
+    StrictError::Message(format!(
+        "field `{key}` was left out by its Serialize impl (skip_serializing_if?): postcard \
+         writes no field names, so the fields after it would read back as other values"
+    ))
+}
+
+impl<C: ser::SerializeSeq> ser::SerializeSeq for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.0
+            .serialize_element(&Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+impl<C: ser::SerializeTuple> ser::SerializeTuple for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.0
+            .serialize_element(&Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+impl<C: ser::SerializeTupleStruct> ser::SerializeTupleStruct for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.0
+            .serialize_field(&Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+impl<C: ser::SerializeTupleVariant> ser::SerializeTupleVariant for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.0
+            .serialize_field(&Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Self::Error> {
+        self.0.serialize_key(&Nested(k)).map_err(StrictError::Inner)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+        self.0
+            .serialize_value(&Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+impl<C: ser::SerializeStruct> ser::SerializeStruct for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), Self::Error> {
+        self.0
+            .serialize_field(key, &Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
+        Err(skipped(key))
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+impl<C: ser::SerializeStructVariant> ser::SerializeStructVariant for Compound<C> {
+    type Ok = C::Ok;
+    type Error = StrictError<C::Error>;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        v: &T,
+    ) -> Result<(), Self::Error> {
+        self.0
+            .serialize_field(key, &Nested(v))
+            .map_err(StrictError::Inner)
+    }
+    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
+        Err(skipped(key))
+    }
+    fn end(self) -> Result<C::Ok, Self::Error> {
+        self.0.end().map_err(StrictError::Inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        encode(v, super::super::AppendTo(&mut out))?;
+        Ok(out)
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Skippy {
+        #[serde(skip_serializing_if = "is_zero", default)]
+        a: u8,
+        s: String,
+    }
+
+    fn is_zero(x: &u8) -> bool {
+        *x == 0
+    }
+
+    #[derive(serde::Serialize)]
+    enum E {
+        V {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            x: Option<u8>,
+        },
+    }
+
+    #[test]
+    fn a_skipped_field_is_refused_at_any_depth() {
+        let err = strict(&Skippy {
+            a: 0,
+            s: "\u{1}x".into(),
+        })
+        .unwrap_err();
+        assert!(err.contains("field `a`"), "{err}");
+        assert!(strict(&Skippy {
+            a: 1,
+            s: "x".into()
+        })
+        .is_ok());
+        let nested = vec![(
+            1u8,
+            Some(Skippy {
+                a: 0,
+                s: String::new(),
+            }),
+        )];
+        assert!(strict(&nested).unwrap_err().contains("field `a`"));
+        assert!(strict(&E::V { x: None }).unwrap_err().contains("field `x`"));
+        assert!(strict(&E::V { x: Some(1) }).is_ok());
+    }
+
+    #[test]
+    fn the_bytes_are_postcards_own() {
+        let v = (7u64, "abc".to_string(), vec![Some(1.5f64), None], [1u8, 2]);
+        assert_eq!(strict(&v).unwrap(), postcard::to_stdvec(&v).unwrap());
+        let m: std::collections::BTreeMap<u8, String> = [(1, "a".into())].into();
+        assert_eq!(strict(&m).unwrap(), postcard::to_stdvec(&m).unwrap());
+    }
+
+    #[test]
+    fn a_serialize_error_keeps_its_message_at_any_depth() {
+        struct Unlucky(u8);
+        impl Serialize for Unlucky {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if self.0 == 77 {
+                    return Err(ser::Error::custom("77 is unlucky"));
+                }
+                s.serialize_u8(self.0)
+            }
+        }
+        assert!(strict(&Unlucky(77)).unwrap_err().contains("77 is unlucky"));
+        let err = strict(&vec![Unlucky(1), Unlucky(77)]).unwrap_err();
+        assert!(err.contains("77 is unlucky"), "{err}");
+    }
+}

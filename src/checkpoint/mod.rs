@@ -20,6 +20,7 @@
 //! - Any failure removes the attempt's files and puts the state back to Marked; the next
 //!   action retries.
 
+pub mod admin;
 pub mod format;
 mod layout;
 mod live;
@@ -681,7 +682,7 @@ pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<J
 }
 
 /// The lock file of an app folder.
-const LOCK_FILE: &str = ".lock";
+pub(crate) const LOCK_FILE: &str = ".lock";
 
 /// The file that says "this is a flintlock app folder". Cleanup only ever touches folders
 /// that have it: a folder of another tool that happens to hold a `.lock` file, `*.tmp`
@@ -691,7 +692,7 @@ const APP_MARKER: &str = ".flintlock-app";
 
 /// Opens (creating) and try-locks a lock file: `Ok(None)` when another holder has it. The
 /// lock is released when the `File` is dropped, or by the OS when its process dies.
-fn try_lock_file(path: &Path) -> Result<Option<File>> {
+pub(crate) fn try_lock_file(path: &Path) -> Result<Option<File>> {
     let file = File::options()
         .create(true)
         .truncate(false)
@@ -734,7 +735,7 @@ fn startup_cleanup(storage: &dyn Storage, root: &Path) {
 }
 
 /// Whether `dir` is a flintlock app folder: it has the app marker and a lock file.
-fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
+pub(crate) fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
     storage.list(dir).is_ok_and(|names| {
         names.iter().any(|n| n == APP_MARKER) && names.iter().any(|n| n == LOCK_FILE)
     })

@@ -1,0 +1,227 @@
+//! `flintlock`: works on checkpoint folders without knowing the element type.
+//!
+//! ```text
+//! flintlock list DIR                     apps, series, steps, types, sizes, status
+//! flintlock verify PATH                  every checksum and frame; exit status 1 on damage
+//! flintlock show PATH                    the manifest and a table of its parts
+//! flintlock gc DIR [--keep N] [--dry-run]
+//! ```
+//! `--json` on each prints the report as JSON, for scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use flintlock::checkpoint::admin;
+
+#[derive(Parser)]
+#[command(
+    name = "flintlock",
+    version,
+    about = "Inspect, verify and clean flintlock checkpoints"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apps, series, steps, element types, partitions, records, bytes, write time and status
+    /// (committed / uncommitted / damaged; apps locked by a live process) under DIR.
+    List {
+        /// The checkpoint directory (the one given to `checkpoint_dir`).
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks every checksum and frame of a checkpoint folder; exit status 1 on damage.
+    Verify {
+        /// A checkpoint folder (`<dir>/<app>/rdd-<id>-<write id>`).
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The manifest of a checkpoint folder and a table of its part files.
+    Show {
+        /// A checkpoint folder.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes uncommitted leftovers of dead owners and, with --keep, all but the newest N
+    /// checkpoints of each series; never touches an app a live process holds.
+    Gc {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// Keep the newest N checkpoints of each series.
+        #[arg(long)]
+        keep: Option<usize>,
+        /// Report what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flintlock: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> flintlock::Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| flintlock::Error::InvalidArgument(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+fn run(cli: Cli) -> flintlock::Result<ExitCode> {
+    match cli.command {
+        Command::List { dir, json: as_json } => {
+            let apps = admin::list(&dir)?;
+            if as_json {
+                json(&apps)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for app in &apps {
+                println!(
+                    "{}  ({}){}",
+                    app.app,
+                    app.path.display(),
+                    if app.locked {
+                        "  locked by a live process"
+                    } else {
+                        ""
+                    }
+                );
+                println!(
+                    "  {:<34} {:<11} {:<10} {:>6} {:>6} {:>10} {:>12} {:<20} type",
+                    "checkpoint",
+                    "status",
+                    "series",
+                    "step",
+                    "parts",
+                    "records",
+                    "bytes",
+                    "written at"
+                );
+                for c in &app.checkpoints {
+                    let name = c.path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    println!(
+                        "  {:<34} {:<11} {:<10} {:>6} {:>6} {:>10} {:>12} {:<20} {}",
+                        opt(&name),
+                        c.status,
+                        opt(&c.series),
+                        opt(&c.step),
+                        opt(&c.partitions),
+                        opt(&c.records),
+                        opt(&c.bytes),
+                        opt(&c.written_at),
+                        c.element_type
+                            .clone()
+                            .or_else(|| c.problem.clone())
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            path,
+            json: as_json,
+        } => {
+            let report = admin::verify(&path)?;
+            if as_json {
+                json(&report)?;
+            } else if report.problems.is_empty() {
+                println!(
+                    "ok: {} parts, {} records, every checksum verified",
+                    report.parts_checked, report.records
+                );
+            } else {
+                for p in &report.problems {
+                    println!("damaged: {p}");
+                }
+            }
+            Ok(if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Show {
+            path,
+            json: as_json,
+        } => {
+            let m = admin::show(&path)?;
+            if as_json {
+                json(&m)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("checkpoint  {}", path.display());
+            println!("format      {} version {}", m.format, m.version);
+            println!("app id      {}", m.app_id);
+            println!("rdd id      {}", m.rdd_id);
+            println!("write id    {:016x}", m.write_id);
+            println!("type        {}", m.element_type);
+            println!("layout      {}", opt(&m.element_layout));
+            println!(
+                "partitioner {}",
+                opt(&m.partitioner.as_ref().map(|p| format!("{p:?}")))
+            );
+            println!("compression {:?}", m.compression);
+            println!("written at  {}", opt(&m.written_at));
+            if let Some(s) = &m.series {
+                println!("series      {} step {} meta {:?}", s.name, s.step, s.meta);
+            }
+            println!(
+                "{:<12} {:>12} {:>12} {:>10}",
+                "part", "bytes", "records", "crc32c"
+            );
+            for p in &m.parts {
+                println!(
+                    "{:<12} {:>12} {:>12} {:>10}",
+                    p.file,
+                    p.bytes,
+                    p.records,
+                    format!("{:08x}", p.crc32c)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc {
+            dir,
+            keep,
+            dry_run,
+            json: as_json,
+        } => {
+            let removed = admin::gc(&dir, keep, dry_run)?;
+            if as_json {
+                json(&removed)?;
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                for r in &removed {
+                    println!("{verb} {} ({})", r.path.display(), r.reason);
+                }
+                println!("{} {verb}", removed.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Working on checkpoint folders without knowing the element type: what the `flintlock`
+//! command-line tool does (`list`, `verify`, `show`, `gc`), as functions that return
+//! reports (serde-serializable, for `--json`).
+//!
+//! Nothing here deletes a folder that a live process holds: `gc` works only in app folders
+//! whose lock it can take, and only in folders flintlock made (see the app marker in
+//! [`crate::checkpoint::format`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::format::{ManifestBody, PartFile, MANIFEST};
+use super::series::{read_manifest, scan};
+use super::{clean_app_folder, is_app_folder, live, try_lock_file, LocalFs, Storage, LOCK_FILE};
+use crate::error::{Error, Result};
+
+/// One checkpoint folder as `list` sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckpointInfo {
+    /// The folder.
+    pub path: PathBuf,
+    /// `committed` (a verified manifest), `uncommitted` (no manifest: an interrupted write
+    /// or one in progress) or `damaged` (a manifest that does not verify).
+    pub status: &'static str,
+    /// The series and step, for checkpoints of a named series.
+    pub series: Option<String>,
+    /// The step within the series.
+    pub step: Option<u64>,
+    /// The element type's name.
+    pub element_type: Option<String>,
+    /// Partitions (part files).
+    pub partitions: Option<usize>,
+    /// Records in all parts.
+    pub records: Option<u64>,
+    /// Bytes of all part files.
+    pub bytes: Option<u64>,
+    /// When the manifest was written (UTC).
+    pub written_at: Option<String>,
+    /// What is wrong, for a damaged checkpoint.
+    pub problem: Option<String>,
+}
+
+/// One app folder as `list` sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppInfo {
+    /// The app id (the folder's name).
+    pub app: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Whether a live process holds the app's lock.
+    pub locked: bool,
+    /// Its checkpoint folders, by name.
+    pub checkpoints: Vec<CheckpointInfo>,
+}
+
+/// Every flintlock app folder under the checkpoint directory `dir`, with its checkpoints.
+/// Reads manifests only.
+///
+/// # Errors
+/// When `dir` cannot be listed.
+pub fn list(dir: &Path) -> Result<Vec<AppInfo>> {
+    let storage = LocalFs;
+    let mut apps = Vec::new();
+    for name in storage.list(dir).map_err(|e| Error::io("list", dir, e))? {
+        let path = dir.join(&name);
+        if !is_app_folder(&storage, &path) {
+            continue;
+        }
+        let locked = !matches!(try_lock_file(&path.join(LOCK_FILE)), Ok(Some(_)));
+        let mut checkpoints = Vec::new();
+        for entry in storage.list(&path).unwrap_or_default() {
+            if !entry.starts_with("rdd-") {
+                continue;
+            }
+            checkpoints.push(describe(&storage, &path.join(entry)));
+        }
+        apps.push(AppInfo {
+            app: name,
+            path,
+            locked,
+            checkpoints,
+        });
+    }
+    Ok(apps)
+}
+
+fn describe(storage: &dyn Storage, path: &Path) -> CheckpointInfo {
+    let mut info = CheckpointInfo {
+        path: path.to_path_buf(),
+        status: "uncommitted",
+        series: None,
+        step: None,
+        element_type: None,
+        partitions: None,
+        records: None,
+        bytes: None,
+        written_at: None,
+        problem: None,
+    };
+    let has_manifest = storage
+        .list(path)
+        .is_ok_and(|names| names.iter().any(|n| n == MANIFEST));
+    if !has_manifest {
+        return info;
+    }
+    match read_manifest(storage, &path.join(MANIFEST)) {
+        Ok(m) => {
+            info.status = "committed";
+            info.series = m.series.as_ref().map(|s| s.name.clone());
+            info.step = m.series.as_ref().map(|s| s.step);
+            info.element_type = Some(m.element_type.clone());
+            info.partitions = Some(m.num_partitions);
+            info.records = Some(m.parts.iter().map(|p| p.records).sum());
+            info.bytes = Some(m.parts.iter().map(|p| p.bytes).sum());
+            info.written_at = m.written_at;
+        }
+        Err(e) => {
+            info.status = "damaged";
+            info.problem = Some(e.to_string());
+        }
+    }
+    info
+}
+
+/// What `verify` found in one checkpoint folder.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VerifyReport {
+    /// The folder.
+    pub path: PathBuf,
+    /// Part files read, each completely.
+    pub parts_checked: usize,
+    /// Records counted in them.
+    pub records: u64,
+    /// Every problem found, each naming the file (and offset where it applies). Empty when
+    /// the checkpoint is intact.
+    pub problems: Vec<String>,
+}
+
+/// Verifies a checkpoint folder completely: the manifest's checksum and fields, and every
+/// byte of every part file (header, every frame's checksum, trailer counts, whole-file
+/// length, record count and checksum against the manifest; no unlisted part files). Records
+/// are not decoded (that needs the element type).
+///
+/// # Errors
+/// Only when the folder cannot be listed; damage is reported in the report.
+pub fn verify(path: &Path) -> Result<VerifyReport> {
+    let storage = LocalFs;
+    let names = storage.list(path).map_err(|e| Error::io("list", path, e))?;
+    let mut report = VerifyReport {
+        path: path.to_path_buf(),
+        parts_checked: 0,
+        records: 0,
+        problems: Vec::new(),
+    };
+    if !names.iter().any(|n| n == MANIFEST) {
+        report.problems.push(
+            Error::NotCommitted {
+                path: path.to_path_buf(),
+            }
+            .to_string(),
+        );
+        return Ok(report);
+    }
+    let manifest = match read_manifest(&storage, &path.join(MANIFEST)) {
+        Ok(m) => m,
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return Ok(report);
+        }
+    };
+    for (i, part) in manifest.parts.iter().enumerate() {
+        let file = path.join(&part.file);
+        match check_part(&manifest, i, &file) {
+            Ok(records) => {
+                report.parts_checked += 1;
+                report.records += records;
+            }
+            Err(e) => report.problems.push(e.to_string()),
+        }
+    }
+    for extra in names
+        .iter()
+        .filter(|n| n.starts_with("part-") && !manifest.parts.iter().any(|p| &p.file == *n))
+    {
+        report.problems.push(format!(
+            "{}: a part file the manifest does not list",
+            path.join(extra).display()
+        ));
+    }
+    Ok(report)
+}
+
+fn check_part(m: &ManifestBody, i: usize, file: &Path) -> Result<u64> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io("read", file, e))?;
+    let info = &m.parts[i];
+    if bytes.len() as u64 != info.bytes {
+        return Err(Error::corrupt(
+            file,
+            format!(
+                "length mismatch: the manifest records {} bytes, the file has {}",
+                info.bytes,
+                bytes.len()
+            ),
+        ));
+    }
+    // Frame by frame first: a damaged frame is named with its offset.
+    let part = PartFile::decode(&bytes, file)?;
+    if crc32c::crc32c(&bytes) != info.crc32c {
+        return Err(Error::corrupt(
+            file,
+            "file checksum differs from the manifest's",
+        ));
+    }
+    if part.header.partition as usize != i
+        || part.header.write_id != m.write_id
+        || part.header.type_name != m.element_type
+    {
+        return Err(Error::corrupt(
+            file,
+            "its header names another partition, write or element type than the manifest",
+        ));
+    }
+    let records: u64 = part.frames.iter().map(|f| u64::from(f.0)).sum();
+    if records != info.records {
+        return Err(Error::corrupt(
+            file,
+            format!("{records} records, the manifest records {}", info.records),
+        ));
+    }
+    Ok(records)
+}
+
+/// The manifest of a checkpoint folder, verified (`show`).
+///
+/// # Errors
+/// [`Error::NotCommitted`] without a manifest; the manifest's own errors.
+pub fn show(path: &Path) -> Result<ManifestBody> {
+    let manifest = path.join(MANIFEST);
+    if !manifest.exists() {
+        return Err(Error::NotCommitted {
+            path: path.to_path_buf(),
+        });
+    }
+    read_manifest(&LocalFs, &manifest)
+}
+
+/// One folder `gc` removed (or would remove, with `dry_run`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Removal {
+    /// The folder or file.
+    pub path: PathBuf,
+    /// Why: `uncommitted leftover` or `beyond keep` (with the series).
+    pub reason: String,
+}
+
+/// Collects garbage under the checkpoint directory `dir`: in every app folder whose lock is
+/// free (no live process holds it), the uncommitted leftovers of dead owners, and with
+/// `keep`, all but the newest `keep` checkpoints of each series. Folders a live process
+/// holds, and folders flintlock did not make, are never touched. With `dry_run`, reports
+/// without removing.
+///
+/// # Errors
+/// When `dir` cannot be listed.
+pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<Vec<Removal>> {
+    let storage = LocalFs;
+    let mut removed = Vec::new();
+    for app in list(dir)? {
+        // Held while we work: a process starting on this app waits, then finds the result.
+        let Ok(Some(_held)) = try_lock_file(&app.path.join(LOCK_FILE)) else {
+            continue; // a live process holds it
+        };
+        for c in app.checkpoints.iter().filter(|c| c.status == "uncommitted") {
+            removed.push(Removal {
+                path: c.path.clone(),
+                reason: "uncommitted leftover of a dead owner".to_string(),
+            });
+        }
+        if let Some(keep) = keep {
+            let mut by_series: std::collections::BTreeMap<String, Vec<(u64, PathBuf)>> =
+                Default::default();
+            for (path, m) in scan(&storage, &app.path)? {
+                if let Some(s) = m.ok().and_then(|m| m.series) {
+                    by_series.entry(s.name).or_default().push((s.step, path));
+                }
+            }
+            for (series, mut steps) in by_series {
+                steps.sort_by(|a, b| b.cmp(a));
+                for (step, path) in steps.into_iter().skip(keep.max(1)) {
+                    removed.push(Removal {
+                        path,
+                        reason: format!("beyond keep {keep}: series {series:?} step {step}"),
+                    });
+                }
+            }
+        }
+        if !dry_run {
+            clean_app_folder(&storage, &app.path);
+            for r in removed.iter().filter(|r| r.path.starts_with(&app.path)) {
+                if r.path.exists() {
+                    live::delete_when_unread(&r.path, std::sync::Arc::new(LocalFs));
+                }
+            }
+        }
+    }
+    Ok(removed)
+}

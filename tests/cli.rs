@@ -1,0 +1,191 @@
+//! The `flintlock` binary on real checkpoint folders (issue 10): list, verify, show and gc,
+//! with damaged folders (a flipped byte, a missing part, no manifest) and a folder held by a
+//! live process.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flintlock::Context;
+
+fn flintlock(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flintlock"))
+        .args(args)
+        .output()
+        .expect("run the flintlock binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An app "dead" (its context dropped) with a series of three steps; returns the checkpoint
+/// folders, newest step first.
+fn dead_app(dir: &Path) -> Vec<PathBuf> {
+    let ctx = Context::builder()
+        .app_id("dead")
+        .threads(2)
+        .checkpoint_dir(dir)
+        .build()
+        .unwrap();
+    let mut cp = ctx
+        .checkpointer::<(u64, u64)>("ranks")
+        .keep(3)
+        .meta("graph", "g1");
+    let mut r = ctx.parallelize((0..50u64).map(|k| (k, k)).collect(), 3);
+    for step in 1..=3 {
+        r = r.map_values(move |v| v + step);
+        cp.update(step, &r).unwrap();
+        r.count().unwrap();
+    }
+    cp.committed()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.path)
+        .collect()
+}
+
+/// An interrupted write of the dead app (made after any other context started: start-up
+/// cleanup would remove it).
+fn interrupted_write(dir: &Path) -> PathBuf {
+    let leftover = dir.join("dead").join("rdd-9-00000000000000ff");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join(".part-00000.3.tmp"), b"half").unwrap();
+    leftover
+}
+
+#[test]
+fn verify_accepts_an_intact_checkpoint_and_names_the_damage_in_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = dead_app(dir.path());
+    let leftover = interrupted_write(dir.path());
+    let (code, out) = flintlock(&["verify", s(&paths[0])]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: 3 parts, 50 records"), "{out}");
+
+    // A flipped byte inside a frame.
+    let part = paths[1].join("part-00001");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let at = bytes.len() - 30;
+    bytes[at] ^= 0x01;
+    std::fs::write(&part, bytes).unwrap();
+    let (code, out) = flintlock(&["verify", s(&paths[1])]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("part-00001") && out.contains("offset"),
+        "{out}"
+    );
+
+    // A missing part.
+    std::fs::remove_file(paths[2].join("part-00002")).unwrap();
+    let (code, out) = flintlock(&["verify", "--json", s(&paths[2])]);
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("part-00002"));
+
+    // A folder without a manifest.
+    let (code, out) = flintlock(&["verify", s(&leftover)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not a committed checkpoint"), "{out}");
+}
+
+#[test]
+fn list_shows_series_steps_status_and_live_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    dead_app(dir.path());
+    let live = Context::builder()
+        .app_id("live")
+        .threads(1)
+        .checkpoint_dir(dir.path())
+        .build()
+        .unwrap();
+    let rdd = live.range(0..10, 2);
+    rdd.checkpoint().unwrap();
+    rdd.count().unwrap();
+    interrupted_write(dir.path());
+    let (code, out) = flintlock(&["list", s(dir.path())]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("live") && out.contains("locked by a live process"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ranks") && out.contains("uncommitted"),
+        "{out}"
+    );
+    let (_, out) = flintlock(&["list", "--json", s(dir.path())]);
+    let apps: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let dead = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "dead")
+        .unwrap();
+    assert_eq!(dead["locked"], false);
+    let steps: Vec<u64> = dead["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["step"].as_u64())
+        .collect();
+    assert_eq!(steps.len(), 3);
+    drop((rdd, live));
+}
+
+#[test]
+fn show_prints_the_manifest_and_its_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = dead_app(dir.path());
+    let (code, out) = flintlock(&["show", s(&paths[0])]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("series      ranks step 3"), "{out}");
+    assert!(out.contains("part-00002"), "{out}");
+    assert!(out.contains("(u64, u64)"), "{out}");
+    let (code, out) = flintlock(&["show", "--json", s(&paths[0])]);
+    assert_eq!(code, 0);
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["series"]["meta"]["graph"], "g1");
+}
+
+#[test]
+fn gc_removes_dead_leftovers_and_old_steps_but_never_a_live_apps_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = dead_app(dir.path());
+    let live = Context::builder()
+        .app_id("live")
+        .threads(1)
+        .checkpoint_dir(dir.path())
+        .build()
+        .unwrap();
+    let live_leftover = dir.path().join("live").join("rdd-7-00000000000000aa");
+    std::fs::create_dir(&live_leftover).unwrap();
+    let leftover = interrupted_write(dir.path());
+
+    let (code, out) = flintlock(&["gc", "--keep", "1", "--dry-run", s(dir.path())]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("3 would remove"), "{out}");
+    assert!(
+        paths.iter().all(|p| p.exists()),
+        "a dry run removes nothing"
+    );
+
+    let (code, out) = flintlock(&["gc", "--keep", "1", "--json", s(dir.path())]);
+    assert_eq!(code, 0, "{out}");
+    let removed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(removed.as_array().unwrap().len(), 3);
+    assert!(paths[0].exists(), "the newest step stays");
+    assert!(!paths[1].exists() && !paths[2].exists());
+    assert!(!leftover.exists());
+    assert!(live_leftover.exists(), "a live process holds that app");
+    drop(live);
+}

@@ -278,57 +278,56 @@ fn skipped<E>(key: &'static str) -> StrictError<E> {
     ))
 }
 
-impl<C: ser::SerializeSeq> ser::SerializeSeq for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.0
-            .serialize_element(&Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
-    }
+/// The one-value compound serializers: each element or field goes through [`Strict`].
+macro_rules! forward_values {
+    ($($trait:ident :: $method:ident),* $(,)?) => {$(
+        impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = StrictError<C::Error>;
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+                self.0.$method(&Nested(v)).map_err(StrictError::Inner)
+            }
+            fn end(self) -> Result<C::Ok, Self::Error> {
+                self.0.end().map_err(StrictError::Inner)
+            }
+        }
+    )*};
 }
 
-impl<C: ser::SerializeTuple> ser::SerializeTuple for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.0
-            .serialize_element(&Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
-    }
+forward_values!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
+
+/// The named-field compound serializers: fields go through [`Strict`], a skipped field is
+/// refused.
+macro_rules! forward_fields {
+    ($($trait:ident),* $(,)?) => {$(
+        impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = StrictError<C::Error>;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), Self::Error> {
+                self.0
+                    .serialize_field(key, &Nested(v))
+                    .map_err(StrictError::Inner)
+            }
+            fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
+                Err(skipped(key))
+            }
+            fn end(self) -> Result<C::Ok, Self::Error> {
+                self.0.end().map_err(StrictError::Inner)
+            }
+        }
+    )*};
 }
 
-impl<C: ser::SerializeTupleStruct> ser::SerializeTupleStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.0
-            .serialize_field(&Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
-    }
-}
-
-impl<C: ser::SerializeTupleVariant> ser::SerializeTupleVariant for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.0
-            .serialize_field(&Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
-    }
-}
+forward_fields!(SerializeStruct, SerializeStructVariant);
 
 impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
     type Ok = C::Ok;
@@ -340,46 +339,6 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
         self.0
             .serialize_value(&Nested(v))
             .map_err(StrictError::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
-    }
-}
-
-impl<C: ser::SerializeStruct> ser::SerializeStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Self::Error> {
-        self.0
-            .serialize_field(key, &Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
-        Err(skipped(key))
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
-    }
-}
-
-impl<C: ser::SerializeStructVariant> ser::SerializeStructVariant for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), Self::Error> {
-        self.0
-            .serialize_field(key, &Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
-        Err(skipped(key))
     }
     fn end(self) -> Result<C::Ok, Self::Error> {
         self.0.end().map_err(StrictError::Inner)

@@ -101,14 +101,10 @@ fn checkpoint_after_local_checkpoint_says_it_keeps_the_local_one() {
     let rdd = ctx.range(0..10, 2);
     rdd.local_checkpoint().unwrap();
     rdd.checkpoint().unwrap();
-    let ignored: Vec<String> = events
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::CheckpointRequestIgnored { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let ignored: Vec<String> = events.take_matching(|e| match e {
+        Event::CheckpointRequestIgnored { reason, .. } => Some(reason),
+        _ => None,
+    });
     assert_eq!(ignored.len(), 1);
     assert!(ignored[0].contains("local"), "{}", ignored[0]);
     rdd.count().unwrap();

@@ -48,14 +48,10 @@ fn a_changed_hash_placement_drops_the_partitioner_and_the_join_stays_exact() {
         .partition_by(Partitioner::hash(8));
     let joined = reopened.join(&other);
     assert_eq!(joined.count().unwrap(), n, "no row lost to a narrow join");
-    let dropped: Vec<String> = events
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::PartitionerDropped { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let dropped: Vec<String> = events.take_matching(|e| match e {
+        Event::PartitionerDropped { reason, .. } => Some(reason),
+        _ => None,
+    });
     assert_eq!(dropped.len(), 1, "one event says why: {dropped:?}");
     assert!(dropped[0].contains("placed in partition"), "{}", dropped[0]);
     assert_eq!(reopened.partitioner(), None);
@@ -283,14 +279,10 @@ fn a_panicking_hash_during_the_placement_check_drops_the_partitioner_without_a_p
     let reopened = ctx.open_checkpoint::<(Boomy, u64)>(&path).unwrap();
     let other = ctx.parallelize(vec![(Boomy(5), 'x')], 1);
     let joined = reopened.join(&other); // must not panic
-    let reasons: Vec<String> = events
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::PartitionerDropped { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let reasons: Vec<String> = events.take_matching(|e| match e {
+        Event::PartitionerDropped { reason, .. } => Some(reason),
+        _ => None,
+    });
     assert_eq!(reasons.len(), 1);
     assert!(reasons[0].contains("Hash panicked"), "{}", reasons[0]);
     // The shuffle that replaces the narrow join hashes key 3 in a task: an error.

@@ -106,16 +106,12 @@ fn keep_removes_older_checkpoints_but_never_one_a_live_rdd_reads() {
     assert!(!path.exists(), "gone with its last reader");
     let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
     assert_eq!(steps, vec![5, 4]);
-    let released: Vec<(u64, bool)> = events
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::CheckpointReleased {
-                step, deleted_now, ..
-            } => Some((step, deleted_now)),
-            _ => None,
-        })
-        .collect();
+    let released: Vec<(u64, bool)> = events.take_matching(|e| match e {
+        Event::CheckpointReleased {
+            step, deleted_now, ..
+        } => Some((step, deleted_now)),
+        _ => None,
+    });
     assert!(released.contains(&(1, false)), "{released:?}");
     assert!(released.contains(&(2, true)), "{released:?}");
 }
@@ -197,14 +193,10 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one_and_says_so() {
     let (step, rdd) = cp.latest().unwrap().expect("step 1 is intact");
     assert_eq!(step, 1);
     assert_eq!(rdd.count().unwrap(), 100);
-    let skipped: Vec<String> = events
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::CheckpointSkipped { path, .. } => Some(path.display().to_string()),
-            _ => None,
-        })
-        .collect();
+    let skipped: Vec<String> = events.take_matching(|e| match e {
+        Event::CheckpointSkipped { path, .. } => Some(path.display().to_string()),
+        _ => None,
+    });
     assert_eq!(skipped.len(), 2, "{skipped:?}");
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::format::{ManifestBody, PartFile, MANIFEST};
-use super::series::{read_manifest, scan};
+use super::series::read_manifest;
 use super::{clean_app_folder, is_app_folder, live, try_lock_file, LocalFs, Storage, LOCK_FILE};
 use crate::error::{Error, Result};
 
@@ -277,11 +277,15 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<Vec<Removal>
             });
         }
         if let Some(keep) = keep {
-            let mut by_series: std::collections::BTreeMap<String, Vec<(u64, PathBuf)>> =
+            // `list` read the manifests already.
+            let mut by_series: std::collections::BTreeMap<&str, Vec<(u64, PathBuf)>> =
                 Default::default();
-            for (path, m) in scan(&storage, &app.path)? {
-                if let Some(s) = m.ok().and_then(|m| m.series) {
-                    by_series.entry(s.name).or_default().push((s.step, path));
+            for c in &app.checkpoints {
+                if let (Some(series), Some(step)) = (&c.series, c.step) {
+                    by_series
+                        .entry(series)
+                        .or_default()
+                        .push((step, c.path.clone()));
                 }
             }
             for (series, mut steps) in by_series {

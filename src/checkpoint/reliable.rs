@@ -18,7 +18,7 @@ use super::format::{
 };
 use super::layout::{first_difference, Layout};
 use super::live::Reader;
-use super::series::SeriesTag;
+use super::series::{read_manifest, SeriesTag};
 use super::{AppDir, CheckpointCell, Codec, Compression, Storage, StorageFile};
 use crate::context::Context;
 use crate::dependency::Dependency;
@@ -988,12 +988,7 @@ pub(crate) fn open_checkpoint<T: Data>(
         });
     }
     let manifest_path = path.join(MANIFEST);
-    let mut bytes = Vec::new();
-    storage
-        .open(&manifest_path)
-        .and_then(|mut r| r.read_to_end(&mut bytes))
-        .map_err(|e| Error::io("read", &manifest_path, e))?;
-    let manifest = ManifestBody::decode(&bytes, &manifest_path)?;
+    let manifest = read_manifest(storage.as_ref(), &manifest_path)?;
     check_element_type(&manifest, codec.as_ref(), &manifest_path)?;
     for (i, part) in manifest.parts.iter().enumerate() {
         if !names.contains(&part.file) {

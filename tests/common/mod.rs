@@ -52,6 +52,10 @@ impl Recorder {
     pub fn take(&self) -> Vec<Event> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+    /// Takes the recorded events and keeps what `pick` finds in them.
+    pub fn take_matching<T>(&self, pick: impl Fn(Event) -> Option<T>) -> Vec<T> {
+        self.take().into_iter().filter_map(pick).collect()
+    }
     pub fn stages_started(&self) -> usize {
         self.0
             .lock()

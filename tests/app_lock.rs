@@ -135,3 +135,30 @@ fn a_killed_lock_holder_is_taken_over_and_only_its_leftovers_are_cleaned() {
     );
     assert_eq!(ctx.range(0..4, 1).count().unwrap(), 4);
 }
+
+/// A visitor (another process's start-up cleanup, or `flintlock gc`) holds a free app's
+/// owner lock while it works, under the visit lock. The owner that starts meanwhile waits for
+/// it instead of reporting `Locked`; a live owner is still reported at once.
+#[test]
+fn an_owner_waits_for_a_visitor_instead_of_reporting_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(ctx_with_id(dir.path(), "visited").unwrap());
+    let app = dir.path().join("visited");
+    // The visitor, as another process would hold them: the visit lock first, then the owner
+    // lock, each through its own open file.
+    let visit = std::fs::File::create(app.join(".visit.lock")).unwrap();
+    visit.try_lock().unwrap();
+    let owner = std::fs::File::create(app.join(".lock")).unwrap();
+    owner.try_lock().unwrap();
+    let visitor = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(owner); // the owner lock goes first
+        drop(visit);
+    });
+    let ctx = ctx_with_id(dir.path(), "visited").expect("waits for the visitor");
+    visitor.join().unwrap();
+    // Now a live owner holds it: the next one fails fast.
+    let err = ctx_with_id(dir.path(), "visited").unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    drop(ctx);
+}

@@ -9,8 +9,11 @@
 //!   write is kept or lost at random, and the last kept one may be torn;
 //! - a folder's entries are durable as of its last `sync_dir`; the creations, renames and
 //!   removals after it survive as a random subset, in order (nothing orders them);
-//! - folders themselves (`create_dir_all`) are durable at once: the checkpoint's folder is
-//!   made before the protocol starts, and its own durability is outside it.
+//! - folders made with `create_dir_all` (the checkpoint directory and the app folder) are
+//!   durable at once; a folder made with `create_dir` (each write attempt's `rdd-*` folder)
+//!   is an entry of its parent like a file: durable once the parent is synced, else kept or
+//!   lost at random, with everything in it;
+//! - locks are held in memory and die with the process (a recovered filesystem has none).
 //!
 //! Mutation check: the same sweep with any one sync of the protocol removed (`SimFs` ignores
 //! it) must fail at least once — every fsync and folder fsync is needed.
@@ -20,7 +23,7 @@ use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flintlock::checkpoint::{Storage, StorageFile};
+use flintlock::checkpoint::{Storage, StorageFile, StorageLock};
 use flintlock::{Context, Error};
 use parking_lot::Mutex;
 
@@ -42,6 +45,8 @@ enum DirOp {
 
 #[derive(Clone, Default, Debug)]
 struct Dir {
+    /// Whether the folder itself is durable in its parent.
+    in_parent: bool,
     current: BTreeMap<String, usize>,
     durable: BTreeMap<String, usize>,
     /// Entry operations since the last `sync_dir`.
@@ -64,6 +69,8 @@ struct State {
     crash_after: usize,
     skip: Skip,
     folder_syncs: usize,
+    /// Locks held (by paths).
+    locks: std::collections::BTreeSet<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +85,7 @@ impl SimFs {
             crash_after,
             skip,
             folder_syncs: 0,
+            locks: Default::default(),
         })))
     }
 
@@ -118,8 +126,18 @@ impl SimFs {
                 unsynced: Vec::new(),
             };
         }
+        // Folders not yet durable in their parent survive at random, with their contents.
+        let lost: Vec<&PathBuf> = s
+            .dirs
+            .iter()
+            .filter(|(_, d)| !d.in_parent && !coin())
+            .map(|(p, _)| p)
+            .collect();
         let mut dirs = BTreeMap::new();
         for (path, d) in &s.dirs {
+            if lost.iter().any(|l| path.starts_with(l)) {
+                continue;
+            }
             let mut entries = d.durable.clone();
             for op in &d.pending {
                 if !coin() {
@@ -142,6 +160,7 @@ impl SimFs {
             dirs.insert(
                 path.clone(),
                 Dir {
+                    in_parent: true,
                     current: entries.clone(),
                     durable: entries,
                     pending: Vec::new(),
@@ -155,6 +174,7 @@ impl SimFs {
             crash_after: usize::MAX,
             skip: Skip::Nothing,
             folder_syncs: 0,
+            locks: Default::default(),
         })))
     }
 }
@@ -246,7 +266,7 @@ impl Storage for SimFs {
         let mut s = self.0.lock();
         s.op()?;
         for p in path.ancestors() {
-            s.dirs.entry(p.to_path_buf()).or_default();
+            s.dirs.entry(p.to_path_buf()).or_default().in_parent = true;
         }
         Ok(())
     }
@@ -318,6 +338,11 @@ impl Storage for SimFs {
         let d = s.dir(path)?;
         d.durable = d.current.clone();
         d.pending.clear();
+        for (child, d) in s.dirs.iter_mut() {
+            if child.parent() == Some(path) {
+                d.in_parent = true;
+            }
+        }
         Ok(())
     }
     fn list(&self, path: &Path) -> io::Result<Vec<String>> {
@@ -375,6 +400,42 @@ impl Storage for SimFs {
             }
         }
         Ok(())
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        let mut s = self.0.lock();
+        if s.ops >= s.crash_after {
+            return Err(crashed());
+        }
+        let (dir, name) = split(path);
+        let ino = s.inodes.len();
+        let d = s.dir(&dir)?;
+        if !d.current.contains_key(&name) {
+            d.current.insert(name.clone(), ino);
+            d.pending.push(DirOp::Put(name, ino));
+            s.inodes.push(Inode::default());
+        }
+        if !s.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+        })))
+    }
+}
+
+/// A lock held in a `SimFs`.
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+}
+
+impl StorageLock for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.fs.0.lock().locks.remove(&self.path);
     }
 }
 
@@ -489,6 +550,7 @@ fn removing_any_single_sync_from_the_protocol_is_caught() {
         Skip::ManifestSync,
         Skip::FolderSync(1),
         Skip::FolderSync(2),
+        Skip::FolderSync(3),
     ] {
         let violations = sweep(skip);
         assert!(

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use flintlock::checkpoint::{LocalFs, Storage, StorageFile};
+use flintlock::checkpoint::{LocalFs, Storage, StorageFile, StorageLock};
 use flintlock::{CheckpointState, Context, Error, Event};
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +152,9 @@ impl Storage for PanicsAtCommit {
     }
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         LocalFs.remove_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        LocalFs.try_lock(path)
     }
 }
 

@@ -212,3 +212,34 @@ fn every_marks_multiples_and_latest_needs_a_checkpoint_dir() {
     let cp = none.checkpointer::<u64>("n");
     assert!(matches!(cp.latest(), Err(Error::NoCheckpointDir)));
 }
+
+/// A job restarted from scratch (not resuming) while an earlier run's higher steps are
+/// still there: what it commits stays until it is beyond `keep` by its own newer commits,
+/// and a resume continues from the newest step either run wrote.
+#[test]
+fn a_rerun_from_scratch_keeps_what_it_commits_next_to_an_earlier_runs_higher_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ctx = ctx(dir.path());
+        let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").every(1).keep(2);
+        run(&mut cp, initial(&ctx), 1, 6);
+    }
+    let ctx = ctx(dir.path());
+    let mut cp = ctx.checkpointer::<(u64, u64)>("ranks").every(1).keep(2);
+    let mut r = initial(&ctx);
+    for step in 1..=2 {
+        r = iterate(&r, step);
+        cp.update(step, &r).unwrap();
+        r.count().unwrap();
+        let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
+        assert!(steps.contains(&step), "step {step} was removed: {steps:?}");
+        assert_eq!(
+            r.checkpoint_state(),
+            flintlock::CheckpointState::Checkpointed
+        );
+        assert_eq!(r.count().unwrap(), 100, "the new checkpoint still reads");
+    }
+    let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
+    assert_eq!(steps, vec![6, 5, 2], "{steps:?}");
+    assert_eq!(cp.latest().unwrap().unwrap().0, 6);
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::format::{ManifestBody, PartFile, MANIFEST};
 use super::series::read_manifest;
-use super::{clean_app_folder, is_app_folder, live, try_lock_file, LocalFs, Storage, LOCK_FILE};
+use super::{clean_app_folder, is_app_folder, live, visit, LocalFs, Storage, Visit};
 use crate::error::{Error, Result};
 
 /// One checkpoint folder as `list` sees it.
@@ -67,14 +67,8 @@ pub fn list(dir: &Path) -> Result<Vec<AppInfo>> {
         if !is_app_folder(&storage, &path) {
             continue;
         }
-        let locked = !matches!(try_lock_file(&path.join(LOCK_FILE)), Ok(Some(_)));
-        let mut checkpoints = Vec::new();
-        for entry in storage.list(&path).unwrap_or_default() {
-            if !entry.starts_with("rdd-") {
-                continue;
-            }
-            checkpoints.push(describe(&storage, &path.join(entry)));
-        }
+        let locked = matches!(visit(&storage, &path, true, || ())?, Visit::Owned);
+        let checkpoints = checkpoints_of(&storage, &path);
         apps.push(AppInfo {
             app: name,
             path,
@@ -83,6 +77,17 @@ pub fn list(dir: &Path) -> Result<Vec<AppInfo>> {
         });
     }
     Ok(apps)
+}
+
+/// The checkpoint folders of one app folder, by name.
+fn checkpoints_of(storage: &dyn Storage, app: &Path) -> Vec<CheckpointInfo> {
+    storage
+        .list(app)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|entry| entry.starts_with("rdd-"))
+        .map(|entry| describe(storage, &app.join(entry)))
+        .collect()
 }
 
 fn describe(storage: &dyn Storage, path: &Path) -> CheckpointInfo {
@@ -266,46 +271,58 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<Vec<Removal>
     let storage = LocalFs;
     let mut removed = Vec::new();
     for app in list(dir)? {
-        // Held while we work: a process starting on this app waits, then finds the result.
-        let Ok(Some(_held)) = try_lock_file(&app.path.join(LOCK_FILE)) else {
-            continue; // a live process holds it
-        };
-        for c in app.checkpoints.iter().filter(|c| c.status == "uncommitted") {
-            removed.push(Removal {
-                path: c.path.clone(),
-                reason: "uncommitted leftover of a dead owner".to_string(),
-            });
-        }
-        if let Some(keep) = keep {
-            // `list` read the manifests already.
-            let mut by_series: std::collections::BTreeMap<&str, Vec<(u64, PathBuf)>> =
-                Default::default();
-            for c in &app.checkpoints {
-                if let (Some(series), Some(step)) = (&c.series, c.step) {
-                    by_series
-                        .entry(series)
-                        .or_default()
-                        .push((step, c.path.clone()));
+        // Both locks are held while we work: a process starting on this app waits for us,
+        // then finds the result. The folder is read again under them: `list` was earlier.
+        let visited = visit(&storage, &app.path, true, || {
+            let found = removals(&checkpoints_of(&storage, &app.path), keep);
+            if !dry_run {
+                clean_app_folder(&storage, &app.path);
+                for r in &found {
+                    if r.path.exists() {
+                        live::delete_when_unread(&r.path, std::sync::Arc::new(LocalFs));
+                    }
                 }
             }
-            for (series, mut steps) in by_series {
-                steps.sort_by(|a, b| b.cmp(a));
-                for (step, path) in steps.into_iter().skip(keep.max(1)) {
-                    removed.push(Removal {
-                        path,
-                        reason: format!("beyond keep {keep}: series {series:?} step {step}"),
-                    });
-                }
-            }
-        }
-        if !dry_run {
-            clean_app_folder(&storage, &app.path);
-            for r in removed.iter().filter(|r| r.path.starts_with(&app.path)) {
-                if r.path.exists() {
-                    live::delete_when_unread(&r.path, std::sync::Arc::new(LocalFs));
-                }
-            }
+            found
+        })?;
+        if let Visit::Unowned(found) = visited {
+            removed.extend(found);
         }
     }
     Ok(removed)
+}
+
+/// What `gc` removes from one app folder's checkpoints: uncommitted leftovers, and with
+/// `keep` all but the newest `keep` steps of each series.
+fn removals(checkpoints: &[CheckpointInfo], keep: Option<usize>) -> Vec<Removal> {
+    let mut removed: Vec<Removal> = checkpoints
+        .iter()
+        .filter(|c| c.status == "uncommitted")
+        .map(|c| Removal {
+            path: c.path.clone(),
+            reason: "uncommitted leftover of a dead owner".to_string(),
+        })
+        .collect();
+    let Some(keep) = keep else {
+        return removed;
+    };
+    let mut by_series: std::collections::BTreeMap<&str, Vec<(u64, PathBuf)>> = Default::default();
+    for c in checkpoints {
+        if let (Some(series), Some(step)) = (&c.series, c.step) {
+            by_series
+                .entry(series)
+                .or_default()
+                .push((step, c.path.clone()));
+        }
+    }
+    for (series, mut steps) in by_series {
+        steps.sort_by(|a, b| b.cmp(a));
+        for (step, path) in steps.into_iter().skip(keep.max(1)) {
+            removed.push(Removal {
+                path,
+                reason: format!("beyond keep {keep}: series {series:?} step {step}"),
+            });
+        }
+    }
+    removed
 }

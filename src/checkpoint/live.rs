@@ -78,7 +78,7 @@ impl Drop for Reader {
         // Removed under the registry lock, so a reader registering now waits and then finds
         // the folder gone (`NotCommitted`), rather than reading a half-removed folder.
         if let Some(storage) = entry.and_then(|e| e.delete_with) {
-            let _ = storage.remove_dir_all(&self.key);
+            super::remove_checkpoint(storage.as_ref(), &self.key);
         }
     }
 }
@@ -95,7 +95,7 @@ pub(crate) fn delete_when_unread(dir: &Path, storage: Arc<dyn Storage>) -> bool 
         }
         _ => {
             live.remove(&key);
-            let _ = storage.remove_dir_all(&key);
+            super::remove_checkpoint(storage.as_ref(), &key);
             true
         }
     }

@@ -31,7 +31,6 @@ mod storage;
 mod strict;
 
 use std::fmt;
-use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +46,7 @@ pub use format::{
     MANIFEST,
 };
 pub use series::{Checkpointer, SeriesCheckpoint};
-pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageOp};
+pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageLock, StorageOp};
 
 pub(crate) use reliable::open_checkpoint;
 
@@ -573,7 +572,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         let event = {
             let mut c = self.checkpoint.inner.lock();
             c.write = None;
-            c.path = path;
+            c.path = path.clone();
             self.transition(&mut c, CheckpointState::Checkpointed)
         };
         self.swap_lineage(checkpoint_rdd);
@@ -581,7 +580,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         if let Some((tag, app)) = retain {
             // After the commit: the series' checkpoints beyond `keep` go, each when no RDD
             // reads it any more (never while one does).
-            series::retain(ctx, &app, &tag);
+            series::retain(ctx, &app, &tag, path.as_deref());
         }
         Ok(())
     }
@@ -690,48 +689,100 @@ pub(crate) const LOCK_FILE: &str = ".lock";
 /// left alone too.)
 const APP_MARKER: &str = ".flintlock-app";
 
-/// Opens (creating) and try-locks a lock file: `Ok(None)` when another holder has it. The
-/// lock is released when the `File` is dropped, or by the OS when its process dies.
-pub(crate) fn try_lock_file(path: &Path) -> Result<Option<File>> {
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("create lock file", path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+/// The lock a *visitor* of an app folder holds: anyone who takes an app's [`LOCK_FILE`]
+/// without owning the app (start-up cleanup of other apps, `flintlock gc` and `list`) holds
+/// this lock first and releases it last. So an owner that finds `.lock` busy can tell a live
+/// owner (the visit lock is free) from a visitor at work (it is not), and waits for the
+/// visitor instead of reporting [`Error::Locked`].
+pub(crate) const VISIT_LOCK: &str = ".visit.lock";
+
+/// What a visitor found in an app folder.
+pub(crate) enum Visit<R> {
+    /// No live owner: the visit ran with both locks held and returned this.
+    Unowned(R),
+    /// A live process owns the app.
+    Owned,
+    /// Another visitor is at work (only when not waiting for it).
+    Busy,
+}
+
+/// Visits app folder `dir` as a non-owner: takes its visit lock (waiting for another
+/// visitor when `wait`), then its owner lock, and runs `f` only when both are free.
+pub(crate) fn visit<R>(
+    storage: &dyn Storage,
+    dir: &Path,
+    wait: bool,
+    f: impl FnOnce() -> R,
+) -> Result<Visit<R>> {
+    let visit_path = dir.join(VISIT_LOCK);
+    let mut backoff = Backoff::new();
+    let _visit = loop {
+        match take_lock(storage, &visit_path)? {
+            Some(held) => break held,
+            None if wait => backoff.sleep(),
+            None => return Ok(Visit::Busy),
+        }
+    };
+    // Dropped at the end of the arm: the owner lock goes before the visit lock.
+    Ok(match take_lock(storage, &dir.join(LOCK_FILE))? {
+        Some(_owner) => Visit::Unowned(f()),
+        None => Visit::Owned,
+    })
+}
+
+fn take_lock(storage: &dyn Storage, path: &Path) -> Result<Option<Box<dyn StorageLock>>> {
+    storage
+        .try_lock(path)
+        .map_err(|e| Error::io("lock", path, e))
+}
+
+/// Sleeps 1, 2, 4 … up to 50 ms between polls of a lock.
+struct Backoff(std::time::Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(std::time::Duration::from_millis(1))
+    }
+    fn sleep(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(std::time::Duration::from_millis(50));
     }
 }
 
 /// Start-up cleanup: in every flintlock app folder under `root` (one with the app marker and
-/// a lock file) whose lock is free (its owner is dead or gone), removes temp files and
-/// `rdd-*` folders without a committed manifest — the leftovers of interrupted writes. Folders of live apps
-/// (lock held elsewhere) are not touched; committed checkpoints are never removed.
-/// Best effort: errors are ignored, the next start tries again.
-fn startup_cleanup(storage: &dyn Storage, root: &Path) {
+/// a lock file) that no live process owns, removes temp files and `rdd-*` folders without a
+/// committed manifest — the leftovers of interrupted writes. Folders of live apps, and apps
+/// another visitor is cleaning, are not touched; committed checkpoints are never removed.
+/// `own`, the caller's app folder, is skipped. Best effort: errors are ignored, the next
+/// start tries again.
+fn startup_cleanup(storage: &dyn Storage, root: &Path, own: &Path) {
     let Ok(apps) = storage.list(root) else {
         return;
     };
     for app in apps {
         let dir = root.join(&app);
-        let lock = dir.join(LOCK_FILE);
-        if !is_app_folder(storage, &dir) {
-            continue; // not a flintlock app folder: never touched
+        if dir == own || !is_app_folder(storage, &dir) {
+            continue; // ours (`AppDir::open` cleans it) or not a flintlock app folder
         }
-        // A lock held elsewhere (a live process, or another context of this one: flock locks
-        // conflict per open file) means hands off. Our own folder is skipped the same way;
-        // `AppDir::open` cleans it itself.
-        match try_lock_file(&lock) {
-            Ok(Some(held)) => {
-                clean_app_folder(storage, &dir);
-                drop(held);
-            }
-            _ => continue,
-        }
+        // An owner lock held elsewhere (a live process, or another context of this one: the
+        // locks conflict per open) means hands off.
+        let _ = visit(storage, &dir, false, || clean_app_folder(storage, &dir));
     }
+}
+
+/// Removes a committed checkpoint folder so that no moment of the removal looks committed:
+/// the manifest goes first, made durable, then the parts and the folder. A crash in between
+/// leaves a folder without a manifest, which start-up cleanup removes; never a manifest
+/// whose parts are half gone. Best effort: when the manifest cannot be removed, nothing is.
+pub(crate) fn remove_checkpoint(storage: &dyn Storage, dir: &Path) {
+    match storage.remove_file(&dir.join(MANIFEST)) {
+        Ok(()) => {
+            let _ = storage.sync_dir(dir);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return, // whole rather than half
+    }
+    let _ = storage.remove_dir_all(dir);
 }
 
 /// Whether `dir` is a flintlock app folder: it has the app marker and a lock file.
@@ -793,7 +844,7 @@ pub(crate) struct AppDir {
     pub(crate) verify: bool,
     /// The largest frame payload the writer produces.
     pub(crate) frame_limit: u32,
-    _lock: Option<File>,
+    _lock: Box<dyn StorageLock>,
     remove_if_empty: AtomicBool,
 }
 
@@ -817,7 +868,7 @@ impl AppDir {
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create folder", &dir, e))?;
-        let lock = Self::lock(&dir)?;
+        let lock = Self::lock(storage.as_ref(), &dir)?;
         // Holding our own lock, clean what dead owners left: in our own folder (a stable app
         // id whose previous process died mid-write) and in every app folder whose lock is
         // free. (A second `try_lock` of our own lock file would fail, so ours is explicit.)
@@ -833,7 +884,7 @@ impl AppDir {
                 Err(e) => return Err(Error::io("create", dir.join(APP_MARKER), e)),
             }
         }
-        startup_cleanup(storage.as_ref(), &root);
+        startup_cleanup(storage.as_ref(), &root, &dir);
         Ok(AppDir {
             root,
             dir,
@@ -847,23 +898,26 @@ impl AppDir {
         })
     }
 
-    /// Takes the app folder's lock file, so that a second process (or context) pointed at
-    /// the same app folder fails fast instead of clobbering its files. Only on a local path:
-    /// other storages bring their own coordination.
-    fn lock(dir: &Path) -> Result<Option<File>> {
-        if !dir.exists() {
-            return Ok(None);
-        }
+    /// Takes the app folder's owner lock, so that a second process (or context) pointed at
+    /// the same app folder fails fast with [`Error::Locked`] instead of clobbering its files.
+    ///
+    /// A busy lock may be a visitor's (another process's start-up cleanup or `flintlock gc`
+    /// holds a free app's lock while it removes leftovers, which can take long): then the
+    /// visit lock is busy too, and this waits for the visitor. Holding the visit lock, a busy
+    /// owner lock is a live owner.
+    fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn StorageLock>> {
         let path = dir.join(LOCK_FILE);
-        // A few quick retries: another process's start-up cleanup holds a free app's lock for
-        // the moment it takes to remove leftovers, and must not make this open fail.
-        for _ in 0..5 {
-            if let Some(file) = try_lock_file(&path)? {
-                return Ok(Some(file));
+        let mut backoff = Backoff::new();
+        loop {
+            if let Some(held) = take_lock(storage, &path)? {
+                return Ok(held);
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            if let Some(_visit) = take_lock(storage, &dir.join(VISIT_LOCK))? {
+                // No visitor holds the owner lock, and none can take it now.
+                return take_lock(storage, &path)?.ok_or(Error::Locked { path });
+            }
+            backoff.sleep();
         }
-        Err(Error::Locked { path })
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -894,12 +948,14 @@ impl Drop for AppDir {
         if !self.remove_if_empty.load(Ordering::Acquire) {
             return;
         }
-        let only_lock = self
-            .storage
-            .list(&self.dir)
-            .is_ok_and(|names| names.iter().all(|n| n == LOCK_FILE || n == APP_MARKER));
+        let only_lock = self.storage.list(&self.dir).is_ok_and(|names| {
+            names
+                .iter()
+                .all(|n| n == LOCK_FILE || n == APP_MARKER || n == VISIT_LOCK)
+        });
         if only_lock {
             let _ = self.storage.remove_file(&self.dir.join(APP_MARKER));
+            let _ = self.storage.remove_file(&self.dir.join(VISIT_LOCK));
             let _ = self.storage.remove_file(&self.dir.join(LOCK_FILE));
             let _ = self.storage.remove_dir(&self.dir);
         }

@@ -285,16 +285,21 @@ fn series_of(entries: &[(PathBuf, Result<ManifestBody>)], name: &str) -> Vec<Ser
     found
 }
 
-/// After a commit of series `tag`: removes the series' checkpoints beyond the newest
-/// `keep`, each at once when nothing reads it, else when its last reader goes. Best effort:
-/// a listing error leaves everything in place.
-pub(crate) fn retain(ctx: &Context, app: &Arc<AppDir>, tag: &SeriesTag) {
+/// After the commit of `committed`, a checkpoint of series `tag`: removes the series'
+/// checkpoints beyond the newest `keep`, each at once when nothing reads it, else when its
+/// last reader goes. Best effort: a listing error leaves everything in place.
+///
+/// The checkpoint just committed always stays, even when an earlier run left higher steps
+/// (a job restarted from scratch without resuming): removing it would take away what the
+/// job just wrote and will read next.
+pub(crate) fn retain(ctx: &Context, app: &Arc<AppDir>, tag: &SeriesTag, committed: Option<&Path>) {
     let Ok(entries) = scan(app.storage.as_ref(), app.dir()) else {
         return;
     };
     for old in series_of(&entries, &tag.entry.name)
         .into_iter()
         .skip(tag.keep)
+        .filter(|old| Some(old.path.as_path()) != committed)
     {
         let now = live::delete_when_unread(&old.path, app.storage.clone());
         ctx.inner.emit(Event::CheckpointReleased {

@@ -4,7 +4,7 @@
 //! ([`FaultyStorage`]); object stores will implement the same trait later. The trait is kept
 //! to the handful of operations the commit protocol needs, so a backend is easy to reason
 //! about: create-exclusive, write, fsync a file, rename without replacing, fsync a folder,
-//! list, read, remove.
+//! list, read, remove, and try-lock (the app folder's owner lock, which dies with its process).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -27,6 +27,9 @@ pub trait StorageFile: Write + Send {
     /// the default does nothing.
     fn start_writeback(&mut self) {}
 }
+
+/// A lock taken with [`Storage::try_lock`]: held until dropped (or until its process dies).
+pub trait StorageLock: Send + Sync + fmt::Debug {}
 
 /// Where checkpoints live. All paths are absolute paths under the checkpoint directory.
 pub trait Storage: Send + Sync + fmt::Debug {
@@ -53,6 +56,12 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Removes an empty folder; fails when it is not empty.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock named by `path` without waiting, creating the lock file when
+    /// it is missing (its folder must exist): `Ok(None)` when another holder has it. The lock
+    /// must be released when the returned guard is dropped *and* when the holding process
+    /// dies without dropping it, or a killed job's folder would stay locked forever. Two
+    /// guards of one path never coexist, also within one process.
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
 }
 
 /// The local filesystem.
@@ -64,6 +73,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
 pub struct LocalFs;
 
 struct LocalFile(File);
+
+/// An advisory lock (`flock` on Unix, `LockFileEx` on Windows) on an open lock file: the OS
+/// releases it when the file is closed or the process dies, and two opens of one file
+/// conflict even within one process.
+#[derive(Debug)]
+struct LocalLock(#[allow(dead_code)] File);
+
+impl StorageLock for LocalLock {}
 
 impl Write for LocalFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -137,6 +154,18 @@ impl Storage for LocalFs {
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         fs::remove_dir(path)
     }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(LocalLock(file)))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 /// The kinds of operation [`FaultyStorage`] counts and can fail.
@@ -160,6 +189,8 @@ pub enum StorageOp {
     Remove,
     /// `open`, `len`, `list`.
     Read,
+    /// `try_lock`.
+    Lock,
 }
 
 /// A [`Storage`] wrapper that fails chosen operations, for tests of the failure paths.
@@ -361,5 +392,9 @@ impl Storage for Arc<FaultyStorage> {
     }
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         self.inner.remove_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        self.check(StorageOp::Lock)?;
+        self.inner.try_lock(path)
     }
 }

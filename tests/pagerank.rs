@@ -37,6 +37,7 @@ fn pagerank_reproduces_sparks_ranks_to_the_last_printed_digit() {
         partitions: 4,
         checkpoint_every: 5,
         materialize_each_iteration: true,
+        series: None,
     };
     let ranks = job::run(&ctx(dir.path()), edges, &config, |_| {}).unwrap();
     let ours: String = ranks.iter().map(|(n, r)| format!("{n} {r:.6}\n")).collect();
@@ -67,6 +68,7 @@ fn pagerank_matches_a_sequential_pagerank_with_and_without_checkpoints_eager_or_
             partitions,
             checkpoint_every: every,
             materialize_each_iteration: eager,
+            series: None,
         };
         let mut depths = Vec::new();
         let got = job::run(&ctx(dir.path()), edges.clone(), &config, |it| {

@@ -19,10 +19,11 @@
 //! `checkpoint(); count()`. Results are the same either way.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flintlock::checkpoint::Checkpointer;
 use flintlock::{Context, Error, Rdd, Result};
 
 /// Settings of one run.
@@ -37,6 +38,18 @@ pub struct Config {
     /// Run an action on `ranks` after every iteration (to show progress), instead of only
     /// where a checkpoint is written and at the end, as Spark's lazy example does.
     pub materialize_each_iteration: bool,
+    /// Checkpoint `ranks` as the named series `ranks` (restartable runs) instead of with
+    /// plain `checkpoint()` calls; `None` keeps every checkpoint until the context goes.
+    pub series: Option<Series>,
+}
+
+/// How a restartable run checkpoints: the series `ranks` in the context's app folder.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Committed checkpoints kept; older ones go once nothing reads them.
+    pub keep: usize,
+    /// Continue from the series' newest committed iteration, if there is one.
+    pub resume: bool,
 }
 
 /// What happened in one iteration.
@@ -148,50 +161,140 @@ pub fn run(
     ctx: &Context,
     edges: Vec<(u64, u64)>,
     config: &Config,
-    mut on_iteration: impl FnMut(&Iteration),
+    on_iteration: impl FnMut(&Iteration),
 ) -> Result<Vec<(u64, f64)>> {
-    let links = ctx
-        .parallelize(edges, config.partitions)
-        .distinct()
-        .group_by_key()
-        // Each partition's neighbour lists packed into one shared buffer (see `Neighbours`):
-        // the Rust spelling of the shared `Iterable` Spark's example groups into.
-        .map_partitions_preserving_partitioning(Neighbours::pack)
-        .set_name("links")
-        .cache();
-    let mut ranks: Rdd<(u64, f64)> = links.map_values(|_| 1.0).set_name("ranks");
-    for number in 1..=config.iterations {
-        let start = Instant::now();
-        let contribs = links.join(&ranks).values().flat_map(|(urls, rank)| {
-            let share = rank / urls.len() as f64;
-            urls.into_iter().map(move |url| (url, share))
+    Job::new(ctx, edges, config)?.run(on_iteration)
+}
+
+/// A PageRank run set up to start: `links` built, `ranks` either the initial ranks or, when
+/// resuming, the newest committed checkpoint of the series.
+pub struct Job {
+    links: Rdd<(u64, Neighbours)>,
+    ranks: Rdd<(u64, f64)>,
+    /// The iteration `ranks` holds (0: the initial ranks).
+    done: usize,
+    resumed_from: Option<PathBuf>,
+    series: Option<Checkpointer<(u64, f64)>>,
+    config: Config,
+}
+
+impl Job {
+    /// Builds `links` from `edges` and finds where to start.
+    ///
+    /// # Errors
+    /// With [`Config::series`] resuming: [`Error::ResumeMismatch`] when the newest
+    /// checkpoint was computed on another graph or partition count (the series' meta
+    /// records both), and [`Error::InvalidArgument`] when it is past `config.iterations`.
+    pub fn new(ctx: &Context, edges: Vec<(u64, u64)>, config: &Config) -> Result<Job> {
+        let series = config.series.as_ref().map(|s| {
+            ctx.checkpointer::<(u64, f64)>("ranks")
+                .every(config.checkpoint_every as u64)
+                .keep(s.keep)
+                .meta("graph", graph_digest(&edges))
+                .meta("partitions", config.partitions)
         });
-        let next = contribs
-            .reduce_by_key(|a, b| a + b)
-            .map_values(|sum| 0.15 + 0.85 * sum)
-            .set_name("ranks");
-        let checkpointed = config.checkpoint_every > 0 && number % config.checkpoint_every == 0;
-        if checkpointed {
-            next.checkpoint()?;
+        let links = ctx
+            .parallelize(edges, config.partitions)
+            .distinct()
+            .group_by_key()
+            // Each partition's neighbour lists packed into one shared buffer (see
+            // `Neighbours`): the Rust spelling of the shared `Iterable` Spark's example
+            // groups into.
+            .map_partitions_preserving_partitioning(Neighbours::pack)
+            .set_name("links")
+            .cache();
+        let mut job = Job {
+            ranks: links.map_values(|_| 1.0).set_name("ranks"),
+            links,
+            done: 0,
+            resumed_from: None,
+            series,
+            config: config.clone(),
+        };
+        let resume = config.series.as_ref().is_some_and(|s| s.resume);
+        if let Some(cp) = job.series.as_ref().filter(|_| resume) {
+            if let Some((step, ranks)) = cp.latest()? {
+                let step = usize::try_from(step).unwrap_or(usize::MAX);
+                if step > config.iterations {
+                    return Err(Error::InvalidArgument(format!(
+                        "the newest checkpoint holds iteration {step}, past the {} asked for; \
+                         ask for {step} or more, or start over without resuming",
+                        config.iterations
+                    )));
+                }
+                job.resumed_from = ranks.checkpoint_path();
+                job.ranks = ranks.set_name("ranks");
+                job.done = step;
+            }
         }
-        if config.materialize_each_iteration {
-            next.cache();
-            next.count()?;
-            ranks.unpersist();
-        } else if checkpointed {
-            next.count()?;
-        }
-        ranks = next;
-        on_iteration(&Iteration {
-            number,
-            elapsed: start.elapsed(),
-            lineage_depth: ranks.lineage_depth(),
-            checkpointed,
-        });
+        Ok(job)
     }
-    let mut out = ranks.collect()?;
-    out.sort_by_key(|p| p.0);
-    Ok(out)
+
+    /// The iteration the run resumes after and the checkpoint it read, when it resumes.
+    pub fn resumed_from(&self) -> Option<(usize, &Path)> {
+        self.resumed_from.as_deref().map(|p| (self.done, p))
+    }
+
+    /// Runs the remaining iterations and returns `(node, rank)` sorted by node id.
+    pub fn run(self, mut on_iteration: impl FnMut(&Iteration)) -> Result<Vec<(u64, f64)>> {
+        let Job {
+            links,
+            mut ranks,
+            done,
+            mut series,
+            config,
+            ..
+        } = self;
+        for number in done + 1..=config.iterations {
+            let start = Instant::now();
+            let contribs = links.join(&ranks).values().flat_map(|(urls, rank)| {
+                let share = rank / urls.len() as f64;
+                urls.into_iter().map(move |url| (url, share))
+            });
+            let next = contribs
+                .reduce_by_key(|a, b| a + b)
+                .map_values(|sum| 0.15 + 0.85 * sum)
+                .set_name("ranks");
+            let checkpointed = match series.as_mut() {
+                Some(cp) => cp.update(number as u64, &next)?,
+                None => {
+                    let due = config.checkpoint_every > 0 && number % config.checkpoint_every == 0;
+                    if due {
+                        next.checkpoint()?;
+                    }
+                    due
+                }
+            };
+            if config.materialize_each_iteration {
+                next.cache();
+                next.count()?;
+                ranks.unpersist();
+            } else if checkpointed {
+                next.count()?;
+            }
+            ranks = next;
+            on_iteration(&Iteration {
+                number,
+                elapsed: start.elapsed(),
+                lineage_depth: ranks.lineage_depth(),
+                checkpointed,
+            });
+        }
+        let mut out = ranks.collect()?;
+        out.sort_by_key(|p| p.0);
+        Ok(out)
+    }
+}
+
+/// SHA-256 of the edge list (in its order), hex: what makes a checkpoint belong to a graph.
+pub fn graph_digest(edges: &[(u64, u64)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (s, d) in edges {
+        h.update(s.to_le_bytes());
+        h.update(d.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a text edge list: one `src dst` pair per line, whitespace-separated; blank lines

@@ -45,6 +45,7 @@ fn run(
         partitions,
         checkpoint_every: every,
         materialize_each_iteration: eager,
+        series: None,
     };
     job::run(ctx, edges.to_vec(), &config, |_| {})
         .unwrap()

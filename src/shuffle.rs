@@ -22,7 +22,7 @@ use crate::partitioner::{KeyFn, Partitioner};
 use crate::rdd::iter::{drain_slice_batches, each_of_batches, PartitionIterator, Sealed};
 use crate::rdd::node::{Node, PartitionIter};
 use crate::scheduler::TaskContext;
-use crate::{Data, Rdd};
+use crate::{Data, Key, Rdd};
 
 /// One map task's output: `Vec<Arc<Vec<(K, M)>>>`, one bucket per reduce partition, behind
 /// `Any`. Each bucket is its own `Arc`, so a reader takes typed handles to its buckets once
@@ -93,7 +93,7 @@ pub(crate) type MapSide<K, V, M> =
 /// partition, the key function and the partition count. When the partitioner cannot place
 /// keys of type `K` (a range partitioner read back from a checkpoint, or built for another
 /// key type), every map task fails with that error: the action returns it, nothing panics.
-pub(crate) fn keyed_map_side<K, V, M>(
+fn keyed_map_side<K, V, M>(
     partitioner: &Partitioner,
     bucket: impl Fn(PartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>> + Send + Sync + 'static,
 ) -> MapSide<K, V, M>
@@ -123,22 +123,45 @@ pub(crate) struct ShuffleDependency<K: Data, V: Data, M> {
     map_side: MapSide<K, V, M>,
 }
 
-impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
-    pub(crate) fn new(
-        parent: Rdd<(K, V)>,
-        partitioner: Partitioner,
-        map_side: MapSide<K, V, M>,
-    ) -> Self {
+impl<K: Key, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
+    /// The one place that decides between working in place and shuffling: `None` when
+    /// `parent` is already partitioned by `partitioner` (its trusted partitioner is equal),
+    /// so the caller works partition by partition over a narrow dependency; otherwise the
+    /// shuffle of `parent` into `partitioner`'s partitions, whose map side is `bucket` (given
+    /// each parent partition, the key function and the partition count).
+    pub(crate) fn unless_partitioned(
+        parent: &Rdd<(K, V)>,
+        partitioner: &Partitioner,
+        bucket: impl Fn(PartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Option<Self> {
+        if parent.trusted_partitioner().as_ref() == Some(partitioner) {
+            return None;
+        }
         let ctx = parent.context().clone();
-        ShuffleDependency {
+        Some(ShuffleDependency {
             shuffle_id: ctx.inner.new_shuffle_id(),
             ctx,
-            parent,
-            partitioner,
-            map_side,
-        }
+            parent: parent.clone(),
+            partitioner: partitioner.clone(),
+            map_side: keyed_map_side(partitioner, bucket),
+        })
     }
+}
 
+impl<K: Key, V: Data> ShuffleDependency<K, V, V> {
+    /// [`ShuffleDependency::unless_partitioned`] moving the pairs as they are (no map-side
+    /// combining): `partition_by`, the sides of `cogroup` and the joins.
+    pub(crate) fn bucketing(parent: &Rdd<(K, V)>, partitioner: &Partitioner) -> Option<Self> {
+        Self::unless_partitioned(parent, partitioner, |it, key_fn, n| {
+            bucketize(it, key_fn, n)
+        })
+    }
+}
+
+impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
     /// Reads reduce partition `split`'s bucket from every map output.
     pub(crate) fn read(&self, split: usize) -> Result<ShuffleReader<K, M>> {
         let outputs = self

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::CheckpointCell;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
+use crate::partitioner::Partitioner;
 use crate::rdd::node::{ArcVecIter, CallSite, Compute, PartitionIter, RddNode};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
@@ -16,9 +17,20 @@ use crate::{Data, Rdd};
 /// Serves the blocks of the locally checkpointed RDD `rdd_id`.
 pub(crate) struct LocalCheckpointRdd {
     rdd_id: usize,
+    num_partitions: usize,
+    partitioner: Option<Partitioner>,
 }
 
 impl<T: Data> Compute<T> for LocalCheckpointRdd {
+    fn name(&self) -> &'static str {
+        "LocalCheckpointRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
+    fn partitioner(&self) -> Option<Partitioner> {
+        self.partitioner.clone()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         Vec::new()
     }
@@ -36,14 +48,12 @@ impl<T: Data> Compute<T> for LocalCheckpointRdd {
 
 /// The checkpoint RDD that replaces a locally checkpointed node's lineage.
 pub(crate) fn checkpoint_rdd<T: Data>(node: &RddNode<T>, site: CallSite) -> Rdd<T> {
-    let mut n = RddNode::new(
-        node.ctx.clone(),
-        "LocalCheckpointRdd",
-        site,
-        node.num_partitions,
-        node.partitioner.clone(),
-        Arc::new(LocalCheckpointRdd { rdd_id: node.id }),
-    );
+    let rdd = LocalCheckpointRdd {
+        rdd_id: node.id,
+        num_partitions: node.num_partitions,
+        partitioner: node.partitioner.clone(),
+    };
+    let mut n = RddNode::new(node.ctx.clone(), site, Arc::new(rdd));
     n.checkpoint = CheckpointCell::for_checkpoint_node(None);
     Rdd::from_node(n)
 }

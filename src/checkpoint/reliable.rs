@@ -658,9 +658,20 @@ pub(crate) struct CheckpointFiles<T> {
 /// `ReliableCheckpointRdd`: reads the committed part files of one checkpoint.
 pub(crate) struct ReliableCheckpointRdd<T> {
     files: Arc<CheckpointFiles<T>>,
+    /// The checkpointed node's partitioner, or the one its manifest records.
+    partitioner: Option<crate::Partitioner>,
 }
 
 impl<T: Data> Compute<T> for ReliableCheckpointRdd<T> {
+    fn name(&self) -> &'static str {
+        "ReliableCheckpointRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.files.manifest.num_partitions
+    }
+    fn partitioner(&self) -> Option<crate::Partitioner> {
+        self.partitioner.clone()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         Vec::new()
     }
@@ -932,16 +943,9 @@ fn new_checkpoint_node<T: Data>(
     scan: Option<PlacementScan<T>>,
     site: CallSite,
 ) -> Rdd<T> {
-    let n = files.manifest.num_partitions;
     let path = files.dir.clone();
-    let mut node = RddNode::new(
-        ctx.clone(),
-        "ReliableCheckpointRdd",
-        site,
-        n,
-        partitioner,
-        Arc::new(ReliableCheckpointRdd { files }),
-    );
+    let rdd = ReliableCheckpointRdd { files, partitioner };
+    let mut node = RddNode::new(ctx.clone(), site, Arc::new(rdd));
     node.checkpoint = CheckpointCell::for_checkpoint_node(Some(path));
     node.placement = scan.map(|p| Arc::new(PlacementGate::new(node.id, p)));
     Rdd::from_node(node)

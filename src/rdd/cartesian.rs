@@ -24,6 +24,12 @@ impl<T: Data, U: Data> CartesianRdd<T, U> {
 }
 
 impl<T: Data, U: Data> Compute<(T, U)> for CartesianRdd<T, U> {
+    fn name(&self) -> &'static str {
+        "CartesianRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.a.num_partitions() * self.b.num_partitions()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         let nb = self.b.num_partitions();
         vec![

@@ -31,6 +31,12 @@ impl<T: Data> CoalescedRdd<T> {
 }
 
 impl<T: Data> Compute<T> for CoalescedRdd<T> {
+    fn name(&self) -> &'static str {
+        "CoalescedRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.groups.len()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         let groups = self.groups.clone();
         vec![Dependency::narrow(self.parent.node.clone(), move |i| {

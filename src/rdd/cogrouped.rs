@@ -1,7 +1,7 @@
 //! `CoGroupedRdd` (Spark's `CoGroupedRDD`): two pair RDDs brought together by key, made by
 //! `cogroup` and the `join` family.
 //!
-//! Per parent, one dependency chosen in one place ([`CoGroupSide::new`]): `OneToOne` when the
+//! Per parent, one dependency, chosen by `ShuffleDependency::unless_partitioned`: `OneToOne` when the
 //! parent is already partitioned by the target partitioner (no shuffle: PageRank's
 //! `links.join(ranks)` reads the cached `links` in place), `Shuffle` otherwise. The result
 //! keeps the target partitioner. What is done with the two sides of a partition (grouping,
@@ -14,7 +14,7 @@ use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::shuffle::{bucketize, keyed_map_side, ShuffleDependency};
+use crate::shuffle::ShuffleDependency;
 use crate::{Data, Key, Rdd};
 
 /// One input of a co-group: read in place, or through a shuffle.
@@ -24,18 +24,13 @@ pub(crate) enum CoGroupSide<K: Data, V: Data> {
 }
 
 impl<K: Key, V: Data> CoGroupSide<K, V> {
-    /// Partitioner equality decides: no shuffle when `rdd` is already partitioned by `p`.
-    #[track_caller]
+    /// In place when `rdd` is already partitioned by `p`, else shuffled into `p`'s partitions
+    /// ([`ShuffleDependency::unless_partitioned`] decides).
     pub(crate) fn new(rdd: &Rdd<(K, V)>, p: &Partitioner) -> Self {
-        if rdd.trusted_partitioner().as_ref() == Some(p) {
-            return CoGroupSide::Narrow(rdd.clone());
+        match ShuffleDependency::bucketing(rdd, p) {
+            None => CoGroupSide::Narrow(rdd.clone()),
+            Some(dep) => CoGroupSide::Shuffled(Arc::new(dep)),
         }
-        let map_side = keyed_map_side(p, |input, key_fn, n| bucketize(input, key_fn, n));
-        CoGroupSide::Shuffled(Arc::new(ShuffleDependency::new(
-            rdd.clone(),
-            p.clone(),
-            map_side,
-        )))
     }
 
     fn dependency(&self) -> Dependency {
@@ -61,6 +56,8 @@ pub(crate) struct CoGroupedRdd<K: Data, V: Data, W: Data, O> {
     left: CoGroupSide<K, V>,
     right: CoGroupSide<K, W>,
     combine: CombineFn<K, V, W, O>,
+    /// The target partitioner both sides are brought to.
+    partitioner: Partitioner,
 }
 
 impl<K: Key, V: Data, W: Data, O> CoGroupedRdd<K, V, W, O> {
@@ -68,16 +65,27 @@ impl<K: Key, V: Data, W: Data, O> CoGroupedRdd<K, V, W, O> {
         left: CoGroupSide<K, V>,
         right: CoGroupSide<K, W>,
         combine: CombineFn<K, V, W, O>,
+        partitioner: Partitioner,
     ) -> Self {
         CoGroupedRdd {
             left,
             right,
             combine,
+            partitioner,
         }
     }
 }
 
 impl<K: Key, V: Data, W: Data, O: Data> Compute<O> for CoGroupedRdd<K, V, W, O> {
+    fn name(&self) -> &'static str {
+        "CoGroupedRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.partitioner.num_partitions()
+    }
+    fn partitioner(&self) -> Option<Partitioner> {
+        Some(self.partitioner.clone())
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![self.left.dependency(), self.right.dependency()]
     }

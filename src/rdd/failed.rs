@@ -14,19 +14,28 @@ use crate::scheduler::TaskContext;
 
 pub(crate) struct FailedRdd<T> {
     error: Error,
+    num_partitions: usize,
     _elements: PhantomData<fn() -> T>,
 }
 
 impl<T> FailedRdd<T> {
-    pub(crate) fn new(error: Error) -> Self {
+    /// `num_partitions` partitions, each of which fails with `error`.
+    pub(crate) fn new(error: Error, num_partitions: usize) -> Self {
         FailedRdd {
             error,
+            num_partitions,
             _elements: PhantomData,
         }
     }
 }
 
 impl<T: 'static> Compute<T> for FailedRdd<T> {
+    fn name(&self) -> &'static str {
+        "FailedRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         Vec::new()
     }

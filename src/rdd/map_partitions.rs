@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::Result;
+use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
 
@@ -20,15 +21,34 @@ pub(crate) type PartitionFn<T, U> =
 pub(crate) struct MapPartitionsRdd<T: Data, U> {
     parent: Rdd<T>,
     f: PartitionFn<T, U>,
+    /// The parent's, when the operation preserves partitioning; else `None`.
+    partitioner: Option<Partitioner>,
 }
 
 impl<T: Data, U> MapPartitionsRdd<T, U> {
-    pub(crate) fn new(parent: Rdd<T>, f: PartitionFn<T, U>) -> Self {
-        MapPartitionsRdd { parent, f }
+    pub(crate) fn new(
+        parent: Rdd<T>,
+        f: PartitionFn<T, U>,
+        partitioner: Option<Partitioner>,
+    ) -> Self {
+        MapPartitionsRdd {
+            parent,
+            f,
+            partitioner,
+        }
     }
 }
 
 impl<T: Data, U: Data> Compute<U> for MapPartitionsRdd<T, U> {
+    fn name(&self) -> &'static str {
+        "MapPartitionsRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.parent.num_partitions()
+    }
+    fn partitioner(&self) -> Option<Partitioner> {
+        self.partitioner.clone()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![Dependency::one_to_one(self.parent.node.clone())]
     }

@@ -133,10 +133,7 @@ impl Context {
         check_partitions("parallelize", num_partitions);
         Rdd::make(
             self,
-            "ParallelCollectionRdd",
             site("parallelize"),
-            num_partitions,
-            None,
             parallel_collection::ParallelCollectionRdd::new(data, num_partitions),
         )
     }
@@ -154,11 +151,8 @@ impl Context {
     pub fn empty<T: Data>(&self) -> Rdd<T> {
         Rdd::make(
             self,
-            "ParallelCollectionRdd",
             site("empty"),
-            0,
-            None,
-            parallel_collection::ParallelCollectionRdd::new(Vec::new(), 1),
+            parallel_collection::ParallelCollectionRdd::new(Vec::new(), 0),
         )
     }
 
@@ -177,10 +171,7 @@ impl Context {
         check_partitions("range", num_partitions);
         Rdd::make(
             self,
-            "RangeRdd",
             site("range"),
-            num_partitions,
-            None,
             range::RangeRdd::new(range, num_partitions),
         )
     }
@@ -207,8 +198,7 @@ impl Context {
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Rdd<String> {
         check_partitions("text_file", min_partitions);
         let rdd = text_file::TextFileRdd::new(path.as_ref().to_path_buf(), min_partitions);
-        let n = rdd.num_partitions(min_partitions);
-        Rdd::make(self, "TextFileRdd", site("text_file"), n, None, rdd)
+        Rdd::make(self, site("text_file"), rdd)
     }
 
     /// Opens a committed checkpoint folder (`<dir>/<app-id>/rdd-<id>-<write id>`, e.g. from
@@ -253,22 +243,8 @@ impl<T: Data> Rdd<T> {
         }
     }
 
-    pub(crate) fn make(
-        ctx: &Context,
-        kind: &'static str,
-        site: CallSite,
-        num_partitions: usize,
-        partitioner: Option<Partitioner>,
-        compute: impl Compute<T>,
-    ) -> Rdd<T> {
-        Rdd::from_node(RddNode::new(
-            ctx.clone(),
-            kind,
-            site,
-            num_partitions,
-            partitioner,
-            Arc::new(compute),
-        ))
+    pub(crate) fn make(ctx: &Context, site: CallSite, compute: impl Compute<T>) -> Rdd<T> {
+        Rdd::from_node(RddNode::new(ctx.clone(), site, Arc::new(compute)))
     }
 
     /// The context this RDD belongs to.
@@ -373,11 +349,8 @@ impl<T: Data> Rdd<T> {
         };
         let mut node = RddNode::new(
             self.context().clone(),
-            "MapPartitionsRdd",
             site,
-            self.num_partitions(),
-            partitioner,
-            Arc::new(MapPartitionsRdd::new(self.clone(), f)),
+            Arc::new(MapPartitionsRdd::new(self.clone(), f, partitioner)),
         );
         node.placement = placement;
         Rdd::from_node(node)
@@ -513,8 +486,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
         let u = union::UnionRdd::new(vec![self.clone(), other.clone()]);
-        let n = u.num_partitions();
-        Rdd::make(self.context(), "UnionRdd", site("union"), n, None, u)
+        Rdd::make(self.context(), site("union"), u)
     }
 
     /// Merges partitions without a shuffle: `n` partitions, each a run of consecutive
@@ -534,7 +506,7 @@ impl<T: Data> Rdd<T> {
         check_partitions("coalesce", n);
         let n = n.min(self.num_partitions().max(1));
         let c = coalesced::CoalescedRdd::new(self.clone(), n);
-        Rdd::make(self.context(), "CoalescedRdd", site("coalesce"), n, None, c)
+        Rdd::make(self.context(), site("coalesce"), c)
     }
 
     /// Redistributes the elements evenly over `n` partitions through a shuffle.
@@ -627,15 +599,7 @@ impl<T: Data> Rdd<T> {
             "zip: can only zip RDDs with the same number of partitions"
         );
         let z = zipped::ZippedPartitionsRdd::new(self.clone(), other.clone());
-        let n = self.num_partitions();
-        Rdd::make(
-            self.context(),
-            "ZippedPartitionsRdd",
-            site("zip"),
-            n,
-            None,
-            z,
-        )
+        Rdd::make(self.context(), site("zip"), z)
     }
 
     /// Pairs each element with its index in the whole RDD (running a counting job on the
@@ -650,15 +614,7 @@ impl<T: Data> Rdd<T> {
     #[track_caller]
     pub fn zip_with_index(&self) -> Rdd<(T, u64)> {
         let z = zipped_with_index::ZippedWithIndexRdd::new(self.clone());
-        let n = self.num_partitions();
-        Rdd::make(
-            self.context(),
-            "ZippedWithIndexRdd",
-            site("zip_with_index"),
-            n,
-            None,
-            z,
-        )
+        Rdd::make(self.context(), site("zip_with_index"), z)
     }
 
     /// Every pair `(a, b)` of an element of this RDD and one of `other`.
@@ -672,16 +628,8 @@ impl<T: Data> Rdd<T> {
     /// ```
     #[track_caller]
     pub fn cartesian<U: Data>(&self, other: &Rdd<U>) -> Rdd<(T, U)> {
-        let n = self.num_partitions() * other.num_partitions();
         let c = cartesian::CartesianRdd::new(self.clone(), other.clone());
-        Rdd::make(
-            self.context(),
-            "CartesianRdd",
-            site("cartesian"),
-            n,
-            None,
-            c,
-        )
+        Rdd::make(self.context(), site("cartesian"), c)
     }
 
     /// Pairs each element with the key `f` computes from it.

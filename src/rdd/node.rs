@@ -38,9 +38,19 @@ use super::iter::{boxed, drain_to_vec};
 /// recurses more than `SEGMENT` levels deep.
 pub(crate) const SEGMENT: usize = 256;
 
-/// One RDD kind's answers to Spark's few questions: what it depends on, and how to compute a
-/// partition. Partition count and partitioner are fixed at construction and kept in the node.
+/// One RDD kind's answers to Spark's five questions: its partitions, its partitioner, what
+/// it depends on, and how to compute a partition (preferred locations have no meaning in one
+/// process), with its name. The node asks once, at construction, and keeps the answers: they
+/// never change, even when a checkpoint later replaces the lineage.
 pub(crate) trait Compute<T>: Send + Sync + 'static {
+    /// The kind, named as in Spark (`MapPartitionsRdd`, `ShuffledRdd`, ...).
+    fn name(&self) -> &'static str;
+    /// How many partitions it has.
+    fn num_partitions(&self) -> usize;
+    /// How its pairs are placed in partitions, when it knows.
+    fn partitioner(&self) -> Option<Partitioner> {
+        None
+    }
     /// The edges to the parents.
     fn dependencies(&self) -> Vec<Dependency>;
     /// Computes partition `split`. Errors while iterating are reported through
@@ -232,12 +242,11 @@ pub(crate) struct RddNode<T: Data> {
 }
 
 impl<T: Data> RddNode<T> {
+    /// A node of kind `compute`, made at `call_site`; the kind answers its name, partition
+    /// count, partitioner and dependencies.
     pub(crate) fn new(
         ctx: Context,
-        kind: &'static str,
         call_site: CallSite,
-        num_partitions: usize,
-        partitioner: Option<Partitioner>,
         compute: Arc<dyn Compute<T>>,
     ) -> RddNode<T> {
         let deps = compute.dependencies();
@@ -259,10 +268,10 @@ impl<T: Data> RddNode<T> {
         RddNode {
             ctx,
             id,
-            kind,
+            kind: compute.name(),
             call_site,
-            num_partitions,
-            partitioner,
+            num_partitions: compute.num_partitions(),
+            partitioner: compute.partitioner(),
             pipe_depth,
             mixed_with,
             placement: None,

@@ -1,9 +1,8 @@
 //! Operations on RDDs of key-value pairs (Spark's `PairRDDFunctions`).
 //!
-//! Every by-key operation goes through one place that decides whether a shuffle is needed
-//! ([`Rdd::combine_by_key_op`] for aggregations, `CoGroupSide::new` for two-parent
-//! operations): when the parent is already partitioned by an equal partitioner, the work is
-//! done in place, as a narrow dependency.
+//! Every by-key operation goes through the one place that decides whether a shuffle is
+//! needed, `ShuffleDependency::unless_partitioned`: when the parent is already partitioned by
+//! an equal (trusted) partitioner, the work is done in place, over a narrow dependency.
 //!
 //! Default partitioning (Spark's `defaultPartitioner`): the partitioner of a parent that has
 //! one (the one with more partitions when both do), else hash partitioning over the larger
@@ -26,8 +25,8 @@ use super::site;
 use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
 use crate::shuffle::{
-    bucketize, combine_partially, combine_values, keyed_map_side, merge_combiners as merge_all,
-    ShuffleDependency,
+    combine_partially, combine_values, merge_combiners as merge_all, ShuffleDependency,
+    ShuffleReader,
 };
 use crate::{Data, Key, Rdd};
 
@@ -86,9 +85,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         }
     }
 
-    /// The one place where by-key aggregation decides between in-place combining (parent
-    /// already partitioned by `partitioner`) and a shuffle (with map-side combining when
-    /// `map_side_combine`).
+    /// By-key aggregation: a shuffle (with map-side combining when `map_side_combine`)
+    /// unless the parent is already partitioned by `partitioner`, then in place. The choice
+    /// is [`ShuffleDependency::unless_partitioned`]'s.
     pub(crate) fn combine_by_key_op<C: Data>(
         &self,
         site: CallSite,
@@ -100,73 +99,46 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     ) -> Rdd<(K, C)> {
         let create = Arc::new(create);
         let merge_value = Arc::new(merge_value);
-        if self.trusted_partitioner().as_ref() == Some(&partitioner) {
-            return self.map_partitions_op(
-                site,
-                true,
-                Arc::new(move |_, it| {
-                    let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
-                    boxed(map.into_iter())
-                }),
-            );
-        }
-        let n = partitioner.num_partitions();
         if map_side_combine {
-            let merge_c = Arc::new(merge_combiners);
-            let map_side = keyed_map_side(&partitioner, move |it, key_fn, n| {
-                combine_partially(it, create.as_ref(), merge_value.as_ref(), key_fn, n)
+            let (c, m) = (create.clone(), merge_value.clone());
+            let dep = ShuffleDependency::unless_partitioned(self, &partitioner, move |it, f, n| {
+                combine_partially(it, c.as_ref(), m.as_ref(), f, n)
             });
-            let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
-            let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, C>| {
-                let capacity = reader.largest_bucket();
-                let map = merge_all(reader, merge_c.as_ref(), capacity);
+            if let Some(dep) = dep {
+                let reduce = Arc::new(move |reader: ShuffleReader<K, C>| {
+                    let capacity = reader.largest_bucket();
+                    let map = merge_all(reader, &merge_combiners, capacity);
+                    boxed(map.into_iter()) as PartitionIter<(K, C)>
+                });
+                return Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce));
+            }
+        } else if let Some(dep) = ShuffleDependency::bucketing(self, &partitioner) {
+            let (c, m) = (create.clone(), merge_value.clone());
+            let reduce = Arc::new(move |reader: ShuffleReader<K, V>| {
+                let map = combine_values(reader, c.as_ref(), m.as_ref(), 0);
                 boxed(map.into_iter()) as PartitionIter<(K, C)>
             });
-            Rdd::make(
-                self.context(),
-                "ShuffledRdd",
-                site,
-                n,
-                Some(partitioner),
-                ShuffledRdd::new(dep, reduce),
-            )
-        } else {
-            let map_side = keyed_map_side(&partitioner, |it, key_fn, n| bucketize(it, key_fn, n));
-            let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
-            let reduce = Arc::new(move |reader: crate::shuffle::ShuffleReader<K, V>| {
-                let map = combine_values(reader, create.as_ref(), merge_value.as_ref(), 0);
-                boxed(map.into_iter()) as PartitionIter<(K, C)>
-            });
-            Rdd::make(
-                self.context(),
-                "ShuffledRdd",
-                site,
-                n,
-                Some(partitioner),
-                ShuffledRdd::new(dep, reduce),
-            )
+            return Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce));
         }
+        // Already partitioned by `partitioner`: every key's values are in one partition.
+        self.map_partitions_op(
+            site,
+            true,
+            Arc::new(move |_, it| {
+                let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
+                boxed(map.into_iter())
+            }),
+        )
     }
 
     /// `partition_by` with an explicit call site.
     pub(crate) fn partition_by_op(&self, site: CallSite, partitioner: Partitioner) -> Rdd<(K, V)> {
-        if self.trusted_partitioner().as_ref() == Some(&partitioner) {
+        let Some(dep) = ShuffleDependency::bucketing(self, &partitioner) else {
             return self.clone();
-        }
-        let n = partitioner.num_partitions();
-        let map_side = keyed_map_side(&partitioner, |it, key_fn, n| bucketize(it, key_fn, n));
-        let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), map_side);
-        let reduce = Arc::new(|reader: crate::shuffle::ShuffleReader<K, V>| {
-            Box::new(reader) as PartitionIter<(K, V)>
-        });
-        Rdd::make(
-            self.context(),
-            "ShuffledRdd",
-            site,
-            n,
-            Some(partitioner),
-            ShuffledRdd::new(dep, reduce),
-        )
+        };
+        let reduce =
+            Arc::new(|reader: ShuffleReader<K, V>| Box::new(reader) as PartitionIter<(K, V)>);
+        Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce))
     }
 
     /// Transforms each partition as a whole into pairs with the same keys, keeping the
@@ -507,15 +479,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     ) -> Rdd<O> {
         let left = CoGroupSide::new(self, &partitioner);
         let right = CoGroupSide::new(other, &partitioner);
-        let n = partitioner.num_partitions();
-        Rdd::make(
-            self.context(),
-            "CoGroupedRdd",
-            site,
-            n,
-            Some(partitioner),
-            CoGroupedRdd::new(left, right, combine),
-        )
+        let cogrouped = CoGroupedRdd::new(left, right, combine, partitioner);
+        Rdd::make(self.context(), site, cogrouped)
     }
 
     /// For each key in either RDD, its values in this RDD and in `other`.
@@ -762,16 +727,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         });
         let partitioner = match partitioner {
             Ok(p) => p,
-            Err(e) => {
-                return Rdd::make(
-                    self.context(),
-                    "FailedRdd",
-                    s,
-                    num_partitions,
-                    None,
-                    FailedRdd::new(e),
-                )
-            }
+            Err(e) => return Rdd::make(self.context(), s, FailedRdd::new(e, num_partitions)),
         };
         let shuffled = self.partition_by_op(s, partitioner);
         shuffled.map_partitions_op(

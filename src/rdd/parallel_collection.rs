@@ -32,6 +32,12 @@ impl<T> ParallelCollectionRdd<T> {
 }
 
 impl<T: Data> Compute<T> for ParallelCollectionRdd<T> {
+    fn name(&self) -> &'static str {
+        "ParallelCollectionRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         Vec::new()
     }

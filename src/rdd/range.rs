@@ -26,6 +26,12 @@ impl RangeRdd {
 }
 
 impl Compute<u64> for RangeRdd {
+    fn name(&self) -> &'static str {
+        "RangeRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         Vec::new()
     }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use super::node::{Compute, PartitionIter};
 use crate::dependency::Dependency;
 use crate::error::Result;
+use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::shuffle::{ShuffleDependency, ShuffleReader};
+use crate::shuffle::{ShuffleDepBase, ShuffleDependency, ShuffleReader};
 use crate::Data;
 
 /// The reduce side: merges one partition's `(K, M)` pairs from every map output.
@@ -32,6 +33,16 @@ impl<K: Data, V: Data, M: Data, C> ShuffledRdd<K, V, M, C> {
 }
 
 impl<K: Data, V: Data, M: Data, C: Data> Compute<(K, C)> for ShuffledRdd<K, V, M, C> {
+    fn name(&self) -> &'static str {
+        "ShuffledRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.dep.partitioner().num_partitions()
+    }
+    /// The shuffle's: partition `i` holds exactly the keys the partitioner places in `i`.
+    fn partitioner(&self) -> Option<Partitioner> {
+        Some(self.dep.partitioner().clone())
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![Dependency::shuffle(self.dep.clone())]
     }

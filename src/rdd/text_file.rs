@@ -16,6 +16,7 @@ use crate::scheduler::TaskContext;
 
 pub(crate) struct TextFileRdd {
     path: PathBuf,
+    num_partitions: usize,
     /// Byte ranges, or the error met when sizing the file (reported by every task).
     splits: std::result::Result<Vec<(u64, u64)>, (std::io::ErrorKind, String)>,
 }
@@ -36,18 +37,21 @@ impl TextFileRdd {
                 (0..n).map(|i| (i * len / n, (i + 1) * len / n)).collect()
             })
             .map_err(|e| (e.kind(), e.to_string()));
-        TextFileRdd { path, splits }
-    }
-
-    pub(crate) fn num_partitions(&self, min_partitions: usize) -> usize {
-        match &self.splits {
-            Ok(s) => s.len(),
-            Err(_) => min_partitions,
+        TextFileRdd {
+            path,
+            num_partitions: min_partitions,
+            splits,
         }
     }
 }
 
 impl Compute<String> for TextFileRdd {
+    fn name(&self) -> &'static str {
+        "TextFileRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         Vec::new()
     }

@@ -23,13 +23,15 @@ impl<T: Data> UnionRdd<T> {
     pub(crate) fn new(parents: Vec<Rdd<T>>) -> Self {
         UnionRdd { parents }
     }
-
-    pub(crate) fn num_partitions(&self) -> usize {
-        self.parents.iter().map(|p| p.num_partitions()).sum()
-    }
 }
 
 impl<T: Data> Compute<T> for UnionRdd<T> {
+    fn name(&self) -> &'static str {
+        "UnionRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.parents.iter().map(|p| p.num_partitions()).sum()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         let mut out_start = 0;
         self.parents

@@ -25,6 +25,12 @@ impl<T: Data, U: Data> ZippedPartitionsRdd<T, U> {
 }
 
 impl<T: Data, U: Data> Compute<(T, U)> for ZippedPartitionsRdd<T, U> {
+    fn name(&self) -> &'static str {
+        "ZippedPartitionsRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.a.num_partitions()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![
             Dependency::one_to_one(self.a.node.clone()),

@@ -55,6 +55,12 @@ impl<T: Data> ZippedWithIndexRdd<T> {
 }
 
 impl<T: Data> Compute<(T, u64)> for ZippedWithIndexRdd<T> {
+    fn name(&self) -> &'static str {
+        "ZippedWithIndexRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.parent.num_partitions()
+    }
     fn dependencies(&self) -> Vec<Dependency> {
         vec![Dependency::one_to_one(self.parent.node.clone())]
     }

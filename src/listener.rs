@@ -122,7 +122,8 @@ pub enum Event {
         reason: String,
     },
     /// A series' checkpoint was passed over while looking for the newest one to resume
-    /// from (`Checkpointer::latest`): its manifest or part files are damaged or missing.
+    /// from (`Checkpointer::latest`): its manifest or part files are damaged or missing, or
+    /// it belongs to another computation (other meta or element type).
     CheckpointSkipped {
         /// The series looked for.
         series: String,

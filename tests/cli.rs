@@ -175,17 +175,37 @@ fn gc_removes_dead_leftovers_and_old_steps_but_never_a_live_apps_folders() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("3 would remove"), "{out}");
     assert!(
+        out.contains("skipped") && out.contains("live: held by a live process"),
+        "a locked app is reported, not passed over in silence: {out}"
+    );
+    assert!(
         paths.iter().all(|p| p.exists()),
         "a dry run removes nothing"
     );
 
     let (code, out) = flintlock(&["gc", "--keep", "1", "--json", s(dir.path())]);
     assert_eq!(code, 0, "{out}");
-    let removed: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(removed.as_array().unwrap().len(), 3);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 3);
+    assert_eq!(report["skipped_locked"].as_array().unwrap().len(), 1);
     assert!(paths[0].exists(), "the newest step stays");
     assert!(!paths[1].exists() && !paths[2].exists());
     assert!(!leftover.exists());
     assert!(live_leftover.exists(), "a live process holds that app");
     drop(live);
+    let (code, out) = flintlock(&["gc", "--keep", "0", s(dir.path())]);
+    assert_eq!(code, 2, "keep 0 is refused: {out}");
+}
+
+#[test]
+fn list_takes_an_app_folder_too_and_says_when_it_finds_no_app() {
+    let dir = tempfile::tempdir().unwrap();
+    dead_app(dir.path());
+    let (code, out) = flintlock(&["list", s(&dir.path().join("dead"))]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dead") && out.contains("ranks"), "{out}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = flintlock(&["list", s(empty.path())]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no flintlock app folders"), "{out}");
 }

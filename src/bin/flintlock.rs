@@ -57,9 +57,9 @@ enum Command {
     Gc {
         /// The checkpoint directory.
         dir: PathBuf,
-        /// Keep the newest N checkpoints of each series.
-        #[arg(long)]
-        keep: Option<usize>,
+        /// Keep the newest N checkpoints of each series (N >= 1).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keep: Option<u64>,
         /// Report what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
@@ -99,6 +99,13 @@ fn run(cli: Cli) -> flintlock::Result<ExitCode> {
                 json(&apps)?;
                 return Ok(ExitCode::SUCCESS);
             }
+            if apps.is_empty() {
+                println!(
+                    "no flintlock app folders in {} (give the checkpoint directory, the \
+                     one passed to checkpoint_dir, or an app folder in it)",
+                    dir.display()
+                );
+            }
             for app in &apps {
                 println!(
                     "{}  ({}){}",
@@ -111,7 +118,7 @@ fn run(cli: Cli) -> flintlock::Result<ExitCode> {
                     }
                 );
                 println!(
-                    "  {:<34} {:<11} {:<10} {:>6} {:>6} {:>10} {:>12} {:<20} type",
+                    "  {:<34} {:<11} {:<10} {:>6} {:>6} {:>10} {:>12} {:<27} type",
                     "checkpoint",
                     "status",
                     "series",
@@ -124,10 +131,10 @@ fn run(cli: Cli) -> flintlock::Result<ExitCode> {
                 for c in &app.checkpoints {
                     let name = c.path.file_name().map(|n| n.to_string_lossy().into_owned());
                     println!(
-                        "  {:<34} {:<11} {:<10} {:>6} {:>6} {:>10} {:>12} {:<20} {}",
+                        "  {:<34} {:<11} {:<10} {:>6} {:>6} {:>10} {:>12} {:<27} {}",
                         opt(&name),
                         c.status,
-                        opt(&c.series),
+                        opt(&c.series.as_ref().map(|s| s.escape_debug().to_string())),
                         opt(&c.step),
                         opt(&c.partitions),
                         opt(&c.records),
@@ -155,8 +162,13 @@ fn run(cli: Cli) -> flintlock::Result<ExitCode> {
                     report.parts_checked, report.records
                 );
             } else {
+                let what = if report.committed {
+                    "damaged"
+                } else {
+                    "not committed"
+                };
                 for p in &report.problems {
-                    println!("damaged: {p}");
+                    println!("{what}: {p}");
                 }
             }
             Ok(if report.problems.is_empty() {
@@ -211,15 +223,19 @@ fn run(cli: Cli) -> flintlock::Result<ExitCode> {
             dry_run,
             json: as_json,
         } => {
-            let removed = admin::gc(&dir, keep, dry_run)?;
+            let keep = keep.map(|k| usize::try_from(k).unwrap_or(usize::MAX));
+            let report = admin::gc(&dir, keep, dry_run)?;
             if as_json {
-                json(&removed)?;
+                json(&report)?;
             } else {
                 let verb = if dry_run { "would remove" } else { "removed" };
-                for r in &removed {
+                for r in &report.removed {
                     println!("{verb} {} ({})", r.path.display(), r.reason);
                 }
-                println!("{} {verb}", removed.len());
+                for app in &report.skipped_locked {
+                    println!("skipped {}: held by a live process", app.display());
+                }
+                println!("{} {verb}", report.removed.len());
             }
             Ok(ExitCode::SUCCESS)
         }

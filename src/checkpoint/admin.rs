@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::format::{ManifestBody, PartFile, MANIFEST};
-use super::series::read_manifest;
+use super::series::{computations, read_manifest, scan};
 use super::{clean_app_folder, is_app_folder, live, visit, LocalFs, Storage, Visit};
 use crate::error::{Error, Result};
 
@@ -54,16 +54,25 @@ pub struct AppInfo {
     pub checkpoints: Vec<CheckpointInfo>,
 }
 
-/// Every flintlock app folder under the checkpoint directory `dir`, with its checkpoints.
-/// Reads manifests only.
+/// Every flintlock app folder under the checkpoint directory `dir`, with its checkpoints;
+/// or, when `dir` is itself an app folder, that one. Reads manifests only.
 ///
 /// # Errors
 /// When `dir` cannot be listed.
 pub fn list(dir: &Path) -> Result<Vec<AppInfo>> {
     let storage = LocalFs;
     let mut apps = Vec::new();
-    for name in storage.list(dir).map_err(|e| Error::io("list", dir, e))? {
-        let path = dir.join(&name);
+    let candidates: Vec<(String, PathBuf)> = if is_app_folder(&storage, dir) {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        vec![(name.into_owned(), dir.to_path_buf())]
+    } else {
+        let names = storage.list(dir).map_err(|e| Error::io("list", dir, e))?;
+        names
+            .into_iter()
+            .map(|n| (n.clone(), dir.join(n)))
+            .collect()
+    };
+    for (name, path) in candidates {
         if !is_app_folder(&storage, &path) {
             continue;
         }
@@ -137,6 +146,9 @@ pub struct VerifyReport {
     pub parts_checked: usize,
     /// Records counted in them.
     pub records: u64,
+    /// Whether the folder has a manifest (false: an interrupted write, or not a checkpoint
+    /// folder at all).
+    pub committed: bool,
     /// Every problem found, each naming the file (and offset where it applies). Empty when
     /// the checkpoint is intact.
     pub problems: Vec<String>,
@@ -156,9 +168,10 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         path: path.to_path_buf(),
         parts_checked: 0,
         records: 0,
+        committed: names.iter().any(|n| n == MANIFEST),
         problems: Vec::new(),
     };
-    if !names.iter().any(|n| n == MANIFEST) {
+    if !report.committed {
         report.problems.push(
             Error::NotCommitted {
                 path: path.to_path_buf(),
@@ -176,7 +189,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     };
     for (i, part) in manifest.parts.iter().enumerate() {
         let file = path.join(&part.file);
-        match check_part(&manifest, i, &file) {
+        match check_part(&storage, &manifest, i, &file) {
             Ok(records) => {
                 report.parts_checked += 1;
                 report.records += records;
@@ -196,8 +209,18 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     Ok(report)
 }
 
-fn check_part(m: &ManifestBody, i: usize, file: &Path) -> Result<u64> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io("read", file, e))?;
+/// Checks part file `i` of the checkpoint `m` describes completely; returns its records.
+pub(crate) fn check_part(
+    storage: &dyn Storage,
+    m: &ManifestBody,
+    i: usize,
+    file: &Path,
+) -> Result<u64> {
+    let mut bytes = Vec::new();
+    storage
+        .open(file)
+        .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+        .map_err(|e| Error::io("read", file, e))?;
     let info = &m.parts[i];
     if bytes.len() as u64 != info.bytes {
         return Err(Error::corrupt(
@@ -259,22 +282,32 @@ pub struct Removal {
     pub reason: String,
 }
 
-/// Collects garbage under the checkpoint directory `dir`: in every app folder whose lock is
-/// free (no live process holds it), the uncommitted leftovers of dead owners, and with
-/// `keep`, all but the newest `keep` checkpoints of each series. Folders a live process
-/// holds, and folders flintlock did not make, are never touched. With `dry_run`, reports
-/// without removing.
+/// What `gc` did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GcReport {
+    /// What it removed (or would remove, with `dry_run`).
+    pub removed: Vec<Removal>,
+    /// App folders it left alone because a live process holds them.
+    pub skipped_locked: Vec<PathBuf>,
+}
+
+/// Collects garbage under the checkpoint directory `dir` (or in `dir` itself, when it is an
+/// app folder): in every app folder whose lock is free (no live process holds it), the
+/// uncommitted leftovers of dead owners, and with `keep`, all but the newest `keep`
+/// checkpoints of each computation of a series (a series name reused with another element
+/// type or other meta is counted on its own). Folders a live process holds, and folders
+/// flintlock did not make, are never touched. With `dry_run`, reports without removing.
 ///
 /// # Errors
 /// When `dir` cannot be listed.
-pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<Vec<Removal>> {
+pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<GcReport> {
     let storage = LocalFs;
-    let mut removed = Vec::new();
+    let mut report = GcReport::default();
     for app in list(dir)? {
         // Both locks are held while we work: a process starting on this app waits for us,
         // then finds the result. The folder is read again under them: `list` was earlier.
         let visited = visit(&storage, &app.path, true, || {
-            let found = removals(&checkpoints_of(&storage, &app.path), keep);
+            let found = removals(&storage, &app.path, keep);
             if !dry_run {
                 clean_app_folder(&storage, &app.path);
                 for r in &found {
@@ -285,42 +318,33 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<Vec<Removal>
             }
             found
         })?;
-        if let Visit::Unowned(found) = visited {
-            removed.extend(found);
+        match visited {
+            Visit::Unowned(found) => report.removed.extend(found),
+            Visit::Owned | Visit::Busy => report.skipped_locked.push(app.path),
         }
     }
-    Ok(removed)
+    Ok(report)
 }
 
-/// What `gc` removes from one app folder's checkpoints: uncommitted leftovers, and with
-/// `keep` all but the newest `keep` steps of each series.
-fn removals(checkpoints: &[CheckpointInfo], keep: Option<usize>) -> Vec<Removal> {
-    let mut removed: Vec<Removal> = checkpoints
-        .iter()
+/// What `gc` removes from one app folder: uncommitted leftovers, and with `keep` all but
+/// the newest `keep` checkpoints of each computation of a series.
+fn removals(storage: &dyn Storage, app: &Path, keep: Option<usize>) -> Vec<Removal> {
+    let mut removed: Vec<Removal> = checkpoints_of(storage, app)
+        .into_iter()
         .filter(|c| c.status == "uncommitted")
         .map(|c| Removal {
-            path: c.path.clone(),
+            path: c.path,
             reason: "uncommitted leftover of a dead owner".to_string(),
         })
         .collect();
-    let Some(keep) = keep else {
+    let (Some(keep), Ok(entries)) = (keep, scan(storage, app)) else {
         return removed;
     };
-    let mut by_series: std::collections::BTreeMap<&str, Vec<(u64, PathBuf)>> = Default::default();
-    for c in checkpoints {
-        if let (Some(series), Some(step)) = (&c.series, c.step) {
-            by_series
-                .entry(series)
-                .or_default()
-                .push((step, c.path.clone()));
-        }
-    }
-    for (series, mut steps) in by_series {
-        steps.sort_by(|a, b| b.cmp(a));
-        for (step, path) in steps.into_iter().skip(keep.max(1)) {
+    for (series, checkpoints) in computations(&entries) {
+        for c in checkpoints.into_iter().skip(keep.max(1)) {
             removed.push(Removal {
-                path,
-                reason: format!("beyond keep {keep}: series {series:?} step {step}"),
+                path: c.path,
+                reason: format!("beyond keep {keep}: series {series:?} step {}", c.step),
             });
         }
     }

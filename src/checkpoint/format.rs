@@ -497,7 +497,8 @@ pub struct ManifestBody {
     /// traced; then only the type name is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub element_layout: Option<String>,
-    /// Format 2: when the manifest was written, UTC, RFC 3339 (`2026-12-02T01:40:00Z`).
+    /// Format 2: when the manifest was written, UTC, RFC 3339 (`2026-12-02T01:40:00.123456Z`;
+    /// early format-2 writers recorded whole seconds, `2026-12-02T01:40:00Z`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written_at: Option<String>,
     /// Format 2: the named series the checkpoint belongs to (restartable jobs), if any.

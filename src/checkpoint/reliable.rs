@@ -235,7 +235,7 @@ impl<T: Data> WriteSession<T> {
             parts,
             element_layout: self.codec.layout().map(|l| l.text().to_string()),
             written_at: Some(
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             ),
             series: self.series.as_ref().map(|t| t.entry.clone()),
         };

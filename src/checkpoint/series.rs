@@ -42,6 +42,20 @@ pub struct SeriesCheckpoint {
     pub written_at: Option<String>,
     /// The meta pairs recorded with it.
     pub meta: BTreeMap<String, String>,
+    /// Its element type's name.
+    pub element_type: String,
+    /// What identifies the element type: its recorded layout, else its name.
+    pub(crate) type_key: String,
+}
+
+impl SeriesCheckpoint {
+    /// Whether `other` belongs to the same computation: the same element type and meta.
+    /// Retention counts `keep` within one computation only, so a series name reused for
+    /// other data (another element type, another graph) never removes this one's
+    /// checkpoints.
+    fn same_computation(&self, other: &SeriesCheckpoint) -> bool {
+        self.type_key == other.type_key && self.meta == other.meta
+    }
 }
 
 /// A named series of checkpoints of one iterative job: made by [`Context::checkpointer`].
@@ -166,40 +180,68 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
     /// The newest committed step of the series and its checkpoint as an RDD (partitioner
     /// included), or `None` when the series has none: where a restarted job resumes.
     ///
-    /// Only manifests are read to find it. A newest checkpoint whose manifest or part files
-    /// are damaged or missing is skipped for the previous one, and
-    /// [`Event::CheckpointSkipped`] says why.
+    /// Only manifests are read to find it (newest step first; a step written twice: the
+    /// later write). The one found is then verified completely (every frame and checksum
+    /// of every part, one read of its files, records not decoded) before it is returned: a
+    /// checkpoint whose manifest or part files are damaged or missing is skipped for the
+    /// previous one, and [`Event::CheckpointSkipped`] says why. So is a newer checkpoint of
+    /// another computation under the same name (other meta or element type), when one of
+    /// this computation exists.
     ///
     /// # Errors
-    /// [`Error::ResumeMismatch`] when the checkpoint's recorded meta differs from this
-    /// series' meta (naming the key and both values): a resume never continues on another
-    /// computation's data. [`Error::TypeMismatch`] when it holds another element type.
+    /// [`Error::ResumeMismatch`] when the series has checkpoints but none with this series'
+    /// meta (naming the key and both values, for the newest): a resume never continues on
+    /// another computation's data. [`Error::TypeMismatch`] likewise for the element type.
     pub fn latest(&self) -> Result<Option<(u64, Rdd<T>)>> {
         let app = self.app()?;
-        let entries = scan(app.storage.as_ref(), app.dir())?;
+        let storage = app.storage.as_ref();
+        let entries = scan(storage, app.dir())?;
         for (path, manifest) in &entries {
             if let Err(e) = manifest {
                 // A damaged manifest may have been this series' newest checkpoint.
-                self.ctx.inner.emit(Event::CheckpointSkipped {
-                    series: self.name.clone(),
-                    path: path.clone(),
-                    reason: e.to_string(),
-                });
+                self.skipped(path, e.to_string());
             }
         }
+        // The newest checkpoint of another computation is the error to report when no
+        // checkpoint of this one exists; when one does, it is skipped with an event.
+        let mut other_computation = None;
         for candidate in series_of(&entries, &self.name) {
-            self.check_meta(&candidate)?;
-            match self.ctx.open_checkpoint::<T>(&candidate.path) {
-                Ok(rdd) => return Ok(Some((candidate.step, rdd))),
-                Err(e @ Error::TypeMismatch { .. }) => return Err(e),
-                Err(e) => self.ctx.inner.emit(Event::CheckpointSkipped {
-                    series: self.name.clone(),
-                    path: candidate.path.clone(),
-                    reason: e.to_string(),
-                }),
+            let opened = self
+                .check_meta(&candidate)
+                .and_then(|()| self.ctx.open_checkpoint::<T>(&candidate.path));
+            let rdd = match opened {
+                Ok(rdd) => rdd,
+                Err(e @ (Error::ResumeMismatch { .. } | Error::TypeMismatch { .. })) => {
+                    self.skipped(&candidate.path, e.to_string());
+                    other_computation.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => {
+                    self.skipped(&candidate.path, e.to_string());
+                    continue;
+                }
+            };
+            // Every byte checked before it is trusted: a damaged part would otherwise fail
+            // every resume the same way while an intact older checkpoint is there.
+            let manifest = &rdd_manifest(&entries, &candidate.path);
+            match manifest.map(|m| verify_parts(storage, &candidate.path, m)) {
+                Some(Ok(())) => return Ok(Some((candidate.step, rdd))),
+                Some(Err(e)) => self.skipped(&candidate.path, e.to_string()),
+                None => {}
             }
         }
-        Ok(None)
+        match other_computation {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    fn skipped(&self, path: &Path, reason: String) {
+        self.ctx.inner.emit(Event::CheckpointSkipped {
+            series: self.name.clone(),
+            path: path.to_path_buf(),
+            reason,
+        });
     }
 
     fn check_meta(&self, c: &SeriesCheckpoint) -> Result<()> {
@@ -265,48 +307,111 @@ pub(crate) fn read_manifest(storage: &dyn Storage, path: &Path) -> Result<Manife
     ManifestBody::decode(&bytes, path)
 }
 
-/// The checkpoints of series `name` among `entries`, newest first (by step, then write
-/// time).
+/// The manifest of checkpoint folder `path` among `entries`.
+fn rdd_manifest<'a>(
+    entries: &'a [(PathBuf, Result<ManifestBody>)],
+    path: &Path,
+) -> Option<&'a ManifestBody> {
+    entries
+        .iter()
+        .find(|(p, _)| p == path)
+        .and_then(|(_, m)| m.as_ref().ok())
+}
+
+/// Checks every part file of the checkpoint at `dir` completely (frames, checksums, counts
+/// against `manifest`), without decoding records.
+fn verify_parts(storage: &dyn Storage, dir: &Path, manifest: &ManifestBody) -> Result<()> {
+    for (i, part) in manifest.parts.iter().enumerate() {
+        super::admin::check_part(storage, manifest, i, &dir.join(&part.file))?;
+    }
+    Ok(())
+}
+
+/// The checkpoints of series `name` among `entries`, newest first: by step, then by write
+/// time (a step written twice: the later write wins), then by folder.
 fn series_of(entries: &[(PathBuf, Result<ManifestBody>)], name: &str) -> Vec<SeriesCheckpoint> {
-    let mut found: Vec<SeriesCheckpoint> = entries
+    let mut found: Vec<(SeriesCheckpoint, Option<std::time::SystemTime>)> = entries
         .iter()
         .filter_map(|(path, m)| {
             let m = m.as_ref().ok()?;
             let s = m.series.as_ref().filter(|s| s.name == name)?;
-            Some(SeriesCheckpoint {
+            let written = m
+                .written_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            let checkpoint = SeriesCheckpoint {
                 step: s.step,
                 path: path.clone(),
                 written_at: m.written_at.clone(),
                 meta: s.meta.clone(),
-            })
+                element_type: m.element_type.clone(),
+                type_key: m
+                    .element_layout
+                    .clone()
+                    .unwrap_or_else(|| m.element_type.clone()),
+            };
+            Some((checkpoint, written))
         })
         .collect();
-    found.sort_by(|a, b| (b.step, &b.written_at, &b.path).cmp(&(a.step, &a.written_at, &a.path)));
-    found
+    found.sort_by(|(a, at), (b, bt)| (b.step, bt, &b.path).cmp(&(a.step, at, &a.path)));
+    found.into_iter().map(|(c, _)| c).collect()
 }
 
-/// After the commit of `committed`, a checkpoint of series `tag`: removes the series'
-/// checkpoints beyond the newest `keep`, each at once when nothing reads it, else when its
-/// last reader goes. Best effort: a listing error leaves everything in place.
+/// After the commit of `committed`, a checkpoint of series `tag`: removes the checkpoints of
+/// the same computation (series name, element type and meta) beyond the newest `keep`, each
+/// at once when nothing reads it, else when its last reader goes. Best effort: a listing
+/// error leaves everything in place.
 ///
 /// The checkpoint just committed always stays, even when an earlier run left higher steps
 /// (a job restarted from scratch without resuming): removing it would take away what the
-/// job just wrote and will read next.
+/// job just wrote and will read next. Checkpoints of another computation under the same
+/// series name are never removed here (`flintlock gc` counts them on their own).
 pub(crate) fn retain(ctx: &Context, app: &Arc<AppDir>, tag: &SeriesTag, committed: Option<&Path>) {
     let Ok(entries) = scan(app.storage.as_ref(), app.dir()) else {
         return;
     };
-    for old in series_of(&entries, &tag.entry.name)
-        .into_iter()
+    let series = series_of(&entries, &tag.entry.name);
+    let Some(this) = series.iter().find(|c| Some(c.path.as_path()) == committed) else {
+        return;
+    };
+    let removable: Vec<&SeriesCheckpoint> = series
+        .iter()
+        .filter(|c| c.same_computation(this))
         .skip(tag.keep)
-        .filter(|old| Some(old.path.as_path()) != committed)
-    {
+        .filter(|c| c.path != this.path)
+        .collect();
+    for old in removable {
         let now = live::delete_when_unread(&old.path, app.storage.clone());
         ctx.inner.emit(Event::CheckpointReleased {
             series: tag.entry.name.clone(),
             step: old.step,
-            path: old.path,
+            path: old.path.clone(),
             deleted_now: now,
         });
     }
+}
+
+/// The checkpoints of each series in `entries`, grouped by computation (series name,
+/// element type and meta), each group newest first: what `flintlock gc --keep` counts.
+pub(crate) fn computations(
+    entries: &[(PathBuf, Result<ManifestBody>)],
+) -> Vec<(String, Vec<SeriesCheckpoint>)> {
+    let names: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|(_, m)| Some(m.as_ref().ok()?.series.as_ref()?.name.as_str()))
+        .collect();
+    let mut groups: Vec<(String, Vec<SeriesCheckpoint>)> = Vec::new();
+    for name in names {
+        let first = groups.len();
+        for c in series_of(entries, name) {
+            match groups[first..]
+                .iter_mut()
+                .find(|(_, g)| g[0].same_computation(&c))
+            {
+                Some((_, g)) => g.push(c),
+                None => groups.push((name.to_string(), vec![c])),
+            }
+        }
+    }
+    groups
 }

@@ -52,11 +52,11 @@ pub(crate) use reliable::open_checkpoint;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::listener::{Event, StageKind};
-use crate::rdd::node::{release_lineage, CallSite, Lineage, Node, PartitionIter, RddBase, RddNode};
-use crate::scheduler::{self, TaskContext};
+use crate::listener::Event;
+use crate::rdd::node::{CallSite, Node, PartitionIter, RddBase, RddNode};
+use crate::scheduler::TaskContext;
 use crate::storage::StorageLevel;
-use crate::{Data, Rdd};
+use crate::Data;
 
 /// Where an RDD is in the checkpoint state machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -411,49 +411,20 @@ impl<T: Data> RddNode<T> {
             self.ctx.inner.emit(e);
         }
     }
-
-    /// Swaps the lineage for `checkpoint_rdd` and releases the parents iteratively.
-    ///
-    /// Never panics: the old lineage holds user closures, whose `Drop` may panic; that panic
-    /// is caught (the checkpoint is committed and installed by then, and must stay so).
-    fn swap_lineage(&self, checkpoint_rdd: Rdd<T>) {
-        let old = std::mem::replace(
-            &mut *self.lineage.write(),
-            Lineage::Checkpointed(checkpoint_rdd),
-        );
-        let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let parents: Vec<Arc<dyn Node>> = match &old {
-                Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
-                Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
-                Lineage::Released => Vec::new(),
-            };
-            drop(old);
-            release_lineage(parents);
-        }));
-        if let Err(payload) = released {
-            eprintln!(
-                "flintlock: dropping the lineage of rdd {} after its checkpoint panicked: {} \
-                 (the checkpoint is committed and in use)",
-                self.id,
-                crate::scheduler::panic_message(payload.as_ref())
-            );
-        }
-    }
 }
 
-/// What the scheduler asks of a node's checkpoint, untyped.
+/// What the scheduler asks of a node's checkpoint, untyped. The scheduler runs the stages;
+/// the checkpoint says what is missing and how to commit.
 pub(crate) trait CheckpointOps {
     /// Marked → InProgress, if this job can own the write. Errors are I/O errors creating
     /// the checkpoint folder.
     fn claim(&self) -> Result<bool>;
-    /// Computes the partitions the job did not finish, commits, swaps the lineage.
-    fn complete(
-        &self,
-        me: &Arc<dyn Node>,
-        ctx: &Context,
-        job_id: usize,
-        job: &Arc<JobCheckpoints>,
-    ) -> Result<()>;
+    /// The partitions the job's stages did not write (reliable) or cache (local): the
+    /// scheduler computes them in a `CheckpointCompletion` stage before [`Self::commit`].
+    fn missing_partitions(&self) -> Result<Vec<usize>>;
+    /// Commits the claimed checkpoint (every partition written or cached), moves to
+    /// Checkpointed and swaps the lineage for the checkpoint RDD.
+    fn commit(&self) -> Result<()>;
     /// Removes the attempt's files and returns to Marked (no-op once committed).
     fn abort(&self);
     /// True for a marked RDD.
@@ -492,46 +463,27 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         Ok(true)
     }
 
-    fn complete(
-        &self,
-        me: &Arc<dyn Node>,
-        ctx: &Context,
-        job_id: usize,
-        job: &Arc<JobCheckpoints>,
-    ) -> Result<()> {
+    fn missing_partitions(&self) -> Result<Vec<usize>> {
+        let c = self.checkpoint.inner.lock();
+        match (&c.mode, &c.write) {
+            (Some(Mode::Reliable(..)), Some(s)) => Ok(s.missing_partitions()),
+            (Some(Mode::Local), _) => Ok((0..self.num_partitions)
+                .filter(|&p| !self.ctx.inner.blocks.contains(self.id, p))
+                .collect()),
+            _ => Err(Error::Internal(format!(
+                "rdd {} claimed without a mode",
+                self.id
+            ))),
+        }
+    }
+
+    fn commit(&self) -> Result<()> {
+        let ctx = &self.ctx;
         let (mode, session, site) = {
             let c = self.checkpoint.inner.lock();
             (c.mode.clone(), c.write.clone(), c.marked_at)
         };
         let site = site.unwrap_or(self.call_site);
-        let missing: Vec<usize> = match (&mode, &session) {
-            (Some(Mode::Reliable(..)), Some(s)) => s.missing_partitions(),
-            (Some(Mode::Local), _) => (0..self.num_partitions)
-                .filter(|&p| !ctx.inner.blocks.contains(self.id, p))
-                .collect(),
-            _ => {
-                return Err(Error::Internal(format!(
-                    "rdd {} claimed without a mode",
-                    self.id
-                )))
-            }
-        };
-        if !missing.is_empty() {
-            scheduler::run_parent_stages(ctx, job_id, me, job)?;
-            scheduler::run_stage(
-                ctx,
-                job_id,
-                StageKind::CheckpointCompletion,
-                me,
-                None,
-                &missing,
-                job,
-                |tc, p| {
-                    self.iterator(p, tc)?.for_each(drop);
-                    Ok(())
-                },
-            )?;
-        }
         let mut retain = None;
         let (checkpoint_rdd, path) = match (mode, session) {
             (Some(Mode::Reliable(codec, tag)), Some(s)) => {
@@ -614,13 +566,14 @@ impl JobCheckpoints {
         !self.ids.is_empty() && self.ids.contains(&rdd_id)
     }
 
-    /// Completes and commits every owned checkpoint, parents first.
-    pub(crate) fn complete(self: &Arc<Self>, ctx: &Context, job_id: usize) -> Result<()> {
-        for node in &self.nodes {
-            node.checkpoint_ops().complete(node, ctx, job_id, self)?;
-            self.committed.lock().insert(node.id());
-        }
-        Ok(())
+    /// The owned nodes, parents first.
+    pub(crate) fn nodes(&self) -> &[Arc<dyn Node>] {
+        &self.nodes
+    }
+
+    /// Records that `rdd_id`'s checkpoint committed (an abort leaves it alone).
+    pub(crate) fn mark_committed(&self, rdd_id: usize) {
+        self.committed.lock().insert(rdd_id);
     }
 
     /// Aborts every owned checkpoint that was not committed.

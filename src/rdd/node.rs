@@ -201,6 +201,9 @@ pub(crate) trait Node: RddBase {
     fn materialize(&self, split: usize, tc: &TaskContext) -> Result<()>;
     /// True when partition `split` is in the block store (so the lineage below is not needed).
     fn block_present(&self, split: usize) -> bool;
+    /// Computes partition `split` and drops its records: a checkpoint completion task (the
+    /// checkpoint's tee writes them on the way).
+    fn compute_and_drop(&self, split: usize, tc: &TaskContext) -> Result<()>;
     /// Takes the lineage out and returns the parents, for the iterative drop.
     fn detach_lineage(&mut self) -> Vec<Arc<dyn Node>>;
     /// The checkpoint hooks of this node.
@@ -457,13 +460,14 @@ impl<T: Data> Node for RddNode<T> {
         self.storage_level() != StorageLevel::None && self.ctx.inner.blocks.contains(self.id, split)
     }
 
+    fn compute_and_drop(&self, split: usize, tc: &TaskContext) -> Result<()> {
+        self.iterator(split, tc)?.for_each(drop);
+        Ok(())
+    }
+
     fn detach_lineage(&mut self) -> Vec<Arc<dyn Node>> {
         let lineage = std::mem::replace(self.lineage.get_mut(), Lineage::Released);
-        let parents: Vec<Arc<dyn Node>> = match &lineage {
-            Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
-            Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
-            Lineage::Released => Vec::new(),
-        };
+        let parents = lineage.parents();
         // `parents` keeps every parent alive, so dropping the lineage here is shallow.
         drop(lineage);
         parents
@@ -479,6 +483,44 @@ impl<T: Data> Node for RddNode<T> {
 
     fn mixed_with(&self) -> Option<&str> {
         self.mixed_with.as_deref()
+    }
+}
+
+impl<T: Data> Lineage<T> {
+    /// The parents this lineage holds.
+    fn parents(&self) -> Vec<Arc<dyn Node>> {
+        match self {
+            Lineage::Computed(c) => c.dependencies().iter().map(|d| d.parent_node()).collect(),
+            Lineage::Checkpointed(r) => vec![r.node.clone() as Arc<dyn Node>],
+            Lineage::Released => Vec::new(),
+        }
+    }
+}
+
+impl<T: Data> RddNode<T> {
+    /// Swaps the lineage for `checkpoint_rdd` (the checkpoint just committed) and releases
+    /// the parents iteratively.
+    ///
+    /// Never panics: the old lineage holds user closures, whose `Drop` may panic; that panic
+    /// is caught (the checkpoint is committed and installed by then, and must stay so).
+    pub(crate) fn swap_lineage(&self, checkpoint_rdd: crate::Rdd<T>) {
+        let old = std::mem::replace(
+            &mut *self.lineage.write(),
+            Lineage::Checkpointed(checkpoint_rdd),
+        );
+        let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let parents = old.parents();
+            drop(old);
+            release_lineage(parents);
+        }));
+        if let Err(payload) = released {
+            eprintln!(
+                "flintlock: dropping the lineage of rdd {} after its checkpoint panicked: {} \
+                 (the checkpoint is committed and in use)",
+                self.id,
+                crate::scheduler::panic_message(payload.as_ref())
+            );
+        }
     }
 }
 

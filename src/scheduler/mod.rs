@@ -77,7 +77,7 @@ where
                     func(tc, p, it)
                 },
             )?;
-            checkpoints.complete(&ctx, job_id)?;
+            complete_checkpoints(&ctx, job_id, &checkpoints)?;
             Ok(results)
         }))
         .unwrap_or_else(|payload| {
@@ -99,8 +99,38 @@ where
     result
 }
 
+/// Completes and commits the checkpoints the job claimed, parents first: partitions the
+/// job's stages did not write (an action that stopped early, `take`) are computed in a
+/// `CheckpointCompletion` stage, then the checkpoint commits and swaps its lineage.
+fn complete_checkpoints(
+    ctx: &Context,
+    job_id: usize,
+    checkpoints: &Arc<JobCheckpoints>,
+) -> Result<()> {
+    for node in checkpoints.nodes() {
+        let ops = node.checkpoint_ops();
+        let missing = ops.missing_partitions()?;
+        if !missing.is_empty() {
+            run_parent_stages(ctx, job_id, node, checkpoints)?;
+            run_stage(
+                ctx,
+                job_id,
+                StageKind::CheckpointCompletion,
+                node,
+                None,
+                &missing,
+                checkpoints,
+                |tc, p| node.compute_and_drop(p, tc),
+            )?;
+        }
+        ops.commit()?;
+        checkpoints.mark_committed(node.id());
+    }
+    Ok(())
+}
+
 /// Runs the missing shuffle-map stages below `root`, parents first.
-pub(crate) fn run_parent_stages(
+fn run_parent_stages(
     ctx: &Context,
     job_id: usize,
     root: &Arc<dyn Node>,
@@ -132,7 +162,7 @@ pub(crate) fn run_parent_stages(
 
 /// Runs one stage: a task per partition on the pool, results in partition order.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn run_stage<R: Send>(
+fn run_stage<R: Send>(
     ctx: &Context,
     job_id: usize,
     kind: StageKind,

@@ -2,8 +2,8 @@
 //! in-memory shuffle store, and the reduce-side reader.
 //!
 //! A [`ShuffleDependency`] knows how to turn one parent partition into one bucket per reduce
-//! partition (`map_side`, monomorphised over the user's combine closures, so the per-record
-//! loop has no dynamic calls). The scheduler runs that for every parent partition in a
+//! partition (`map_side`, monomorphised over the user's combine closures; the per-record
+//! loop makes one dynamic call, to the partitioner's key function `KeyFn`). The scheduler runs that for every parent partition in a
 //! shuffle-map stage and stores the outputs under the shuffle id; the reduce side reads its
 //! bucket from every map output. Outputs stay in the store while the dependency lives, so a
 //! later job over the same lineage skips the map stage (Spark's stage reuse); dropping the

@@ -225,7 +225,7 @@ fn sort_by_key_reports_a_failed_sampling_job_instead_of_fewer_partitions() {
             (k, k)
         }
     });
-    let sorted = pairs.sort_by_key_with(true, 4);
+    let sorted = pairs.sort_by_key_into(true, 4);
     assert_eq!(sorted.num_partitions(), 4, "the partitions asked for");
     let err = sorted.count().unwrap_err();
     assert!(err.to_string().contains("bad record 50"), "{err}");

@@ -695,7 +695,18 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     where
         K: Ord + Serialize,
     {
-        self.sort_by_key_with(ascending, self.num_partitions().max(1))
+        self.sort_by_key_into(ascending, self.num_partitions().max(1))
+    }
+
+    /// The 0.1 name of [`Rdd::sort_by_key_into`]: the `_with` methods take a partitioner,
+    /// this one a partition count.
+    #[deprecated(since = "0.2.0", note = "renamed to `sort_by_key_into`")]
+    #[track_caller]
+    pub fn sort_by_key_with(&self, ascending: bool, num_partitions: usize) -> Rdd<(K, V)>
+    where
+        K: Ord + Serialize,
+    {
+        self.sort_by_key_into(ascending, num_partitions)
     }
 
     /// [`Rdd::sort_by_key`] into (at most) `num_partitions` partitions.
@@ -703,7 +714,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Panics
     /// When `num_partitions` is zero.
     #[track_caller]
-    pub fn sort_by_key_with(&self, ascending: bool, num_partitions: usize) -> Rdd<(K, V)>
+    pub fn sort_by_key_into(&self, ascending: bool, num_partitions: usize) -> Rdd<(K, V)>
     where
         K: Ord + Serialize,
     {

@@ -2,9 +2,10 @@
 //! element paired with its position in the whole RDD.
 //!
 //! One `OneToOne` dependency; no partitioner. The start index of each partition needs the
-//! sizes of the partitions before it: the first task to need them runs a counting job (Spark
-//! runs it eagerly in the constructor; here it stays lazy, and an error surfaces at the
-//! action).
+//! sizes of the partitions before it: a task that needs them and finds them missing runs a
+//! counting job and stores the result (tasks that start together may each run one; the
+//! counts are the same, and later tasks and actions reuse the stored ones). Spark runs the
+//! job eagerly in the constructor; here it stays lazy, and an error surfaces at the action.
 
 use std::sync::Arc;
 

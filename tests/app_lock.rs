@@ -101,6 +101,7 @@ fn start_up_cleanup_removes_a_dead_apps_leftovers_but_keeps_its_checkpoints() {
 
 /// Runs only as the child of the test below: holds the lock of app `held` and waits.
 #[test]
+#[ignore = "a child process: a_killed_lock_holder_is_taken_over_and_only_its_leftovers_are_cleaned starts it"]
 fn child_holds_an_app_lock() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return; // not the child

@@ -11,11 +11,7 @@ fn checkpoint_then_count_calls_an_uncached_closure_once_per_element() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx_with_dir(dir.path());
     let calls = Counter::default();
-    let c = calls.clone();
-    let rdd = ctx.range(0..1000, 4).map(move |x| {
-        c.hit();
-        x * 3
-    });
+    let rdd = ctx.range(0..1000, 4).map(calls.counting(|x| x * 3));
     rdd.checkpoint().unwrap();
     assert_eq!(rdd.count().unwrap(), 1000);
     assert_eq!(calls.get(), 1000);
@@ -33,11 +29,7 @@ fn take_on_a_marked_rdd_leaves_a_complete_checkpoint_computing_only_unfinished_p
     let ctx = ctx_with_dir(dir.path());
     let rec = Recorder::attach(&ctx);
     let calls = Counter::default();
-    let c = calls.clone();
-    let rdd = ctx.range(0..100, 4).map(move |x| {
-        c.hit();
-        x
-    });
+    let rdd = ctx.range(0..100, 4).map(calls.counting(|x| x));
     rdd.checkpoint().unwrap();
     assert_eq!(rdd.take(1).unwrap(), vec![0]);
     assert!(rdd.is_checkpointed());
@@ -82,13 +74,9 @@ fn first_on_a_marked_shuffled_rdd_does_not_rerun_the_map_side() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx_with_dir(dir.path());
     let map_calls = Counter::default();
-    let c = map_calls.clone();
     let reduced = ctx
         .range(0..200, 4)
-        .map(move |x| {
-            c.hit();
-            (x % 10, x)
-        })
+        .map(map_calls.counting(|x| (x % 10, x)))
         .reduce_by_key(|a, b| a + b);
     reduced.checkpoint().unwrap();
     assert!(reduced.first().unwrap().is_some());
@@ -105,11 +93,7 @@ fn a_marked_rdd_inside_a_map_stage_is_written_by_the_map_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx_with_dir(dir.path());
     let calls = Counter::default();
-    let c = calls.clone();
-    let pairs = ctx.range(0..100, 4).map(move |x| {
-        c.hit();
-        (x % 7, 1u32)
-    });
+    let pairs = ctx.range(0..100, 4).map(calls.counting(|x| (x % 7, 1u32)));
     pairs.checkpoint().unwrap();
     let counts = pairs.reduce_by_key(|a, b| a + b);
     assert_eq!(counts.count().unwrap(), 7);

@@ -119,11 +119,7 @@ fn an_action_on_a_descendant_materialises_a_marked_ancestor_and_children_read_th
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx_with_dir(dir.path());
     let calls = common::Counter::default();
-    let c = calls.clone();
-    let parent = ctx.range(0..10, 2).map(move |x| {
-        c.hit();
-        x + 1
-    });
+    let parent = ctx.range(0..10, 2).map(calls.counting(|x| x + 1));
     let child = parent.map(|x| x * 10);
     parent.checkpoint().unwrap();
     assert_eq!(child.count().unwrap(), 10);

@@ -26,12 +26,15 @@ fn expected() -> Vec<(u64, String)> {
     (0..20u64).map(|i| (i, format!("value {i}"))).collect()
 }
 
-/// Writes the golden checkpoints when asked to; a no-op otherwise.
+/// Writes the golden checkpoints of the current format version (only when a format
+/// version is added: released versions' files never change).
 #[test]
+#[ignore = "writes the golden files: FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test format_golden -- --ignored"]
 fn regenerate_golden_files_when_asked() {
-    if std::env::var("FLINTLOCK_REGENERATE_GOLDEN").is_err() {
-        return;
-    }
+    assert!(
+        std::env::var("FLINTLOCK_REGENERATE_GOLDEN").is_ok(),
+        "set FLINTLOCK_REGENERATE_GOLDEN=1 to overwrite tests/data/golden-v{FORMAT_VERSION}"
+    );
     for (name, compression) in [("plain", Compression::None), ("lz4", Compression::Lz4)] {
         let scratch = tempfile::tempdir().unwrap();
         let ctx = Context::builder()

@@ -10,11 +10,7 @@ use flintlock::{CheckpointState, Error, StorageLevel};
 fn local_checkpoint_caches_every_partition_and_truncates_the_lineage() {
     let ctx = ctx();
     let calls = Counter::default();
-    let c = calls.clone();
-    let rdd = ctx.range(0..100, 4).map(move |x| {
-        c.hit();
-        x
-    });
+    let rdd = ctx.range(0..100, 4).map(calls.counting(|x| x));
     rdd.local_checkpoint().unwrap();
     assert_eq!(
         rdd.storage_level(),

@@ -9,14 +9,7 @@ use flintlock::StorageLevel;
 fn a_cached_rdd_is_computed_once_across_actions() {
     let ctx = ctx();
     let calls = Counter::default();
-    let c = calls.clone();
-    let rdd = ctx
-        .range(0..100, 4)
-        .map(move |x| {
-            c.hit();
-            x * 2
-        })
-        .cache();
+    let rdd = ctx.range(0..100, 4).map(calls.counting(|x| x * 2)).cache();
     assert_eq!(rdd.storage_level(), StorageLevel::MemoryOnly);
     assert_eq!(rdd.count().unwrap(), 100);
     assert_eq!(rdd.collect().unwrap().len(), 100);
@@ -29,11 +22,7 @@ fn a_cached_rdd_is_computed_once_across_actions() {
 fn an_uncached_rdd_is_recomputed_by_every_action() {
     let ctx = ctx();
     let calls = Counter::default();
-    let c = calls.clone();
-    let rdd = ctx.range(0..10, 2).map(move |x| {
-        c.hit();
-        x
-    });
+    let rdd = ctx.range(0..10, 2).map(calls.counting(|x| x));
     rdd.count().unwrap();
     rdd.count().unwrap();
     assert_eq!(calls.get(), 20);
@@ -43,13 +32,9 @@ fn an_uncached_rdd_is_recomputed_by_every_action() {
 fn unpersist_drops_the_blocks_and_recomputes() {
     let ctx = ctx();
     let calls = Counter::default();
-    let c = calls.clone();
     let rdd = ctx
         .range(0..10, 2)
-        .map(move |x| {
-            c.hit();
-            x
-        })
+        .map(calls.counting(|x| x))
         .persist(StorageLevel::MemoryOnly);
     rdd.count().unwrap();
     rdd.unpersist();
@@ -62,14 +47,7 @@ fn unpersist_drops_the_blocks_and_recomputes() {
 fn an_evicted_block_is_recomputed_from_lineage_and_only_that_block() {
     let ctx = ctx();
     let calls = Counter::default();
-    let c = calls.clone();
-    let rdd = ctx
-        .range(0..10, 2)
-        .map(move |x| {
-            c.hit();
-            x
-        })
-        .cache();
+    let rdd = ctx.range(0..10, 2).map(calls.counting(|x| x)).cache();
     let before = rdd.collect().unwrap();
     assert!(ctx.evict_block(rdd.id(), 1));
     assert!(!ctx.evict_block(rdd.id(), 1), "already gone");
@@ -85,13 +63,9 @@ fn an_evicted_block_is_recomputed_from_lineage_and_only_that_block() {
 fn a_cached_parent_is_not_recomputed_by_its_children() {
     let ctx = ctx();
     let calls = Counter::default();
-    let c = calls.clone();
     let parent = ctx
         .range(0..20, 2)
-        .map(move |x| {
-            c.hit();
-            (x % 4, x)
-        })
+        .map(calls.counting(|x| (x % 4, x)))
         .cache();
     parent.count().unwrap();
     parent.reduce_by_key(|a, b| a + b).count().unwrap();

@@ -52,13 +52,9 @@ fn shuffle_outputs_still_present_are_reused_by_the_next_job() {
     let ctx = ctx();
     let rec = Recorder::attach(&ctx);
     let calls = Counter::default();
-    let c = calls.clone();
     let r = ctx
         .range(0..50, 2)
-        .map(move |x| {
-            c.hit();
-            (x % 5, 1)
-        })
+        .map(calls.counting(|x| (x % 5, 1)))
         .reduce_by_key(|a, b| a + b);
     assert_eq!(r.count().unwrap(), 5);
     assert_eq!(rec.stages_started(), 2);

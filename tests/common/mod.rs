@@ -36,6 +36,28 @@ impl Counter {
     pub fn reset(&self) {
         self.0.store(0, Ordering::SeqCst);
     }
+    /// `f`, counting its calls on this counter (for `map` and friends).
+    pub fn counting<T, U>(
+        &self,
+        f: impl Fn(T) -> U + Send + Sync + 'static,
+    ) -> impl Fn(T) -> U + Send + Sync + 'static {
+        let c = self.clone();
+        move |x| {
+            c.hit();
+            f(x)
+        }
+    }
+}
+
+/// Asserts that `err`'s message names `path` (errors say which file or folder failed).
+#[track_caller]
+pub fn assert_names(err: &impl std::fmt::Display, path: &Path) {
+    let msg = err.to_string();
+    assert!(
+        msg.contains(path.to_str().expect("a UTF-8 path")),
+        "the error does not name {}: {msg}",
+        path.display()
+    );
 }
 
 /// Records every event of a context.
@@ -101,15 +123,55 @@ pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
+/// A command that runs one test of the current test binary as a child process. Child tests
+/// are `#[ignore]`d (they do nothing on their own) and so are run with `--include-ignored`.
+pub fn child_test(test: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        test,
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]);
+    c
+}
+
+/// A child process that is killed when the handle drops: a parent test that fails early
+/// leaves no child behind.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs one test of the current test binary as a child process, with `env` set (the child
 /// test checks it and does nothing when it is absent), stdout piped.
-pub fn spawn_test(test: &str, env: (&str, &Path)) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env(env.0, env.1)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+pub fn spawn_test(test: &str, env: (&str, &Path)) -> ChildGuard {
+    ChildGuard(
+        child_test(test)
+            .env(env.0, env.1)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Reads the child's stdout until a line containing `marker`; true when it was seen.

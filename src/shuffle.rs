@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::partitioner::{KeyFn, Partitioner};
-use crate::rdd::iter::{drain_slice_batches, each_of_batches, PartitionIterator, Sealed};
+use crate::rdd::iter::{drain_slice_batches, PartitionIterator, Sealed};
 use crate::rdd::node::{Node, PartitionIter};
 use crate::scheduler::TaskContext;
 use crate::{Data, Key, Rdd};
@@ -245,10 +245,6 @@ impl<K, M> ShuffleReader<K, M> {
 impl<K, M> Sealed for ShuffleReader<K, M> {}
 
 impl<K: Clone, M: Clone> PartitionIterator<(K, M)> for ShuffleReader<K, M> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut((K, M))) {
-        each_of_batches(self, sink);
-    }
-
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<(K, M)>)) {
         Records::drain_batched(*self, sink);
     }

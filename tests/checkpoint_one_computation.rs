@@ -100,3 +100,20 @@ fn a_marked_rdd_inside_a_map_stage_is_written_by_the_map_tasks() {
     assert!(pairs.is_checkpointed());
     assert_eq!(calls.get(), 100);
 }
+
+/// The partition iterator of an RDD being checkpointed reports its length, so consumers
+/// that size tables from it (a join's build side, bucketing) do not grow them from empty.
+#[test]
+fn a_partition_being_checkpointed_reports_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize((0..1000u64).collect(), 4);
+    rdd.checkpoint().unwrap();
+    let hints = rdd.map_partitions(|it| {
+        let hint = it.size_hint();
+        std::iter::once((hint, it.count()))
+    });
+    for ((low, high), len) in hints.collect().unwrap() {
+        assert_eq!((low, high), (len, Some(len)));
+    }
+}

@@ -24,7 +24,7 @@ use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::listener::Event;
-use crate::rdd::iter::{boxed, each_of_batches, Batcher, PartitionIterator, Sealed};
+use crate::rdd::iter::{boxed, Batcher, PartitionIterator, Sealed};
 use crate::rdd::node::{
     CallSite, Compute, PartitionIter, PlacementGate, PlacementScan, RddNode, RecordCheck,
 };
@@ -573,10 +573,6 @@ impl<T: Data> Tee<T> {
 impl<T: Data> Sealed for Tee<T> {}
 
 impl<T: Data> PartitionIterator<T> for Tee<T> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
-        each_of_batches(self, sink);
-    }
-
     /// Drains the source in batches, encoding each batch in one loop before pushing it on
     /// (by move), and commits the file at the end. After an error the task has failed: the
     /// rest of the source is drained and dropped.
@@ -639,6 +635,20 @@ impl<T: Data> Iterator for Tee<T> {
             self.fill();
         }
         self.ready.pop_front()
+    }
+
+    /// The source's, plus what is encoded and waiting: a join whose build side is a
+    /// just-marked RDD sizes its table from it instead of growing it from empty.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let ready = self.ready.len();
+        if self.writer.is_none() {
+            return (ready, Some(ready)); // finished or failed: only `ready` is left
+        }
+        let (low, high) = self.source.size_hint();
+        (
+            low.saturating_add(ready),
+            high.and_then(|h| h.checked_add(ready)),
+        )
     }
 }
 
@@ -827,10 +837,6 @@ impl<T: Data> PartReader<T> {
 impl<T: Data> Sealed for PartReader<T> {}
 
 impl<T: Data> PartitionIterator<T> for PartReader<T> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
-        each_of_batches(self, sink);
-    }
-
     fn drain_batches(mut self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
         let mut out = Batcher::new(sink);
         loop {

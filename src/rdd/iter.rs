@@ -36,7 +36,9 @@ pub type PartitionIter<T> = Box<dyn PartitionIterator<T>>;
 /// [`PartitionIterator::drain_into`]. [`PartitionIter`] is the boxed form every
 /// `map_partitions` closure receives; as an `Iterator` it is used like any other.
 ///
-/// The trait is sealed: the engine provides the implementations.
+/// The trait is sealed: the engine provides the implementations. Each implements
+/// `drain_batches` (the fast path); `drain_into` is derived from it unless a type has a
+/// better way.
 pub trait PartitionIterator<T>: Iterator<Item = T> + sealed::Sealed {
     /// Pushes every remaining element into `sink`, in order: the elements `next` would have
     /// yielded, without one dynamic `next` call per element and per transformation.
@@ -53,9 +55,7 @@ pub trait PartitionIterator<T>: Iterator<Item = T> + sealed::Sealed {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
-        for x in self {
-            sink(x);
-        }
+        each_of_batches(self, sink);
     }
 
     /// Pushes the remaining elements into `sink` in order, in batches of up to
@@ -79,19 +79,7 @@ pub trait PartitionIterator<T>: Iterator<Item = T> + sealed::Sealed {
     /// assert_eq!(maxima.collect()?, vec![499, 999]);
     /// # Ok::<(), flintlock::Error>(())
     /// ```
-    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
-        let mut batch = Vec::with_capacity(BATCH);
-        self.drain_into(&mut |x| {
-            batch.push(x);
-            if batch.len() == BATCH {
-                sink(&mut batch);
-                batch.clear();
-            }
-        });
-        if !batch.is_empty() {
-            sink(&mut batch);
-        }
-    }
+    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>));
 }
 
 /// Elements per batch of [`PartitionIterator::drain_batches`].
@@ -227,10 +215,6 @@ impl<T, U, F: FnMut(T) -> U> Iterator for Mapped<T, F> {
 }
 
 impl<T, U, F: FnMut(T) -> U> PartitionIterator<U> for Mapped<T, F> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(U)) {
-        each_of_batches(self, sink);
-    }
-
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<U>)) {
         let Mapped { parent, mut f } = *self;
         let mut out = Vec::with_capacity(BATCH);
@@ -273,10 +257,6 @@ impl<T, F: FnMut(&T) -> bool> Iterator for Filtered<T, F> {
 }
 
 impl<T, F: FnMut(&T) -> bool> PartitionIterator<T> for Filtered<T, F> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
-        each_of_batches(self, sink);
-    }
-
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
         let Filtered { parent, mut f } = *self;
         parent.drain_batches(&mut |b| {
@@ -330,10 +310,6 @@ impl<T, F: FnMut(T) -> I, I: Iterator> Iterator for FlatMapped<T, F, I> {
 }
 
 impl<T, F: FnMut(T) -> I, I: Iterator> PartitionIterator<I::Item> for FlatMapped<T, F, I> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(I::Item)) {
-        each_of_batches(self, sink);
-    }
-
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<I::Item>)) {
         let FlatMapped {
             parent,

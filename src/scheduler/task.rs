@@ -18,7 +18,7 @@ use crate::checkpoint::JobCheckpoints;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
-use crate::rdd::iter::{boxed, drain_slice_batches, PartitionIterator, Sealed};
+use crate::rdd::iter::{boxed, ArcVecIter};
 use crate::rdd::node::{describe, Node, PartitionIter, SEGMENT};
 
 /// Per-task state, shared by the iterators of the task (single-threaded: `Rc`).
@@ -35,7 +35,8 @@ struct TaskInner {
 }
 
 struct Materialized {
-    data: Rc<dyn Any>,
+    /// `Arc`, not `Rc`, only so that the shared `ArcVecIter` can read it.
+    data: Arc<dyn Any + Send + Sync>,
     /// Taken by exactly one consumer: hand the data over instead of cloning it.
     single_consumer: bool,
 }
@@ -87,7 +88,12 @@ impl TaskContext {
         self.inner.error.borrow_mut().take()
     }
 
-    pub(crate) fn put_materialized<T: 'static>(&self, rdd_id: usize, split: usize, data: Vec<T>) {
+    pub(crate) fn put_materialized<T: Send + Sync + 'static>(
+        &self,
+        rdd_id: usize,
+        split: usize,
+        data: Vec<T>,
+    ) {
         let mut m = self.inner.materialized.borrow_mut();
         let single = m
             .get(&(rdd_id, split))
@@ -96,7 +102,7 @@ impl TaskContext {
         m.insert(
             (rdd_id, split),
             Materialized {
-                data: Rc::new(data),
+                data: Arc::new(data),
                 single_consumer: single,
             },
         );
@@ -106,13 +112,13 @@ impl TaskContext {
         self.inner.materialized.borrow_mut().insert(
             (rdd_id, split),
             Materialized {
-                data: Rc::new(()),
+                data: Arc::new(()),
                 single_consumer,
             },
         );
     }
 
-    pub(crate) fn take_materialized<T: Clone + 'static>(
+    pub(crate) fn take_materialized<T: Clone + Send + Sync + 'static>(
         &self,
         rdd_id: usize,
         split: usize,
@@ -130,12 +136,9 @@ impl TaskContext {
         drop(m);
         let data = data.downcast::<Vec<T>>().ok()?;
         // A single consumer owns the Vec: move the elements out instead of cloning them.
-        Some(match Rc::try_unwrap(data) {
+        Some(match Arc::try_unwrap(data) {
             Ok(v) => boxed(v.into_iter()),
-            Err(shared) => Box::new(RcVecIter {
-                data: shared,
-                pos: 0,
-            }),
+            Err(shared) => Box::new(ArcVecIter::new(shared)),
         })
     }
 }
@@ -303,33 +306,4 @@ fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Resu
         }
     }
     Ok(())
-}
-
-/// Clones the elements of a materialised partition that several consumers read.
-struct RcVecIter<T> {
-    data: Rc<Vec<T>>,
-    pos: usize,
-}
-
-impl<T> Sealed for RcVecIter<T> {}
-
-impl<T: Clone> PartitionIterator<T> for RcVecIter<T> {
-    fn drain_into(self: Box<Self>, sink: &mut dyn FnMut(T)) {
-        for x in &self.data[self.pos..] {
-            sink(x.clone());
-        }
-    }
-
-    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
-        drain_slice_batches(&self.data[self.pos..], sink);
-    }
-}
-
-impl<T: Clone> Iterator for RcVecIter<T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        let x = self.data.get(self.pos)?.clone();
-        self.pos += 1;
-        Some(x)
-    }
 }

@@ -20,7 +20,7 @@ mod support;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use flintlock::{Context, Rdd};
 use rayon::prelude::*;
 
@@ -315,7 +315,12 @@ where
     );
 }
 
-criterion_group!(benches, bench);
+// `criterion_group!` makes an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::bench);
+}
+use group::benches;
 
 fn main() {
     benches();

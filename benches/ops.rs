@@ -7,7 +7,7 @@
 
 mod support;
 
-use criterion::{criterion_group, Criterion};
+use criterion::Criterion;
 use flintlock::{Context, Partitioner, Rdd};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
@@ -176,7 +176,12 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
+// `criterion_group!` makes an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::bench);
+}
+use group::benches;
 
 fn main() {
     benches();

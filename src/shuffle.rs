@@ -352,6 +352,7 @@ where
 /// fails and the table is discarded anyway. (A key whose `Clone` or `Hash` panics during that
 /// removal, having not panicked a moment earlier, would abort.)
 #[inline]
+#[allow(unsafe_code)] // see SAFETY below; Miri has not checked it (issue 11, item 8)
 fn upsert<K: Hash + Eq + Clone, V, C>(
     map: &mut FxHashMap<K, C>,
     k: K,
@@ -390,6 +391,7 @@ struct ForgetOnUnwind<K: Hash + Eq + Clone, C> {
     key: *const K,
 }
 
+#[allow(unsafe_code)] // see SAFETY below
 impl<K: Hash + Eq + Clone, C> Drop for ForgetOnUnwind<K, C> {
     fn drop(&mut self) {
         // SAFETY: only reached while unwinding out of `merge`, after the last use of the slot

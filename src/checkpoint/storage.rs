@@ -102,6 +102,7 @@ impl StorageFile for LocalFile {
     }
 
     #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // one syscall, see SAFETY below
     fn start_writeback(&mut self) {
         use std::os::fd::AsRawFd;
         // SAFETY: a plain syscall on a file descriptor this struct owns; offset 0 and length

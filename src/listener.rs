@@ -8,6 +8,7 @@ use crate::checkpoint::CheckpointState;
 
 /// Whether a stage produces shuffle outputs or the job's results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StageKind {
     /// Computes the map side of a shuffle and stores its buckets.
     ShuffleMap,

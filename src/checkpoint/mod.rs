@@ -60,6 +60,7 @@ use crate::Data;
 
 /// Where an RDD is in the checkpoint state machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CheckpointState {
     /// Not marked.
     Initialized,

@@ -129,6 +129,7 @@ impl Context {
     /// # Panics
     /// When `num_partitions` is zero (use [`Context::empty`] for an RDD without partitions).
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn parallelize<T: Data>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
         check_partitions("parallelize", num_partitions);
         Rdd::make(
@@ -148,6 +149,7 @@ impl Context {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn empty<T: Data>(&self) -> Rdd<T> {
         Rdd::make(
             self,
@@ -167,6 +169,7 @@ impl Context {
     /// # Panics
     /// When `num_partitions` is zero.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn range(&self, range: Range<u64>, num_partitions: usize) -> Rdd<u64> {
         check_partitions("range", num_partitions);
         Rdd::make(
@@ -195,6 +198,7 @@ impl Context {
     /// # Panics
     /// When `min_partitions` is zero.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Rdd<String> {
         check_partitions("text_file", min_partitions);
         let rdd = text_file::TextFileRdd::new(path.as_ref().to_path_buf(), min_partitions);
@@ -365,6 +369,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Rdd<U> {
         let f = Arc::new(f);
         self.map_partitions_op(
@@ -386,6 +391,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Rdd<T> {
         let f = Arc::new(f);
         self.map_partitions_op(
@@ -408,6 +414,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn flat_map<U: Data, I>(&self, f: impl Fn(T) -> I + Send + Sync + 'static) -> Rdd<U>
     where
         I: IntoIterator<Item = U>,
@@ -433,6 +440,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map_partitions<U: Data, I>(
         &self,
         f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static,
@@ -458,6 +466,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map_partitions_with_index<U: Data, I>(
         &self,
         f: impl Fn(usize, PartitionIter<T>) -> I + Send + Sync + 'static,
@@ -484,6 +493,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
         let u = union::UnionRdd::new(vec![self.clone(), other.clone()]);
         Rdd::make(self.context(), site("union"), u)
@@ -502,6 +512,7 @@ impl<T: Data> Rdd<T> {
     /// # Panics
     /// When `n` is zero.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn coalesce(&self, n: usize) -> Rdd<T> {
         check_partitions("coalesce", n);
         let n = n.min(self.num_partitions().max(1));
@@ -522,6 +533,7 @@ impl<T: Data> Rdd<T> {
     /// # Panics
     /// When `n` is zero.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn repartition(&self, n: usize) -> Rdd<T> {
         check_partitions("repartition", n);
         let s = site("repartition");
@@ -558,6 +570,7 @@ impl<T: Data> Rdd<T> {
     /// # Panics
     /// When `fraction` is negative or not finite, or above 1 without replacement.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
         assert!(
             fraction.is_finite()
@@ -592,6 +605,7 @@ impl<T: Data> Rdd<T> {
     /// # Panics
     /// When the partition counts differ.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn zip<U: Data>(&self, other: &Rdd<U>) -> Rdd<(T, U)> {
         assert_eq!(
             self.num_partitions(),
@@ -612,6 +626,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn zip_with_index(&self) -> Rdd<(T, u64)> {
         let z = zipped_with_index::ZippedWithIndexRdd::new(self.clone());
         Rdd::make(self.context(), site("zip_with_index"), z)
@@ -627,6 +642,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn cartesian<U: Data>(&self, other: &Rdd<U>) -> Rdd<(T, U)> {
         let c = cartesian::CartesianRdd::new(self.clone(), other.clone());
         Rdd::make(self.context(), site("cartesian"), c)
@@ -641,6 +657,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn key_by<K: Data>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Rdd<(K, T)> {
         let f = Arc::new(f);
         self.map_partitions_op(
@@ -661,6 +678,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn glom(&self) -> Rdd<Vec<T>> {
         self.map_partitions_op(
             site("glom"),
@@ -679,6 +697,7 @@ impl<T: Data> Rdd<T> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn distinct(&self) -> Rdd<T>
     where
         T: Key,

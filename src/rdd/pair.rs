@@ -162,6 +162,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map_partitions_preserving_partitioning<U: Data, I>(
         &self,
         f: impl Fn(PartitionIter<(K, V)>) -> I + Send + Sync + 'static,
@@ -191,6 +192,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
         let f = Arc::new(f);
         self.trusted_partitioner(); // see map_partitions_preserving_partitioning
@@ -213,6 +215,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn flat_map_values<U: Data, I>(
         &self,
         f: impl Fn(V) -> I + Send + Sync + 'static,
@@ -237,6 +240,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// The keys.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn keys(&self) -> Rdd<K> {
         self.map_partitions_op(
             site("keys"),
@@ -247,6 +251,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// The values.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn values(&self) -> Rdd<V> {
         self.map_partitions_op(
             site("values"),
@@ -268,6 +273,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
         let p = self.default_partitioner();
         self.reduce_by_key_with(p, f)
@@ -276,6 +282,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// [`Rdd::reduce_by_key`] into `partitioner`'s partitions (no shuffle when this RDD is
     /// already partitioned that way).
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn reduce_by_key_with(
         &self,
         partitioner: Partitioner,
@@ -303,6 +310,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn fold_by_key(
         &self,
         zero: V,
@@ -314,6 +322,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::fold_by_key`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn fold_by_key_with(
         &self,
         partitioner: Partitioner,
@@ -344,6 +353,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn aggregate_by_key<U: Data>(
         &self,
         zero: U,
@@ -356,6 +366,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::aggregate_by_key`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn aggregate_by_key_with<U: Data>(
         &self,
         partitioner: Partitioner,
@@ -389,6 +400,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn combine_by_key<C: Data>(
         &self,
         create: impl Fn(V) -> C + Send + Sync + 'static,
@@ -401,6 +413,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::combine_by_key`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn combine_by_key_with<C: Data>(
         &self,
         partitioner: Partitioner,
@@ -430,6 +443,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
         let p = self.default_partitioner();
         self.group_by_key_with(p)
@@ -437,6 +451,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::group_by_key`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn group_by_key_with(&self, partitioner: Partitioner) -> Rdd<(K, Vec<V>)> {
         self.combine_by_key_op(
             site("group_by_key"),
@@ -466,6 +481,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// assert_eq!(p.partition_by(Partitioner::hash(2)).id(), p.id());
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn partition_by(&self, partitioner: Partitioner) -> Rdd<(K, V)> {
         self.partition_by_op(site("partition_by"), partitioner)
     }
@@ -495,6 +511,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
         let p = self.default_partitioner_with(other);
         self.cogroup_with(other, p)
@@ -502,6 +519,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::cogroup`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn cogroup_with<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
@@ -554,6 +572,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
         let p = self.default_partitioner_with(other);
         self.join_with(other, p)
@@ -561,6 +580,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::join`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn join_with<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
@@ -583,6 +603,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
         let p = self.default_partitioner_with(other);
         self.left_outer_join_with(other, p)
@@ -590,6 +611,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::left_outer_join`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn left_outer_join_with<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
@@ -617,6 +639,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
         let p = self.default_partitioner_with(other);
         self.right_outer_join_with(other, p)
@@ -624,6 +647,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::right_outer_join`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn right_outer_join_with<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
@@ -651,6 +675,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn full_outer_join<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
@@ -661,6 +686,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 
     /// [`Rdd::full_outer_join`] into `partitioner`'s partitions.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn full_outer_join_with<W: Data>(
         &self,
         other: &Rdd<(K, W)>,
@@ -691,6 +717,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn sort_by_key(&self, ascending: bool) -> Rdd<(K, V)>
     where
         K: Ord + Serialize,
@@ -702,6 +729,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// this one a partition count.
     #[deprecated(since = "0.2.0", note = "renamed to `sort_by_key_into`")]
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn sort_by_key_with(&self, ascending: bool, num_partitions: usize) -> Rdd<(K, V)>
     where
         K: Ord + Serialize,
@@ -714,6 +742,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Panics
     /// When `num_partitions` is zero.
     #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn sort_by_key_into(&self, ascending: bool, num_partitions: usize) -> Rdd<(K, V)>
     where
         K: Ord + Serialize,

@@ -142,7 +142,8 @@ pub const MAGIC: [u8; 8] = [0x89, b'F', b'L', b'K', b'\r', b'\n', 0x1a, b'\n'];
 pub const MANIFEST: &str = "_manifest.json";
 
 const TRAILER_MARKER: u32 = u32::MAX;
-const FRAME_HEADER: usize = 12;
+/// Bytes of a frame header: body length, records and checksum, a `u32` each.
+pub(crate) const FRAME_HEADER: usize = 12;
 /// A frame is closed once its payload reaches this many bytes.
 pub(crate) const FRAME_TARGET: usize = 64 * 1024;
 /// The largest frame body (and decompressed payload) a reader accepts: a corrupt length must

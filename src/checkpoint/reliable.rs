@@ -767,7 +767,7 @@ impl<T: Data> PartReader<T> {
         )? {
             FrameOrEnd::Frame(records, body_len) => {
                 let at = self.offset;
-                self.offset += 12 + body_len as u64;
+                self.offset += (format::FRAME_HEADER + body_len) as u64;
                 let items = self
                     .files
                     .codec

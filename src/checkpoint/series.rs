@@ -205,7 +205,7 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
         // The newest checkpoint of another computation is the error to report when no
         // checkpoint of this one exists; when one does, it is skipped with an event.
         let mut other_computation = None;
-        for candidate in series_of(&entries, &self.name) {
+        for (candidate, manifest) in series_with_manifests(&entries, &self.name) {
             let opened = self
                 .check_meta(&candidate)
                 .and_then(|()| self.ctx.open_checkpoint::<T>(&candidate.path));
@@ -223,11 +223,9 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
             };
             // Every byte checked before it is trusted: a damaged part would otherwise fail
             // every resume the same way while an intact older checkpoint is there.
-            let manifest = &rdd_manifest(&entries, &candidate.path);
-            match manifest.map(|m| verify_parts(storage, &candidate.path, m)) {
-                Some(Ok(())) => return Ok(Some((candidate.step, rdd))),
-                Some(Err(e)) => self.skipped(&candidate.path, e.to_string()),
-                None => {}
+            match verify_parts(storage, &candidate.path, manifest) {
+                Ok(()) => return Ok(Some((candidate.step, rdd))),
+                Err(e) => self.skipped(&candidate.path, e.to_string()),
             }
         }
         match other_computation {
@@ -307,17 +305,6 @@ pub(crate) fn read_manifest(storage: &dyn Storage, path: &Path) -> Result<Manife
     ManifestBody::decode(&bytes, path)
 }
 
-/// The manifest of checkpoint folder `path` among `entries`.
-fn rdd_manifest<'a>(
-    entries: &'a [(PathBuf, Result<ManifestBody>)],
-    path: &Path,
-) -> Option<&'a ManifestBody> {
-    entries
-        .iter()
-        .find(|(p, _)| p == path)
-        .and_then(|(_, m)| m.as_ref().ok())
-}
-
 /// Checks every part file of the checkpoint at `dir` completely (frames, checksums, counts
 /// against `manifest`), without decoding records.
 fn verify_parts(storage: &dyn Storage, dir: &Path, manifest: &ManifestBody) -> Result<()> {
@@ -330,7 +317,22 @@ fn verify_parts(storage: &dyn Storage, dir: &Path, manifest: &ManifestBody) -> R
 /// The checkpoints of series `name` among `entries`, newest first: by step, then by write
 /// time (a step written twice: the later write wins), then by folder.
 fn series_of(entries: &[(PathBuf, Result<ManifestBody>)], name: &str) -> Vec<SeriesCheckpoint> {
-    let mut found: Vec<(SeriesCheckpoint, Option<std::time::SystemTime>)> = entries
+    series_with_manifests(entries, name)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// [`series_of`], each with its manifest.
+fn series_with_manifests<'a>(
+    entries: &'a [(PathBuf, Result<ManifestBody>)],
+    name: &str,
+) -> Vec<(SeriesCheckpoint, &'a ManifestBody)> {
+    let mut found: Vec<(
+        SeriesCheckpoint,
+        &ManifestBody,
+        Option<std::time::SystemTime>,
+    )> = entries
         .iter()
         .filter_map(|(path, m)| {
             let m = m.as_ref().ok()?;
@@ -350,11 +352,11 @@ fn series_of(entries: &[(PathBuf, Result<ManifestBody>)], name: &str) -> Vec<Ser
                     .clone()
                     .unwrap_or_else(|| m.element_type.clone()),
             };
-            Some((checkpoint, written))
+            Some((checkpoint, m, written))
         })
         .collect();
-    found.sort_by(|(a, at), (b, bt)| (b.step, bt, &b.path).cmp(&(a.step, at, &a.path)));
-    found.into_iter().map(|(c, _)| c).collect()
+    found.sort_by(|(a, _, at), (b, _, bt)| (b.step, bt, &b.path).cmp(&(a.step, at, &a.path)));
+    found.into_iter().map(|(c, m, _)| (c, m)).collect()
 }
 
 /// After the commit of `committed`, a checkpoint of series `tag`: removes the checkpoints of
@@ -374,13 +376,12 @@ pub(crate) fn retain(ctx: &Context, app: &Arc<AppDir>, tag: &SeriesTag, committe
     let Some(this) = series.iter().find(|c| Some(c.path.as_path()) == committed) else {
         return;
     };
-    let removable: Vec<&SeriesCheckpoint> = series
+    let older = series
         .iter()
         .filter(|c| c.same_computation(this))
         .skip(tag.keep)
-        .filter(|c| c.path != this.path)
-        .collect();
-    for old in removable {
+        .filter(|c| c.path != this.path);
+    for old in older {
         let now = live::delete_when_unread(&old.path, app.storage.clone());
         ctx.inner.emit(Event::CheckpointReleased {
             series: tag.entry.name.clone(),

@@ -3,9 +3,9 @@
 //!
 //! A [`ShuffleDependency`] knows how to turn one parent partition into one bucket per reduce
 //! partition (`map_side`, monomorphised over the user's combine closures; the per-record
-//! loop makes one dynamic call, to the partitioner's key function `KeyFn`). The scheduler runs that for every parent partition in a
-//! shuffle-map stage and stores the outputs under the shuffle id; the reduce side reads its
-//! bucket from every map output. Outputs stay in the store while the dependency lives, so a
+//! loop makes one dynamic call, to the partitioner's key function `KeyFn`). The scheduler
+//! runs that for every parent partition in a shuffle-map stage and stores the outputs under
+//! the shuffle id; the reduce side reads its bucket from every map output. Outputs stay in the store while the dependency lives, so a
 //! later job over the same lineage skips the map stage (Spark's stage reuse); dropping the
 //! dependency (its RDD dropped or checkpointed) frees them.
 
@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::partitioner::{KeyFn, Partitioner};
 use crate::rdd::iter::{drain_slice_batches, PartitionIterator, Sealed};
-use crate::rdd::node::{Node, PartitionIter};
+use crate::rdd::node::{BoxedPartitionIter, Node};
 use crate::scheduler::TaskContext;
 use crate::{Data, Key, Rdd};
 
@@ -87,7 +87,7 @@ pub(crate) trait ShuffleDepBase: Send + Sync {
 /// The map side of a shuffle: buckets one parent partition of `(K, V)` into
 /// `Vec<Vec<(K, M)>>`.
 pub(crate) type MapSide<K, V, M> =
-    Arc<dyn Fn(PartitionIter<(K, V)>, &TaskContext) -> Vec<Vec<(K, M)>> + Send + Sync>;
+    Arc<dyn Fn(BoxedPartitionIter<(K, V)>, &TaskContext) -> Vec<Vec<(K, M)>> + Send + Sync>;
 
 /// The map side of a shuffle into `partitioner`'s partitions: `bucket` gets each parent
 /// partition, the key function and the partition count. When the partitioner cannot place
@@ -95,7 +95,10 @@ pub(crate) type MapSide<K, V, M> =
 /// key type), every map task fails with that error: the action returns it, nothing panics.
 fn keyed_map_side<K, V, M>(
     partitioner: &Partitioner,
-    bucket: impl Fn(PartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>> + Send + Sync + 'static,
+    bucket: impl Fn(BoxedPartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>>
+        + Send
+        + Sync
+        + 'static,
 ) -> MapSide<K, V, M>
 where
     K: Hash + Send + Sync + 'static,
@@ -132,7 +135,7 @@ impl<K: Key, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
     pub(crate) fn unless_partitioned(
         parent: &Rdd<(K, V)>,
         partitioner: &Partitioner,
-        bucket: impl Fn(PartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>>
+        bucket: impl Fn(BoxedPartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>>
             + Send
             + Sync
             + 'static,
@@ -262,7 +265,7 @@ pub(crate) trait Records<T> {
     fn drain_batched(self, f: impl FnMut(&mut Vec<T>));
 }
 
-impl<T> Records<T> for PartitionIter<T> {
+impl<T> Records<T> for BoxedPartitionIter<T> {
     fn len_hint(&self) -> usize {
         self.size_hint().0
     }
@@ -311,12 +314,12 @@ pub(crate) fn combine_values<K, V, C>(
     create: &impl Fn(V) -> C,
     merge_value: &impl Fn(C, V) -> C,
     capacity: usize,
-) -> FxHashMap<K, C>
+) -> CombineMap<K, C>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq,
 {
-    let mut map: FxHashMap<K, C> =
-        FxHashMap::with_capacity_and_hasher(capacity, Default::default());
+    let mut map: CombineMap<K, C> =
+        CombineMap::with_capacity_and_hasher(capacity, Default::default());
     input.drain_batched(|batch| {
         for (k, v) in batch.drain(..) {
             upsert(&mut map, k, v, create, merge_value);
@@ -330,78 +333,41 @@ pub(crate) fn merge_combiners<K, C>(
     input: impl Records<(K, C)>,
     merge: &impl Fn(C, C) -> C,
     capacity: usize,
-) -> FxHashMap<K, C>
+) -> CombineMap<K, C>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq,
 {
     combine_values(input, &|c| c, merge, capacity)
 }
 
+/// The table a combine builds: hashbrown's map with the Fx hasher. hashbrown rather than
+/// `std`'s for [`replace_entry_with`](hashbrown::hash_map::OccupiedEntry::replace_entry_with),
+/// which moves a combiner out of its slot and the merged one back in, without unsafe code
+/// here and without an `Option` in every slot.
+pub(crate) type CombineMap<K, C> = hashbrown::HashMap<K, C, rustc_hash::FxBuildHasher>;
+
 /// Inserts `create(v)` for a new key, or replaces the combiner `c` of an existing key by
-/// `merge(c, v)` in place.
+/// `merge(c, v)` in place, with one probe for both cases (a `get_mut` miss followed by
+/// `insert` probed twice for every new key: a third of `distinct`).
 ///
-/// The user's functions take the combiner by value (Spark's signatures), and `C` need not be
-/// `Default`, so the old combiner is moved out of the table with `ptr::read` and the merged
-/// one written back. An `Option<C>` slot would avoid the unsafe code but makes every entry
-/// larger (24 instead of 16 bytes for `u64` keys and values), and the table is the hot spot
-/// of every aggregation.
-///
-/// Panic safety: while `merge` runs, the table holds a bitwise copy of a value the closure
-/// owns. If `merge` panics, the closure drops that value while unwinding, and the guard then
-/// removes the entry and *forgets* the stale copy, so nothing is dropped twice; the task
-/// fails and the table is discarded anyway. (A key whose `Clone` or `Hash` panics during that
-/// removal, having not panicked a moment earlier, would abort.)
+/// The user's functions take the combiner by value (Spark's signatures) and `C` need not be
+/// `Default`. hashbrown removes the entry before `merge` runs and writes it back after, so a
+/// panicking `merge` leaves the key out of the table and drops the combiner once; the task
+/// fails and the table is discarded anyway.
 #[inline]
-#[allow(unsafe_code)] // see SAFETY below; Miri has not checked it (issue 11, item 8)
-fn upsert<K: Hash + Eq + Clone, V, C>(
-    map: &mut FxHashMap<K, C>,
+fn upsert<K: Hash + Eq, V, C>(
+    map: &mut CombineMap<K, C>,
     k: K,
     v: V,
     create: &impl Fn(V) -> C,
     merge: &impl Fn(C, V) -> C,
 ) {
-    let map_ptr: *mut FxHashMap<K, C> = map;
-    // One probe for both cases (a `get_mut` miss followed by `insert` probed twice for
-    // every new key: a third of `distinct`). Everything below is derived from `map_ptr`.
-    // SAFETY: `map_ptr` comes from a live `&mut` that is not used while this runs.
-    match unsafe { (*map_ptr).entry(k) } {
-        std::collections::hash_map::Entry::Vacant(e) => {
+    match map.entry(k) {
+        hashbrown::hash_map::Entry::Vacant(e) => {
             e.insert(create(v));
         }
-        std::collections::hash_map::Entry::Occupied(e) => {
-            let key: *const K = e.key();
-            let slot: *mut C = e.into_mut();
-            let guard = ForgetOnUnwind { map: map_ptr, key };
-            // SAFETY: `slot` points at an initialised combiner. It is read exactly once and
-            // rewritten before anything else can observe it; on unwind the guard removes the
-            // entry without dropping the stale bits.
-            unsafe {
-                let old = std::ptr::read(slot);
-                std::ptr::write(slot, merge(old, v));
-            }
-            std::mem::forget(guard);
-        }
-    }
-}
-
-/// Removes an entry whose value was moved out, without dropping it (see [`upsert`]).
-struct ForgetOnUnwind<K: Hash + Eq + Clone, C> {
-    map: *mut FxHashMap<K, C>,
-    /// The table's own copy of the key (the caller's was moved into `entry`).
-    key: *const K,
-}
-
-#[allow(unsafe_code)] // see SAFETY below
-impl<K: Hash + Eq + Clone, C> Drop for ForgetOnUnwind<K, C> {
-    fn drop(&mut self) {
-        // SAFETY: only reached while unwinding out of `merge`, after the last use of the slot
-        // reference; the entry (and so `key`) is still in the map, which outlives the guard.
-        // The key is cloned before the removal reads and moves the entry out.
-        unsafe {
-            let key = (*self.key).clone();
-            if let Some(stale) = (*self.map).remove(&key) {
-                std::mem::forget(stale);
-            }
+        hashbrown::hash_map::Entry::Occupied(e) => {
+            e.replace_entry_with(|_, c| Some(merge(c, v)));
         }
     }
 }
@@ -438,9 +404,9 @@ pub(crate) fn combine_partially<K, V, C>(
     partitions: usize,
 ) -> Vec<Vec<(K, C)>>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq,
 {
-    let mut map: FxHashMap<K, C> = FxHashMap::default();
+    let mut map: CombineMap<K, C> = CombineMap::default();
     let probe = partial_probe(input.len_hint());
     let mut seen = 0usize;
     // `Some` once combining has been given up: the table built so far, bucketed, and the
@@ -474,7 +440,7 @@ where
 /// (a first pass counts): buckets that outgrow a guessed capacity reallocate and copy, which
 /// was a fifth of PageRank's time.
 pub(crate) fn bucketize_map<K, C>(
-    map: FxHashMap<K, C>,
+    map: CombineMap<K, C>,
     key_fn: &KeyFn<K>,
     partitions: usize,
 ) -> Vec<Vec<(K, C)>> {

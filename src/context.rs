@@ -9,11 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
 
+use crate::block_store::BlockStore;
 use crate::checkpoint::{AppDir, Compression, LocalFs, Storage};
 use crate::error::{Error, Result};
 use crate::listener::{Event, Listener};
 use crate::shuffle::ShuffleStore;
-use crate::storage::BlockStore;
 
 /// The entry point: creates RDDs and runs their jobs on its own rayon pool.
 ///
@@ -180,15 +180,7 @@ impl Context {
         if current.as_ref().is_some_and(|d| d.root() == root) {
             return Ok(());
         }
-        let app = AppDir::open(
-            &root,
-            &self.inner.app_id,
-            self.inner.config.storage.clone(),
-            self.inner.config.fsync,
-            self.inner.config.compression,
-            self.inner.config.verify,
-            self.inner.config.frame_limit,
-        )?;
+        let app = AppDir::open(&root, &self.inner.app_id, &self.inner.config)?;
         let old = current.replace(Arc::new(app));
         if let (Some(old), true) = (old, self.inner.config.clean_checkpoints) {
             if self.inner.generated_app_id {

@@ -200,7 +200,7 @@ pub enum Error {
 
     /// An RDD is in a checkpoint state that does not allow the operation.
     #[error("rdd {rdd_id} is {state:?}: {message}")]
-    CheckpointState {
+    InvalidCheckpointState {
         /// The RDD.
         rdd_id: usize,
         /// Its state.
@@ -355,11 +355,11 @@ impl Error {
                     partition: *partition,
                 }
             }
-            Error::CheckpointState {
+            Error::InvalidCheckpointState {
                 rdd_id,
                 state,
                 message,
-            } => Error::CheckpointState {
+            } => Error::InvalidCheckpointState {
                 rdd_id: *rdd_id,
                 state: *state,
                 message: message.clone(),

@@ -90,14 +90,16 @@
 //! different partition counts) panics at the caller's line with a message.
 //!
 //! ## Layout
-//! `context` (Context, builder), `rdd` (one file per RDD kind, `pair.rs` for by-key
-//! operations, `node.rs` for the shared node and lineage swap), `dependency`, `partitioner`,
-//! `scheduler` (jobs, stages, tasks), `shuffle`, `storage`, `checkpoint` (state machine,
-//! reliable, local, format, storage seam), `lineage` (debug string, DOT, depth).
+//! `context` (Context, builder), `rdd` (one file per RDD kind; sources, actions, by-key
+//! operations, joins, and `node.rs` for the shared node and lineage swap), `dependency`,
+//! `partitioner`, `scheduler` (jobs, stages, tasks), `shuffle`, `block_store` (cached
+//! partitions), `checkpoint` (state machine, writer, reader, local, format, codec, app
+//! folders, series, storage seam), `lineage` (debug string, DOT, depth).
 
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+mod block_store;
 pub mod checkpoint;
 mod context;
 mod dependency;
@@ -108,8 +110,8 @@ mod partitioner;
 mod rdd;
 mod scheduler;
 mod shuffle;
-mod storage;
 
+pub use block_store::StorageLevel;
 pub use checkpoint::{CheckpointState, Compression};
 pub use context::{Context, ContextBuilder};
 pub use dependency::{Dependency, DependencyKind};
@@ -117,8 +119,9 @@ pub use error::{Error, Result};
 pub use listener::{Event, Listener, StageKind};
 pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
 pub use rdd::node::{CallSite, RddBase};
-pub use rdd::{PartitionIter, PartitionIterator, Rdd, WeakRdd, BATCH};
-pub use storage::StorageLevel;
+#[allow(deprecated)]
+pub use rdd::PartitionIter;
+pub use rdd::{BoxedPartitionIter, PartitionIterator, Rdd, WeakRdd, BATCH};
 
 /// What an RDD can hold: shared between threads and cloned when a partition is read from a
 /// cache, a shuffle or a collection. Implemented for every such type.

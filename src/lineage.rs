@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::block_store::StorageLevel;
 use crate::checkpoint::CheckpointState;
 use crate::rdd::node::{describe, RddBase};
-use crate::storage::StorageLevel;
 
 /// The longest path from `root` to a node without dependencies (a source or checkpoint).
 pub(crate) fn depth(root: Arc<dyn RddBase>) -> usize {

@@ -32,7 +32,7 @@ fn cancel_checkpoint_returns_a_marked_rdd_to_initialized() {
     assert!(
         matches!(
             err,
-            Error::CheckpointState {
+            Error::InvalidCheckpointState {
                 state: CheckpointState::Checkpointed,
                 ..
             }
@@ -73,7 +73,7 @@ fn local_checkpoint_then_unpersist_says_what_happened_and_keeps_the_lineage() {
     assert!(
         matches!(
             err,
-            Error::CheckpointState {
+            Error::InvalidCheckpointState {
                 state: CheckpointState::Marked,
                 ..
             }

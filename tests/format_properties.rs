@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use flintlock::checkpoint::{
-    Compression, ManifestBody, PartFile, PartHeader, PartInfo, FORMAT_VERSION,
+    Compression, ManifestBody, PartFile, PartHeader, PartInfo, SeriesEntry,
 };
 use flintlock::Partitioner;
 use proptest::prelude::*;
@@ -26,16 +26,9 @@ fn part_file() -> impl Strategy<Value = PartFile> {
         ),
     )
         .prop_map(
-            |(compression, partition, rdd_id, write_id, type_name, frames)| PartFile {
-                header: PartHeader {
-                    version: FORMAT_VERSION,
-                    compression,
-                    partition,
-                    rdd_id,
-                    write_id,
-                    type_name,
-                },
-                frames,
+            |(compression, partition, rdd_id, write_id, type_name, frames)| {
+                let header = PartHeader::new(partition, rdd_id, write_id, type_name, compression);
+                PartFile::new(header, frames)
             },
         )
 }
@@ -53,38 +46,25 @@ fn manifest() -> impl Strategy<Value = ManifestBody> {
         .prop_map(
             |(write_id, rdd_id, app_id, element_type, compression, parts, hashed)| {
                 let n = parts.len();
-                ManifestBody {
-                    format: "flintlock-checkpoint".into(),
-                    version: FORMAT_VERSION,
-                    write_id,
-                    rdd_id,
-                    app_id,
-                    type_fingerprint: flintlock::checkpoint::format::type_fingerprint(
-                        &element_type,
-                    ),
-                    element_type,
-                    compression,
-                    num_partitions: n,
-                    partitioner: (hashed && n > 0).then(|| Partitioner::hash(n)),
-                    parts: parts
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (bytes, records, crc32c))| PartInfo {
-                            file: flintlock::checkpoint::format::part_name(i),
-                            bytes,
-                            records,
-                            crc32c,
-                        })
-                        .collect(),
-                    written_at: (n % 3 == 0).then(|| "2026-12-02T01:40:00Z".to_string()),
-                    series: (n % 2 == 0).then(|| flintlock::checkpoint::SeriesEntry {
-                        name: format!("s{n}"),
-                        step: n as u64,
-                        meta: [("k".to_string(), format!("v{n}"))].into(),
-                    }),
-                    element_layout: (n % 2 == 1)
-                        .then(|| format!("(u64, T{n}); struct T{n} {{ x: str }}")),
-                }
+                let parts = parts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (bytes, records, crc32c))| PartInfo::new(i, bytes, records, crc32c))
+                    .collect();
+                let mut m =
+                    ManifestBody::new(write_id, rdd_id, app_id, element_type, compression, parts);
+                m.partitioner = (hashed && n > 0).then(|| Partitioner::hash(n));
+                m.written_at = (n % 3 == 0).then(|| "2026-12-02T01:40:00Z".to_string());
+                m.series = (n % 2 == 0).then(|| {
+                    SeriesEntry::new(
+                        format!("s{n}"),
+                        n as u64,
+                        [("k".to_string(), format!("v{n}"))].into(),
+                    )
+                });
+                m.element_layout =
+                    (n % 2 == 1).then(|| format!("(u64, T{n}); struct T{n} {{ x: str }}"));
+                m
             },
         )
 }

@@ -97,7 +97,7 @@
 //! `Error::UnsupportedVersion`.
 //!
 //! # Crash reasoning
-//! The write protocol (see `reliable.rs`, where each step carries its comment):
+//! The write protocol (see `writer.rs`, where each step carries its comment):
 //! 1. each task writes its partition to a temp name in the final folder, flushes, fsyncs,
 //!    and renames it (no-replace) to `part-NNNNN`;
 //! 2. after all parts: fsync the folder, so every rename is durable;
@@ -197,6 +197,7 @@ pub fn type_fingerprint(type_name: &str) -> u64 {
 
 /// The fields of a partition file header.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartHeader {
     /// Format version.
     pub version: u32,
@@ -213,6 +214,25 @@ pub struct PartHeader {
 }
 
 impl PartHeader {
+    /// A header of the current [`FORMAT_VERSION`] for partition `partition` of the RDD
+    /// `rdd_id`, written by the write `write_id`.
+    pub fn new(
+        partition: u32,
+        rdd_id: u64,
+        write_id: u64,
+        type_name: impl Into<String>,
+        compression: Compression,
+    ) -> PartHeader {
+        PartHeader {
+            version: FORMAT_VERSION,
+            compression,
+            partition,
+            rdd_id,
+            write_id,
+            type_name: type_name.into(),
+        }
+    }
+
     /// Encodes the header, checksum included.
     pub fn encode(&self) -> Vec<u8> {
         let name = self.type_name.as_bytes();
@@ -337,104 +357,177 @@ pub(crate) fn encode_trailer(total_records: u64, frames: u32) -> Vec<u8> {
     out
 }
 
-/// What the next item of a partition file is.
-pub(crate) enum FrameOrEnd {
-    /// A verified frame: its record count and its body's length on disk. The decompressed
-    /// payload is in the caller's buffer.
-    Frame(u32, usize),
-    /// The verified trailer: total records and frames.
-    End(u64, u32),
-}
-
-/// Reads the next frame (into `payload`, decompressed) or the trailer, verifying its
-/// checksum. `offset` is the frame's position in the file, for error messages, and
-/// `file_len` the file's length: a frame may not claim more bytes than remain, so a damaged
-/// length is an error before anything is allocated for it. `file_crc` is extended by every
-/// byte read, for the whole-file checksum. `body` is scratch space for a compressed body;
-/// both buffers are reused across frames.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn read_frame(
-    r: &mut impl Read,
-    path: &Path,
+/// Reads a partition file's frames in order after its header, verifying each frame's
+/// checksum, the trailer's checksum and that the trailer counts what was read, and keeping
+/// the whole-file checksum. The one reader of the frame layout: `ReliableCheckpointRdd`
+/// streams through it and [`PartFile::decode`] collects through it.
+pub(crate) struct FrameCursor<R> {
+    r: R,
+    path: PathBuf,
+    /// Where the next frame starts.
     offset: u64,
+    /// Where the last frame returned started, for error messages.
+    frame_at: u64,
     file_len: u64,
     compression: Compression,
-    file_crc: &mut u32,
-    payload: &mut Vec<u8>,
-    body: &mut Vec<u8>,
-) -> Result<FrameOrEnd> {
-    let mut head = [0u8; FRAME_HEADER];
-    read_exact(r, &mut head, path, "frame header").map_err(|e| at_offset(e, offset))?;
-    *file_crc = crc32c::crc32c_append(*file_crc, &head);
-    let len = u32::from_le_bytes(le(&head[0..4]));
-    if len == TRAILER_MARKER {
-        let mut rest = [0u8; 8];
-        read_exact(r, &mut rest, path, "trailer").map_err(|e| at_offset(e, offset))?;
-        *file_crc = crc32c::crc32c_append(*file_crc, &rest);
-        let mut fields = head.to_vec();
-        fields.extend_from_slice(&rest[..4]);
-        let total = u64::from_le_bytes(le(&head[4..12]));
-        let frames = u32::from_le_bytes(le(&rest[0..4]));
-        let crc = u32::from_le_bytes(le(&rest[4..8]));
-        if crc32c::crc32c(&fields) != crc {
-            return Err(Error::corrupt(
-                path,
-                format!("trailer checksum mismatch at offset {offset}"),
-            ));
-        }
-        return Ok(FrameOrEnd::End(total, frames));
-    }
-    let remaining = file_len.saturating_sub(offset + FRAME_HEADER as u64);
-    if len > MAX_FRAME_BYTES || u64::from(len) > remaining {
-        return Err(Error::corrupt(
-            path,
-            format!(
-                "frame at offset {offset} claims {len} bytes, {remaining} remain (corrupt length)"
-            ),
-        ));
-    }
-    let records = u32::from_le_bytes(le(&head[4..8]));
-    let stored = u32::from_le_bytes(le(&head[8..12]));
-    let target: &mut Vec<u8> = match compression {
-        Compression::None => payload,
-        Compression::Lz4 => body,
-    };
-    target.clear();
-    target.resize(len as usize, 0);
-    read_exact(r, target, path, "frame").map_err(|e| at_offset(e, offset))?;
-    // Two hardware CRC passes over the body (frame and whole file) cost less than one pass
-    // and a `crc32c_combine`, which is slow for 64 KiB lengths (measured: half the write
-    // time).
-    *file_crc = crc32c::crc32c_append(*file_crc, target);
-    let mut h = crc32c::crc32c(&head[0..4]);
-    h = crc32c::crc32c_append(h, &head[4..8]);
-    if crc32c::crc32c_append(h, target) != stored {
-        return Err(Error::corrupt(
-            path,
-            format!("frame at offset {offset}: checksum mismatch"),
-        ));
-    }
-    if compression == Compression::Lz4 {
-        let claimed = body.get(..4).map_or(0, |b| u32::from_le_bytes(le(b)));
-        if claimed > MAX_FRAME_BYTES {
-            return Err(Error::corrupt(
-                path,
-                format!("frame at offset {offset}: lz4 payload claims {claimed} bytes, more than {MAX_FRAME_BYTES}"),
-            ));
-        }
-        *payload = lz4_flex::decompress_size_prepended(body)
-            .map_err(|e| Error::corrupt(path, format!("frame at offset {offset}: lz4: {e}")))?;
-    }
-    Ok(FrameOrEnd::Frame(records, len as usize))
+    crc: u32,
+    records: u64,
+    frames: u32,
+    ended: bool,
+    /// The last frame's decompressed payload.
+    payload: Vec<u8>,
+    /// A compressed body, before decompression.
+    scratch: Vec<u8>,
 }
 
-fn at_offset(e: Error, offset: u64) -> Error {
-    match e {
-        Error::CorruptCheckpoint { path, reason } => Error::CorruptCheckpoint {
-            path,
-            reason: format!("{reason} (frame at offset {offset})"),
-        },
-        other => other,
+impl<R: Read> FrameCursor<R> {
+    /// Reads and verifies the header of a file of `file_len` bytes. `path` names the file in
+    /// errors.
+    pub(crate) fn open(mut r: R, path: &Path, file_len: u64) -> Result<(PartHeader, Self)> {
+        let (header, raw) = PartHeader::read(&mut r, path)?;
+        let cursor = FrameCursor {
+            r,
+            path: path.to_path_buf(),
+            offset: raw.len() as u64,
+            frame_at: raw.len() as u64,
+            file_len,
+            compression: header.compression,
+            crc: crc32c::crc32c(&raw),
+            records: 0,
+            frames: 0,
+            ended: false,
+            payload: Vec::new(),
+            scratch: Vec::new(),
+        };
+        Ok((header, cursor))
+    }
+
+    /// Reads the next frame and returns its record count, with the payload in
+    /// [`payload`](Self::payload); `None` at the verified trailer, and after it.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<u32>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let offset = self.offset;
+        self.frame_at = offset;
+        let mut head = [0u8; FRAME_HEADER];
+        self.read_exact(&mut head, "frame header")?;
+        let len = u32::from_le_bytes(le(&head[0..4]));
+        if len == TRAILER_MARKER {
+            let mut rest = [0u8; 8];
+            self.read_exact(&mut rest, "trailer")?;
+            let mut fields = head.to_vec();
+            fields.extend_from_slice(&rest[..4]);
+            let total = u64::from_le_bytes(le(&head[4..12]));
+            let frames = u32::from_le_bytes(le(&rest[0..4]));
+            let crc = u32::from_le_bytes(le(&rest[4..8]));
+            if crc32c::crc32c(&fields) != crc {
+                return Err(self.corrupt(format!("trailer checksum mismatch at offset {offset}")));
+            }
+            if total != self.records || frames != self.frames {
+                return Err(self.corrupt(format!(
+                    "trailer counts {total} records in {frames} frames, the file has {} in {}",
+                    self.records, self.frames
+                )));
+            }
+            self.ended = true;
+            return Ok(None);
+        }
+        let remaining = self.file_len.saturating_sub(self.offset);
+        if len > MAX_FRAME_BYTES || u64::from(len) > remaining {
+            return Err(self.corrupt(format!(
+                "frame at offset {offset} claims {len} bytes, {remaining} remain (corrupt length)"
+            )));
+        }
+        let records = u32::from_le_bytes(le(&head[4..8]));
+        let stored = u32::from_le_bytes(le(&head[8..12]));
+        let mut target = std::mem::take(match self.compression {
+            Compression::None => &mut self.payload,
+            Compression::Lz4 => &mut self.scratch,
+        });
+        target.clear();
+        target.resize(len as usize, 0);
+        let read = self.read_exact(&mut target, "frame");
+        // Two hardware CRC passes over the body (frame and whole file) cost less than one
+        // pass and a `crc32c_combine`, which is slow for 64 KiB lengths (measured: half the
+        // write time).
+        let mut h = crc32c::crc32c(&head[0..4]);
+        h = crc32c::crc32c_append(h, &head[4..8]);
+        let frame_ok = read.is_ok() && crc32c::crc32c_append(h, &target) == stored;
+        match self.compression {
+            Compression::None => self.payload = target,
+            Compression::Lz4 => self.scratch = target,
+        }
+        read?;
+        if !frame_ok {
+            return Err(self.corrupt(format!("frame at offset {offset}: checksum mismatch")));
+        }
+        if self.compression == Compression::Lz4 {
+            let claimed = self
+                .scratch
+                .get(..4)
+                .map_or(0, |b| u32::from_le_bytes(le(b)));
+            if claimed > MAX_FRAME_BYTES {
+                return Err(self.corrupt(format!(
+                    "frame at offset {offset}: lz4 payload claims {claimed} bytes, more than {MAX_FRAME_BYTES}"
+                )));
+            }
+            self.payload = lz4_flex::decompress_size_prepended(&self.scratch)
+                .map_err(|e| self.corrupt(format!("frame at offset {offset}: lz4: {e}")))?;
+        }
+        self.records += u64::from(records);
+        self.frames += 1;
+        Ok(Some(records))
+    }
+
+    /// The payload of the last frame [`next_frame`](Self::next_frame) returned.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Takes the payload of the last frame, leaving the buffer empty.
+    pub(crate) fn take_payload(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.payload)
+    }
+
+    /// Where the last frame (or the trailer) read starts in the file.
+    pub(crate) fn frame_offset(&self) -> u64 {
+        self.frame_at
+    }
+
+    /// Records read so far (all of them, after the trailer).
+    pub(crate) fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// CRC-32C of every byte read so far: the whole file's, after the trailer.
+    pub(crate) fn file_crc32c(&self) -> u32 {
+        self.crc
+    }
+
+    /// The reader, positioned after what was read.
+    pub(crate) fn into_inner(self) -> R {
+        self.r
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
+        self.r.read_exact(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                self.corrupt(format!(
+                    "truncated {what}: the file ends early (frame at offset {})",
+                    self.frame_at
+                ))
+            } else {
+                Error::io("read", &self.path, e)
+            }
+        })?;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::corrupt(&self.path, reason)
     }
 }
 
@@ -456,6 +549,7 @@ fn le<const N: usize>(b: &[u8]) -> [u8; N] {
 
 /// One part file as recorded in the manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PartInfo {
     /// File name (`part-00003`).
     pub file: String,
@@ -469,6 +563,7 @@ pub struct PartInfo {
 
 /// The manifest's content.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ManifestBody {
     /// Always `flintlock-checkpoint`.
     pub format: String,
@@ -509,6 +604,7 @@ pub struct ManifestBody {
 
 /// A checkpoint's place in a named series (`Context::checkpointer`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SeriesEntry {
     /// The series name.
     pub name: String,
@@ -519,11 +615,71 @@ pub struct SeriesEntry {
     pub meta: std::collections::BTreeMap<String, String>,
 }
 
+/// The value of [`ManifestBody::format`].
+pub const FORMAT_NAME: &str = "flintlock-checkpoint";
+
 const MANIFEST_PREFIX: &[u8] = b"{\"manifest\":";
 const MANIFEST_SUFFIX_START: &[u8] = b",\"crc32c\":\"";
 const MANIFEST_SUFFIX_END: &[u8] = b"\"}\n";
 
+impl PartInfo {
+    /// The entry of part `partition`, named as the writer names it ([`part_name`]).
+    pub fn new(partition: usize, bytes: u64, records: u64, crc32c: u32) -> PartInfo {
+        PartInfo {
+            file: part_name(partition),
+            bytes,
+            records,
+            crc32c,
+        }
+    }
+}
+
+impl SeriesEntry {
+    /// Step `step` of the series `name`, written with `meta`.
+    pub fn new(
+        name: impl Into<String>,
+        step: u64,
+        meta: std::collections::BTreeMap<String, String>,
+    ) -> SeriesEntry {
+        SeriesEntry {
+            name: name.into(),
+            step,
+            meta,
+        }
+    }
+}
+
 impl ManifestBody {
+    /// A manifest of the current [`FORMAT_VERSION`] with one entry per part: the partition
+    /// count is `parts.len()` and the fingerprint that of `element_type`. The optional
+    /// fields (partitioner, layout, write time, series) start empty; set them on the result.
+    pub fn new(
+        write_id: u64,
+        rdd_id: u64,
+        app_id: impl Into<String>,
+        element_type: impl Into<String>,
+        compression: Compression,
+        parts: Vec<PartInfo>,
+    ) -> ManifestBody {
+        let element_type = element_type.into();
+        ManifestBody {
+            format: FORMAT_NAME.to_string(),
+            version: FORMAT_VERSION,
+            write_id,
+            rdd_id,
+            app_id: app_id.into(),
+            type_fingerprint: type_fingerprint(&element_type),
+            element_type,
+            compression,
+            num_partitions: parts.len(),
+            partitioner: None,
+            parts,
+            element_layout: None,
+            written_at: None,
+            series: None,
+        }
+    }
+
     /// The manifest file's bytes.
     pub fn encode(&self) -> Result<Vec<u8>> {
         let body = serde_json::to_vec(self)
@@ -583,7 +739,7 @@ impl ManifestBody {
         }
         let m: ManifestBody = serde_json::from_slice(body)
             .map_err(|e| Error::corrupt(path, format!("manifest does not parse: {e}")))?;
-        if m.format != "flintlock-checkpoint" {
+        if m.format != FORMAT_NAME {
             return Err(Error::corrupt(
                 path,
                 format!(
@@ -634,6 +790,7 @@ impl ManifestBody {
 /// A whole partition file, decoded and verified: its header and, per frame, the record count
 /// and the (decompressed) payload of postcard-encoded records.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartFile {
     /// The header.
     pub header: PartHeader,
@@ -642,6 +799,11 @@ pub struct PartFile {
 }
 
 impl PartFile {
+    /// A file of `header` and `(records, payload)` frames.
+    pub fn new(header: PartHeader, frames: Vec<(u32, Vec<u8>)>) -> PartFile {
+        PartFile { header, frames }
+    }
+
     /// Encodes the file: header, frames (compressed as the header says), trailer.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.header.encode();
@@ -662,48 +824,19 @@ impl PartFile {
     /// the trailer. Records are not decoded (that needs the element type). `path` names the
     /// file in errors. Never panics, whatever the bytes.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<PartFile> {
-        let mut r = bytes;
-        let (header, raw) = PartHeader::read(&mut r, path)?;
+        let (header, mut cursor) = FrameCursor::open(bytes, path, bytes.len() as u64)?;
         let mut frames = Vec::new();
-        let mut offset = raw.len() as u64;
-        let mut crc = 0u32;
-        let (mut payload, mut scratch) = (Vec::new(), Vec::new());
-        loop {
-            match read_frame(
-                &mut r,
-                path,
-                offset,
-                bytes.len() as u64,
-                header.compression,
-                &mut crc,
-                &mut payload,
-                &mut scratch,
-            )? {
-                FrameOrEnd::Frame(records, body_len) => {
-                    offset += (FRAME_HEADER + body_len) as u64;
-                    frames.push((records, std::mem::take(&mut payload)));
-                }
-                FrameOrEnd::End(total, count) => {
-                    let sum: u64 = frames.iter().map(|f| u64::from(f.0)).sum();
-                    if total != sum || count as usize != frames.len() {
-                        return Err(Error::corrupt(
-                            path,
-                            format!(
-                                "trailer counts {total} records in {count} frames, the file has {sum} in {}",
-                                frames.len()
-                            ),
-                        ));
-                    }
-                    if !r.is_empty() {
-                        return Err(Error::corrupt(
-                            path,
-                            format!("{} bytes after the trailer", r.len()),
-                        ));
-                    }
-                    return Ok(PartFile { header, frames });
-                }
-            }
+        while let Some(records) = cursor.next_frame()? {
+            frames.push((records, cursor.take_payload()));
         }
+        let rest = cursor.into_inner();
+        if !rest.is_empty() {
+            return Err(Error::corrupt(
+                path,
+                format!("{} bytes after the trailer", rest.len()),
+            ));
+        }
+        Ok(PartFile { header, frames })
     }
 }
 
@@ -785,25 +918,31 @@ mod tests {
 mod frame_tests {
     use super::*;
 
+    /// A file of the current version with `frames` as its frame bytes and no trailer.
+    fn file_with(frames: &[u8]) -> Vec<u8> {
+        let header = PartHeader {
+            version: FORMAT_VERSION,
+            partition: 0,
+            rdd_id: 3,
+            write_id: 1,
+            type_name: "u8".into(),
+            compression: Compression::None,
+        };
+        let mut file = header.encode();
+        file.extend_from_slice(frames);
+        file
+    }
+
     #[test]
     fn a_frame_longer_than_the_file_is_rejected_before_allocating() {
-        let mut file = frame_header(&[0u8; 16], 1).to_vec();
-        file[0..4].copy_from_slice(&(MAX_FRAME_BYTES - 1).to_le_bytes());
-        let (mut crc, mut payload, mut scratch) = (0, Vec::new(), Vec::new());
-        let err = read_frame(
-            &mut file.as_slice(),
-            Path::new("f"),
-            0,
-            file.len() as u64,
-            Compression::None,
-            &mut crc,
-            &mut payload,
-            &mut scratch,
-        )
-        .err()
-        .expect("rejected");
+        let mut frame = frame_header(&[0u8; 16], 1).to_vec();
+        frame[0..4].copy_from_slice(&(MAX_FRAME_BYTES - 1).to_le_bytes());
+        let file = file_with(&frame);
+        let (_, mut cursor) =
+            FrameCursor::open(file.as_slice(), Path::new("f"), file.len() as u64).unwrap();
+        let err = cursor.next_frame().expect_err("rejected");
         assert!(err.to_string().contains("corrupt length"), "{err}");
-        assert_eq!(payload.capacity(), 0, "nothing was allocated");
+        assert_eq!(cursor.payload.capacity(), 0, "nothing was allocated");
     }
 
     #[test]
@@ -814,27 +953,34 @@ mod frame_tests {
         direct = crc32c::crc32c_append(direct, &7u32.to_le_bytes());
         direct = crc32c::crc32c_append(direct, &body);
         assert_eq!(header[8..12], direct.to_le_bytes());
-        let mut file = header.to_vec();
-        file.extend_from_slice(&body);
-        let (mut crc, mut payload, mut scratch) = (0, Vec::new(), Vec::new());
-        let mut reader = file.as_slice();
-        match read_frame(
-            &mut reader,
-            Path::new("f"),
-            0,
-            file.len() as u64,
-            Compression::None,
-            &mut crc,
-            &mut payload,
-            &mut scratch,
-        )
-        .unwrap()
-        {
-            FrameOrEnd::Frame(7, n) => {
-                assert_eq!((payload.as_slice(), n), (body.as_slice(), body.len()))
-            }
-            _ => panic!("expected the frame back"),
-        }
-        assert_eq!(crc, crc32c::crc32c(&file));
+        let mut frames = header.to_vec();
+        frames.extend_from_slice(&body);
+        frames.extend_from_slice(&encode_trailer(7, 1));
+        let file = file_with(&frames);
+        let (_, mut cursor) =
+            FrameCursor::open(file.as_slice(), Path::new("f"), file.len() as u64).unwrap();
+        assert_eq!(cursor.next_frame().unwrap(), Some(7));
+        assert_eq!(cursor.payload(), body.as_slice());
+        assert_eq!(cursor.next_frame().unwrap(), None);
+        assert_eq!(cursor.next_frame().unwrap(), None, "stays at the end");
+        assert_eq!(cursor.records(), 7);
+        assert_eq!(cursor.file_crc32c(), crc32c::crc32c(&file));
+    }
+
+    #[test]
+    fn a_trailer_that_miscounts_is_rejected() {
+        let body = [1u8; 8];
+        let mut frames = frame_header(&body, 2).to_vec();
+        frames.extend_from_slice(&body);
+        frames.extend_from_slice(&encode_trailer(3, 1));
+        let file = file_with(&frames);
+        let (_, mut cursor) =
+            FrameCursor::open(file.as_slice(), Path::new("f"), file.len() as u64).unwrap();
+        assert_eq!(cursor.next_frame().unwrap(), Some(2));
+        let err = cursor.next_frame().unwrap_err().to_string();
+        assert!(
+            err.contains("trailer counts 3 records in 1 frames, the file has 2 in 1"),
+            "{err}"
+        );
     }
 }

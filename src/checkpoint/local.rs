@@ -10,7 +10,7 @@ use super::CheckpointCell;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
-use crate::rdd::node::{ArcVecIter, CallSite, Compute, PartitionIter, RddNode};
+use crate::rdd::node::{ArcVecIter, BoxedPartitionIter, CallSite, Compute, RddNode};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
 
@@ -35,7 +35,7 @@ impl<T: Data> Compute<T> for LocalCheckpointRdd {
         Vec::new()
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
         match tc.context().inner.blocks.get::<T>(self.rdd_id, split) {
             Some(block) => Ok(Box::new(ArcVecIter::new(block))),
             None => Err(Error::LocalCheckpointBlockLost {

@@ -21,6 +21,8 @@
 //!   action retries.
 
 pub mod admin;
+mod app_dir;
+mod codec;
 pub mod format;
 mod layout;
 mod live;
@@ -29,17 +31,14 @@ mod reliable;
 mod series;
 mod storage;
 mod strict;
+mod writer;
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashSet;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 pub use format::{
     Compression, ManifestBody, PartFile, PartHeader, PartInfo, SeriesEntry, FORMAT_VERSION,
@@ -48,14 +47,18 @@ pub use format::{
 pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageLock, StorageOp};
 
+pub(crate) use app_dir::{
+    clean_app_folder, is_app_folder, remove_checkpoint, resolve_root, visit, AppDir, Visit,
+};
+pub(crate) use codec::{Codec, SerdeCodec};
 pub(crate) use reliable::open_checkpoint;
 
+use crate::block_store::StorageLevel;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
-use crate::rdd::node::{CallSite, Node, PartitionIter, RddBase, RddNode};
+use crate::rdd::node::{BoxedPartitionIter, CallSite, Node, RddBase, RddNode};
 use crate::scheduler::TaskContext;
-use crate::storage::StorageLevel;
 use crate::Data;
 
 /// Where an RDD is in the checkpoint state machine.
@@ -75,131 +78,6 @@ pub enum CheckpointState {
 impl fmt::Display for CheckpointState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
-    }
-}
-
-/// Encodes and decodes records of `T` (postcard), captured where `T: Serialize +
-/// DeserializeOwned` is known, i.e. in `checkpoint()` and `open_checkpoint()`.
-pub(crate) trait Codec<T>: Send + Sync {
-    /// Appends `x`'s postcard encoding to `out`; refuses what would not read back as the
-    /// same value (see `strict`). The error says why.
-    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String>;
-    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String>;
-    /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
-    /// `i` ends), as the writer's check that everything it commits reads back. Returns the
-    /// index of the first record that does not, and why.
-    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)>;
-    fn type_name(&self) -> &'static str;
-    /// The element type's structural layout, when it can be traced.
-    fn layout(&self) -> Option<layout::Layout>;
-}
-
-/// What to do about a type postcard cannot read back, for error messages.
-const SERDE_ADVICE: &str = "postcard is not self-describing: serde attributes that need \
-    field names or type tags (untagged, internally or adjacently tagged enums, flatten) and \
-    deserialize_any types such as serde_json::Value do not read back; give the element type \
-    a plain serde form";
-
-pub(crate) struct SerdeCodec<T>(PhantomData<fn() -> T>);
-
-impl<T> SerdeCodec<T> {
-    pub(crate) fn new() -> Arc<Self> {
-        Arc::new(SerdeCodec(PhantomData))
-    }
-}
-
-impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
-    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
-        strict::encode(x, AppendTo(out))
-    }
-
-    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {
-        let mut out = Vec::with_capacity((records as usize).min(bytes.len()));
-        let mut rest = bytes;
-        for i in 0..records {
-            let (x, r) = postcard::take_from_bytes::<T>(rest).map_err(|e| {
-                format!(
-                    "record {i} of the frame does not decode as `{}`: {e} (damaged, or \
-                         holding values this type's Deserialize rejects)",
-                    std::any::type_name::<T>()
-                )
-            })?;
-            out.push(x);
-            rest = r;
-        }
-        if !rest.is_empty() {
-            return Err(format!(
-                "{} bytes left after the frame's {records} records",
-                rest.len()
-            ));
-        }
-        Ok(out)
-    }
-
-    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {
-        let mut start = 0usize;
-        for (i, &end) in ends.iter().enumerate() {
-            let end = end as usize;
-            let own = &bytes[start..end];
-            match postcard::take_from_bytes::<T>(own) {
-                Ok((_, [])) => {}
-                Ok((_, rest)) => {
-                    return Err((
-                        i,
-                        format!(
-                            "it was written as {} bytes but reads back from {} of them \
-                             ({SERDE_ADVICE})",
-                            own.len(),
-                            own.len() - rest.len()
-                        ),
-                    ))
-                }
-                Err(e) => {
-                    return Err((i, format!("its {} bytes do not read back: {e}", own.len())))
-                }
-            }
-            start = end;
-        }
-        if start != bytes.len() {
-            return Err((
-                ends.len(),
-                format!("{} bytes follow the frame's records", bytes.len() - start),
-            ));
-        }
-        Ok(())
-    }
-
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-
-    fn layout(&self) -> Option<layout::Layout> {
-        layout::Layout::of::<T>()
-    }
-}
-
-/// A postcard output that appends to a borrowed `Vec`: about 3x faster per record than
-/// `postcard::to_extend`, which moves the buffer in and out of a serializer for every call
-/// (measured: 10 ns against 34 ns per `u64`).
-struct AppendTo<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
-    type Output = ();
-
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
     }
 }
 
@@ -229,7 +107,7 @@ struct CellInner<T> {
     /// `local_checkpoint()` persisted the RDD (it was not): undone by `cancel_checkpoint()`.
     persisted_by_mark: bool,
     marked_at: Option<CallSite>,
-    write: Option<Arc<reliable::WriteSession<T>>>,
+    write: Option<Arc<writer::WriteSession<T>>>,
     path: Option<PathBuf>,
     /// A checkpoint RDD itself: never marked.
     is_checkpoint_node: bool,
@@ -286,14 +164,14 @@ impl<T: Data> CheckpointCell<T> {
         node: &RddNode<T>,
         split: usize,
         tc: &TaskContext,
-        source: PartitionIter<T>,
-    ) -> PartitionIter<T> {
+        source: BoxedPartitionIter<T>,
+    ) -> BoxedPartitionIter<T> {
         if !tc.checkpoints().owns(node.id) {
             return source;
         }
         let session = self.inner.lock().write.clone();
         match session {
-            Some(session) => reliable::tee(session, split, tc, source),
+            Some(session) => writer::tee(session, split, tc, source),
             None => source,
         }
     }
@@ -353,7 +231,7 @@ impl<T: Data> RddNode<T> {
                 CheckpointState::Initialized => return Ok(()),
                 CheckpointState::Marked => {}
                 state => {
-                    return Err(Error::CheckpointState {
+                    return Err(Error::InvalidCheckpointState {
                         rdd_id: self.id,
                         state,
                         message: match state {
@@ -452,7 +330,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                         .read()
                         .clone()
                         .ok_or(Error::NoCheckpointDir)?;
-                    let session = reliable::WriteSession::begin(self, app, codec, tag)?;
+                    let session = writer::WriteSession::begin(self, app, codec, tag)?;
                     c.write = Some(session);
                 }
                 Some(Mode::Local) => {}
@@ -508,7 +386,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                     } else {
                         "its blocks were evicted while the job ran; the next action retries"
                     };
-                    return Err(Error::CheckpointState {
+                    return Err(Error::InvalidCheckpointState {
                         rdd_id: self.id,
                         state: CheckpointState::Marked,
                         message: format!(
@@ -632,286 +510,4 @@ pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<J
         }
     }
     Ok(Arc::new(job))
-}
-
-/// The lock file of an app folder.
-pub(crate) const LOCK_FILE: &str = ".lock";
-
-/// The file that says "this is a flintlock app folder". Cleanup only ever touches folders
-/// that have it: a folder of another tool that happens to hold a `.lock` file, `*.tmp`
-/// files or `rdd-*` folders is never cleaned. (App folders of flintlock 0.1 lack it and are
-/// left alone too.)
-const APP_MARKER: &str = ".flintlock-app";
-
-/// The lock a *visitor* of an app folder holds: anyone who takes an app's [`LOCK_FILE`]
-/// without owning the app (start-up cleanup of other apps, `flintlock gc` and `list`) holds
-/// this lock first and releases it last. So an owner that finds `.lock` busy can tell a live
-/// owner (the visit lock is free) from a visitor at work (it is not), and waits for the
-/// visitor instead of reporting [`Error::Locked`].
-pub(crate) const VISIT_LOCK: &str = ".visit.lock";
-
-/// What a visitor found in an app folder.
-pub(crate) enum Visit<R> {
-    /// No live owner: the visit ran with both locks held and returned this.
-    Unowned(R),
-    /// A live process owns the app.
-    Owned,
-    /// Another visitor is at work (only when not waiting for it).
-    Busy,
-}
-
-/// Visits app folder `dir` as a non-owner: takes its visit lock (waiting for another
-/// visitor when `wait`), then its owner lock, and runs `f` only when both are free.
-pub(crate) fn visit<R>(
-    storage: &dyn Storage,
-    dir: &Path,
-    wait: bool,
-    f: impl FnOnce() -> R,
-) -> Result<Visit<R>> {
-    let visit_path = dir.join(VISIT_LOCK);
-    let mut backoff = Backoff::new();
-    let _visit = loop {
-        match take_lock(storage, &visit_path)? {
-            Some(held) => break held,
-            None if wait => backoff.sleep(),
-            None => return Ok(Visit::Busy),
-        }
-    };
-    // Dropped at the end of the arm: the owner lock goes before the visit lock.
-    Ok(match take_lock(storage, &dir.join(LOCK_FILE))? {
-        Some(_owner) => Visit::Unowned(f()),
-        None => Visit::Owned,
-    })
-}
-
-fn take_lock(storage: &dyn Storage, path: &Path) -> Result<Option<Box<dyn StorageLock>>> {
-    storage
-        .try_lock(path)
-        .map_err(|e| Error::io("lock", path, e))
-}
-
-/// Sleeps 1, 2, 4 … up to 50 ms between polls of a lock.
-struct Backoff(std::time::Duration);
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff(std::time::Duration::from_millis(1))
-    }
-    fn sleep(&mut self) {
-        std::thread::sleep(self.0);
-        self.0 = (self.0 * 2).min(std::time::Duration::from_millis(50));
-    }
-}
-
-/// Start-up cleanup: in every flintlock app folder under `root` (one with the app marker and
-/// a lock file) that no live process owns, removes temp files and `rdd-*` folders without a
-/// committed manifest — the leftovers of interrupted writes. Folders of live apps, and apps
-/// another visitor is cleaning, are not touched; committed checkpoints are never removed.
-/// `own`, the caller's app folder, is skipped. Best effort: errors are ignored, the next
-/// start tries again.
-fn startup_cleanup(storage: &dyn Storage, root: &Path, own: &Path) {
-    let Ok(apps) = storage.list(root) else {
-        return;
-    };
-    for app in apps {
-        let dir = root.join(&app);
-        if dir == own || !is_app_folder(storage, &dir) {
-            continue; // ours (`AppDir::open` cleans it) or not a flintlock app folder
-        }
-        // An owner lock held elsewhere (a live process, or another context of this one: the
-        // locks conflict per open) means hands off.
-        let _ = visit(storage, &dir, false, || clean_app_folder(storage, &dir));
-    }
-}
-
-/// Removes a committed checkpoint folder so that no moment of the removal looks committed:
-/// the manifest goes first, made durable, then the parts and the folder. A crash in between
-/// leaves a folder without a manifest, which start-up cleanup removes; never a manifest
-/// whose parts are half gone. Best effort: when the manifest cannot be removed, nothing is.
-pub(crate) fn remove_checkpoint(storage: &dyn Storage, dir: &Path) {
-    match storage.remove_file(&dir.join(MANIFEST)) {
-        Ok(()) => {
-            let _ = storage.sync_dir(dir);
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => return, // whole rather than half
-    }
-    let _ = storage.remove_dir_all(dir);
-}
-
-/// Whether `dir` is a flintlock app folder: it has the app marker and a lock file.
-pub(crate) fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
-    storage.list(dir).is_ok_and(|names| {
-        names.iter().any(|n| n == APP_MARKER) && names.iter().any(|n| n == LOCK_FILE)
-    })
-}
-
-/// Removes temp files and unmanifested `rdd-*` folders from one app folder.
-pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
-    let Ok(entries) = storage.list(dir) else {
-        return;
-    };
-    for name in entries {
-        let path = dir.join(&name);
-        if name.starts_with("rdd-") {
-            let committed = storage
-                .list(&path)
-                .map(|files| files.iter().any(|f| f == MANIFEST))
-                .unwrap_or(true);
-            if !committed {
-                let _ = storage.remove_dir_all(&path);
-            } else if let Ok(files) = storage.list(&path) {
-                for f in files.iter().filter(|f| f.ends_with(".tmp")) {
-                    let _ = storage.remove_file(&path.join(f));
-                }
-            }
-        } else if name.ends_with(".tmp") {
-            let _ = storage.remove_file(&path);
-        }
-    }
-}
-
-/// The absolute form of a checkpoint directory (symbolic links resolved when it exists), so
-/// that two spellings of one folder compare equal.
-pub(crate) fn resolve_root(root: &Path) -> Result<PathBuf> {
-    let abs = if root.is_absolute() {
-        root.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| Error::io("resolve", root, e))?
-            .join(root)
-    };
-    Ok(std::fs::canonicalize(&abs).unwrap_or(abs))
-}
-
-/// A context's checkpoint folder `<root>/<app-id>/`, locked for this process.
-///
-/// Checkpoints committed in it hold an `Arc` of it, so the folder stays locked for as long
-/// as an RDD reads one of them, even after the context moved to another directory.
-pub(crate) struct AppDir {
-    root: PathBuf,
-    dir: PathBuf,
-    pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) fsync: bool,
-    pub(crate) compression: Compression,
-    /// Decode every frame again before committing its part.
-    pub(crate) verify: bool,
-    /// The largest frame payload the writer produces.
-    pub(crate) frame_limit: u32,
-    _lock: Box<dyn StorageLock>,
-    remove_if_empty: AtomicBool,
-}
-
-impl AppDir {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn open(
-        root: &Path,
-        app_id: &str,
-        storage: Arc<dyn Storage>,
-        fsync: bool,
-        compression: Compression,
-        verify: bool,
-        frame_limit: u32,
-    ) -> Result<AppDir> {
-        let root = resolve_root(root)?;
-        let dir = root.join(app_id);
-        let was_app_folder = is_app_folder(storage.as_ref(), &dir);
-        // Only a folder flintlock makes (or finds empty) becomes an app folder that cleanup
-        // may work in; a folder with other contents is used, never cleaned.
-        let fresh = storage.list(&dir).map_or(true, |names| names.is_empty());
-        storage
-            .create_dir_all(&dir)
-            .map_err(|e| Error::io("create folder", &dir, e))?;
-        let lock = Self::lock(storage.as_ref(), &dir)?;
-        // Holding our own lock, clean what dead owners left: in our own folder (a stable app
-        // id whose previous process died mid-write) and in every app folder whose lock is
-        // free. (A second `try_lock` of our own lock file would fail, so ours is explicit.)
-        // A folder that was not a flintlock app folder before is never cleaned.
-        if was_app_folder {
-            clean_app_folder(storage.as_ref(), &dir);
-        } else if fresh {
-            match storage.create_new(&dir.join(APP_MARKER)) {
-                Ok(mut f) => {
-                    let _ = f.write_all(b"flintlock app folder: checkpoints of one app id\n");
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io("create", dir.join(APP_MARKER), e)),
-            }
-        }
-        startup_cleanup(storage.as_ref(), &root, &dir);
-        Ok(AppDir {
-            root,
-            dir,
-            storage,
-            fsync,
-            compression,
-            verify,
-            frame_limit,
-            _lock: lock,
-            remove_if_empty: AtomicBool::new(false),
-        })
-    }
-
-    /// Takes the app folder's owner lock, so that a second process (or context) pointed at
-    /// the same app folder fails fast with [`Error::Locked`] instead of clobbering its files.
-    ///
-    /// A busy lock may be a visitor's (another process's start-up cleanup or `flintlock gc`
-    /// holds a free app's lock while it removes leftovers, which can take long): then the
-    /// visit lock is busy too, and this waits for the visitor. Holding the visit lock, a busy
-    /// owner lock is a live owner.
-    fn lock(storage: &dyn Storage, dir: &Path) -> Result<Box<dyn StorageLock>> {
-        let path = dir.join(LOCK_FILE);
-        let mut backoff = Backoff::new();
-        loop {
-            if let Some(held) = take_lock(storage, &path)? {
-                return Ok(held);
-            }
-            if let Some(_visit) = take_lock(storage, &dir.join(VISIT_LOCK))? {
-                // No visitor holds the owner lock, and none can take it now.
-                return take_lock(storage, &path)?.ok_or(Error::Locked { path });
-            }
-            backoff.sleep();
-        }
-    }
-
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The folder of one write attempt: `rdd-<id>-<write id, 16 hex digits>`. RDD ids
-    /// restart at 0 in every run, so the write id keeps a rerun with the same app id from
-    /// meeting the folders of earlier runs.
-    pub(crate) fn rdd_dir(&self, rdd_id: usize, write_id: u64) -> PathBuf {
-        self.dir.join(format!("rdd-{rdd_id}-{write_id:016x}"))
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Removes the app folder when the last reference goes, if nothing but its lock file is
-    /// left in it (a context with a generated app id dropped with `clean_checkpoints(true)`;
-    /// such a folder is never used by another context).
-    pub(crate) fn remove_if_empty_on_drop(&self) {
-        self.remove_if_empty.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for AppDir {
-    fn drop(&mut self) {
-        if !self.remove_if_empty.load(Ordering::Acquire) {
-            return;
-        }
-        let only_lock = self.storage.list(&self.dir).is_ok_and(|names| {
-            names
-                .iter()
-                .all(|n| n == LOCK_FILE || n == APP_MARKER || n == VISIT_LOCK)
-        });
-        if only_lock {
-            let _ = self.storage.remove_file(&self.dir.join(APP_MARKER));
-            let _ = self.storage.remove_file(&self.dir.join(VISIT_LOCK));
-            let _ = self.storage.remove_file(&self.dir.join(LOCK_FILE));
-            let _ = self.storage.remove_dir(&self.dir);
-        }
-    }
 }

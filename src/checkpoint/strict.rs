@@ -351,7 +351,7 @@ mod tests {
 
     fn strict<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        encode(v, super::super::AppendTo(&mut out))?;
+        encode(v, super::super::codec::AppendTo(&mut out))?;
         Ok(out)
     }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::iter::{drain_to_vec, FlatMapped};
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::scheduler::TaskContext;
@@ -38,7 +38,7 @@ impl<T: Data, U: Data> Compute<(T, U)> for CartesianRdd<T, U> {
         ]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(T, U)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(T, U)>> {
         let nb = self.b.num_partitions();
         let right = Arc::new(drain_to_vec(self.b.node.iterator(split % nb, tc)?));
         let left = self.a.node.iterator(split / nb, tc)?;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::iter::Concat;
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::scheduler::TaskContext;
@@ -48,8 +48,8 @@ impl<T: Data> Compute<T> for CoalescedRdd<T> {
         })]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
-        let parts: Vec<PartitionIter<T>> = self.groups[split]
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
+        let parts: Vec<BoxedPartitionIter<T>> = self.groups[split]
             .clone()
             .map(|p| self.parent.node.iterator(p, tc))
             .collect::<Result<_>>()?;

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -40,7 +40,7 @@ impl<K: Key, V: Data> CoGroupSide<K, V> {
         }
     }
 
-    fn iterator(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(K, V)>> {
+    fn iterator(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(K, V)>> {
         match self {
             CoGroupSide::Narrow(r) => r.node.iterator(split, tc),
             CoGroupSide::Shuffled(d) => Ok(Box::new(d.read(split)?)),
@@ -49,8 +49,11 @@ impl<K: Key, V: Data> CoGroupSide<K, V> {
 }
 
 /// What to make of one partition's two sides.
-pub(crate) type CombineFn<K, V, W, O> =
-    Arc<dyn Fn(PartitionIter<(K, V)>, PartitionIter<(K, W)>) -> PartitionIter<O> + Send + Sync>;
+pub(crate) type CombineFn<K, V, W, O> = Arc<
+    dyn Fn(BoxedPartitionIter<(K, V)>, BoxedPartitionIter<(K, W)>) -> BoxedPartitionIter<O>
+        + Send
+        + Sync,
+>;
 
 pub(crate) struct CoGroupedRdd<K: Data, V: Data, W: Data, O> {
     left: CoGroupSide<K, V>,
@@ -90,7 +93,7 @@ impl<K: Key, V: Data, W: Data, O: Data> Compute<O> for CoGroupedRdd<K, V, W, O> 
         vec![self.left.dependency(), self.right.dependency()]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<O>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<O>> {
         let left = self.left.iterator(split, tc)?;
         let right = self.right.iterator(split, tc)?;
         Ok((self.combine)(left, right))

@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::scheduler::TaskContext;
@@ -40,7 +40,7 @@ impl<T: 'static> Compute<T> for FailedRdd<T> {
         Vec::new()
     }
 
-    fn compute(&self, _split: usize, _tc: &TaskContext) -> Result<PartitionIter<T>> {
+    fn compute(&self, _split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
         Err(self.error.duplicate())
     }
 }

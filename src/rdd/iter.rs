@@ -28,12 +28,17 @@ mod sealed {
 /// implement the sealed trait.
 pub(crate) use sealed::Sealed;
 
-/// An iterator over one partition's elements, as handed to `map_partitions` closures. It is
-/// an `Iterator`, and a [`PartitionIterator`] that can be drained.
-pub type PartitionIter<T> = Box<dyn PartitionIterator<T>>;
+/// One partition's elements as a boxed [`PartitionIterator`] (an `Iterator` that can also be
+/// drained in batches), as handed to `map_partitions` closures.
+pub type BoxedPartitionIter<T> = Box<dyn PartitionIterator<T>>;
+
+/// The name of [`BoxedPartitionIter`] in 0.1, too easily confused with the trait
+/// [`PartitionIterator`].
+#[deprecated(since = "0.2.0", note = "renamed to `BoxedPartitionIter`")]
+pub type PartitionIter<T> = BoxedPartitionIter<T>;
 
 /// An iterator over one partition's elements that can also be drained: see
-/// [`PartitionIterator::drain_into`]. [`PartitionIter`] is the boxed form every
+/// [`PartitionIterator::drain_into`]. [`BoxedPartitionIter`] is the boxed form every
 /// `map_partitions` closure receives; as an `Iterator` it is used like any other.
 ///
 /// The trait is sealed: the engine provides the implementations. Each implements
@@ -123,21 +128,21 @@ pub(crate) fn each_of_batches<T, I: PartitionIterator<T> + ?Sized>(
     it.drain_batches(&mut |b| b.drain(..).for_each(&mut *sink));
 }
 
-/// Boxes any iterator as a [`PartitionIter`]; draining it runs the iterator's own
+/// Boxes any iterator as a [`BoxedPartitionIter`]; draining it runs the iterator's own
 /// `for_each`.
-pub(crate) fn boxed<I: Iterator + 'static>(iter: I) -> PartitionIter<I::Item> {
+pub(crate) fn boxed<I: Iterator + 'static>(iter: I) -> BoxedPartitionIter<I::Item> {
     Box::new(Pull(iter))
 }
 
 /// Drains a partition into a vector, reserving its exact or estimated size first.
-pub(crate) fn drain_to_vec<T>(it: PartitionIter<T>) -> Vec<T> {
+pub(crate) fn drain_to_vec<T>(it: BoxedPartitionIter<T>) -> Vec<T> {
     let mut out = Vec::with_capacity(it.size_hint().0);
     it.drain_batches(&mut |b| out.append(b));
     out
 }
 
 /// Counts a partition's elements by draining it.
-pub(crate) fn drain_count<T>(it: PartitionIter<T>) -> u64 {
+pub(crate) fn drain_count<T>(it: BoxedPartitionIter<T>) -> u64 {
     let mut n = 0u64;
     it.drain_batches(&mut |b| {
         n += b.len() as u64;
@@ -147,7 +152,7 @@ pub(crate) fn drain_count<T>(it: PartitionIter<T>) -> u64 {
 }
 
 /// Folds a partition by draining it.
-pub(crate) fn drain_fold<T, A>(it: PartitionIter<T>, init: A, f: impl Fn(A, T) -> A) -> A {
+pub(crate) fn drain_fold<T, A>(it: BoxedPartitionIter<T>, init: A, f: impl Fn(A, T) -> A) -> A {
     let mut acc = Some(init);
     it.drain_batches(&mut |b| {
         // `acc` is only `None` between the take and the put back of this statement.
@@ -187,12 +192,12 @@ impl<I: Iterator> PartitionIterator<I::Item> for Pull<I> {
 
 /// `map` (and `map_values`, `keys`, `values`, `key_by`).
 pub(crate) struct Mapped<T, F> {
-    parent: PartitionIter<T>,
+    parent: BoxedPartitionIter<T>,
     f: F,
 }
 
 impl<T, F> Mapped<T, F> {
-    pub(crate) fn boxed<U>(parent: PartitionIter<T>, f: F) -> PartitionIter<U>
+    pub(crate) fn boxed<U>(parent: BoxedPartitionIter<T>, f: F) -> BoxedPartitionIter<U>
     where
         T: 'static,
         F: FnMut(T) -> U + 'static,
@@ -228,12 +233,12 @@ impl<T, U, F: FnMut(T) -> U> PartitionIterator<U> for Mapped<T, F> {
 
 /// `filter`.
 pub(crate) struct Filtered<T, F> {
-    parent: PartitionIter<T>,
+    parent: BoxedPartitionIter<T>,
     f: F,
 }
 
 impl<T, F> Filtered<T, F> {
-    pub(crate) fn boxed(parent: PartitionIter<T>, f: F) -> PartitionIter<T>
+    pub(crate) fn boxed(parent: BoxedPartitionIter<T>, f: F) -> BoxedPartitionIter<T>
     where
         T: 'static,
         F: FnMut(&T) -> bool + 'static,
@@ -270,13 +275,13 @@ impl<T, F: FnMut(&T) -> bool> PartitionIterator<T> for Filtered<T, F> {
 
 /// `flat_map` (and `flat_map_values`): `f` returns the inner iterator of one element.
 pub(crate) struct FlatMapped<T, F, I> {
-    parent: PartitionIter<T>,
+    parent: BoxedPartitionIter<T>,
     f: F,
     front: Option<I>,
 }
 
 impl<T, F, I> FlatMapped<T, F, I> {
-    pub(crate) fn boxed(parent: PartitionIter<T>, f: F) -> PartitionIter<I::Item>
+    pub(crate) fn boxed(parent: BoxedPartitionIter<T>, f: F) -> BoxedPartitionIter<I::Item>
     where
         T: 'static,
         F: FnMut(T) -> I + 'static,
@@ -331,11 +336,11 @@ impl<T, F: FnMut(T) -> I, I: Iterator> PartitionIterator<I::Item> for FlatMapped
 
 /// Several partitions one after the other (`coalesce`).
 pub(crate) struct Concat<T> {
-    parts: std::collections::VecDeque<PartitionIter<T>>,
+    parts: std::collections::VecDeque<BoxedPartitionIter<T>>,
 }
 
 impl<T: 'static> Concat<T> {
-    pub(crate) fn boxed(parts: Vec<PartitionIter<T>>) -> PartitionIter<T> {
+    pub(crate) fn boxed(parts: Vec<BoxedPartitionIter<T>>) -> BoxedPartitionIter<T> {
         Box::new(Concat {
             parts: parts.into(),
         })
@@ -448,17 +453,17 @@ pub(crate) fn drain_slice_batches<T: Clone>(data: &[T], sink: &mut dyn FnMut(&mu
 mod tests {
     use super::*;
 
-    fn source(n: u64) -> PartitionIter<u64> {
+    fn source(n: u64) -> BoxedPartitionIter<u64> {
         Box::new(ArcVecIter::new(Arc::new((0..n).collect())))
     }
 
-    fn pulled<T>(it: PartitionIter<T>) -> Vec<T> {
+    fn pulled<T>(it: BoxedPartitionIter<T>) -> Vec<T> {
         it.collect()
     }
 
     #[test]
     fn every_adapter_drains_what_it_pulls() {
-        type Chain = fn() -> PartitionIter<u64>;
+        type Chain = fn() -> BoxedPartitionIter<u64>;
         let chains: [Chain; 7] = [
             || source(50),
             || source(3 * BATCH as u64 + 5),

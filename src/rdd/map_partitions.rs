@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -16,7 +16,7 @@ use crate::{Data, Rdd};
 
 /// The partition function: `(partition index, parent iterator) -> iterator`.
 pub(crate) type PartitionFn<T, U> =
-    Arc<dyn Fn(usize, PartitionIter<T>) -> PartitionIter<U> + Send + Sync>;
+    Arc<dyn Fn(usize, BoxedPartitionIter<T>) -> BoxedPartitionIter<U> + Send + Sync>;
 
 pub(crate) struct MapPartitionsRdd<T: Data, U> {
     parent: Rdd<T>,
@@ -53,7 +53,7 @@ impl<T: Data, U: Data> Compute<U> for MapPartitionsRdd<T, U> {
         vec![Dependency::one_to_one(self.parent.node.clone())]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<U>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<U>> {
         let input = self.parent.node.iterator(split, tc)?;
         Ok((self.f)(split, input))
     }

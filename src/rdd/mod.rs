@@ -3,11 +3,13 @@
 //! Each RDD kind lives in its own file here, like Spark's `rdd` package; the by-key
 //! operations on `Rdd<(K, V)>` are in `pair.rs`.
 
+mod actions;
 mod cartesian;
 mod coalesced;
 mod cogrouped;
 mod failed;
 pub(crate) mod iter;
+mod join;
 mod map_partitions;
 pub(crate) mod node;
 mod pair;
@@ -15,34 +17,32 @@ mod parallel_collection;
 mod range;
 mod sampling;
 mod shuffled;
+mod sources;
 mod text_file;
 mod union;
 mod zipped;
 mod zipped_with_index;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
-use std::ops::Range;
 use std::panic::Location;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::block_store::StorageLevel;
 use crate::checkpoint::{CheckpointState, SerdeCodec};
 use crate::context::Context;
 use crate::dependency::Dependency;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::partitioner::Partitioner;
-use crate::scheduler;
-use crate::storage::StorageLevel;
 use crate::{Data, Key};
 
-use self::iter::{drain_count, drain_fold, drain_to_vec, Filtered, FlatMapped, Mapped};
-pub use self::iter::{PartitionIter, PartitionIterator, BATCH};
+#[allow(deprecated)]
+pub use self::iter::PartitionIter;
+use self::iter::{drain_to_vec, Filtered, FlatMapped, Mapped};
+pub use self::iter::{BoxedPartitionIter, PartitionIterator, BATCH};
 use self::map_partitions::{MapPartitionsRdd, PartitionFn};
 use self::node::{CallSite, Compute, RddBase, RddNode};
 
@@ -107,138 +107,9 @@ pub(crate) fn site(op: &'static str) -> CallSite {
 }
 
 #[track_caller]
-fn check_partitions(what: &str, n: usize) {
+pub(crate) fn check_partitions(what: &str, n: usize) {
     assert!(n > 0, "{what}: the number of partitions must be at least 1");
 }
-
-// ----------------------------------------------------------------------------------------
-// Sources
-// ----------------------------------------------------------------------------------------
-
-impl Context {
-    /// Distributes a collection over `num_partitions` partitions (Spark's `parallelize`).
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// let rdd = ctx.parallelize(vec!['a', 'b', 'c'], 2);
-    /// assert_eq!(rdd.num_partitions(), 2);
-    /// assert_eq!(rdd.glom().collect()?, vec![vec!['a'], vec!['b', 'c']]);
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// When `num_partitions` is zero (use [`Context::empty`] for an RDD without partitions).
-    #[track_caller]
-    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
-    pub fn parallelize<T: Data>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
-        check_partitions("parallelize", num_partitions);
-        Rdd::make(
-            self,
-            site("parallelize"),
-            parallel_collection::ParallelCollectionRdd::new(data, num_partitions),
-        )
-    }
-
-    /// An RDD with no partitions and no elements (Spark's `emptyRDD`).
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// let empty = ctx.empty::<u8>();
-    /// assert_eq!(empty.num_partitions(), 0);
-    /// assert_eq!(empty.count()?, 0);
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    #[track_caller]
-    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
-    pub fn empty<T: Data>(&self) -> Rdd<T> {
-        Rdd::make(
-            self,
-            site("empty"),
-            parallel_collection::ParallelCollectionRdd::new(Vec::new(), 0),
-        )
-    }
-
-    /// The integers of `range`, generated lazily over `num_partitions` partitions.
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// assert_eq!(ctx.range(0..10, 3).reduce(|a, b| a + b)?, Some(45));
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// When `num_partitions` is zero.
-    #[track_caller]
-    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
-    pub fn range(&self, range: Range<u64>, num_partitions: usize) -> Rdd<u64> {
-        check_partitions("range", num_partitions);
-        Rdd::make(
-            self,
-            site("range"),
-            range::RangeRdd::new(range, num_partitions),
-        )
-    }
-
-    /// The lines of a text file, split into `min_partitions` byte ranges on line boundaries
-    /// (every line is read exactly once). Line endings (`\n`, `\r\n`) are removed.
-    ///
-    /// The file is sized now and read when an action runs; a missing or unreadable file, or
-    /// a line that is not UTF-8, makes that action return an error naming the path.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// let path = dir.path().join("words.txt");
-    /// std::fs::write(&path, "to be\nor not\nto be\n").unwrap();
-    /// # let ctx = flintlock::Context::new();
-    /// let lines = ctx.text_file(&path, 2);
-    /// assert_eq!(lines.collect()?, vec!["to be", "or not", "to be"]);
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    /// When `min_partitions` is zero.
-    #[track_caller]
-    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
-    pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Rdd<String> {
-        check_partitions("text_file", min_partitions);
-        let rdd = text_file::TextFileRdd::new(path.as_ref().to_path_buf(), min_partitions);
-        Rdd::make(self, site("text_file"), rdd)
-    }
-
-    /// Opens a committed checkpoint folder (`<dir>/<app-id>/rdd-<id>-<write id>`, e.g. from
-    /// `Rdd::checkpoint_path` of an earlier run or another process) as an RDD, with its
-    /// partitioner.
-    ///
-    /// The element type is checked by its structural layout when the checkpoint records one
-    /// (format 2) and `T` can be traced, by its type name otherwise. A recorded hash
-    /// partitioner is trusted by by-key operations only after this build places every key of
-    /// the checkpoint's keys where they are (see [`Rdd::partitioner`]). While the returned RDD
-    /// (or any RDD derived from it) lives, no `clean_checkpoints` of this process deletes the
-    /// folder.
-    ///
-    /// # Errors
-    /// [`Error::NotCommitted`] for a folder without a manifest; [`Error::TypeMismatch`] when
-    /// the checkpoint holds another element type than `T`; [`Error::UnsupportedVersion`] for
-    /// a newer format; [`Error::CorruptCheckpoint`] for a damaged manifest or missing, extra
-    /// or wrongly sized part files. Damage inside a part file is found when it is read, and
-    /// fails that action.
-    #[track_caller]
-    pub fn open_checkpoint<T>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>>
-    where
-        T: Data + Serialize + DeserializeOwned,
-    {
-        crate::checkpoint::open_checkpoint(
-            self,
-            path.as_ref(),
-            SerdeCodec::<T>::new(),
-            site("open_checkpoint"),
-        )
-    }
-}
-
-// ----------------------------------------------------------------------------------------
-// Construction and metadata
-// ----------------------------------------------------------------------------------------
 
 impl<T: Data> Rdd<T> {
     pub(crate) fn from_node(node: RddNode<T>) -> Rdd<T> {
@@ -443,7 +314,7 @@ impl<T: Data> Rdd<T> {
     #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map_partitions<U: Data, I>(
         &self,
-        f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static,
+        f: impl Fn(BoxedPartitionIter<T>) -> I + Send + Sync + 'static,
     ) -> Rdd<U>
     where
         I: IntoIterator<Item = U>,
@@ -469,7 +340,7 @@ impl<T: Data> Rdd<T> {
     #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn map_partitions_with_index<U: Data, I>(
         &self,
-        f: impl Fn(usize, PartitionIter<T>) -> I + Send + Sync + 'static,
+        f: impl Fn(usize, BoxedPartitionIter<T>) -> I + Send + Sync + 'static,
     ) -> Rdd<U>
     where
         I: IntoIterator<Item = U>,
@@ -592,7 +463,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Pairs the i-th elements of the i-th partitions of two RDDs with the same partition
-    /// count; partitions of different sizes fail the action with [`Error::DataMismatch`].
+    /// count; partitions of different sizes fail the action with [`Error::DataMismatch`](crate::Error::DataMismatch).
     ///
     /// ```
     /// # let ctx = flintlock::Context::new();
@@ -712,297 +583,6 @@ impl<T: Data> Rdd<T> {
     }
 
     // ------------------------------------------------------------------------------------
-    // Actions
-    // ------------------------------------------------------------------------------------
-
-    /// Runs a job over `partitions`, applying `f` to each partition's iterator.
-    pub(crate) fn run<R: Send>(
-        &self,
-        partitions: &[usize],
-        f: impl Fn(usize, PartitionIter<T>) -> Result<R> + Send + Sync,
-    ) -> Result<Vec<R>> {
-        scheduler::run_job(&self.node, partitions, |_, p, it| f(p, it))
-    }
-
-    fn run_all<R: Send>(
-        &self,
-        f: impl Fn(usize, PartitionIter<T>) -> Result<R> + Send + Sync,
-    ) -> Result<Vec<R>> {
-        let all: Vec<usize> = (0..self.num_partitions()).collect();
-        self.run(&all, f)
-    }
-
-    /// The element counts of the partitions in `range`.
-    pub(crate) fn partition_sizes(&self, range: Range<usize>) -> Result<Vec<u64>> {
-        let parts: Vec<usize> = range.collect();
-        self.run(&parts, |_, it| Ok(drain_count(it)))
-    }
-
-    /// The number of elements.
-    ///
-    /// # Errors
-    /// Any error of the job: a failed task ([`Error::TaskFailed`]), an unreadable input, a
-    /// failed checkpoint write.
-    pub fn count(&self) -> Result<u64> {
-        Ok(self.run_all(|_, it| Ok(drain_count(it)))?.into_iter().sum())
-    }
-
-    /// All elements, in partition order.
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn collect(&self) -> Result<Vec<T>> {
-        let parts = self.run_all(|_, it| Ok(drain_to_vec(it)))?;
-        let total = parts.iter().map(Vec::len).sum();
-        let mut out = Vec::with_capacity(total);
-        for p in parts {
-            out.extend(p);
-        }
-        Ok(out)
-    }
-
-    /// Combines the elements with an associative function; `None` for an empty RDD.
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync) -> Result<Option<T>> {
-        let parts = self.run_all(|_, it| {
-            Ok(drain_fold(it, None, |acc: Option<T>, x| {
-                Some(match acc {
-                    Some(a) => f(a, x),
-                    None => x,
-                })
-            }))
-        })?;
-        Ok(parts.into_iter().flatten().reduce(&f))
-    }
-
-    /// Folds each partition starting from `zero`, then folds the partition results, again
-    /// from `zero` (as Spark does: `zero` must be neutral for `f`).
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// assert_eq!(ctx.range(1..5, 2).fold(0, |a, b| a + b)?, 10);
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn fold(&self, zero: T, f: impl Fn(T, T) -> T + Send + Sync) -> Result<T> {
-        let parts = self.run_all(|_, it| Ok(drain_fold(it, zero.clone(), &f)))?;
-        Ok(parts.into_iter().fold(zero, &f))
-    }
-
-    /// Aggregates with `seq` inside partitions and `comb` across them, both from `zero`.
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// // (sum, count)
-    /// let (s, n) = ctx.range(1..5, 2).aggregate((0, 0), |(s, n), x| (s + x, n + 1), |a, b| (a.0 + b.0, a.1 + b.1))?;
-    /// assert_eq!((s, n), (10, 4));
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn aggregate<A: Data>(
-        &self,
-        zero: A,
-        seq: impl Fn(A, T) -> A + Send + Sync,
-        comb: impl Fn(A, A) -> A + Send + Sync,
-    ) -> Result<A> {
-        let parts = self.run_all(|_, it| Ok(drain_fold(it, zero.clone(), &seq)))?;
-        Ok(parts.into_iter().fold(zero, comb))
-    }
-
-    /// The first `n` elements, in partition order. Scans one partition first, then more as
-    /// needed (as Spark does), so it computes only what it must.
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// assert_eq!(ctx.range(0..100, 10).take(3)?, vec![0, 1, 2]);
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Any error of the jobs it runs.
-    pub fn take(&self, n: usize) -> Result<Vec<T>> {
-        let total = self.num_partitions();
-        let mut out: Vec<T> = Vec::new();
-        let mut scanned = 0;
-        while out.len() < n && scanned < total {
-            let to_try = if scanned == 0 {
-                1
-            } else if out.is_empty() {
-                scanned * 4
-            } else {
-                let est = (1.5 * n as f64 * scanned as f64 / out.len() as f64).ceil() as usize;
-                est.saturating_sub(scanned).clamp(1, scanned * 4)
-            };
-            let end = (scanned + to_try).min(total);
-            let parts: Vec<usize> = (scanned..end).collect();
-            let left = n - out.len();
-            let results = self.run(&parts, |_, it| Ok(it.take(left).collect::<Vec<T>>()))?;
-            for r in results {
-                let room = n - out.len();
-                out.extend(r.into_iter().take(room));
-            }
-            scanned = end;
-        }
-        Ok(out)
-    }
-
-    /// The first element, or `None` for an empty RDD.
-    ///
-    /// # Errors
-    /// Any error of the jobs it runs.
-    pub fn first(&self) -> Result<Option<T>> {
-        Ok(self.take(1)?.into_iter().next())
-    }
-
-    /// Runs `f` on every element, on the pool's threads.
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn foreach(&self, f: impl Fn(T) + Send + Sync) -> Result<()> {
-        self.run_all(|_, it| {
-            it.drain_into(&mut |x| f(x));
-            Ok(())
-        })?;
-        Ok(())
-    }
-
-    /// Runs `f` on every partition's iterator, on the pool's threads.
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn foreach_partition(&self, f: impl Fn(PartitionIter<T>) + Send + Sync) -> Result<()> {
-        self.run_all(|_, it| {
-            f(it);
-            Ok(())
-        })?;
-        Ok(())
-    }
-
-    /// Writes the elements as text lines to a new folder: `part-00000`, ... (one per
-    /// partition) and an empty `_SUCCESS` marker last, as Hadoop's output committer does.
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
-    /// # let ctx = flintlock::Context::new();
-    /// let out = dir.path().join("out");
-    /// ctx.parallelize(vec![1, 2, 3], 2).save_as_text_file(&out)?;
-    /// assert_eq!(std::fs::read_to_string(out.join("part-00001")).unwrap(), "2\n3\n");
-    /// assert!(out.join("_SUCCESS").exists());
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when the folder exists; I/O errors naming the file.
-    pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()>
-    where
-        T: fmt::Display,
-    {
-        let dir = path.as_ref().to_path_buf();
-        if dir.exists() {
-            return Err(Error::InvalidArgument(format!(
-                "save_as_text_file: {} already exists",
-                dir.display()
-            )));
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
-        self.run_all(|p, it| {
-            let file: PathBuf = dir.join(crate::checkpoint::format::part_name(p));
-            let f = std::fs::File::create(&file).map_err(|e| Error::io("create", &file, e))?;
-            let mut w = std::io::BufWriter::new(f);
-            for x in it {
-                writeln!(w, "{x}").map_err(|e| Error::io("write", &file, e))?;
-            }
-            w.flush().map_err(|e| Error::io("write", &file, e))
-        })?;
-        let success = dir.join("_SUCCESS");
-        std::fs::File::create(&success).map_err(|e| Error::io("create", &success, e))?;
-        Ok(())
-    }
-
-    /// How often each distinct element occurs.
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// let counts = ctx.parallelize(vec!['a', 'b', 'a'], 2).count_by_value()?;
-    /// assert_eq!(counts[&'a'], 2);
-    /// assert_eq!(counts[&'b'], 1);
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
-    where
-        T: Key,
-    {
-        let parts = self.run_all(|_, it| {
-            let mut m: FxHashMap<T, u64> = FxHashMap::default();
-            for x in it {
-                *m.entry(x).or_insert(0) += 1;
-            }
-            Ok(m)
-        })?;
-        let mut out: HashMap<T, u64> = HashMap::new();
-        for m in parts {
-            for (k, c) in m {
-                *out.entry(k).or_insert(0) += c;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The largest element (`None` when empty).
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn max(&self) -> Result<Option<T>>
-    where
-        T: Ord,
-    {
-        self.reduce(|a, b| if b > a { b } else { a })
-    }
-
-    /// The smallest element (`None` when empty).
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn min(&self) -> Result<Option<T>>
-    where
-        T: Ord,
-    {
-        self.reduce(|a, b| if b < a { b } else { a })
-    }
-
-    /// The element with the largest key (the first of equals), `None` when empty.
-    ///
-    /// ```
-    /// # let ctx = flintlock::Context::new();
-    /// let longest = ctx.parallelize(vec!["bb", "a", "ccc"], 2).max_by_key(|s| s.len())?;
-    /// assert_eq!(longest, Some("ccc"));
-    /// # Ok::<(), flintlock::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn max_by_key<K: Ord>(&self, f: impl Fn(&T) -> K + Send + Sync) -> Result<Option<T>> {
-        self.reduce(|a, b| if f(&b) > f(&a) { b } else { a })
-    }
-
-    /// The element with the smallest key (the first of equals), `None` when empty.
-    ///
-    /// # Errors
-    /// Any error of the job.
-    pub fn min_by_key<K: Ord>(&self, f: impl Fn(&T) -> K + Send + Sync) -> Result<Option<T>> {
-        self.reduce(|a, b| if f(&b) < f(&a) { b } else { a })
-    }
-
-    // ------------------------------------------------------------------------------------
     // Persistence
     // ------------------------------------------------------------------------------------
 
@@ -1045,11 +625,11 @@ impl<T: Data> Rdd<T> {
     /// from exactly its own bytes before its part file is committed. Element types whose
     /// serde implementation postcard cannot read back (`skip_serializing_if`, untagged or
     /// internally tagged enums, `flatten`, `serde_json::Value`, ...) and records too large
-    /// for a frame make the action fail with [`Error::UnreadableRecord`]: nothing is
+    /// for a frame make the action fail with [`Error::UnreadableRecord`](crate::Error::UnreadableRecord): nothing is
     /// committed, the RDD stays Marked with its lineage, and every later action retries
     /// until [`Rdd::cancel_checkpoint`]. The manifest records the element type's structural
     /// layout when it can be traced, so a later build that changed the type reports
-    /// [`Error::TypeMismatch`] instead of misreading it. Some types cannot be traced (an enum
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) instead of misreading it. Some types cannot be traced (an enum
     /// reached only through an `Option`, `Vec` or map field of a struct, a `Deserialize` that
     /// rejects the tracer's sample values, `deserialize_any` types); their checkpoints are
     /// checked by type name only, as format-1 checkpoints are (see
@@ -1077,7 +657,7 @@ impl<T: Data> Rdd<T> {
     /// then a no-op that sends [`crate::Event::CheckpointRequestIgnored`].
     ///
     /// # Errors
-    /// [`Error::NoCheckpointDir`] when the context has no checkpoint directory (the RDD
+    /// [`Error::NoCheckpointDir`](crate::Error::NoCheckpointDir) when the context has no checkpoint directory (the RDD
     /// stays Initialized).
     #[track_caller]
     pub fn checkpoint(&self) -> Result<()>
@@ -1131,7 +711,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::CheckpointState`] while a job writes the checkpoint (InProgress) and once it
+    /// [`Error::InvalidCheckpointState`](crate::Error::InvalidCheckpointState) while a job writes the checkpoint (InProgress) and once it
     /// is committed (Checkpointed: the lineage is gone).
     pub fn cancel_checkpoint(&self) -> Result<()> {
         self.node.cancel_mark()
@@ -1175,12 +755,35 @@ impl<T: Data> Rdd<T> {
     /// The lineage as text, in the shape of Spark's `toDebugString`: one line per RDD,
     /// `(partitions) Kind[id] at op at file:line [storage]`, indented at shuffle boundaries,
     /// with the checkpoint state where it is not `Initialized`.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let (file, line) = (file!(), line!() + 1);
+    /// let sums = ctx.range(0..4, 2).map(|x| (x % 2, x)).reduce_by_key(|a, b| a + b);
+    /// let at = format!("{file}:{line}");
+    /// let expected = [
+    ///     format!("(2) ShuffledRdd[2] at reduce_by_key at {at} []"),
+    ///     format!(" +-(2) MapPartitionsRdd[1] at map at {at} []"),
+    ///     format!("    |  RangeRdd[0] at range at {at} []"),
+    /// ];
+    /// assert_eq!(sums.to_debug_string(), expected.join("\n"));
+    /// ```
     pub fn to_debug_string(&self) -> String {
         crate::lineage::debug_string(self.node.clone())
     }
 
     /// The lineage as a Graphviz `digraph`: shuffle edges dashed, nodes coloured by
     /// checkpoint state, cached nodes bold.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let sums = ctx.range(0..4, 2).map(|x| (x % 2, x)).reduce_by_key(|a, b| a + b);
+    /// let dot = sums.to_dot();
+    /// assert!(dot.starts_with("digraph lineage {"));
+    /// assert_eq!(dot.matches("[label=").count(), 3); // one node per RDD
+    /// assert!(dot.contains("n2 -> n1 [style=dashed")); // the shuffle
+    /// assert!(dot.contains("n1 -> n0;")); // map over range: narrow
+    /// ```
     pub fn to_dot(&self) -> String {
         crate::lineage::dot(self.node.clone())
     }

@@ -20,17 +20,17 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::block_store::StorageLevel;
 use crate::checkpoint::{CheckpointCell, CheckpointState};
 use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::storage::StorageLevel;
 use crate::Data;
 
 pub(crate) use super::iter::ArcVecIter;
-pub use super::iter::PartitionIter;
+pub use super::iter::BoxedPartitionIter;
 use super::iter::{boxed, drain_to_vec};
 
 /// How narrow chains deeper than this are computed: every `SEGMENT` levels the partition is
@@ -55,7 +55,7 @@ pub(crate) trait Compute<T>: Send + Sync + 'static {
     fn dependencies(&self) -> Vec<Dependency>;
     /// Computes partition `split`. Errors while iterating are reported through
     /// [`TaskContext::fail`].
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>>;
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<T>>;
 }
 
 /// The placement check of a hash-partitioned checkpoint reopened from disk.
@@ -334,7 +334,7 @@ impl<T: Data> RddNode<T> {
     /// The iterator over partition `split`: from the task's materialised segments, the block
     /// store, or the lineage — and, while a checkpoint of this RDD is being written by the
     /// running job, teed into its partition file.
-    pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+    pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
         if let Some(data) = tc.take_materialized::<T>(self.id, split) {
             return Ok(data);
         }
@@ -345,7 +345,7 @@ impl<T: Data> RddNode<T> {
             self.ctx.inner.blocks.get::<T>(self.id, split)
         };
         let from_cache = cached.is_some();
-        let source: PartitionIter<T> = match cached {
+        let source: BoxedPartitionIter<T> = match cached {
             Some(block) => Box::new(ArcVecIter::new(block)),
             None => self.compute_from_lineage(split, tc)?,
         };
@@ -363,7 +363,11 @@ impl<T: Data> RddNode<T> {
         Ok(Box::new(ArcVecIter::new(block)))
     }
 
-    fn compute_from_lineage(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+    fn compute_from_lineage(
+        &self,
+        split: usize,
+        tc: &TaskContext,
+    ) -> Result<BoxedPartitionIter<T>> {
         enum Source<T: Data> {
             Compute(Arc<dyn Compute<T>>),
             Checkpoint(crate::Rdd<T>),

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::node::{ArcVecIter, Compute, PartitionIter};
+use super::node::{ArcVecIter, BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::scheduler::TaskContext;
@@ -42,7 +42,7 @@ impl<T: Data> Compute<T> for ParallelCollectionRdd<T> {
         Vec::new()
     }
 
-    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<PartitionIter<T>> {
+    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
         let (start, end) = self.bounds(split);
         Ok(Box::new(ArcVecIter::slice(self.data.clone(), start, end)))
     }

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use super::iter::boxed;
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::scheduler::TaskContext;
@@ -36,7 +36,7 @@ impl Compute<u64> for RangeRdd {
         Vec::new()
     }
 
-    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<PartitionIter<u64>> {
+    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<u64>> {
         let len = u128::from(self.range.end.saturating_sub(self.range.start));
         let n = self.num_partitions as u128;
         let s = split as u128;

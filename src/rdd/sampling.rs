@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use rand_distr::Distribution;
 
 use super::iter::{Filtered, FlatMapped};
-use super::node::PartitionIter;
+use super::node::BoxedPartitionIter;
 
 /// splitmix64 (Steele, Lea, Flood): tiny, fast, and the same sequence on every platform.
 #[derive(Clone, Debug)]
@@ -94,11 +94,11 @@ pub(crate) fn mix(x: u64) -> u64 {
 /// Bernoulli sampling (each element kept with probability `fraction`) or Poisson sampling
 /// (each element repeated Poisson(`fraction`) times).
 pub(crate) fn sample_iter<T: Clone + 'static>(
-    it: PartitionIter<T>,
+    it: BoxedPartitionIter<T>,
     with_replacement: bool,
     fraction: f64,
     mut rng: SplitMix64,
-) -> PartitionIter<T> {
+) -> BoxedPartitionIter<T> {
     if with_replacement {
         let poisson = PoissonDraws::new(fraction);
         FlatMapped::boxed(it, move |x| {

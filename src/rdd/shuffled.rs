@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -16,7 +16,7 @@ use crate::Data;
 
 /// The reduce side: merges one partition's `(K, M)` pairs from every map output.
 pub(crate) type ReduceFn<K, M, C> =
-    Arc<dyn Fn(ShuffleReader<K, M>) -> PartitionIter<(K, C)> + Send + Sync>;
+    Arc<dyn Fn(ShuffleReader<K, M>) -> BoxedPartitionIter<(K, C)> + Send + Sync>;
 
 pub(crate) struct ShuffledRdd<K: Data, V: Data, M, C> {
     dep: Arc<ShuffleDependency<K, V, M>>,
@@ -47,7 +47,7 @@ impl<K: Data, V: Data, M: Data, C: Data> Compute<(K, C)> for ShuffledRdd<K, V, M
         vec![Dependency::shuffle(self.dep.clone())]
     }
 
-    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<PartitionIter<(K, C)>> {
+    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<(K, C)>> {
         let reader = self.dep.read(split)?;
         Ok((self.reduce)(reader))
     }

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use super::iter::boxed;
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::scheduler::TaskContext;
@@ -56,7 +56,7 @@ impl Compute<String> for TextFileRdd {
         Vec::new()
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<String>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<String>> {
         let splits = self.splits.as_ref().map_err(|(kind, msg)| {
             Error::io("open", &self.path, std::io::Error::new(*kind, msg.clone()))
         })?;

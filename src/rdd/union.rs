@@ -9,7 +9,7 @@
 //! union:    [ 0  1 ]  [  2  3  4  ]    (Range a: 0..2 -> 0..2, Range b: 0..3 -> 2..5)
 //! ```
 
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::scheduler::TaskContext;
@@ -45,7 +45,7 @@ impl<T: Data> Compute<T> for UnionRdd<T> {
             .collect()
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<T>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
         let mut s = split;
         for p in &self.parents {
             let n = p.num_partitions();

@@ -5,7 +5,7 @@
 //! with `Error::DataMismatch`.
 
 use super::iter::boxed;
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
 use crate::scheduler::TaskContext;
@@ -38,7 +38,7 @@ impl<T: Data, U: Data> Compute<(T, U)> for ZippedPartitionsRdd<T, U> {
         ]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(T, U)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(T, U)>> {
         let mut a = self.a.node.iterator(split, tc)?;
         let mut b = self.b.node.iterator(split, tc)?;
         let tc = tc.clone();

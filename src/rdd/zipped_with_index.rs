@@ -12,7 +12,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::iter::boxed;
-use super::node::{Compute, PartitionIter};
+use super::node::{BoxedPartitionIter, Compute};
 use crate::dependency::Dependency;
 use crate::error::Result;
 use crate::scheduler::TaskContext;
@@ -66,7 +66,7 @@ impl<T: Data> Compute<(T, u64)> for ZippedWithIndexRdd<T> {
         vec![Dependency::one_to_one(self.parent.node.clone())]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<PartitionIter<(T, u64)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(T, u64)>> {
         let start = self.starts()?[split];
         let input = self.parent.node.iterator(split, tc)?;
         Ok(boxed(input.zip(start..)))

@@ -20,14 +20,14 @@ use std::time::Instant;
 use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
+use crate::block_store::StorageLevel;
 use crate::checkpoint::{self, JobCheckpoints};
 use crate::context::Context;
 use crate::dependency::DepInner;
 use crate::error::{Error, Result};
 use crate::listener::{Event, StageKind};
-use crate::rdd::node::{Node, PartitionIter, RddNode};
+use crate::rdd::node::{BoxedPartitionIter, Node, RddNode};
 use crate::shuffle::ShuffleDepBase;
-use crate::storage::StorageLevel;
 use crate::Data;
 
 pub(crate) use task::{panic_message, TaskContext};
@@ -41,7 +41,7 @@ pub(crate) fn run_job<T, R, F>(
 where
     T: Data,
     R: Send,
-    F: Fn(&TaskContext, usize, PartitionIter<T>) -> Result<R> + Send + Sync,
+    F: Fn(&TaskContext, usize, BoxedPartitionIter<T>) -> Result<R> + Send + Sync,
 {
     let ctx = rdd.ctx.clone();
     if let Some(other) = rdd.mixed_with() {
@@ -66,11 +66,13 @@ where
             run_parent_stages(&ctx, job_id, &root, &checkpoints)?;
             let results = run_stage(
                 &ctx,
-                job_id,
-                StageKind::Result,
-                &root,
-                None,
-                partitions,
+                Stage {
+                    job_id,
+                    kind: StageKind::Result,
+                    rdd: &root,
+                    shuffle_id: None,
+                    partitions,
+                },
                 &checkpoints,
                 |tc, p| {
                     let it = rdd.iterator(p, tc)?;
@@ -114,11 +116,13 @@ fn complete_checkpoints(
             run_parent_stages(ctx, job_id, node, checkpoints)?;
             run_stage(
                 ctx,
-                job_id,
-                StageKind::CheckpointCompletion,
-                node,
-                None,
-                &missing,
+                Stage {
+                    job_id,
+                    kind: StageKind::CheckpointCompletion,
+                    rdd: node,
+                    shuffle_id: None,
+                    partitions: &missing,
+                },
                 checkpoints,
                 |tc, p| node.compute_and_drop(p, tc),
             )?;
@@ -147,11 +151,13 @@ fn run_parent_stages(
         let partitions: Vec<usize> = (0..parent.num_partitions()).collect();
         let outputs = run_stage(
             ctx,
-            job_id,
-            StageKind::ShuffleMap,
-            &parent,
-            Some(dep.shuffle_id()),
-            &partitions,
+            Stage {
+                job_id,
+                kind: StageKind::ShuffleMap,
+                rdd: &parent,
+                shuffle_id: Some(dep.shuffle_id()),
+                partitions: &partitions,
+            },
             checkpoints,
             |tc, p| dep.run_map_task(p, tc),
         )?;
@@ -160,18 +166,30 @@ fn run_parent_stages(
     Ok(())
 }
 
-/// Runs one stage: a task per partition on the pool, results in partition order.
-#[allow(clippy::too_many_arguments)]
-fn run_stage<R: Send>(
-    ctx: &Context,
+/// One stage of a job: the RDD whose partitions its tasks compute, and which of them.
+struct Stage<'a> {
     job_id: usize,
     kind: StageKind,
-    rdd: &Arc<dyn Node>,
+    rdd: &'a Arc<dyn Node>,
+    /// The shuffle a shuffle-map stage writes.
     shuffle_id: Option<usize>,
-    partitions: &[usize],
+    partitions: &'a [usize],
+}
+
+/// Runs one stage: a task per partition on the pool, results in partition order.
+fn run_stage<R: Send>(
+    ctx: &Context,
+    stage: Stage<'_>,
     checkpoints: &Arc<JobCheckpoints>,
     body: impl Fn(&TaskContext, usize) -> Result<R> + Send + Sync,
 ) -> Result<Vec<R>> {
+    let Stage {
+        job_id,
+        kind,
+        rdd,
+        shuffle_id,
+        partitions,
+    } = stage;
     let stage_id = ctx.inner.new_stage_id();
     let start = Instant::now();
     ctx.inner.emit(Event::StageStarted {

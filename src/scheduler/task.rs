@@ -19,7 +19,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
 use crate::rdd::iter::{boxed, ArcVecIter};
-use crate::rdd::node::{describe, Node, PartitionIter, SEGMENT};
+use crate::rdd::node::{describe, BoxedPartitionIter, Node, SEGMENT};
 
 /// Per-task state, shared by the iterators of the task (single-threaded: `Rc`).
 #[derive(Clone)]
@@ -122,7 +122,7 @@ impl TaskContext {
         &self,
         rdd_id: usize,
         split: usize,
-    ) -> Option<PartitionIter<T>> {
+    ) -> Option<BoxedPartitionIter<T>> {
         let mut m = self.inner.materialized.borrow_mut();
         let entry = m.get(&(rdd_id, split))?;
         if !entry.data.is::<Vec<T>>() {

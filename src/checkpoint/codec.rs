@@ -1,0 +1,137 @@
+//! The record codec: postcard, captured where `T: Serialize + DeserializeOwned` is known
+//! (in `checkpoint()` and `open_checkpoint()`), so that the engine's code needs no serde
+//! bounds. Frames are encoded into one buffer and decoded with errors that say what to do
+//! about the serde attributes postcard cannot read back.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{layout, strict};
+
+/// Encodes and decodes records of `T` (postcard), captured where `T: Serialize +
+/// DeserializeOwned` is known, i.e. in `checkpoint()` and `open_checkpoint()`.
+pub(crate) trait Codec<T>: Send + Sync {
+    /// Appends `x`'s postcard encoding to `out`; refuses what would not read back as the
+    /// same value (see `strict`). The error says why.
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String>;
+    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String>;
+    /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
+    /// `i` ends), as the writer's check that everything it commits reads back. Returns the
+    /// index of the first record that does not, and why.
+    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)>;
+    fn type_name(&self) -> &'static str;
+    /// The element type's structural layout, when it can be traced.
+    fn layout(&self) -> Option<layout::Layout>;
+}
+
+/// What to do about a type postcard cannot read back, for error messages.
+const SERDE_ADVICE: &str = "postcard is not self-describing: serde attributes that need \
+    field names or type tags (untagged, internally or adjacently tagged enums, flatten) and \
+    deserialize_any types such as serde_json::Value do not read back; give the element type \
+    a plain serde form";
+
+pub(crate) struct SerdeCodec<T>(PhantomData<fn() -> T>);
+
+impl<T> SerdeCodec<T> {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(SerdeCodec(PhantomData))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        strict::encode(x, AppendTo(out))
+    }
+
+    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {
+        let mut out = Vec::with_capacity((records as usize).min(bytes.len()));
+        let mut rest = bytes;
+        for i in 0..records {
+            let (x, r) = postcard::take_from_bytes::<T>(rest).map_err(|e| {
+                format!(
+                    "record {i} of the frame does not decode as `{}`: {e} (damaged, or \
+                         holding values this type's Deserialize rejects)",
+                    std::any::type_name::<T>()
+                )
+            })?;
+            out.push(x);
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(format!(
+                "{} bytes left after the frame's {records} records",
+                rest.len()
+            ));
+        }
+        Ok(out)
+    }
+
+    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {
+        let mut start = 0usize;
+        for (i, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            let own = &bytes[start..end];
+            match postcard::take_from_bytes::<T>(own) {
+                Ok((_, [])) => {}
+                Ok((_, rest)) => {
+                    return Err((
+                        i,
+                        format!(
+                            "it was written as {} bytes but reads back from {} of them \
+                             ({SERDE_ADVICE})",
+                            own.len(),
+                            own.len() - rest.len()
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    return Err((i, format!("its {} bytes do not read back: {e}", own.len())))
+                }
+            }
+            start = end;
+        }
+        if start != bytes.len() {
+            return Err((
+                ends.len(),
+                format!("{} bytes follow the frame's records", bytes.len() - start),
+            ));
+        }
+        Ok(())
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn layout(&self) -> Option<layout::Layout> {
+        layout::Layout::of::<T>()
+    }
+}
+
+/// A postcard output that appends to a borrowed `Vec`: about 3x faster per record than
+/// `postcard::to_extend`, which moves the buffer in and out of a serializer for every call
+/// (measured: 10 ns against 34 ns per `u64`).
+pub(super) struct AppendTo<'a>(pub(super) &'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}

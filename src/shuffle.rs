@@ -4,8 +4,8 @@
 //! A [`ShuffleDependency`] knows how to turn one parent partition into one bucket per reduce
 //! partition (`map_side`, monomorphised over the user's combine closures; the per-record
 //! loop makes one dynamic call, to the partitioner's key function `KeyFn`). The scheduler
-//! runs that for every parent partition in a shuffle-map stage and stores the outputs under
-//! the shuffle id; the reduce side reads its bucket from every map output. Outputs stay in the store while the dependency lives, so a
+//! runs that for every parent partition in a shuffle-map stage and stores the outputs under the shuffle id; the reduce side reads its
+//! bucket from every map output. Outputs stay in the store while the dependency lives, so a
 //! later job over the same lineage skips the map stage (Spark's stage reuse); dropping the
 //! dependency (its RDD dropped or checkpointed) frees them.
 
@@ -314,12 +314,12 @@ pub(crate) fn combine_values<K, V, C>(
     create: &impl Fn(V) -> C,
     merge_value: &impl Fn(C, V) -> C,
     capacity: usize,
-) -> CombineMap<K, C>
+) -> FxHashMap<K, C>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Clone,
 {
-    let mut map: CombineMap<K, C> =
-        CombineMap::with_capacity_and_hasher(capacity, Default::default());
+    let mut map: FxHashMap<K, C> =
+        FxHashMap::with_capacity_and_hasher(capacity, Default::default());
     input.drain_batched(|batch| {
         for (k, v) in batch.drain(..) {
             upsert(&mut map, k, v, create, merge_value);
@@ -333,41 +333,82 @@ pub(crate) fn merge_combiners<K, C>(
     input: impl Records<(K, C)>,
     merge: &impl Fn(C, C) -> C,
     capacity: usize,
-) -> CombineMap<K, C>
+) -> FxHashMap<K, C>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Clone,
 {
     combine_values(input, &|c| c, merge, capacity)
 }
 
-/// The table a combine builds: hashbrown's map with the Fx hasher. hashbrown rather than
-/// `std`'s for [`replace_entry_with`](hashbrown::hash_map::OccupiedEntry::replace_entry_with),
-/// which moves a combiner out of its slot and the merged one back in, without unsafe code
-/// here and without an `Option` in every slot.
-pub(crate) type CombineMap<K, C> = hashbrown::HashMap<K, C, rustc_hash::FxBuildHasher>;
-
 /// Inserts `create(v)` for a new key, or replaces the combiner `c` of an existing key by
-/// `merge(c, v)` in place, with one probe for both cases (a `get_mut` miss followed by
-/// `insert` probed twice for every new key: a third of `distinct`).
+/// `merge(c, v)` in place.
 ///
-/// The user's functions take the combiner by value (Spark's signatures) and `C` need not be
-/// `Default`. hashbrown removes the entry before `merge` runs and writes it back after, so a
-/// panicking `merge` leaves the key out of the table and drops the combiner once; the task
-/// fails and the table is discarded anyway.
+/// The user's functions take the combiner by value (Spark's signatures), and `C` need not be
+/// `Default`, so the old combiner is moved out of the table with `ptr::read` and the merged
+/// one written back. An `Option<C>` slot would avoid the unsafe code but makes every entry
+/// larger (24 instead of 16 bytes for `u64` keys and values), and the table is the hot spot
+/// of every aggregation.
+///
+/// Panic safety: while `merge` runs, the table holds a bitwise copy of a value the closure
+/// owns. If `merge` panics, the closure drops that value while unwinding, and the guard then
+/// takes the entry whose value lives at the slot's address out of the table (a scan, on the
+/// panic path only), drops its key and *forgets* the stale copy, so nothing is dropped twice;
+/// the task fails and the table is discarded anyway.
+///
+/// The guard finds the entry by address instead of keeping a pointer to its key: a key
+/// pointer taken from the entry is invalidated by the `&mut` to the value taken after it
+/// (and the other order invalidates the value pointer), which Miri reports as undefined
+/// behaviour under Stacked Borrows. `.ci/run` runs this module's tests under Miri.
 #[inline]
-fn upsert<K: Hash + Eq, V, C>(
-    map: &mut CombineMap<K, C>,
+#[allow(unsafe_code)] // see SAFETY below
+fn upsert<K: Hash + Eq + Clone, V, C>(
+    map: &mut FxHashMap<K, C>,
     k: K,
     v: V,
     create: &impl Fn(V) -> C,
     merge: &impl Fn(C, V) -> C,
 ) {
-    match map.entry(k) {
-        hashbrown::hash_map::Entry::Vacant(e) => {
+    let map_ptr: *mut FxHashMap<K, C> = map;
+    // One probe for both cases (a `get_mut` miss followed by `insert` probed twice for
+    // every new key: a third of `distinct`). Everything below is derived from `map_ptr`.
+    // SAFETY: `map_ptr` comes from a live `&mut` that is not used while this runs.
+    match unsafe { (*map_ptr).entry(k) } {
+        std::collections::hash_map::Entry::Vacant(e) => {
             e.insert(create(v));
         }
-        hashbrown::hash_map::Entry::Occupied(e) => {
-            e.replace_entry_with(|_, c| Some(merge(c, v)));
+        std::collections::hash_map::Entry::Occupied(e) => {
+            let slot: *mut C = e.into_mut();
+            let guard = RemoveOnUnwind { map: map_ptr, slot };
+            // SAFETY: `slot` points at an initialised combiner. It is read exactly once and
+            // rewritten before anything else can observe it; on unwind the guard removes the
+            // entry without dropping the stale bits.
+            unsafe {
+                let old = std::ptr::read(slot);
+                std::ptr::write(slot, merge(old, v));
+            }
+            std::mem::forget(guard);
+        }
+    }
+}
+
+/// Removes the entry whose value was moved out, without dropping the value (see
+/// [`upsert`]).
+struct RemoveOnUnwind<K, C> {
+    map: *mut FxHashMap<K, C>,
+    /// The moved-out value's slot: only its address is used.
+    slot: *const C,
+}
+
+#[allow(unsafe_code)] // see SAFETY below
+impl<K, C> Drop for RemoveOnUnwind<K, C> {
+    fn drop(&mut self) {
+        // SAFETY: only reached while unwinding out of `merge`, after the last use of the slot
+        // pointer and of the entry; the map outlives the guard and nothing else borrows it.
+        let map = unsafe { &mut *self.map };
+        let slot = self.slot;
+        for (key, stale) in map.extract_if(|_, c| std::ptr::eq(c, slot)) {
+            drop(key);
+            std::mem::forget(stale);
         }
     }
 }
@@ -404,9 +445,9 @@ pub(crate) fn combine_partially<K, V, C>(
     partitions: usize,
 ) -> Vec<Vec<(K, C)>>
 where
-    K: Hash + Eq,
+    K: Hash + Eq + Clone,
 {
-    let mut map: CombineMap<K, C> = CombineMap::default();
+    let mut map: FxHashMap<K, C> = FxHashMap::default();
     let probe = partial_probe(input.len_hint());
     let mut seen = 0usize;
     // `Some` once combining has been given up: the table built so far, bucketed, and the
@@ -440,7 +481,7 @@ where
 /// (a first pass counts): buckets that outgrow a guessed capacity reallocate and copy, which
 /// was a fifth of PageRank's time.
 pub(crate) fn bucketize_map<K, C>(
-    map: CombineMap<K, C>,
+    map: FxHashMap<K, C>,
     key_fn: &KeyFn<K>,
     partitions: usize,
 ) -> Vec<Vec<(K, C)>> {

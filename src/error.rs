@@ -243,6 +243,22 @@ pub enum Error {
         source: postcard::Error,
     },
 
+    /// A streaming application was restarted from its checkpoint folder with an operator graph
+    /// that differs from the recorded one in a way its state cannot follow (a renamed
+    /// stateful operator, another state type, another batch interval, ...). Spark either
+    /// fails to deserialize or runs the old code here; flintlock names each difference.
+    #[error(
+        "the streaming graph changed since {dir} was written: {}; restore the code, choose \
+         another GraphPolicy, or start over in a fresh folder",
+        differences.join("; ")
+    )]
+    GraphChanged {
+        /// The streaming checkpoint folder.
+        dir: PathBuf,
+        /// One line per difference, e.g. "stateful `counts`: state type u64 → i64".
+        differences: Vec<String>,
+    },
+
     /// An internal invariant did not hold. This is a flintlock bug: please report it.
     #[error("internal error (a flintlock bug, please report it): {0}")]
     Internal(String),
@@ -377,6 +393,10 @@ impl Error {
             Error::Serialization { context, source } => Error::Serialization {
                 context: context.clone(),
                 source: source.clone(),
+            },
+            Error::GraphChanged { dir, differences } => Error::GraphChanged {
+                dir: dir.clone(),
+                differences: differences.clone(),
             },
             Error::Internal(m) => Error::Internal(m.clone()),
         }

@@ -110,6 +110,7 @@ mod partitioner;
 mod rdd;
 mod scheduler;
 mod shuffle;
+pub mod streaming;
 
 pub use block_store::StorageLevel;
 pub use checkpoint::{CheckpointState, Compression};

@@ -180,6 +180,14 @@ pub(crate) struct AppDir {
     remove_if_empty: AtomicBool,
 }
 
+impl std::fmt::Debug for AppDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppDir")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppDir {
     pub(crate) fn open(root: &Path, app_id: &str, config: &Config) -> Result<AppDir> {
         let storage = config.storage.clone();

@@ -618,9 +618,56 @@ pub struct SeriesEntry {
 /// The value of [`ManifestBody::format`].
 pub const FORMAT_NAME: &str = "flintlock-checkpoint";
 
-const MANIFEST_PREFIX: &[u8] = b"{\"manifest\":";
-const MANIFEST_SUFFIX_START: &[u8] = b",\"crc32c\":\"";
-const MANIFEST_SUFFIX_END: &[u8] = b"\"}\n";
+const SEAL_SUFFIX_START: &[u8] = b",\"crc32c\":\"";
+const SEAL_SUFFIX_END: &[u8] = b"\"}\n";
+
+/// Wraps a JSON `body` as `{"<key>":<body>,"crc32c":"<8 hex digits>"}` and a newline: the
+/// checksummed JSON file of manifests and of the streaming metadata. The checksum covers
+/// the body's exact bytes.
+pub(crate) fn seal_json(key: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{{\"{key}\":").into_bytes();
+    out.extend_from_slice(body);
+    out.extend_from_slice(SEAL_SUFFIX_START);
+    out.extend_from_slice(format!("{:08x}", crc32c::crc32c(body)).as_bytes());
+    out.extend_from_slice(SEAL_SUFFIX_END);
+    out
+}
+
+/// The verified body of a file written by [`seal_json`] with `key`: damage (framing,
+/// checksum) is [`Error::CorruptCheckpoint`] naming `path`.
+pub(crate) fn unseal_json<'a>(key: &str, bytes: &'a [u8], path: &Path) -> Result<&'a [u8]> {
+    let prefix = format!("{{\"{key}\":").into_bytes();
+    let suffix_len = SEAL_SUFFIX_START.len() + 8 + SEAL_SUFFIX_END.len();
+    if bytes.len() < prefix.len() + suffix_len
+        || !bytes.starts_with(&prefix)
+        || !bytes.ends_with(SEAL_SUFFIX_END)
+    {
+        return Err(Error::corrupt(path, format!("{key} framing is damaged")));
+    }
+    let body_end = bytes.len() - suffix_len;
+    let body = &bytes[prefix.len()..body_end];
+    let suffix = &bytes[body_end..];
+    if !suffix.starts_with(SEAL_SUFFIX_START) {
+        return Err(Error::corrupt(path, format!("{key} framing is damaged")));
+    }
+    let hex = &suffix[SEAL_SUFFIX_START.len()..SEAL_SUFFIX_START.len() + 8];
+    let stored = std::str::from_utf8(hex)
+        .ok()
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| Error::corrupt(path, format!("{key} checksum is not 8 hex digits")))?;
+    let actual = crc32c::crc32c(body);
+    if stored != actual {
+        return Err(Error::corrupt(
+            path,
+            format!("{key} checksum mismatch (stored {stored:08x}, computed {actual:08x})"),
+        ));
+    }
+    Ok(body)
+}
 
 impl PartInfo {
     /// The entry of part `partition`, named as the writer names it ([`part_name`]).
@@ -684,45 +731,12 @@ impl ManifestBody {
     pub fn encode(&self) -> Result<Vec<u8>> {
         let body = serde_json::to_vec(self)
             .map_err(|e| Error::Internal(format!("cannot encode the manifest: {e}")))?;
-        let mut out = MANIFEST_PREFIX.to_vec();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(MANIFEST_SUFFIX_START);
-        out.extend_from_slice(format!("{:08x}", crc32c::crc32c(&body)).as_bytes());
-        out.extend_from_slice(MANIFEST_SUFFIX_END);
-        Ok(out)
+        Ok(seal_json("manifest", &body))
     }
 
     /// Parses and verifies a manifest file's bytes.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<ManifestBody> {
-        let suffix_len = MANIFEST_SUFFIX_START.len() + 8 + MANIFEST_SUFFIX_END.len();
-        if bytes.len() < MANIFEST_PREFIX.len() + suffix_len
-            || !bytes.starts_with(MANIFEST_PREFIX)
-            || !bytes.ends_with(MANIFEST_SUFFIX_END)
-        {
-            return Err(Error::corrupt(path, "manifest framing is damaged"));
-        }
-        let body_end = bytes.len() - suffix_len;
-        let body = &bytes[MANIFEST_PREFIX.len()..body_end];
-        let suffix = &bytes[body_end..];
-        if !suffix.starts_with(MANIFEST_SUFFIX_START) {
-            return Err(Error::corrupt(path, "manifest framing is damaged"));
-        }
-        let hex = &suffix[MANIFEST_SUFFIX_START.len()..MANIFEST_SUFFIX_START.len() + 8];
-        let stored = std::str::from_utf8(hex)
-            .ok()
-            .filter(|h| {
-                h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            })
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| Error::corrupt(path, "manifest checksum is not 8 hex digits"))?;
-        let actual = crc32c::crc32c(body);
-        if stored != actual {
-            return Err(Error::corrupt(
-                path,
-                format!("manifest checksum mismatch (stored {stored:08x}, computed {actual:08x})"),
-            ));
-        }
+        let body = unseal_json("manifest", bytes, path)?;
         // Check the version before the schema, so that a newer manifest says "upgrade".
         #[derive(Deserialize)]
         struct Probe {

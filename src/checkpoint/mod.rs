@@ -44,6 +44,7 @@ pub use format::{
     Compression, ManifestBody, PartFile, PartHeader, PartInfo, SeriesEntry, FORMAT_VERSION,
     MANIFEST,
 };
+pub(crate) use series::{mark_into, read_manifest};
 pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageLock, StorageOp};
 
@@ -51,6 +52,7 @@ pub(crate) use app_dir::{
     clean_app_folder, is_app_folder, remove_checkpoint, resolve_root, visit, AppDir, Visit,
 };
 pub(crate) use codec::{Codec, SerdeCodec};
+pub(crate) use live::delete_when_unread;
 pub(crate) use reliable::open_checkpoint;
 
 use crate::block_store::StorageLevel;
@@ -210,7 +212,8 @@ impl<T: Data> RddNode<T> {
             } else if c.is_checkpoint_node || c.state != CheckpointState::Initialized {
                 return Ok(());
             } else {
-                if self.ctx.inner.checkpoint_dir.read().is_none() {
+                let has_dest = tag.as_ref().is_some_and(|t| t.dest.is_some());
+                if !has_dest && self.ctx.inner.checkpoint_dir.read().is_none() {
                     return Err(Error::NoCheckpointDir);
                 }
                 c.mode = Some(Mode::Reliable(codec, tag));
@@ -323,13 +326,17 @@ impl<T: Data> CheckpointOps for RddNode<T> {
             }
             match c.mode.clone() {
                 Some(Mode::Reliable(codec, tag)) => {
-                    let app = self
-                        .ctx
-                        .inner
-                        .checkpoint_dir
-                        .read()
-                        .clone()
-                        .ok_or(Error::NoCheckpointDir)?;
+                    let dest = tag.as_ref().and_then(|t| t.dest.clone());
+                    let app = match dest {
+                        Some(app) => app,
+                        None => self
+                            .ctx
+                            .inner
+                            .checkpoint_dir
+                            .read()
+                            .clone()
+                            .ok_or(Error::NoCheckpointDir)?,
+                    };
                     let session = writer::WriteSession::begin(self, app, codec, tag)?;
                     c.write = Some(session);
                 }
@@ -368,7 +375,10 @@ impl<T: Data> CheckpointOps for RddNode<T> {
             (Some(Mode::Reliable(codec, tag)), Some(s)) => {
                 let manifest = s.commit()?;
                 let path = s.dir().to_path_buf();
-                retain = tag.map(|t| (t, s.app().clone()));
+                // A series with its own folder (streaming state) is retained by its owner.
+                retain = tag
+                    .filter(|t| t.dest.is_none())
+                    .map(|t| (t, s.app().clone()));
                 (
                     reliable::checkpoint_rdd(self, &s, manifest, codec, site),
                     Some(path),

@@ -29,6 +29,35 @@ use crate::{Data, Rdd};
 pub(crate) struct SeriesTag {
     pub(crate) entry: SeriesEntry,
     pub(crate) keep: usize,
+    /// The folder the checkpoint goes to instead of the context's app folder (a streaming
+    /// operator's state folder). Such a series is retained by its owner, not by `keep`.
+    pub(crate) dest: Option<Arc<AppDir>>,
+}
+
+/// Marks `rdd` for a reliable checkpoint written into `dest` (not the context's app folder),
+/// recorded as step `step` of series `name`: a streaming operator's state checkpoint. Its
+/// owner removes it; nothing else does.
+#[track_caller]
+pub(crate) fn mark_into<T: Data + Serialize + DeserializeOwned>(
+    rdd: &Rdd<T>,
+    dest: Arc<AppDir>,
+    name: &str,
+    step: u64,
+) -> Result<()> {
+    let tag = Arc::new(SeriesTag {
+        entry: SeriesEntry {
+            name: name.to_string(),
+            step,
+            meta: BTreeMap::new(),
+        },
+        keep: usize::MAX,
+        dest: Some(dest),
+    });
+    rdd.node.mark_reliable(
+        SerdeCodec::<T>::new(),
+        Some(tag),
+        crate::rdd::site("streaming state"),
+    )
 }
 
 /// A committed checkpoint of a series, as its manifest describes it.
@@ -155,6 +184,7 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
                 meta: self.meta.clone(),
             },
             keep: self.keep,
+            dest: None,
         });
         rdd.node.mark_reliable(
             SerdeCodec::<T>::new(),

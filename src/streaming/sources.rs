@@ -1,0 +1,365 @@
+//! Input streams: a queue of RDDs and new files in a folder. Each records in the batch's
+//! plan exactly what it read (a replay token), so a replayed batch reads the same input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::meta::{FileEntry, ReplayToken, SourcePosition};
+use super::{BatchRun, DStream, StreamingContext};
+use crate::error::{Error, Result};
+use crate::{Data, Rdd};
+
+/// A source as the driver sees it, untyped.
+pub(crate) trait SourceOps: Send + Sync {
+    fn name(&self) -> &str;
+    /// What the next batch reads, from the current position (which does not move yet).
+    fn plan(&self) -> Result<ReplayToken>;
+    /// Moves the position past a batch that read `token` (after the batch committed, or
+    /// while recovery replays it).
+    fn advance(&self, token: &ReplayToken);
+    /// The position after the last batch.
+    fn position(&self) -> SourcePosition;
+    /// Restores the position recorded in a commit (`None`: the start).
+    fn restore(&self, position: Option<&SourcePosition>) -> Result<()>;
+}
+
+/// A queue of RDDs for tests and demos: batch after batch, the stream reads the next RDD
+/// in the queue (one per batch; an empty batch when none is left). RDDs are kept, never
+/// popped, so a recovered stream replays a batch by its index into the queue: rebuild the
+/// queue with the same RDDs in `get_or_create`'s build function.
+///
+/// Clones share one queue: push from the test while the stream runs.
+pub struct RddQueue<T: Data> {
+    rdds: Arc<Mutex<Vec<Rdd<T>>>>,
+}
+
+impl<T: Data> Clone for RddQueue<T> {
+    fn clone(&self) -> Self {
+        RddQueue {
+            rdds: self.rdds.clone(),
+        }
+    }
+}
+
+impl<T: Data> fmt::Debug for RddQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RddQueue")
+            .field("len", &self.rdds.lock().len())
+            .finish()
+    }
+}
+
+impl<T: Data> Default for RddQueue<T> {
+    fn default() -> Self {
+        RddQueue::new()
+    }
+}
+
+impl<T: Data> RddQueue<T> {
+    /// An empty queue.
+    pub fn new() -> RddQueue<T> {
+        RddQueue {
+            rdds: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// A queue holding `rdds`, in order.
+    pub fn from_rdds(rdds: impl IntoIterator<Item = Rdd<T>>) -> RddQueue<T> {
+        let q = RddQueue::new();
+        q.rdds.lock().extend(rdds);
+        q
+    }
+
+    /// Appends an RDD: read by the first batch that finds it.
+    pub fn push(&self, rdd: Rdd<T>) {
+        self.rdds.lock().push(rdd);
+    }
+
+    /// How many RDDs were pushed.
+    pub fn len(&self) -> usize {
+        self.rdds.lock().len()
+    }
+
+    /// Whether none was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct QueueSource<T: Data> {
+    name: String,
+    queue: RddQueue<T>,
+    next: Mutex<u64>,
+}
+
+impl<T: Data> SourceOps for QueueSource<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn plan(&self) -> Result<ReplayToken> {
+        let from = *self.next.lock();
+        let to = if (from as usize) < self.queue.len() {
+            from + 1
+        } else {
+            from
+        };
+        Ok(ReplayToken::Queue { from, to })
+    }
+
+    fn advance(&self, token: &ReplayToken) {
+        if let ReplayToken::Queue { to, .. } = token {
+            *self.next.lock() = *to;
+        }
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Queue {
+            next: *self.next.lock(),
+        }
+    }
+
+    fn restore(&self, position: Option<&SourcePosition>) -> Result<()> {
+        *self.next.lock() = match position {
+            None => 0,
+            Some(SourcePosition::Queue { next }) => *next,
+            Some(other) => return Err(wrong_kind(&self.name, other)),
+        };
+        Ok(())
+    }
+}
+
+impl<T: Data> QueueSource<T> {
+    fn rdd(&self, run: &BatchRun<'_>) -> Result<Rdd<T>> {
+        match token(run, &self.name)? {
+            ReplayToken::Queue { from, to } if from < to => {
+                let rdds = self.queue.rdds.lock();
+                rdds.get(*from as usize).cloned().ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "queue stream `{}`: batch {} was planned with the queue's RDD #{from}, \
+                         but the queue holds {} RDDs; a recovered stream needs the same queue",
+                        self.name,
+                        run.batch.id,
+                        rdds.len()
+                    ))
+                })
+            }
+            ReplayToken::Queue { .. } => Ok(run.ctx.empty()),
+            other => Err(wrong_token(&self.name, other)),
+        }
+    }
+}
+
+fn token<'a>(run: &'a BatchRun<'_>, name: &str) -> Result<&'a ReplayToken> {
+    run.tokens.get(name).ok_or_else(|| {
+        Error::Internal(format!(
+            "batch {} has no replay token for source `{name}`",
+            run.batch.id
+        ))
+    })
+}
+
+fn wrong_kind(name: &str, found: &SourcePosition) -> Error {
+    Error::InvalidArgument(format!(
+        "source `{name}`: the recorded position {found:?} belongs to another kind of source"
+    ))
+}
+
+fn wrong_token(name: &str, found: &ReplayToken) -> Error {
+    Error::InvalidArgument(format!(
+        "source `{name}`: the recorded input {found:?} belongs to another kind of source"
+    ))
+}
+
+/// New files in a folder (`text_file_stream`).
+struct FolderSource {
+    name: String,
+    dir: PathBuf,
+    seen: Mutex<BTreeSet<String>>,
+}
+
+impl FolderSource {
+    /// The files a batch would read now: regular files not seen before, in name order,
+    /// without names starting with `.` or `_` (files still being written elsewhere are
+    /// expected to be moved in whole, as in Spark).
+    fn new_files(&self) -> Result<Vec<String>> {
+        let seen = self.seen.lock();
+        let mut names = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue; // not UTF-8: cannot be recorded faithfully
+            };
+            if name.starts_with('.') || name.starts_with('_') || seen.contains(&name) {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Reads the first `len` bytes of `name` (all of it when `None`) and their checksum.
+    fn read(&self, name: &str, len: Option<u64>) -> Result<(Vec<u8>, u32)> {
+        let path = self.dir.join(name);
+        let mut bytes = Vec::new();
+        let file = std::fs::File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        match len {
+            Some(n) => file.take(n).read_to_end(&mut bytes),
+            None => (&file).read_to_end(&mut bytes),
+        }
+        .map_err(|e| Error::io("read", &path, e))?;
+        let crc = crc32c::crc32c(&bytes);
+        Ok((bytes, crc))
+    }
+
+    fn rdd(&self, run: &BatchRun<'_>) -> Result<Rdd<String>> {
+        let files = match token(run, &self.name)? {
+            ReplayToken::Files { files } => files,
+            other => return Err(wrong_token(&self.name, other)),
+        };
+        let mut lines = Vec::new();
+        for f in files {
+            let (bytes, crc) = self.read(&f.name, Some(f.len))?;
+            let path = self.dir.join(&f.name);
+            if bytes.len() as u64 != f.len || crc != f.crc32c {
+                return Err(Error::DataMismatch {
+                    rdd_id: 0,
+                    partition: 0,
+                    message: format!(
+                        "text file stream `{}`: {} changed since batch {} read it (recorded \
+                         {} bytes, CRC-32C {:08x}; found {} bytes, {crc:08x}); a replayed \
+                         batch must read the same bytes: leave input files unchanged until \
+                         their batch is committed",
+                        self.name,
+                        path.display(),
+                        run.batch.id,
+                        f.len,
+                        f.crc32c,
+                        bytes.len()
+                    ),
+                });
+            }
+            let text = String::from_utf8(bytes).map_err(|e| Error::Parse {
+                path: path.clone(),
+                line: 0,
+                message: format!("not UTF-8: {e}"),
+            })?;
+            lines.extend(text.lines().map(str::to_string));
+        }
+        // One partition per file read: the same input gives the same partitions whatever
+        // the thread count of the run that replays it.
+        Ok(run.ctx.parallelize(lines, files.len().max(1)))
+    }
+}
+
+impl SourceOps for FolderSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn plan(&self) -> Result<ReplayToken> {
+        let mut files = Vec::new();
+        for name in self.new_files()? {
+            let (bytes, crc32c) = self.read(&name, None)?;
+            files.push(FileEntry {
+                name,
+                len: bytes.len() as u64,
+                crc32c,
+            });
+        }
+        Ok(ReplayToken::Files { files })
+    }
+
+    fn advance(&self, token: &ReplayToken) {
+        if let ReplayToken::Files { files } = token {
+            self.seen
+                .lock()
+                .extend(files.iter().map(|f| f.name.clone()));
+        }
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::Files {
+            seen: self.seen.lock().clone(),
+        }
+    }
+
+    fn restore(&self, position: Option<&SourcePosition>) -> Result<()> {
+        *self.seen.lock() = match position {
+            None => BTreeSet::new(),
+            Some(SourcePosition::Files { seen }) => seen.clone(),
+            Some(other) => return Err(wrong_kind(&self.name, other)),
+        };
+        Ok(())
+    }
+}
+
+impl StreamingContext {
+    /// A stream of the RDDs of `queue`, one per batch (an empty batch when the queue has no
+    /// unread RDD). `name` must be unique in the stream and stable across restarts: a
+    /// recovered stream finds its position by it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flintlock::streaming::{ManualClock, RddQueue, StreamingContext, Until};
+    /// use flintlock::Context;
+    /// let ctx = Context::new();
+    /// let queue = RddQueue::from_rdds([ctx.parallelize(vec![1, 2], 1), ctx.parallelize(vec![3], 1)]);
+    /// let mut ssc = StreamingContext::new(&ctx, Duration::from_secs(1)).clock(ManualClock::auto());
+    /// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// let out = seen.clone();
+    /// ssc.queue_stream("numbers", queue).map(|x| x * 10).foreach_rdd("print", move |rdd, batch| {
+    ///     out.lock().unwrap().push((batch.id, rdd.collect()?));
+    ///     Ok(())
+    /// });
+    /// ssc.run(Until::Batches(3))?;
+    /// assert_eq!(*seen.lock().unwrap(), vec![(0, vec![10, 20]), (1, vec![30]), (2, vec![])]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn queue_stream<T: Data>(&mut self, name: &str, queue: RddQueue<T>) -> DStream<T> {
+        let source = Arc::new(QueueSource {
+            name: name.to_string(),
+            queue,
+            next: Mutex::new(0),
+        });
+        let s = source.clone();
+        self.add_source(name, "queue_stream", source, move |run| s.rdd(run))
+    }
+
+    /// A stream of the lines of the new files in folder `dir`: each batch reads the files
+    /// that appeared since the previous one (in name order; names starting with `.` or `_`
+    /// are skipped, so write a file elsewhere or under such a name and rename it in). The
+    /// plan records each file's name, length and CRC-32C: a replayed batch reads exactly
+    /// those bytes, and a file changed since is an error, never silently other input.
+    ///
+    /// The source remembers every file name it read (in each commit): move processed files
+    /// away to keep that list short.
+    #[track_caller]
+    pub fn text_file_stream(&mut self, name: &str, dir: impl AsRef<Path>) -> DStream<String> {
+        let source = Arc::new(FolderSource {
+            name: name.to_string(),
+            dir: dir.as_ref().to_path_buf(),
+            seen: Mutex::new(BTreeSet::new()),
+        });
+        let s = source.clone();
+        self.add_source(name, "text_file_stream", source, move |run| s.rdd(run))
+    }
+}
+
+/// Every source's token for the next batch.
+pub(crate) fn plan_all(sources: &[Arc<dyn SourceOps>]) -> Result<BTreeMap<String, ReplayToken>> {
+    sources
+        .iter()
+        .map(|s| Ok((s.name().to_string(), s.plan()?)))
+        .collect()
+}

@@ -58,6 +58,11 @@ pub(crate) struct BlockStore {
 }
 
 impl BlockStore {
+    /// How many partitions are cached.
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.lock().len()
+    }
+
     pub(crate) fn get<T: Send + Sync + 'static>(
         &self,
         rdd_id: usize,

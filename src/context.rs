@@ -243,6 +243,26 @@ impl Context {
         self.inner.blocks.remove(rdd_id, partition)
     }
 
+    /// What the context holds in memory now: cached partitions and kept shuffle outputs.
+    /// A long-running job (an iterative loop, a stream) that releases what it no longer
+    /// needs keeps these flat.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.range(0..10, 2).cache();
+    /// rdd.count()?;
+    /// assert_eq!(ctx.memory_stats().cached_partitions, 2);
+    /// drop(rdd);
+    /// assert_eq!(ctx.memory_stats().cached_partitions, 0);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn memory_stats(&self) -> MemoryStats {
+        MemoryStats {
+            cached_partitions: self.inner.blocks.len(),
+            shuffles: self.inner.shuffles.len(),
+        }
+    }
+
     /// Runs `f` on this context's thread pool (for user code that wants the same pool).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.inner.pool.install(f)
@@ -264,6 +284,16 @@ impl std::fmt::Debug for Context {
             .field("checkpoint_dir", &self.checkpoint_dir())
             .finish()
     }
+}
+
+/// What a [`Context`] holds in memory: see [`Context::memory_stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryStats {
+    /// Cached partitions (persisted RDDs and local checkpoints), across all RDDs.
+    pub cached_partitions: usize,
+    /// Shuffles whose map outputs are kept (until their RDD is dropped).
+    pub shuffles: usize,
 }
 
 /// Builds a [`Context`]; see [`Context::builder`].

@@ -114,7 +114,7 @@ pub mod streaming;
 
 pub use block_store::StorageLevel;
 pub use checkpoint::{CheckpointState, Compression};
-pub use context::{Context, ContextBuilder};
+pub use context::{Context, ContextBuilder, MemoryStats};
 pub use dependency::{Dependency, DependencyKind};
 pub use error::{Error, Result};
 pub use listener::{Event, Listener, StageKind};

@@ -56,6 +56,11 @@ impl ShuffleEntry {
 }
 
 impl ShuffleStore {
+    /// How many shuffles have a slot (running or with outputs kept).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
     pub(crate) fn entry(&self, shuffle_id: usize) -> Arc<ShuffleEntry> {
         self.entries.lock().entry(shuffle_id).or_default().clone()
     }

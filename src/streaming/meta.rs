@@ -150,16 +150,23 @@ impl Plan {
 }
 
 impl Commit {
+    /// The commit of `plan`'s batch. `states` holds one entry per stateful operator: its
+    /// newest state checkpoint, `None` before its first (recovery then starts it from its
+    /// initial state and needs every plan from batch 0).
     pub(crate) fn new(
         plan: &Plan,
-        states: BTreeMap<String, StateRef>,
+        states: Vec<(String, Option<StateRef>)>,
         sources: BTreeMap<String, SourcePosition>,
     ) -> Commit {
         let low_water = states
-            .values()
-            .map(|s| s.batch + 1)
+            .iter()
+            .map(|(_, s)| s.as_ref().map_or(0, |s| s.batch + 1))
             .min()
             .unwrap_or(plan.batch + 1);
+        let states = states
+            .into_iter()
+            .filter_map(|(name, s)| Some((name, s?)))
+            .collect();
         Commit {
             format: COMMIT_FORMAT.to_string(),
             version: STREAM_FORMAT_VERSION,

@@ -658,7 +658,7 @@ impl StreamingContext {
         if let Some(meta) = &self.meta {
             let states = stateful
                 .iter()
-                .filter_map(|(_, op)| Some((op.name().to_string(), op.committed()?)))
+                .map(|(_, op)| (op.name().to_string(), op.committed()))
                 .collect();
             let positions = sources
                 .iter()

@@ -137,7 +137,10 @@ where
             .set_name(format!("state `{}` @ batch {b}", self.name));
         let mut written = None;
         if !run.replay {
-            let reliable = self.dir.get().filter(|_| (b + 1).is_multiple_of(u64::from(every)));
+            let reliable = self
+                .dir
+                .get()
+                .filter(|_| (b + 1).is_multiple_of(u64::from(every)));
             match reliable {
                 Some(dir) => {
                     // One pass: the action below computes, caches and writes the state.

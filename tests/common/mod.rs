@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use flintlock::{Context, Event};
 
+pub mod stream;
+
 /// A context with two threads and a checkpoint folder inside `dir`.
 pub fn ctx_with_dir(dir: &Path) -> Context {
     Context::builder()

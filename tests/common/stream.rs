@@ -1,0 +1,135 @@
+//! A deterministic stateful word count for the streaming tests, and its model.
+//!
+//! Batch `b`'s input is a function of `(seed, b)`; the state of a word is its running count,
+//! except that a word whose count reaches a multiple of 13 is removed (so removal is
+//! covered). The sink gets `"<word> <count>"` for every word in the state after each batch.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flintlock::checkpoint::Storage;
+use flintlock::streaming::{FileSink, ManualClock, RddQueue, StreamingContext};
+use flintlock::{Context, Result};
+
+/// splitmix64: the input generator.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Batch `b`'s words: 0 to 40 words of a 25-word vocabulary.
+pub fn batch_words(seed: u64, b: u64) -> Vec<String> {
+    let n = mix(seed ^ b.wrapping_mul(31)) % 41;
+    (0..n)
+        .map(|i| format!("w{}", mix(seed.wrapping_add(b << 20).wrapping_add(i)) % 25))
+        .collect()
+}
+
+/// The update function of the stream (also used by the model).
+pub fn update(new: &[u64], old: Option<u64>) -> Option<u64> {
+    let n = old.unwrap_or(0) + new.iter().sum::<u64>();
+    if n > 0 && n.is_multiple_of(13) {
+        None
+    } else {
+        Some(n)
+    }
+}
+
+/// The state after each of batches `0..batches`, computed directly.
+pub fn model(seed: u64, batches: u64) -> Vec<BTreeMap<String, u64>> {
+    let mut state: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for b in 0..batches {
+        let mut new: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for w in batch_words(seed, b) {
+            new.entry(w).or_default().push(1);
+        }
+        let keys: Vec<String> = state.keys().chain(new.keys()).cloned().collect();
+        let mut next = BTreeMap::new();
+        for k in keys {
+            if next.contains_key(&k) {
+                continue;
+            }
+            let values = new.get(&k).cloned().unwrap_or_default();
+            if let Some(s) = update(&values, state.get(&k).copied()) {
+                next.insert(k, s);
+            }
+        }
+        state = next;
+        out.push(state.clone());
+    }
+    out
+}
+
+/// The sink lines the model expects for one state, sorted.
+pub fn lines_of(state: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut v: Vec<String> = state.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    v.sort();
+    v
+}
+
+/// Options of the word-count stream.
+#[derive(Clone)]
+pub struct WordCount {
+    pub seed: u64,
+    pub batches: u64,
+    pub every: u32,
+    pub partitions: usize,
+    pub storage: Option<Arc<dyn Storage>>,
+}
+
+impl WordCount {
+    pub fn new(seed: u64, batches: u64, every: u32) -> WordCount {
+        WordCount {
+            seed,
+            batches,
+            every,
+            partitions: 2,
+            storage: None,
+        }
+    }
+
+    /// Builds the stream (for `get_or_create`), its sink writing to `out`.
+    pub fn build(&self, ctx: &Context, out: &Path) -> Result<StreamingContext> {
+        let queue = RddQueue::from_rdds(
+            (0..self.batches).map(|b| ctx.parallelize(batch_words(self.seed, b), 2)),
+        );
+        let ssc = StreamingContext::new(ctx, Duration::from_secs(1)).clock(ManualClock::auto());
+        let mut ssc = ssc;
+        let mut sink = FileSink::new(out);
+        if let Some(s) = &self.storage {
+            sink = sink.with_storage(s.clone());
+        }
+        ssc.queue_stream("words", queue)
+            .map(|w| (w, 1u64))
+            .update_state_by_key("counts", |_, new: Vec<u64>, old: Option<u64>| {
+                update(&new, old)
+            })
+            .checkpoint_every(self.every)
+            .partitions(self.partitions)
+            .map(|(w, n)| format!("{w} {n}"))
+            .sink("out", sink);
+        Ok(ssc)
+    }
+}
+
+/// The sorted lines of a committed sink batch (`None` when not committed).
+pub fn sink_lines(out: &Path, batch: u64) -> Option<Vec<String>> {
+    let mut v = FileSink::new(out)
+        .read_batch(batch)
+        .expect("a committed batch reads back")?;
+    v.sort();
+    Some(v)
+}
+
+/// Every file below `dir` (relative paths), sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    super::files_below(dir)
+        .into_iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}

@@ -279,3 +279,105 @@ fn state_lineage_and_memory_stay_flat_over_ten_thousand_batches() {
         }
     }
 }
+
+/// Batch ids skipped while the stream was down were never planned: later recoveries follow
+/// the plans' links across the gap instead of asking for the skipped ids.
+#[test]
+fn recovery_after_a_downtime_gap_replays_only_the_batches_that_ran() {
+    for every in [3u32, 10] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("out"));
+        let ctx = common::ctx();
+        let clock = ManualClock::auto();
+        let mut wc = WordCount::new(5, 12, every);
+        wc.clock = Some(clock.clone());
+        let (mut s, _) =
+            StreamingContext::get_or_create(&ctx, &ckpt, |c| wc.build(c, &out)).unwrap();
+        s.run(Until::Batches(5)).unwrap();
+        drop(s);
+        // Down for a while: the next batch due is batch 100.
+        clock.set(Duration::from_secs(100));
+        let (mut s, rec) =
+            StreamingContext::get_or_create(&ctx, &ckpt, |c| wc.build(c, &out)).unwrap();
+        assert_eq!(rec.committed, Some(4));
+        s.run(Until::Batches(3)).unwrap();
+        assert_eq!(s.last_committed(), Some(102));
+        drop(s);
+        let (mut s, rec) =
+            StreamingContext::get_or_create(&ctx, &ckpt, |c| wc.build(c, &out)).unwrap();
+        assert_eq!(rec.committed, Some(102), "every {every}");
+        s.run(Until::Batches(1)).unwrap();
+        // The queue is read in batch order: batch 100 reads the sixth input.
+        let m = model(5, 9);
+        for (batch, input) in [
+            (0u64, 0usize),
+            (4, 4),
+            (100, 5),
+            (101, 6),
+            (102, 7),
+            (103, 8),
+        ] {
+            assert_eq!(
+                sink_lines(&out, batch),
+                Some(lines_of(&m[input])),
+                "batch {batch}"
+            );
+        }
+        for skipped in [5u64, 50, 99] {
+            assert_eq!(sink_lines(&out, skipped), None);
+        }
+    }
+}
+
+/// An output that panics: the panic reaches the caller, nothing of the batch commits, and
+/// the same plan runs again, in this process or after a restart, with the sink written once.
+#[test]
+fn a_panicking_output_leaves_its_batch_planned_to_run_again() {
+    for restart in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("out"));
+        let ctx = common::ctx();
+        let wc = WordCount::new(8, 8, 3);
+        let armed = Arc::new(AtomicBool::new(true));
+        let build = |c: &Context| {
+            let mut s = wc.build(c, &out)?;
+            let armed = armed.clone();
+            let queue = flintlock::streaming::RddQueue::<u8>::new();
+            s.queue_stream("ticks", queue)
+                .foreach_rdd("panics", move |_, batch| {
+                    if batch.id == 3 && armed.swap(false, Ordering::SeqCst) {
+                        panic!("an output panicked at batch 3");
+                    }
+                    Ok(())
+                });
+            Ok(s)
+        };
+        let (mut s, _) = StreamingContext::get_or_create(&ctx, &ckpt, build).unwrap();
+        let caught =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run(Until::Batches(8))));
+        assert!(caught.is_err(), "the panic reaches the caller");
+        assert_eq!(s.last_committed(), Some(2));
+        if restart {
+            drop(s);
+            let (s2, rec) = StreamingContext::get_or_create(&ctx, &ckpt, build).unwrap();
+            assert_eq!((rec.committed, rec.rerun), (Some(2), Some(3)));
+            s = s2;
+        }
+        s.run(Until::Committed(7)).unwrap();
+        check_sink_against_model(&out, 8, 8);
+    }
+}
+
+#[test]
+fn a_stop_asked_before_run_is_honoured_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx();
+    let wc = WordCount::new(1, 6, 2);
+    let mut s = wc.build(&ctx, &dir.path().join("out")).unwrap();
+    s.checkpoint(dir.path().join("ckpt")).unwrap();
+    s.stop(true);
+    s.run(Until::Batches(3)).unwrap();
+    assert_eq!(s.last_committed(), None, "the stop was honoured");
+    s.run(Until::Batches(3)).unwrap();
+    assert_eq!(s.last_committed(), Some(2), "and only once");
+}

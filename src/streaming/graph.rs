@@ -129,19 +129,15 @@ impl GraphDesc {
         // Iterative pre-order walk (graphs are small, but never recurse over user data).
         let mut stack: Vec<Option<usize>> = node.parents.iter().rev().map(|&p| Some(p)).collect();
         while let Some(item) = stack.pop() {
-            let Some(id) = item else {
-                out.push(')');
-                continue;
-            };
-            match by_id.get(&id) {
-                None => out.push('?'),
-                Some(n) if n.name.is_some() => out.push_str(&n.label()),
-                Some(n) => {
+            match item.map(|id| by_id.get(&id)) {
+                None => out.push(')'),
+                Some(None) => out.push('?'),
+                Some(Some(n)) if n.name.is_some() => out.push_str(&n.label()),
+                Some(Some(n)) => {
                     let _ = write!(out, "{}<{}>(", n.kind, n.element);
                     stack.push(None);
-                    for &p in n.parents.iter().rev() {
-                        stack.push(Some(p));
-                    }
+                    stack.extend(n.parents.iter().rev().map(|&p| Some(p)));
+                    continue; // no separator right after an opening parenthesis
                 }
             }
             if matches!(stack.last(), Some(Some(_))) {

@@ -38,7 +38,7 @@ const STREAM_FORMAT: &str = "flintlock-stream";
 const PLAN_FORMAT: &str = "flintlock-stream-plan";
 const COMMIT_FORMAT: &str = "flintlock-stream-commit";
 const LOCK_FILE: &str = ".lock";
-const LOG: &str = "log";
+pub(crate) const LOG: &str = "log";
 const GRAPHS: &str = "graph";
 /// The folder of the state checkpoints, one sub-folder per stateful operator.
 pub(crate) const STATE: &str = "state";
@@ -96,6 +96,10 @@ pub(crate) struct Plan {
     pub(crate) format: String,
     pub(crate) version: u32,
     pub(crate) batch: BatchId,
+    /// The batch committed before this one was planned (`None` for the stream's first):
+    /// ids skipped after downtime are never planned, so recovery follows this chain
+    /// instead of counting ids, and a missing plan is told from a skipped id.
+    pub(crate) prev: Option<BatchId>,
     pub(crate) time_nanos: u64,
     /// The fingerprint of the graph the batch was planned under (`graph/<it>.json`).
     pub(crate) graph: String,
@@ -132,6 +136,7 @@ pub(crate) struct Commit {
 impl Plan {
     pub(crate) fn new(
         batch: BatchId,
+        prev: Option<BatchId>,
         time: Duration,
         graph: String,
         config: SemanticConfig,
@@ -141,6 +146,7 @@ impl Plan {
             format: PLAN_FORMAT.to_string(),
             version: STREAM_FORMAT_VERSION,
             batch,
+            prev,
             time_nanos: time.as_nanos() as u64,
             graph,
             config,
@@ -222,6 +228,17 @@ impl StreamDir {
         let marker = dir.join(STREAM_FILE);
         let zero = if names.iter().any(|n| n == STREAM_FILE) {
             let file: StreamFile = read_sealed(storage.as_ref(), &marker, "stream", STREAM_FORMAT)?;
+            if !names.iter().any(|n| n == LOG) {
+                let graphs = storage.list(&dir.join(GRAPHS)).unwrap_or_default();
+                if !graphs.is_empty() || state_checkpoints_exist(storage.as_ref(), &dir) {
+                    return Err(Error::corrupt(
+                        dir.join(LOG),
+                        "the stream's log folder is missing, but it has run (its graph or \
+                         state checkpoints are here): its progress is lost, so it is not \
+                         restarted as a new stream",
+                    ));
+                }
+            }
             Some(Duration::from_nanos(file.zero_nanos))
         } else {
             let foreign: Vec<&str> = names
@@ -290,6 +307,10 @@ impl StreamDir {
 
     pub(crate) fn path(&self) -> &Path {
         &self.dir
+    }
+
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        self.storage.as_ref()
     }
 
     /// Whether the folder held no stream when opened.
@@ -510,6 +531,18 @@ impl StreamDir {
             crate::checkpoint::delete_when_unread(&dir.join(n), self.storage.clone());
         }
     }
+}
+
+/// Whether any stateful operator's state checkpoint folder exists under `dir/state`.
+pub(crate) fn state_checkpoints_exist(storage: &dyn Storage, dir: &Path) -> bool {
+    let state = dir.join(STATE);
+    storage.list(&state).unwrap_or_default().iter().any(|op| {
+        storage
+            .list(&state.join(op))
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n.starts_with("rdd-"))
+    })
 }
 
 fn seal<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {

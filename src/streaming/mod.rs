@@ -92,7 +92,7 @@ pub use state::{StateStream, DEFAULT_CHECKPOINT_EVERY};
 
 use dstream::{desc, Graph, GraphInner};
 use graph::{GraphDesc, Role};
-use meta::{Commit, Plan, ReplayToken, SemanticConfig, StreamDir};
+use meta::{Commit, Plan, ReplayToken, SemanticConfig, StreamDir, LOG};
 use sources::SourceOps;
 
 use crate::checkpoint::AppDir;
@@ -297,7 +297,8 @@ impl StreamingContext {
         StopHandle(self.stop.clone())
     }
 
-    /// Asks the stream to stop (see [`StopHandle::stop`]).
+    /// Asks the stream to stop (see [`StopHandle::stop`]). A stop asked for while no
+    /// `run` is going makes the next `run` return at once; it is honoured once.
     pub fn stop(&self, graceful: bool) {
         self.stop.raise(graceful);
     }
@@ -450,6 +451,16 @@ impl StreamingContext {
             Some(&c) => Some(meta.read_commit(c)?),
             None => None,
         };
+        if plans.is_empty()
+            && commits.is_empty()
+            && meta::state_checkpoints_exist(meta.storage(), meta.path())
+        {
+            return Err(Error::corrupt(
+                meta.path().join(LOG),
+                "the stream's log is empty, but state checkpoints exist: its plans and \
+                 commits were removed, so its progress is lost",
+            ));
+        }
         let recorded_fp = match (&commit, plans.last()) {
             (Some(c), _) => Some(c.graph.clone()),
             (None, Some(&p)) => Some(meta.read_plan(p)?.graph),
@@ -488,20 +499,20 @@ impl StreamingContext {
                 .map(|s| s.map_or(0, |b| b + 1))
                 .min()
                 .unwrap_or(c.batch + 1);
-            for b in low..=c.batch {
-                let plan = meta.read_plan(b).map_err(|e| match e {
-                    Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                        Error::corrupt(
-                            meta.path().join("log"),
-                            format!(
-                                "the plan of batch {b} is missing; recovering the state \
-                                 committed at batch {} needs the plans from batch {low} on",
-                                c.batch
-                            ),
-                        )
-                    }
-                    e => e,
-                })?;
+            // The plans from `low` to the commit, following each plan's `prev` link (ids
+            // skipped after downtime were never planned).
+            let mut last: Option<BatchId> = None;
+            for &b in plans.iter().filter(|&&b| b >= low && b <= c.batch) {
+                let plan = meta.read_plan(b)?;
+                let linked = match last {
+                    None => plan.prev.is_none_or(|p| p < low),
+                    Some(l) => plan.prev == Some(l),
+                };
+                if !linked {
+                    let missing = plan.prev.map_or(0, |p| p);
+                    return Err(missing_plan(meta.path(), missing, low, c.batch));
+                }
+                last = Some(b);
                 let run = BatchRun {
                     ctx: &self.ctx,
                     batch: Batch {
@@ -520,21 +531,48 @@ impl StreamingContext {
                 self.clear_batch();
                 recovery.replayed += 1;
             }
+            if low <= c.batch && last != Some(c.batch) {
+                return Err(missing_plan(meta.path(), c.batch, low, c.batch));
+            }
             for s in &sources {
                 s.restore(c.sources.get(s.name()))?;
             }
             self.last_committed = Some(c.batch);
             self.next_batch = c.batch + 1;
         }
-        let rerun = self.next_batch;
-        if plans.contains(&rerun) {
-            self.pending = Some(meta.read_plan(rerun)?);
-            recovery.rerun = Some(rerun);
-        } else if let Some(c) = &commit {
-            // Missed intervals are not run one by one: the next batch is the one due now.
-            let due = self.clock.now().saturating_sub(self.zero).as_nanos()
-                / self.interval.as_nanos().max(1);
-            self.next_batch = self.next_batch.max(due as BatchId).max(c.batch + 1);
+        // At most one plan is newer than the newest commit: the batch that was running.
+        let committed = commit.as_ref().map(|c| c.batch);
+        match plans
+            .last()
+            .copied()
+            .filter(|&p| committed.is_none_or(|c| p > c))
+        {
+            Some(p) => {
+                let plan = meta.read_plan(p)?;
+                if plan.prev != committed {
+                    return Err(Error::corrupt(
+                        meta.path().join(LOG),
+                        format!(
+                            "batch {p} was planned after batch {} committed, but the newest \
+                             commit found is {}: commits are missing from the log",
+                            plan.prev.map_or("none".into(), |b| b.to_string()),
+                            committed.map_or("none".into(), |b| b.to_string()),
+                        ),
+                    ));
+                }
+                self.next_batch = p;
+                self.pending = Some(plan);
+                recovery.rerun = Some(p);
+            }
+            None => {
+                if let Some(c) = committed {
+                    // Missed intervals are not run one by one: the next batch is the one
+                    // due now.
+                    let due = self.clock.now().saturating_sub(self.zero).as_nanos()
+                        / self.interval.as_nanos().max(1);
+                    self.next_batch = self.next_batch.max(due as BatchId).max(c + 1);
+                }
+            }
         }
         Ok(recovery)
     }
@@ -556,7 +594,6 @@ impl StreamingContext {
             )));
         }
         self.start()?;
-        self.stop.reset();
         let mut done = 0u64;
         loop {
             let finished = match until {
@@ -564,44 +601,50 @@ impl StreamingContext {
                 Until::Committed(id) => self.last_committed.is_some_and(|c| c >= id),
                 Until::Stopped => false,
             };
-            if finished || self.stop.is_raised() {
+            if finished {
                 return Ok(());
             }
-            let plan = match self.pending.take() {
-                Some(plan) => plan,
-                None => {
-                    let id = self.next_batch;
-                    let time = batch_offset(self.interval, id)
-                        .and_then(|t| self.zero.checked_add(t))
-                        .ok_or_else(|| {
-                            Error::InvalidArgument(format!("batch {id}'s time overflows"))
-                        })?;
-                    if !self.clock.wait_until(time, &self.stop) {
-                        return Ok(());
-                    }
-                    let sources = self.graph.inner.lock().sources.clone();
-                    let plan = Plan::new(
-                        id,
-                        time,
-                        self.fingerprint.clone(),
-                        self.config.clone(),
-                        sources::plan_all(&sources)?,
-                    );
-                    if let Some(meta) = &self.meta {
-                        meta.write_plan(&plan)?;
-                    }
-                    plan
+            if self.stop.is_raised() {
+                // Honoured once: the next `run` goes on.
+                self.stop.reset();
+                return Ok(());
+            }
+            if self.pending.is_none() {
+                let id = self.next_batch;
+                let time = batch_offset(self.interval, id)
+                    .and_then(|t| self.zero.checked_add(t))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("batch {id}'s time overflows"))
+                    })?;
+                if !self.clock.wait_until(time, &self.stop) {
+                    continue; // stopped while waiting
                 }
-            };
+                let sources = self.graph.inner.lock().sources.clone();
+                let plan = Plan::new(
+                    id,
+                    self.last_committed,
+                    time,
+                    self.fingerprint.clone(),
+                    self.config.clone(),
+                    sources::plan_all(&sources)?,
+                );
+                if let Some(meta) = &self.meta {
+                    meta.write_plan(&plan)?;
+                }
+                self.pending = Some(plan);
+            }
+            // The plan stays pending until its batch commits, whatever happens meanwhile
+            // (an error, a panic in an output, a stop): the next `run` runs it again.
+            let plan = self.pending.clone().expect("planned above");
             match self.run_batch(&plan) {
-                Ok(true) => done += 1,
-                Ok(false) => {
-                    self.pending = Some(plan);
-                    return Ok(());
+                Ok(true) => {
+                    self.pending = None;
+                    done += 1;
                 }
+                Ok(false) => continue, // abandoned by a stop: the loop returns
                 Err(e) => {
-                    if self.poisoned.is_none() {
-                        self.pending = Some(plan);
+                    if self.poisoned.is_some() {
+                        self.pending = None;
                     }
                     return Err(e);
                 }
@@ -625,7 +668,7 @@ impl StreamingContext {
             tokens: &plan.sources,
             replay: false,
         };
-        let result = (|| {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for (_, op) in &stateful {
                 op.step(&run)?;
             }
@@ -636,15 +679,24 @@ impl StreamingContext {
                 out.run(&run)?;
             }
             Ok(true)
-        })();
+        }));
         self.clear_batch();
+        let rollback = || {
+            for (_, op) in &stateful {
+                op.rollback();
+            }
+        };
         match result {
-            Ok(true) => {}
-            other => {
-                for (_, op) in &stateful {
-                    op.rollback();
-                }
+            Ok(Ok(true)) => {}
+            Ok(other) => {
+                rollback();
                 return other;
+            }
+            Err(panic) => {
+                // The batch is not committed and its plan stays pending; the panic is the
+                // caller's to see.
+                rollback();
+                std::panic::resume_unwind(panic);
             }
         }
         for (_, op) in &stateful {
@@ -690,6 +742,17 @@ impl StreamingContext {
             c.clear();
         }
     }
+}
+
+/// The error for a plan recovery needs but cannot find.
+fn missing_plan(dir: &Path, batch: BatchId, low: BatchId, committed: BatchId) -> Error {
+    Error::corrupt(
+        dir.join(LOG),
+        format!(
+            "the plan of batch {batch} is missing; recovering the state committed at batch \
+             {committed} needs every plan from batch {low} on"
+        ),
+    )
 }
 
 /// `id × interval`, or `None` on overflow.

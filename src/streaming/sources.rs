@@ -26,6 +26,10 @@ pub(crate) trait SourceOps: Send + Sync {
     fn position(&self) -> SourcePosition;
     /// Restores the position recorded in a commit (`None`: the start).
     fn restore(&self, position: Option<&SourcePosition>) -> Result<()>;
+    /// The folder a file source reads.
+    fn folder(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// A queue of RDDs for tests and demos: batch after batch, the stream reads the next RDD
@@ -193,13 +197,23 @@ impl FolderSource {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io("list", &self.dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list", &self.dir, e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue; // not UTF-8: cannot be recorded faithfully
-            };
-            if name.starts_with('.') || name.starts_with('_') || seen.contains(&name) {
+            let os_name = entry.file_name();
+            if os_name.to_string_lossy().starts_with(['.', '_']) {
                 continue;
             }
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let Ok(name) = os_name.into_string() else {
+                return Err(Error::io(
+                    "plan",
+                    entry.path(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the file name is not UTF-8, and a plan records names as text: \
+                         rename the file (or give it a name starting with `_` to skip it)",
+                    ),
+                ));
+            };
+            // `metadata` follows symbolic links: a link to a file is read as the file.
+            if !seen.contains(&name) && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
                 names.push(name);
             }
         }
@@ -248,11 +262,7 @@ impl FolderSource {
                     ),
                 });
             }
-            let text = String::from_utf8(bytes).map_err(|e| Error::Parse {
-                path: path.clone(),
-                line: 0,
-                message: format!("not UTF-8: {e}"),
-            })?;
+            let text = decode(&path, bytes)?;
             lines.extend(text.lines().map(str::to_string));
         }
         // One partition per file read: the same input gives the same partitions whatever
@@ -261,7 +271,28 @@ impl FolderSource {
     }
 }
 
+/// A file's bytes as text, or an error naming the file and the line of the first invalid
+/// byte.
+fn decode(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        Error::Parse {
+            path: path.to_path_buf(),
+            line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
+            message: format!(
+                "not UTF-8 ({}): a text file stream reads UTF-8 text; fix the file or move \
+                 it away, and the stream goes on",
+                e.utf8_error()
+            ),
+        }
+    })
+}
+
 impl SourceOps for FolderSource {
+    fn folder(&self) -> Option<&Path> {
+        Some(&self.dir)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -270,6 +301,9 @@ impl SourceOps for FolderSource {
         let mut files = Vec::new();
         for name in self.new_files()? {
             let (bytes, crc32c) = self.read(&name, None)?;
+            // Checked before the plan is written: a plan the batch cannot run would stop
+            // the stream for good, while an error here lets the user fix the file.
+            decode(&self.dir.join(&name), bytes.clone())?;
             files.push(FileEntry {
                 name,
                 len: bytes.len() as u64,
@@ -342,8 +376,14 @@ impl StreamingContext {
     /// plan records each file's name, length and CRC-32C: a replayed batch reads exactly
     /// those bytes, and a file changed since is an error, never silently other input.
     ///
-    /// The source remembers every file name it read (in each commit): move processed files
-    /// away to keep that list short.
+    /// Each name is read once: a file written again under a name already read, or bytes
+    /// appended to it, are not read. Symbolic links to files are followed; a name that is
+    /// not UTF-8, or a file that is not UTF-8 text, is an error when the batch is planned
+    /// (nothing is planned: fix or move the file and run again).
+    ///
+    /// The source remembers every file name it read (in each commit), so move processed
+    /// files away to keep that list short, but only those a restart no longer reads:
+    /// [`StreamingContext::files_needed_for_recovery`] names the others.
     #[track_caller]
     pub fn text_file_stream(&mut self, name: &str, dir: impl AsRef<Path>) -> DStream<String> {
         let source = Arc::new(FolderSource {
@@ -353,6 +393,45 @@ impl StreamingContext {
         });
         let s = source.clone();
         self.add_source(name, "text_file_stream", source, move |run| s.rdd(run))
+    }
+}
+
+impl StreamingContext {
+    /// The files of text file stream `source` that a restart from the checkpoint folder may
+    /// read again: those of the batches from the newest commit's low water on (the oldest
+    /// batch whose plan recovery replays) and of a planned, uncommitted batch. Every other
+    /// file the source has read may be moved away or deleted. Without a checkpoint folder
+    /// nothing is replayed and the set is empty.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `source` is not a text file stream of this stream;
+    /// I/O and format errors reading the log.
+    pub fn files_needed_for_recovery(&self, source: &str) -> Result<BTreeSet<PathBuf>> {
+        let sources = self.graph.inner.lock().sources.clone();
+        let folder = sources
+            .iter()
+            .find(|s| s.name() == source)
+            .and_then(|s| s.folder().map(Path::to_path_buf))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "this stream has no text file stream named `{source}`"
+                ))
+            })?;
+        let mut needed = BTreeSet::new();
+        let Some(meta) = &self.meta else {
+            return Ok(needed);
+        };
+        let (plans, commits) = meta.log()?;
+        let low = match commits.last() {
+            Some(&c) => meta.read_commit(c)?.low_water,
+            None => 0,
+        };
+        for &b in plans.iter().filter(|&&b| b >= low) {
+            if let Some(ReplayToken::Files { files }) = meta.read_plan(b)?.sources.get(source) {
+                needed.extend(files.iter().map(|f| folder.join(&f.name)));
+            }
+        }
+        Ok(needed)
     }
 }
 

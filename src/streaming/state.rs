@@ -197,7 +197,20 @@ where
         let manifest = crate::checkpoint::read_manifest(
             ctx.inner.config.storage.as_ref(),
             &path.join(crate::checkpoint::MANIFEST),
-        )?;
+        )
+        .map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::corrupt(
+                    &path,
+                    format!(
+                        "the state checkpoint of `{}` at batch {} that the newest commit \
+                         names is missing: the state cannot be restored",
+                        self.name, r.batch
+                    ),
+                )
+            }
+            e => e,
+        })?;
         match &manifest.series {
             Some(s) if s.name == self.name && s.step == r.batch => {}
             other => {

@@ -80,6 +80,8 @@ pub struct WordCount {
     pub every: u32,
     pub partitions: usize,
     pub storage: Option<Arc<dyn Storage>>,
+    /// The stream's clock (default: a fresh `ManualClock::auto()`).
+    pub clock: Option<ManualClock>,
 }
 
 impl WordCount {
@@ -90,6 +92,7 @@ impl WordCount {
             every,
             partitions: 2,
             storage: None,
+            clock: None,
         }
     }
 
@@ -98,8 +101,8 @@ impl WordCount {
         let queue = RddQueue::from_rdds(
             (0..self.batches).map(|b| ctx.parallelize(batch_words(self.seed, b), 2)),
         );
-        let ssc = StreamingContext::new(ctx, Duration::from_secs(1)).clock(ManualClock::auto());
-        let mut ssc = ssc;
+        let clock = self.clock.clone().unwrap_or_else(ManualClock::auto);
+        let mut ssc = StreamingContext::new(ctx, Duration::from_secs(1)).clock(clock);
         let mut sink = FileSink::new(out);
         if let Some(s) = &self.storage {
             sink = sink.with_storage(s.clone());

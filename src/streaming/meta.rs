@@ -364,16 +364,18 @@ impl StreamDir {
         let fp = graph.fingerprint();
         let dir = self.dir.join(GRAPHS);
         let name = format!("{fp}.json");
-        match self.read_graph(&fp) {
-            Ok(existing) if existing == *graph => return Ok(fp),
-            Ok(_) => {
-                return Err(Error::corrupt(
-                    dir.join(&name),
-                    "a different graph has the same fingerprint",
-                ))
+        let names = self
+            .storage
+            .list(&dir)
+            .map_err(|e| Error::io("list", &dir, e))?;
+        if names.contains(&name) {
+            if self.read_graph(&fp)? == *graph {
+                return Ok(fp);
             }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            return Err(Error::corrupt(
+                dir.join(&name),
+                "a different graph has the same fingerprint",
+            ));
         }
         self.write_new(&dir, &name, &seal("graph", graph)?)?;
         Ok(fp)
@@ -563,7 +565,13 @@ fn read_sealed<T: DeserializeOwned>(
     storage
         .open(path)
         .and_then(|mut r| r.read_to_end(&mut bytes))
-        .map_err(|e| Error::io("read", path, e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::corrupt(
+                path,
+                format!("the {key} file is missing, though the stream's metadata refers to it"),
+            ),
+            _ => Error::io("read", path, e),
+        })?;
     let body = unseal_json(key, &bytes, path)?;
     #[derive(Deserialize)]
     struct Probe {

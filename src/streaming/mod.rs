@@ -198,6 +198,8 @@ pub struct StreamingContext {
     graph_desc: Option<GraphDesc>,
     config: SemanticConfig,
     last_committed: Option<BatchId>,
+    /// The accepted graph changes found by `start` on a restart, for `Recovery`.
+    changes: Option<Vec<String>>,
     /// Set when a commit failed after the batch's state moved on: the in-memory stream is
     /// ahead of its folder, so only a restart from the folder may continue.
     poisoned: Option<String>,
@@ -248,6 +250,7 @@ impl StreamingContext {
                 states: BTreeMap::new(),
             },
             last_committed: None,
+            changes: None,
             poisoned: None,
         }
     }
@@ -428,6 +431,11 @@ impl StreamingContext {
         self.fingerprint = graph.fingerprint();
         self.zero = self.clock.now();
         if let Some(meta) = &mut self.meta {
+            // A restart's graph is checked before anything is written: a refused one
+            // leaves the folder as it was.
+            if !meta.is_fresh() {
+                self.changes = Some(diff_recorded(meta, &graph, self.policy)?);
+            }
             self.zero = meta.init(self.zero)?;
             meta.write_graph(&graph)?;
             for (_, op) in &stateful {
@@ -461,27 +469,11 @@ impl StreamingContext {
                  commits were removed, so its progress is lost",
             ));
         }
-        let recorded_fp = match (&commit, plans.last()) {
-            (Some(c), _) => Some(c.graph.clone()),
-            (None, Some(&p)) => Some(meta.read_plan(p)?.graph),
-            (None, None) => None,
-        };
         let mut recovery = Recovery {
             committed: commit.as_ref().map(|c| c.batch),
+            changes: self.changes.take().unwrap_or_default(),
             ..Recovery::default()
         };
-        if let Some(fp) = recorded_fp {
-            let recorded = meta.read_graph(&fp)?;
-            let current = self.graph_desc.clone().expect("set by start");
-            let (breaking, accepted) = graph::diff(&recorded, &current, self.policy);
-            if !breaking.is_empty() {
-                return Err(Error::GraphChanged {
-                    dir: meta.path().to_path_buf(),
-                    differences: breaking,
-                });
-            }
-            recovery.changes = accepted;
-        }
         let (sources, stateful) = {
             let g = self.graph.inner.lock();
             (g.sources.clone(), g.stateful.clone())
@@ -742,6 +734,31 @@ impl StreamingContext {
             c.clear();
         }
     }
+}
+
+/// The differences between the graph recorded in `meta` (of the newest commit, else of the
+/// newest plan) and `current` that `policy` accepts; [`Error::GraphChanged`] when any is
+/// not accepted.
+fn diff_recorded(
+    meta: &StreamDir,
+    current: &GraphDesc,
+    policy: GraphPolicy,
+) -> Result<Vec<String>> {
+    let (plans, commits) = meta.log()?;
+    let recorded_fp = match (commits.last(), plans.last()) {
+        (Some(&c), _) => meta.read_commit(c)?.graph,
+        (None, Some(&p)) => meta.read_plan(p)?.graph,
+        (None, None) => return Ok(Vec::new()),
+    };
+    let recorded = meta.read_graph(&recorded_fp)?;
+    let (breaking, accepted) = graph::diff(&recorded, current, policy);
+    if !breaking.is_empty() {
+        return Err(Error::GraphChanged {
+            dir: meta.path().to_path_buf(),
+            differences: breaking,
+        });
+    }
+    Ok(accepted)
 }
 
 /// The error for a plan recovery needs but cannot find.

@@ -436,10 +436,13 @@ impl StreamDir {
     /// The batch ids of the plans and of the commits in the log, ascending.
     pub(crate) fn log(&self) -> Result<(Vec<BatchId>, Vec<BatchId>)> {
         let dir = self.dir.join(LOG);
-        let names = self
-            .storage
-            .list(&dir)
-            .map_err(|e| Error::io("list", &dir, e))?;
+        let names = match self.storage.list(&dir) {
+            Ok(names) => names,
+            // A start interrupted before it made the folder (`open` refused a stream that
+            // has run without one).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io("list", &dir, e)),
+        };
         let (mut plans, mut commits) = (Vec::new(), Vec::new());
         for n in names {
             let Some((stem, ext)) = n.split_once('.') else {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use flintlock::{Context, Event};
 
+pub mod simfs;
 pub mod stream;
 
 /// A context with two threads and a checkpoint folder inside `dir`.

@@ -1,0 +1,111 @@
+//! kill -9 a stateful stream at uniform random instants (during start-up, recovery,
+//! batches, state checkpoints, sink writes and commits alike), restart it with
+//! `get_or_create` each time, until all 200 batches have committed: every batch reaches the
+//! sink exactly once, with the uncrashed run's content, and the final state is the model's.
+//!
+//! 30 trials; `FLINTLOCK_LONG_TESTS=1` runs 500.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::stream::{lines_of, model, sink_lines, WordCount};
+use flintlock::streaming::{StreamingContext, Until};
+
+const CHILD_ENV: &str = "FLINTLOCK_TEST_STREAM_KILL_DIR";
+const SEED: u64 = 77;
+const BATCHES: u64 = 200;
+
+fn word_count() -> WordCount {
+    WordCount::new(SEED, BATCHES, 10)
+}
+
+/// Runs the stream in `dir` until batch `BATCHES - 1` has committed.
+fn run_to_the_end(dir: &Path) {
+    let ctx = common::ctx();
+    let wc = word_count();
+    let out = dir.join("out");
+    let (mut s, _) =
+        StreamingContext::get_or_create(&ctx, dir.join("ckpt"), |c| wc.build(c, &out)).unwrap();
+    s.run(Until::Committed(BATCHES - 1)).unwrap();
+}
+
+/// Runs only as the child: the stream, until it is done or killed.
+#[test]
+#[ignore = "a child process: kill_nine_at_random_instants_loses_and_repeats_no_batch starts it"]
+fn child_runs_the_stream_until_killed() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // not the child
+    };
+    run_to_the_end(Path::new(&dir));
+}
+
+#[test]
+fn kill_nine_at_random_instants_loses_and_repeats_no_batch() {
+    let trials = if std::env::var("FLINTLOCK_LONG_TESTS").is_ok() {
+        500
+    } else {
+        30
+    };
+    // The length of an uncrashed run (in this process) scales the kill instants.
+    let reference = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    run_to_the_end(reference.path());
+    let span = started.elapsed().as_micros() as u64 + 20_000;
+    let expected: Vec<Vec<String>> = model(SEED, BATCHES).iter().map(lines_of).collect();
+    let mut rng = 0x5eed_5eed_u64;
+    let mut kills = 0;
+    for trial in 0..trials {
+        let dir = tempfile::tempdir().unwrap();
+        let mut restarts = 0;
+        loop {
+            let mut child = common::ChildGuard(
+                common::child_test("child_runs_the_stream_until_killed")
+                    .env(CHILD_ENV, dir.path())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            if restarts < 3 {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                std::thread::sleep(Duration::from_micros((rng >> 33) % span));
+                if child.try_wait().unwrap().is_none() {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    kills += 1;
+                    restarts += 1;
+                    continue;
+                }
+            }
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "trial {trial}: the last run failed: {status}"
+            );
+            break;
+        }
+        let out = dir.path().join("out");
+        for (b, want) in expected.iter().enumerate() {
+            assert_eq!(
+                sink_lines(&out, b as u64).as_ref(),
+                Some(want),
+                "trial {trial} ({restarts} kills): batch {b}"
+            );
+        }
+        assert_eq!(sink_lines(&out, BATCHES), None);
+        let leftovers: Vec<String> = common::stream::files(&out)
+            .into_iter()
+            .filter(|f| f.contains(".tmp") || f.contains("/."))
+            .collect();
+        assert!(leftovers.is_empty(), "trial {trial}: {leftovers:?}");
+    }
+    println!("{kills} kills over {trials} trials");
+    assert!(
+        kills >= trials,
+        "most trials are killed at least once: {kills}"
+    );
+}

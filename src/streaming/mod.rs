@@ -67,6 +67,11 @@
 //! Differences from Spark: a changed graph is a named diff, not a deserialization failure
 //! or stale code (S17); missed intervals are not replayed one by one after a restart (the
 //! next batch takes all new input); the checkpoint folder is locked by one process.
+//!
+//! Limits: the recorded graph holds each step's kind, order, name and types, not its
+//! closure's code, so a changed closure with the same types is not detected (replayed
+//! batches then rebuild state with the new code). Chained stateful operators must share
+//! their checkpoint interval.
 
 mod clock;
 mod dstream;

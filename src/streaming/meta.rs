@@ -470,9 +470,7 @@ impl StreamDir {
     /// Retention after commit `c` is durable (S16, STREAMING.md §3.4): keeps each operator's
     /// state checkpoint that `c` names, the plans from `c.low_water` on, commit `c` and the
     /// `retain` newest older commits, and the graph files those name. Everything else goes,
-    /// oldest first. `states` lists each operator's committed state folders (relative
-    /// paths) found besides the named ones; the caller removes those it is given back.
-    /// Best effort: a failed removal is retried after the next commit.
+    /// oldest first (state folders go by `retain_state`). Best effort: a failed removal is retried after the next commit.
     pub(crate) fn retain(&self, c: &Commit, retain: usize) -> Result<()> {
         let (plans, commits) = self.log()?;
         let log = self.dir.join(LOG);
@@ -483,33 +481,39 @@ impl StreamDir {
             .take(retain + 1)
             .copied()
             .collect();
-        let mut graphs: BTreeSet<String> = BTreeSet::new();
-        graphs.insert(c.graph.clone());
         for b in commits
             .iter()
             .filter(|b| !kept_commits.contains(b) && **b < c.batch)
         {
             let _ = self.storage.remove_file(&log.join(log_name(*b, "commit")));
         }
-        for &b in &plans {
-            if b < c.low_water {
-                let _ = self.storage.remove_file(&log.join(log_name(b, "plan")));
-            } else if let Ok(p) = self.read_plan(b) {
-                graphs.insert(p.graph);
-            }
+        for &b in plans.iter().filter(|&&b| b < c.low_water) {
+            let _ = self.storage.remove_file(&log.join(log_name(b, "plan")));
         }
-        for &b in &kept_commits {
-            if let Ok(k) = self.read_commit(b) {
-                graphs.insert(k.graph);
-            }
-        }
+        // Graph files other than the commit's: only after a graph change. Those a kept
+        // plan or commit names stay (reading them only then keeps a batch's cost flat).
         let gdir = self.dir.join(GRAPHS);
-        if let Ok(names) = self.storage.list(&gdir) {
-            for n in names {
-                let Some(fp) = n.strip_suffix(".json") else {
-                    continue;
-                };
-                if !graphs.contains(fp) {
+        let others: Vec<String> = self
+            .storage
+            .list(&gdir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.strip_suffix(".json").is_some_and(|fp| fp != c.graph))
+            .collect();
+        if !others.is_empty() {
+            let mut named: BTreeSet<String> = BTreeSet::new();
+            for &b in plans.iter().filter(|&&b| b >= c.low_water) {
+                if let Ok(p) = self.read_plan(b) {
+                    named.insert(p.graph);
+                }
+            }
+            for &b in &kept_commits {
+                if let Ok(k) = self.read_commit(b) {
+                    named.insert(k.graph);
+                }
+            }
+            for n in others {
+                if !named.contains(n.trim_end_matches(".json")) {
                     let _ = self.storage.remove_file(&gdir.join(&n));
                 }
             }

@@ -1,9 +1,11 @@
 //! kill -9 a stateful stream at uniform random instants (during start-up, recovery,
 //! batches, state checkpoints, sink writes and commits alike), restart it with
-//! `get_or_create` each time, until all 200 batches have committed: every batch reaches the
-//! sink exactly once, with the uncrashed run's content, and the final state is the model's.
+//! `get_or_create` each time, until all 200 batches have committed: every batch id has
+//! exactly one committed output, the SHA-256 of each batch's sorted output equals the
+//! uncrashed run's, and so does the final state (the last batch's output is the whole
+//! state); the uncrashed run itself matches the model.
 //!
-//! 30 trials; `FLINTLOCK_LONG_TESTS=1` runs 500.
+//! 50 trials; `FLINTLOCK_LONG_TESTS=1` runs 500.
 
 mod common;
 
@@ -42,12 +44,24 @@ fn child_runs_the_stream_until_killed() {
     run_to_the_end(Path::new(&dir));
 }
 
+/// The SHA-256 of each committed batch's sorted output, batches `0..BATCHES` (panics on a
+/// missing one).
+fn digests(out: &Path) -> Vec<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    (0..BATCHES)
+        .map(|b| {
+            let lines = sink_lines(out, b).unwrap_or_else(|| panic!("batch {b} has no output"));
+            Sha256::digest(lines.join("\n").as_bytes()).into()
+        })
+        .collect()
+}
+
 #[test]
 fn kill_nine_at_random_instants_loses_and_repeats_no_batch() {
     let trials = if std::env::var("FLINTLOCK_LONG_TESTS").is_ok() {
         500
     } else {
-        30
+        50
     };
     // The length of an uncrashed run (in this process) scales the kill instants.
     let reference = tempfile::tempdir().unwrap();
@@ -55,6 +69,13 @@ fn kill_nine_at_random_instants_loses_and_repeats_no_batch() {
     run_to_the_end(reference.path());
     let span = started.elapsed().as_micros() as u64 + 20_000;
     let expected: Vec<Vec<String>> = model(SEED, BATCHES).iter().map(lines_of).collect();
+    let uncrashed = digests(&reference.path().join("out"));
+    for (b, want) in expected.iter().enumerate() {
+        assert_eq!(
+            sink_lines(&reference.path().join("out"), b as u64).as_ref(),
+            Some(want)
+        );
+    }
     let mut rng = 0x5eed_5eed_u64;
     let mut kills = 0;
     for trial in 0..trials {
@@ -89,12 +110,9 @@ fn kill_nine_at_random_instants_loses_and_repeats_no_batch() {
             break;
         }
         let out = dir.path().join("out");
-        for (b, want) in expected.iter().enumerate() {
-            assert_eq!(
-                sink_lines(&out, b as u64).as_ref(),
-                Some(want),
-                "trial {trial} ({restarts} kills): batch {b}"
-            );
+        let got = digests(&out);
+        for (b, (got, want)) in got.iter().zip(&uncrashed).enumerate() {
+            assert_eq!(got, want, "trial {trial} ({restarts} kills): batch {b}");
         }
         assert_eq!(sink_lines(&out, BATCHES), None);
         let leftovers: Vec<String> = common::stream::files(&out)

@@ -120,7 +120,8 @@ pub const SINK_MANIFEST: &str = "_SUCCESS";
 /// (`part-00000`, ...) and a `_SUCCESS` manifest listing them with their sizes and
 /// CRC-32C. Each file is written under a temp name, fsynced and renamed without replacing;
 /// `_SUCCESS` is written last and is the commit. A folder without it (a crash mid-write) is
-/// removed and written again; a folder with it is never touched.
+/// removed and written again; a folder with it is never changed (but for a temp name a
+/// crash left beside its files, removed when the sink is opened).
 ///
 /// The sink locks its folder: two streams cannot write into one.
 pub struct FileSink {
@@ -202,8 +203,16 @@ impl FileSink {
                 else {
                     continue;
                 };
-                if self.is_committed(b)? {
+                let dir = self.batch_dir(b);
+                let inner = self.storage.list(&dir).unwrap_or_default();
+                if inner.iter().any(|n| n == SINK_MANIFEST) {
                     last = last.max(Some(b));
+                    // A crash between the hard link and the unlink of a no-replace rename
+                    // leaves the temp name in a committed folder (we hold the lock: no
+                    // write is live).
+                    for t in inner.iter().filter(|n| n.ends_with(".tmp")) {
+                        let _ = self.storage.remove_file(&dir.join(t));
+                    }
                 }
             }
             st.last = Some(last);

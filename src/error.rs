@@ -209,12 +209,14 @@ pub enum Error {
         message: String,
     },
 
-    /// Another process holds the lock of this checkpoint application folder.
+    /// Another process, or another live user in this process, holds the lock of this folder:
+    /// a checkpoint application folder, a streaming checkpoint folder or a sink folder.
     #[error(
-        "checkpoint folder {path} is locked: another process, or another live context of this \
-         process, uses the same app id there (a context also keeps a folder it left locked \
-         while its checkpoints there are read); use another app_id or checkpoint_dir, or drop \
-         the other context first"
+        "{path} is locked: another process, or another live context or stream of this \
+         process, uses the folder (a checkpoint app folder: the same app id in the same \
+         checkpoint_dir, also kept locked while its checkpoints are read; a streaming or sink \
+         folder: another running stream); use another folder or app_id, or drop the other \
+         user first"
     )]
     Locked {
         /// The lock file.

@@ -232,3 +232,15 @@ fn a_damaged_state_part_fails_the_batch_and_commits_nothing() {
     common::assert_names(&err, &part);
     assert_eq!(newest(&ckpt, "commit"), before, "nothing committed");
 }
+
+#[test]
+fn a_deleted_stream_marker_is_corrupt_not_a_foreign_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, out) = stream_folder(dir.path());
+    fs::remove_file(ckpt.join("STREAM")).unwrap();
+    assert_corrupt(
+        &restart(&ckpt, &out).unwrap_err(),
+        &ckpt.join("STREAM"),
+        "marker file is missing",
+    );
+}

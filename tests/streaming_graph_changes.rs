@@ -275,3 +275,82 @@ fn a_version_1_stream_folder_recovers_and_continues_exactly() {
         assert_eq!(sink_lines(&out, b), Some(want), "batch {b}");
     }
 }
+
+/// An accepted change while a batch was planned but not committed: the re-run batch
+/// commits under the new graph, so the graph file the next restart needs is kept.
+#[test]
+fn an_accepted_change_with_a_pending_batch_keeps_the_stream_restartable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("out"));
+    let ctx = common::ctx();
+    let with_failer = |c: &Context, edit: Edit, fail: bool| {
+        let mut s = build(c, &out, edit, GraphPolicy::Strict)?;
+        s.queue_stream("ticks", RddQueue::<u8>::new())
+            .foreach_rdd("failer", move |_, batch| {
+                if fail && batch.id == 4 {
+                    return Err(Error::InvalidArgument("batch 4 fails".into()));
+                }
+                Ok(())
+            });
+        Ok(s)
+    };
+    let (mut s, _) =
+        StreamingContext::get_or_create(&ctx, &ckpt, |c| with_failer(c, Edit::None, true)).unwrap();
+    assert!(s.run(Until::Batches(10)).is_err());
+    drop(s);
+    let (mut s, rec) =
+        StreamingContext::get_or_create(&ctx, &ckpt, |c| with_failer(c, Edit::Partitions, false))
+            .unwrap();
+    assert_eq!((rec.committed, rec.rerun), (Some(3), Some(4)));
+    s.run(Until::Committed(6)).unwrap();
+    drop(s);
+    let (mut s, rec) =
+        StreamingContext::get_or_create(&ctx, &ckpt, |c| with_failer(c, Edit::Partitions, false))
+            .unwrap();
+    assert_eq!(rec.committed, Some(6));
+    s.run(Until::Committed(BATCHES - 1)).unwrap();
+    let m = model(SEED, BATCHES);
+    for b in 0..BATCHES {
+        assert_eq!(
+            sink_lines(&out, b),
+            Some(lines_of(&m[b as usize])),
+            "batch {b}"
+        );
+    }
+}
+
+/// A text file stream's progress names files of its folder: reading another folder after a
+/// restart would silently skip its files with the same names.
+#[test]
+fn a_text_file_stream_pointed_at_another_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let (a, b) = (dir.path().join("host-a"), dir.path().join("host-b"));
+    std::fs::create_dir(&a).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    let ctx = common::ctx();
+    let open = |folder: &Path| {
+        StreamingContext::get_or_create(&ctx, &ckpt, |c| {
+            let mut s = StreamingContext::new(c, Duration::from_secs(1)).clock(ManualClock::auto());
+            s.text_file_stream("files", folder)
+                .foreach_rdd("out", |_, _| Ok(()));
+            Ok(s)
+        })
+    };
+    let (mut s, _) = open(&a).unwrap();
+    s.run(Until::Batches(2)).unwrap();
+    drop(s);
+    match open(&b) {
+        Err(Error::GraphChanged { differences, .. }) => {
+            assert!(
+                differences
+                    .iter()
+                    .any(|d| d.contains("source `files`: reads") && d.contains("host-b")),
+                "{differences:?}"
+            );
+        }
+        Err(e) => panic!("expected GraphChanged, got {e}"),
+        Ok(_) => panic!("a restart on another folder was accepted"),
+    }
+    assert!(open(&a).is_ok(), "the same folder still recovers");
+}

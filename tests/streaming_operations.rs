@@ -347,3 +347,84 @@ fn an_empty_queue_gives_empty_batches() {
         vec![(0, vec![0]), (1, vec![0]), (2, vec![0])]
     );
 }
+
+#[test]
+fn a_hard_stop_raised_by_the_last_output_abandons_the_batch_too() {
+    let ctx = common::ctx();
+    let mut s = ssc(&ctx);
+    let q = queue_of(&ctx, &[vec![1], vec![2]]);
+    let stop = s.stop_handle();
+    let once = std::sync::atomic::AtomicBool::new(true);
+    s.queue_stream("in", q)
+        .foreach_rdd("last", move |_, batch| {
+            if batch.id == 1 && once.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                stop.stop(false);
+            }
+            Ok(())
+        });
+    s.run(Until::Stopped).unwrap();
+    assert_eq!(s.last_committed(), Some(0), "batch 1 was abandoned");
+    s.run(Until::Batches(1)).unwrap();
+    assert_eq!(s.last_committed(), Some(1));
+}
+
+#[test]
+fn a_stop_raised_in_a_run_that_reached_its_count_does_not_end_the_next_run() {
+    let ctx = common::ctx();
+    let mut s = ssc(&ctx);
+    let q = queue_of(&ctx, &[vec![1], vec![2], vec![3], vec![4], vec![5]]);
+    let stop = s.stop_handle();
+    s.queue_stream("in", q)
+        .foreach_rdd("stopper", move |_, batch| {
+            if batch.id == 1 {
+                stop.stop(true);
+            }
+            Ok(())
+        });
+    s.run(Until::Batches(2)).unwrap();
+    assert_eq!(s.last_committed(), Some(1));
+    s.run(Until::Batches(3)).unwrap();
+    assert_eq!(s.last_committed(), Some(4));
+}
+
+#[test]
+#[should_panic(expected = "at most u64::MAX nanoseconds")]
+fn an_interval_past_what_nanoseconds_record_panics_at_the_call() {
+    let ctx = common::ctx();
+    let _ = StreamingContext::new(&ctx, Duration::MAX);
+}
+
+#[test]
+fn a_batch_time_past_what_nanoseconds_record_is_an_error_not_a_wrap() {
+    let ctx = common::ctx();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let mut s = StreamingContext::new(&ctx, year * 250).clock(ManualClock::auto());
+    let seen = collect(&s.queue_stream("in", RddQueue::<u64>::new()), "out");
+    let err = s.run(Until::Batches(5)).unwrap_err();
+    assert!(
+        err.to_string().contains("batch 3's time overflows"),
+        "{err}"
+    );
+    assert_eq!(s.last_committed(), Some(2));
+    let times: Vec<u64> = seen.lock().unwrap().iter().map(|(b, _)| *b).collect();
+    assert_eq!(times, vec![0, 1, 2]);
+}
+
+#[test]
+fn a_file_sink_refuses_elements_that_span_lines() {
+    let ctx = common::ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = ssc(&ctx);
+    let q = RddQueue::from_rdds([ctx.parallelize(vec!["a".to_string(), "b\nc".to_string()], 1)]);
+    s.queue_stream("in", q)
+        .sink("out", flintlock::streaming::FileSink::new(dir.path()));
+    let err = s.run(Until::Batches(1)).unwrap_err();
+    assert!(err.to_string().contains("line break"), "{err}");
+    assert_eq!(s.last_committed(), None);
+    assert_eq!(
+        flintlock::streaming::FileSink::new(dir.path())
+            .read_batch(0)
+            .unwrap(),
+        None
+    );
+}

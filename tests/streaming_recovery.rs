@@ -381,3 +381,37 @@ fn a_stop_asked_before_run_is_honoured_once() {
     s.run(Until::Batches(3)).unwrap();
     assert_eq!(s.last_committed(), Some(2), "and only once");
 }
+
+/// A sink folder holding batches another stream wrote: a new stream (with or without a
+/// checkpoint folder) must not take them for its own output and skip its writes.
+#[test]
+fn a_sink_holding_another_streams_batches_is_an_error_not_a_silent_skip() {
+    for checkpointed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let ctx = common::ctx();
+        let mut first = WordCount::new(1, 4, 2).build(&ctx, &out).unwrap();
+        first.checkpoint(dir.path().join("first")).unwrap();
+        first.run(Until::Batches(2)).unwrap();
+        drop(first);
+        let mut second = WordCount::new(2, 4, 2).build(&ctx, &out).unwrap();
+        if checkpointed {
+            second.checkpoint(dir.path().join("second")).unwrap();
+        } else {
+            // Without a folder a stateful stream cannot run: a stateless one writes here.
+            second = StreamingContext::new(&ctx, Duration::from_secs(1)).clock(ManualClock::auto());
+            let q = flintlock::streaming::RddQueue::from_rdds([
+                ctx.parallelize(vec!["new".to_string()], 1)
+            ]);
+            second
+                .queue_stream("words", q)
+                .sink("out", FileSink::new(&out));
+        }
+        let err = second.run(Until::Batches(1)).unwrap_err();
+        assert!(
+            err.to_string().contains("already holds batch 1"),
+            "checkpointed {checkpointed}: {err}"
+        );
+        assert_eq!(second.last_committed(), None);
+    }
+}

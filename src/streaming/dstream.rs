@@ -141,6 +141,7 @@ pub(crate) fn desc(kind: &str, name: Option<&str>, parents: &[usize]) -> NodeDes
         parents: parents.to_vec(),
         partitions: None,
         every: None,
+        input: None,
     }
 }
 

@@ -47,6 +47,10 @@ pub(crate) struct NodeDesc {
     /// A stateful operator's reliable checkpoint interval, in batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) every: Option<u32>,
+    /// What a source reads, when it is named by the user: a text file stream's folder
+    /// (canonical when it existed), since its recorded progress names that folder's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) input: Option<String>,
 }
 
 impl NodeDesc {
@@ -237,6 +241,13 @@ fn node_diff(
         } else {
             breaking.push(line);
         }
+    }
+    if o.input != n.input {
+        breaking.push(format!(
+            "{label}: reads {} → {} (its recorded progress names what it read there)",
+            o.input.as_deref().unwrap_or("?"),
+            n.input.as_deref().unwrap_or("?")
+        ));
     }
     if o.state != n.state {
         breaking.push(format!(

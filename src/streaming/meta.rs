@@ -161,6 +161,7 @@ impl Commit {
     /// initial state and needs every plan from batch 0).
     pub(crate) fn new(
         plan: &Plan,
+        graph: &str,
         states: Vec<(String, Option<StateRef>)>,
         sources: BTreeMap<String, SourcePosition>,
     ) -> Commit {
@@ -178,7 +179,7 @@ impl Commit {
             version: STREAM_FORMAT_VERSION,
             batch: plan.batch,
             time_nanos: plan.time_nanos,
-            graph: plan.graph.clone(),
+            graph: graph.to_string(),
             states,
             sources,
             low_water,
@@ -241,6 +242,17 @@ impl StreamDir {
             }
             Some(Duration::from_nanos(file.zero_nanos))
         } else {
+            if names
+                .iter()
+                .any(|n| [LOG, GRAPHS, STATE].contains(&n.as_str()))
+            {
+                return Err(Error::corrupt(
+                    &marker,
+                    "the stream's marker file is missing, but the folder holds a stream's \
+                     log, graph or state: restore the marker, or move the folder away to \
+                     start a new stream (its sinks then need new folders too)",
+                ));
+            }
             let foreign: Vec<&str> = names
                 .iter()
                 .map(String::as_str)

@@ -181,6 +181,11 @@ pub(crate) struct BatchRun<'a> {
     pub(crate) tokens: &'a BTreeMap<String, ReplayToken>,
     /// Rebuilding state from a plan during recovery: nothing is materialised or output.
     pub(crate) replay: bool,
+    /// When this batch may have run before (an earlier attempt in this process, or a
+    /// planned batch found by recovery): the newest batch id those runs may have written to
+    /// a sink. `None` for a first run: a sink that already holds the batch holds another
+    /// stream's output.
+    pub(crate) written_upto: Option<BatchId>,
 }
 
 /// The driver of a stream: its batch interval, clock, graph and checkpoint folder. Spark's
@@ -205,6 +210,10 @@ pub struct StreamingContext {
     last_committed: Option<BatchId>,
     /// The accepted graph changes found by `start` on a restart, for `Recovery`.
     changes: Option<Vec<String>>,
+    /// The newest batch a previous process may have run (its last commit or pending plan).
+    recovered_upto: Option<BatchId>,
+    /// The newest batch this process has started to run.
+    attempted_upto: Option<BatchId>,
     /// Set when a commit failed after the batch's state moved on: the in-memory stream is
     /// ahead of its folder, so only a restart from the folder may continue.
     poisoned: Option<String>,
@@ -225,12 +234,14 @@ impl StreamingContext {
     /// checkpoint folder.
     ///
     /// # Panics
-    /// When `interval` is zero.
+    /// When `interval` is zero or longer than `u64::MAX` nanoseconds (about 584 years:
+    /// times are recorded in nanoseconds).
     #[track_caller]
     pub fn new(ctx: &Context, interval: Duration) -> StreamingContext {
         assert!(
-            !interval.is_zero(),
-            "the batch interval must be longer than zero"
+            !interval.is_zero() && u64::try_from(interval.as_nanos()).is_ok(),
+            "the batch interval must be longer than zero and at most u64::MAX nanoseconds \
+             (about 584 years), not {interval:?}"
         );
         StreamingContext {
             ctx: ctx.clone(),
@@ -256,6 +267,8 @@ impl StreamingContext {
             },
             last_committed: None,
             changes: None,
+            recovered_upto: None,
+            attempted_upto: None,
             poisoned: None,
         }
     }
@@ -396,10 +409,13 @@ impl StreamingContext {
         &mut self,
         name: &str,
         kind: &str,
+        input: Option<String>,
         ops: Arc<dyn SourceOps>,
         compute: impl Fn(&BatchRun<'_>) -> Result<Rdd<T>> + Send + Sync + 'static,
     ) -> DStream<T> {
-        let stream = self.graph.add(desc(kind, Some(name), &[]), compute);
+        let mut d = desc(kind, Some(name), &[]);
+        d.input = input;
+        let stream = self.graph.add(d, compute);
         self.graph.inner.lock().sources.push(ops);
         stream
     }
@@ -435,6 +451,12 @@ impl StreamingContext {
             .collect();
         self.fingerprint = graph.fingerprint();
         self.zero = self.clock.now();
+        if nanos(self.zero).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "the clock reads {:?}, past what a stream records (u64::MAX nanoseconds)",
+                self.zero
+            )));
+        }
         if let Some(meta) = &mut self.meta {
             // A restart's graph is checked before anything is written: a refused one
             // leaves the folder as it was.
@@ -518,6 +540,7 @@ impl StreamingContext {
                     },
                     tokens: &plan.sources,
                     replay: true,
+                    written_upto: None,
                 };
                 for ((_, op), s) in stateful.iter().zip(&restored) {
                     if s.is_none_or(|s| s < b) {
@@ -560,8 +583,10 @@ impl StreamingContext {
                 self.next_batch = p;
                 self.pending = Some(plan);
                 recovery.rerun = Some(p);
+                self.recovered_upto = Some(p);
             }
             None => {
+                self.recovered_upto = committed;
                 if let Some(c) = committed {
                     // Missed intervals are not run one by one: the next batch is the one
                     // due now.
@@ -591,6 +616,14 @@ impl StreamingContext {
             )));
         }
         self.start()?;
+        let result = self.run_batches(until);
+        // A stop is honoured once: by the run it ended, or by this one when it was asked
+        // for before (never carried into the next run).
+        self.stop.reset();
+        result
+    }
+
+    fn run_batches(&mut self, until: Until) -> Result<()> {
         let mut done = 0u64;
         loop {
             let finished = match until {
@@ -602,14 +635,13 @@ impl StreamingContext {
                 return Ok(());
             }
             if self.stop.is_raised() {
-                // Honoured once: the next `run` goes on.
-                self.stop.reset();
                 return Ok(());
             }
             if self.pending.is_none() {
                 let id = self.next_batch;
                 let time = batch_offset(self.interval, id)
                     .and_then(|t| self.zero.checked_add(t))
+                    .filter(|&t| nanos(t).is_some())
                     .ok_or_else(|| {
                         Error::InvalidArgument(format!("batch {id}'s time overflows"))
                     })?;
@@ -617,7 +649,7 @@ impl StreamingContext {
                     continue; // stopped while waiting
                 }
                 let sources = self.graph.inner.lock().sources.clone();
-                let plan = Plan::new(
+                let mut plan = Plan::new(
                     id,
                     self.last_committed,
                     time,
@@ -626,7 +658,26 @@ impl StreamingContext {
                     sources::plan_all(&sources)?,
                 );
                 if let Some(meta) = &self.meta {
-                    meta.write_plan(&plan)?;
+                    match meta.write_plan(&plan) {
+                        Ok(()) => {}
+                        // An earlier attempt wrote this batch's plan and then failed (its
+                        // folder fsync, say): that plan is the batch, as after a restart.
+                        Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
+                            let existing = meta.read_plan(id)?;
+                            if existing.prev != self.last_committed {
+                                return Err(Error::corrupt(
+                                    meta.path().join(LOG),
+                                    format!(
+                                        "batch {id} has a plan this stream did not write \
+                                         (it follows batch {:?}, not {:?})",
+                                        existing.prev, self.last_committed
+                                    ),
+                                ));
+                            }
+                            plan = existing;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 self.pending = Some(plan);
             }
@@ -656,6 +707,8 @@ impl StreamingContext {
             let g = self.graph.inner.lock();
             (g.sources.clone(), g.stateful.clone(), g.outputs.clone())
         };
+        let prior = self.recovered_upto.max(self.attempted_upto);
+        self.attempted_upto = self.attempted_upto.max(Some(plan.batch));
         let run = BatchRun {
             ctx: &self.ctx,
             batch: Batch {
@@ -664,6 +717,7 @@ impl StreamingContext {
             },
             tokens: &plan.sources,
             replay: false,
+            written_upto: prior.filter(|&p| p >= plan.batch),
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for (_, op) in &stateful {
@@ -675,7 +729,8 @@ impl StreamingContext {
                 }
                 out.run(&run)?;
             }
-            Ok(true)
+            // A stop raised by the last output abandons the batch too.
+            Ok(!self.stop.is_raised() || self.stop.is_graceful())
         }));
         self.clear_batch();
         let rollback = || {
@@ -713,7 +768,8 @@ impl StreamingContext {
                 .iter()
                 .map(|s| (s.name().to_string(), s.position()))
                 .collect();
-            let commit = Commit::new(plan, states, positions);
+            // Under the graph the batch ran with (a re-run plan may name an older one).
+            let commit = Commit::new(plan, &self.fingerprint, states, positions);
             if let Err(e) = meta.write_commit(&commit) {
                 self.poisoned = Some(format!(
                     "writing the commit of batch {} failed: {e}",
@@ -775,6 +831,11 @@ fn missing_plan(dir: &Path, batch: BatchId, low: BatchId, committed: BatchId) ->
              {committed} needs every plan from batch {low} on"
         ),
     )
+}
+
+/// `d` in nanoseconds, as the stream's files record times; `None` past `u64::MAX`.
+fn nanos(d: Duration) -> Option<u64> {
+    u64::try_from(d.as_nanos()).ok()
 }
 
 /// `id × interval`, or `None` on overflow.

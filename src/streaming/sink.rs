@@ -67,29 +67,40 @@ pub(crate) fn foreach_output<T: Data>(
 }
 
 struct SinkOutput<T: Data, S> {
+    name: String,
     node: Arc<DNode<T>>,
     sink: S,
 }
 
 impl<T: Data, S: Sink<T>> OutputOps for SinkOutput<T, S> {
     fn run(&self, run: &BatchRun<'_>) -> Result<()> {
-        if self
-            .sink
-            .last_committed()?
-            .is_some_and(|last| last >= run.batch.id)
-        {
-            return Ok(()); // written before a crash: exactly once
+        if let Some(last) = self.sink.last_committed()? {
+            if last >= run.batch.id {
+                if run.written_upto.is_some_and(|w| last <= w) {
+                    return Ok(()); // written by an earlier run of this batch: exactly once
+                }
+                return Err(Error::InvalidArgument(format!(
+                    "sink `{}` already holds batch {last}, which this stream has not written \
+                     (it is about to write batch {} for the first time): the sink holds \
+                     another stream's output; give it an empty folder",
+                    self.name, run.batch.id
+                )));
+            }
         }
         self.sink.write(run.batch, &self.node.rdd(run)?)
     }
 }
 
 pub(crate) fn sink_output<T: Data>(
-    _name: &str,
+    name: &str,
     node: Arc<DNode<T>>,
     sink: impl Sink<T>,
 ) -> Arc<dyn OutputOps> {
-    Arc::new(SinkOutput { node, sink })
+    Arc::new(SinkOutput {
+        name: name.to_string(),
+        node,
+        sink,
+    })
 }
 
 /// The record of a committed batch folder of a [`FileSink`].
@@ -262,7 +273,18 @@ impl FileSink {
                 ));
             }
             let text = String::from_utf8(data).map_err(|_| Error::corrupt(&file, "not UTF-8"))?;
+            let before = lines.len();
             lines.extend(text.lines().map(str::to_string));
+            if (lines.len() - before) as u64 != p.lines {
+                return Err(Error::corrupt(
+                    &file,
+                    format!(
+                        "{} lines, the manifest records {}",
+                        lines.len() - before,
+                        p.lines
+                    ),
+                ));
+            }
         }
         Ok(Some(lines))
     }
@@ -328,16 +350,30 @@ impl<T: Data + fmt::Display> Sink<T> for FileSink {
             .map_partitions_with_index(|i, it| {
                 let mut text = String::new();
                 let mut lines = 0u64;
+                let mut broken = None;
                 for x in it {
                     use std::fmt::Write as _;
-                    let _ = writeln!(text, "{x}");
+                    let start = text.len();
+                    let _ = write!(text, "{x}");
+                    if broken.is_none() && text[start..].contains(['\n', '\r']) {
+                        broken = Some(text[start..].chars().take(60).collect::<String>());
+                    }
+                    text.push('\n');
                     lines += 1;
                 }
-                std::iter::once((i, text, lines))
+                std::iter::once((i, text, lines, broken))
             })
             .collect()?;
+        if let Some((_, _, _, Some(element))) = texts.iter().find(|t| t.3.is_some()) {
+            // Nothing is written: the folder stays uncommitted and is replaced by a retry.
+            return Err(Error::InvalidArgument(format!(
+                "FileSink writes one line per element, but an element of batch {} displays \
+                 with a line break: {element:?}; map elements to single-line text first",
+                batch.id
+            )));
+        }
         let mut parts = Vec::with_capacity(texts.len());
-        for (i, text, lines) in texts {
+        for (i, text, lines, _) in texts {
             let file = format!("part-{i:05}");
             self.write_file(&dir, &file, text.as_bytes())?;
             parts.push(SinkPart {

@@ -367,14 +367,15 @@ impl StreamingContext {
             next: Mutex::new(0),
         });
         let s = source.clone();
-        self.add_source(name, "queue_stream", source, move |run| s.rdd(run))
+        self.add_source(name, "queue_stream", None, source, move |run| s.rdd(run))
     }
 
     /// A stream of the lines of the new files in folder `dir`: each batch reads the files
     /// that appeared since the previous one (in name order; names starting with `.` or `_`
     /// are skipped, so write a file elsewhere or under such a name and rename it in). The
     /// plan records each file's name, length and CRC-32C: a replayed batch reads exactly
-    /// those bytes, and a file changed since is an error, never silently other input.
+    /// those bytes, and a file changed since is an error, never silently other input. The
+    /// folder is part of the recorded graph: a restart reading another folder is refused.
     ///
     /// Each name is read once: a file written again under a name already read, or bytes
     /// appended to it, are not read. Symbolic links to files are followed; a name that is
@@ -386,13 +387,18 @@ impl StreamingContext {
     /// [`StreamingContext::files_needed_for_recovery`] names the others.
     #[track_caller]
     pub fn text_file_stream(&mut self, name: &str, dir: impl AsRef<Path>) -> DStream<String> {
+        let dir = dir.as_ref();
+        let folder = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         let source = Arc::new(FolderSource {
             name: name.to_string(),
-            dir: dir.as_ref().to_path_buf(),
+            dir: dir.to_path_buf(),
             seen: Mutex::new(BTreeSet::new()),
         });
         let s = source.clone();
-        self.add_source(name, "text_file_stream", source, move |run| s.rdd(run))
+        let input = Some(folder.to_string_lossy().into_owned());
+        self.add_source(name, "text_file_stream", input, source, move |run| {
+            s.rdd(run)
+        })
     }
 }
 

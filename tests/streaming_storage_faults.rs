@@ -1,0 +1,140 @@
+//! A storage operation failing once, anywhere in a running stream (the sink's files, the
+//! plans, state checkpoints and commits): the batch fails with the error, nothing of it is
+//! committed, and running again (in the same process, or after a restart with
+//! `get_or_create`) writes every batch's output exactly once with the model's content.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::stream::{lines_of, model, sink_lines, WordCount};
+use flintlock::checkpoint::{FaultyStorage, LocalFs, Storage, StorageOp};
+use flintlock::streaming::{StreamingContext, Until};
+use flintlock::Context;
+
+const SEED: u64 = 9;
+const BATCHES: u64 = 8;
+
+const KINDS: [StorageOp; 9] = [
+    StorageOp::CreateDir,
+    StorageOp::Create,
+    StorageOp::Write,
+    StorageOp::Sync,
+    StorageOp::Rename,
+    StorageOp::SyncDir,
+    StorageOp::Remove,
+    StorageOp::Read,
+    StorageOp::Lock,
+];
+
+fn total_ops(storage: &FaultyStorage) -> usize {
+    KINDS.iter().map(|&k| storage.count(k)).sum()
+}
+
+/// Where the faulty storage sits.
+#[derive(Clone, Copy, Debug)]
+enum Under {
+    Sink,
+    Metadata,
+}
+
+fn context(storage: &Arc<FaultyStorage>, under: Under) -> Context {
+    let b = Context::builder().threads(2);
+    match under {
+        Under::Metadata => b.checkpoint_storage(storage.clone()),
+        Under::Sink => b,
+    }
+    .build()
+    .unwrap()
+}
+
+fn word_count(storage: &Arc<FaultyStorage>, under: Under) -> WordCount {
+    let mut wc = WordCount::new(SEED, BATCHES, 3);
+    if let Under::Sink = under {
+        wc.storage = Some(Arc::new(storage.clone()) as Arc<dyn Storage>);
+    }
+    wc
+}
+
+/// Runs the stream with the `n`-th storage operation failing once; retries (in place, or
+/// after a restart when `restart`) until every batch committed. Returns whether the fault
+/// fired.
+fn trial(dir: &Path, under: Under, n: Option<usize>, restart: bool) -> (bool, usize) {
+    let storage = FaultyStorage::new(Arc::new(LocalFs));
+    let (ckpt, out) = (dir.join("ckpt"), dir.join("out"));
+    let ctx = context(&storage, under);
+    let wc = word_count(&storage, under);
+    storage.reset_counts();
+    if let Some(n) = n {
+        storage.fail_any(n, ErrorKind::Other);
+    }
+    let mut stream = None;
+    for attempt in 0..4 {
+        let (mut s, _) = match stream.take() {
+            Some(s) => (s, Default::default()),
+            None => match StreamingContext::get_or_create(&ctx, &ckpt, |c| wc.build(c, &out)) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    assert!(e.to_string().contains("injected fault"), "{e}");
+                    continue;
+                }
+            },
+        };
+        match s.run(Until::Committed(BATCHES - 1)) {
+            Ok(()) => break,
+            Err(e) => {
+                let msg = e.to_string();
+                // A failed commit write leaves the process ahead of its folder: the stream
+                // refuses to go on and asks for a restart.
+                let poisoned = msg.contains("restart it with");
+                assert!(
+                    msg.contains("injected fault") || poisoned,
+                    "attempt {attempt}: {msg}"
+                );
+                if !restart && !poisoned {
+                    stream = Some(s);
+                }
+            }
+        }
+    }
+    let m = model(SEED, BATCHES);
+    for b in 0..BATCHES {
+        assert_eq!(
+            sink_lines(&out, b),
+            Some(lines_of(&m[b as usize])),
+            "{under:?}, fault at op {n:?}, restart {restart}: batch {b}"
+        );
+    }
+    assert_eq!(sink_lines(&out, BATCHES), None);
+    (storage.faults_injected() > 0, total_ops(&storage))
+}
+
+fn sweep(under: Under) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, total) = trial(dir.path(), under, None, false);
+    assert!(total > 20, "{under:?}: {total} operations");
+    let mut fired = 0;
+    for n in 1..=total {
+        for restart in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            fired += usize::from(trial(dir.path(), under, Some(n), restart).0);
+        }
+    }
+    // Removals never fail, so not every operation number is a fault.
+    assert!(
+        fired > total,
+        "{under:?}: {fired} faults over {total} operations"
+    );
+}
+
+#[test]
+fn a_failed_sink_operation_fails_its_batch_and_a_retry_writes_it_once() {
+    sweep(Under::Sink);
+}
+
+#[test]
+fn a_failed_metadata_or_state_operation_fails_its_batch_and_a_retry_writes_it_once() {
+    sweep(Under::Metadata);
+}

@@ -194,7 +194,8 @@ pub(crate) struct StreamDir {
     fsync: bool,
     /// The stream's time zero; `None` until a new folder is initialised.
     zero: Option<Duration>,
-    _lock: Box<dyn StorageLock>,
+    /// `None` for a read-only view ([`StreamDir::open_read_only`]).
+    _lock: Option<Box<dyn StorageLock>>,
 }
 
 impl std::fmt::Debug for StreamDir {
@@ -210,6 +211,28 @@ fn log_name(batch: BatchId, ext: &str) -> String {
 }
 
 impl StreamDir {
+    /// A read-only view of an existing streaming folder, without its lock (a running stream
+    /// may hold it): for offline queries, which only read committed files.
+    pub(crate) fn open_read_only(dir: &Path, storage: Arc<dyn Storage>) -> Result<StreamDir> {
+        let dir = crate::checkpoint::resolve_root(dir)?;
+        let marker = dir.join(STREAM_FILE);
+        let names = storage.list(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        if !names.iter().any(|n| n == STREAM_FILE) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a flintlock streaming folder (it has no {STREAM_FILE} file)",
+                dir.display()
+            )));
+        }
+        let file: StreamFile = read_sealed(storage.as_ref(), &marker, "stream", STREAM_FORMAT)?;
+        Ok(StreamDir {
+            dir,
+            storage,
+            fsync: false,
+            zero: Some(Duration::from_nanos(file.zero_nanos)),
+            _lock: None,
+        })
+    }
+
     /// Opens (creating when missing) and locks a streaming folder, and verifies its marker
     /// file when it has one. A folder without one must be empty (but for what an
     /// interrupted start left): the stream never writes into another tool's folder.
@@ -278,7 +301,7 @@ impl StreamDir {
             storage,
             fsync,
             zero,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 

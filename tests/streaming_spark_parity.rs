@@ -1,0 +1,121 @@
+//! flintlock's streaming operators give Spark's output on the same input, batch by batch:
+//! the reference lines in `tests/data/spark-streaming/` were produced by Spark 4.3.0
+//! (`scripts/spark-streaming/`, which says how to regenerate them); CI does not need Spark.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flintlock::streaming::{ManualClock, RddQueue, StreamingContext, Until};
+use serde_json::Value;
+
+/// Batches run: the 16 of the input and 4 without input, as in the Spark runs.
+const BATCHES: u64 = 20;
+
+fn data(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/spark-streaming")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The input batches: `(key, value)` pairs.
+fn input() -> Vec<Vec<(String, i64)>> {
+    let v: Value = serde_json::from_str(&data("input.json")).unwrap();
+    assert_eq!(v["interval_ms"], 1000);
+    v["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            b.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Spark's output of `job`: batch → records, sorted by key.
+fn reference(job: &str) -> BTreeMap<u64, Vec<(String, i64)>> {
+    let mut out = BTreeMap::new();
+    for line in data("spark_streaming_reference.jsonl").lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["job"] != job {
+            continue;
+        }
+        let records = v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+            .collect();
+        out.insert(v["batch"].as_u64().unwrap(), records);
+    }
+    assert!(!out.is_empty(), "no reference lines for {job}");
+    out
+}
+
+#[test]
+fn update_state_by_key_matches_spark_batch_by_batch() {
+    let want = reference("update_state_by_key");
+    assert_eq!(
+        want,
+        reference("scala_update_state_by_key"),
+        "Python and Scala agree"
+    );
+    assert_eq!(want.len() as u64, BATCHES);
+    // Every partition count and checkpoint interval gives the same output, and so does a
+    // restart in the middle.
+    for (partitions, every, restart_at) in
+        [(2usize, 10u32, None), (1, 1, Some(9)), (3, 4, Some(12))]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = common::ctx();
+        let got: Arc<Mutex<BTreeMap<u64, Vec<(String, i64)>>>> = Arc::default();
+        let build = |c: &flintlock::Context| {
+            let mut batches = input();
+            batches.resize(BATCHES as usize, Vec::new());
+            let queue = RddQueue::from_rdds(batches.into_iter().map(|b| c.parallelize(b, 2)));
+            let mut ssc =
+                StreamingContext::new(c, Duration::from_secs(1)).clock(ManualClock::auto());
+            let out = got.clone();
+            ssc.queue_stream("input", queue)
+                .update_state_by_key("state", |_, new: Vec<i64>, old: Option<i64>| {
+                    let sum = old.unwrap_or(0) + new.iter().sum::<i64>();
+                    (sum != 0).then_some(sum)
+                })
+                .partitions(partitions)
+                .checkpoint_every(every)
+                .foreach_rdd("collect", move |rdd, batch| {
+                    let mut v = rdd.collect()?;
+                    v.sort();
+                    out.lock().unwrap().insert(batch.id, v);
+                    Ok(())
+                });
+            Ok(ssc)
+        };
+        let ckpt = dir.path().join("ckpt");
+        let (mut s, _) = StreamingContext::get_or_create(&ctx, &ckpt, build).unwrap();
+        if let Some(at) = restart_at {
+            s.run(Until::Committed(at)).unwrap();
+            drop(s);
+            s = StreamingContext::get_or_create(&ctx, &ckpt, build)
+                .unwrap()
+                .0;
+        }
+        s.run(Until::Committed(BATCHES - 1)).unwrap();
+        let got = got.lock().unwrap().clone();
+        for (b, records) in &want {
+            assert_eq!(
+                got.get(b),
+                Some(records),
+                "batch {b} ({partitions} partitions, every {every}, restart {restart_at:?})"
+            );
+        }
+    }
+}

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::stream::{batch_words, lines_of, model, sink_lines, update};
+use common::stream::{assert_sink_is_model, batch_words, update};
 use flintlock::streaming::{
     FileSink, GraphPolicy, ManualClock, RddQueue, StreamingContext, Until, STREAM_FORMAT_VERSION,
 };
@@ -31,6 +31,22 @@ enum Edit {
     RemovedOutput,
     ExtraStatelessStep,
     ReorderedStatelessSteps,
+}
+
+impl Edit {
+    const ALL: [Edit; 11] = [
+        Edit::None,
+        Edit::RenameState,
+        Edit::RenameSource,
+        Edit::StateType,
+        Edit::Partitions,
+        Edit::CheckpointEvery,
+        Edit::Interval,
+        Edit::NewSink,
+        Edit::RemovedOutput,
+        Edit::ExtraStatelessStep,
+        Edit::ReorderedStatelessSteps,
+    ];
 }
 
 const SEED: u64 = 3;
@@ -119,22 +135,8 @@ fn expected(edit: Edit, policy: GraphPolicy) -> std::result::Result<&'static str
 
 #[test]
 fn each_edit_is_refused_or_accepted_as_the_policy_says() {
-    use Edit::*;
-    let edits = [
-        None,
-        RenameState,
-        RenameSource,
-        StateType,
-        Partitions,
-        CheckpointEvery,
-        Interval,
-        NewSink,
-        RemovedOutput,
-        ExtraStatelessStep,
-        ReorderedStatelessSteps,
-    ];
     for policy in [GraphPolicy::Strict, GraphPolicy::AllowStatelessChanges] {
-        for edit in edits {
+        for edit in Edit::ALL {
             let dir = tempfile::tempdir().unwrap();
             let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("out"));
             let ctx = common::ctx();
@@ -177,14 +179,7 @@ fn each_edit_is_refused_or_accepted_as_the_policy_says() {
                     }
                     s.run(Until::Committed(BATCHES - 1)).unwrap();
                     // None of the accepted edits changes the counts.
-                    let m = model(SEED, BATCHES);
-                    for b in 0..BATCHES {
-                        let want = lines_of(&m[b as usize])
-                            .into_iter()
-                            .map(|l| l.to_lowercase())
-                            .collect::<Vec<_>>();
-                        assert_eq!(sink_lines(&out, b), Some(want), "{case}: batch {b}");
-                    }
+                    assert_sink_is_model(&out, SEED, 0..BATCHES, &case);
                 }
                 (Err(e), want) => panic!("{case}: refused with {e}, expected {want:?}"),
                 (Ok((_, rec)), want) => {
@@ -266,14 +261,7 @@ fn a_version_1_stream_folder_recovers_and_continues_exactly() {
         "{rec}"
     );
     s.run(Until::Committed(BATCHES - 1)).unwrap();
-    let m = model(SEED, BATCHES);
-    for b in 5..BATCHES {
-        let want: Vec<String> = lines_of(&m[b as usize])
-            .into_iter()
-            .map(|l| l.to_lowercase())
-            .collect();
-        assert_eq!(sink_lines(&out, b), Some(want), "batch {b}");
-    }
+    assert_sink_is_model(&out, SEED, 5..BATCHES, "golden v1");
 }
 
 /// An accepted change while a batch was planned but not committed: the re-run batch
@@ -309,14 +297,7 @@ fn an_accepted_change_with_a_pending_batch_keeps_the_stream_restartable() {
             .unwrap();
     assert_eq!(rec.committed, Some(6));
     s.run(Until::Committed(BATCHES - 1)).unwrap();
-    let m = model(SEED, BATCHES);
-    for b in 0..BATCHES {
-        assert_eq!(
-            sink_lines(&out, b),
-            Some(lines_of(&m[b as usize])),
-            "batch {b}"
-        );
-    }
+    assert_sink_is_model(&out, SEED, 0..BATCHES, "pending batch with a change");
 }
 
 /// A text file stream's progress names files of its folder: reading another folder after a

@@ -16,15 +16,7 @@ use flintlock::streaming::{Batch, FileSink, ManualClock, Sink, StreamingContext,
 use flintlock::{Context, Error, Rdd, Result};
 
 fn check_sink_against_model(out: &Path, seed: u64, batches: u64) {
-    let m = model(seed, batches);
-    for b in 0..batches {
-        assert_eq!(
-            sink_lines(out, b),
-            Some(lines_of(&m[b as usize])),
-            "sink batch {b}"
-        );
-    }
-    assert_eq!(sink_lines(out, batches), None, "no batch beyond the run");
+    common::stream::assert_sink_is_model(out, seed, 0..batches, "");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::stream::{lines_of, model, sink_lines, WordCount};
+use common::stream::{assert_sink_is_model, WordCount};
 use flintlock::checkpoint::{FaultyStorage, LocalFs, Storage, StorageOp};
 use flintlock::streaming::{StreamingContext, Until};
 use flintlock::Context;
@@ -99,15 +99,8 @@ fn trial(dir: &Path, under: Under, n: Option<usize>, restart: bool) -> (bool, us
             }
         }
     }
-    let m = model(SEED, BATCHES);
-    for b in 0..BATCHES {
-        assert_eq!(
-            sink_lines(&out, b),
-            Some(lines_of(&m[b as usize])),
-            "{under:?}, fault at op {n:?}, restart {restart}: batch {b}"
-        );
-    }
-    assert_eq!(sink_lines(&out, BATCHES), None);
+    let case = format!("{under:?}, fault at op {n:?}, restart {restart}");
+    assert_sink_is_model(&out, SEED, 0..BATCHES, &case);
     (storage.faults_injected() > 0, total_ops(&storage))
 }
 

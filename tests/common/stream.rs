@@ -129,6 +129,24 @@ pub fn sink_lines(out: &Path, batch: u64) -> Option<Vec<String>> {
     Some(v)
 }
 
+/// Asserts that sink folder `out` holds the batches of `range` exactly as the model of
+/// `seed` says, and nothing at `range.end`; `case` names the case in a failure.
+pub fn assert_sink_is_model(out: &Path, seed: u64, range: std::ops::Range<u64>, case: &str) {
+    let m = model(seed, range.end);
+    for b in range.clone() {
+        assert_eq!(
+            sink_lines(out, b),
+            Some(lines_of(&m[b as usize])),
+            "{case}: sink batch {b}"
+        );
+    }
+    assert_eq!(
+        sink_lines(out, range.end),
+        None,
+        "{case}: no batch beyond the run"
+    );
+}
+
 /// Every file below `dir` (relative paths), sorted.
 pub fn files(dir: &Path) -> Vec<String> {
     super::files_below(dir)

@@ -21,11 +21,19 @@ type Compute<T> = Box<dyn Fn(&BatchRun<'_>) -> Result<Rdd<T>> + Send + Sync>;
 /// rest of that batch, so a stream read by two outputs is built once.
 pub(crate) struct DNode<T: Data> {
     pub(crate) id: usize,
+    /// The node has an RDD only in batches `b` with `(b + 1) % slide == 0` (1 but below a
+    /// window that slides by more than one batch); outputs run only then.
+    pub(crate) slide: u64,
     compute: Compute<T>,
     cache: Mutex<Option<(BatchId, Rdd<T>)>>,
 }
 
 impl<T: Data> DNode<T> {
+    /// Whether the node has an RDD in batch `batch` (see `slide`).
+    pub(crate) fn active(&self, batch: BatchId) -> bool {
+        (batch + 1).is_multiple_of(self.slide)
+    }
+
     /// This node's RDD for `run`'s batch.
     pub(crate) fn rdd(&self, run: &BatchRun<'_>) -> Result<Rdd<T>> {
         if let Some((b, rdd)) = &*self.cache.lock() {
@@ -55,6 +63,8 @@ impl<T: Data> BatchCache for DNode<T> {
 /// The graph every stream of one [`super::StreamingContext`] adds itself to.
 pub(crate) struct Graph {
     pub(crate) ctx: Context,
+    /// The batch interval (window lengths and slides are multiples of it).
+    pub(crate) interval: std::time::Duration,
     pub(crate) inner: Mutex<GraphInner>,
 }
 
@@ -65,6 +75,10 @@ pub(crate) struct GraphInner {
     pub(crate) stateful: Vec<(usize, Arc<dyn StatefulOps>)>,
     pub(crate) outputs: Vec<Arc<dyn OutputOps>>,
     pub(crate) caches: Vec<Arc<dyn BatchCache>>,
+    /// Each node's slide, in batches (see `DNode::slide`).
+    pub(crate) slides: Vec<u64>,
+    /// Mistakes found while the graph was defined, reported when the stream starts.
+    pub(crate) errors: Vec<String>,
     /// Set when the stream starts: the graph is then fixed.
     pub(crate) frozen: bool,
 }
@@ -106,8 +120,23 @@ impl Graph {
         }
         desc.id = g.nodes.len();
         desc.element = std::any::type_name::<T>().to_string();
+        // A node slides as its parents do (a window sets its own); parents sliding
+        // differently cannot be combined, as in Spark.
+        if desc.slide == 0 {
+            let slides: Vec<u64> = desc.parents.iter().map(|&p| g.slides[p]).collect();
+            desc.slide = slides.iter().copied().max().unwrap_or(1);
+            if slides.iter().any(|&s| s != desc.slide) {
+                g.errors.push(format!(
+                    "{} combines streams that slide by different numbers of batches \
+                     ({slides:?}): they have RDDs in different batches",
+                    desc.kind
+                ));
+            }
+        }
+        g.slides.push(desc.slide);
         let node = Arc::new(DNode {
             id: desc.id,
+            slide: desc.slide,
             compute: Box::new(compute),
             cache: Mutex::new(None),
         });
@@ -142,6 +171,7 @@ pub(crate) fn desc(kind: &str, name: Option<&str>, parents: &[usize]) -> NodeDes
         partitions: None,
         every: None,
         input: None,
+        slide: 0,
     }
 }
 

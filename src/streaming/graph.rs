@@ -51,6 +51,17 @@ pub(crate) struct NodeDesc {
     /// (canonical when it existed), since its recorded progress names that folder's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) input: Option<String>,
+    /// In how many batches the node has an RDD: every `slide`-th (see `DNode::slide`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub(crate) slide: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 impl NodeDesc {

@@ -156,20 +156,16 @@ impl Plan {
 }
 
 impl Commit {
-    /// The commit of `plan`'s batch. `states` holds one entry per stateful operator: its
-    /// newest state checkpoint, `None` before its first (recovery then starts it from its
-    /// initial state and needs every plan from batch 0).
+    /// The commit of `plan`'s batch, run under graph `graph`. `states` holds each
+    /// checkpointed operator's newest state checkpoint (`None` before its first);
+    /// `low_water` is the oldest batch whose plan recovery from this commit replays.
     pub(crate) fn new(
         plan: &Plan,
         graph: &str,
         states: Vec<(String, Option<StateRef>)>,
         sources: BTreeMap<String, SourcePosition>,
+        low_water: BatchId,
     ) -> Commit {
-        let low_water = states
-            .iter()
-            .map(|(_, s)| s.as_ref().map_or(0, |s| s.batch + 1))
-            .min()
-            .unwrap_or(plan.batch + 1);
         let states = states
             .into_iter()
             .filter_map(|(name, s)| Some((name, s?)))
@@ -342,6 +338,18 @@ impl StreamDir {
 
     pub(crate) fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Makes the log folder's entries durable (when fsync is on): for a plan an earlier,
+    /// failed attempt renamed in without its folder fsync.
+    pub(crate) fn sync_log(&self) -> Result<()> {
+        if self.fsync {
+            let log = self.dir.join(LOG);
+            self.storage
+                .sync_dir(&log)
+                .map_err(|e| Error::io("fsync folder", &log, e))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn storage(&self) -> &dyn Storage {

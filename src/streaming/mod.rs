@@ -3,7 +3,8 @@
 //! A [`StreamingContext`] cuts time into batches of a fixed interval. Batch `id` is at
 //! *logical* time `zero + id × interval`; every batch builds one RDD per [`DStream`] from
 //! its sources and runs the outputs on them. Stateful operators
-//! ([`DStream::update_state_by_key`]) carry per-key state from batch to batch.
+//! ([`DStream::update_state_by_key`]) carry per-key state from batch to batch; windows
+//! ([`DStream::window`], [`DStream::reduce_by_key_and_window`]) see the last batches.
 //!
 //! ```
 //! use std::time::Duration;
@@ -58,8 +59,11 @@
 //!   it from their plans without output, and runs the one planned-but-uncommitted batch
 //!   again with its recorded input.
 //! - **Exactly-once output**: a [`Sink`] is keyed by batch id; replay is deterministic (for
-//!   deterministic closures), so a batch reaches a sink once. [`DStream::foreach_rdd`] is
-//!   at-least-once.
+//!   deterministic closures), so a batch reaches a sink once. A sink that already holds a
+//!   batch this stream never ran holds another stream's output: that is an error, not a
+//!   skipped write. [`DStream::foreach_rdd`] is at-least-once.
+//! - **Offline queries**: [`open_state`] reads an operator's committed state at a retained
+//!   batch as an RDD, without stopping the stream.
 //! - **Retention**: only what recovery needs is kept (each operator's newest committed
 //!   state, the plans after it, the newest commit and [`StreamingContext::retain`] older
 //!   ones), so the folder stays bounded whatever the run length.
@@ -81,6 +85,7 @@ mod query;
 mod sink;
 mod sources;
 mod state;
+mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -250,6 +255,7 @@ impl StreamingContext {
             interval,
             graph: Arc::new(Graph {
                 ctx: ctx.clone(),
+                interval,
                 inner: parking_lot::Mutex::new(GraphInner::default()),
             }),
             clock: Arc::new(WallClock),
@@ -430,7 +436,17 @@ impl StreamingContext {
         let (nodes, stateful) = {
             let mut g = self.graph.inner.lock();
             g.frozen = true;
-            let stateful: Vec<(usize, Arc<dyn state::StatefulOps>)> = g.stateful.clone();
+            if !g.errors.is_empty() {
+                let errors = g.errors.join("; ");
+                g.frozen = false;
+                return Err(Error::InvalidArgument(errors));
+            }
+            let stateful: Vec<(usize, Arc<dyn state::StatefulOps>)> = g
+                .stateful
+                .iter()
+                .filter(|(_, op)| op.checkpointed())
+                .cloned()
+                .collect();
             for (id, op) in &stateful {
                 let (partitions, every) = op.settings();
                 g.nodes[*id].partitions = Some(partitions);
@@ -510,14 +526,17 @@ impl StreamingContext {
         // State: each operator's newest committed checkpoint, then the batches after it.
         let mut restored: Vec<Option<BatchId>> = Vec::new();
         for (_, op) in &stateful {
-            let r = commit.as_ref().and_then(|c| c.states.get(op.name()));
+            let r = commit
+                .as_ref()
+                .filter(|_| op.checkpointed())
+                .and_then(|c| c.states.get(op.name()));
             op.restore(&self.ctx, meta.path(), r)?;
             restored.push(r.map(|r| r.batch));
         }
         if let Some(c) = &commit {
-            let low = restored
+            let low = stateful
                 .iter()
-                .map(|s| s.map_or(0, |b| b + 1))
+                .map(|(_, op)| op.low_water(c.batch))
                 .min()
                 .unwrap_or(c.batch + 1);
             // The plans from `low` to the commit, following each plan's `prev` link (ids
@@ -676,6 +695,8 @@ impl StreamingContext {
                                     ),
                                 ));
                             }
+                            // Its folder fsync may be what failed: durable before use.
+                            meta.sync_log()?;
                             plan = existing;
                         }
                         Err(e) => return Err(e),
@@ -764,14 +785,20 @@ impl StreamingContext {
         if let Some(meta) = &self.meta {
             let states = stateful
                 .iter()
+                .filter(|(_, op)| op.checkpointed())
                 .map(|(_, op)| (op.name().to_string(), op.committed()))
                 .collect();
+            let low_water = stateful
+                .iter()
+                .map(|(_, op)| op.low_water(plan.batch))
+                .min()
+                .unwrap_or(plan.batch + 1);
             let positions = sources
                 .iter()
                 .map(|s| (s.name().to_string(), s.position()))
                 .collect();
             // Under the graph the batch ran with (a re-run plan may name an older one).
-            let commit = Commit::new(plan, &self.fingerprint, states, positions);
+            let commit = Commit::new(plan, &self.fingerprint, states, positions, low_water);
             if let Err(e) = meta.write_commit(&commit) {
                 self.poisoned = Some(format!(
                     "writing the commit of batch {} failed: {e}",
@@ -781,7 +808,7 @@ impl StreamingContext {
             }
             // Retention only after the commit is durable; best effort.
             let _ = meta.retain(&commit, self.retain);
-            for (_, op) in &stateful {
+            for (_, op) in stateful.iter().filter(|(_, op)| op.checkpointed()) {
                 meta.retain_state(op.name(), commit.states.get(op.name()));
             }
         }

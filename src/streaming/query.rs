@@ -14,9 +14,10 @@ use crate::{Data, Key, Rdd};
 
 /// The state of stateful operator `operator` (an `update_state_by_key` name) after batch
 /// `batch`, read from the stream's checkpoint folder `dir` as an `Rdd<(K, S)>`: the state
-/// checkpoint a commit of the stream names for that batch. Retention keeps each
-/// operator's newest committed state checkpoint (and those the `retain` older commits
-/// name), so `batch` must be one of those: [`state_batches`] lists them.
+/// checkpoint a commit of the stream names for that batch. Retention keeps only each
+/// operator's newest committed state checkpoint (and, until it is dropped, one an RDD of
+/// this process still reads), so `batch` must be one of those: [`state_batches`] lists
+/// them.
 ///
 /// The folder is only read, never locked or changed, so this works while the stream runs
 /// in another process. A state checkpoint that the running stream's retention removes

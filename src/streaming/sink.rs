@@ -54,6 +54,9 @@ where
     F: Fn(&Rdd<T>, Batch) -> Result<()> + Send + Sync,
 {
     fn run(&self, run: &BatchRun<'_>) -> Result<()> {
+        if !self.node.active(run.batch.id) {
+            return Ok(()); // a window between its slides
+        }
         (self.f)(&self.node.rdd(run)?, run.batch)
     }
 }
@@ -74,16 +77,21 @@ struct SinkOutput<T: Data, S> {
 
 impl<T: Data, S: Sink<T>> OutputOps for SinkOutput<T, S> {
     fn run(&self, run: &BatchRun<'_>) -> Result<()> {
+        if !self.node.active(run.batch.id) {
+            return Ok(()); // a window between its slides
+        }
         if let Some(last) = self.sink.last_committed()? {
             if last >= run.batch.id {
                 if run.written_upto.is_some_and(|w| last <= w) {
                     return Ok(()); // written by an earlier run of this batch: exactly once
                 }
                 return Err(Error::InvalidArgument(format!(
-                    "sink `{}` already holds batch {last}, which this stream has not written \
-                     (it is about to write batch {} for the first time): the sink holds \
-                     another stream's output; give it an empty folder",
-                    self.name, run.batch.id
+                    "sink `{}` already holds batch {last}, which this stream has no record \
+                     of running (it is about to write batch {} for the first time): the \
+                     sink holds another stream's output, or this stream's plan of that \
+                     batch was lost from its checkpoint folder; give the sink an empty \
+                     folder, or remove its batches from {} on",
+                    self.name, run.batch.id, run.batch.id
                 )));
             }
         }

@@ -43,6 +43,14 @@ pub(crate) trait StatefulOps: Send + Sync {
     fn restore(&self, ctx: &Context, stream_dir: &Path, state: Option<&StateRef>) -> Result<()>;
     /// The lineage depth of the current state RDD.
     fn lineage_depth(&self) -> Option<usize>;
+    /// Whether the operator has a named state checkpointed in the stream's folder (a
+    /// window keeps only recent slices, rebuilt from the plans on recovery).
+    fn checkpointed(&self) -> bool {
+        true
+    }
+    /// The oldest batch whose plan a recovery from commit `committed` must replay for this
+    /// operator (the commit's low water is the least over the operators).
+    fn low_water(&self, committed: BatchId) -> BatchId;
 }
 
 type UpdateFn<K, V, S> = dyn Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync;
@@ -233,6 +241,11 @@ where
     fn lineage_depth(&self) -> Option<usize> {
         self.current.lock().as_ref().map(|(_, r)| r.lineage_depth())
     }
+
+    fn low_water(&self, _committed: BatchId) -> BatchId {
+        // Without a state checkpoint yet, recovery starts from the initial state.
+        self.committed().map_or(0, |s| s.batch + 1)
+    }
 }
 
 /// The commit's record of a state checkpoint folder (`state/<op>/rdd-<id>-<write id>`).
@@ -412,6 +425,13 @@ where
             staged: Mutex::new(None),
             committed: Mutex::new(None),
         });
+        if self.node.slide > 1 {
+            self.graph.inner.lock().errors.push(format!(
+                "update_state_by_key `{name}` reads a window that slides by {} batches: \
+                 stateful operators read streams with an RDD in every batch",
+                self.node.slide
+            ));
+        }
         let mut d = desc("update_state_by_key", Some(name), &[self.node.id]);
         d.state = Some(std::any::type_name::<S>().to_string());
         let reader = op.clone();

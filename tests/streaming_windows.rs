@@ -1,0 +1,208 @@
+//! Windows: every `slide`, the last `len` batches of a stream; their slices survive a
+//! restart (rebuilt from the plans), their memory stays bounded, and a window that cannot
+//! be formed is an error when the stream starts, never a silent approximation.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::stream::WordCount;
+use flintlock::streaming::{ManualClock, RddQueue, StreamingContext, Until};
+use flintlock::{Context, Error};
+
+fn sec(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ssc(ctx: &Context) -> StreamingContext {
+    StreamingContext::new(ctx, sec(1)).clock(ManualClock::auto())
+}
+
+fn numbers(ctx: &Context, batches: u64) -> RddQueue<u64> {
+    RddQueue::from_rdds((0..batches).map(|b| ctx.parallelize(vec![b * 10, b * 10 + 1], 2)))
+}
+
+#[test]
+fn a_window_holds_the_last_len_batches_every_slide() {
+    let ctx = common::ctx();
+    for (len, slide) in [(1u64, 1u64), (3, 1), (2, 2), (4, 3), (5, 2)] {
+        let mut s = ssc(&ctx);
+        let seen: Arc<Mutex<Vec<(u64, Vec<u64>)>>> = Arc::default();
+        let out = seen.clone();
+        s.queue_stream("in", numbers(&ctx, 12))
+            .window(sec(len), sec(slide))
+            .foreach_rdd("out", move |rdd, b| {
+                let mut v = rdd.collect()?;
+                v.sort();
+                out.lock().unwrap().push((b.id, v));
+                Ok(())
+            });
+        s.run(Until::Batches(12)).unwrap();
+        let want: Vec<(u64, Vec<u64>)> = (0..12u64)
+            .filter(|b| (b + 1) % slide == 0)
+            .map(|b| {
+                let first = (b + 1).saturating_sub(len);
+                (b, (first..=b).flat_map(|x| [x * 10, x * 10 + 1]).collect())
+            })
+            .collect();
+        assert_eq!(*seen.lock().unwrap(), want, "len {len}, slide {slide}");
+    }
+}
+
+#[test]
+fn lengths_and_slides_that_are_not_multiples_of_the_interval_are_errors_at_start() {
+    let ctx = common::ctx();
+    for (len, slide) in [
+        (Duration::from_millis(1500), sec(1)),
+        (sec(2), Duration::from_millis(500)),
+        (Duration::ZERO, sec(1)),
+        (sec(3), Duration::ZERO),
+    ] {
+        let mut s = ssc(&ctx);
+        s.queue_stream("in", numbers(&ctx, 2))
+            .window(len, slide)
+            .foreach_rdd("out", |_, _| Ok(()));
+        match s.run(Until::Batches(1)) {
+            Err(Error::InvalidArgument(m)) => {
+                assert!(
+                    m.contains("not a positive multiple of the batch interval"),
+                    "{m}"
+                )
+            }
+            other => panic!("{len:?}/{slide:?}: expected an error, got {other:?}"),
+        }
+        assert_eq!(s.last_committed(), None);
+    }
+}
+
+#[test]
+fn streams_sliding_differently_do_not_combine_and_state_reads_unslid_streams() {
+    let ctx = common::ctx();
+    let mut s = ssc(&ctx);
+    let input = s.queue_stream("in", numbers(&ctx, 2));
+    input
+        .window(sec(2), sec(2))
+        .union(&input)
+        .foreach_rdd("out", |_, _| Ok(()));
+    let err = s.run(Until::Batches(1)).unwrap_err();
+    assert!(err.to_string().contains("slide by different"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = ssc(&ctx);
+    s.queue_stream("in", numbers(&ctx, 2))
+        .window(sec(2), sec(2))
+        .map(|x| (x % 2, x))
+        .update_state_by_key("st", |_, v: Vec<u64>, o: Option<u64>| {
+            Some(o.unwrap_or(0) + v.len() as u64)
+        })
+        .foreach_rdd("out", |_, _| Ok(()));
+    s.checkpoint(dir.path()).unwrap();
+    let err = s.run(Until::Batches(1)).unwrap_err();
+    assert!(
+        err.to_string().contains("reads a window that slides"),
+        "{err}"
+    );
+}
+
+/// A window beside a stateful operator checkpointing every 4 batches, restarted at every
+/// batch position: the same windows and states as an uninterrupted run (the window's slices
+/// come back from the plans, which the low water keeps for both operators).
+#[test]
+fn a_window_beside_state_is_the_same_after_a_restart_at_any_batch() {
+    type Seen = BTreeMap<u64, Vec<(String, u64)>>;
+    let run = |restart_at: Option<u64>| -> (Seen, std::path::PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = common::ctx();
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let wc = WordCount::new(6, 14, 4);
+        let out = dir.path().join("out");
+        let make = |c: &Context| {
+            let mut s = wc.build(c, &out)?;
+            let q = RddQueue::from_rdds(
+                (0..14u64).map(|b| c.parallelize(common::stream::batch_words(6, b), 2)),
+            );
+            let seen = seen.clone();
+            s.queue_stream("again", q)
+                .map(|w| (w, 1u64))
+                .reduce_by_key_and_window(|a, b| a + b, sec(3), sec(1))
+                .foreach_rdd("windows", move |rdd, b| {
+                    let mut v = rdd.collect()?;
+                    v.sort();
+                    seen.lock().unwrap().insert(b.id, v);
+                    Ok(())
+                });
+            Ok(s)
+        };
+        let ckpt = dir.path().join("ckpt");
+        let (mut s, _) = StreamingContext::get_or_create(&ctx, &ckpt, make).unwrap();
+        if let Some(at) = restart_at {
+            s.run(Until::Committed(at)).unwrap();
+            drop(s);
+            s = StreamingContext::get_or_create(&ctx, &ckpt, make)
+                .unwrap()
+                .0;
+        }
+        s.run(Until::Committed(13)).unwrap();
+        let got = seen.lock().unwrap().clone();
+        (got, out, dir)
+    };
+    let (whole, _, _) = run(None);
+    for b in 0..14u64 {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for x in b.saturating_sub(2)..=b {
+            for w in common::stream::batch_words(6, x) {
+                *counts.entry(w).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            whole[&b],
+            counts.into_iter().collect::<Vec<_>>(),
+            "window of batch {b}"
+        );
+    }
+    for at in 0..13 {
+        let (got, out, _dir) = run(Some(at));
+        assert_eq!(got, whole, "restart after batch {at}");
+        common::stream::assert_sink_is_model(&out, 6, 0..14, &format!("restart after {at}"));
+    }
+}
+
+#[test]
+fn a_window_over_a_state_is_an_error_at_start() {
+    let ctx = common::ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = ssc(&ctx);
+    s.queue_stream("in", numbers(&ctx, 2))
+        .map(|x| (x % 2, x))
+        .update_state_by_key("st", |_, v: Vec<u64>, o: Option<u64>| {
+            Some(o.unwrap_or(0) + v.len() as u64)
+        })
+        .window(sec(2), sec(1))
+        .foreach_rdd("out", |_, _| Ok(()));
+    s.checkpoint(dir.path()).unwrap();
+    let err = s.run(Until::Batches(1)).unwrap_err();
+    assert!(
+        err.to_string().contains("a window over the state of `st`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_long_running_window_holds_only_its_slices() {
+    let ctx = common::ctx();
+    let mut s = ssc(&ctx);
+    s.queue_stream("in", numbers(&ctx, 400))
+        .window(sec(5), sec(1))
+        .count()
+        .foreach_rdd("out", |_, _| Ok(()));
+    s.run(Until::Batches(50)).unwrap();
+    let early = ctx.memory_stats();
+    s.run(Until::Batches(350)).unwrap();
+    let late = ctx.memory_stats();
+    assert!(
+        late.cached_partitions <= early.cached_partitions && late.shuffles <= early.shuffles,
+        "{early:?} → {late:?}"
+    );
+}

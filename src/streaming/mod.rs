@@ -524,14 +524,12 @@ impl StreamingContext {
             (g.sources.clone(), g.stateful.clone())
         };
         // State: each operator's newest committed checkpoint, then the batches after it.
-        let mut restored: Vec<Option<BatchId>> = Vec::new();
         for (_, op) in &stateful {
             let r = commit
                 .as_ref()
                 .filter(|_| op.checkpointed())
                 .and_then(|c| c.states.get(op.name()));
             op.restore(&self.ctx, meta.path(), r)?;
-            restored.push(r.map(|r| r.batch));
         }
         if let Some(c) = &commit {
             let low = stateful
@@ -563,11 +561,11 @@ impl StreamingContext {
                     replay: true,
                     written_upto: None,
                 };
-                for ((_, op), s) in stateful.iter().zip(&restored) {
-                    if s.is_none_or(|s| s < b) {
-                        op.step(&run)?;
-                        op.promote();
-                    }
+                // Every operator sees every replayed batch: one restored past it skips it
+                // (a state), one keeping history records it (a window).
+                for (_, op) in &stateful {
+                    op.step(&run)?;
+                    op.promote();
                 }
                 self.clear_batch();
                 recovery.replayed += 1;

@@ -123,6 +123,9 @@ where
 
     fn step(&self, run: &BatchRun<'_>) -> Result<()> {
         let b = run.batch.id;
+        if self.current.lock().as_ref().is_some_and(|(c, _)| *c >= b) {
+            return Ok(()); // restored from a checkpoint at or after this batch
+        }
         let (partitions, every, initial) = {
             let s = self.settings.lock();
             (s.partitions, s.every, s.initial.clone())
@@ -143,31 +146,15 @@ where
                 })
             })
             .set_name(format!("state `{}` @ batch {b}", self.name));
-        let mut written = None;
-        if !run.replay {
+        let written = if run.replay {
+            None
+        } else {
             let reliable = self
                 .dir
                 .get()
                 .filter(|_| (b + 1).is_multiple_of(u64::from(every)));
-            match reliable {
-                Some(dir) => {
-                    // One pass: the action below computes, caches and writes the state.
-                    state.persist(StorageLevel::MemoryOnly);
-                    crate::checkpoint::mark_into(&state, dir.clone(), &self.name, b)?;
-                }
-                None => state.local_checkpoint()?,
-            }
-            state.count()?;
-            if reliable.is_some() {
-                let path = state.checkpoint_path().ok_or_else(|| {
-                    Error::Internal(format!(
-                        "state `{}` of batch {b} has no checkpoint",
-                        self.name
-                    ))
-                })?;
-                written = Some(state_ref(&self.name, b, &path));
-            }
-        }
+            materialize(&state, reliable, &self.name, b)?
+        };
         *self.staged.lock() = Some(Staged {
             batch: b,
             rdd: state,
@@ -201,38 +188,7 @@ where
             *self.committed.lock() = None;
             return Ok(());
         };
-        let path = stream_dir.join(&r.path);
-        let manifest = crate::checkpoint::read_manifest(
-            ctx.inner.config.storage.as_ref(),
-            &path.join(crate::checkpoint::MANIFEST),
-        )
-        .map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Error::corrupt(
-                    &path,
-                    format!(
-                        "the state checkpoint of `{}` at batch {} that the newest commit \
-                         names is missing: the state cannot be restored",
-                        self.name, r.batch
-                    ),
-                )
-            }
-            e => e,
-        })?;
-        match &manifest.series {
-            Some(s) if s.name == self.name && s.step == r.batch => {}
-            other => {
-                return Err(Error::corrupt(
-                    &path,
-                    format!(
-                        "the commit names this folder as the state of `{}` at batch {}, but \
-                         its manifest records {:?}",
-                        self.name, r.batch, other
-                    ),
-                ))
-            }
-        }
-        let rdd = ctx.open_checkpoint::<(K, S)>(&path)?;
+        let rdd = open_state_checkpoint::<(K, S)>(ctx, stream_dir, &self.name, r)?;
         *self.current.lock() = Some((r.batch, rdd));
         *self.committed.lock() = Some(r.clone());
         Ok(())
@@ -246,6 +202,75 @@ where
         // Without a state checkpoint yet, recovery starts from the initial state.
         self.committed().map_or(0, |s| s.batch + 1)
     }
+}
+
+/// Materialises a stateful operator's new state of batch `b`: into `reliable`, in the
+/// same pass, as a checkpoint of the operator's series (its record returned), else
+/// cached and locally truncated.
+pub(crate) fn materialize<T: Data + Serialize + DeserializeOwned>(
+    state: &Rdd<T>,
+    reliable: Option<&Arc<AppDir>>,
+    name: &str,
+    b: BatchId,
+) -> Result<Option<StateRef>> {
+    match reliable {
+        Some(dir) => {
+            // One pass: the action below computes, caches and writes the state.
+            state.persist(StorageLevel::MemoryOnly);
+            crate::checkpoint::mark_into(state, dir.clone(), name, b)?;
+        }
+        None => state.local_checkpoint()?,
+    }
+    state.count()?;
+    if reliable.is_none() {
+        return Ok(None);
+    }
+    let path = state.checkpoint_path().ok_or_else(|| {
+        Error::Internal(format!("state `{name}` of batch {b} has no checkpoint"))
+    })?;
+    Ok(Some(state_ref(name, b, &path)))
+}
+
+/// Opens the state checkpoint `r` of operator `name` (relative to `stream_dir`), checking
+/// that its manifest records that operator and batch.
+pub(crate) fn open_state_checkpoint<T: Data + Serialize + DeserializeOwned>(
+    ctx: &Context,
+    stream_dir: &Path,
+    name: &str,
+    r: &StateRef,
+) -> Result<Rdd<T>> {
+    let path = stream_dir.join(&r.path);
+    let manifest = crate::checkpoint::read_manifest(
+        ctx.inner.config.storage.as_ref(),
+        &path.join(crate::checkpoint::MANIFEST),
+    )
+    .map_err(|e| match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::corrupt(
+                &path,
+                format!(
+                    "the state checkpoint of `{name}` at batch {} that the newest commit \
+                     names is missing: the state cannot be restored",
+                    r.batch
+                ),
+            )
+        }
+        e => e,
+    })?;
+    match &manifest.series {
+        Some(s) if s.name == name && s.step == r.batch => {}
+        other => {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "the commit names this folder as the state of `{name}` at batch {}, but \
+                     its manifest records {other:?}",
+                    r.batch
+                ),
+            ))
+        }
+    }
+    ctx.open_checkpoint::<T>(&path)
 }
 
 /// The commit's record of a state checkpoint folder (`state/<op>/rdd-<id>-<write id>`).

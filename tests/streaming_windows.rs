@@ -206,3 +206,84 @@ fn a_long_running_window_holds_only_its_slices() {
         "{early:?} → {late:?}"
     );
 }
+
+#[test]
+fn an_inverse_window_needs_a_checkpoint_folder() {
+    let ctx = common::ctx();
+    let mut s = ssc(&ctx);
+    s.queue_stream("in", numbers(&ctx, 2))
+        .map(|x| (x % 3, x))
+        .reduce_by_key_and_window_inv("win", |a, b| a + b, |a, b| a - b, sec(2), sec(1), None)
+        .foreach_rdd("out", |_, _| Ok(()));
+    let err = s.run(Until::Batches(1)).unwrap_err();
+    assert!(
+        err.to_string().contains("`win` needs a checkpoint folder"),
+        "{err}"
+    );
+}
+
+/// The inverse window's state over a long run: its lineage stays short (truncated every
+/// slide), memory stays flat, every output equals the recomputed window, and its state
+/// checkpoint reads back offline.
+#[test]
+fn a_long_running_inverse_window_stays_flat_and_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx();
+    let mut s = ssc(&ctx);
+    let q = RddQueue::from_rdds((0..300u64).map(|b| {
+        ctx.parallelize(
+            (0..20)
+                .map(|i| ((b * 7 + i) % 11, (b + i) % 5))
+                .collect::<Vec<_>>(),
+            2,
+        )
+    }));
+    let seen: Arc<Mutex<BTreeMap<u64, Vec<(u64, u64)>>>> = Arc::default();
+    let out = seen.clone();
+    s.queue_stream("in", q)
+        .reduce_by_key_and_window_inv(
+            "win",
+            |a, b| a + b,
+            |a, b| a - b,
+            sec(6),
+            sec(2),
+            Some(Box::new(|_, v| *v != 0)),
+        )
+        .checkpoint_every(5)
+        .foreach_rdd("out", move |rdd, b| {
+            let mut v = rdd.collect()?;
+            v.sort();
+            out.lock().unwrap().insert(b.id, v);
+            Ok(())
+        });
+    s.checkpoint(dir.path()).unwrap();
+    s.run(Until::Batches(60)).unwrap();
+    let early = ctx.memory_stats();
+    s.run(Until::Batches(240)).unwrap();
+    let late = ctx.memory_stats();
+    assert!(
+        late.cached_partitions <= early.cached_partitions && late.shuffles <= early.shuffles,
+        "{early:?} → {late:?}"
+    );
+    assert!(s.state_lineage_depth("win").unwrap() <= 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 150, "one output every 2 batches");
+    for (&b, got) in seen.iter() {
+        let mut want: BTreeMap<u64, u64> = BTreeMap::new();
+        for x in (b + 1).saturating_sub(6)..=b {
+            for i in 0..20 {
+                *want.entry((x * 7 + i) % 11).or_default() += (x + i) % 5;
+            }
+        }
+        want.retain(|_, v| *v != 0);
+        assert_eq!(*got, want.into_iter().collect::<Vec<_>>(), "batch {b}");
+    }
+    // Its newest state checkpoint (every 5 slides: batch 299) reads back offline.
+    let batches = flintlock::streaming::state_batches(&ctx, dir.path(), "win").unwrap();
+    assert_eq!(batches, vec![299]);
+    let state = flintlock::streaming::open_state::<u64, u64>(&ctx, dir.path(), "win", 299).unwrap();
+    let mut state = state.collect().unwrap();
+    state.sort();
+    state.retain(|(_, v)| *v != 0);
+    assert_eq!(state, seen[&299]);
+}

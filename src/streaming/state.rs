@@ -74,9 +74,8 @@ pub(crate) struct StateOp<K: Data, V: Data, S: Data> {
     settings: Mutex<Settings<K, S>>,
     dir: OnceLock<Arc<AppDir>>,
     /// The state after the last promoted batch.
-    current: Mutex<Option<(BatchId, Rdd<(K, S)>)>>,
+    cell: StateCell<(K, S)>,
     staged: Mutex<Option<Staged<K, S>>>,
-    committed: Mutex<Option<StateRef>>,
 }
 
 impl<K, V, S> StateOp<K, V, S>
@@ -92,9 +91,9 @@ where
                 return Ok(s.rdd.clone());
             }
         }
-        match &*self.current.lock() {
-            Some((b, rdd)) if *b == batch => Ok(rdd.clone()),
-            _ => Err(Error::Internal(format!(
+        match self.cell.at(batch) {
+            Some(rdd) => Ok(rdd),
+            None => Err(Error::Internal(format!(
                 "stateful `{}` has no state for batch {batch}",
                 self.name
             ))),
@@ -123,15 +122,15 @@ where
 
     fn step(&self, run: &BatchRun<'_>) -> Result<()> {
         let b = run.batch.id;
-        if self.current.lock().as_ref().is_some_and(|(c, _)| *c >= b) {
+        if self.cell.restored_past(b) {
             return Ok(()); // restored from a checkpoint at or after this batch
         }
         let (partitions, every, initial) = {
             let s = self.settings.lock();
             (s.partitions, s.every, s.initial.clone())
         };
-        let prev = match &*self.current.lock() {
-            Some((_, rdd)) => rdd.clone(),
+        let prev = match self.cell.get() {
+            Some((_, rdd)) => rdd,
             None => initial.unwrap_or_else(|| run.ctx.empty()),
         };
         let input = self.parent.rdd(run)?;
@@ -165,10 +164,7 @@ where
 
     fn promote(&self) {
         if let Some(s) = self.staged.lock().take() {
-            if let Some(w) = s.written {
-                *self.committed.lock() = Some(w);
-            }
-            *self.current.lock() = Some((s.batch, s.rdd));
+            self.cell.promote(s.batch, s.rdd, s.written);
         }
     }
 
@@ -178,29 +174,95 @@ where
     }
 
     fn committed(&self) -> Option<StateRef> {
-        self.committed.lock().clone()
+        self.cell.committed()
     }
 
     fn restore(&self, ctx: &Context, stream_dir: &Path, state: Option<&StateRef>) -> Result<()> {
         *self.staged.lock() = None;
-        let Some(r) = state else {
-            *self.current.lock() = None;
-            *self.committed.lock() = None;
-            return Ok(());
-        };
-        let rdd = open_state_checkpoint::<(K, S)>(ctx, stream_dir, &self.name, r)?;
-        *self.current.lock() = Some((r.batch, rdd));
-        *self.committed.lock() = Some(r.clone());
-        Ok(())
+        self.cell.restore(ctx, stream_dir, &self.name, state)
     }
 
     fn lineage_depth(&self) -> Option<usize> {
-        self.current.lock().as_ref().map(|(_, r)| r.lineage_depth())
+        self.cell.lineage_depth()
     }
 
     fn low_water(&self, _committed: BatchId) -> BatchId {
         // Without a state checkpoint yet, recovery starts from the initial state.
         self.committed().map_or(0, |s| s.batch + 1)
+    }
+}
+
+/// A stateful operator's promoted state: its state RDD after the last promoted batch, and
+/// its newest committed reliable checkpoint.
+pub(crate) struct StateCell<T: Data> {
+    current: Mutex<Option<(BatchId, Rdd<T>)>>,
+    committed: Mutex<Option<StateRef>>,
+}
+
+impl<T: Data + Serialize + DeserializeOwned> StateCell<T> {
+    pub(crate) fn new() -> Self {
+        StateCell {
+            current: Mutex::new(None),
+            committed: Mutex::new(None),
+        }
+    }
+
+    /// The promoted state and its batch.
+    pub(crate) fn get(&self) -> Option<(BatchId, Rdd<T>)> {
+        self.current.lock().clone()
+    }
+
+    /// The promoted state when it is batch `batch`'s.
+    pub(crate) fn at(&self, batch: BatchId) -> Option<Rdd<T>> {
+        self.get().filter(|(b, _)| *b == batch).map(|(_, r)| r)
+    }
+
+    /// Whether the state is already at or past batch `batch` (restored from a checkpoint
+    /// while recovery replays the batches before it).
+    pub(crate) fn restored_past(&self, batch: BatchId) -> bool {
+        self.current
+            .lock()
+            .as_ref()
+            .is_some_and(|(b, _)| *b >= batch)
+    }
+
+    /// Batch `batch`'s state becomes the promoted one (`written`: its reliable checkpoint).
+    pub(crate) fn promote(&self, batch: BatchId, rdd: Rdd<T>, written: Option<StateRef>) {
+        if let Some(w) = written {
+            *self.committed.lock() = Some(w);
+        }
+        *self.current.lock() = Some((batch, rdd));
+    }
+
+    pub(crate) fn committed(&self) -> Option<StateRef> {
+        self.committed.lock().clone()
+    }
+
+    /// Opens operator `name`'s recorded state checkpoint `state`, or forgets the state
+    /// (back to the initial one) when `None`.
+    pub(crate) fn restore(
+        &self,
+        ctx: &Context,
+        stream_dir: &Path,
+        name: &str,
+        state: Option<&StateRef>,
+    ) -> Result<()> {
+        match state {
+            None => {
+                *self.current.lock() = None;
+                *self.committed.lock() = None;
+            }
+            Some(r) => {
+                let rdd = open_state_checkpoint::<T>(ctx, stream_dir, name, r)?;
+                *self.current.lock() = Some((r.batch, rdd));
+                *self.committed.lock() = Some(r.clone());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lineage_depth(&self) -> Option<usize> {
+        self.current.lock().as_ref().map(|(_, r)| r.lineage_depth())
     }
 }
 
@@ -225,9 +287,9 @@ pub(crate) fn materialize<T: Data + Serialize + DeserializeOwned>(
     if reliable.is_none() {
         return Ok(None);
     }
-    let path = state.checkpoint_path().ok_or_else(|| {
-        Error::Internal(format!("state `{name}` of batch {b} has no checkpoint"))
-    })?;
+    let path = state
+        .checkpoint_path()
+        .ok_or_else(|| Error::Internal(format!("state `{name}` of batch {b} has no checkpoint")))?;
     Ok(Some(state_ref(name, b, &path)))
 }
 
@@ -446,9 +508,8 @@ where
                 initial: None,
             }),
             dir: OnceLock::new(),
-            current: Mutex::new(None),
+            cell: StateCell::new(),
             staged: Mutex::new(None),
-            committed: Mutex::new(None),
         });
         if self.node.slide > 1 {
             self.graph.inner.lock().errors.push(format!(

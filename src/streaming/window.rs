@@ -147,7 +147,7 @@ fn batches(what: &str, d: Duration, interval: Duration) -> std::result::Result<u
 impl Graph {
     /// Converts a window's length and slide to batches; a mistake is recorded for `start`
     /// (and the window made with length and slide 1, so the graph stays well formed).
-    fn window_batches(&self, len: Duration, slide: Duration) -> (u64, u64) {
+    pub(crate) fn window_batches(&self, len: Duration, slide: Duration) -> (u64, u64) {
         let (l, s) = (
             batches("length", len, self.interval),
             batches("slide", slide, self.interval),

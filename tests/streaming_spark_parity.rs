@@ -77,42 +77,18 @@ fn update_state_by_key_matches_spark_batch_by_batch() {
     for (partitions, every, restart_at) in
         [(2usize, 10u32, None), (1, 1, Some(9)), (3, 4, Some(12))]
     {
-        let dir = tempfile::tempdir().unwrap();
-        let ctx = common::ctx();
-        let got: Arc<Mutex<BTreeMap<u64, Vec<(String, i64)>>>> = Arc::default();
-        let build = |c: &flintlock::Context| {
-            let mut batches = input();
-            batches.resize(BATCHES as usize, Vec::new());
-            let queue = RddQueue::from_rdds(batches.into_iter().map(|b| c.parallelize(b, 2)));
-            let mut ssc =
-                StreamingContext::new(c, Duration::from_secs(1)).clock(ManualClock::auto());
-            let out = got.clone();
-            ssc.queue_stream("input", queue)
-                .update_state_by_key("state", |_, new: Vec<i64>, old: Option<i64>| {
+        let got = run_stream(
+            move |s| {
+                s.update_state_by_key("state", |_, new: Vec<i64>, old: Option<i64>| {
                     let sum = old.unwrap_or(0) + new.iter().sum::<i64>();
                     (sum != 0).then_some(sum)
                 })
                 .partitions(partitions)
                 .checkpoint_every(every)
-                .foreach_rdd("collect", move |rdd, batch| {
-                    let mut v = rdd.collect()?;
-                    v.sort();
-                    out.lock().unwrap().insert(batch.id, v);
-                    Ok(())
-                });
-            Ok(ssc)
-        };
-        let ckpt = dir.path().join("ckpt");
-        let (mut s, _) = StreamingContext::get_or_create(&ctx, &ckpt, build).unwrap();
-        if let Some(at) = restart_at {
-            s.run(Until::Committed(at)).unwrap();
-            drop(s);
-            s = StreamingContext::get_or_create(&ctx, &ckpt, build)
-                .unwrap()
-                .0;
-        }
-        s.run(Until::Committed(BATCHES - 1)).unwrap();
-        let got = got.lock().unwrap().clone();
+                .stream()
+            },
+            restart_at,
+        );
         for (b, records) in &want {
             assert_eq!(
                 got.get(b),
@@ -155,7 +131,7 @@ fn run_stream(
     if let Some(at) = restart_at {
         s.run(Until::Committed(at)).unwrap();
         drop(s);
-        // A restart replays the window's slices from the plans, without output.
+        // A restart replays the batches after the newest state checkpoint, without output.
         s = StreamingContext::get_or_create(&ctx, &ckpt, build)
             .unwrap()
             .0;

@@ -9,7 +9,6 @@
 //! key; the output is the state with the filter applied. (Spark prunes on the filter alone
 //! and then computes wrong sums, or fails, when such a key's old values leave the window.)
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,6 +20,7 @@ use serde::Serialize;
 use super::dstream::{desc, DNode, DStream};
 use super::meta::StateRef;
 use super::state::{materialize, StateCell, StatefulOps, DEFAULT_CHECKPOINT_EVERY};
+use super::window::{last_batches, union_all, Slices};
 use super::{BatchId, BatchRun};
 use crate::checkpoint::AppDir;
 use crate::context::Context;
@@ -32,7 +32,7 @@ type Filter<K, V> = dyn Fn(&K, &V) -> bool + Send + Sync;
 
 struct Staged<K: Data, V: Data> {
     batch: BatchId,
-    state: Option<Rdd<(K, V)>>,
+    state: Rdd<(K, V)>,
     written: Option<StateRef>,
 }
 
@@ -48,10 +48,11 @@ pub(crate) struct InvWindowOp<K: Data, V: Data> {
     settings: Mutex<(usize, u32)>,
     dir: OnceLock<Arc<AppDir>>,
     /// Each batch's values reduced per key, materialised, for `len + slide` batches.
-    slices: Mutex<VecDeque<(BatchId, Rdd<(K, V)>)>>,
+    slices: Slices<(K, V)>,
     /// The window state after the last promoted slide.
     cell: StateCell<(K, V)>,
-    staged: Mutex<Option<(Staged<K, V>, Rdd<(K, V)>)>>,
+    /// The state of the running batch, when it slides.
+    staged: Mutex<Option<Staged<K, V>>>,
 }
 
 /// One key's part in a slide's update: its previous window value, the values of the
@@ -70,42 +71,20 @@ where
     K: Key + Serialize + DeserializeOwned,
     V: Data + Serialize + DeserializeOwned,
 {
-    /// The slices of batches in `range` (promoted and staged).
-    fn slices_in(
-        &self,
-        range: std::ops::RangeInclusive<BatchId>,
-        staged: Option<&(BatchId, Rdd<(K, V)>)>,
-    ) -> Vec<Rdd<(K, V)>> {
-        let mut out: Vec<Rdd<(K, V)>> = self
-            .slices
-            .lock()
-            .iter()
-            .filter(|(b, _)| range.contains(b))
-            .map(|(_, r)| r.clone())
-            .collect();
-        if let Some((b, r)) = staged {
-            if range.contains(b) {
-                out.push(r.clone());
-            }
-        }
-        out
-    }
-
     /// The window's output for batch `batch`: the state, filtered.
     fn output(&self, batch: BatchId) -> Result<Rdd<(K, V)>> {
-        let state = match &*self.staged.lock() {
-            Some((s, _)) if s.batch == batch => s.state.clone(),
-            _ => None,
-        };
-        let state = match state {
-            Some(s) => s,
-            None => self.cell.at(batch).ok_or_else(|| {
-                Error::Internal(format!(
-                    "window `{}` has no state for batch {batch}",
-                    self.name
-                ))
-            })?,
-        };
+        let staged = self
+            .staged
+            .lock()
+            .as_ref()
+            .filter(|s| s.batch == batch)
+            .map(|s| s.state.clone());
+        let state = staged.or_else(|| self.cell.at(batch)).ok_or_else(|| {
+            Error::Internal(format!(
+                "window `{}` has no state for batch {batch}",
+                self.name
+            ))
+        })?;
         Ok(match &self.filter {
             None => state,
             Some(f) => {
@@ -113,14 +92,6 @@ where
                 state.filter(move |(k, v)| f(k, v))
             }
         })
-    }
-}
-
-fn union_all<T: Data>(ctx: &Context, parts: Vec<Rdd<T>>) -> Rdd<T> {
-    let mut iter = parts.into_iter();
-    match iter.next() {
-        None => ctx.empty(),
-        Some(first) => iter.fold(first, |acc, r| acc.union(&r)),
     }
 }
 
@@ -153,31 +124,18 @@ where
             .reduce_by_key(move |a, b| reduce(a, b));
         slice.local_checkpoint()?;
         slice.count()?;
-        let staged_slice = (b, slice);
-        let restored_past = self.cell.restored_past(b);
-        if !(b + 1).is_multiple_of(self.slide) || restored_past {
-            *self.staged.lock() = Some((
-                Staged {
-                    batch: b,
-                    state: None,
-                    written: None,
-                },
-                staged_slice.1,
-            ));
+        self.slices.stage(b, slice);
+        if !(b + 1).is_multiple_of(self.slide) || self.cell.restored_past(b) {
             return Ok(());
         }
         let (len, slide) = (self.len, self.slide);
-        // Entered: (b − slide, b]; left: (b − slide − len, b − len]; window: (b − len, b].
-        let entered = self.slices_in((b + 1).saturating_sub(slide)..=b, Some(&staged_slice));
-        let left = if b + 1 > len {
-            self.slices_in(
-                (b + 1 - len).saturating_sub(slide)..=b - len,
-                Some(&staged_slice),
-            )
-        } else {
-            Vec::new()
-        };
-        let window = self.slices_in((b + 1).saturating_sub(len)..=b, Some(&staged_slice));
+        // Entered: the last `slide` batches; left: the `slide` before the window's start;
+        // the window: the last `len`.
+        let entered = self.slices.union(run.ctx, last_batches(b + 1, slide));
+        let left = self
+            .slices
+            .union(run.ctx, last_batches((b + 1).saturating_sub(len), slide));
+        let window = self.slices.union(run.ctx, last_batches(b + 1, len));
         let prev = match self.cell.get() {
             Some((_, r)) => r,
             None => run.ctx.empty(),
@@ -186,9 +144,9 @@ where
             run.ctx,
             vec![
                 prev.map(|(k, v)| (k, Part::Prev(v))),
-                union_all(run.ctx, entered).map(|(k, v)| (k, Part::New(v))),
-                union_all(run.ctx, left).map(|(k, v)| (k, Part::Old(v))),
-                union_all(run.ctx, window).map(|(k, _)| (k, Part::InWindow)),
+                entered.map(|(k, v)| (k, Part::New(v))),
+                left.map(|(k, v)| (k, Part::Old(v))),
+                window.map(|(k, _)| (k, Part::InWindow)),
             ],
         );
         let (reduce, inverse, filter) = (
@@ -199,41 +157,48 @@ where
         let name = self.name.clone();
         let state = tagged
             .group_by_key_with(Partitioner::hash(partitions))
-            .flat_map(move |(k, parts)| {
-                let (mut prev, mut new, mut old, mut in_window) = (None, None, None, false);
-                let merge = |acc: Option<V>, v: V| {
-                    Some(match acc {
-                        Some(a) => reduce(a, v),
-                        None => v,
+            .map_partitions_preserving_partitioning(move |groups| {
+                let (reduce, inverse, filter, name) = (
+                    reduce.clone(),
+                    inverse.clone(),
+                    filter.clone(),
+                    name.clone(),
+                );
+                groups.filter_map(move |(k, parts)| {
+                    let (mut prev, mut new, mut old, mut in_window) = (None, None, None, false);
+                    let merge = |acc: Option<V>, v: V| {
+                        Some(match acc {
+                            Some(a) => reduce(a, v),
+                            None => v,
+                        })
+                    };
+                    for p in parts {
+                        match p {
+                            Part::Prev(v) => prev = Some(v),
+                            Part::New(v) => new = merge(new.take(), v),
+                            Part::Old(v) => old = merge(old.take(), v),
+                            Part::InWindow => in_window = true,
+                        }
+                    }
+                    let value = match (prev, new) {
+                        (Some(p), Some(n)) => Some(reduce(p, n)),
+                        (p, n) => p.or(n),
+                    };
+                    let value = match (value, old) {
+                        (Some(v), Some(o)) => Some(inverse(v, o)),
+                        (v, None) => v,
+                        (None, Some(_)) => {
+                            // Cannot happen: a key with a slice leaving was in the previous
+                            // window, which kept it.
+                            panic!("window `{name}`: a key's values left a window it was not in")
+                        }
+                    };
+                    value.and_then(|v| {
+                        let keep = in_window || filter.as_ref().is_none_or(|f| f(&k, &v));
+                        keep.then_some((k, v))
                     })
-                };
-                for p in parts {
-                    match p {
-                        Part::Prev(v) => prev = Some(v),
-                        Part::New(v) => new = merge(new.take(), v),
-                        Part::Old(v) => old = merge(old.take(), v),
-                        Part::InWindow => in_window = true,
-                    }
-                }
-                let value = match (prev, new) {
-                    (Some(p), Some(n)) => Some(reduce(p, n)),
-                    (p, n) => p.or(n),
-                };
-                let value = match (value, old) {
-                    (Some(v), Some(o)) => Some(inverse(v, o)),
-                    (v, None) => v,
-                    (None, Some(_)) => {
-                        // Cannot happen: a key with a slice leaving was in the previous
-                        // window, which kept it.
-                        panic!("window `{name}`: a key's values left a window it was not in")
-                    }
-                };
-                value.and_then(|v| {
-                    let keep = in_window || filter.as_ref().is_none_or(|f| f(&k, &v));
-                    keep.then_some((k, v))
                 })
             })
-            .partition_by(Partitioner::hash(partitions))
             .set_name(format!("window `{}` @ batch {b}", self.name));
         let written = if run.replay {
             None
@@ -245,35 +210,23 @@ where
                 .filter(|_| emission.is_multiple_of(u64::from(every)));
             materialize(&state, reliable, &self.name, b)?
         };
-        *self.staged.lock() = Some((
-            Staged {
-                batch: b,
-                state: Some(state),
-                written,
-            },
-            staged_slice.1,
-        ));
+        *self.staged.lock() = Some(Staged {
+            batch: b,
+            state,
+            written,
+        });
         Ok(())
     }
 
     fn promote(&self) {
-        let Some((s, slice)) = self.staged.lock().take() else {
-            return;
-        };
-        {
-            let mut slices = self.slices.lock();
-            slices.push_back((s.batch, slice));
-            let first = (s.batch + 1).saturating_sub(self.len + self.slide);
-            while slices.front().is_some_and(|(b, _)| *b < first) {
-                slices.pop_front();
-            }
-        }
-        if let Some(state) = s.state {
-            self.cell.promote(s.batch, state, s.written);
+        self.slices.promote();
+        if let Some(s) = self.staged.lock().take() {
+            self.cell.promote(s.batch, s.state, s.written);
         }
     }
 
     fn rollback(&self) {
+        self.slices.rollback();
         let staged = self.staged.lock().take();
         drop(staged);
     }
@@ -284,7 +237,7 @@ where
 
     fn restore(&self, ctx: &Context, stream_dir: &Path, state: Option<&StateRef>) -> Result<()> {
         *self.staged.lock() = None;
-        self.slices.lock().clear();
+        self.slices.clear();
         self.cell.restore(ctx, stream_dir, &self.name, state)
     }
 
@@ -411,7 +364,7 @@ where
             slide: slide_b,
             settings: Mutex::new((self.graph.ctx.threads().max(1), DEFAULT_CHECKPOINT_EVERY)),
             dir: OnceLock::new(),
-            slices: Mutex::new(VecDeque::new()),
+            slices: Slices::new(len_b + slide_b),
             cell: StateCell::new(),
             staged: Mutex::new(None),
         });

@@ -157,19 +157,15 @@ impl Plan {
 
 impl Commit {
     /// The commit of `plan`'s batch, run under graph `graph`. `states` holds each
-    /// checkpointed operator's newest state checkpoint (`None` before its first);
+    /// checkpointed operator's newest state checkpoint (none before its first);
     /// `low_water` is the oldest batch whose plan recovery from this commit replays.
     pub(crate) fn new(
         plan: &Plan,
         graph: &str,
-        states: Vec<(String, Option<StateRef>)>,
+        states: BTreeMap<String, StateRef>,
         sources: BTreeMap<String, SourcePosition>,
         low_water: BatchId,
     ) -> Commit {
-        let states = states
-            .into_iter()
-            .filter_map(|(name, s)| Some((name, s?)))
-            .collect();
         Commit {
             format: COMMIT_FORMAT.to_string(),
             version: STREAM_FORMAT_VERSION,

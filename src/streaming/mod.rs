@@ -215,7 +215,6 @@ pub struct StreamingContext {
     /// A planned batch to run (again) before planning a new one.
     pending: Option<Plan>,
     fingerprint: String,
-    graph_desc: Option<GraphDesc>,
     config: SemanticConfig,
     last_committed: Option<BatchId>,
     /// The accepted graph changes found by `start` on a restart, for `Recovery`.
@@ -271,7 +270,6 @@ impl StreamingContext {
             next_batch: 0,
             pending: None,
             fingerprint: String::new(),
-            graph_desc: None,
             config: SemanticConfig {
                 interval_nanos: interval.as_nanos() as u64,
                 states: BTreeMap::new(),
@@ -491,7 +489,6 @@ impl StreamingContext {
                 op.attach(Arc::new(app));
             }
         }
-        self.graph_desc = Some(graph);
         self.started = true;
         Ok(())
     }
@@ -535,11 +532,7 @@ impl StreamingContext {
             op.restore(&self.ctx, meta.path(), r)?;
         }
         if let Some(c) = &commit {
-            let low = stateful
-                .iter()
-                .map(|(_, op)| op.low_water(c.batch))
-                .min()
-                .unwrap_or(c.batch + 1);
+            let low = low_water(&stateful, c.batch);
             // The plans from `low` to the commit, following each plan's `prev` link (ids
             // skipped after downtime were never planned).
             let mut last: Option<BatchId> = None;
@@ -550,7 +543,7 @@ impl StreamingContext {
                     Some(l) => plan.prev == Some(l),
                 };
                 if !linked {
-                    let missing = plan.prev.map_or(0, |p| p);
+                    let missing = plan.prev.unwrap_or(0);
                     return Err(missing_plan(meta.path(), missing, low, c.batch));
                 }
                 last = Some(b);
@@ -787,13 +780,9 @@ impl StreamingContext {
             let states = stateful
                 .iter()
                 .filter(|(_, op)| op.checkpointed())
-                .map(|(_, op)| (op.name().to_string(), op.committed()))
+                .filter_map(|(_, op)| Some((op.name().to_string(), op.committed()?)))
                 .collect();
-            let low_water = stateful
-                .iter()
-                .map(|(_, op)| op.low_water(plan.batch))
-                .min()
-                .unwrap_or(plan.batch + 1);
+            let low_water = low_water(&stateful, plan.batch);
             let positions = sources
                 .iter()
                 .map(|s| (s.name().to_string(), s.position()))
@@ -850,6 +839,16 @@ fn diff_recorded(
         });
     }
     Ok(accepted)
+}
+
+/// The oldest batch whose plan a recovery from commit `committed` replays: the least the
+/// stateful operators and windows need (none: no plan).
+fn low_water(stateful: &[(usize, Arc<dyn state::StatefulOps>)], committed: BatchId) -> BatchId {
+    stateful
+        .iter()
+        .map(|(_, op)| op.low_water(committed))
+        .min()
+        .unwrap_or(committed + 1)
 }
 
 /// The error for a plan recovery needs but cannot find.

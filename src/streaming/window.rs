@@ -23,38 +23,90 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::{Data, Key, Rdd};
 
+/// A window's recent slices: each batch's materialised RDD, oldest first, for the newest
+/// `keep` batch ids; the running batch's is staged until it is promoted.
+pub(crate) struct Slices<T: Data> {
+    keep: u64,
+    promoted: Mutex<VecDeque<(BatchId, Rdd<T>)>>,
+    staged: Mutex<Option<(BatchId, Rdd<T>)>>,
+}
+
+impl<T: Data> Slices<T> {
+    pub(crate) fn new(keep: u64) -> Self {
+        Slices {
+            keep,
+            promoted: Mutex::new(VecDeque::new()),
+            staged: Mutex::new(None),
+        }
+    }
+
+    /// Stages batch `batch`'s slice.
+    pub(crate) fn stage(&self, batch: BatchId, slice: Rdd<T>) {
+        *self.staged.lock() = Some((batch, slice));
+    }
+
+    /// The staged slice joins the promoted ones; those older than `keep` batches go.
+    pub(crate) fn promote(&self) {
+        if let Some((b, slice)) = self.staged.lock().take() {
+            let mut slices = self.promoted.lock();
+            slices.push_back((b, slice));
+            let first = (b + 1).saturating_sub(self.keep);
+            while slices.front().is_some_and(|(s, _)| *s < first) {
+                slices.pop_front();
+            }
+        }
+    }
+
+    /// Drops the staged slice (the batch failed).
+    pub(crate) fn rollback(&self) {
+        let staged = self.staged.lock().take();
+        drop(staged);
+    }
+
+    /// Drops every slice (recovery rebuilds them).
+    pub(crate) fn clear(&self) {
+        self.promoted.lock().clear();
+        self.rollback();
+    }
+
+    /// The union of the slices (promoted and staged) of the batches in `range` that ran
+    /// (ids skipped after downtime have none); empty for an empty range.
+    pub(crate) fn union(&self, ctx: &Context, range: std::ops::Range<BatchId>) -> Rdd<T> {
+        let mut parts: Vec<Rdd<T>> = self
+            .promoted
+            .lock()
+            .iter()
+            .filter(|(b, _)| range.contains(b))
+            .map(|(_, r)| r.clone())
+            .collect();
+        if let Some((b, r)) = &*self.staged.lock() {
+            if range.contains(b) {
+                parts.push(r.clone());
+            }
+        }
+        union_all(ctx, parts)
+    }
+}
+
+/// The union of `parts` (empty when there are none).
+pub(crate) fn union_all<T: Data>(ctx: &Context, parts: Vec<Rdd<T>>) -> Rdd<T> {
+    let mut iter = parts.into_iter();
+    match iter.next() {
+        None => ctx.empty(),
+        Some(first) => iter.fold(first, |acc, r| acc.union(&r)),
+    }
+}
+
+/// Batches `end − n .. end` (fewer near batch 0).
+pub(crate) fn last_batches(end: BatchId, n: u64) -> std::ops::Range<BatchId> {
+    end.saturating_sub(n)..end
+}
+
 pub(crate) struct WindowOp<T: Data> {
     parent: Arc<DNode<T>>,
     /// The window's length, in batches.
     len: u64,
-    /// The slices of promoted batches, oldest first, within the window of the newest.
-    slices: Mutex<VecDeque<(BatchId, Rdd<T>)>>,
-    staged: Mutex<Option<(BatchId, Rdd<T>)>>,
-}
-
-impl<T: Data> WindowOp<T> {
-    /// The window ending at batch `batch`: the union of the slices of batches
-    /// `batch − len + 1 ..= batch` that ran (ids skipped after downtime have none).
-    fn window(&self, ctx: &Context, batch: BatchId) -> Rdd<T> {
-        let first = (batch + 1).saturating_sub(self.len);
-        let mut parts: Vec<Rdd<T>> = self
-            .slices
-            .lock()
-            .iter()
-            .filter(|(b, _)| (first..=batch).contains(b))
-            .map(|(_, r)| r.clone())
-            .collect();
-        if let Some((b, r)) = &*self.staged.lock() {
-            if *b == batch {
-                parts.push(r.clone());
-            }
-        }
-        let mut iter = parts.into_iter();
-        match iter.next() {
-            None => ctx.empty(),
-            Some(first) => iter.fold(first, |acc, r| acc.union(&r)),
-        }
-    }
+    slices: Slices<T>,
 }
 
 impl<T: Data> StatefulOps for WindowOp<T> {
@@ -75,24 +127,16 @@ impl<T: Data> StatefulOps for WindowOp<T> {
         let slice = self.parent.rdd(run)?.map(|x| x);
         slice.local_checkpoint()?;
         slice.count()?;
-        *self.staged.lock() = Some((run.batch.id, slice));
+        self.slices.stage(run.batch.id, slice);
         Ok(())
     }
 
     fn promote(&self) {
-        if let Some((b, slice)) = self.staged.lock().take() {
-            let mut slices = self.slices.lock();
-            slices.push_back((b, slice));
-            let first = (b + 1).saturating_sub(self.len);
-            while slices.front().is_some_and(|(s, _)| *s < first) {
-                slices.pop_front();
-            }
-        }
+        self.slices.promote();
     }
 
     fn rollback(&self) {
-        let staged = self.staged.lock().take();
-        drop(staged);
+        self.slices.rollback();
     }
 
     fn committed(&self) -> Option<StateRef> {
@@ -100,8 +144,7 @@ impl<T: Data> StatefulOps for WindowOp<T> {
     }
 
     fn restore(&self, _ctx: &Context, _dir: &Path, _state: Option<&StateRef>) -> Result<()> {
-        self.slices.lock().clear();
-        *self.staged.lock() = None;
+        self.slices.clear();
         Ok(())
     }
 
@@ -202,8 +245,7 @@ impl<T: Data> DStream<T> {
         let op = Arc::new(WindowOp {
             parent: self.node.clone(),
             len: len_b,
-            slices: Mutex::new(VecDeque::new()),
-            staged: Mutex::new(None),
+            slices: Slices::new(len_b),
         });
         let mut d = desc(
             &format!("window({len_b}, {slide_b})"),
@@ -229,9 +271,13 @@ impl<T: Data> DStream<T> {
             }
         }
         let reader = op.clone();
-        let stream = self
-            .graph
-            .add(d, move |run| Ok(reader.window(run.ctx, run.batch.id)));
+        let stream = self.graph.add(d, move |run| {
+            // The window ending at this batch: its last `len` batches.
+            let b = run.batch.id;
+            Ok(reader
+                .slices
+                .union(run.ctx, last_batches(b + 1, reader.len)))
+        });
         self.graph
             .inner
             .lock()

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flintlock::streaming::{DStream, ManualClock, RddQueue, StreamingContext, Until};
-use flintlock::{Context, Result};
+use flintlock::streaming::{DStream, ManualClock, RddQueue, StateSpec, StreamingContext, Until};
+use flintlock::{Context, Data, Result};
 use serde_json::Value;
 
-type Output = BTreeMap<u64, Vec<(String, i64)>>;
+type Output<T = (String, i64)> = BTreeMap<u64, Vec<T>>;
 
 /// Batches run: the 16 of the input and 4 without input, as in the Spark runs.
 const BATCHES: u64 = 20;
@@ -45,6 +45,11 @@ fn input() -> Vec<Vec<(String, i64)>> {
 
 /// Spark's output of `job`: batch → records, sorted by key.
 fn reference(job: &str) -> Output {
+    reference_with(job, |v| v.as_i64().unwrap())
+}
+
+/// Spark's output of `job`, each record's value read by `value`.
+fn reference_with<T>(job: &str, value: impl Fn(&Value) -> T) -> Output<(String, T)> {
     let mut out = BTreeMap::new();
     for line in data("spark_streaming_reference.jsonl").lines() {
         let v: Value = serde_json::from_str(line).unwrap();
@@ -55,7 +60,7 @@ fn reference(job: &str) -> Output {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+            .map(|r| (r[0].as_str().unwrap().to_string(), value(&r[1])))
             .collect();
         out.insert(v["batch"].as_u64().unwrap(), records);
     }
@@ -101,13 +106,13 @@ fn update_state_by_key_matches_spark_batch_by_batch() {
 
 /// Runs `op` over the input stream in a checkpointed stream (restarted after batch
 /// `restart_at` when given) and collects each batch it outputs, sorted.
-fn run_stream(
-    op: impl Fn(DStream<(String, i64)>) -> DStream<(String, i64)> + Copy,
+fn run_stream<T: Data + Ord>(
+    op: impl Fn(DStream<(String, i64)>) -> DStream<T> + Copy,
     restart_at: Option<u64>,
-) -> Output {
+) -> Output<T> {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::ctx();
-    let got: Arc<Mutex<Output>> = Arc::default();
+    let got: Arc<Mutex<Output<T>>> = Arc::default();
     let build = |c: &Context| -> Result<StreamingContext> {
         let mut batches = input();
         batches.resize(BATCHES as usize, Vec::new());
@@ -255,5 +260,55 @@ fn the_filtered_inverse_window_is_the_recomputed_window_without_zeros() {
         for b in 0..=6 {
             assert_eq!(got.get(&b), scala.get(&b), "batch {b}");
         }
+    }
+}
+
+/// `mapWithState` with a 3-batch timeout: one call per record, then a final call for each
+/// key idle for 4 batches. flintlock checks timeouts every batch, which is Spark with the
+/// state checkpointed every batch (`map_with_state_ckpt1s`); with Spark's default interval
+/// the timeouts wait for a checkpoint batch (all six keys at batch 19).
+#[test]
+fn map_with_state_matches_spark_with_timeouts_checked_every_batch() {
+    let render = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        v => v.as_i64().unwrap().to_string(),
+    };
+    let want = reference_with("map_with_state_ckpt1s", render);
+    let want_snapshots = reference("map_with_state_ckpt1s_snapshots");
+    assert_ne!(want, reference_with("map_with_state", render));
+    assert_eq!(want.len() as u64, BATCHES);
+    for (partitions, every, restart_at) in [
+        (2usize, 10u32, None),
+        (1, 1, Some(9)),
+        (3, 4, Some(13)),
+        (2, 3, Some(17)),
+    ] {
+        let spec = move || {
+            StateSpec::function(|k: &String, v: Option<i64>, state| match v {
+                None => {
+                    assert!(state.is_timing_out());
+                    (k.clone(), format!("timeout:{}", state.get().unwrap()))
+                }
+                Some(v) => {
+                    let sum = state.get().copied().unwrap_or(0) + v;
+                    state.update(sum);
+                    (k.clone(), sum.to_string())
+                }
+            })
+            .timeout(sec(3))
+            .partitions(partitions)
+            .checkpoint_every(every)
+        };
+        let case = format!("{partitions} partitions, every {every}, restart {restart_at:?}");
+        let got = run_stream(
+            move |s| s.map_with_state("mws", spec()).stream(),
+            restart_at,
+        );
+        assert_eq!(got, want, "{case}");
+        let got = run_stream(
+            move |s| s.map_with_state("mws", spec()).snapshots(),
+            restart_at,
+        );
+        assert_eq!(got, want_snapshots, "snapshots, {case}");
     }
 }

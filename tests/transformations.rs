@@ -87,6 +87,24 @@ proptest! {
     }
 
     #[test]
+    fn zip_partitions_sees_both_partitions_of_each_index(a in proptest::collection::vec(any::<u8>(), 0..60), b in proptest::collection::vec(any::<u8>(), 0..60), n in parts()) {
+        let ctx = ctx();
+        let got = ctx
+            .parallelize(a.clone(), n)
+            .zip_partitions(&ctx.parallelize(b.clone(), n), |x, y| {
+                vec![(x.map(u64::from).sum::<u64>(), y.count())]
+            })
+            .collect()
+            .unwrap();
+        // Partition i of a parallelized Vec is its i-th even slice.
+        let slice = |v: &Vec<u8>, i: usize| v[i * v.len() / n..(i + 1) * v.len() / n].to_vec();
+        let want: Vec<(u64, usize)> = (0..n)
+            .map(|i| (slice(&a, i).iter().map(|&x| u64::from(x)).sum(), slice(&b, i).len()))
+            .collect();
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn cartesian_matches_nested_loops(a in proptest::collection::vec(any::<u8>(), 0..12), b in proptest::collection::vec(any::<u8>(), 0..12), n in parts(), m in parts()) {
         let ctx = ctx();
         let got = sorted(ctx.parallelize(a.clone(), n).cartesian(&ctx.parallelize(b.clone(), m)).collect().unwrap());

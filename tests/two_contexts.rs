@@ -31,11 +31,12 @@ fn a_join_across_contexts_is_an_error_naming_both() {
 }
 
 #[test]
-fn zip_union_and_cartesian_across_contexts_are_errors() {
+fn zips_unions_and_cartesians_across_contexts_are_errors() {
     let (a, b) = (common::ctx(), common::ctx());
     let x = a.range(0..10, 2);
     let y = b.range(100..110, 2);
     assert_mismatch(&x.zip(&y));
+    assert_mismatch(&x.zip_partitions(&y, |a, _| a));
     assert_mismatch(&x.union(&y));
     assert_mismatch(&x.cartesian(&y));
     // The mix is inherited by every descendant.

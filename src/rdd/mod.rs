@@ -231,6 +231,23 @@ impl<T: Data> Rdd<T> {
         Rdd::from_node(node)
     }
 
+    /// A map over partitions whose output the caller knows is placed by `partitioner`
+    /// (a pair RDD built, partition by partition, from a state kept by the same placement).
+    pub(crate) fn map_partitions_placed<K: Data, V: Data>(
+        &self,
+        site: CallSite,
+        partitioner: Partitioner,
+        f: PartitionFn<T, (K, V)>,
+    ) -> Rdd<(K, V)> {
+        assert_eq!(partitioner.num_partitions(), self.num_partitions());
+        let node = RddNode::new(
+            self.context().clone(),
+            site,
+            Arc::new(MapPartitionsRdd::new(self.clone(), f, Some(partitioner))),
+        );
+        Rdd::from_node(node)
+    }
+
     /// Applies `f` to every element.
     ///
     /// ```
@@ -483,8 +500,63 @@ impl<T: Data> Rdd<T> {
             other.num_partitions(),
             "zip: can only zip RDDs with the same number of partitions"
         );
-        let z = zipped::ZippedPartitionsRdd::new(self.clone(), other.clone());
+        let z = zipped::ZippedPartitionsRdd::pairs(self.clone(), other.clone());
         Rdd::make(self.context(), site("zip"), z)
+    }
+
+    /// Computes each partition from this RDD's and `other`'s partitions of the same index
+    /// (Spark's `zipPartitions`): `f` gets both partitions' iterators, which may have any
+    /// lengths. A narrow dependency on both, with no partitioner.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let a = ctx.parallelize(vec![1, 2, 3, 4], 2);
+    /// let b = ctx.parallelize(vec![10, 20], 2);
+    /// // Each partition's elements of `a`, each plus the sum of `b`'s partition.
+    /// let c = a.zip_partitions(&b, |a, b| {
+    ///     let add: i32 = b.sum();
+    ///     a.map(move |x| x + add)
+    /// });
+    /// assert_eq!(c.collect()?, vec![11, 12, 23, 24]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When the partition counts differ.
+    #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
+    pub fn zip_partitions<U: Data, W: Data, I>(
+        &self,
+        other: &Rdd<U>,
+        f: impl Fn(BoxedPartitionIter<T>, BoxedPartitionIter<U>) -> I + Send + Sync + 'static,
+    ) -> Rdd<W>
+    where
+        I: IntoIterator<Item = W>,
+        I::IntoIter: 'static,
+    {
+        let site = site("zip_partitions");
+        self.zip_partitions_op(
+            other,
+            site,
+            Arc::new(move |_, _, a, b| iter::boxed(f(a, b).into_iter())),
+        )
+    }
+
+    /// `zip_partitions` with the partition index and the task (to fail it with an error).
+    #[track_caller]
+    pub(crate) fn zip_partitions_op<U: Data, W: Data>(
+        &self,
+        other: &Rdd<U>,
+        site: CallSite,
+        f: zipped::ZipFn<T, U, W>,
+    ) -> Rdd<W> {
+        assert_eq!(
+            self.num_partitions(),
+            other.num_partitions(),
+            "zip_partitions: can only zip RDDs with the same number of partitions"
+        );
+        let z = zipped::ZippedPartitionsRdd::new(self.clone(), other.clone(), f);
+        Rdd::make(self.context(), site, z)
     }
 
     /// Pairs each element with its index in the whole RDD (running a counting job on the

@@ -1,8 +1,11 @@
-//! `ZippedPartitionsRdd` (Spark's `ZippedPartitionsRDD2`), made by `zip`: pairs the i-th
-//! elements of the i-th partitions of two RDDs with the same partition count.
+//! `ZippedPartitionsRdd` (Spark's `ZippedPartitionsRDD2`), made by `zip` and
+//! `zip_partitions`: computes the i-th partition from the i-th partitions of two RDDs with
+//! the same partition count.
 //!
-//! Two `OneToOne` dependencies; no partitioner. Partitions of different lengths fail the task
-//! with `Error::DataMismatch`.
+//! Two `OneToOne` dependencies; no partitioner. `zip` pairs the elements and fails the task
+//! with `Error::DataMismatch` when the partitions' lengths differ.
+
+use std::sync::Arc;
 
 use super::iter::boxed;
 use super::node::{BoxedPartitionIter, Compute};
@@ -11,20 +14,57 @@ use crate::error::{Error, Result};
 use crate::scheduler::TaskContext;
 use crate::{Data, Rdd};
 
-pub(crate) struct ZippedPartitionsRdd<T: Data, U: Data> {
+/// The partition function: `(partition index, task, a's iterator, b's iterator)`.
+pub(crate) type ZipFn<T, U, W> = Arc<
+    dyn Fn(
+            usize,
+            &TaskContext,
+            BoxedPartitionIter<T>,
+            BoxedPartitionIter<U>,
+        ) -> BoxedPartitionIter<W>
+        + Send
+        + Sync,
+>;
+
+pub(crate) struct ZippedPartitionsRdd<T: Data, U: Data, W> {
     a: Rdd<T>,
     b: Rdd<U>,
-    ids: (usize, usize),
+    f: ZipFn<T, U, W>,
 }
 
-impl<T: Data, U: Data> ZippedPartitionsRdd<T, U> {
-    pub(crate) fn new(a: Rdd<T>, b: Rdd<U>) -> Self {
-        let ids = (a.id(), b.id());
-        ZippedPartitionsRdd { a, b, ids }
+impl<T: Data, U: Data, W> ZippedPartitionsRdd<T, U, W> {
+    pub(crate) fn new(a: Rdd<T>, b: Rdd<U>, f: ZipFn<T, U, W>) -> Self {
+        ZippedPartitionsRdd { a, b, f }
     }
 }
 
-impl<T: Data, U: Data> Compute<(T, U)> for ZippedPartitionsRdd<T, U> {
+impl<T: Data, U: Data> ZippedPartitionsRdd<T, U, (T, U)> {
+    /// `zip`: the i-th elements of both partitions, paired.
+    pub(crate) fn pairs(a: Rdd<T>, b: Rdd<U>) -> Self {
+        let (ia, ib) = (a.id(), b.id());
+        let f: ZipFn<T, U, (T, U)> = Arc::new(move |split, tc, mut a, mut b| {
+            let tc = tc.clone();
+            boxed(std::iter::from_fn(move || match (a.next(), b.next()) {
+                (Some(x), Some(y)) => Some((x, y)),
+                (None, None) => None,
+                _ => {
+                    tc.fail(Error::DataMismatch {
+                        rdd_id: ia,
+                        partition: split,
+                        message: format!(
+                            "zip: rdd {ia} and rdd {ib} have different numbers of elements in \
+                             this partition (zip needs equal partition sizes)"
+                        ),
+                    });
+                    None
+                }
+            }))
+        });
+        ZippedPartitionsRdd::new(a, b, f)
+    }
+}
+
+impl<T: Data, U: Data, W: Data> Compute<W> for ZippedPartitionsRdd<T, U, W> {
     fn name(&self) -> &'static str {
         "ZippedPartitionsRdd"
     }
@@ -38,27 +78,9 @@ impl<T: Data, U: Data> Compute<(T, U)> for ZippedPartitionsRdd<T, U> {
         ]
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(T, U)>> {
-        let mut a = self.a.node.iterator(split, tc)?;
-        let mut b = self.b.node.iterator(split, tc)?;
-        let tc = tc.clone();
-        let (ia, ib) = self.ids;
-        Ok(boxed(std::iter::from_fn(move || {
-            match (a.next(), b.next()) {
-                (Some(x), Some(y)) => Some((x, y)),
-                (None, None) => None,
-                _ => {
-                    tc.fail(Error::DataMismatch {
-                        rdd_id: ia,
-                        partition: split,
-                        message: format!(
-                            "zip: rdd {ia} and rdd {ib} have different numbers of elements in \
-                         this partition (zip needs equal partition sizes)"
-                        ),
-                    });
-                    None
-                }
-            }
-        })))
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<W>> {
+        let a = self.a.node.iterator(split, tc)?;
+        let b = self.b.node.iterator(split, tc)?;
+        Ok((self.f)(split, tc, a, b))
     }
 }

@@ -68,7 +68,9 @@ impl NodeDesc {
     pub(crate) fn role(&self) -> Role {
         match self.kind.as_str() {
             "queue_stream" | "text_file_stream" => Role::Source,
-            "update_state_by_key" | "reduce_by_key_and_window_inv" => Role::Stateful,
+            "update_state_by_key" | "reduce_by_key_and_window_inv" | "map_with_state" => {
+                Role::Stateful
+            }
             "sink" | "foreach_rdd" => Role::Output,
             _ => Role::Step,
         }

@@ -3,8 +3,8 @@
 //! A [`StreamingContext`] cuts time into batches of a fixed interval. Batch `id` is at
 //! *logical* time `zero + id × interval`; every batch builds one RDD per [`DStream`] from
 //! its sources and runs the outputs on them. Stateful operators
-//! ([`DStream::update_state_by_key`], [`DStream::reduce_by_key_and_window_inv`]) carry
-//! per-key state from batch to batch; windows ([`DStream::window`],
+//! ([`DStream::update_state_by_key`], [`DStream::map_with_state`],
+//! [`DStream::reduce_by_key_and_window_inv`]) carry per-key state from batch to batch; windows ([`DStream::window`],
 //! [`DStream::reduce_by_key_and_window`]) see the last batches.
 //!
 //! ```
@@ -82,6 +82,7 @@ mod clock;
 mod dstream;
 mod graph;
 mod inv_window;
+mod map_state;
 mod meta;
 mod query;
 mod sink;
@@ -99,6 +100,7 @@ pub use clock::{Clock, ManualClock, StopSignal, WallClock};
 pub use dstream::DStream;
 pub use graph::GraphPolicy;
 pub use inv_window::WindowStateStream;
+pub use map_state::{MapWithStateStream, State, StateSpec};
 pub use meta::STREAM_FORMAT_VERSION;
 pub use query::{open_state, state_batches};
 pub use sink::{FileSink, Sink, SINK_MANIFEST};

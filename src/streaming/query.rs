@@ -12,7 +12,8 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::{Data, Key, Rdd};
 
-/// The state of stateful operator `operator` (an `update_state_by_key` name) after batch
+/// The state of stateful operator `operator` (the name of an `update_state_by_key`,
+/// `map_with_state` or `reduce_by_key_and_window_inv` operator) after batch
 /// `batch`, read from the stream's checkpoint folder `dir` as an `Rdd<(K, S)>`: the state
 /// checkpoint a commit of the stream names for that batch. Retention keeps only each
 /// operator's newest committed state checkpoint (and, until it is dropped, one an RDD of
@@ -65,8 +66,23 @@ where
 {
     let meta = StreamDir::open_read_only(dir.as_ref(), ctx.inner.config.storage.clone())?;
     let states = committed_states(&meta, operator)?;
-    match states.iter().find(|(b, _)| *b == batch) {
-        Some((_, path)) => ctx.open_checkpoint::<(K, S)>(meta.path().join(path)),
+    match states.iter().find(|s| s.0 == batch) {
+        Some((_, path, graph)) => {
+            let path = meta.path().join(path);
+            let kind = meta
+                .read_graph(graph)?
+                .nodes
+                .into_iter()
+                .find(|n| n.name.as_deref() == Some(operator))
+                .map(|n| n.kind);
+            if kind.as_deref() == Some("map_with_state") {
+                // Its checkpoint records each key's last update beside its state.
+                let entries = ctx.open_checkpoint::<(K, (S, BatchId))>(path)?;
+                Ok(entries.map_values(|(s, _)| s))
+            } else {
+                ctx.open_checkpoint::<(K, S)>(path)
+            }
+        }
         None => Err(Error::InvalidArgument(format!(
             "stream {}: operator `{operator}` has no retained committed state of batch \
              {batch} (retained: {})",
@@ -86,23 +102,24 @@ pub fn state_batches(ctx: &Context, dir: impl AsRef<Path>, operator: &str) -> Re
     let meta = StreamDir::open_read_only(dir.as_ref(), ctx.inner.config.storage.clone())?;
     Ok(committed_states(&meta, operator)?
         .into_iter()
-        .map(|(b, _)| b)
+        .map(|(b, _, _)| b)
         .collect())
 }
 
 /// Each retained commit's state checkpoint of `operator`: (batch, folder relative to the
-/// stream folder), ascending and without repeats, those whose folder still exists.
-fn committed_states(meta: &StreamDir, operator: &str) -> Result<Vec<(BatchId, String)>> {
+/// stream folder, the commit's graph fingerprint), ascending and without repeats, those
+/// whose folder still exists.
+fn committed_states(meta: &StreamDir, operator: &str) -> Result<Vec<(BatchId, String, String)>> {
     let (_, commits) = meta.log()?;
-    let mut out: Vec<(BatchId, String)> = Vec::new();
+    let mut out: Vec<(BatchId, String, String)> = Vec::new();
     let mut known = false;
     for c in commits {
         let commit = meta.read_commit(c)?;
         known |= commit.states.contains_key(operator);
         if let Some(r) = commit.states.get(operator) {
             let exists = meta.storage().list(&meta.path().join(&r.path)).is_ok();
-            if exists && !out.iter().any(|(b, _)| *b == r.batch) {
-                out.push((r.batch, r.path.clone()));
+            if exists && !out.iter().any(|s| s.0 == r.batch) {
+                out.push((r.batch, r.path.clone(), commit.graph.clone()));
             }
         }
     }
@@ -117,13 +134,13 @@ fn committed_states(meta: &StreamDir, operator: &str) -> Result<Vec<(BatchId, St
     Ok(out)
 }
 
-fn list(states: &[(BatchId, String)]) -> String {
+fn list(states: &[(BatchId, String, String)]) -> String {
     if states.is_empty() {
         return "none".to_string();
     }
     states
         .iter()
-        .map(|(b, _)| b.to_string())
+        .map(|s| s.0.to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -199,7 +199,7 @@ pub(crate) struct StateCell<T: Data> {
     committed: Mutex<Option<StateRef>>,
 }
 
-impl<T: Data + Serialize + DeserializeOwned> StateCell<T> {
+impl<T: Data> StateCell<T> {
     pub(crate) fn new() -> Self {
         StateCell {
             current: Mutex::new(None),
@@ -238,14 +238,16 @@ impl<T: Data + Serialize + DeserializeOwned> StateCell<T> {
         self.committed.lock().clone()
     }
 
-    /// Opens operator `name`'s recorded state checkpoint `state`, or forgets the state
-    /// (back to the initial one) when `None`.
-    pub(crate) fn restore(
+    /// Opens operator `name`'s recorded state checkpoint `state` (of records `C`, made
+    /// into the state RDD by `convert`), or forgets the state (back to the initial one)
+    /// when `None`.
+    pub(crate) fn restore_via<C: Data + Serialize + DeserializeOwned>(
         &self,
         ctx: &Context,
         stream_dir: &Path,
         name: &str,
         state: Option<&StateRef>,
+        convert: impl FnOnce(Rdd<C>) -> Rdd<T>,
     ) -> Result<()> {
         match state {
             None => {
@@ -253,7 +255,7 @@ impl<T: Data + Serialize + DeserializeOwned> StateCell<T> {
                 *self.committed.lock() = None;
             }
             Some(r) => {
-                let rdd = open_state_checkpoint::<T>(ctx, stream_dir, name, r)?;
+                let rdd = convert(open_state_checkpoint::<C>(ctx, stream_dir, name, r)?);
                 *self.current.lock() = Some((r.batch, rdd));
                 *self.committed.lock() = Some(r.clone());
             }
@@ -263,6 +265,20 @@ impl<T: Data + Serialize + DeserializeOwned> StateCell<T> {
 
     pub(crate) fn lineage_depth(&self) -> Option<usize> {
         self.current.lock().as_ref().map(|(_, r)| r.lineage_depth())
+    }
+}
+
+impl<T: Data + Serialize + DeserializeOwned> StateCell<T> {
+    /// Opens operator `name`'s recorded state checkpoint `state`, or forgets the state
+    /// (back to the initial one) when `None`.
+    pub(crate) fn restore(
+        &self,
+        ctx: &Context,
+        stream_dir: &Path,
+        name: &str,
+        state: Option<&StateRef>,
+    ) -> Result<()> {
+        self.restore_via::<T>(ctx, stream_dir, name, state, |rdd| rdd)
     }
 }
 
@@ -277,20 +293,32 @@ pub(crate) fn materialize<T: Data + Serialize + DeserializeOwned>(
 ) -> Result<Option<StateRef>> {
     match reliable {
         Some(dir) => {
-            // One pass: the action below computes, caches and writes the state.
+            // One pass: the action computes, caches and writes the state.
             state.persist(StorageLevel::MemoryOnly);
-            crate::checkpoint::mark_into(state, dir.clone(), name, b)?;
+            write_state(state, dir, name, b).map(Some)
         }
-        None => state.local_checkpoint()?,
+        None => {
+            state.local_checkpoint()?;
+            state.count()?;
+            Ok(None)
+        }
     }
-    state.count()?;
-    if reliable.is_none() {
-        return Ok(None);
-    }
-    let path = state
+}
+
+/// Writes `rdd` as operator `name`'s reliable state checkpoint of batch `b` (into the
+/// operator's series, by one action) and returns the commit's record of it.
+pub(crate) fn write_state<T: Data + Serialize + DeserializeOwned>(
+    rdd: &Rdd<T>,
+    dir: &Arc<AppDir>,
+    name: &str,
+    b: BatchId,
+) -> Result<StateRef> {
+    crate::checkpoint::mark_into(rdd, dir.clone(), name, b)?;
+    rdd.count()?;
+    let path = rdd
         .checkpoint_path()
         .ok_or_else(|| Error::Internal(format!("state `{name}` of batch {b} has no checkpoint")))?;
-    Ok(Some(state_ref(name, b, &path)))
+    Ok(state_ref(name, b, &path))
 }
 
 /// Opens the state checkpoint `r` of operator `name` (relative to `stream_dir`), checking

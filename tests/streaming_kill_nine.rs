@@ -1,9 +1,11 @@
 //! kill -9 a stateful stream at uniform random instants (during start-up, recovery,
 //! batches, state checkpoints, sink writes and commits alike), restart it with
 //! `get_or_create` each time, until all 200 batches have committed: every batch id has
-//! exactly one committed output, the SHA-256 of each batch's sorted output equals the
-//! uncrashed run's, and so does the final state (the last batch's output is the whole
-//! state); the uncrashed run itself matches the model.
+//! exactly one committed output in each of its three sinks (`update_state_by_key`, an
+//! incremental window with inverse and filter, `map_with_state` with a timeout), the
+//! SHA-256 of each batch's sorted output equals the uncrashed run's, and so does the final
+//! state (the last batch's output is the whole state); the uncrashed run itself matches the
+//! model.
 //!
 //! 50 trials; `FLINTLOCK_LONG_TESTS=1` runs 500.
 
@@ -13,7 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::stream::{lines_of, model, sink_lines, WordCount};
+use common::stream::{lines_of, model, more_sinks, sink_lines, WordCount};
 use flintlock::streaming::{StreamingContext, Until};
 
 const CHILD_ENV: &str = "FLINTLOCK_TEST_STREAM_KILL_DIR";
@@ -21,7 +23,10 @@ const SEED: u64 = 77;
 const BATCHES: u64 = 200;
 
 fn word_count() -> WordCount {
-    WordCount::new(SEED, BATCHES, 10)
+    WordCount {
+        more_state: true,
+        ..WordCount::new(SEED, BATCHES, 10)
+    }
 }
 
 /// Runs the stream in `dir` until batch `BATCHES - 1` has committed.
@@ -44,16 +49,22 @@ fn child_runs_the_stream_until_killed() {
     run_to_the_end(Path::new(&dir));
 }
 
-/// The SHA-256 of each committed batch's sorted output, batches `0..BATCHES` (panics on a
-/// missing one).
-fn digests(out: &Path) -> Vec<[u8; 32]> {
+/// The SHA-256 of each committed batch's sorted output in each sink, batches
+/// `0..BATCHES` (panics on a missing one; the window writes every second batch).
+fn digests(out: &Path) -> Vec<(String, u64, [u8; 32])> {
     use sha2::{Digest, Sha256};
-    (0..BATCHES)
-        .map(|b| {
-            let lines = sink_lines(out, b).unwrap_or_else(|| panic!("batch {b} has no output"));
-            Sha256::digest(lines.join("\n").as_bytes()).into()
-        })
-        .collect()
+    let [window, mapped] = more_sinks(out);
+    let mut v = Vec::new();
+    for (sink, step) in [(out.to_path_buf(), 1), (window, 2), (mapped, 1)] {
+        for b in (step - 1..BATCHES).step_by(step as usize) {
+            let lines = sink_lines(&sink, b)
+                .unwrap_or_else(|| panic!("{}: batch {b} has no output", sink.display()));
+            let name = sink.file_name().unwrap().to_string_lossy().into_owned();
+            v.push((name, b, Sha256::digest(lines.join("\n").as_bytes()).into()));
+        }
+        assert_eq!(sink_lines(&sink, BATCHES), None);
+    }
+    v
 }
 
 #[test]
@@ -111,15 +122,21 @@ fn kill_nine_at_random_instants_loses_and_repeats_no_batch() {
         }
         let out = dir.path().join("out");
         let got = digests(&out);
-        for (b, (got, want)) in got.iter().zip(&uncrashed).enumerate() {
-            assert_eq!(got, want, "trial {trial} ({restarts} kills): batch {b}");
+        assert_eq!(got.len(), uncrashed.len());
+        for (got, want) in got.iter().zip(&uncrashed) {
+            assert_eq!(
+                got, want,
+                "trial {trial} ({restarts} kills): {} batch {}",
+                want.0, want.1
+            );
         }
-        assert_eq!(sink_lines(&out, BATCHES), None);
-        let leftovers: Vec<String> = common::stream::files(&out)
-            .into_iter()
-            .filter(|f| f.contains(".tmp") || f.contains("/."))
-            .collect();
-        assert!(leftovers.is_empty(), "trial {trial}: {leftovers:?}");
+        for sink in [out.clone()].into_iter().chain(more_sinks(&out)) {
+            let leftovers: Vec<String> = common::stream::files(&sink)
+                .into_iter()
+                .filter(|f| f.contains(".tmp") || f.contains("/."))
+                .collect();
+            assert!(leftovers.is_empty(), "trial {trial}: {leftovers:?}");
+        }
     }
     println!("{kills} kills over {trials} trials");
     assert!(

@@ -44,7 +44,7 @@ pub use format::{
     Compression, ManifestBody, PartFile, PartHeader, PartInfo, SeriesEntry, FORMAT_VERSION,
     MANIFEST,
 };
-pub(crate) use series::{mark_into, read_manifest};
+pub(crate) use series::{mark_into, read_manifest, scan};
 pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageLock, StorageOp};
 

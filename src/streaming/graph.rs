@@ -67,7 +67,7 @@ fn is_one(n: &u64) -> bool {
 impl NodeDesc {
     pub(crate) fn role(&self) -> Role {
         match self.kind.as_str() {
-            "queue_stream" | "text_file_stream" => Role::Source,
+            "queue_stream" | "text_file_stream" | "socket_text_stream" => Role::Source,
             "update_state_by_key" | "reduce_by_key_and_window_inv" | "map_with_state" => {
                 Role::Stateful
             }

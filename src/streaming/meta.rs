@@ -42,6 +42,9 @@ pub(crate) const LOG: &str = "log";
 const GRAPHS: &str = "graph";
 /// The folder of the state checkpoints, one sub-folder per stateful operator.
 pub(crate) const STATE: &str = "state";
+/// The folder of the logged input of sources that cannot replay (sockets), one sub-folder
+/// per source.
+pub(crate) const INPUT: &str = "input";
 
 /// The marker file: what the folder is, who made it, and the stream's time zero.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -61,6 +64,9 @@ pub(crate) enum ReplayToken {
     Queue { from: u64, to: u64 },
     /// New files of a folder, in name order.
     Files { files: Vec<FileEntry> },
+    /// Lines received from a socket: `log` is the checkpoint folder (relative to the
+    /// stream folder) they were written to before the plan (none when there were none).
+    Lines { log: Option<String>, lines: u64 },
 }
 
 /// A file a folder source read: replays read its first `len` bytes and check them.
@@ -79,6 +85,8 @@ pub(crate) enum SourcePosition {
     Queue { next: u64 },
     /// Every file name consumed so far.
     Files { seen: BTreeSet<String> },
+    /// Lines consumed so far (a socket cannot rewind: this only counts).
+    Lines { consumed: u64 },
 }
 
 /// The semantic configuration a plan runs under (threads, compression and the like may
@@ -504,6 +512,11 @@ impl StreamDir {
     /// The folder of stateful operator `op`'s state checkpoints.
     pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.join(STATE)
+    }
+
+    /// The folder of the sources' logged input.
+    pub(crate) fn input_dir(&self) -> PathBuf {
+        self.dir.join(INPUT)
     }
 
     /// Retention after commit `c` is durable (S16, STREAMING.md §3.4): keeps each operator's

@@ -86,6 +86,7 @@ mod map_state;
 mod meta;
 mod query;
 mod sink;
+mod socket;
 mod sources;
 mod state;
 mod window;
@@ -104,6 +105,7 @@ pub use map_state::{MapWithStateStream, State, StateSpec};
 pub use meta::STREAM_FORMAT_VERSION;
 pub use query::{open_state, state_batches};
 pub use sink::{FileSink, Sink, SINK_MANIFEST};
+pub use socket::SOCKET_BUFFER_BYTES;
 pub use sources::RddQueue;
 pub use state::{StateStream, DEFAULT_CHECKPOINT_EVERY};
 
@@ -490,6 +492,15 @@ impl StreamingContext {
                 let app = AppDir::open(&meta.state_dir(), op.name(), &self.ctx.inner.config)?;
                 op.attach(Arc::new(app));
             }
+            let newest_plan = meta.log()?.0.last().copied();
+            let sources = self.graph.inner.lock().sources.clone();
+            for s in &sources {
+                s.attach(meta, &self.ctx, newest_plan)?;
+            }
+        }
+        let sources = self.graph.inner.lock().sources.clone();
+        for s in &sources {
+            s.start()?;
         }
         self.started = true;
         Ok(())
@@ -665,40 +676,7 @@ impl StreamingContext {
                 if !self.clock.wait_until(time, &self.stop) {
                     continue; // stopped while waiting
                 }
-                let sources = self.graph.inner.lock().sources.clone();
-                let mut plan = Plan::new(
-                    id,
-                    self.last_committed,
-                    time,
-                    self.fingerprint.clone(),
-                    self.config.clone(),
-                    sources::plan_all(&sources)?,
-                );
-                if let Some(meta) = &self.meta {
-                    match meta.write_plan(&plan) {
-                        Ok(()) => {}
-                        // An earlier attempt wrote this batch's plan and then failed (its
-                        // folder fsync, say): that plan is the batch, as after a restart.
-                        Err(e) if e.io_kind() == Some(std::io::ErrorKind::AlreadyExists) => {
-                            let existing = meta.read_plan(id)?;
-                            if existing.prev != self.last_committed {
-                                return Err(Error::corrupt(
-                                    meta.path().join(LOG),
-                                    format!(
-                                        "batch {id} has a plan this stream did not write \
-                                         (it follows batch {:?}, not {:?})",
-                                        existing.prev, self.last_committed
-                                    ),
-                                ));
-                            }
-                            // Its folder fsync may be what failed: durable before use.
-                            meta.sync_log()?;
-                            plan = existing;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                self.pending = Some(plan);
+                self.pending = Some(self.plan_batch(id, time)?);
             }
             // The plan stays pending until its batch commits, whatever happens meanwhile
             // (an error, a panic in an output, a stop): the next `run` runs it again.
@@ -717,6 +695,44 @@ impl StreamingContext {
                 }
             }
         }
+    }
+
+    /// Plans batch `id` at `time`: its sources' input, written as its plan when
+    /// checkpointing. An earlier attempt in this process may have written the plan and then
+    /// failed (its folder fsync, say): that plan is the batch, as after a restart, and the
+    /// sources are not asked again (a socket would log other lines).
+    fn plan_batch(&self, id: BatchId, time: Duration) -> Result<Plan> {
+        if let Some(meta) = &self.meta {
+            if meta.log()?.0.last() == Some(&id) {
+                let existing = meta.read_plan(id)?;
+                if existing.prev != self.last_committed {
+                    return Err(Error::corrupt(
+                        meta.path().join(LOG),
+                        format!(
+                            "batch {id} has a plan this stream did not write (it follows \
+                             batch {:?}, not {:?})",
+                            existing.prev, self.last_committed
+                        ),
+                    ));
+                }
+                // Its folder fsync may be what failed: durable before use.
+                meta.sync_log()?;
+                return Ok(existing);
+            }
+        }
+        let sources = self.graph.inner.lock().sources.clone();
+        let plan = Plan::new(
+            id,
+            self.last_committed,
+            time,
+            self.fingerprint.clone(),
+            self.config.clone(),
+            sources::plan_all(&sources, &self.ctx, id)?,
+        );
+        if let Some(meta) = &self.meta {
+            meta.write_plan(&plan)?;
+        }
+        Ok(plan)
     }
 
     /// Runs one planned batch with output and commits it. `Ok(false)`: abandoned by a
@@ -803,6 +819,9 @@ impl StreamingContext {
             for (_, op) in stateful.iter().filter(|(_, op)| op.checkpointed()) {
                 meta.retain_state(op.name(), commit.states.get(op.name()));
             }
+            for s in &sources {
+                s.retain(commit.low_water);
+            }
         }
         self.last_committed = Some(plan.batch);
         self.next_batch = plan.batch + 1;
@@ -814,6 +833,16 @@ impl StreamingContext {
         let caches = self.graph.inner.lock().caches.clone();
         for c in caches {
             c.clear();
+        }
+    }
+}
+
+impl Drop for StreamingContext {
+    /// Stops the sources' background work (a socket's receiver thread).
+    fn drop(&mut self) {
+        let sources = self.graph.inner.lock().sources.clone();
+        for s in sources {
+            s.shutdown();
         }
     }
 }

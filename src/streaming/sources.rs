@@ -9,16 +9,27 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::meta::{FileEntry, ReplayToken, SourcePosition};
-use super::{BatchRun, DStream, StreamingContext};
+use super::meta::{FileEntry, ReplayToken, SourcePosition, StreamDir};
+use super::{BatchId, BatchRun, DStream, StreamingContext};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::{Data, Rdd};
 
 /// A source as the driver sees it, untyped.
 pub(crate) trait SourceOps: Send + Sync {
     fn name(&self) -> &str;
-    /// What the next batch reads, from the current position (which does not move yet).
-    fn plan(&self) -> Result<ReplayToken>;
+    /// Gives the source the stream's checkpoint folder when the stream starts
+    /// (`newest_plan`: the newest batch planned in it).
+    fn attach(
+        &self,
+        _meta: &StreamDir,
+        _ctx: &Context,
+        _newest_plan: Option<BatchId>,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// What batch `batch` reads, from the current position (which does not move yet).
+    fn plan(&self, ctx: &Context, batch: BatchId) -> Result<ReplayToken>;
     /// Moves the position past a batch that read `token` (after the batch committed, or
     /// while recovery replays it).
     fn advance(&self, token: &ReplayToken);
@@ -30,6 +41,15 @@ pub(crate) trait SourceOps: Send + Sync {
     fn folder(&self) -> Option<&Path> {
         None
     }
+    /// Removes what the source keeps for batches older than `low_water` (run after a
+    /// commit with that low water is durable).
+    fn retain(&self, _low_water: BatchId) {}
+    /// Starts background work (a socket's receiver) when the stream starts.
+    fn start(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Stops background work (the stream is dropped).
+    fn shutdown(&self) {}
 }
 
 /// A queue of RDDs for tests and demos: batch after batch, the stream reads the next RDD
@@ -106,7 +126,7 @@ impl<T: Data> SourceOps for QueueSource<T> {
         &self.name
     }
 
-    fn plan(&self) -> Result<ReplayToken> {
+    fn plan(&self, _ctx: &Context, _batch: BatchId) -> Result<ReplayToken> {
         let from = *self.next.lock();
         let to = if (from as usize) < self.queue.len() {
             from + 1
@@ -159,7 +179,7 @@ impl<T: Data> QueueSource<T> {
     }
 }
 
-fn token<'a>(run: &'a BatchRun<'_>, name: &str) -> Result<&'a ReplayToken> {
+pub(crate) fn token<'a>(run: &'a BatchRun<'_>, name: &str) -> Result<&'a ReplayToken> {
     run.tokens.get(name).ok_or_else(|| {
         Error::Internal(format!(
             "batch {} has no replay token for source `{name}`",
@@ -168,13 +188,13 @@ fn token<'a>(run: &'a BatchRun<'_>, name: &str) -> Result<&'a ReplayToken> {
     })
 }
 
-fn wrong_kind(name: &str, found: &SourcePosition) -> Error {
+pub(crate) fn wrong_kind(name: &str, found: &SourcePosition) -> Error {
     Error::InvalidArgument(format!(
         "source `{name}`: the recorded position {found:?} belongs to another kind of source"
     ))
 }
 
-fn wrong_token(name: &str, found: &ReplayToken) -> Error {
+pub(crate) fn wrong_token(name: &str, found: &ReplayToken) -> Error {
     Error::InvalidArgument(format!(
         "source `{name}`: the recorded input {found:?} belongs to another kind of source"
     ))
@@ -297,7 +317,7 @@ impl SourceOps for FolderSource {
         &self.name
     }
 
-    fn plan(&self) -> Result<ReplayToken> {
+    fn plan(&self, _ctx: &Context, _batch: BatchId) -> Result<ReplayToken> {
         let mut files = Vec::new();
         for name in self.new_files()? {
             let (bytes, crc32c) = self.read(&name, None)?;
@@ -441,10 +461,14 @@ impl StreamingContext {
     }
 }
 
-/// Every source's token for the next batch.
-pub(crate) fn plan_all(sources: &[Arc<dyn SourceOps>]) -> Result<BTreeMap<String, ReplayToken>> {
+/// Every source's token for batch `batch`.
+pub(crate) fn plan_all(
+    sources: &[Arc<dyn SourceOps>],
+    ctx: &Context,
+    batch: BatchId,
+) -> Result<BTreeMap<String, ReplayToken>> {
     sources
         .iter()
-        .map(|s| Ok((s.name().to_string(), s.plan()?)))
+        .map(|s| Ok((s.name().to_string(), s.plan(ctx, batch)?)))
         .collect()
 }

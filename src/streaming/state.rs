@@ -313,12 +313,21 @@ pub(crate) fn write_state<T: Data + Serialize + DeserializeOwned>(
     name: &str,
     b: BatchId,
 ) -> Result<StateRef> {
+    Ok(state_ref(name, b, &write_series(rdd, dir, name, b)?))
+}
+
+/// Writes `rdd` into `dir` as step `b` of series `name` (by one action) and returns the
+/// committed checkpoint folder.
+pub(crate) fn write_series<T: Data + Serialize + DeserializeOwned>(
+    rdd: &Rdd<T>,
+    dir: &Arc<AppDir>,
+    name: &str,
+    b: BatchId,
+) -> Result<std::path::PathBuf> {
     crate::checkpoint::mark_into(rdd, dir.clone(), name, b)?;
     rdd.count()?;
-    let path = rdd
-        .checkpoint_path()
-        .ok_or_else(|| Error::Internal(format!("state `{name}` of batch {b} has no checkpoint")))?;
-    Ok(state_ref(name, b, &path))
+    rdd.checkpoint_path()
+        .ok_or_else(|| Error::Internal(format!("`{name}` of batch {b} has no checkpoint")))
 }
 
 /// Opens the state checkpoint `r` of operator `name` (relative to `stream_dir`), checking

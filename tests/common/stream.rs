@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flintlock::checkpoint::Storage;
-use flintlock::streaming::{FileSink, ManualClock, RddQueue, StreamingContext};
+use flintlock::streaming::{FileSink, ManualClock, RddQueue, State, StateSpec, StreamingContext};
 use flintlock::{Context, Result};
 
 /// splitmix64: the input generator.
@@ -82,6 +82,20 @@ pub struct WordCount {
     pub storage: Option<Arc<dyn Storage>>,
     /// The stream's clock (default: a fresh `ManualClock::auto()`).
     pub clock: Option<ManualClock>,
+    /// Also runs an incremental window (`reduce_by_key_and_window_inv`, 4 batches sliding
+    /// by 2, with a filter) into sink `<out>-window` and `map_with_state` (3-batch
+    /// timeout) into sink `<out>-mapped`, both on the same words.
+    pub more_state: bool,
+}
+
+/// The sink folders of a word count writing to `out` with `more_state`: the window's and
+/// `map_with_state`'s.
+pub fn more_sinks(out: &Path) -> [std::path::PathBuf; 2] {
+    let name = out.file_name().unwrap().to_string_lossy();
+    [
+        out.with_file_name(format!("{name}-window")),
+        out.with_file_name(format!("{name}-mapped")),
+    ]
 }
 
 impl WordCount {
@@ -93,6 +107,7 @@ impl WordCount {
             partitions: 2,
             storage: None,
             clock: None,
+            more_state: false,
         }
     }
 
@@ -107,8 +122,44 @@ impl WordCount {
         if let Some(s) = &self.storage {
             sink = sink.with_storage(s.clone());
         }
-        ssc.queue_stream("words", queue)
-            .map(|w| (w, 1u64))
+        let pairs = ssc.queue_stream("words", queue).map(|w| (w, 1u64));
+        if self.more_state {
+            let [window, mapped] = more_sinks(out);
+            let sink = |p: std::path::PathBuf| match &self.storage {
+                Some(s) => FileSink::new(p).with_storage(s.clone()),
+                None => FileSink::new(p),
+            };
+            pairs
+                .map_values(|n| n as i64)
+                .reduce_by_key_and_window_inv(
+                    "window",
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    Duration::from_secs(4),
+                    Duration::from_secs(2),
+                    Some(Box::new(|_, n| *n != 0)),
+                )
+                .checkpoint_every(3)
+                .partitions(self.partitions)
+                .map(|(w, n)| format!("{w} {n}"))
+                .sink("window-out", sink(window));
+            let spec =
+                StateSpec::function(|w: &String, v: Option<u64>, s: &mut State<u64>| match v {
+                    Some(v) => {
+                        let n = s.get().copied().unwrap_or(0) + v;
+                        s.update(n);
+                        format!("{w} {n}")
+                    }
+                    None => format!("{w} timeout {}", s.get().unwrap()),
+                })
+                .timeout(Duration::from_secs(3))
+                .checkpoint_every(self.every)
+                .partitions(self.partitions + 1);
+            pairs
+                .map_with_state("mapped", spec)
+                .sink("mapped-out", sink(mapped));
+        }
+        pairs
             .update_state_by_key("counts", |_, new: Vec<u64>, old: Option<u64>| {
                 update(&new, old)
             })

@@ -297,3 +297,38 @@ fn a_restart_with_another_partition_count_keeps_the_state() {
     let got = got.lock().unwrap().clone();
     assert_eq!(got, model(&batches, 8, Some(3), &[]));
 }
+
+#[test]
+fn a_timeout_changed_at_a_restart_applies_from_the_first_new_batch_with_final_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx();
+    // Key 1 has a record only in batch 0; key 2 in every batch.
+    let batches: Batches = (0..8)
+        .map(|b| if b == 0 { vec![(1, 1)] } else { vec![(2, 1)] })
+        .collect();
+    let got: Arc<Mutex<Run>> = Arc::default();
+    let mut changes = Vec::new();
+    for (timeout, at) in [(None, 4), (Some(Duration::from_secs(1)), 7)] {
+        let case = Case {
+            batches: batches.clone(),
+            total: 8,
+            partitions: 2,
+            every: 1000, // no state checkpoint: the restart rebuilds batches 0..=4
+            timeout,
+            initial: vec![],
+        };
+        let (mut s, recovery) =
+            StreamingContext::get_or_create(&ctx, dir.path(), |c| case.build(c, &got)).unwrap();
+        changes.extend(recovery.changes);
+        s.run(Until::Committed(at)).unwrap();
+    }
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].contains("timeout none → 1s"), "{changes:?}");
+    let got = got.lock().unwrap().clone();
+    // The rebuilt batches kept no timeout; batch 5 gives key 1 its final call.
+    assert_eq!(
+        got[&5].0,
+        vec![(1, "timeout 1".to_string()), (2, "5".to_string())]
+    );
+    assert_eq!(got[&5].1, BTreeMap::from([(2, 5)]));
+}

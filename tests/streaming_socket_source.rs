@@ -301,3 +301,91 @@ fn a_restart_reading_another_address_is_refused() {
         Ok(_) => panic!("a restart reading another server was accepted"),
     }
 }
+
+#[test]
+fn lines_arrive_while_the_connection_stays_busy() {
+    let server = Server::start();
+    let ctx = common::ctx();
+    let seen: Seen = Arc::default();
+    let mut ssc = stream(&ctx, &server.addr, &seen, false);
+    ssc.run(Until::Batches(1)).unwrap();
+    server.wait_for_connections(1);
+    let mut conn = server.conns.lock().unwrap()[0].try_clone().unwrap();
+    let sending = Arc::new(AtomicBool::new(true));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s, n) = (sending.clone(), sent.clone());
+    // A line every 10 ms: the connection is never idle for long.
+    let sender = std::thread::spawn(move || {
+        for i in 0..3000 {
+            if !s.load(Ordering::Acquire) {
+                return;
+            }
+            conn.write_all(format!("t{i}\n").as_bytes()).unwrap();
+            n.fetch_add(1, Ordering::AcqRel);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    // Lines arrive batch by batch while the sender goes on, not held back until it
+    // pauses or a large number has piled up.
+    run_until_lines(&mut ssc, &seen, 10);
+    let sent_then = sent.load(Ordering::Acquire);
+    sending.store(false, Ordering::Release);
+    sender.join().unwrap();
+    assert!(
+        sent_then < 500,
+        "10 lines arrived only after {sent_then} were sent"
+    );
+    assert_eq!(
+        all_lines(&seen)[..10],
+        (0..10).map(|i| format!("t{i}")).collect::<Vec<_>>()[..]
+    );
+}
+
+#[test]
+fn a_full_buffer_makes_the_server_wait_and_loses_nothing() {
+    let server = Server::start();
+    let ctx = common::ctx();
+    let seen: Seen = Arc::default();
+    let mut ssc = stream(&ctx, &server.addr, &seen, false);
+    ssc.run(Until::Batches(1)).unwrap();
+    server.wait_for_connections(1);
+    let mut conn = server.conns.lock().unwrap()[0].try_clone().unwrap();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = written.clone();
+    const LINE: usize = 1 << 20;
+    const COUNT: usize = 200; // 200 MiB in all
+    let sender = std::thread::spawn(move || {
+        for i in 0..COUNT {
+            let mut line = vec![b'a' + (i % 26) as u8; LINE - 1];
+            line.push(b'\n');
+            conn.write_all(&line).unwrap();
+            w.fetch_add(LINE, Ordering::AcqRel);
+        }
+    });
+    // No batch runs: the receiver fills its buffer and stops reading.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = written.load(Ordering::Acquire);
+    assert!(
+        before < flintlock::streaming::SOCKET_BUFFER_BYTES + (32 << 20),
+        "the server wrote {} MiB while nothing read",
+        before >> 20
+    );
+    // Batches drain it; every line arrives whole.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = 0;
+    while got < COUNT {
+        assert!(Instant::now() < deadline, "{got} of {COUNT} lines");
+        ssc.run(Until::Batches(1)).unwrap();
+        for (_, lines) in seen.lock().unwrap().drain(..) {
+            for l in lines {
+                assert_eq!(l.len(), LINE - 1);
+                assert!(
+                    l.bytes().all(|b| b == b'a' + (got % 26) as u8),
+                    "line {got}"
+                );
+                got += 1;
+            }
+        }
+    }
+    sender.join().unwrap();
+}

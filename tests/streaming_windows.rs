@@ -184,7 +184,8 @@ fn a_window_over_a_state_is_an_error_at_start() {
     s.checkpoint(dir.path()).unwrap();
     let err = s.run(Until::Batches(1)).unwrap_err();
     assert!(
-        err.to_string().contains("a window over the state of `st`"),
+        err.to_string()
+            .contains("a window over the output of stateful `st`"),
         "{err}"
     );
 }

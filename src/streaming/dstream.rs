@@ -172,6 +172,7 @@ pub(crate) fn desc(kind: &str, name: Option<&str>, parents: &[usize]) -> NodeDes
         every: None,
         input: None,
         slide: 0,
+        timeout_nanos: None,
     }
 }
 

@@ -54,6 +54,9 @@ pub(crate) struct NodeDesc {
     /// In how many batches the node has an RDD: every `slide`-th (see `DNode::slide`).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub(crate) slide: u64,
+    /// A `map_with_state` operator's idle timeout, in nanoseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_nanos: Option<u64>,
 }
 
 fn one() -> u64 {
@@ -281,6 +284,19 @@ fn node_diff(
             "{label}: checkpoint every {} → {} batches",
             o.every.unwrap_or(0),
             n.every.unwrap_or(0)
+        ));
+    }
+    if o.timeout_nanos != n.timeout_nanos {
+        let show = |t: Option<u64>| {
+            t.map_or("none".to_string(), |t| {
+                format!("{:?}", std::time::Duration::from_nanos(t))
+            })
+        };
+        accepted.push(format!(
+            "{label}: timeout {} → {} (batches rebuilt from their plans keep the recorded \
+             one; the new one applies from the first new batch)",
+            show(o.timeout_nanos),
+            show(n.timeout_nanos)
         ));
     }
     let (up_old, up_new) = (recorded.upstream(o), current.upstream(n));

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::dstream::{desc, DNode, DStream};
+use super::graph::NodeDesc;
 use super::meta::StateRef;
 use super::state::{write_state, StateCell, StatefulOps, DEFAULT_CHECKPOINT_EVERY};
 use super::{BatchId, BatchRun};
@@ -151,6 +152,11 @@ impl<K: Data, V: Data, S: Data, E: Data> StateSpec<K, V, S, E> {
     /// `(b − u) × interval > timeout`, after that batch's records. The function gets a
     /// final call for it with no value and [`State::is_timing_out`] set, and its output
     /// joins the batch's. Checked in every batch.
+    ///
+    /// The timeout may change between runs (`Recovery::changes` lists it): batches a
+    /// restart rebuilds from their plans keep the timeout they ran with, and the new one
+    /// applies from the first new batch, where keys already idle for longer get their final
+    /// call.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -184,8 +190,8 @@ impl<K: Data, V: Data, S: Data, E: Data> StateSpec<K, V, S, E> {
     }
 }
 
-/// One state partition after a batch: the state map, the keys by their last update's
-/// batch (with a timeout), and the outputs of the batch's calls.
+/// One state partition after a batch: the state map, the keys by their last activity's
+/// batch, and the outputs of the batch's calls.
 struct Part<K: Key, S: Data, E: Data> {
     map: Map<K, S>,
     idle: imbl::OrdMap<BatchId, KeySet<K>>,
@@ -204,7 +210,7 @@ impl<K: Key, S: Data, E: Data> Clone for Part<K, S, E> {
 
 impl<K: Key, S: Data, E: Data> Part<K, S, E> {
     /// A partition holding `entries` (key → (state, last update)); a key's first wins.
-    fn from_entries(entries: impl Iterator<Item = (K, (S, BatchId))>, timeout: bool) -> Self {
+    fn from_entries(entries: impl Iterator<Item = (K, (S, BatchId))>) -> Self {
         let mut part = Part {
             map: Map::default(),
             idle: imbl::OrdMap::new(),
@@ -214,9 +220,7 @@ impl<K: Key, S: Data, E: Data> Part<K, S, E> {
             if part.map.contains_key(&k) {
                 continue;
             }
-            if timeout {
-                part.idle.entry(u).or_default().insert(k.clone());
-            }
+            part.idle.entry(u).or_default().insert(k.clone());
             part.map.insert(k, (s, u));
         }
         part
@@ -245,6 +249,9 @@ pub(crate) struct MapStateOp<K: Key, V: Data, S: Data, E: Data> {
     initial: Option<Rdd<(K, S)>>,
     /// Keys idle for more than this many batches time out.
     idle_batches: Option<u64>,
+    interval: Duration,
+    /// While recovery replays batches: the timeout recorded with them (it may differ).
+    replay_idle: Mutex<Option<Option<u64>>>,
     partitions: usize,
     every: u32,
     dir: OnceLock<Arc<AppDir>>,
@@ -308,10 +315,9 @@ where
 
     /// State partitions built from `entries` records, placed by the operator's partitioner.
     fn parts_from(&self, entries: Rdd<(K, (S, BatchId))>) -> Rdd<Part<K, S, E>> {
-        let timeout = self.idle_batches.is_some();
         entries
             .partition_by(Partitioner::hash(self.partitions))
-            .map_partitions(move |it| std::iter::once(Part::from_entries(it, timeout)))
+            .map_partitions(|it| std::iter::once(Part::from_entries(it)))
     }
 }
 
@@ -348,7 +354,11 @@ where
             }
         };
         let input = self.parent.rdd(run)?.partition_by(Partitioner::hash(n));
-        let (f, idle_batches, name) = (self.f.clone(), self.idle_batches, self.name.clone());
+        let idle_batches = match *self.replay_idle.lock() {
+            Some(recorded) if run.replay => recorded,
+            _ => self.idle_batches,
+        };
+        let (f, name) = (self.f.clone(), self.name.clone());
         let parts = prev
             .zip_partitions_op(
                 &input,
@@ -424,6 +434,19 @@ where
     fn low_water(&self, _committed: BatchId) -> BatchId {
         self.committed().map_or(0, |s| s.batch + 1)
     }
+
+    fn replay_under(&self, recorded: Option<&NodeDesc>) {
+        *self.replay_idle.lock() = recorded.map(|n| {
+            n.timeout_nanos
+                .map(|t| idle_batches(Duration::from_nanos(t), self.interval))
+        });
+    }
+}
+
+/// Keys idle for more than this many batches outlive `timeout`: (b − u) × interval >
+/// timeout ⇔ b − u > ⌊timeout / interval⌋.
+fn idle_batches(timeout: Duration, interval: Duration) -> u64 {
+    (timeout.as_nanos() / interval.as_nanos().max(1)).min(u128::from(u64::MAX)) as u64
 }
 
 /// Applies batch `b`'s `records` to a state partition: one call per record, then one per
@@ -436,21 +459,19 @@ fn apply<K: Key, V, S: Data, E: Data>(
     b: BatchId,
 ) -> std::result::Result<(), &'static str> {
     let mut mapped = Vec::new();
-    let timeout = idle_batches.is_some();
     for (k, v) in records {
         let old = part.map.remove(&k);
-        if let (true, Some((_, u))) = (timeout, &old) {
+        if let Some((_, u)) = &old {
             part.forget_idle(*u, &k);
         }
         let existed = old.is_some();
         let mut state = State::new(old.map(|(s, _)| s), false);
         mapped.push(f(&k, Some(v), &mut state));
         // A key that had a record counts as active (Spark refreshes its time with a
-        // timeout); a removed key is gone.
+        // timeout); a removed key is gone. The index by last activity is kept also without
+        // a timeout, which a restart may add.
         if let Some(s) = state.value.filter(|_| state.updated || existed) {
-            if timeout {
-                part.idle.entry(b).or_default().insert(k.clone());
-            }
+            part.idle.entry(b).or_default().insert(k.clone());
             part.map.insert(k, (s, b));
         }
     }
@@ -540,7 +561,9 @@ where
     /// one, SPARK-11979).
     ///
     /// `name` is the operator's stable, unique name (its state folder and its entry in
-    /// the commits). A checkpoint folder is required.
+    /// the commits). A checkpoint folder is required. As for every stateful operator, the
+    /// output cannot be windowed: a restart cannot rebuild its batches before the newest
+    /// state checkpoint (window the input, or keep the window in the state).
     ///
     /// ```
     /// use std::time::Duration;
@@ -584,16 +607,14 @@ where
         E: Data,
     {
         let interval = self.graph.interval;
-        let idle_batches = spec.timeout.map(|t| {
-            // (b − u) × interval > timeout ⇔ b − u > ⌊timeout / interval⌋.
-            (t.as_nanos() / interval.as_nanos().max(1)).min(u128::from(u64::MAX)) as u64
-        });
         let op = Arc::new(MapStateOp {
             name: name.to_string(),
             parent: self.node.clone(),
             f: spec.f,
             initial: spec.initial,
-            idle_batches,
+            idle_batches: spec.timeout.map(|t| idle_batches(t, interval)),
+            interval,
+            replay_idle: Mutex::new(None),
             partitions: spec
                 .partitions
                 .unwrap_or_else(|| self.graph.ctx.threads().max(1)),
@@ -611,6 +632,9 @@ where
         }
         let mut d = desc("map_with_state", Some(name), &[self.node.id]);
         d.state = Some(std::any::type_name::<S>().to_string());
+        d.timeout_nanos = spec
+            .timeout
+            .map(|t| t.as_nanos().min(u128::from(u64::MAX)) as u64);
         let reader = op.clone();
         let mapped = self.graph.add(d, move |run| reader.mapped(run.batch.id));
         let reader = op.clone();

@@ -442,7 +442,13 @@ impl StreamingContext {
             let mut g = self.graph.inner.lock();
             g.frozen = true;
             if !g.errors.is_empty() {
-                let errors = g.errors.join("; ");
+                let mut unique: Vec<&str> = Vec::new();
+                for e in &g.errors {
+                    if !unique.contains(&e.as_str()) {
+                        unique.push(e);
+                    }
+                }
+                let errors = unique.join("; ");
                 g.frozen = false;
                 return Err(Error::InvalidArgument(errors));
             }
@@ -549,8 +555,20 @@ impl StreamingContext {
             // The plans from `low` to the commit, following each plan's `prev` link (ids
             // skipped after downtime were never planned).
             let mut last: Option<BatchId> = None;
+            let mut graphs: BTreeMap<String, GraphDesc> = BTreeMap::new();
             for &b in plans.iter().filter(|&&b| b >= low && b <= c.batch) {
                 let plan = meta.read_plan(b)?;
+                if !graphs.contains_key(&plan.graph) {
+                    graphs.insert(plan.graph.clone(), meta.read_graph(&plan.graph)?);
+                }
+                let recorded = &graphs[&plan.graph];
+                for (_, op) in &stateful {
+                    let node = recorded
+                        .nodes
+                        .iter()
+                        .find(|n| n.name.as_deref() == Some(op.name()));
+                    op.replay_under(node);
+                }
                 let linked = match last {
                     None => plan.prev.is_none_or(|p| p < low),
                     Some(l) => plan.prev == Some(l),
@@ -578,6 +596,9 @@ impl StreamingContext {
                 }
                 self.clear_batch();
                 recovery.replayed += 1;
+            }
+            for (_, op) in &stateful {
+                op.replay_under(None);
             }
             if low <= c.batch && last != Some(c.batch) {
                 return Err(missing_plan(meta.path(), c.batch, low, c.batch));

@@ -9,7 +9,7 @@
 //! `input/<source>/` and only then is the plan, which names that checkpoint, written.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -287,52 +287,53 @@ fn sleep_unless_stopped(shared: &Shared, d: Duration) {
     }
 }
 
-/// Reads one connection's lines until it ends (`Ok`), fails, or the source stops.
+/// Reads one connection's lines until it ends (`Ok`), fails, or the source stops. Each
+/// line goes to the buffer as soon as it is complete; a line longer than the buffer's
+/// bound is cut at the bound (its parts become lines), so memory stays bounded.
 fn read_lines(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.set_read_timeout(Some(POLL))?;
     let mut reader = BufReader::with_capacity(1 << 16, stream);
     let mut line = Vec::new();
-    let mut batch: Vec<String> = Vec::new();
-    let mut batch_bytes = 0usize;
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return Ok(());
         }
-        let result = reader.read_until(b'\n', &mut line);
-        let complete = line.last() == Some(&b'\n');
+        let room = (SOCKET_BUFFER_BYTES - line.len()) as u64;
+        let result = (&mut reader).take(room).read_until(b'\n', &mut line);
         let ended = matches!(result, Ok(0));
+        let complete = line.last() == Some(&b'\n') || line.len() >= SOCKET_BUFFER_BYTES;
         if complete || (ended && !line.is_empty()) {
-            batch_bytes += line.len();
-            batch.push(text(std::mem::take(&mut line)));
-        }
-        let idle = match &result {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
-        };
-        if !batch.is_empty() && (idle || batch.len() >= 1024 || result.is_err()) {
-            publish(shared, &mut batch, &mut batch_bytes);
+            publish(shared, std::mem::take(&mut line));
         }
         match result {
             Ok(0) => return Ok(()),
             Ok(_) => {}
-            Err(e) if idle || e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => {
+                if !line.is_empty() {
+                    publish(shared, std::mem::take(&mut line));
+                }
+                return Err(e);
+            }
         }
     }
 }
 
-/// Moves received lines into the buffer, first waiting while it is full.
-fn publish(shared: &Shared, batch: &mut Vec<String>, bytes: &mut usize) {
+/// Moves a received line into the buffer, first waiting while the buffer is full (the
+/// receiver then reads nothing, and TCP makes the sender wait).
+fn publish(shared: &Shared, line: Vec<u8>) {
     let mut b = shared.buffer.lock();
     while b.bytes >= SOCKET_BUFFER_BYTES && !shared.stop.load(Ordering::Acquire) {
         shared.drained.wait_for(&mut b, POLL);
     }
-    b.lines.append(batch);
-    b.bytes += std::mem::take(bytes);
+    b.bytes += line.len();
+    b.lines.push(text(line));
 }
 
 /// A received line as text: without its `\n` or `\r\n`, invalid UTF-8 replaced by U+FFFD
@@ -356,8 +357,9 @@ impl StreamingContext {
     /// whenever the connection ends or fails (retrying every second at most while the
     /// server is down), and holds at most [`SOCKET_BUFFER_BYTES`] of unread lines (then it
     /// stops reading and TCP makes the server wait). Each batch reads every line received
-    /// before it was planned. Lines end at `\n` (a `\r` before it is dropped); invalid
-    /// UTF-8 is replaced by U+FFFD.
+    /// before it was planned. Lines end at `\n` (a `\r` before it is dropped; a line longer
+    /// than [`SOCKET_BUFFER_BYTES`] is cut into lines of that length); invalid UTF-8 is
+    /// replaced by U+FFFD.
     ///
     /// **What a crash loses.** With a checkpoint folder, a batch's lines are written there
     /// (`input/<name>/`, in the checkpoint format) before its plan, so a planned batch

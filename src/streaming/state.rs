@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::dstream::{desc, DNode, DStream};
+use super::graph::NodeDesc;
 use super::meta::StateRef;
 use super::{BatchId, BatchRun};
 use crate::checkpoint::AppDir;
@@ -51,6 +52,10 @@ pub(crate) trait StatefulOps: Send + Sync {
     /// The oldest batch whose plan a recovery from commit `committed` must replay for this
     /// operator (the commit's low water is the least over the operators).
     fn low_water(&self, committed: BatchId) -> BatchId;
+    /// Recovery is about to replay a batch planned under a graph in which this operator
+    /// was `recorded` (`None`: not recorded, or the replay is over): settings that shape
+    /// the state (a timeout) are taken from there while replaying.
+    fn replay_under(&self, _recorded: Option<&NodeDesc>) {}
 }
 
 type UpdateFn<K, V, S> = dyn Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync;

@@ -264,9 +264,10 @@ impl<T: Data> DStream<T> {
             }
             if let Some(state) = stateful_above(&g.nodes, self.node.id) {
                 g.errors.push(format!(
-                    "a window over the state of `{state}` is not supported: a recovery \
-                     cannot rebuild states older than the newest state checkpoint, which \
-                     the window's first slices would need"
+                    "a window over the output of stateful `{state}` (or a stream made \
+                     from it) is not supported: a recovery cannot rebuild its batches \
+                     before the newest state checkpoint, which the window's first slices \
+                     would need"
                 ));
             }
         }

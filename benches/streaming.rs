@@ -9,13 +9,17 @@
 //! - **state every 10**: the same with the default state checkpoint interval;
 //! - **metadata only, fsync off**: the share of the fsyncs in the overhead.
 //!
+//! And a large state with small batches (200,000 keys, 50 batches of 200 records, the
+//! state written every 10 batches and never): `update_state_by_key` (which cogroups the whole state every batch)
+//! against `map_with_state` (which touches only the batch's keys).
+//!
 //! `cargo bench --bench streaming`: the `RATIO` and `PER BATCH` lines are the figures.
 
 mod support;
 
 use std::time::Duration;
 
-use flintlock::streaming::{ManualClock, RddQueue, StreamingContext, Until};
+use flintlock::streaming::{ManualClock, RddQueue, State, StateSpec, StreamingContext, Until};
 use flintlock::{Context, Partitioner, Rdd};
 
 const BATCHES: u64 = 100;
@@ -85,6 +89,59 @@ fn streamed(ctx: &Context, input: &[Vec<String>], every: u32) -> u64 {
     total.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+const BIG_STATE: u64 = 200_000;
+const SMALL_BATCHES: u64 = 50;
+const SMALL_BATCH: u64 = 200;
+
+/// Runs the large-state stream with `map_with_state` (or `update_state_by_key`) and
+/// returns the last batch's output count (the batch's records, or the whole state).
+fn big_state(ctx: &Context, mapped: bool, every: u32) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let initial = ctx.parallelize((0..BIG_STATE).map(|k| (k, 1u64)).collect::<Vec<_>>(), 2);
+    let queue = RddQueue::from_rdds((0..SMALL_BATCHES).map(|b| {
+        let keys: Vec<(u64, u64)> = (0..SMALL_BATCH)
+            .map(|i| ((b * 7919 + i * 104_729) % BIG_STATE, 1))
+            .collect();
+        ctx.parallelize(keys, 2)
+    }));
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = total.clone();
+    let mut ssc = StreamingContext::new(ctx, Duration::from_secs(1)).clock(ManualClock::auto());
+    let pairs = ssc.queue_stream("keys", queue);
+    let output = move |rdd: &Rdd<u64>| {
+        t.store(rdd.count()?, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    };
+    if mapped {
+        let spec = StateSpec::function(|_: &u64, v: Option<u64>, s: &mut State<u64>| {
+            let n = s.get().copied().unwrap_or(0) + v.unwrap_or(0);
+            s.update(n);
+            n
+        })
+        .initial_state(initial)
+        .partitions(PARTITIONS)
+        .checkpoint_every(every);
+        // The batch's keys with their new counts.
+        pairs
+            .map_with_state("counts", spec)
+            .foreach_rdd("count", move |rdd, _| output(rdd));
+    } else {
+        // The whole state, every batch (the operator computes it in any case).
+        pairs
+            .update_state_by_key("counts", |_, new: Vec<u64>, old: Option<u64>| {
+                Some(old.unwrap_or(0) + new.iter().sum::<u64>())
+            })
+            .initial_state(initial)
+            .partitions(PARTITIONS)
+            .checkpoint_every(every)
+            .map(|(_, n)| n)
+            .foreach_rdd("count", move |rdd, _| output(rdd));
+    }
+    ssc.checkpoint(dir.path()).unwrap();
+    ssc.run(Until::Batches(SMALL_BATCHES)).unwrap();
+    total.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn main() {
     let ctx = Context::new();
     let input = input();
@@ -121,7 +178,30 @@ fn main() {
         "by hand",
         || by_hand(&ctx, &input),
     );
+    assert_eq!(big_state(&ctx, true, 10), SMALL_BATCH);
+    assert_eq!(big_state(&ctx, false, 10), BIG_STATE);
+    let mut small_runs = Vec::new();
+    for (every, label) in [(10, "state every 10"), (u32::MAX, "state never written")] {
+        let small = format!("{BIG_STATE} keys, {SMALL_BATCHES} batches of {SMALL_BATCH}, {label}");
+        let (mapped, updated) = support::compare(
+            5,
+            &small,
+            "map_with_state",
+            || big_state(&ctx, true, every),
+            "update_state_by_key",
+            || big_state(&ctx, false, every),
+        );
+        small_runs.push((small, mapped, updated));
+    }
     let per = |t: f64| t * 1e3 / BATCHES as f64;
+    let per_small = |t: f64| t * 1e3 / SMALL_BATCHES as f64;
+    for (small, mapped, updated) in small_runs {
+        println!(
+            "PER BATCH: {small}: map_with_state {:.2} ms, update_state_by_key {:.2} ms",
+            per_small(mapped),
+            per_small(updated)
+        );
+    }
     println!(
         "PER BATCH: by hand {:.2} ms, metadata only {:.2} ms (+{:.2} ms), state every 10 \
          {:.2} ms (+{:.2} ms over metadata only)",

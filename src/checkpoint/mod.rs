@@ -27,6 +27,8 @@ pub mod format;
 mod layout;
 mod live;
 mod local;
+#[cfg(feature = "s3")]
+mod object;
 mod reliable;
 mod series;
 mod storage;
@@ -44,6 +46,8 @@ pub use format::{
     Compression, ManifestBody, PartFile, PartHeader, PartInfo, SeriesEntry, FORMAT_VERSION,
     MANIFEST,
 };
+#[cfg(feature = "s3")]
+pub use object::{S3Options, S3Store};
 pub(crate) use series::{mark_into, read_manifest, scan};
 pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageLock, StorageOp};

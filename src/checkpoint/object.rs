@@ -1,0 +1,323 @@
+//! Object storage (S3 and S3-compatible servers) through the `object_store` crate, behind a
+//! small synchronous facade (DESIGN.md §7).
+//!
+//! The facade owns a small tokio runtime. A call from an ordinary thread (a rayon worker, the
+//! driver) blocks on it; a call from inside some other tokio runtime is handed to the
+//! facade's own runtime and waited for with a channel, so a runtime worker is never blocked
+//! on itself. Every error names the endpoint, the bucket and the key, never a credential.
+//!
+//! The commit protocol on an object store has no rename and no fsync: objects become
+//! visible whole when their PUT completes, and [`S3Store::put_new`] publishes an object only
+//! if none exists at its key (a conditional PUT, `If-None-Match: *`), which is the single
+//! commit point of a checkpoint's manifest.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+/// How to reach an S3-compatible store. Unset fields come from the standard `AWS_*`
+/// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, ...).
+///
+/// `Debug` never shows the secret.
+#[derive(Clone, Default)]
+pub struct S3Options {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    allow_http: Option<bool>,
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl S3Options {
+    /// Options read from the environment only.
+    pub fn from_env() -> S3Options {
+        S3Options::default()
+    }
+
+    /// The endpoint URL (an S3-compatible server, e.g. `http://127.0.0.1:8333`).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The region (default `us-east-1`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Static credentials.
+    pub fn credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(secret.into());
+        self
+    }
+
+    /// Allows plain `http://` endpoints (a server on loopback); off by default.
+    pub fn allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = Some(allow);
+        self
+    }
+}
+
+/// A bucket and a key prefix on an S3-compatible store, with a synchronous API: the
+/// operations flintlock's checkpoints need, each one request (or one listing).
+///
+/// Keys passed to the methods are relative to the prefix, `/`-separated.
+pub struct S3Store {
+    store: Arc<dyn ObjectStore>,
+    runtime: tokio::runtime::Runtime,
+    /// `s3://bucket/prefix`, for messages.
+    url: String,
+    endpoint: String,
+    prefix: String,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Store {
+    /// Opens `s3://bucket/prefix` with `options` (and the environment for what they leave
+    /// unset). Nothing is sent until the first call.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidArgument`] for a URL that is not `s3://bucket[/prefix]` or
+    /// options the client refuses (naming them, never a secret).
+    pub fn open(url: &str, options: &S3Options) -> crate::Result<S3Store> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| {
+            crate::Error::InvalidArgument(format!("{url:?} is not an s3://bucket/prefix URL"))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(crate::Error::InvalidArgument(format!(
+                "{url:?} names no bucket (s3://bucket/prefix)"
+            )));
+        }
+        let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(e) = &options.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(r) = &options.region {
+            b = b.with_region(r);
+        }
+        if let Some(k) = &options.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &options.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if let Some(h) = options.allow_http {
+            b = b.with_allow_http(h);
+        }
+        let endpoint = options
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT").ok())
+            .unwrap_or_else(|| "AWS S3".to_string());
+        let store = b.build().map_err(|e| {
+            crate::Error::InvalidArgument(format!(
+                "{url} at {endpoint}: {}",
+                redact(&e.to_string())
+            ))
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flintlock-object-store")
+            .enable_all()
+            .build()
+            .map_err(|e| crate::Error::io("start the object-store runtime for", url, e))?;
+        Ok(S3Store {
+            store: Arc::new(store),
+            runtime,
+            url: format!("s3://{bucket}/{prefix}"),
+            endpoint,
+            prefix: prefix.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// `s3://bucket/prefix`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    /// Runs `f` on the facade's runtime and waits for it, from any thread.
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Inside another runtime: never block one of its workers on our runtime's
+            // `block_on`; run there and wait on a channel.
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            self.runtime.spawn(async move {
+                let _ = tx.send(f.await);
+            });
+            rx.recv()
+                .expect("the object-store runtime dropped a request")
+        } else {
+            self.runtime.block_on(f)
+        }
+    }
+
+    fn error(&self, op: &str, key: &str, e: object_store::Error) -> io::Error {
+        let kind = match &e {
+            object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => io::ErrorKind::AlreadyExists,
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
+            // A listing's refusal comes back as a generic error with the status.
+            e if ["status code: 401", "status code: 403"]
+                .iter()
+                .any(|s| e.to_string().contains(s)) =>
+            {
+                io::ErrorKind::PermissionDenied
+            }
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(
+            kind,
+            format!(
+                "{op} {}/{key} at {}: {}",
+                self.url.trim_end_matches('/'),
+                self.endpoint,
+                redact(&e.to_string())
+            ),
+        )
+    }
+
+    /// Writes `bytes` at `key`, replacing what is there.
+    ///
+    /// # Errors
+    /// The store's error, naming the key.
+    pub fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        self.run(async move { store.put(&path, PutPayload::from(bytes)).await })
+            .map(drop)
+            .map_err(|e| self.error("PUT", key, e))
+    }
+
+    /// Publishes `bytes` at `key` only if no object is there (`If-None-Match: *`): of racing
+    /// writers exactly one succeeds; the others get [`io::ErrorKind::AlreadyExists`].
+    ///
+    /// # Errors
+    /// `AlreadyExists` when an object is at `key`; the store's error otherwise.
+    pub fn put_new(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        let opts = PutOptions::from(PutMode::Create);
+        self.run(async move { store.put_opts(&path, PutPayload::from(bytes), opts).await })
+            .map(drop)
+            .map_err(|e| self.error("PUT (if none)", key, e))
+    }
+
+    /// The object at `key`, whole.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
+    pub fn get(&self, key: &str) -> io::Result<Vec<u8>> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        self.run(async move {
+            let r = store.get(&path).await?;
+            r.bytes().await
+        })
+        .map(|b| b.to_vec())
+        .map_err(|e| self.error("GET", key, e))
+    }
+
+    /// The keys below `prefix` (relative to the store's prefix), sorted.
+    ///
+    /// # Errors
+    /// The store's error, naming the prefix.
+    pub fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        use futures_util::TryStreamExt;
+        let (store, path) = (self.store.clone(), self.path(prefix));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut keys: Vec<String> = self
+            .run(async move { store.list(Some(&path)).try_collect::<Vec<_>>().await })
+            .map_err(|e| self.error("LIST", prefix, e))?
+            .into_iter()
+            .map(|m| {
+                let k = m.location.to_string();
+                k.strip_prefix(&strip).map(str::to_string).unwrap_or(k)
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes the object at `key` (nothing there is not an error).
+    ///
+    /// # Errors
+    /// The store's error, naming the key.
+    pub fn delete(&self, key: &str) -> io::Result<()> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        match self.run(async move { store.delete(&path).await }) {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("DELETE", key, e)),
+        }
+    }
+}
+
+/// Replaces the values of signature and credential query parameters in an error text
+/// (the store's errors carry URLs; presigned ones would carry secrets).
+fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for name in [
+        "X-Amz-Signature=",
+        "X-Amz-Credential=",
+        "X-Amz-Security-Token=",
+    ] {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(name) {
+            let start = from + i + name.len();
+            let end = out[start..]
+                .find(|c: char| c == '&' || c == '"' || c.is_whitespace())
+                .map_or(out.len(), |e| start + e);
+            out.replace_range(start..end, "<redacted>");
+            from = start + "<redacted>".len();
+        }
+    }
+    out
+}

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 
 use crate::block_store::BlockStore;
-use crate::checkpoint::{AppDir, Compression, LocalFs, Storage};
+use crate::checkpoint::{AppDir, Compression, Storage};
 use crate::error::{Error, Result};
 use crate::listener::{Event, Listener};
 use crate::shuffle::ShuffleStore;
@@ -319,7 +319,7 @@ impl Default for ContextBuilder {
                 clean_checkpoints: false,
                 compression: Compression::None,
                 fsync: true,
-                storage: Arc::new(LocalFs),
+                storage: Arc::new(crate::checkpoint::DefaultStorage::default()),
                 verify: true,
                 frame_limit: crate::checkpoint::format::MAX_FRAME_BYTES,
             },
@@ -411,8 +411,9 @@ impl ContextBuilder {
         self
     }
 
-    /// Where checkpoint I/O goes (default [`LocalFs`]): the seam for other storages and
-    /// for fault injection ([`crate::checkpoint::FaultyStorage`]).
+    /// Where checkpoint I/O goes (default [`crate::checkpoint::DefaultStorage`]: local
+    /// paths on [`crate::checkpoint::LocalFs`], `s3://` paths on an object store): the seam
+    /// for other storages and for fault injection ([`crate::checkpoint::FaultyStorage`]).
     pub fn checkpoint_storage(mut self, storage: impl Storage + 'static) -> Self {
         self.config.storage = Arc::new(storage);
         self

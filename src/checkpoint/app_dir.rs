@@ -124,8 +124,13 @@ pub(crate) fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
     })
 }
 
-/// Removes temp files and unmanifested `rdd-*` folders from one app folder.
+/// Removes temp files and unmanifested `rdd-*` folders from one app folder. On a store
+/// without locks (an object store) nothing is removed: a writer elsewhere may be filling
+/// them, and leftovers are harmless (no manifest names them).
 pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
+    if !storage.has_locks(dir) {
+        return;
+    }
     let Ok(entries) = storage.list(dir) else {
         return;
     };
@@ -152,6 +157,11 @@ pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
 /// The absolute form of a checkpoint directory (symbolic links resolved when it exists), so
 /// that two spellings of one folder compare equal.
 pub(crate) fn resolve_root(root: &Path) -> Result<PathBuf> {
+    let text = root.to_string_lossy();
+    if text.starts_with("s3://") {
+        // An object-store location is absolute already; no trailing slash, so joins agree.
+        return Ok(PathBuf::from(text.trim_end_matches('/')));
+    }
     let abs = if root.is_absolute() {
         root.to_path_buf()
     } else {

@@ -47,10 +47,13 @@ pub use format::{
     MANIFEST,
 };
 #[cfg(feature = "s3")]
-pub use object::{S3Options, S3Store};
+pub use object::{S3Options, S3Storage, S3Store};
 pub(crate) use series::{mark_into, read_manifest, scan};
 pub use series::{Checkpointer, SeriesCheckpoint};
-pub use storage::{FaultyStorage, LocalFs, Storage, StorageFile, StorageLock, StorageOp};
+pub use storage::{
+    DefaultStorage, FaultyStorage, LocalFs, ObjectWriter, Storage, StorageFile, StorageLock,
+    StorageOp,
+};
 
 pub(crate) use app_dir::{
     clean_app_folder, is_app_folder, remove_checkpoint, resolve_root, visit, AppDir, Visit,

@@ -20,6 +20,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use super::storage::{ObjectWriter, Storage, StorageFile, StorageLock};
+use std::io::Write;
+
 /// How to reach an S3-compatible store. Unset fields come from the standard `AWS_*`
 /// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, ...).
@@ -182,45 +185,11 @@ impl S3Store {
 
     /// Runs `f` on the facade's runtime and waits for it, from any thread.
     fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Inside another runtime: never block one of its workers on our runtime's
-            // `block_on`; run there and wait on a channel.
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            self.runtime.spawn(async move {
-                let _ = tx.send(f.await);
-            });
-            rx.recv()
-                .expect("the object-store runtime dropped a request")
-        } else {
-            self.runtime.block_on(f)
-        }
+        run_on(self.runtime.handle(), f)
     }
 
     fn error(&self, op: &str, key: &str, e: object_store::Error) -> io::Error {
-        let kind = match &e {
-            object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
-            object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. } => io::ErrorKind::AlreadyExists,
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
-            // A listing's refusal comes back as a generic error with the status.
-            e if ["status code: 401", "status code: 403"]
-                .iter()
-                .any(|s| e.to_string().contains(s)) =>
-            {
-                io::ErrorKind::PermissionDenied
-            }
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(
-            kind,
-            format!(
-                "{op} {}/{key} at {}: {}",
-                self.url.trim_end_matches('/'),
-                self.endpoint,
-                redact(&e.to_string())
-            ),
-        )
+        error_of(op, &self.url, &self.endpoint, key, e)
     }
 
     /// Writes `bytes` at `key`, replacing what is there.
@@ -286,6 +255,38 @@ impl S3Store {
         Ok(keys)
     }
 
+    /// The size of the object at `key`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
+    pub fn len(&self, key: &str) -> io::Result<u64> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        self.run(async move { store.head(&path).await })
+            .map(|m| m.size)
+            .map_err(|e| self.error("HEAD", key, e))
+    }
+
+    /// The names directly below `prefix` (`/`-separated, relative to the store's prefix):
+    /// objects and the first components of deeper keys, sorted, without repeats.
+    ///
+    /// # Errors
+    /// The store's error, naming the prefix.
+    pub fn list_children(&self, prefix: &str) -> io::Result<Vec<String>> {
+        let (store, path) = (self.store.clone(), self.path(prefix));
+        let listing = self
+            .run(async move { store.list_with_delimiter(Some(&path)).await })
+            .map_err(|e| self.error("LIST", prefix, e))?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .chain(listing.objects.iter().map(|o| &o.location))
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Deletes the object at `key` (nothing there is not an error).
     ///
     /// # Errors
@@ -298,6 +299,54 @@ impl S3Store {
             Err(e) => Err(self.error("DELETE", key, e)),
         }
     }
+}
+
+/// Runs `f` on `runtime` and waits for it, from any thread: a thread of another tokio
+/// runtime waits on a channel rather than blocking one of that runtime's workers inside
+/// `block_on`.
+fn run_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    f: impl Future<Output = T> + Send + 'static,
+) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .expect("the object-store runtime dropped a request")
+    } else {
+        runtime.block_on(f)
+    }
+}
+
+/// An I/O error for operation `op` on `key`, naming the store and the endpoint and never a
+/// credential.
+fn error_of(op: &str, url: &str, endpoint: &str, key: &str, e: object_store::Error) -> io::Error {
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            io::ErrorKind::AlreadyExists
+        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
+        // A listing's refusal comes back as a generic error with the status.
+        e if ["status code: 401", "status code: 403"]
+            .iter()
+            .any(|s| e.to_string().contains(s)) =>
+        {
+            io::ErrorKind::PermissionDenied
+        }
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(
+        kind,
+        format!(
+            "{op} {}/{key} at {endpoint}: {}",
+            url.trim_end_matches('/'),
+            redact(&e.to_string())
+        ),
+    )
 }
 
 /// Replaces the values of signature and credential query parameters in an error text
@@ -320,4 +369,260 @@ fn redact(text: &str) -> String {
         }
     }
     out
+}
+
+/// A [`Storage`] on one bucket of an S3-compatible store: paths are `s3://bucket/key`.
+///
+/// Objects appear whole when their PUT completes, so checkpoint parts and manifests go
+/// through [`Storage::create_object`] (a manifest by a conditional PUT); `create_new` and
+/// `rename_no_replace` (for small metadata files) are a buffered PUT and a copy by GET,
+/// conditional PUT and DELETE. Folders do not exist (creating one does nothing), `sync_dir`
+/// has nothing to do, and there are no locks ([`Storage::has_locks`] is false: `try_lock`
+/// always succeeds and cleanup never removes a write attempt's leftovers).
+#[derive(Debug)]
+pub struct S3Storage {
+    store: S3Store,
+    bucket: String,
+}
+
+impl S3Storage {
+    /// The storage of `s3://bucket` with `options` (and the `AWS_*` environment).
+    ///
+    /// # Errors
+    /// As [`S3Store::open`].
+    pub fn open(bucket: &str, options: &S3Options) -> crate::Result<S3Storage> {
+        Ok(S3Storage {
+            store: S3Store::open(&format!("s3://{bucket}"), options)?,
+            bucket: bucket.to_string(),
+        })
+    }
+
+    /// The key of `path` in this storage's bucket.
+    fn key(&self, path: &std::path::Path) -> io::Result<String> {
+        let text = path.to_string_lossy();
+        let rest = text
+            .strip_prefix("s3://")
+            .and_then(|r| r.strip_prefix(self.bucket.as_str()))
+            .filter(|r| r.is_empty() || r.starts_with('/'))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{text} is not in s3://{}", self.bucket),
+                )
+            })?;
+        Ok(rest
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string())
+    }
+}
+
+/// The bucket of an `s3://bucket/...` path.
+pub(crate) fn bucket_of(path: &std::path::Path) -> Option<String> {
+    let text = path.to_string_lossy();
+    let rest = text.strip_prefix("s3://")?;
+    let bucket = rest.split('/').next().unwrap_or("");
+    (!bucket.is_empty()).then(|| bucket.to_string())
+}
+
+#[derive(Debug)]
+struct NoLock;
+
+impl StorageLock for NoLock {}
+
+/// Bytes buffered in memory until published or synced by one PUT.
+struct Buffered {
+    store: Arc<dyn ObjectStore>,
+    storage: S3Handle,
+    key: String,
+    bytes: Vec<u8>,
+    put: bool,
+}
+
+/// What a buffered object needs of its storage to PUT itself.
+#[derive(Clone)]
+struct S3Handle(Arc<S3StoreShared>);
+
+struct S3StoreShared {
+    runtime: tokio::runtime::Handle,
+    url: String,
+    endpoint: String,
+}
+
+impl Write for Buffered {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffered {
+    fn put(&mut self, if_absent: bool) -> io::Result<()> {
+        let (store, path) = (self.store.clone(), ObjectPath::from(self.key.as_str()));
+        let payload = PutPayload::from(std::mem::take(&mut self.bytes));
+        let opts = if if_absent {
+            PutOptions::from(PutMode::Create)
+        } else {
+            PutOptions::default()
+        };
+        let shared = self.storage.0.clone();
+        let result = run_on(&shared.runtime, async move {
+            store.put_opts(&path, payload, opts).await
+        });
+        self.put = true;
+        result.map(drop).map_err(|e| {
+            let what = if if_absent { "PUT (if none)" } else { "PUT" };
+            error_of(what, &shared.url, &shared.endpoint, &self.key, e)
+        })
+    }
+}
+
+impl StorageFile for Buffered {
+    fn sync(&mut self) -> io::Result<()> {
+        self.put(true)
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        // A file written without a sync (fsync off) still appears, as on a filesystem.
+        if !self.put && !self.bytes.is_empty() {
+            let _ = self.put(true);
+        }
+    }
+}
+
+/// An object published by one PUT (checkpoint parts and manifests).
+struct S3Object(Buffered);
+
+impl Write for S3Object {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Object {
+    fn publish(mut self: Box<Self>, if_absent: bool) -> io::Result<()> {
+        self.0.put(if_absent)
+    }
+}
+
+impl Drop for S3Object {
+    fn drop(&mut self) {
+        self.0.put = true; // unpublished: abandoned, nothing is sent
+    }
+}
+
+impl S3Storage {
+    fn buffered(&self, key: String) -> Buffered {
+        Buffered {
+            store: self.store.store.clone(),
+            storage: S3Handle(Arc::new(S3StoreShared {
+                runtime: self.store.runtime.handle().clone(),
+                url: self.store.url.clone(),
+                endpoint: self.store.endpoint.clone(),
+            })),
+            key,
+            bytes: Vec::new(),
+            put: false,
+        }
+    }
+}
+
+impl Storage for S3Storage {
+    fn create_dir_all(&self, path: &std::path::Path) -> io::Result<()> {
+        self.key(path).map(drop)
+    }
+    fn create_dir(&self, path: &std::path::Path) -> io::Result<()> {
+        // Attempt folders have random write ids; a key prefix exists once written to.
+        let key = self.key(path)?;
+        if self.store.list_children(&key)?.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ))
+        }
+    }
+    fn create_new(&self, path: &std::path::Path) -> io::Result<Box<dyn StorageFile>> {
+        let key = self.key(path)?;
+        match self.store.len(&key) {
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(self.buffered(key))),
+            Err(e) => Err(e),
+        }
+    }
+    fn open(&self, path: &std::path::Path) -> io::Result<Box<dyn io::Read + Send>> {
+        let bytes = self.store.get(&self.key(path)?)?;
+        Ok(Box::new(io::Cursor::new(bytes)))
+    }
+    fn len(&self, path: &std::path::Path) -> io::Result<u64> {
+        self.store.len(&self.key(path)?)
+    }
+    fn rename_no_replace(&self, from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+        let (from, to) = (self.key(from)?, self.key(to)?);
+        let bytes = self.store.get(&from)?;
+        self.store.put_new(&to, bytes)?;
+        self.store.delete(&from)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> io::Result<()> {
+        self.key(path).map(drop)
+    }
+    fn list(&self, path: &std::path::Path) -> io::Result<Vec<String>> {
+        self.store.list_children(&self.key(path)?)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> io::Result<()> {
+        let key = self.key(path)?;
+        match self.store.len(&key) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+            _ => self.store.delete(&key),
+        }
+    }
+    fn remove_dir_all(&self, path: &std::path::Path) -> io::Result<()> {
+        let key = self.key(path)?;
+        for k in self.store.list(&key)? {
+            self.store.delete(&k)?;
+        }
+        Ok(())
+    }
+    fn remove_dir(&self, path: &std::path::Path) -> io::Result<()> {
+        if self.store.list_children(&self.key(path)?)?.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{} is not empty", path.display()),
+            ))
+        }
+    }
+    fn try_lock(&self, path: &std::path::Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        // No locks on an object store: the lock file is created (app folders are
+        // recognised by it) and the "lock" always succeeds.
+        let key = self.key(path)?;
+        match self.store.put_new(&key, Vec::new()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Some(Box::new(NoLock)))
+    }
+    fn create_object(&self, path: &std::path::Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
+        Some(
+            self.key(path)
+                .map(|k| Box::new(S3Object(self.buffered(k))) as Box<dyn ObjectWriter>),
+        )
+    }
+    fn has_locks(&self, _path: &std::path::Path) -> bool {
+        false
+    }
 }

@@ -31,6 +31,16 @@ pub trait StorageFile: Write + Send {
 /// A lock taken with [`Storage::try_lock`]: held until dropped (or until its process dies).
 pub trait StorageLock: Send + Sync + fmt::Debug {}
 
+/// An object being written through [`Storage::create_object`] (a store without rename):
+/// invisible until published, then visible whole.
+pub trait ObjectWriter: Write + Send {
+    /// Makes the object visible at its path, whole. With `if_absent` it fails with
+    /// `AlreadyExists` when an object is there (a conditional PUT: the commit point of a
+    /// manifest); without, the path is unique to the write attempt. A writer dropped
+    /// unpublished leaves nothing (an open multipart upload is aborted).
+    fn publish(self: Box<Self>, if_absent: bool) -> io::Result<()>;
+}
+
 /// Where checkpoints live. All paths are absolute paths under the checkpoint directory.
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Creates a folder and its parents.
@@ -62,6 +72,20 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// dies without dropping it, or a killed job's folder would stay locked forever. Two
     /// guards of one path never coexist, also within one process.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>>;
+    /// Starts an object at `path` that one [`ObjectWriter::publish`] makes visible whole,
+    /// for stores with no rename and no fsync (object stores). `None` (the default) means
+    /// the store has files: writers then use a temp file, fsync and
+    /// [`Storage::rename_no_replace`], the steps the crash model checks.
+    fn create_object(&self, _path: &Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
+        None
+    }
+    /// Whether [`Storage::try_lock`] on `path` excludes other holders (true for
+    /// filesystems). An
+    /// object store has no locks: cleanup then never removes a write attempt's leftovers,
+    /// which a live writer elsewhere could still be filling.
+    fn has_locks(&self, _path: &Path) -> bool {
+        true
+    }
 }
 
 /// The local filesystem.
@@ -397,5 +421,130 @@ impl Storage for Arc<FaultyStorage> {
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
         self.check(StorageOp::Lock)?;
         self.inner.try_lock(path)
+    }
+    fn create_object(&self, path: &Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
+        let inner = self.inner.create_object(path)?;
+        Some(self.check(StorageOp::Create).and_then(|()| {
+            Ok(Box::new(FaultyObject {
+                inner: inner?,
+                storage: self.clone(),
+            }) as Box<dyn ObjectWriter>)
+        }))
+    }
+    fn has_locks(&self, path: &Path) -> bool {
+        self.inner.has_locks(path)
+    }
+}
+
+struct FaultyObject {
+    inner: Box<dyn ObjectWriter>,
+    storage: Arc<FaultyStorage>,
+}
+
+impl Write for FaultyObject {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.storage.check(StorageOp::Write)?;
+        self.inner.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.storage.check(StorageOp::Write)?;
+        self.inner.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl ObjectWriter for FaultyObject {
+    fn publish(self: Box<Self>, if_absent: bool) -> io::Result<()> {
+        // Publishing is the object store's sync and rename in one.
+        self.storage.check(StorageOp::Sync)?;
+        self.inner.publish(if_absent)
+    }
+}
+
+/// The default storage: `s3://bucket/...` paths go to an
+/// [`S3Storage`](crate::checkpoint::S3Storage) of that bucket (configured from the `AWS_*`
+/// environment, opened on first use; feature `s3`), every other path to [`LocalFs`]. So
+/// `checkpoint_dir("s3://bucket/prefix")` and `open_checkpoint("s3://...")` work with a
+/// default context, beside local folders.
+#[derive(Debug, Default)]
+pub struct DefaultStorage {
+    #[cfg(feature = "s3")]
+    buckets: Mutex<std::collections::HashMap<String, Arc<super::S3Storage>>>,
+}
+
+impl DefaultStorage {
+    fn route(&self, path: &Path) -> io::Result<Arc<dyn Storage>> {
+        #[cfg(feature = "s3")]
+        if let Some(bucket) = super::object::bucket_of(path) {
+            let mut buckets = self.buckets.lock();
+            if let Some(s) = buckets.get(&bucket) {
+                return Ok(s.clone());
+            }
+            let s = super::S3Storage::open(&bucket, &super::S3Options::from_env())
+                .map(Arc::new)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            buckets.insert(bucket, s.clone());
+            return Ok(s);
+        }
+        if path.to_string_lossy().starts_with("s3://") {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{}: this build of flintlock has no object-store support (feature `s3`)",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Arc::new(LocalFs))
+    }
+}
+
+impl Storage for DefaultStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.route(path)?.create_dir_all(path)
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.route(path)?.create_dir(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
+        self.route(path)?.create_new(path)
+    }
+    fn open(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        self.route(path)?.open(path)
+    }
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        self.route(path)?.len(path)
+    }
+    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.route(from)?.rename_no_replace(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.route(path)?.sync_dir(path)
+    }
+    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.route(path)?.list(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.route(path)?.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.route(path)?.remove_dir_all(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.route(path)?.remove_dir(path)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
+        self.route(path)?.try_lock(path)
+    }
+    fn create_object(&self, path: &Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
+        match self.route(path) {
+            Ok(s) => s.create_object(path),
+            Err(e) => Some(Err(e)),
+        }
+    }
+    fn has_locks(&self, path: &Path) -> bool {
+        self.route(path).is_ok_and(|s| s.has_locks(path))
     }
 }

@@ -15,7 +15,7 @@ use super::format::{
     PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST, MAX_FRAME_BYTES,
 };
 use super::series::SeriesTag;
-use super::{AppDir, Codec, Storage, StorageFile};
+use super::{AppDir, Codec, ObjectWriter, Storage, StorageFile};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
@@ -111,6 +111,14 @@ impl<T: Data> WriteSession<T> {
         Ok(file)
     }
 
+    /// Starts an object of this attempt on a store without rename, remembering it for the
+    /// abort; `None` on a filesystem.
+    fn create_object(&self, path: &Path) -> Option<Result<Box<dyn ObjectWriter>>> {
+        let object = self.storage().create_object(path)?;
+        self.created.lock().push(path.to_path_buf());
+        Some(object.map_err(|e| Error::io("create", path, e)))
+    }
+
     /// Renames one of this attempt's files, never replacing anything.
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         // Remembered first: after a failed or interrupted rename the target may exist.
@@ -149,11 +157,20 @@ impl<T: Data> WriteSession<T> {
             }
             parts.claimed[split] = true;
         }
-        let temp = self
-            .dir
-            .join(format!(".{}.{}.tmp", part_name(split), self.attempt));
-        let file = match self.create_file(&temp) {
-            Ok(f) => f,
+        // On an object store the part goes straight to its key (unique to the attempt's
+        // folder) and appears whole when published; on a filesystem, a temp file renamed.
+        let final_path = part_path(&self.dir, split);
+        let opened = match self.create_object(&final_path) {
+            Some(object) => object.map(|o| (final_path, Out::Object(o))),
+            None => {
+                let temp = self
+                    .dir
+                    .join(format!(".{}.{}.tmp", part_name(split), self.attempt));
+                self.create_file(&temp).map(|f| (temp, Out::File(f)))
+            }
+        };
+        let (temp, file) = match opened {
+            Ok(o) => o,
             Err(e) => {
                 self.parts.lock().claimed[split] = false;
                 return Err(e);
@@ -233,6 +250,16 @@ impl<T: Data> WriteSession<T> {
             series: self.series.as_ref().map(|t| t.entry.clone()),
         };
         let bytes = manifest.encode()?;
+        let final_path = self.dir.join(MANIFEST);
+        if let Some(object) = self.create_object(&final_path) {
+            // The commit point on an object store: one conditional PUT, never replacing.
+            let mut o = object?;
+            o.write_all(&bytes)
+                .map_err(|e| Error::io("write", &final_path, e))?;
+            o.publish(true)
+                .map_err(|e| Error::io("commit", &final_path, e))?;
+            return Ok(self.committed(manifest));
+        }
         let temp = self.dir.join(format!(".manifest.{}.tmp", self.attempt));
         let mut f = self.create_file(&temp)?;
         f.write_all(&bytes)
@@ -244,7 +271,6 @@ impl<T: Data> WriteSession<T> {
             f.sync().map_err(|e| Error::io("fsync", &temp, e))?;
         }
         drop(f);
-        let final_path = self.dir.join(MANIFEST);
         // The commit point. No-replace: an existing manifest is never overwritten.
         self.rename(&temp, &final_path)?;
         // Crash guard: makes the commit durable. Until this returns, a power loss may undo
@@ -259,13 +285,18 @@ impl<T: Data> WriteSession<T> {
                 .sync_dir(self.app.dir())
                 .map_err(|e| Error::io("fsync folder", self.app.dir(), e))?;
         }
+        Ok(self.committed(manifest))
+    }
+
+    /// Reports the commit of `manifest`.
+    fn committed(&self, manifest: ManifestBody) -> ManifestBody {
         let bytes_total: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
         self.ctx.inner.emit(Event::CheckpointCommitted {
             rdd_id: self.rdd_id,
             path: self.dir.clone(),
             bytes: bytes_total,
         });
-        Ok(manifest)
+        manifest
     }
 
     /// Removes the files this attempt created, then its folder if nothing else is in it,
@@ -300,12 +331,19 @@ fn create_attempt_dir(app: &AppDir, rdd_id: usize) -> Result<(PathBuf, u64)> {
     Err(Error::io("create folder", &dir, e))
 }
 
+/// Where a partition's bytes go: a temp file (renamed at the end) or an object (published).
+enum Out {
+    File(Box<dyn StorageFile>),
+    Object(Box<dyn ObjectWriter>),
+}
+
 /// Writes one partition file as records pass through the tee.
 struct PartWriter<T: Data> {
     session: Arc<WriteSession<T>>,
     split: usize,
+    /// The temp file (or, on an object store, the object) being written.
     temp: PathBuf,
-    file: Option<Box<dyn StorageFile>>,
+    file: Option<Out>,
     payload: Vec<u8>,
     out: Vec<u8>,
     /// Where each record of the current frame ends in `payload` (only when verifying).
@@ -328,14 +366,19 @@ impl<T: Data> PartWriter<T> {
             .file
             .as_mut()
             .ok_or_else(|| Error::Internal("partition writer used after close".into()))?;
-        file.write_all(bytes)
-            .map_err(|e| Error::io("write", &self.temp, e))?;
+        match file {
+            Out::File(f) => f.write_all(bytes),
+            Out::Object(o) => o.write_all(bytes),
+        }
+        .map_err(|e| Error::io("write", &self.temp, e))?;
         self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.bytes += bytes.len() as u64;
         if self.session.app.fsync && self.bytes >= self.next_writeback {
             // Start writing back what is written so far, so the fsync at the end of the
             // partition finds little left and the disk works while the task computes.
-            file.start_writeback();
+            if let Out::File(f) = file {
+                f.start_writeback();
+            }
             self.next_writeback = self.bytes + WRITEBACK_EVERY;
         }
         Ok(())
@@ -436,22 +479,31 @@ impl<T: Data> PartWriter<T> {
         self.flush_frame()?;
         let trailer = encode_trailer(self.records, self.frames);
         self.write_bytes(&trailer)?;
-        let mut file = self
+        let out = self
             .file
             .take()
             .ok_or_else(|| Error::Internal("partition writer finished twice".into()))?;
-        file.flush()
-            .map_err(|e| Error::io("flush", &self.temp, e))?;
-        // Crash guard: the part's bytes are durable before its final name exists, so a
-        // manifest can never name a part whose data a crash could still lose.
-        if self.session.app.fsync {
-            file.sync().map_err(|e| Error::io("fsync", &self.temp, e))?;
-        }
-        drop(file);
         let session = &self.session;
-        let final_path = part_path(&session.dir, self.split);
-        // No-replace: a part written by an earlier attempt is never silently overwritten.
-        session.rename(&self.temp, &final_path)?;
+        match out {
+            // The object appears whole at its attempt-unique key.
+            Out::Object(o) => o
+                .publish(false)
+                .map_err(|e| Error::io("write", &self.temp, e))?,
+            Out::File(mut file) => {
+                file.flush()
+                    .map_err(|e| Error::io("flush", &self.temp, e))?;
+                // Crash guard: the part's bytes are durable before its final name exists,
+                // so a manifest can never name a part whose data a crash could still lose.
+                if session.app.fsync {
+                    file.sync().map_err(|e| Error::io("fsync", &self.temp, e))?;
+                }
+                drop(file);
+                let final_path = part_path(&session.dir, self.split);
+                // No-replace: a part written by an earlier attempt is never silently
+                // overwritten.
+                session.rename(&self.temp, &final_path)?;
+            }
+        }
         self.finished = true;
         session.parts.lock().done[self.split] = Some(PartInfo {
             file: part_name(self.split),

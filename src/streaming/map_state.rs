@@ -578,12 +578,15 @@ where
     /// let mut ssc = StreamingContext::new(&ctx, Duration::from_secs(1)).clock(ManualClock::auto());
     /// ssc.checkpoint(dir.path())?;
     /// // Running sums; each record's output is its key's new sum.
-    /// let spec = StateSpec::function(|k: &&str, v: Option<u64>, state| {
+    /// let spec = StateSpec::function(|k: &String, v: Option<u64>, state| {
     ///     let sum = state.get().copied().unwrap_or(0) + v.unwrap_or(0);
     ///     state.update(sum);
-    ///     (k.to_string(), sum)
+    ///     (k.clone(), sum)
     /// });
-    /// let sums = ssc.queue_stream("in", queue).map_with_state("sums", spec);
+    /// let sums = ssc
+    ///     .queue_stream("in", queue)
+    ///     .map(|(k, v)| (k.to_string(), v))
+    ///     .map_with_state("sums", spec);
     /// let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     /// let out = seen.clone();
     /// sums.foreach_rdd("show", move |rdd, _| {

@@ -238,6 +238,14 @@ impl StreamDir {
     /// interrupted start left): the stream never writes into another tool's folder.
     pub(crate) fn open(dir: &Path, storage: Arc<dyn Storage>, fsync: bool) -> Result<StreamDir> {
         let dir = crate::checkpoint::resolve_root(dir)?;
+        if !storage.has_locks(&dir) {
+            // One running stream per folder rests on its lock; an object store has none.
+            return Err(Error::InvalidArgument(format!(
+                "{}: a streaming checkpoint folder needs storage with locks (a local \
+                 filesystem); object stores are not supported for streams yet",
+                dir.display()
+            )));
+        }
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create folder", &dir, e))?;

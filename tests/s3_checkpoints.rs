@@ -1,0 +1,163 @@
+//! Checkpoints on an S3-compatible store (SeaweedFS on loopback, started by `.ci/run`), by
+//! the default context: `checkpoint_dir("s3://bucket/prefix")`, the state machine to
+//! Checkpointed with one computation, parts published at the attempt's keys and the
+//! manifest by a conditional PUT, reading back, reopening with `open_checkpoint("s3://...")`,
+//! the checkpointer series, damaged parts and wrong types as clear errors.
+//!
+//! They need the `s3` feature and the server: a plain `cargo test` shows one ignored test
+//! saying so, and `.ci/run` runs them with `--features s3 -- --include-ignored` (see the README).
+
+#[cfg(not(feature = "s3"))]
+#[test]
+#[ignore = "needs the `s3` feature and an S3 server: .ci/run runs it (see the README)"]
+fn needs_the_s3_feature_and_a_server() {}
+
+#[cfg(feature = "s3")]
+mod on_s3 {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use flintlock::checkpoint::{S3Options, S3Store};
+    use flintlock::{CheckpointState, Context, Error};
+
+    /// A fresh `s3://bucket/prefix` for one test, and a store on it to look inside.
+    fn location() -> (String, S3Store) {
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+            panic!("AWS_ENDPOINT_URL is not set: this test needs an S3 server (.ci/run starts one)")
+        });
+        let bucket = std::env::var("FLINTLOCK_S3_BUCKET").unwrap_or_else(|_| "flintlock".into());
+        let prefix = format!(
+            "ckpt-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let url = format!("s3://{bucket}/{prefix}");
+        let store = S3Store::open(&url, &S3Options::from_env()).unwrap();
+        (url, store)
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_checkpoint_on_s3_is_computed_once_published_whole_and_reads_back() {
+        let (url, store) = location();
+        let ctx = Context::builder()
+            .app_id("s3-app")
+            .checkpoint_dir(&url)
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let rdd = ctx.range(0..10_000, 4).map(move |x| {
+            c.fetch_add(1, Ordering::Relaxed);
+            (x, format!("v{x}"))
+        });
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+        assert_eq!(rdd.count().unwrap(), 10_000);
+        assert_eq!(rdd.checkpoint_state(), CheckpointState::Checkpointed);
+        assert_eq!(calls.load(Ordering::Relaxed), 10_000, "computed once");
+        let path = rdd.checkpoint_path().unwrap();
+        let text = path.to_string_lossy().into_owned();
+        assert!(text.starts_with(&format!("{url}/s3-app/rdd-")), "{text}");
+        // Exactly the parts and the manifest, no temp keys.
+        let folder = text.strip_prefix(&format!("{url}/")).unwrap().to_string();
+        let keys = store.list(&folder).unwrap();
+        let names: Vec<&str> = keys.iter().map(|k| k.rsplit('/').next().unwrap()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "_manifest.json",
+                "part-00000",
+                "part-00001",
+                "part-00002",
+                "part-00003"
+            ],
+            "{keys:?}"
+        );
+        // Reading uses the checkpoint, not the lineage.
+        let before = calls.load(Ordering::Relaxed);
+        let got = rdd.collect().unwrap();
+        assert_eq!(got.len(), 10_000);
+        assert_eq!(got[1234], (1234, "v1234".to_string()));
+        assert_eq!(calls.load(Ordering::Relaxed), before);
+        // Another context reopens it by its s3:// path.
+        let other = Context::new();
+        let reopened = other.open_checkpoint::<(u64, String)>(&path).unwrap();
+        assert_eq!(reopened.collect().unwrap(), got);
+        // With the wrong type: a clear error.
+        match other.open_checkpoint::<(u64, u64)>(&path) {
+            Err(Error::TypeMismatch { .. }) => {}
+            other => panic!("expected TypeMismatch, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_damaged_part_on_s3_is_an_error_naming_it() {
+        let (url, store) = location();
+        let ctx = Context::builder().checkpoint_dir(&url).build().unwrap();
+        let rdd = ctx.range(0..1000, 2).map(|x| x * 3);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        let path = rdd.checkpoint_path().unwrap();
+        let folder = path
+            .to_string_lossy()
+            .strip_prefix(&format!("{url}/"))
+            .unwrap()
+            .to_string();
+        let part = format!("{folder}/part-00001");
+        let mut bytes = store.get(&part).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0x40;
+        store.put(&part, bytes).unwrap();
+        let err = Context::new()
+            .open_checkpoint::<u64>(&path)
+            .and_then(|r| r.collect())
+            .unwrap_err();
+        assert!(err.to_string().contains("part-00001"), "{err}");
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn the_checkpointer_series_resumes_from_s3() {
+        let (url, _) = location();
+        for run in 0..2 {
+            let ctx = Context::builder()
+                .app_id("series")
+                .checkpoint_dir(&url)
+                .build()
+                .unwrap();
+            let mut series = ctx.checkpointer::<u64>("ranks").every(2).keep(2);
+            let (start, mut rdd) = match series.latest().unwrap() {
+                Some((step, rdd)) => (step + 1, rdd),
+                None => (0, ctx.range(0..100, 2)),
+            };
+            // Element 0 is 0 plus one per step before `start`.
+            assert_eq!(rdd.collect().unwrap()[0], start, "run {run}");
+            if run == 1 {
+                assert!(start > 0, "the second run resumes from a checkpoint");
+            }
+            for step in start..start + 7 {
+                rdd = rdd.map(|x| x + 1);
+                series.update(step, &rdd).unwrap();
+            }
+            assert_eq!(rdd.collect().unwrap()[0], start + 7);
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_stream_checkpointed_on_s3_is_refused_until_streams_support_it() {
+        let (url, _) = location();
+        let ctx = Context::new();
+        let mut ssc =
+            flintlock::streaming::StreamingContext::new(&ctx, std::time::Duration::from_secs(1));
+        match ssc.checkpoint(format!("{url}/stream")) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("locks"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+}

@@ -160,4 +160,65 @@ mod on_s3 {
             other => panic!("expected InvalidArgument, got {other:?}"),
         }
     }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_second_owner_of_an_app_folder_on_s3_is_locked_out_until_the_first_is_dropped() {
+        let (url, store) = location();
+        let open = || {
+            Context::builder()
+                .app_id("owned")
+                .checkpoint_dir(&url)
+                .build()
+        };
+        let first = open().unwrap();
+        match open() {
+            Err(Error::Locked { path }) => {
+                assert!(path.to_string_lossy().ends_with("owned/.lock"), "{path:?}")
+            }
+            other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+        }
+        drop(first);
+        let second = open().unwrap();
+        let rdd = second.range(0..10, 2);
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 10);
+        // The checkpoint holds the folder (and its lock) while an RDD reads it.
+        drop(rdd);
+        drop(second);
+        // Released: no lock object is left behind.
+        assert!(store
+            .list("owned")
+            .unwrap()
+            .iter()
+            .all(|k| !k.ends_with("/.lock")));
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_lock_left_by_a_killed_process_expires_and_a_live_one_does_not() {
+        let (url, store) = location();
+        let body = |age_ms: u64| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            format!(
+                r#"{{"owner":"someone-else","pid":1,"refreshed_unix_ms":{}}}"#,
+                now - age_ms
+            )
+            .into_bytes()
+        };
+        let open = |app: &str| Context::builder().app_id(app).checkpoint_dir(&url).build();
+        // Refreshed a second ago: a live holder.
+        store.put("live/.lock", body(1_000)).unwrap();
+        assert!(matches!(open("live"), Err(Error::Locked { .. })));
+        // Not refreshed for longer than the TTL: its holder is gone.
+        let ttl = flintlock::checkpoint::S3_LOCK_TTL.as_millis() as u64;
+        store.put("dead/.lock", body(ttl + 5_000)).unwrap();
+        let ctx = open("dead").unwrap();
+        let rdd = ctx.range(0..5, 1);
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 5);
+    }
 }

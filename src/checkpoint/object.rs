@@ -376,12 +376,16 @@ fn redact(text: &str) -> String {
 /// Objects appear whole when their PUT completes, so checkpoint parts and manifests go
 /// through [`Storage::create_object`] (a manifest by a conditional PUT); `create_new` and
 /// `rename_no_replace` (for small metadata files) are a buffered PUT and a copy by GET,
-/// conditional PUT and DELETE. Folders do not exist (creating one does nothing), `sync_dir`
-/// has nothing to do, and there are no locks ([`Storage::has_locks`] is false: `try_lock`
-/// always succeeds and cleanup never removes a write attempt's leftovers).
+/// conditional PUT and DELETE. Folders do not exist (creating one does nothing) and
+/// `sync_dir` has nothing to do. Locks are leases: a lock object created by a conditional
+/// PUT, refreshed by its holder, deleted when released, and taken over when not refreshed
+/// for [`S3_LOCK_TTL`] (its holder was killed). As a lease is weaker than a filesystem lock
+/// (a holder stalled past the TTL loses it), [`Storage::has_locks`] is false: cleanup never
+/// removes a write attempt's leftovers, and streams (which rest on one writer) refuse
+/// object stores.
 #[derive(Debug)]
 pub struct S3Storage {
-    store: S3Store,
+    store: Arc<S3Store>,
     bucket: String,
 }
 
@@ -392,7 +396,7 @@ impl S3Storage {
     /// As [`S3Store::open`].
     pub fn open(bucket: &str, options: &S3Options) -> crate::Result<S3Storage> {
         Ok(S3Storage {
-            store: S3Store::open(&format!("s3://{bucket}"), options)?,
+            store: Arc::new(S3Store::open(&format!("s3://{bucket}"), options)?),
             bucket: bucket.to_string(),
         })
     }
@@ -425,10 +429,151 @@ pub(crate) fn bucket_of(path: &std::path::Path) -> Option<String> {
     (!bucket.is_empty()).then(|| bucket.to_string())
 }
 
-#[derive(Debug)]
-struct NoLock;
+/// How long the lock object of a process that stopped refreshing it (a killed one) keeps
+/// others out of an app or stream folder on an object store.
+pub const S3_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl StorageLock for NoLock {}
+/// How often a holder rewrites its lock object.
+const S3_LOCK_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A lease on an object store (which has no locks): a lock object created by a conditional
+/// PUT, rewritten by its holder every [`S3_LOCK_REFRESH`], deleted when dropped; one not
+/// rewritten for [`S3_LOCK_TTL`] (its holder died) may be taken over.
+struct S3Lock {
+    key: String,
+    token: String,
+    store: Arc<S3Store>,
+    stop: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    refresher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl fmt::Debug for S3Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Lock")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StorageLock for S3Lock {}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockBody {
+    owner: String,
+    pid: u32,
+    refreshed_unix_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn lock_body(token: &str) -> Vec<u8> {
+    serde_json::to_vec(&LockBody {
+        owner: token.to_string(),
+        pid: std::process::id(),
+        refreshed_unix_ms: now_ms(),
+    })
+    .unwrap_or_default()
+}
+
+/// The owner and refresh time of the lock object at `key`, `None` when there is none.
+fn lock_holder(store: &S3Store, key: &str) -> io::Result<Option<LockBody>> {
+    match store.get(key) {
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockBody {
+            // Not a lock body (an empty lock file of an older build): treat as stale.
+            owner: String::new(),
+            pid: 0,
+            refreshed_unix_ms: 0,
+        }))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl S3Lock {
+    /// Takes the lease at `key`, or `None` when a live holder has it.
+    fn take(store: &Arc<S3Store>, key: &str) -> io::Result<Option<S3Lock>> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let token = format!(
+            "{:x}-{}-{}",
+            now_ms() ^ u64::from(std::process::id()).rotate_left(32),
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        for _ in 0..2 {
+            match store.put_new(key, lock_body(&token)) {
+                Ok(()) => return Ok(Some(S3Lock::hold(store, key, token))),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            match lock_holder(store, key)? {
+                None => continue, // released meanwhile
+                Some(h)
+                    if now_ms().saturating_sub(h.refreshed_unix_ms)
+                        > S3_LOCK_TTL.as_millis() as u64 =>
+                {
+                    // Its holder stopped refreshing it: gone. One taker wins the PUT.
+                    store.delete(key)?;
+                }
+                Some(_) => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    fn hold(store: &Arc<S3Store>, key: &str, token: String) -> S3Lock {
+        let stop = Arc::new((parking_lot::Mutex::new(false), parking_lot::Condvar::new()));
+        let (s, k, t, st) = (store.clone(), key.to_string(), token.clone(), stop.clone());
+        let refresher = std::thread::Builder::new()
+            .name("flintlock-s3-lock".into())
+            .spawn(move || loop {
+                {
+                    let mut stopped = st.0.lock();
+                    if !*stopped {
+                        st.1.wait_for(&mut stopped, S3_LOCK_REFRESH);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+                // Rewritten only while it is still ours (a holder stalled past the TTL may
+                // have lost it to another).
+                match lock_holder(&s, &k) {
+                    Ok(Some(h)) if h.owner == t => {
+                        let _ = s.put(&k, lock_body(&t));
+                    }
+                    Ok(_) => return,
+                    Err(_) => {}
+                }
+            })
+            .ok();
+        S3Lock {
+            key: key.to_string(),
+            token,
+            store: store.clone(),
+            stop,
+            refresher,
+        }
+    }
+}
+
+impl Drop for S3Lock {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+        if let Ok(Some(h)) = lock_holder(&self.store, &self.key) {
+            if h.owner == self.token {
+                let _ = self.store.delete(&self.key);
+            }
+        }
+    }
+}
 
 /// Bytes buffered in memory until published or synced by one PUT.
 struct Buffered {
@@ -606,15 +751,8 @@ impl Storage for S3Storage {
         }
     }
     fn try_lock(&self, path: &std::path::Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        // No locks on an object store: the lock file is created (app folders are
-        // recognised by it) and the "lock" always succeeds.
         let key = self.key(path)?;
-        match self.store.put_new(&key, Vec::new()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        Ok(Some(Box::new(NoLock)))
+        Ok(S3Lock::take(&self.store, &key)?.map(|l| Box::new(l) as Box<dyn StorageLock>))
     }
     fn create_object(&self, path: &std::path::Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
         Some(

@@ -221,4 +221,46 @@ mod on_s3 {
         rdd.checkpoint().unwrap();
         assert_eq!(rdd.count().unwrap(), 5);
     }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_large_partition_goes_by_multipart_upload_and_reads_back_in_pieces() {
+        let (url, store) = location();
+        let ctx = Context::builder().checkpoint_dir(&url).build().unwrap();
+        // Pseudo-random hex (barely compressible): parts of tens of MiB.
+        let row = |i: u64| {
+            let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..4)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("{x:016x}")
+                })
+                .collect::<String>()
+        };
+        let rdd = ctx.range(0..600_000, 2).map(move |i| (i, row(i)));
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 600_000);
+        let path = rdd.checkpoint_path().unwrap();
+        let folder = path
+            .to_string_lossy()
+            .strip_prefix(&format!("{url}/"))
+            .unwrap()
+            .to_string();
+        let part = store.len(&format!("{folder}/part-00000")).unwrap();
+        assert!(
+            part > 16 << 20,
+            "a part of {part} bytes: several upload pieces"
+        );
+        let back = Context::new()
+            .open_checkpoint::<(u64, String)>(&path)
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(back.len(), 600_000);
+        for i in [0u64, 1, 299_999, 300_000, 599_999] {
+            assert_eq!(back[i as usize], (i, row(i)));
+        }
+    }
 }

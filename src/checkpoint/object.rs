@@ -255,6 +255,17 @@ impl S3Store {
         Ok(keys)
     }
 
+    /// Bytes `range` of the object at `key`.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
+    pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> io::Result<Vec<u8>> {
+        let (store, path) = (self.store.clone(), self.path(key));
+        self.run(async move { store.get_range(&path, range).await })
+            .map(|b| b.to_vec())
+            .map_err(|e| self.error("GET (range)", key, e))
+    }
+
     /// The size of the object at `key`.
     ///
     /// # Errors
@@ -640,12 +651,54 @@ impl Drop for Buffered {
     }
 }
 
-/// An object published by one PUT (checkpoint parts and manifests).
-struct S3Object(Buffered);
+/// The size of the pieces a large object is uploaded and read in (S3 wants at least 5 MiB
+/// for every part of a multipart upload but the last).
+const PIECE: usize = 8 << 20;
+
+/// An object published whole (checkpoint parts and manifests): one PUT when it is small;
+/// past [`PIECE`] bytes, a multipart upload whose pieces go as they fill (memory stays at
+/// one piece), completed by `publish` and aborted when dropped unpublished.
+struct S3Object {
+    buf: Buffered,
+    upload: Option<Box<dyn object_store::MultipartUpload>>,
+}
+
+impl S3Object {
+    fn io_error(&self, op: &str, e: object_store::Error) -> io::Error {
+        let shared = &self.buf.storage.0;
+        error_of(op, &shared.url, &shared.endpoint, &self.buf.key, e)
+    }
+
+    /// Sends the buffered bytes as the next piece of the multipart upload (started on the
+    /// first one).
+    fn send_piece(&mut self) -> io::Result<()> {
+        let runtime = self.buf.storage.0.runtime.clone();
+        if self.upload.is_none() {
+            let (store, path) = (
+                self.buf.store.clone(),
+                ObjectPath::from(self.buf.key.as_str()),
+            );
+            let started = run_on(&runtime, async move {
+                store
+                    .put_multipart_opts(&path, object_store::PutMultipartOptions::default())
+                    .await
+            });
+            self.upload = Some(started.map_err(|e| self.io_error("start upload of", e))?);
+        }
+        let piece = PutPayload::from(std::mem::take(&mut self.buf.bytes));
+        let upload = self.upload.as_mut().expect("started above");
+        let sent = upload.put_part(piece);
+        run_on(&runtime, sent).map_err(|e| self.io_error("upload a piece of", e))
+    }
+}
 
 impl Write for S3Object {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.bytes.extend_from_slice(data);
+        if self.buf.bytes.len() >= PIECE {
+            self.send_piece()?;
+        }
+        Ok(data.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -654,13 +707,78 @@ impl Write for S3Object {
 
 impl ObjectWriter for S3Object {
     fn publish(mut self: Box<Self>, if_absent: bool) -> io::Result<()> {
-        self.0.put(if_absent)
+        let Some(mut upload) = self.upload.take() else {
+            return self.buf.put(if_absent);
+        };
+        if if_absent {
+            return Err(io::Error::other(
+                "a conditional object is written by one PUT, never a multipart upload",
+            ));
+        }
+        let last = PutPayload::from(std::mem::take(&mut self.buf.bytes));
+        let runtime = self.buf.storage.0.runtime.clone();
+        let done = run_on(&runtime, async move {
+            if last.content_length() > 0 {
+                if let Err(e) = upload.put_part(last).await {
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
+            }
+            match upload.complete().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    Err(e)
+                }
+            }
+        });
+        self.buf.put = true;
+        done.map_err(|e| self.io_error("complete upload of", e))
     }
 }
 
 impl Drop for S3Object {
     fn drop(&mut self) {
-        self.0.put = true; // unpublished: abandoned, nothing is sent
+        self.buf.put = true; // unpublished: abandoned, nothing more is sent
+        if let Some(mut upload) = self.upload.take() {
+            // S3 keeps the pieces of an open upload until it is aborted.
+            let runtime = self.buf.storage.0.runtime.clone();
+            let _ = run_on(&runtime, async move { upload.abort().await });
+        }
+    }
+}
+
+/// Reads an object in [`PIECE`]-sized ranged GETs, so memory stays at one piece.
+struct S3Reader {
+    store: Arc<S3Store>,
+    key: String,
+    len: u64,
+    pos: u64,
+    piece: Vec<u8>,
+    at: usize,
+}
+
+impl io::Read for S3Reader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.piece.len() {
+            if self.pos >= self.len {
+                return Ok(0);
+            }
+            let end = (self.pos + PIECE as u64).min(self.len);
+            self.piece = self.store.get_range(&self.key, self.pos..end)?;
+            if self.piece.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: the object ended early", self.key),
+                ));
+            }
+            self.pos += self.piece.len() as u64;
+            self.at = 0;
+        }
+        let n = out.len().min(self.piece.len() - self.at);
+        out[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -708,8 +826,16 @@ impl Storage for S3Storage {
         }
     }
     fn open(&self, path: &std::path::Path) -> io::Result<Box<dyn io::Read + Send>> {
-        let bytes = self.store.get(&self.key(path)?)?;
-        Ok(Box::new(io::Cursor::new(bytes)))
+        let key = self.key(path)?;
+        let len = self.store.len(&key)?;
+        Ok(Box::new(S3Reader {
+            store: self.store.clone(),
+            key,
+            len,
+            pos: 0,
+            piece: Vec::new(),
+            at: 0,
+        }))
     }
     fn len(&self, path: &std::path::Path) -> io::Result<u64> {
         self.store.len(&self.key(path)?)
@@ -755,10 +881,12 @@ impl Storage for S3Storage {
         Ok(S3Lock::take(&self.store, &key)?.map(|l| Box::new(l) as Box<dyn StorageLock>))
     }
     fn create_object(&self, path: &std::path::Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
-        Some(
-            self.key(path)
-                .map(|k| Box::new(S3Object(self.buffered(k))) as Box<dyn ObjectWriter>),
-        )
+        Some(self.key(path).map(|k| {
+            Box::new(S3Object {
+                buf: self.buffered(k),
+                upload: None,
+            }) as Box<dyn ObjectWriter>
+        }))
     }
     fn has_locks(&self, _path: &std::path::Path) -> bool {
         false

@@ -263,4 +263,80 @@ mod on_s3 {
             assert_eq!(back[i as usize], (i, row(i)));
         }
     }
+
+    /// Fails the k-th storage operation (once, or from the k-th on) for every k of a 3-part
+    /// checkpoint on S3: each failed action is an I/O error naming the fault, leaves the
+    /// RDD Marked and no key of the attempt behind; the next action succeeds, exactly.
+    fn sweep(persistent: bool) -> usize {
+        let (url, store) = location();
+        let bucket = url
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let s3 = flintlock::checkpoint::S3Storage::open(&bucket, &S3Options::from_env()).unwrap();
+        let storage = flintlock::checkpoint::FaultyStorage::new(Arc::new(s3));
+        let ctx = Context::builder()
+            .threads(2)
+            .app_id("faults")
+            .checkpoint_dir(&url)
+            .checkpoint_storage(storage.clone())
+            .build()
+            .unwrap();
+        let rdd = ctx
+            .range(0..500, 3)
+            .map(|x| (x % 7, x))
+            .reduce_by_key(|a, b| a + b);
+        let mut expected = rdd.collect().unwrap();
+        expected.sort();
+        let mut failures = 0;
+        for k in 1.. {
+            if persistent {
+                storage.fail_from(k, std::io::ErrorKind::Other);
+            } else {
+                storage.fail_any(k, std::io::ErrorKind::Other);
+            }
+            rdd.checkpoint().unwrap();
+            let before = storage.faults_injected();
+            let result = rdd.collect();
+            storage.clear();
+            match result {
+                Ok(mut got) if storage.faults_injected() == before => {
+                    got.sort();
+                    assert_eq!(got, expected);
+                    assert!(rdd.is_checkpointed());
+                    break;
+                }
+                Ok(_) => panic!("#{k}: a fault was injected but the action succeeded"),
+                Err(err) => {
+                    failures += 1;
+                    let msg = err.to_string();
+                    assert!(matches!(err, Error::Io { .. }), "#{k}: {msg}");
+                    assert!(msg.contains("injected fault"), "#{k}: {msg}");
+                    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked, "#{k}");
+                    let left: Vec<String> = store
+                        .list("faults")
+                        .unwrap()
+                        .into_iter()
+                        .filter(|k| !k.ends_with("/.lock") && !k.ends_with("/.flintlock-app"))
+                        .collect();
+                    assert!(left.is_empty(), "#{k}: keys left: {left:?}");
+                }
+            }
+        }
+        failures
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_fault_at_any_single_request_leaves_nothing_and_the_next_action_succeeds() {
+        assert!(sweep(false) >= 5);
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_store_failing_from_any_request_on_leaves_nothing_and_recovers() {
+        assert!(sweep(true) >= 5);
+    }
 }

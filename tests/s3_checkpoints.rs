@@ -339,4 +339,45 @@ mod on_s3 {
     fn a_store_failing_from_any_request_on_leaves_nothing_and_recovers() {
         assert!(sweep(true) >= 5);
     }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn the_cli_lists_verifies_and_shows_checkpoints_on_s3_without_showing_secrets() {
+        let (url, _) = location();
+        let ctx = Context::builder()
+            .app_id("cli")
+            .checkpoint_dir(&url)
+            .build()
+            .unwrap();
+        let rdd = ctx.range(0..100, 2).map(|x| x * 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        let path = rdd.checkpoint_path().unwrap();
+        drop(rdd);
+        drop(ctx);
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_flintlock"))
+                .args(args)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{args:?}: {text}");
+            if let Ok(secret) = std::env::var("AWS_SECRET_ACCESS_KEY") {
+                assert!(!text.contains(&secret), "{args:?} shows the secret");
+            }
+            text
+        };
+        let folder = path.to_string_lossy().into_owned();
+        let name = folder.rsplit('/').next().unwrap().to_string();
+        let listed = run(&["list", &url]);
+        assert!(listed.contains("cli") && listed.contains(&name), "{listed}");
+        let verified = run(&["verify", &folder]);
+        assert!(verified.contains("100"), "{verified}");
+        let shown = run(&["show", &folder]);
+        assert!(shown.contains("part-00001"), "{shown}");
+    }
 }

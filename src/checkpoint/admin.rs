@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::format::{ManifestBody, PartFile, MANIFEST};
 use super::series::{computations, read_manifest, scan};
-use super::{clean_app_folder, is_app_folder, live, visit, LocalFs, Storage, Visit};
+use super::{clean_app_folder, is_app_folder, live, visit, DefaultStorage, Storage, Visit};
 use crate::error::{Error, Result};
 
 /// One checkpoint folder as `list` sees it.
@@ -60,7 +60,7 @@ pub struct AppInfo {
 /// # Errors
 /// When `dir` cannot be listed.
 pub fn list(dir: &Path) -> Result<Vec<AppInfo>> {
-    let storage = LocalFs;
+    let storage = DefaultStorage::default();
     let mut apps = Vec::new();
     let candidates: Vec<(String, PathBuf)> = if is_app_folder(&storage, dir) {
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
@@ -162,7 +162,7 @@ pub struct VerifyReport {
 /// # Errors
 /// Only when the folder cannot be listed; damage is reported in the report.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
-    let storage = LocalFs;
+    let storage = DefaultStorage::default();
     let names = storage.list(path).map_err(|e| Error::io("list", path, e))?;
     let mut report = VerifyReport {
         path: path.to_path_buf(),
@@ -265,12 +265,13 @@ pub(crate) fn check_part(
 /// [`Error::NotCommitted`] without a manifest; the manifest's own errors.
 pub fn show(path: &Path) -> Result<ManifestBody> {
     let manifest = path.join(MANIFEST);
-    if !manifest.exists() {
+    let storage = DefaultStorage::default();
+    if storage.len(&manifest).is_err() {
         return Err(Error::NotCommitted {
             path: path.to_path_buf(),
         });
     }
-    read_manifest(&LocalFs, &manifest)
+    read_manifest(&storage, &manifest)
 }
 
 /// One folder `gc` removed (or would remove, with `dry_run`).
@@ -301,7 +302,7 @@ pub struct GcReport {
 /// # Errors
 /// When `dir` cannot be listed.
 pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<GcReport> {
-    let storage = LocalFs;
+    let storage = DefaultStorage::default();
     let mut report = GcReport::default();
     for app in list(dir)? {
         // Both locks are held while we work: a process starting on this app waits for us,
@@ -311,8 +312,10 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<GcReport> {
             if !dry_run {
                 clean_app_folder(&storage, &app.path);
                 for r in &found {
-                    if r.path.exists() {
-                        live::delete_when_unread(&r.path, std::sync::Arc::new(LocalFs));
+                    if storage.list(&r.path).is_ok_and(|names| !names.is_empty()) {
+                        let owned: std::sync::Arc<dyn Storage> =
+                            std::sync::Arc::new(DefaultStorage::default());
+                        live::delete_when_unread(&r.path, owned);
                     }
                 }
             }

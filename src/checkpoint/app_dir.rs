@@ -117,10 +117,12 @@ pub(crate) fn remove_checkpoint(storage: &dyn Storage, dir: &Path) {
     let _ = storage.remove_dir_all(dir);
 }
 
-/// Whether `dir` is a flintlock app folder: it has the app marker and a lock file.
+/// Whether `dir` is a flintlock app folder: it has the app marker and a lock file (on an
+/// object store, whose lock object exists only while held, the marker alone).
 pub(crate) fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
     storage.list(dir).is_ok_and(|names| {
-        names.iter().any(|n| n == APP_MARKER) && names.iter().any(|n| n == LOCK_FILE)
+        names.iter().any(|n| n == APP_MARKER)
+            && (names.iter().any(|n| n == LOCK_FILE) || !storage.has_locks(dir))
     })
 }
 

@@ -48,6 +48,9 @@ mod on_s3 {
             .checkpoint_dir(&url)
             .build()
             .unwrap();
+        let events = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let e = events.clone();
+        ctx.add_listener(move |ev: &flintlock::Event| e.lock().unwrap().push(format!("{ev:?}")));
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
         let rdd = ctx.range(0..10_000, 4).map(move |x| {
@@ -91,6 +94,20 @@ mod on_s3 {
         match other.open_checkpoint::<(u64, u64)>(&path) {
             Err(Error::TypeMismatch { .. }) => {}
             other => panic!("expected TypeMismatch, got {:?}", other.map(|_| ())),
+        }
+        // The listener saw the checkpoint's events, and never a credential.
+        let events = events.lock().unwrap();
+        assert!(
+            events.iter().any(|e| e.contains("CheckpointCommitted")),
+            "{events:?}"
+        );
+        for secret in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+            if let Ok(v) = std::env::var(secret) {
+                assert!(
+                    events.iter().all(|e| !e.contains(&v)),
+                    "{secret} in an event"
+                );
+            }
         }
     }
 
@@ -379,5 +396,111 @@ mod on_s3 {
         assert!(verified.contains("100"), "{verified}");
         let shown = run(&["show", &folder]);
         assert!(shown.contains("part-00001"), "{shown}");
+    }
+
+    /// A TCP proxy on loopback in front of the server: stopping it is the endpoint going
+    /// away (refused connections, open ones cut), starting it again on the same port is the
+    /// endpoint coming back.
+    struct Proxy {
+        port: u16,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Proxy {
+        fn start(port: u16, upstream: std::net::SocketAddr) -> Proxy {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            listener.set_nonblocking(true).unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s = stop.clone();
+            let thread = std::thread::spawn(move || {
+                let mut open: Vec<std::net::TcpStream> = Vec::new();
+                while !s.load(Ordering::Acquire) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            client.set_nonblocking(false).unwrap();
+                            let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                                continue;
+                            };
+                            for (mut from, mut to) in [
+                                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                                (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                            ] {
+                                std::thread::spawn(move || {
+                                    let _ = std::io::copy(&mut from, &mut to);
+                                    let _ = to.shutdown(std::net::Shutdown::Write);
+                                });
+                            }
+                            open.push(client);
+                            open.push(server);
+                        }
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                    }
+                }
+                for c in open {
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                }
+            });
+            Proxy {
+                port,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        fn stop(mut self) -> u16 {
+            self.stop.store(true, Ordering::Release);
+            self.thread.take().unwrap().join().unwrap();
+            self.port
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn an_endpoint_that_goes_away_fails_the_action_naming_it_and_the_next_action_succeeds() {
+        let (url, _) = location();
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        let upstream: std::net::SocketAddr = endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let proxy = Proxy::start(0, upstream);
+        let via = format!("http://127.0.0.1:{}", proxy.port);
+        let bucket = url
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let options = S3Options::from_env()
+            .endpoint(&via)
+            .allow_http(true)
+            .retry_timeout(std::time::Duration::from_secs(2));
+        let storage = flintlock::checkpoint::S3Storage::open(&bucket, &options).unwrap();
+        let ctx = Context::builder()
+            .app_id("outage")
+            .checkpoint_dir(&url)
+            .checkpoint_storage(storage)
+            .build()
+            .unwrap();
+        let first = ctx.range(0..100, 2).map(|x| x + 1);
+        first.checkpoint().unwrap();
+        assert_eq!(first.count().unwrap(), 100);
+        // The endpoint goes away.
+        let port = proxy.stop();
+        let second = ctx.range(0..100, 2).map(|x| x * 2);
+        second.checkpoint().unwrap();
+        let err = second.count().unwrap_err();
+        assert!(err.to_string().contains(&via), "{err}");
+        assert_eq!(second.checkpoint_state(), CheckpointState::Marked);
+        // It comes back: the next action succeeds, and the first checkpoint still reads.
+        let proxy = Proxy::start(port, upstream);
+        assert_eq!(second.count().unwrap(), 100);
+        assert!(second.is_checkpointed());
+        assert_eq!(first.collect().unwrap().len(), 100);
+        drop((first, second, ctx));
+        proxy.stop();
     }
 }

@@ -47,7 +47,7 @@ pub use format::{
     MANIFEST,
 };
 #[cfg(feature = "s3")]
-pub use object::{S3Options, S3Storage, S3Store, S3_LOCK_TTL};
+pub use object::{S3Options, S3Storage, S3Store, S3_LOCK_TTL, S3_RETRY_TIMEOUT};
 pub(crate) use series::{mark_into, read_manifest, scan};
 pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{

@@ -35,6 +35,7 @@ pub struct S3Options {
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
     allow_http: Option<bool>,
+    retry_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for S3Options {
@@ -48,6 +49,7 @@ impl fmt::Debug for S3Options {
                 &self.secret_access_key.as_ref().map(|_| "<redacted>"),
             )
             .field("allow_http", &self.allow_http)
+            .field("retry_timeout", &self.retry_timeout)
             .finish()
     }
 }
@@ -86,7 +88,19 @@ impl S3Options {
         self.allow_http = Some(allow);
         self
     }
+
+    /// How long a request that fails with a connection error or a server error is retried
+    /// (with backoff) before the action fails naming the endpoint: default
+    /// [`S3_RETRY_TIMEOUT`].
+    pub fn retry_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.retry_timeout = Some(timeout);
+        self
+    }
 }
+
+/// The default of [`S3Options::retry_timeout`]: long enough to ride out a throttled or
+/// restarting store, short enough that an unreachable one is an error soon.
+pub const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A bucket and a key prefix on an S3-compatible store, with a synchronous API: the
 /// operations flintlock's checkpoints need, each one request (or one listing).
@@ -143,6 +157,17 @@ impl S3Store {
         if let Some(h) = options.allow_http {
             b = b.with_allow_http(h);
         }
+        b = b.with_retry(object_store::RetryConfig {
+            backoff: object_store::BackoffConfig::default(),
+            max_retries: 10,
+            retry_timeout: options.retry_timeout.unwrap_or(S3_RETRY_TIMEOUT),
+        });
+        b = b.with_config(
+            object_store::aws::AmazonS3ConfigKey::Client(
+                object_store::ClientConfigKey::ConnectTimeout,
+            ),
+            "5s",
+        );
         let endpoint = options
             .endpoint
             .clone()

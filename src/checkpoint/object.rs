@@ -677,8 +677,12 @@ impl Drop for Buffered {
 }
 
 /// The size of the pieces a large object is uploaded and read in (S3 wants at least 5 MiB
-/// for every part of a multipart upload but the last).
-const PIECE: usize = 8 << 20;
+/// for every part of a multipart upload but the last); an object up to this size goes by
+/// one PUT.
+const PIECE: usize = 16 << 20;
+
+/// Pieces of one object in flight at once while the writer goes on encoding.
+const PIECES_IN_FLIGHT: usize = 2;
 
 /// An object published whole (checkpoint parts and manifests): one PUT when it is small;
 /// past [`PIECE`] bytes, a multipart upload whose pieces go as they fill (memory stays at
@@ -686,6 +690,8 @@ const PIECE: usize = 8 << 20;
 struct S3Object {
     buf: Buffered,
     upload: Option<Box<dyn object_store::MultipartUpload>>,
+    /// Pieces sent and not yet confirmed, oldest first.
+    inflight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
 }
 
 impl S3Object {
@@ -712,8 +718,28 @@ impl S3Object {
         }
         let piece = PutPayload::from(std::mem::take(&mut self.buf.bytes));
         let upload = self.upload.as_mut().expect("started above");
-        let sent = upload.put_part(piece);
-        run_on(&runtime, sent).map_err(|e| self.io_error("upload a piece of", e))
+        // Sent while the writer goes on; at most PIECES_IN_FLIGHT wait at once.
+        self.inflight
+            .push_back(runtime.spawn(upload.put_part(piece)));
+        while self.inflight.len() > PIECES_IN_FLIGHT {
+            self.confirm_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest piece in flight.
+    fn confirm_oldest(&mut self) -> io::Result<()> {
+        let Some(handle) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let runtime = self.buf.storage.0.runtime.clone();
+        match run_on(&runtime, handle) {
+            Ok(r) => r.map_err(|e| self.io_error("upload a piece of", e)),
+            Err(e) => Err(io::Error::other(format!(
+                "{}: a piece upload task failed: {e}",
+                self.buf.key
+            ))),
+        }
     }
 }
 
@@ -732,6 +758,12 @@ impl Write for S3Object {
 
 impl ObjectWriter for S3Object {
     fn publish(mut self: Box<Self>, if_absent: bool) -> io::Result<()> {
+        if self.upload.is_none() {
+            return self.buf.put(if_absent);
+        }
+        while !self.inflight.is_empty() {
+            self.confirm_oldest()?;
+        }
         let Some(mut upload) = self.upload.take() else {
             return self.buf.put(if_absent);
         };
@@ -766,9 +798,16 @@ impl Drop for S3Object {
     fn drop(&mut self) {
         self.buf.put = true; // unpublished: abandoned, nothing more is sent
         if let Some(mut upload) = self.upload.take() {
-            // S3 keeps the pieces of an open upload until it is aborted.
+            // S3 keeps the pieces of an open upload until it is aborted (after the pieces
+            // in flight, which would otherwise land after the abort).
             let runtime = self.buf.storage.0.runtime.clone();
-            let _ = run_on(&runtime, async move { upload.abort().await });
+            let inflight = std::mem::take(&mut self.inflight);
+            let _ = run_on(&runtime, async move {
+                for h in inflight {
+                    let _ = h.await;
+                }
+                upload.abort().await
+            });
         }
     }
 }
@@ -910,6 +949,7 @@ impl Storage for S3Storage {
             Box::new(S3Object {
                 buf: self.buffered(k),
                 upload: None,
+                inflight: std::collections::VecDeque::new(),
             }) as Box<dyn ObjectWriter>
         }))
     }

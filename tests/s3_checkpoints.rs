@@ -503,4 +503,65 @@ mod on_s3 {
         drop((first, second, ctx));
         proxy.stop();
     }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn of_many_processes_seeing_a_stale_lock_exactly_one_takes_it_over() {
+        let (url, store) = location();
+        let ttl = flintlock::checkpoint::S3_LOCK_TTL.as_millis() as u64;
+        for round in 0..5 {
+            let app = format!("stale-{round}");
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let body = format!(
+                r#"{{"owner":"dead-{round}","pid":1,"refreshed_unix_ms":{}}}"#,
+                now - ttl - 10_000
+            );
+            store
+                .put(&format!("{app}/.lock"), body.into_bytes())
+                .unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(6));
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    let (url, app, barrier) = (url.clone(), app.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Context::builder().app_id(&app).checkpoint_dir(&url).build()
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let owners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(owners, 1, "round {round}: {owners} contexts own the folder");
+            for r in &results {
+                if let Err(e) = r {
+                    assert!(matches!(e, Error::Locked { .. }), "round {round}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn keys_the_client_would_encode_and_paths_without_a_bucket_are_refused() {
+        let (url, _) = location();
+        let tilde = format!("{url}/a~b");
+        let err = Context::builder()
+            .checkpoint_dir(&tilde)
+            .build()
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("encodes"), "{err}");
+        match S3Store::open(&tilde, &S3Options::from_env()) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("encodes"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        let err = Context::new()
+            .open_checkpoint::<u64>("s3:///x")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("names no bucket"), "{err}");
+    }
 }

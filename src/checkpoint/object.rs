@@ -141,6 +141,9 @@ impl S3Store {
                 "{url:?} names no bucket (s3://bucket/prefix)"
             )));
         }
+        if let Err(e) = object_path(prefix) {
+            return Err(crate::Error::InvalidArgument(format!("{url}: {e}")));
+        }
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(e) = &options.endpoint {
             b = b.with_endpoint(e);
@@ -200,12 +203,13 @@ impl S3Store {
         &self.url
     }
 
-    fn path(&self, key: &str) -> ObjectPath {
-        if self.prefix.is_empty() {
-            ObjectPath::from(key)
+    fn path(&self, key: &str) -> io::Result<ObjectPath> {
+        let full = if self.prefix.is_empty() {
+            key.to_string()
         } else {
-            ObjectPath::from(format!("{}/{key}", self.prefix))
-        }
+            format!("{}/{key}", self.prefix)
+        };
+        object_path(&full)
     }
 
     /// Runs `f` on the facade's runtime and waits for it, from any thread.
@@ -222,7 +226,7 @@ impl S3Store {
     /// # Errors
     /// The store's error, naming the key.
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
-        let (store, path) = (self.store.clone(), self.path(key));
+        let (store, path) = (self.store.clone(), self.path(key)?);
         self.run(async move { store.put(&path, PutPayload::from(bytes)).await })
             .map(drop)
             .map_err(|e| self.error("PUT", key, e))
@@ -234,7 +238,7 @@ impl S3Store {
     /// # Errors
     /// `AlreadyExists` when an object is at `key`; the store's error otherwise.
     pub fn put_new(&self, key: &str, bytes: Vec<u8>) -> io::Result<()> {
-        let (store, path) = (self.store.clone(), self.path(key));
+        let (store, path) = (self.store.clone(), self.path(key)?);
         let opts = PutOptions::from(PutMode::Create);
         self.run(async move { store.put_opts(&path, PutPayload::from(bytes), opts).await })
             .map(drop)
@@ -246,7 +250,7 @@ impl S3Store {
     /// # Errors
     /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
     pub fn get(&self, key: &str) -> io::Result<Vec<u8>> {
-        let (store, path) = (self.store.clone(), self.path(key));
+        let (store, path) = (self.store.clone(), self.path(key)?);
         self.run(async move {
             let r = store.get(&path).await?;
             r.bytes().await
@@ -261,7 +265,7 @@ impl S3Store {
     /// The store's error, naming the prefix.
     pub fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
         use futures_util::TryStreamExt;
-        let (store, path) = (self.store.clone(), self.path(prefix));
+        let (store, path) = (self.store.clone(), self.path(prefix)?);
         let strip = if self.prefix.is_empty() {
             String::new()
         } else {
@@ -285,7 +289,7 @@ impl S3Store {
     /// # Errors
     /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
     pub fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> io::Result<Vec<u8>> {
-        let (store, path) = (self.store.clone(), self.path(key));
+        let (store, path) = (self.store.clone(), self.path(key)?);
         self.run(async move { store.get_range(&path, range).await })
             .map(|b| b.to_vec())
             .map_err(|e| self.error("GET (range)", key, e))
@@ -296,7 +300,7 @@ impl S3Store {
     /// # Errors
     /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
     pub fn len(&self, key: &str) -> io::Result<u64> {
-        let (store, path) = (self.store.clone(), self.path(key));
+        let (store, path) = (self.store.clone(), self.path(key)?);
         self.run(async move { store.head(&path).await })
             .map(|m| m.size)
             .map_err(|e| self.error("HEAD", key, e))
@@ -308,7 +312,7 @@ impl S3Store {
     /// # Errors
     /// The store's error, naming the prefix.
     pub fn list_children(&self, prefix: &str) -> io::Result<Vec<String>> {
-        let (store, path) = (self.store.clone(), self.path(prefix));
+        let (store, path) = (self.store.clone(), self.path(prefix)?);
         let listing = self
             .run(async move { store.list_with_delimiter(Some(&path)).await })
             .map_err(|e| self.error("LIST", prefix, e))?;
@@ -328,13 +332,33 @@ impl S3Store {
     /// # Errors
     /// The store's error, naming the key.
     pub fn delete(&self, key: &str) -> io::Result<()> {
-        let (store, path) = (self.store.clone(), self.path(key));
+        let (store, path) = (self.store.clone(), self.path(key)?);
         match self.run(async move { store.delete(&path).await }) {
             Ok(()) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("DELETE", key, e)),
         }
     }
+}
+
+/// The object path of `key`, refusing characters the client would percent-encode (`~`,
+/// `%`, `#`, `\\`, `{`, `}`, `^`, `[`, `]`, `` ` ``, `\"`, `<`, `>`, `|`, controls): such a
+/// key would be stored under another name than the one asked for, and listings would
+/// return names that do not find their objects again. Empty segments (`a//b`) fold away.
+fn object_path(key: &str) -> io::Result<ObjectPath> {
+    let path = ObjectPath::from(key);
+    let folded: Vec<&str> = key.split('/').filter(|p| !p.is_empty()).collect();
+    if path.as_ref() != folded.join("/") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the object key {key:?} holds characters an object store client encodes \
+                 (one of ~ % # \\ {{ }} ^ [ ] ` \" < > | or a control character): use \
+                 letters, digits, spaces and - _ . / in s3:// paths"
+            ),
+        ));
+    }
+    Ok(path)
 }
 
 /// Runs `f` on `runtime` and waits for it, from any thread: a thread of another tokio
@@ -539,7 +563,7 @@ impl S3Lock {
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        for _ in 0..2 {
+        for _ in 0..3 {
             match store.put_new(key, lock_body(&token)) {
                 Ok(()) => return Ok(Some(S3Lock::hold(store, key, token))),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -551,8 +575,28 @@ impl S3Lock {
                     if now_ms().saturating_sub(h.refreshed_unix_ms)
                         > S3_LOCK_TTL.as_millis() as u64 =>
                 {
-                    // Its holder stopped refreshing it: gone. One taker wins the PUT.
-                    store.delete(key)?;
+                    // Its holder stopped refreshing it. Of the processes that saw this lock
+                    // stale, one may remove it: the one whose conditional PUT of a marker
+                    // named after this lock instance wins (markers stay, so a late reader
+                    // of the old lock can never win one and remove a newer lock).
+                    let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect();
+                    let marker = format!("{key}.takeover-{instance}");
+                    match store.put_new(&marker, token.clone().into_bytes()) {
+                        Ok(()) => {
+                            // Removed only while it is still that instance.
+                            let same = lock_holder(store, key)?.is_some_and(|now| {
+                                now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+                            });
+                            if same {
+                                store.delete(key)?;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+                        Err(e) => return Err(e),
+                    }
                 }
                 Some(_) => return Ok(None),
             }
@@ -642,7 +686,7 @@ impl Write for Buffered {
 
 impl Buffered {
     fn put(&mut self, if_absent: bool) -> io::Result<()> {
-        let (store, path) = (self.store.clone(), ObjectPath::from(self.key.as_str()));
+        let (store, path) = (self.store.clone(), object_path(&self.key)?);
         let payload = PutPayload::from(std::mem::take(&mut self.bytes));
         let opts = if if_absent {
             PutOptions::from(PutMode::Create)

@@ -489,6 +489,12 @@ impl DefaultStorage {
             return Ok(s);
         }
         if path.to_string_lossy().starts_with("s3://") {
+            if cfg!(feature = "s3") {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: names no bucket (s3://bucket/prefix)", path.display()),
+                ));
+            }
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(

@@ -564,4 +564,29 @@ mod on_s3 {
             .unwrap_err();
         assert!(err.to_string().contains("names no bucket"), "{err}");
     }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn two_spellings_of_one_prefix_are_one_folder() {
+        let (url, _) = location();
+        let doubled = url.replacen("/ckpt-", "//ckpt-", 1) + "/";
+        let first = Context::builder()
+            .app_id("spelled")
+            .checkpoint_dir(&doubled)
+            .build()
+            .unwrap();
+        assert_eq!(
+            first.checkpoint_dir().unwrap().to_string_lossy(),
+            url,
+            "the root is folded"
+        );
+        match Context::builder()
+            .app_id("spelled")
+            .checkpoint_dir(&url)
+            .build()
+        {
+            Err(Error::Locked { .. }) => {}
+            other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+        }
+    }
 }

@@ -160,9 +160,11 @@ pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
 /// that two spellings of one folder compare equal.
 pub(crate) fn resolve_root(root: &Path) -> Result<PathBuf> {
     let text = root.to_string_lossy();
-    if text.starts_with("s3://") {
-        // An object-store location is absolute already; no trailing slash, so joins agree.
-        return Ok(PathBuf::from(text.trim_end_matches('/')));
+    if let Some(rest) = text.strip_prefix("s3://") {
+        // An object-store location is absolute already; empty segments fold away (as in
+        // the store's keys), so two spellings of one prefix are one root.
+        let folded: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        return Ok(PathBuf::from(format!("s3://{}", folded.join("/"))));
     }
     let abs = if root.is_absolute() {
         root.to_path_buf()

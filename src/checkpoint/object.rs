@@ -655,23 +655,13 @@ impl Drop for S3Lock {
     }
 }
 
-/// Bytes buffered in memory until published or synced by one PUT.
+/// Bytes buffered in memory until published or synced by one PUT (`store` has no prefix:
+/// `key` is the whole key).
 struct Buffered {
-    store: Arc<dyn ObjectStore>,
-    storage: S3Handle,
+    store: Arc<S3Store>,
     key: String,
     bytes: Vec<u8>,
     put: bool,
-}
-
-/// What a buffered object needs of its storage to PUT itself.
-#[derive(Clone)]
-struct S3Handle(Arc<S3StoreShared>);
-
-struct S3StoreShared {
-    runtime: tokio::runtime::Handle,
-    url: String,
-    endpoint: String,
 }
 
 impl Write for Buffered {
@@ -686,22 +676,13 @@ impl Write for Buffered {
 
 impl Buffered {
     fn put(&mut self, if_absent: bool) -> io::Result<()> {
-        let (store, path) = (self.store.clone(), object_path(&self.key)?);
-        let payload = PutPayload::from(std::mem::take(&mut self.bytes));
-        let opts = if if_absent {
-            PutOptions::from(PutMode::Create)
-        } else {
-            PutOptions::default()
-        };
-        let shared = self.storage.0.clone();
-        let result = run_on(&shared.runtime, async move {
-            store.put_opts(&path, payload, opts).await
-        });
         self.put = true;
-        result.map(drop).map_err(|e| {
-            let what = if if_absent { "PUT (if none)" } else { "PUT" };
-            error_of(what, &shared.url, &shared.endpoint, &self.key, e)
-        })
+        let bytes = std::mem::take(&mut self.bytes);
+        if if_absent {
+            self.store.put_new(&self.key, bytes)
+        } else {
+            self.store.put(&self.key, bytes)
+        }
     }
 }
 
@@ -740,19 +721,15 @@ struct S3Object {
 
 impl S3Object {
     fn io_error(&self, op: &str, e: object_store::Error) -> io::Error {
-        let shared = &self.buf.storage.0;
-        error_of(op, &shared.url, &shared.endpoint, &self.buf.key, e)
+        self.buf.store.error(op, &self.buf.key, e)
     }
 
     /// Sends the buffered bytes as the next piece of the multipart upload (started on the
     /// first one).
     fn send_piece(&mut self) -> io::Result<()> {
-        let runtime = self.buf.storage.0.runtime.clone();
+        let runtime = self.buf.store.runtime.handle().clone();
         if self.upload.is_none() {
-            let (store, path) = (
-                self.buf.store.clone(),
-                ObjectPath::from(self.buf.key.as_str()),
-            );
+            let (store, path) = (self.buf.store.store.clone(), object_path(&self.buf.key)?);
             let started = run_on(&runtime, async move {
                 store
                     .put_multipart_opts(&path, object_store::PutMultipartOptions::default())
@@ -776,7 +753,7 @@ impl S3Object {
         let Some(handle) = self.inflight.pop_front() else {
             return Ok(());
         };
-        let runtime = self.buf.storage.0.runtime.clone();
+        let runtime = self.buf.store.runtime.handle().clone();
         match run_on(&runtime, handle) {
             Ok(r) => r.map_err(|e| self.io_error("upload a piece of", e)),
             Err(e) => Err(io::Error::other(format!(
@@ -817,7 +794,7 @@ impl ObjectWriter for S3Object {
             ));
         }
         let last = PutPayload::from(std::mem::take(&mut self.buf.bytes));
-        let runtime = self.buf.storage.0.runtime.clone();
+        let runtime = self.buf.store.runtime.handle().clone();
         let done = run_on(&runtime, async move {
             if last.content_length() > 0 {
                 if let Err(e) = upload.put_part(last).await {
@@ -844,7 +821,7 @@ impl Drop for S3Object {
         if let Some(mut upload) = self.upload.take() {
             // S3 keeps the pieces of an open upload until it is aborted (after the pieces
             // in flight, which would otherwise land after the abort).
-            let runtime = self.buf.storage.0.runtime.clone();
+            let runtime = self.buf.store.runtime.handle().clone();
             let inflight = std::mem::take(&mut self.inflight);
             let _ = run_on(&runtime, async move {
                 for h in inflight {
@@ -893,12 +870,7 @@ impl io::Read for S3Reader {
 impl S3Storage {
     fn buffered(&self, key: String) -> Buffered {
         Buffered {
-            store: self.store.store.clone(),
-            storage: S3Handle(Arc::new(S3StoreShared {
-                runtime: self.store.runtime.handle().clone(),
-                url: self.store.url.clone(),
-                endpoint: self.store.endpoint.clone(),
-            })),
+            store: self.store.clone(),
             key,
             bytes: Vec::new(),
             put: false,

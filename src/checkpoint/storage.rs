@@ -340,12 +340,13 @@ impl FaultyStorage {
     }
 }
 
-struct FaultyFile {
-    inner: Box<dyn StorageFile>,
+/// A file or object of a [`FaultyStorage`], whose writes count (and can fail).
+struct Faulty<W> {
+    inner: W,
     storage: Arc<FaultyStorage>,
 }
 
-impl Write for FaultyFile {
+impl<W: Write> Write for Faulty<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.storage.check(StorageOp::Write)?;
         self.inner.write(buf)
@@ -359,7 +360,7 @@ impl Write for FaultyFile {
     }
 }
 
-impl StorageFile for FaultyFile {
+impl StorageFile for Faulty<Box<dyn StorageFile>> {
     fn sync(&mut self) -> io::Result<()> {
         self.storage.check(StorageOp::Sync)?;
         self.inner.sync()
@@ -384,7 +385,7 @@ impl Storage for Arc<FaultyStorage> {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
         self.check(StorageOp::Create)?;
         let inner = self.inner.create_new(path)?;
-        Ok(Box::new(FaultyFile {
+        Ok(Box::new(Faulty {
             inner,
             storage: self.clone(),
         }))
@@ -425,7 +426,7 @@ impl Storage for Arc<FaultyStorage> {
     fn create_object(&self, path: &Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
         let inner = self.inner.create_object(path)?;
         Some(self.check(StorageOp::Create).and_then(|()| {
-            Ok(Box::new(FaultyObject {
+            Ok(Box::new(Faulty {
                 inner: inner?,
                 storage: self.clone(),
             }) as Box<dyn ObjectWriter>)
@@ -436,26 +437,7 @@ impl Storage for Arc<FaultyStorage> {
     }
 }
 
-struct FaultyObject {
-    inner: Box<dyn ObjectWriter>,
-    storage: Arc<FaultyStorage>,
-}
-
-impl Write for FaultyObject {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.storage.check(StorageOp::Write)?;
-        self.inner.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.storage.check(StorageOp::Write)?;
-        self.inner.write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl ObjectWriter for FaultyObject {
+impl ObjectWriter for Faulty<Box<dyn ObjectWriter>> {
     fn publish(self: Box<Self>, if_absent: bool) -> io::Result<()> {
         // Publishing is the object store's sync and rename in one.
         self.storage.check(StorageOp::Sync)?;
@@ -468,10 +450,21 @@ impl ObjectWriter for FaultyObject {
 /// environment, opened on first use; feature `s3`), every other path to [`LocalFs`]. So
 /// `checkpoint_dir("s3://bucket/prefix")` and `open_checkpoint("s3://...")` work with a
 /// default context, beside local folders.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DefaultStorage {
+    local: Arc<dyn Storage>,
     #[cfg(feature = "s3")]
     buckets: Mutex<std::collections::HashMap<String, Arc<super::S3Storage>>>,
+}
+
+impl Default for DefaultStorage {
+    fn default() -> Self {
+        DefaultStorage {
+            local: Arc::new(LocalFs),
+            #[cfg(feature = "s3")]
+            buckets: Mutex::default(),
+        }
+    }
 }
 
 impl DefaultStorage {
@@ -503,7 +496,7 @@ impl DefaultStorage {
                 ),
             ));
         }
-        Ok(Arc::new(LocalFs))
+        Ok(self.local.clone())
     }
 }
 

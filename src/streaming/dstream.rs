@@ -209,6 +209,30 @@ impl<T: Data> fmt::Debug for DStream<T> {
 }
 
 impl<T: Data> DStream<T> {
+    /// Adds the node `d` of a stateful operator reading this stream (its state type `S`,
+    /// its RDDs from `compute`) and registers `op` with the driver. Stateful operators read
+    /// streams with an RDD in every batch: this stream sliding is an error at start.
+    pub(crate) fn add_stateful<S, U: Data>(
+        &self,
+        mut d: NodeDesc,
+        op: Arc<dyn StatefulOps>,
+        compute: impl Fn(&BatchRun<'_>) -> Result<Rdd<U>> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        if self.node.slide > 1 {
+            self.graph.inner.lock().errors.push(format!(
+                "{} `{}` reads a window that slides by {} batches: stateful operators read \
+                 streams with an RDD in every batch",
+                d.kind,
+                d.name.as_deref().unwrap_or("?"),
+                self.node.slide
+            ));
+        }
+        d.state = Some(std::any::type_name::<S>().to_string());
+        let stream = self.graph.add(d, compute);
+        self.graph.inner.lock().stateful.push((stream.node.id, op));
+        stream
+    }
+
     /// Adds a stateless step reading this stream.
     #[track_caller]
     fn step<U: Data>(

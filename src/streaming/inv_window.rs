@@ -368,22 +368,11 @@ where
             cell: StateCell::new(),
             staged: Mutex::new(None),
         });
-        if self.node.slide > 1 {
-            self.graph.inner.lock().errors.push(format!(
-                "window `{name}` reads a window that slides by {} batches",
-                self.node.slide
-            ));
-        }
         let mut d = desc("reduce_by_key_and_window_inv", Some(name), &[self.node.id]);
-        d.state = Some(std::any::type_name::<V>().to_string());
         d.slide = slide_b;
         let reader = op.clone();
-        let stream = self.graph.add(d, move |run| reader.output(run.batch.id));
-        self.graph
-            .inner
-            .lock()
-            .stateful
-            .push((stream.node.id, op.clone() as Arc<dyn StatefulOps>));
+        let stream =
+            self.add_stateful::<V, _>(d, op.clone(), move |run| reader.output(run.batch.id));
         WindowStateStream { stream, op }
     }
 }

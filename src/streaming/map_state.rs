@@ -626,30 +626,17 @@ where
             cell: StateCell::new(),
             staged: Mutex::new(None),
         });
-        if self.node.slide > 1 {
-            self.graph.inner.lock().errors.push(format!(
-                "map_with_state `{name}` reads a window that slides by {} batches: \
-                 stateful operators read streams with an RDD in every batch",
-                self.node.slide
-            ));
-        }
         let mut d = desc("map_with_state", Some(name), &[self.node.id]);
-        d.state = Some(std::any::type_name::<S>().to_string());
         d.timeout_nanos = spec
             .timeout
             .map(|t| t.as_nanos().min(u128::from(u64::MAX)) as u64);
         let reader = op.clone();
-        let mapped = self.graph.add(d, move |run| reader.mapped(run.batch.id));
-        let reader = op.clone();
+        let mapped =
+            self.add_stateful::<S, _>(d, op.clone(), move |run| reader.mapped(run.batch.id));
         let snapshots = self.graph.add(
             desc("state_snapshots", None, &[mapped.node.id]),
-            move |run| reader.snapshot(run.batch.id),
+            move |run| op.snapshot(run.batch.id),
         );
-        self.graph
-            .inner
-            .lock()
-            .stateful
-            .push((mapped.node.id, op as Arc<dyn StatefulOps>));
         MapWithStateStream { mapped, snapshots }
     }
 }

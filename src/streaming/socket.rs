@@ -53,7 +53,6 @@ struct Shared {
 /// A batch this process planned: its lines (kept in case the plan is not written and the
 /// batch is planned again) and the RDD the batch reads.
 struct Held {
-    batch: BatchId,
     lines: Arc<Vec<String>>,
     rdd: Rdd<String>,
 }
@@ -155,7 +154,6 @@ impl SourceOps for SocketSource {
         let log = match self.log.get() {
             Some((app, _)) => {
                 let held = Held {
-                    batch,
                     lines: lines.clone(),
                     rdd: rdd.clone(),
                 };
@@ -169,7 +167,7 @@ impl SourceOps for SocketSource {
                 Some(format!("{INPUT}/{}/{folder}", self.name))
             }
             None => {
-                self.held.lock().insert(batch, Held { batch, lines, rdd });
+                self.held.lock().insert(batch, Held { lines, rdd });
                 None
             }
         };
@@ -180,11 +178,7 @@ impl SourceOps for SocketSource {
         if let ReplayToken::Lines { lines, .. } = token {
             *self.consumed.lock() += lines;
             // Batches commit in order: the oldest held one is this token's.
-            let mut held = self.held.lock();
-            if let Some((&b, _)) = held.first_key_value() {
-                debug_assert_eq!(held[&b].batch, b);
-                held.remove(&b);
-            }
+            self.held.lock().pop_first();
         }
     }
 

@@ -553,22 +553,12 @@ where
             cell: StateCell::new(),
             staged: Mutex::new(None),
         });
-        if self.node.slide > 1 {
-            self.graph.inner.lock().errors.push(format!(
-                "update_state_by_key `{name}` reads a window that slides by {} batches: \
-                 stateful operators read streams with an RDD in every batch",
-                self.node.slide
-            ));
-        }
-        let mut d = desc("update_state_by_key", Some(name), &[self.node.id]);
-        d.state = Some(std::any::type_name::<S>().to_string());
         let reader = op.clone();
-        let stream = self.graph.add(d, move |run| reader.state_of(run.batch.id));
-        self.graph
-            .inner
-            .lock()
-            .stateful
-            .push((stream.node.id, op.clone()));
+        let stream = self.add_stateful::<S, _>(
+            desc("update_state_by_key", Some(name), &[self.node.id]),
+            op.clone(),
+            move |run| reader.state_of(run.batch.id),
+        );
         StateStream {
             stream,
             settings: op,

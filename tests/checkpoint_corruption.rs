@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::backend::{copy_dir, read, remove, write};
 use common::ctx_with_dir;
 use flintlock::checkpoint::{ManifestBody, PartFile, PartHeader, MANIFEST};
 use flintlock::{Context, Error};
@@ -17,14 +18,6 @@ fn write_checkpoint(ctx: &Context) -> PathBuf {
     rdd.checkpoint_path().unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
 /// Copies checkpoint folder `base` to `dest`, puts the file `source` in place of `part`
 /// there, and returns the error of opening and reading the copy.
 fn read_with_part_replaced(
@@ -35,7 +28,7 @@ fn read_with_part_replaced(
     source: &Path,
 ) -> Error {
     copy_dir(base, dest);
-    std::fs::copy(source, dest.join(part)).unwrap();
+    write(&dest.join(part), &read(source));
     read_err(ctx, dest)
 }
 
@@ -49,10 +42,10 @@ fn read_err(ctx: &Context, path: &Path) -> Error {
 
 #[test]
 fn a_folder_without_a_manifest_is_not_committed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
-    std::fs::remove_file(path.join(MANIFEST)).unwrap();
+    remove(&path.join(MANIFEST));
     let err = read_err(&ctx, &path);
     assert!(matches!(err, Error::NotCommitted { .. }), "{err}");
     assert!(err.to_string().contains("_manifest.json"));
@@ -69,12 +62,12 @@ fn a_missing_folder_is_an_error_naming_it() {
 
 #[test]
 fn a_missing_or_extra_part_file_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
     let missing = dir.path().join("missing");
     copy_dir(&path, &missing);
-    std::fs::remove_file(missing.join("part-00001")).unwrap();
+    remove(&missing.join("part-00001"));
     let err = read_err(&ctx, &missing);
     assert!(
         err.to_string().contains("part-00001") && err.to_string().contains("missing"),
@@ -91,17 +84,17 @@ fn a_missing_or_extra_part_file_is_detected() {
 
 #[test]
 fn a_truncated_or_extended_part_file_is_a_length_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
-    let bytes = std::fs::read(path.join("part-00002")).unwrap();
+    let bytes = read(&path.join("part-00002"));
     for (name, content) in [
         ("trunc", bytes[..bytes.len() - 5].to_vec()),
         ("ext", [bytes.clone(), vec![0]].concat()),
     ] {
         let copy = dir.path().join(name);
         copy_dir(&path, &copy);
-        std::fs::write(copy.join("part-00002"), content).unwrap();
+        write(&copy.join("part-00002"), &content);
         let err = read_err(&ctx, &copy);
         assert!(
             err.to_string().contains("part-00002") && err.to_string().contains("length mismatch"),
@@ -112,13 +105,13 @@ fn a_truncated_or_extended_part_file_is_a_length_mismatch() {
 
 #[test]
 fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx.parallelize(vec![(1u64, 0.5f64), (2, 1.5), (3, 2.5)], 1);
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
     let path = rdd.checkpoint_path().unwrap();
-    let bytes = std::fs::read(path.join("part-00000")).unwrap();
+    let bytes = read(&path.join("part-00000"));
     let copy = dir.path().join("flip");
     copy_dir(&path, &copy);
     // Every byte XOR-ed with three values through the whole reader (manifest, length,
@@ -128,7 +121,7 @@ fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
         for x in [0x01u8, 0x80, 0xFF] {
             let mut b = bytes.clone();
             b[i] ^= x;
-            std::fs::write(copy.join("part-00000"), &b).unwrap();
+            write(&copy.join("part-00000"), &b);
             let err = read_err(&ctx, &copy);
             assert!(
                 err.to_string().contains("part-00000"),
@@ -154,13 +147,13 @@ fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
     assert_eq!(cases, bytes.len() * 255);
     // Every truncation and a one-byte extension.
     for n in 0..bytes.len() {
-        std::fs::write(copy.join("part-00000"), &bytes[..n]).unwrap();
+        write(&copy.join("part-00000"), &bytes[..n]);
         assert!(
             read_err(&ctx, &copy).to_string().contains("part-00000"),
             "truncated to {n}"
         );
     }
-    std::fs::write(copy.join("part-00000"), [bytes.as_slice(), &[0]].concat()).unwrap();
+    write(&copy.join("part-00000"), &[bytes.as_slice(), &[0]].concat());
     assert!(read_err(&ctx, &copy)
         .to_string()
         .contains("length mismatch"));
@@ -168,10 +161,10 @@ fn every_flipped_byte_of_a_part_file_is_detected_without_a_panic() {
 
 #[test]
 fn every_flipped_byte_of_the_manifest_is_detected() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
-    let bytes = std::fs::read(path.join(MANIFEST)).unwrap();
+    let bytes = read(&path.join(MANIFEST));
     let copy = dir.path().join("flip");
     copy_dir(&path, &copy);
     // Every byte XOR-ed with three values through `open_checkpoint`, and with every value
@@ -180,7 +173,7 @@ fn every_flipped_byte_of_the_manifest_is_detected() {
         for x in [0x01u8, 0x80, 0xFF] {
             let mut b = bytes.clone();
             b[i] ^= x;
-            std::fs::write(copy.join(MANIFEST), &b).unwrap();
+            write(&copy.join(MANIFEST), &b);
             let err = ctx.open_checkpoint::<(u64, f64)>(&copy).unwrap_err();
             assert!(
                 err.to_string().contains("_manifest.json"),
@@ -201,7 +194,7 @@ fn every_flipped_byte_of_the_manifest_is_detected() {
         }
     }
     for n in 0..bytes.len() {
-        std::fs::write(copy.join(MANIFEST), &bytes[..n]).unwrap();
+        write(&copy.join(MANIFEST), &bytes[..n]);
         assert!(
             ctx.open_checkpoint::<(u64, f64)>(&copy).is_err(),
             "truncated to {n}"
@@ -211,7 +204,7 @@ fn every_flipped_byte_of_the_manifest_is_detected() {
 
 #[test]
 fn a_part_file_of_another_partition_or_checkpoint_is_caught_at_its_header() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     // Equal partition sizes, so the copies pass the length check and reach the header.
     let a = ctx.range(0..300, 3).map(|x| (x % 100, 0.0f64));
@@ -252,7 +245,7 @@ fn a_part_file_of_another_partition_or_checkpoint_is_caught_at_its_header() {
 
 #[test]
 fn opening_with_the_wrong_element_type_names_both_types() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
     let err = ctx.open_checkpoint::<String>(&path).unwrap_err();
@@ -266,18 +259,18 @@ fn opening_with_the_wrong_element_type_names_both_types() {
 
 #[test]
 fn a_newer_format_version_is_unsupported_not_corrupt() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
 
     // A part file whose header says version 9 (with a valid header checksum).
     let copy = dir.path().join("newer-part");
     copy_dir(&path, &copy);
-    let bytes = std::fs::read(copy.join("part-00000")).unwrap();
+    let bytes = read(&copy.join("part-00000"));
     let (mut header, raw) = PartHeader::read(&mut bytes.as_slice(), Path::new("x")).unwrap();
     header.version = 9;
     let new = [header.encode(), bytes[raw.len()..].to_vec()].concat();
-    std::fs::write(copy.join("part-00000"), new).unwrap();
+    write(&copy.join("part-00000"), &new);
     let err = read_err(&ctx, &copy);
     assert!(
         matches!(
@@ -294,10 +287,9 @@ fn a_newer_format_version_is_unsupported_not_corrupt() {
     // A manifest that says version 3 (with a valid checksum).
     let copy = dir.path().join("newer-manifest");
     copy_dir(&path, &copy);
-    let mut m =
-        ManifestBody::decode(&std::fs::read(copy.join(MANIFEST)).unwrap(), Path::new("m")).unwrap();
+    let mut m = ManifestBody::decode(&read(&copy.join(MANIFEST)), Path::new("m")).unwrap();
     m.version = 3;
-    std::fs::write(copy.join(MANIFEST), m.encode().unwrap()).unwrap();
+    write(&copy.join(MANIFEST), &m.encode().unwrap());
     let err = read_err(&ctx, &copy);
     assert!(
         matches!(err, Error::UnsupportedVersion { found: 3, .. }),
@@ -308,15 +300,14 @@ fn a_newer_format_version_is_unsupported_not_corrupt() {
 
 #[test]
 fn a_manifest_with_a_wrong_partition_count_or_garbage_is_corrupt() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let path = write_checkpoint(&ctx);
     let copy = dir.path().join("count");
     copy_dir(&path, &copy);
-    let mut m =
-        ManifestBody::decode(&std::fs::read(copy.join(MANIFEST)).unwrap(), Path::new("m")).unwrap();
+    let mut m = ManifestBody::decode(&read(&copy.join(MANIFEST)), Path::new("m")).unwrap();
     m.num_partitions = 4;
-    std::fs::write(copy.join(MANIFEST), m.encode().unwrap()).unwrap();
+    write(&copy.join(MANIFEST), &m.encode().unwrap());
     let err = read_err(&ctx, &copy);
     assert!(
         matches!(err, Error::CorruptCheckpoint { .. })
@@ -324,23 +315,23 @@ fn a_manifest_with_a_wrong_partition_count_or_garbage_is_corrupt() {
         "{err}"
     );
 
-    std::fs::write(copy.join(MANIFEST), b"{not json").unwrap();
+    write(&copy.join(MANIFEST), b"{not json");
     let err = read_err(&ctx, &copy);
     assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
 }
 
 #[test]
 fn a_corrupt_checkpoint_under_a_live_rdd_fails_its_action_with_the_file_named() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx.range(0..300, 3).map(|x| (x, x as f64));
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
     let part = rdd.checkpoint_path().unwrap().join("part-00001");
-    let mut bytes = std::fs::read(&part).unwrap();
+    let mut bytes = read(&part);
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x10;
-    std::fs::write(&part, bytes).unwrap();
+    write(&part, &bytes);
     let msg = rdd.collect().unwrap_err().to_string();
     assert!(
         msg.contains("part-00001") && msg.contains("checksum"),

@@ -27,7 +27,7 @@ where
     F: Fn(&Context) -> Rdd<T>,
 {
     for mode in [Mode::Reliable, Mode::Local] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::backend::place();
         let ctx = ctx_with_dir(dir.path());
         let expected = make(&ctx).collect().unwrap();
         let rdd = make(&ctx);
@@ -84,6 +84,7 @@ fn parallel_collection_checkpoints() {
 
 #[test]
 fn text_file_checkpoints() {
+    // The input is a local file on either backend.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.txt");
     std::fs::write(
@@ -155,7 +156,7 @@ fn union_cartesian_coalesce_cogroup_zip_checkpoint() {
 
 #[test]
 fn a_checkpointed_hash_partitioned_rdd_joins_without_a_shuffle_here_and_after_reopening() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let p = Partitioner::hash(4);
     let ranks = ctx
@@ -193,7 +194,7 @@ fn a_checkpointed_hash_partitioned_rdd_joins_without_a_shuffle_here_and_after_re
 
 #[test]
 fn compressed_checkpoints_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = Context::builder()
         .threads(2)
         .checkpoint_dir(dir.path())

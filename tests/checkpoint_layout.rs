@@ -89,7 +89,7 @@ fn readings() -> Vec<v1::Reading> {
 
 #[test]
 fn a_changed_field_type_is_a_type_mismatch_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = write(dir.path(), readings());
     let ctx = common::ctx();
     let err = ctx.open_checkpoint::<v2::Reading>(&path).unwrap_err();
@@ -115,7 +115,7 @@ fn a_changed_field_type_is_a_type_mismatch_naming_the_field() {
 
 #[test]
 fn a_renamed_field_is_a_type_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = write(dir.path(), readings());
     let err = common::ctx()
         .open_checkpoint::<renamed_field::Reading>(&path)
@@ -128,7 +128,7 @@ fn a_renamed_field_is_a_type_mismatch() {
 
 #[test]
 fn a_new_enum_variant_is_a_type_mismatch() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = write(dir.path(), vec![Mode::Slow, Mode::Fast(3)]);
     let err = common::ctx()
         .open_checkpoint::<more_modes::Mode>(&path)
@@ -141,7 +141,7 @@ fn a_new_enum_variant_is_a_type_mismatch() {
 
 #[test]
 fn a_type_moved_to_another_module_with_the_same_layout_reads() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = write(dir.path(), readings());
     let back = common::ctx()
         .open_checkpoint::<moved::Reading>(&path)
@@ -155,9 +155,9 @@ fn a_type_moved_to_another_module_with_the_same_layout_reads() {
 
 #[test]
 fn the_manifest_records_the_layout() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = write(dir.path(), vec![(7u64, readings()[0].clone())]);
-    let bytes = std::fs::read(path.join("_manifest.json")).unwrap();
+    let bytes = common::backend::read(&path.join("_manifest.json"));
     let manifest = flintlock::checkpoint::ManifestBody::decode(&bytes, &path).unwrap();
     assert_eq!(manifest.version, 2);
     assert_eq!(
@@ -170,7 +170,7 @@ fn the_manifest_records_the_layout() {
 fn an_untraceable_type_keeps_the_name_check() {
     // serde_json::Value cannot be traced (it needs deserialize_any); a checkpoint of strings
     // opened as such a type fails on the name.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = write(dir.path(), vec!["x".to_string()]);
     let err = common::ctx()
         .open_checkpoint::<serde_json::Value>(&path)

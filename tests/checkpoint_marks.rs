@@ -6,7 +6,7 @@ use flintlock::{CheckpointState, Error, Event, StorageLevel};
 
 #[test]
 fn cancel_checkpoint_returns_a_marked_rdd_to_initialized() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let events = common::Recorder::attach(&ctx);
     let rdd = ctx.range(0..10, 2).map(|x| x + 1);
@@ -95,7 +95,7 @@ fn local_checkpoint_then_unpersist_says_what_happened_and_keeps_the_lineage() {
 
 #[test]
 fn checkpoint_after_local_checkpoint_says_it_keeps_the_local_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let events = common::Recorder::attach(&ctx);
     let rdd = ctx.range(0..10, 2);

@@ -8,7 +8,7 @@ use flintlock::{Event, StageKind};
 
 #[test]
 fn checkpoint_then_count_calls_an_uncached_closure_once_per_element() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let calls = Counter::default();
     let rdd = ctx.range(0..1000, 4).map(calls.counting(|x| x * 3));
@@ -25,7 +25,7 @@ fn checkpoint_then_count_calls_an_uncached_closure_once_per_element() {
 
 #[test]
 fn take_on_a_marked_rdd_leaves_a_complete_checkpoint_computing_only_unfinished_partitions() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rec = Recorder::attach(&ctx);
     let calls = Counter::default();
@@ -54,7 +54,7 @@ fn take_on_a_marked_rdd_leaves_a_complete_checkpoint_computing_only_unfinished_p
 
 #[test]
 fn an_action_over_all_partitions_needs_no_completion_stage() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rec = Recorder::attach(&ctx);
     let rdd = ctx.range(0..100, 4).map(|x| x + 1);
@@ -71,7 +71,7 @@ fn an_action_over_all_partitions_needs_no_completion_stage() {
 
 #[test]
 fn first_on_a_marked_shuffled_rdd_does_not_rerun_the_map_side() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let map_calls = Counter::default();
     let reduced = ctx
@@ -90,7 +90,7 @@ fn first_on_a_marked_shuffled_rdd_does_not_rerun_the_map_side() {
 
 #[test]
 fn a_marked_rdd_inside_a_map_stage_is_written_by_the_map_tasks() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let calls = Counter::default();
     let pairs = ctx.range(0..100, 4).map(calls.counting(|x| (x % 7, 1u32)));
@@ -105,7 +105,7 @@ fn a_marked_rdd_inside_a_map_stage_is_written_by_the_map_tasks() {
 /// that size tables from it (a join's build side, bucketing) do not grow them from empty.
 #[test]
 fn a_partition_being_checkpointed_reports_its_length() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx.parallelize((0..1000u64).collect(), 4);
     rdd.checkpoint().unwrap();

@@ -38,7 +38,7 @@ fn assert_refused<T>(data: Vec<T>, type_part: &str)
 where
     T: flintlock::Data + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let rdd = ctx.parallelize(data.clone(), 2).map(|x| x);
     rdd.checkpoint().unwrap();
@@ -117,7 +117,7 @@ fn serde_json_values_fail_the_write() {
 #[test]
 fn a_skip_serializing_if_field_that_is_always_present_still_checkpoints() {
     // The check refuses only what does not read back: here every record round-trips.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let data: Vec<Sparse> = (0..50)
         .map(|id| Sparse {
@@ -134,7 +134,7 @@ fn a_skip_serializing_if_field_that_is_always_present_still_checkpoints() {
 
 #[test]
 fn a_record_larger_than_a_frame_fails_the_write_before_any_commit() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let limit = 256 * 1024;
     let ctx = Context::builder()
         .threads(2)
@@ -181,7 +181,7 @@ fn a_record_that_does_not_serialize_names_its_type_and_cancel_is_the_way_out() {
 fn with_verification_off_the_caller_takes_the_risk_it_documents() {
     // `checkpoint_verify(false)` exists for types known to round-trip; the reader still
     // refuses what it cannot decode, as a corrupt checkpoint rather than wrong data.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = Context::builder()
         .threads(1)
         .checkpoint_dir(dir.path())
@@ -211,7 +211,7 @@ struct Skippy {
 
 #[test]
 fn a_skipped_field_whose_bytes_happen_to_decode_is_refused_not_misread() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let data = vec![Skippy {
         a: 0,
@@ -241,7 +241,7 @@ fn a_serialize_error_keeps_the_users_words() {
             s.serialize_u8(self.0)
         }
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let rdd = ctx.parallelize(vec![Unlucky(1), Unlucky(77)], 1);
     rdd.checkpoint().unwrap();

@@ -33,7 +33,7 @@ fn child_writes_a_checkpoint() {
 
 #[test]
 fn a_checkpoint_written_by_another_process_reopens_with_its_partitioner() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let out = common::child_test("child_writes_a_checkpoint")
         .env(CHILD_ENV, dir.path())
         .output()
@@ -73,7 +73,7 @@ fn a_checkpoint_written_by_another_process_reopens_with_its_partitioner() {
 /// checkpointed partition knows its exact length from the manifest.
 #[test]
 fn a_checkpointed_partition_reports_its_exact_length() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = common::ctx_with_dir(dir.path());
     let pairs = ctx
         .range(0..1000, 3)

@@ -29,7 +29,7 @@ fn checkpoint_without_a_directory_is_an_error_and_the_rdd_stays_usable() {
 
 #[test]
 fn set_checkpoint_dir_later_enables_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx();
     ctx.set_checkpoint_dir(dir.path()).unwrap();
     assert_eq!(ctx.checkpoint_dir().as_deref(), Some(dir.path()));
@@ -41,7 +41,7 @@ fn set_checkpoint_dir_later_enables_checkpoint() {
 
 #[test]
 fn the_state_walks_initialized_marked_in_progress_checkpointed_with_events() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rec = Recorder::attach(&ctx);
     let rdd = ctx.range(0..10, 2).map(|x| x * 2);
@@ -63,7 +63,7 @@ fn the_state_walks_initialized_marked_in_progress_checkpointed_with_events() {
 
 #[test]
 fn marking_twice_is_a_no_op() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rec = Recorder::attach(&ctx);
     let rdd = ctx.range(0..10, 2);
@@ -82,7 +82,7 @@ fn marking_twice_is_a_no_op() {
 
 #[test]
 fn marking_a_checkpoint_rdd_is_a_no_op() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx.range(0..10, 2);
     rdd.checkpoint().unwrap();
@@ -100,7 +100,7 @@ fn marking_a_checkpoint_rdd_is_a_no_op() {
 #[test]
 fn checkpoint_after_an_action_takes_effect_at_the_next_action() {
     // SPARK-3625 / SPARK-19215: Spark ignores a mark placed after the RDD was computed.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx.range(0..10, 2).map(|x| x + 1);
     let child = rdd.map(|x| x * 2);
@@ -116,7 +116,7 @@ fn checkpoint_after_an_action_takes_effect_at_the_next_action() {
 
 #[test]
 fn an_action_on_a_descendant_materialises_a_marked_ancestor_and_children_read_through_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let calls = common::Counter::default();
     let parent = ctx.range(0..10, 2).map(calls.counting(|x| x + 1));
@@ -132,7 +132,7 @@ fn an_action_on_a_descendant_materialises_a_marked_ancestor_and_children_read_th
 
 #[test]
 fn only_the_nearest_marked_rdd_is_checkpointed_by_default() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let a = ctx.range(0..10, 2).map(|x| x + 1);
     let b = a.map(|x| x * 2);
@@ -152,7 +152,7 @@ fn only_the_nearest_marked_rdd_is_checkpointed_by_default() {
 
 #[test]
 fn all_marked_ancestors_are_checkpointed_when_configured() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = Context::builder()
         .threads(2)
         .checkpoint_dir(dir.path())
@@ -174,7 +174,7 @@ fn all_marked_ancestors_are_checkpointed_when_configured() {
 
 #[test]
 fn a_zero_partition_rdd_checkpoints_to_a_manifest_only() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let e = ctx.empty::<String>();
     e.checkpoint().unwrap();
@@ -196,7 +196,7 @@ fn a_zero_partition_rdd_checkpoints_to_a_manifest_only() {
 
 #[test]
 fn empty_partitions_get_files_and_the_layout_matches_the_design() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx.parallelize(vec![1u8], 3);
     rdd.checkpoint().unwrap();
@@ -223,7 +223,7 @@ fn empty_partitions_get_files_and_the_layout_matches_the_design() {
 
 #[test]
 fn after_the_swap_dependencies_are_one_edge_to_the_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());
     let rdd = ctx
         .range(0..10, 3)

@@ -27,7 +27,7 @@ impl Hash for SaltedKey {
 
 #[test]
 fn a_changed_hash_placement_drops_the_partitioner_and_the_join_stays_exact() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let n = 1000u64;
     let path = {
         let ctx = common::ctx_with_dir(dir.path());
@@ -65,7 +65,7 @@ fn a_changed_hash_placement_drops_the_partitioner_and_the_join_stays_exact() {
 
 #[test]
 fn an_unchanged_placement_is_verified_once_and_joins_without_a_shuffle() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = {
         let ctx = common::ctx_with_dir(dir.path());
         let rdd = ctx
@@ -115,7 +115,7 @@ fn sorted_checkpoint(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn a_reopened_range_partitioner_never_panics() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = sorted_checkpoint(dir.path());
     let ctx = common::ctx();
     let reopened = ctx.open_checkpoint::<(u32, u32)>(&path).unwrap();
@@ -196,7 +196,7 @@ impl Hash for PartlyFlipped {
 fn a_placement_changed_for_some_keys_only_is_caught_by_checking_every_key() {
     // Each part starts with keys whose placement did not change: a sample of the first keys
     // would pass. Every key is checked.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = {
         let ctx = common::ctx_with_dir(dir.path());
         let data: Vec<(PartlyFlipped, u64)> = (0..2000u64).map(|i| (PartlyFlipped(i), i)).collect();
@@ -263,7 +263,7 @@ impl Hash for Boomy {
 
 #[test]
 fn a_panicking_hash_during_the_placement_check_drops_the_partitioner_without_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::backend::place();
     let path = {
         let ctx = common::ctx_with_dir(dir.path());
         let rdd = ctx

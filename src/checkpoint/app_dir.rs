@@ -127,12 +127,12 @@ pub(crate) fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
 }
 
 /// Removes temp files and unmanifested `rdd-*` folders from one app folder. On a store
-/// without locks (an object store) nothing is removed: a writer elsewhere may be filling
-/// them, and leftovers are harmless (no manifest names them).
+/// whose locks are leases (an object store), an unmanifested folder goes only once the
+/// store calls it abandoned (nothing written below it for a grace period): a holder that
+/// stalled past its lease may still be filling it. Leftovers are harmless meanwhile (no
+/// manifest names them).
 pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
-    if !storage.has_locks(dir) {
-        return;
-    }
+    let leases = !storage.has_locks(dir);
     let Ok(entries) = storage.list(dir) else {
         return;
     };
@@ -143,7 +143,7 @@ pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
                 .list(&path)
                 .map(|files| files.iter().any(|f| f == MANIFEST))
                 .unwrap_or(true);
-            if !committed {
+            if !committed && (!leases || storage.is_abandoned(&path)) {
                 let _ = storage.remove_dir_all(&path);
             } else if let Ok(files) = storage.list(&path) {
                 for f in files.iter().filter(|f| f.ends_with(".tmp")) {
@@ -190,7 +190,7 @@ pub(crate) struct AppDir {
     pub(crate) verify: bool,
     /// The largest frame payload the writer produces.
     pub(crate) frame_limit: u32,
-    _lock: Box<dyn StorageLock>,
+    lock: Box<dyn StorageLock>,
     remove_if_empty: AtomicBool,
 }
 
@@ -239,7 +239,7 @@ impl AppDir {
             compression: config.compression,
             verify: config.verify,
             frame_limit: config.frame_limit,
-            _lock: lock,
+            lock,
             remove_if_empty: AtomicBool::new(false),
         })
     }
@@ -279,6 +279,18 @@ impl AppDir {
 
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Fails with [`Error::Locked`] when this process no longer holds the folder's lock (a
+    /// lease on an object store, lost by a stall past its time to live): checked before a
+    /// commit, so that a writer that lost the folder publishes nothing into it.
+    pub(crate) fn check_still_owned(&self) -> Result<()> {
+        let path = self.dir.join(LOCK_FILE);
+        match self.lock.is_held() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Locked { path }),
+            Err(e) => Err(Error::io("check the lock", &path, e)),
+        }
     }
 
     /// Removes the app folder when the last reference goes, if nothing but its lock file is

@@ -47,7 +47,11 @@ pub use format::{
     MANIFEST,
 };
 #[cfg(feature = "s3")]
-pub use object::{S3Options, S3Storage, S3Store, S3_LOCK_TTL, S3_RETRY_TIMEOUT};
+pub use object::{S3Options, S3Storage, S3Store, S3_CLEANUP_GRACE, S3_LOCK_TTL, S3_RETRY_TIMEOUT};
+/// The `object_store` crate flintlock's S3 storage is built on, for
+/// [`S3Options::layer`] (this is the version it was built with).
+#[cfg(feature = "s3")]
+pub use object_store;
 pub(crate) use series::{mark_into, read_manifest, scan};
 pub use series::{Checkpointer, SeriesCheckpoint};
 pub use storage::{

@@ -36,7 +36,12 @@ pub struct S3Options {
     secret_access_key: Option<String>,
     allow_http: Option<bool>,
     retry_timeout: Option<std::time::Duration>,
+    cleanup_grace: Option<std::time::Duration>,
+    layer: Option<Layer>,
 }
+
+/// A wrapper put around the store client (see [`S3Options::layer`]).
+type Layer = Arc<dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
 
 impl fmt::Debug for S3Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -50,6 +55,8 @@ impl fmt::Debug for S3Options {
             )
             .field("allow_http", &self.allow_http)
             .field("retry_timeout", &self.retry_timeout)
+            .field("cleanup_grace", &self.cleanup_grace)
+            .field("layer", &self.layer.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -96,7 +103,34 @@ impl S3Options {
         self.retry_timeout = Some(timeout);
         self
     }
+
+    /// How long nothing must have been written below a write attempt's folder without a
+    /// manifest before cleanup (start-up, `flintlock gc`) removes it: default
+    /// [`S3_CLEANUP_GRACE`]. A lease can be lost by a holder that stalled past
+    /// [`S3_LOCK_TTL`] and still writes; the grace period, far longer, keeps its attempt.
+    /// Zero removes every unmanifested attempt of a folder whose lock cleanup holds (for a
+    /// tool run when no writer can be alive).
+    pub fn cleanup_grace(mut self, grace: std::time::Duration) -> Self {
+        self.cleanup_grace = Some(grace);
+        self
+    }
+
+    /// Puts `wrap` around the store client: every request flintlock makes goes through the
+    /// store it returns (the `object_store` crate's [`ObjectStore`], re-exported as
+    /// [`crate::checkpoint::object_store`]). For metrics, throttling
+    /// (`object_store::throttle`), request limits (`object_store::limit`) or fault
+    /// injection in tests.
+    pub fn layer(
+        mut self,
+        wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.layer = Some(Arc::new(wrap));
+        self
+    }
 }
+
+/// The default of [`S3Options::cleanup_grace`].
+pub const S3_CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// The default of [`S3Options::retry_timeout`]: long enough to ride out a throttled or
 /// restarting store, short enough that an unreachable one is an error soon.
@@ -183,6 +217,11 @@ impl S3Store {
                 redact(&e.to_string())
             ))
         })?;
+        let store: Arc<dyn ObjectStore> = Arc::new(store);
+        let store = match &options.layer {
+            Some(wrap) => wrap(store),
+            None => store,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("flintlock-object-store")
@@ -190,7 +229,7 @@ impl S3Store {
             .build()
             .map_err(|e| crate::Error::io("start the object-store runtime for", url, e))?;
         Ok(S3Store {
-            store: Arc::new(store),
+            store,
             runtime,
             url: format!("s3://{bucket}/{prefix}"),
             endpoint,
@@ -264,6 +303,19 @@ impl S3Store {
     /// # Errors
     /// The store's error, naming the prefix.
     pub fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        Ok(self
+            .list_modified(prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// The keys below `prefix` (relative to the store's prefix), sorted, each with the time
+    /// the store says it was last written.
+    ///
+    /// # Errors
+    /// The store's error, naming the prefix.
+    pub fn list_modified(&self, prefix: &str) -> io::Result<Vec<(String, std::time::SystemTime)>> {
         use futures_util::TryStreamExt;
         let (store, path) = (self.store.clone(), self.path(prefix)?);
         let strip = if self.prefix.is_empty() {
@@ -271,13 +323,18 @@ impl S3Store {
         } else {
             format!("{}/", self.prefix)
         };
-        let mut keys: Vec<String> = self
+        let mut keys: Vec<(String, std::time::SystemTime)> = self
             .run(async move { store.list(Some(&path)).try_collect::<Vec<_>>().await })
             .map_err(|e| self.error("LIST", prefix, e))?
             .into_iter()
             .map(|m| {
                 let k = m.location.to_string();
-                k.strip_prefix(&strip).map(str::to_string).unwrap_or(k)
+                let millis = u64::try_from(m.last_modified.timestamp_millis()).unwrap_or(0);
+                let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+                (
+                    k.strip_prefix(&strip).map(str::to_string).unwrap_or(k),
+                    when,
+                )
             })
             .collect();
         keys.sort();
@@ -439,14 +496,20 @@ fn redact(text: &str) -> String {
 /// conditional PUT and DELETE. Folders do not exist (creating one does nothing) and
 /// `sync_dir` has nothing to do. Locks are leases: a lock object created by a conditional
 /// PUT, refreshed by its holder, deleted when released, and taken over when not refreshed
-/// for [`S3_LOCK_TTL`] (its holder was killed). As a lease is weaker than a filesystem lock
-/// (a holder stalled past the TTL loses it), [`Storage::has_locks`] is false: cleanup never
-/// removes a write attempt's leftovers, and streams (which rest on one writer) refuse
-/// object stores.
+/// for [`S3_LOCK_TTL`] (its holder was killed; at once when the holder was a process of this
+/// machine that is gone). As a lease is weaker than a filesystem lock (a holder stalled past
+/// the TTL loses it), [`Storage::has_locks`] is false: a writer checks that it still holds
+/// the lease before it commits, cleanup removes a write attempt without a manifest only once
+/// nothing was written below it for [`S3Options::cleanup_grace`], and streams (which rest on
+/// one writer) refuse object stores.
+///
+/// Multipart uploads abandoned by a killed writer are invisible to listings; a bucket
+/// lifecycle rule (`AbortIncompleteMultipartUpload`) removes them.
 #[derive(Debug)]
 pub struct S3Storage {
     store: Arc<S3Store>,
     bucket: String,
+    grace: std::time::Duration,
 }
 
 impl S3Storage {
@@ -458,6 +521,7 @@ impl S3Storage {
         Ok(S3Storage {
             store: Arc::new(S3Store::open(&format!("s3://{bucket}"), options)?),
             bucket: bucket.to_string(),
+            grace: options.cleanup_grace.unwrap_or(S3_CLEANUP_GRACE),
         })
     }
 
@@ -515,13 +579,59 @@ impl fmt::Debug for S3Lock {
     }
 }
 
-impl StorageLock for S3Lock {}
+impl StorageLock for S3Lock {
+    fn is_held(&self) -> io::Result<bool> {
+        Ok(lock_holder(&self.store, &self.key)?.is_some_and(|h| h.owner == self.token))
+    }
+}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LockBody {
     owner: String,
     pid: u32,
     refreshed_unix_ms: u64,
+    /// The holder's machine, precisely: its boot and pid namespace (Linux only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    machine: Option<String>,
+    /// When the holder's process started, in clock ticks since boot (Linux only): with the
+    /// pid, it names one process even after its pid is reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    started: Option<u64>,
+}
+
+/// This machine's boot and pid namespace: two processes that see the same value see the
+/// same pids. `None` off Linux.
+fn this_machine() -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let pids = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{} {}", boot.trim(), pids.display()))
+}
+
+/// When process `pid` of this machine started (clock ticks since boot), `None` when there
+/// is no such process (or off Linux).
+fn process_started(pid: u32) -> Option<u64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the command name (which may hold spaces and parentheses).
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the lock's holder is a process of this machine that is gone: its lease is then
+/// over at once, without waiting out [`S3_LOCK_TTL`] (a job restarted after `kill -9`). A
+/// holder elsewhere, or one that cannot be checked, is alive until its lease expires.
+fn holder_is_gone(h: &LockBody) -> bool {
+    match (&h.machine, h.started) {
+        (Some(machine), Some(started)) => {
+            this_machine().as_ref() == Some(machine) && process_started(h.pid) != Some(started)
+        }
+        _ => false,
+    }
 }
 
 fn now_ms() -> u64 {
@@ -535,6 +645,8 @@ fn lock_body(token: &str) -> Vec<u8> {
         owner: token.to_string(),
         pid: std::process::id(),
         refreshed_unix_ms: now_ms(),
+        machine: this_machine(),
+        started: process_started(std::process::id()),
     })
     .unwrap_or_default()
 }
@@ -547,6 +659,8 @@ fn lock_holder(store: &S3Store, key: &str) -> io::Result<Option<LockBody>> {
             owner: String::new(),
             pid: 0,
             refreshed_unix_ms: 0,
+            machine: None,
+            started: None,
         }))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -573,9 +687,11 @@ impl S3Lock {
                 None => continue, // released meanwhile
                 Some(h)
                     if now_ms().saturating_sub(h.refreshed_unix_ms)
-                        > S3_LOCK_TTL.as_millis() as u64 =>
+                        > S3_LOCK_TTL.as_millis() as u64
+                        || holder_is_gone(&h) =>
                 {
-                    // Its holder stopped refreshing it. Of the processes that saw this lock
+                    // Its holder stopped refreshing it, or is a process of this machine
+                    // that is gone. Of the processes that saw this lock
                     // stale, one may remove it: the one whose conditional PUT of a marker
                     // named after this lock instance wins (markers stay, so a late reader
                     // of the old lock can never win one and remove a newer lock).
@@ -971,5 +1087,16 @@ impl Storage for S3Storage {
     }
     fn has_locks(&self, _path: &std::path::Path) -> bool {
         false
+    }
+    fn is_abandoned(&self, dir: &std::path::Path) -> bool {
+        let Ok(objects) = self.key(dir).and_then(|k| self.store.list_modified(&k)) else {
+            return false;
+        };
+        let newest = objects.iter().map(|(_, t)| *t).max();
+        newest.is_none_or(|t| {
+            std::time::SystemTime::now()
+                .duration_since(t)
+                .is_ok_and(|age| age >= self.grace)
+        })
     }
 }

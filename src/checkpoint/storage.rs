@@ -29,7 +29,18 @@ pub trait StorageFile: Write + Send {
 }
 
 /// A lock taken with [`Storage::try_lock`]: held until dropped (or until its process dies).
-pub trait StorageLock: Send + Sync + fmt::Debug {}
+pub trait StorageLock: Send + Sync + fmt::Debug {
+    /// Whether this lock is still held. A filesystem lock is held until dropped; a lease on
+    /// an object store is lost when its holder stalled past its time to live and another
+    /// process took it over. A writer asks before it commits, so that a holder that lost
+    /// its lease never publishes into a folder someone else now owns.
+    ///
+    /// # Errors
+    /// When the store cannot be asked.
+    fn is_held(&self) -> io::Result<bool> {
+        Ok(true)
+    }
+}
 
 /// An object being written through [`Storage::create_object`] (a store without rename):
 /// invisible until published, then visible whole.
@@ -79,12 +90,19 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn create_object(&self, _path: &Path) -> Option<io::Result<Box<dyn ObjectWriter>>> {
         None
     }
-    /// Whether [`Storage::try_lock`] on `path` excludes other holders (true for
-    /// filesystems). An
-    /// object store has no locks: cleanup then never removes a write attempt's leftovers,
-    /// which a live writer elsewhere could still be filling.
+    /// Whether [`Storage::try_lock`] on `path` excludes other holders for as long as they
+    /// live (true for filesystems). An object store's locks are leases, which a stalled
+    /// holder can lose while it still writes: cleanup then removes a write attempt's
+    /// leftovers only once [`Storage::is_abandoned`] says so.
     fn has_locks(&self, _path: &Path) -> bool {
         true
+    }
+    /// On a store without locks ([`Storage::has_locks`] false): whether the write attempt in
+    /// folder `dir` (one without a manifest) is abandoned, so that cleanup may remove it:
+    /// nothing was written below it for the store's grace period, far longer than any lease.
+    /// Never true on a filesystem, where the owner's lock tells instead.
+    fn is_abandoned(&self, _dir: &Path) -> bool {
+        false
     }
 }
 
@@ -435,6 +453,9 @@ impl Storage for Arc<FaultyStorage> {
     fn has_locks(&self, path: &Path) -> bool {
         self.inner.has_locks(path)
     }
+    fn is_abandoned(&self, dir: &Path) -> bool {
+        self.inner.is_abandoned(dir)
+    }
 }
 
 impl ObjectWriter for Faulty<Box<dyn ObjectWriter>> {
@@ -545,5 +566,8 @@ impl Storage for DefaultStorage {
     }
     fn has_locks(&self, path: &Path) -> bool {
         self.route(path).is_ok_and(|s| s.has_locks(path))
+    }
+    fn is_abandoned(&self, dir: &Path) -> bool {
+        self.route(dir).is_ok_and(|s| s.is_abandoned(dir))
     }
 }

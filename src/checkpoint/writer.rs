@@ -252,12 +252,16 @@ impl<T: Data> WriteSession<T> {
         let bytes = manifest.encode()?;
         let final_path = self.dir.join(MANIFEST);
         if let Some(object) = self.create_object(&final_path) {
+            // A holder whose lease lapsed (a stall past its time to live) publishes nothing:
+            // another process may own the folder now, and its cleanup may take these parts.
+            self.app.check_still_owned()?;
             // The commit point on an object store: one conditional PUT, never replacing.
             let mut o = object?;
             o.write_all(&bytes)
                 .map_err(|e| Error::io("write", &final_path, e))?;
-            o.publish(true)
-                .map_err(|e| Error::io("commit", &final_path, e))?;
+            if let Err(e) = o.publish(true) {
+                self.settle_ambiguous_commit(&final_path, &bytes, e)?;
+            }
             return Ok(self.committed(manifest));
         }
         let temp = self.dir.join(format!(".manifest.{}.tmp", self.attempt));
@@ -286,6 +290,47 @@ impl<T: Data> WriteSession<T> {
                 .map_err(|e| Error::io("fsync folder", self.app.dir(), e))?;
         }
         Ok(self.committed(manifest))
+    }
+
+    /// Settles a manifest PUT that failed: a request whose answer was lost may have been
+    /// applied (and the client's retry of it then finds the object: `AlreadyExists`). The
+    /// manifest is read back: holding exactly this attempt's bytes, the commit happened;
+    /// holding another's, a writer this attempt raced won, and the error says so; absent,
+    /// the commit did not happen and the PUT's error stands.
+    fn settle_ambiguous_commit(
+        &self,
+        path: &Path,
+        ours: &[u8],
+        failed: std::io::Error,
+    ) -> Result<()> {
+        let mut found = Vec::new();
+        let read = self
+            .storage()
+            .open(path)
+            .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut found));
+        match read {
+            Ok(_) if found == ours => Ok(()),
+            Ok(_) => {
+                // Not ours to remove when this attempt aborts.
+                self.created.lock().retain(|p| p != path);
+                let winner = ManifestBody::decode(&found, path)
+                    .map(|m| format!("write {:016x}", m.write_id))
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                Err(Error::io(
+                    "commit",
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        format!(
+                            "another writer committed a manifest here first ({winner}); this \
+                             attempt ({:016x}) is discarded",
+                            self.write_id
+                        ),
+                    ),
+                ))
+            }
+            Err(_) => Err(Error::io("commit", path, failed)),
+        }
     }
 
     /// Reports the commit of `manifest`.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use flintlock::{Context, Event};
 
+pub mod backend;
 pub mod simfs;
 pub mod stream;
 
@@ -91,25 +92,9 @@ impl Recorder {
     }
 }
 
-/// Every file below `dir`, relative, sorted.
+/// Every file below `dir`, relative, sorted (on either backend: see `backend`).
 pub fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
-            }
-        }
-    }
-    out.sort();
-    out
+    backend::files_below(dir)
 }
 
 /// Temp files (`*.tmp`) anywhere below `dir`.

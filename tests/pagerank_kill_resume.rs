@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::backend;
 #[path = "../examples/pagerank/cli.rs"]
 mod cli;
 #[path = "../examples/pagerank/graph.rs"]
@@ -20,7 +21,7 @@ mod graph;
 #[path = "../examples/pagerank/job.rs"]
 mod job;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::Path;
 use std::process::Stdio;
@@ -139,16 +140,14 @@ fn last_reported_checkpoint(lines: &[String]) -> usize {
         .unwrap_or(0)
 }
 
-/// Checkpoint folders of the app without a manifest: a write in progress.
-fn uncommitted(app: &Path) -> usize {
-    std::fs::read_dir(app)
-        .map(|r| {
-            r.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rdd-"))
-                .filter(|e| !e.path().join("_manifest.json").exists())
-                .count()
-        })
-        .unwrap_or(0)
+/// Checkpoint folders of the app without a manifest: a write in progress, or (on S3, where
+/// cleanup waits out a grace period) one a killed run left.
+fn uncommitted(app: &Path) -> BTreeSet<String> {
+    backend::list(app)
+        .into_iter()
+        .filter(|name| name.starts_with("rdd-"))
+        .filter(|name| !backend::exists(&app.join(name).join("_manifest.json")))
+        .collect()
 }
 
 /// A splitmix64 step: the test's own seeded choices.
@@ -190,14 +189,16 @@ fn a_killed_pagerank_resumes_to_the_same_ranks_as_an_uncrashed_run() {
     let mut seed = 0x00c0_ffee_u64;
     let mut kills = 0usize;
     for trial in 0..trials {
-        let dir = scratch.path().join(format!("trial-{trial}"));
+        let place = backend::place();
+        let dir = place.path().to_path_buf();
         let app = dir.join("pagerank");
-        let output = dir.join("ranks.txt");
-        std::fs::create_dir_all(&dir).unwrap();
+        let output = scratch.path().join(format!("ranks-{trial}.txt"));
         let planned_kills = 1 + trial % 3;
         let mut reported = 0; // the newest checkpoint a killed run reported written
         let mut killed = 0;
         let final_lines = loop {
+            let left_before = uncommitted(&app);
+            let writing_now = || !uncommitted(&app).is_subset(&left_before);
             let mut run = spawn(&dir, &output, true);
             if killed == planned_kills {
                 let (status, lines) = run.finish();
@@ -221,7 +222,7 @@ fn a_killed_pagerank_resumes_to_the_same_ranks_as_an_uncrashed_run() {
                 }
                 2 => {
                     wait_until(&mut run, |r| {
-                        r.saw(|l| l.starts_with("iteration")) && uncommitted(&app) > 0
+                        r.saw(|l| l.starts_with("iteration")) && writing_now()
                     });
                 }
                 _ => {
@@ -232,7 +233,7 @@ fn a_killed_pagerank_resumes_to_the_same_ranks_as_an_uncrashed_run() {
             }
             kills += 1;
             let _ = run.child.kill(); // SIGKILL; a no-op if it already exited
-            let writing = uncommitted(&app) > 0; // the disk is frozen now
+            let writing = writing_now(); // the store is frozen now
             let (status, lines) = run.finish();
             let phase = if status.success() {
                 "none: the run had completed"
@@ -274,7 +275,7 @@ fn a_killed_pagerank_resumes_to_the_same_ranks_as_an_uncrashed_run() {
             got == expected,
             "trial {trial}: the resumed run's ranks differ from the uncrashed run's"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        backend::remove_all(&dir);
     }
     eprintln!(
         "{kills} kills over {trials} trials (an uncrashed run: {run_time:?}), by phase: {phases:?}"

@@ -506,6 +506,91 @@ mod on_s3 {
 
     #[test]
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_lock_of_a_dead_process_of_this_machine_is_taken_over_at_once_and_a_live_ones_is_not() {
+        let (url, store) = location();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let machine = format!(
+            "{} {}",
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .unwrap()
+                .trim(),
+            std::fs::read_link("/proc/self/ns/pid").unwrap().display()
+        );
+        let started = |pid: u32| -> u64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 1..];
+            after.split_whitespace().nth(19).unwrap().parse().unwrap()
+        };
+        let body = |owner: &str, pid: u32, started: u64| {
+            serde_json::json!({
+                "owner": owner, "pid": pid, "refreshed_unix_ms": now,
+                "machine": machine, "started": started,
+            })
+            .to_string()
+            .into_bytes()
+        };
+        let open = |app: &str| Context::builder().app_id(app).checkpoint_dir(&url).build();
+        // A child that ran and was reaped: freshly refreshed, but its process is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        store.put("gone/.lock", body("gone", pid, 1)).unwrap();
+        open("gone").expect("a dead holder's lock is over at once");
+        // This very process, freshly refreshed: alive.
+        let me = std::process::id();
+        store
+            .put("alive/.lock", body("alive", me, started(me)))
+            .unwrap();
+        assert!(matches!(open("alive"), Err(Error::Locked { .. })));
+        // A taker killed between its takeover marker and removing the lock: its marker goes
+        // stale like a lock, and the folder is not wedged.
+        store.put("wedged/.lock", body("old", pid, 1)).unwrap();
+        store
+            .put(
+                &format!("wedged/.lock.takeover-old-{now}"),
+                body("taker", pid, 1),
+            )
+            .unwrap();
+        open("wedged").expect("a dead taker's marker does not wedge the folder");
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_context_with_a_wrong_secret_fails_naming_endpoint_and_bucket_and_never_the_secret() {
+        let (url, _store) = location();
+        let secret = "wr0ng-S3CRET-that-must-not-leak-7";
+        let key_id = std::env::var("AWS_ACCESS_KEY_ID").unwrap();
+        let options = S3Options::from_env().credentials(&key_id, secret);
+        let bucket = url.trim_start_matches("s3://").split('/').next().unwrap();
+        let storage = flintlock::checkpoint::S3Storage::open(bucket, &options).unwrap();
+        let mut shown = vec![format!("{options:?}"), format!("{storage:?}")];
+        let err = Context::builder()
+            .app_id("denied")
+            .checkpoint_dir(&url)
+            .checkpoint_storage(storage)
+            .build()
+            .expect_err("a wrong secret cannot take the app folder's lock");
+        let msg = err.to_string();
+        shown.extend([msg.clone(), format!("{err:?}")]);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+        assert!(msg.contains(&endpoint), "no endpoint: {msg}");
+        assert!(msg.contains(&format!("s3://{bucket}")), "no bucket: {msg}");
+        assert!(
+            msg.contains("403")
+                || msg.to_lowercase().contains("denied")
+                || msg.to_lowercase().contains("signature"),
+            "not an authorization error: {msg}"
+        );
+        for text in &shown {
+            assert!(!text.contains(secret), "the secret shows in: {text}");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
     fn of_many_processes_seeing_a_stale_lock_exactly_one_takes_it_over() {
         let (url, store) = location();
         let ttl = flintlock::checkpoint::S3_LOCK_TTL.as_millis() as u64;

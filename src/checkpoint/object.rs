@@ -370,13 +370,17 @@ impl S3Store {
     /// The store's error, naming the prefix.
     pub fn list_children(&self, prefix: &str) -> io::Result<Vec<String>> {
         let (store, path) = (self.store.clone(), self.path(prefix)?);
+        let asked = path.clone();
         let listing = self
             .run(async move { store.list_with_delimiter(Some(&path)).await })
             .map_err(|e| self.error("LIST", prefix, e))?;
+        // A server with folders (SeaweedFS) lists an empty folder's own marker as an object
+        // at the prefix itself: not a child.
         let mut names: Vec<String> = listing
             .common_prefixes
             .iter()
             .chain(listing.objects.iter().map(|o| &o.location))
+            .filter(|p| **p != asked)
             .filter_map(|p| p.filename().map(str::to_string))
             .collect();
         names.sort();
@@ -622,6 +626,13 @@ fn process_started(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether a lock (or takeover marker) is over: not refreshed for [`S3_LOCK_TTL`], or its
+/// holder is a process of this machine that is gone.
+fn is_stale(h: &LockBody) -> bool {
+    now_ms().saturating_sub(h.refreshed_unix_ms) > S3_LOCK_TTL.as_millis() as u64
+        || holder_is_gone(h)
+}
+
 /// Whether the lock's holder is a process of this machine that is gone: its lease is then
 /// over at once, without waiting out [`S3_LOCK_TTL`] (a job restarted after `kill -9`). A
 /// holder elsewhere, or one that cannot be checked, is alive until its lease expires.
@@ -685,39 +696,55 @@ impl S3Lock {
             }
             match lock_holder(store, key)? {
                 None => continue, // released meanwhile
-                Some(h)
-                    if now_ms().saturating_sub(h.refreshed_unix_ms)
-                        > S3_LOCK_TTL.as_millis() as u64
-                        || holder_is_gone(&h) =>
-                {
-                    // Its holder stopped refreshing it, or is a process of this machine
-                    // that is gone. Of the processes that saw this lock
-                    // stale, one may remove it: the one whose conditional PUT of a marker
-                    // named after this lock instance wins (markers stay, so a late reader
-                    // of the old lock can never win one and remove a newer lock).
-                    let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                        .collect();
-                    let marker = format!("{key}.takeover-{instance}");
-                    match store.put_new(&marker, token.clone().into_bytes()) {
-                        Ok(()) => {
-                            // Removed only while it is still that instance.
-                            let same = lock_holder(store, key)?.is_some_and(|now| {
-                                now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
-                            });
-                            if same {
-                                store.delete(key)?;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-                        Err(e) => return Err(e),
+                Some(h) if is_stale(&h) => {
+                    if !Self::remove_stale(store, key, &h, &token)? {
+                        return Ok(None);
                     }
                 }
                 Some(_) => return Ok(None),
             }
         }
         Ok(None)
+    }
+
+    /// Removes the stale lock `h` at `key` unless another process is doing so; false when
+    /// one is. Of the processes that saw this lock stale, one may remove it: the one whose
+    /// conditional PUT of a marker named after this lock instance wins. Markers stay, so a
+    /// late reader of the old lock can never win one and remove a newer lock. A marker whose
+    /// writer died before removing the lock goes stale like a lock (its body is a lock
+    /// body), and the next generation's marker is raced for, so a kill at that instant
+    /// cannot wedge the folder.
+    fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<bool> {
+        let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        for generation in 0..16 {
+            let marker = match generation {
+                0 => format!("{key}.takeover-{instance}"),
+                g => format!("{key}.takeover-{instance}.{g}"),
+            };
+            match store.put_new(&marker, lock_body(token)) {
+                Ok(()) => {
+                    // Removed only while it is still that instance.
+                    let same = lock_holder(store, key)?.is_some_and(|now| {
+                        now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+                    });
+                    if same {
+                        store.delete(key)?;
+                    }
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    match lock_holder(store, &marker)? {
+                        Some(m) if is_stale(&m) => continue, // its taker died at work
+                        _ => return Ok(false),               // another process is at it
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     fn hold(store: &Arc<S3Store>, key: &str, token: String) -> S3Lock {
@@ -984,6 +1011,15 @@ impl io::Read for S3Reader {
 }
 
 impl S3Storage {
+    /// Deletes an emptied folder's own key (see `remove_dir_all`); never the bucket's root.
+    fn delete_folder_marker(&self, key: &str) -> io::Result<()> {
+        if key.is_empty() {
+            Ok(())
+        } else {
+            self.store.delete(key)
+        }
+    }
+
     fn buffered(&self, key: String) -> Buffered {
         Buffered {
             store: self.store.clone(),
@@ -1060,11 +1096,14 @@ impl Storage for S3Storage {
         for k in self.store.list(&key)? {
             self.store.delete(&k)?;
         }
-        Ok(())
+        // A server with folders (SeaweedFS) keeps the emptied folder, listed in its parent,
+        // until the folder's own key is deleted; on S3 this deletes nothing.
+        self.delete_folder_marker(&key)
     }
     fn remove_dir(&self, path: &std::path::Path) -> io::Result<()> {
-        if self.store.list_children(&self.key(path)?)?.is_empty() {
-            Ok(())
+        let key = self.key(path)?;
+        if self.store.list_children(&key)?.is_empty() {
+            self.delete_folder_marker(&key)
         } else {
             Err(io::Error::new(
                 io::ErrorKind::DirectoryNotEmpty,

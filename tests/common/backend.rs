@@ -157,3 +157,24 @@ pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Removes everything below `dir` (a folder, or every key under an S3 prefix).
+pub fn remove_all(dir: &Path) {
+    storage()
+        .remove_dir_all(dir)
+        .unwrap_or_else(|e| panic!("remove {}: {e}", dir.display()));
+}
+
+/// `builder` set up for a restart after a kill the test made: on S3, start-up cleanup then
+/// removes unmanifested attempts without waiting out the grace period (no writer is alive:
+/// the test killed it). Unchanged on the local filesystem, whose locks tell.
+pub fn without_grace(builder: flintlock::ContextBuilder) -> flintlock::ContextBuilder {
+    #[cfg(feature = "s3")]
+    if on_s3() {
+        use flintlock::checkpoint::{S3Options, S3Storage};
+        let bucket = std::env::var("FLINTLOCK_S3_BUCKET").unwrap_or_else(|_| "flintlock".into());
+        let options = S3Options::from_env().cleanup_grace(std::time::Duration::ZERO);
+        return builder.checkpoint_storage(S3Storage::open(&bucket, &options).unwrap());
+    }
+    builder
+}

@@ -591,6 +591,50 @@ mod on_s3 {
 
     #[test]
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn cleanup_removes_an_unmanifested_attempt_only_after_the_grace_period() {
+        let (url, store) = location();
+        let bucket = url.trim_start_matches("s3://").split('/').next().unwrap();
+        let grace = std::time::Duration::from_secs(3);
+        let open = || {
+            let options = S3Options::from_env().cleanup_grace(grace);
+            Context::builder()
+                .app_id("app")
+                .checkpoint_dir(&url)
+                .checkpoint_storage(
+                    flintlock::checkpoint::S3Storage::open(bucket, &options).unwrap(),
+                )
+                .build()
+                .unwrap()
+        };
+        // A committed checkpoint, and an attempt a stalled (or killed) writer left.
+        let ctx = open();
+        let rdd = ctx.range(0..100, 2);
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        let committed = rdd.checkpoint_path().unwrap();
+        drop((rdd, ctx));
+        let partial = "app/rdd-9-00000000deadbeef/part-00000";
+        store.put(partial, b"half a part".to_vec()).unwrap();
+        // Written just now: within the grace period, a start-up leaves it.
+        drop(open());
+        assert!(store.len(partial).is_ok(), "a fresh attempt was removed");
+        std::thread::sleep(grace + std::time::Duration::from_millis(500));
+        drop(open());
+        assert!(store.len(partial).is_err(), "an abandoned attempt was kept");
+        let back = Context::new()
+            .open_checkpoint::<u64>(&committed)
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(
+            back,
+            (0..100).collect::<Vec<_>>(),
+            "the committed one is whole"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
     fn of_many_processes_seeing_a_stale_lock_exactly_one_takes_it_over() {
         let (url, store) = location();
         let ttl = flintlock::checkpoint::S3_LOCK_TTL.as_millis() as u64;

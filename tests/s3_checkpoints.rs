@@ -618,6 +618,20 @@ mod on_s3 {
         // Written just now: within the grace period, a start-up leaves it.
         drop(open());
         assert!(store.len(partial).is_ok(), "a fresh attempt was removed");
+        // `flintlock gc` (default grace, 15 minutes) leaves it too, and does not report it.
+        for dry_run in [true, false] {
+            let report =
+                flintlock::checkpoint::admin::gc(std::path::Path::new(&url), None, dry_run)
+                    .unwrap();
+            assert!(
+                !report
+                    .removed
+                    .iter()
+                    .any(|r| r.path.to_string_lossy().contains("rdd-9-")),
+                "gc (dry run {dry_run}) takes a fresh attempt: {report:?}"
+            );
+        }
+        assert!(store.len(partial).is_ok(), "gc removed a fresh attempt");
         std::thread::sleep(grace + std::time::Duration::from_millis(500));
         drop(open());
         assert!(store.len(partial).is_err(), "an abandoned attempt was kept");

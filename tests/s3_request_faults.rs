@@ -68,6 +68,9 @@ mod on_s3 {
 
     #[derive(Default)]
     struct Faults {
+        /// Before the next manifest's PUT, delete the parts beside it (another process's
+        /// cleanup acting while the writer stalled).
+        steal_parts: std::sync::atomic::AtomicBool,
         armed: Mutex<Option<(Kind, usize, Mode)>>,
         seen: AtomicUsize,
         injected: AtomicUsize,
@@ -143,6 +146,15 @@ mod on_s3 {
             payload: PutPayload,
             opts: PutOptions,
         ) -> object_store::Result<PutResult> {
+            if location.as_ref().ends_with("/_manifest.json")
+                && self.faults.steal_parts.swap(false, Ordering::SeqCst)
+            {
+                let folder = Path::from(location.as_ref().trim_end_matches("/_manifest.json"));
+                let parts: Vec<ObjectMeta> = self.inner.list(Some(&folder)).try_collect().await?;
+                for part in parts {
+                    self.inner.delete(&part.location).await?;
+                }
+            }
             match self.faults.check(Kind::Put) {
                 Verdict::Go => self.inner.put_opts(location, payload, opts).await,
                 Verdict::Fail => Err(fault(Kind::Put)),
@@ -417,6 +429,41 @@ mod on_s3 {
             stray.is_empty(),
             "{kind:?} {mode:?}: left behind: {stray:?}"
         );
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_writer_whose_parts_were_cleaned_up_while_it_stalled_withdraws_its_manifest() {
+        let url = s3_prefix("stalled");
+        let faults = Arc::new(Faults::default());
+        let ctx = Context::builder()
+            .app_id("stalled")
+            .checkpoint_dir(&url)
+            .checkpoint_storage(storage(&url, &faults, false))
+            .build()
+            .unwrap();
+        let rdd = data(&ctx, false);
+        rdd.checkpoint().unwrap();
+        faults.steal_parts.store(true, Ordering::SeqCst);
+        let err = rdd
+            .count()
+            .expect_err("a commit without its parts must fail");
+        assert!(
+            err.to_string().contains("removed while it stalled"),
+            "{err}"
+        );
+        assert!(!rdd.is_checkpointed());
+        assert_eq!(
+            every_manifest_reads_back(&url, &[], "stalled"),
+            0,
+            "a manifest stayed"
+        );
+        // The next action writes it again.
+        assert_eq!(rdd.count().unwrap(), 3_000);
+        assert!(rdd.is_checkpointed());
+        let mut expected = data(&ctx, false).collect().unwrap();
+        expected.sort();
+        assert_eq!(every_manifest_reads_back(&url, &expected, "stalled"), 1);
     }
 
     macro_rules! sweeps {

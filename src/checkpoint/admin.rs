@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use super::format::{ManifestBody, PartFile, MANIFEST};
 use super::series::{computations, read_manifest, scan};
-use super::{clean_app_folder, is_app_folder, live, visit, DefaultStorage, Storage, Visit};
+use super::{
+    clean_app_folder, is_app_folder, is_attempt_name, live, visit, DefaultStorage, Storage, Visit,
+};
 use crate::error::{Error, Result};
 
 /// One checkpoint folder as `list` sees it.
@@ -94,8 +96,11 @@ fn checkpoints_of(storage: &dyn Storage, app: &Path) -> Vec<CheckpointInfo> {
         .list(app)
         .unwrap_or_default()
         .into_iter()
-        .filter(|entry| entry.starts_with("rdd-"))
-        .map(|entry| describe(storage, &app.join(entry)))
+        .filter(|entry| is_attempt_name(entry))
+        .map(|entry| app.join(entry))
+        // An app folder nested in this one (another app's checkpoint_dir) is not its own.
+        .filter(|path| !is_app_folder(storage, path))
+        .map(|path| describe(storage, &path))
         .collect()
 }
 
@@ -335,6 +340,9 @@ fn removals(storage: &dyn Storage, app: &Path, keep: Option<usize>) -> Vec<Remov
     let mut removed: Vec<Removal> = checkpoints_of(storage, app)
         .into_iter()
         .filter(|c| c.status == "uncommitted")
+        // On an object store, only an attempt nothing was written to for the grace period
+        // (a writer that stalled past its lease may still be filling a younger one).
+        .filter(|c| storage.has_locks(app) || storage.is_abandoned(&c.path))
         .map(|c| Removal {
             path: c.path,
             reason: "uncommitted leftover of a dead owner".to_string(),

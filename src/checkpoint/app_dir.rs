@@ -117,6 +117,22 @@ pub(crate) fn remove_checkpoint(storage: &dyn Storage, dir: &Path) {
     let _ = storage.remove_dir_all(dir);
 }
 
+/// Whether `name` is a checkpoint write attempt's folder name: `rdd-<id>-<write id, 16 hex
+/// digits>`, or flintlock 0.1's `rdd-<id>`. Nothing else below an app folder is ever taken
+/// for an attempt (an app folder named `rdd-team` nested in another is not one).
+pub(crate) fn is_attempt_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("rdd-") else {
+        return false;
+    };
+    let (id, write_id) = match rest.split_once('-') {
+        Some((id, w)) => (id, Some(w)),
+        None => (rest, None),
+    };
+    !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && write_id.is_none_or(|w| w.len() == 16 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `dir` is a flintlock app folder: it has the app marker and a lock file (on an
 /// object store, whose lock object exists only while held, the marker alone).
 pub(crate) fn is_app_folder(storage: &dyn Storage, dir: &Path) -> bool {
@@ -138,17 +154,19 @@ pub(crate) fn clean_app_folder(storage: &dyn Storage, dir: &Path) {
     };
     for name in entries {
         let path = dir.join(&name);
-        if name.starts_with("rdd-") {
-            let committed = storage
-                .list(&path)
-                .map(|files| files.iter().any(|f| f == MANIFEST))
-                .unwrap_or(true);
-            if !committed && (!leases || storage.is_abandoned(&path)) {
-                let _ = storage.remove_dir_all(&path);
-            } else if let Ok(files) = storage.list(&path) {
+        if is_attempt_name(&name) {
+            let Ok(files) = storage.list(&path) else {
+                continue;
+            };
+            if files.iter().any(|f| f == APP_MARKER) {
+                continue; // an app folder nested here (another app's checkpoint_dir)
+            }
+            if files.iter().any(|f| f == MANIFEST) {
                 for f in files.iter().filter(|f| f.ends_with(".tmp")) {
                     let _ = storage.remove_file(&path.join(f));
                 }
+            } else if !leases || storage.is_abandoned(&path) {
+                let _ = storage.remove_dir_all(&path);
             }
         } else if name.ends_with(".tmp") {
             let _ = storage.remove_file(&path);
@@ -204,6 +222,12 @@ impl std::fmt::Debug for AppDir {
 
 impl AppDir {
     pub(crate) fn open(root: &Path, app_id: &str, config: &Config) -> Result<AppDir> {
+        if is_attempt_name(app_id) {
+            return Err(Error::InvalidArgument(format!(
+                "app id {app_id:?} has the shape of a checkpoint folder's name (rdd-<id>...); \
+                 choose another"
+            )));
+        }
         let storage = config.storage.clone();
         let root = resolve_root(root)?;
         let dir = root.join(app_id);

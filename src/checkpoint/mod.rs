@@ -60,7 +60,8 @@ pub use storage::{
 };
 
 pub(crate) use app_dir::{
-    clean_app_folder, is_app_folder, remove_checkpoint, resolve_root, visit, AppDir, Visit,
+    clean_app_folder, is_app_folder, is_attempt_name, remove_checkpoint, resolve_root, visit,
+    AppDir, Visit,
 };
 pub(crate) use codec::{Codec, SerdeCodec};
 pub(crate) use live::delete_when_unread;

@@ -310,7 +310,10 @@ pub(crate) fn scan(
         .list(app_dir)
         .map_err(|e| Error::io("list", app_dir, e))?;
     let mut out = Vec::new();
-    for name in names.iter().filter(|n| n.starts_with("rdd-")) {
+    for name in names
+        .iter()
+        .filter(|n| crate::checkpoint::is_attempt_name(n))
+    {
         let dir = app_dir.join(name);
         let Ok(files) = storage.list(&dir) else {
             continue;

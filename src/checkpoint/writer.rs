@@ -262,6 +262,7 @@ impl<T: Data> WriteSession<T> {
             if let Err(e) = o.publish(true) {
                 self.settle_ambiguous_commit(&final_path, &bytes, e)?;
             }
+            self.confirm_parts_after_commit(&final_path)?;
             return Ok(self.committed(manifest));
         }
         let temp = self.dir.join(format!(".manifest.{}.tmp", self.attempt));
@@ -290,6 +291,40 @@ impl<T: Data> WriteSession<T> {
                 .map_err(|e| Error::io("fsync folder", self.app.dir(), e))?;
         }
         Ok(self.committed(manifest))
+    }
+
+    /// On an object store, after the manifest is published: every part it names is still
+    /// there. A writer that stalled between its lease check and the PUT for longer than the
+    /// cleanup grace period may have had its parts removed by another process's cleanup;
+    /// then the manifest is withdrawn and the commit fails, instead of reporting a
+    /// checkpoint whose data is gone.
+    fn confirm_parts_after_commit(&self, manifest: &Path) -> Result<()> {
+        let names = self
+            .storage()
+            .list(&self.dir)
+            .map_err(|e| Error::io("list", &self.dir, e))?;
+        let missing: Vec<String> = (0..self.num_partitions)
+            .map(part_name)
+            .filter(|p| !names.contains(p))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let _ = self.storage().remove_file(manifest);
+        Err(Error::io(
+            "commit",
+            manifest,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} of this attempt's parts ({}) were removed while it stalled before \
+                     committing (cleanup by another process after the grace period); the \
+                     manifest is withdrawn and the checkpoint will be written again",
+                    missing.len(),
+                    missing.join(", ")
+                ),
+            ),
+        ))
     }
 
     /// Settles a manifest PUT that failed: a request whose answer was lost may have been

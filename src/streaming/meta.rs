@@ -592,7 +592,10 @@ impl StreamDir {
         let Ok(names) = self.storage.list(&dir) else {
             return;
         };
-        for n in names.iter().filter(|n| n.starts_with("rdd-")) {
+        for n in names
+            .iter()
+            .filter(|n| crate::checkpoint::is_attempt_name(n))
+        {
             let rel = format!("{STATE}/{op}/{n}");
             if keep.is_some_and(|k| k.path == rel) {
                 continue;
@@ -610,7 +613,7 @@ pub(crate) fn state_checkpoints_exist(storage: &dyn Storage, dir: &Path) -> bool
             .list(&state.join(op))
             .unwrap_or_default()
             .iter()
-            .any(|n| n.starts_with("rdd-"))
+            .any(|n| crate::checkpoint::is_attempt_name(n))
     })
 }
 

@@ -53,7 +53,10 @@ enum Command {
         json: bool,
     },
     /// Removes uncommitted leftovers of dead owners and, with --keep, all but the newest N
-    /// checkpoints of each series; never touches an app a live process holds.
+    /// checkpoints of each series; never touches an app a live process holds. A process
+    /// that reads an old step through `open_checkpoint` without owning its app folder is not
+    /// seen: run gc --keep when no such reader runs. On S3, an uncommitted attempt goes only
+    /// after nothing was written below it for 15 minutes (a writer may be stalled).
     Gc {
         /// The checkpoint directory.
         dir: PathBuf,

@@ -117,7 +117,7 @@ pub use checkpoint::{CheckpointState, Compression};
 pub use context::{Context, ContextBuilder, MemoryStats};
 pub use dependency::{Dependency, DependencyKind};
 pub use error::{Error, Result};
-pub use listener::{Event, Listener, StageKind};
+pub use listener::{Event, LineageEdge, LineageNode, Listener, StageKind};
 pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
 pub use rdd::node::{CallSite, RddBase};
 #[allow(deprecated)]

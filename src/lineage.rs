@@ -65,6 +65,40 @@ fn line(node: &dyn RddBase) -> String {
     s
 }
 
+/// Every RDD `root` reaches, once each, `root` first (then in depth-first order), with
+/// the edges to its parents: the lineage a job starts with ([`crate::Event::JobLineage`]).
+pub(crate) fn snapshot(root: Arc<dyn RddBase>) -> Vec<crate::listener::LineageNode> {
+    let mut nodes = Vec::new();
+    let mut seen: FxHashSet<usize> = FxHashSet::default();
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.id()) {
+            continue;
+        }
+        let deps = node.dependencies();
+        let parents = deps
+            .iter()
+            .map(|d| crate::listener::LineageEdge {
+                parent: d.parent_id(),
+                kind: d.kind(),
+            })
+            .collect();
+        nodes.push(crate::listener::LineageNode {
+            id: node.id(),
+            kind: node.kind(),
+            name: node.name(),
+            call_site: node.call_site().to_string(),
+            partitions: node.num_partitions(),
+            partitioner: node.partitioner(),
+            storage_level: node.storage_level(),
+            checkpoint_state: node.checkpoint_state(),
+            parents,
+        });
+        stack.extend(deps.into_iter().rev().map(|d| d.parent()));
+    }
+    nodes
+}
+
 /// Spark's `toDebugString`, iteratively. A node met a second time (a shared parent) is
 /// printed once more with `(shown above)` instead of repeating its whole lineage.
 pub(crate) fn debug_string(root: Arc<dyn RddBase>) -> String {

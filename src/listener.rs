@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::block_store::StorageLevel;
 use crate::checkpoint::CheckpointState;
+use crate::Partitioner;
 
 /// Whether a stage produces shuffle outputs or the job's results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +21,41 @@ pub enum StageKind {
     CheckpointCompletion,
 }
 
+/// One RDD of a job's lineage, as [`Event::JobLineage`] shows it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LineageNode {
+    /// The RDD's id.
+    pub id: usize,
+    /// Its kind, named as in Spark (`MapPartitionsRdd`, `ShuffledRdd`,
+    /// `ReliableCheckpointRdd`, ...).
+    pub kind: &'static str,
+    /// The user-given name, if any.
+    pub name: Option<String>,
+    /// Where it was created (`map at src/main.rs:12:5`).
+    pub call_site: String,
+    /// Its number of partitions.
+    pub partitions: usize,
+    /// How its keys are partitioned, if known.
+    pub partitioner: Option<Partitioner>,
+    /// How computed partitions are kept.
+    pub storage_level: StorageLevel,
+    /// Where it is in the checkpoint state machine.
+    pub checkpoint_state: CheckpointState,
+    /// The edges to its parents, in dependency order.
+    pub parents: Vec<LineageEdge>,
+}
+
+/// An edge from an RDD to one of its parents in a [`LineageNode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LineageEdge {
+    /// The parent's id.
+    pub parent: usize,
+    /// The dependency's kind (narrow ones, or a shuffle).
+    pub kind: crate::DependencyKind,
+}
+
 /// Something that happened in a context. Sent to every [`Listener`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -31,6 +68,15 @@ pub enum Event {
         rdd_id: usize,
         /// How many of its partitions the action needs.
         partitions: usize,
+    },
+    /// The lineage of a job's RDD as the job starts (sent right after
+    /// [`Event::JobStarted`], only when a listener is attached): every RDD it reaches once,
+    /// the job's RDD first, with its checkpoint state before the job.
+    JobLineage {
+        /// The job.
+        job_id: usize,
+        /// The RDDs, each with the edges to its parents.
+        nodes: Vec<LineageNode>,
     },
     /// A job ended.
     JobEnded {

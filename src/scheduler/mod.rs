@@ -59,6 +59,12 @@ where
         partitions: partitions.len(),
     });
     let root: Arc<dyn Node> = rdd.clone();
+    if ctx.inner.has_listeners() {
+        ctx.inner.emit(Event::JobLineage {
+            job_id,
+            nodes: crate::lineage::snapshot(root.clone()),
+        });
+    }
     let result = checkpoint::claim_for_job(&ctx, &root).and_then(|checkpoints| {
         // Tasks catch their own panics; this catches the rest (a `Storage` impl during the
         // commit, say), so that no panic strands a claimed RDD InProgress.

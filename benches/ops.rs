@@ -3,6 +3,10 @@
 //! combine, hash-partitioned buckets, per-partition merge / hash join). Target: engine /
 //! hand-written at most 1.5.
 //!
+//! Then the cost of an event log (`ContextBuilder::event_log`): the same two jobs, and 200
+//! small jobs (4 tasks each, where per-event costs show most), each in a context that logs
+//! against one that does not. Target: no measurable difference.
+//!
 //! `cargo bench --bench ops` — the `RATIO` lines at the end are the figures.
 
 mod support;
@@ -173,6 +177,46 @@ fn bench(c: &mut Criterion) {
         || engine_join(&a, &b),
         "hand-written",
         || hand_join(&left, &right, parts),
+    );
+
+    // The event log: the same jobs in a context that logs every event to a file.
+    let log_dir = tempfile::tempdir().unwrap();
+    let logged = Context::builder()
+        .event_log(log_dir.path().join("ops.jsonl"))
+        .build()
+        .unwrap();
+    let logged_rdd = logged.parallelize(data.clone(), parts);
+    let (la, lb) = (
+        logged.parallelize(left.clone(), parts),
+        logged.parallelize(right.clone(), parts),
+    );
+    support::compare(
+        15,
+        "reduce_by_key 10M pairs, event log on / off",
+        "logged",
+        || engine_reduce(&logged_rdd),
+        "plain",
+        || engine_reduce(&rdd),
+    );
+    support::compare(
+        15,
+        "join 1M x 1M, event log on / off",
+        "logged",
+        || engine_join(&la, &lb),
+        "plain",
+        || engine_join(&a, &b),
+    );
+    let small_jobs = |ctx: &Context| {
+        let rdd = ctx.range(0..4000, 4).map(|x| x * 2);
+        (0..200).map(|_| rdd.count().unwrap()).sum::<u64>()
+    };
+    support::compare(
+        15,
+        "200 small jobs (4 tasks), event log on / off",
+        "logged",
+        || small_jobs(&logged),
+        "plain",
+        || small_jobs(&ctx),
     );
 }
 

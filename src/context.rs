@@ -304,6 +304,7 @@ pub struct ContextBuilder {
     app_id: Option<String>,
     threads: Option<usize>,
     checkpoint_dir: Option<PathBuf>,
+    event_log: Option<PathBuf>,
     config: Config,
 }
 
@@ -314,6 +315,7 @@ impl Default for ContextBuilder {
             app_id: None,
             threads: None,
             checkpoint_dir: None,
+            event_log: None,
             config: Config {
                 checkpoint_all_marked_ancestors: false,
                 clean_checkpoints: false,
@@ -354,6 +356,23 @@ impl ContextBuilder {
     /// [`Error::NoCheckpointDir`].
     pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Writes every event of the context to `path`, one JSON object per line (see
+    /// [`crate::event_log`]), for `flintlock report path -o report.html`. The file is
+    /// created, or emptied if it exists; writes are buffered and flushed at the end of each
+    /// job and when the last handle to the context (or to an RDD of it) is dropped. A write
+    /// that fails later (a full disk) ends the log with a message on stderr and never fails
+    /// a job.
+    ///
+    /// ```no_run
+    /// let ctx = flintlock::Context::builder().event_log("run.jsonl").build()?;
+    /// ctx.range(0..1000, 4).map(|x| x * 2).count()?;
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn event_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.event_log = Some(path.into());
         self
     }
 
@@ -423,7 +442,8 @@ impl ContextBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for zero threads or a pool that cannot start; the errors of
-    /// [`Context::set_checkpoint_dir`] when a checkpoint directory was given.
+    /// [`Context::set_checkpoint_dir`] when a checkpoint directory was given;
+    /// [`Error::Io`] naming the event log when it cannot be created.
     pub fn build(self) -> Result<Context> {
         let threads = match self.threads {
             Some(0) => {
@@ -464,6 +484,15 @@ impl ContextBuilder {
                 config: self.config,
             }),
         };
+        if let Some(path) = &self.event_log {
+            let writer = crate::event_log::EventLogWriter::create(
+                path,
+                &ctx.inner.app_name,
+                &ctx.inner.app_id,
+                threads,
+            )?;
+            ctx.add_listener(writer);
+        }
         if let Some(dir) = self.checkpoint_dir {
             ctx.set_checkpoint_dir(dir)?;
         }

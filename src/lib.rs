@@ -49,6 +49,7 @@
 //! | `RDDCheckpointData` | [`CheckpointState`] machine in `checkpoint` |
 //! | `ReliableCheckpointRDD`, `LocalCheckpointRDD` | `ReliableCheckpointRdd`, `LocalCheckpointRdd` kinds |
 //! | `SparkListener` | [`Listener`] and [`Event`] |
+//! | event log (`spark.eventLog.enabled`), history server | [`ContextBuilder::event_log`], [`event_log`], `flintlock report` (module `report`, feature `report`) |
 //! | `toDebugString` | [`Rdd::to_debug_string`], plus [`Rdd::to_dot`] and [`Rdd::lineage_depth`] |
 //!
 //! ## Where flintlock differs from Spark
@@ -104,10 +105,13 @@ pub mod checkpoint;
 mod context;
 mod dependency;
 mod error;
+pub mod event_log;
 mod lineage;
 mod listener;
 mod partitioner;
 mod rdd;
+#[cfg(feature = "report")]
+pub mod report;
 mod scheduler;
 mod shuffle;
 pub mod streaming;

@@ -78,6 +78,13 @@ pub enum Event {
         /// The RDDs, each with the edges to its parents.
         nodes: Vec<LineageNode>,
     },
+    /// A job failed (sent right before its [`Event::JobEnded`]).
+    JobFailed {
+        /// The job.
+        job_id: usize,
+        /// The error the action returns, as text.
+        error: String,
+    },
     /// A job ended.
     JobEnded {
         /// The job.
@@ -120,6 +127,16 @@ pub enum Event {
         /// The partition it computes.
         partition: usize,
     },
+    /// A task failed (sent right before its [`Event::TaskEnded`]): it panicked or its
+    /// partition could not be computed.
+    TaskFailed {
+        /// The stage.
+        stage_id: usize,
+        /// The partition it computed.
+        partition: usize,
+        /// The error, as text (a panic's message is in it).
+        error: String,
+    },
     /// A task ended.
     TaskEnded {
         /// The stage.
@@ -159,6 +176,19 @@ pub enum Event {
         path: PathBuf,
         /// Total bytes of its part files.
         bytes: u64,
+    },
+    /// A checkpoint was swapped in for an RDD's lineage (right after its
+    /// [`Event::CheckpointStateChanged`] to `Checkpointed`): the RDD now reads the
+    /// checkpoint RDD, and its former parents are released.
+    LineageTruncated {
+        /// The checkpointed RDD.
+        rdd_id: usize,
+        /// The RDD that reads the checkpoint, the RDD's only parent from now on.
+        checkpoint_rdd_id: usize,
+        /// Its kind: `ReliableCheckpointRdd` or `LocalCheckpointRdd`.
+        checkpoint_kind: &'static str,
+        /// The ids of the parents the RDD held before, now released.
+        released_parents: Vec<usize>,
     },
     /// A request to checkpoint was not taken, because the RDD keeps another checkpoint
     /// (e.g. `checkpoint()` after `local_checkpoint()`: the local one is kept).

@@ -61,6 +61,10 @@ pub struct Args {
     /// How many top-ranked nodes to print.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Write every job, stage, task and checkpoint event to FILE (JSON lines), for
+    /// `flintlock report FILE -o report.html`.
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<PathBuf>,
 }
 
 /// Runs the job `args` describe, printing progress to stdout.
@@ -84,6 +88,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(t) = args.threads {
         builder = builder.threads(t);
+    }
+    if let Some(path) = &args.event_log {
+        builder = builder.event_log(path);
     }
     let ctx = builder.build()?;
     let partitions = args.partitions.unwrap_or(2 * ctx.threads()).max(1);
@@ -147,6 +154,12 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => {}
     }
+    println!(
+        "lineage depth: the longest path from ranks to a source or checkpoint; 1 right after \
+         a checkpoint, then {} since each round joins the cached links ({} deep), +5 a round",
+        job.links_depth() + 5,
+        job.links_depth()
+    );
     let bar = std::io::stdout().is_terminal().then(|| {
         let bar = ProgressBar::new(args.iterations as u64);
         bar.set_position(job.resumed_from().map_or(0, |(done, _)| done as u64));
@@ -206,6 +219,14 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         drop(w);
         temp.persist(path)?;
         println!("wrote {} ranks to {}", ranks.len(), path.display());
+    }
+    if let Some(path) = &args.event_log {
+        // Complete on disk already: the log is flushed when each job ends.
+        println!(
+            "event log: {} (see it: cargo run --release -- report {} -o report.html)",
+            path.display(),
+            path.display()
+        );
     }
     let iterations = args.iterations.max(1) as f64;
     println!(

@@ -231,6 +231,12 @@ impl Job {
     }
 
     /// The iteration the run resumes after and the checkpoint it read, when it resumes.
+    /// The lineage depth of the cached `links` branch: every iteration's `ranks` joins it,
+    /// so its depth is a floor under the depth of `ranks`, even right after a checkpoint.
+    pub fn links_depth(&self) -> usize {
+        self.links.lineage_depth()
+    }
+
     pub fn resumed_from(&self) -> Option<(usize, &Path)> {
         self.resumed_from.as_deref().map(|p| (self.done, p))
     }

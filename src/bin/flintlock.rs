@@ -5,6 +5,7 @@
 //! flintlock verify PATH                  every checksum and frame; exit status 1 on damage
 //! flintlock show PATH                    the manifest and a table of its parts
 //! flintlock gc DIR [--keep N] [--dry-run]
+//! flintlock report EVENTLOG -o report.html   an HTML page of an event log's jobs
 //! ```
 //! `--json` on each prints the report as JSON, for scripts.
 
@@ -18,7 +19,7 @@ use flintlock::checkpoint::admin;
 #[command(
     name = "flintlock",
     version,
-    about = "Inspect, verify and clean flintlock checkpoints"
+    about = "Inspect, verify and clean flintlock checkpoints; turn event logs into reports"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -70,6 +71,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes one self-contained HTML page (no network, no script) from an event log
+    /// (`Context::builder().event_log(path)`): each job's lineage drawn with its checkpoint
+    /// states, stages and shuffles, a timeline of tasks per worker thread, the checkpoint
+    /// writes, and lineage depth and time per job. Lines of a damaged or cut-off log are
+    /// skipped, and the report says which.
+    Report {
+        /// The event log.
+        event_log: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long, default_value = "report.html")]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +109,39 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 
 fn run(cli: Cli) -> flintlock::Result<ExitCode> {
     match cli.command {
+        Command::Report { event_log, output } => {
+            let summary = flintlock::report::write(&event_log, &output)?;
+            for s in summary.skipped.iter().take(10) {
+                eprintln!(
+                    "flintlock: {} line {}: skipped: {}",
+                    event_log.display(),
+                    s.line,
+                    s.reason
+                );
+            }
+            if summary.skipped.len() > 10 {
+                eprintln!(
+                    "flintlock: and {} more lines skipped (listed in the report)",
+                    summary.skipped.len() - 10
+                );
+            }
+            for (job, why) in summary.not_drawn.iter().take(3) {
+                eprintln!("flintlock: the lineage of job {job} is not drawn: {why}");
+            }
+            println!(
+                "wrote {}: {} jobs, {} stages, {} tasks{}",
+                output.display(),
+                summary.jobs,
+                summary.stages,
+                summary.tasks,
+                if summary.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} lines of the log skipped)", summary.skipped.len())
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::List { dir, json: as_json } => {
             let apps = admin::list(&dir)?;
             if as_json {

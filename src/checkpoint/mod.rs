@@ -428,8 +428,16 @@ impl<T: Data> CheckpointOps for RddNode<T> {
             c.path = path.clone();
             self.transition(&mut c, CheckpointState::Checkpointed)
         };
-        self.swap_lineage(checkpoint_rdd);
+        let checkpoint_rdd_id = checkpoint_rdd.id();
+        let checkpoint_kind = checkpoint_rdd.node.kind();
+        let released_parents = self.swap_lineage(checkpoint_rdd);
         ctx.inner.emit(event);
+        ctx.inner.emit(Event::LineageTruncated {
+            rdd_id: self.id,
+            checkpoint_rdd_id,
+            checkpoint_kind,
+            released_parents,
+        });
         if let Some((tag, app)) = retain {
             // After the commit: the series' checkpoints beyond `keep` go, each when no RDD
             // reads it any more (never while one does).

@@ -507,13 +507,16 @@ impl<T: Data> RddNode<T> {
     ///
     /// Never panics: the old lineage holds user closures, whose `Drop` may panic; that panic
     /// is caught (the checkpoint is committed and installed by then, and must stay so).
-    pub(crate) fn swap_lineage(&self, checkpoint_rdd: crate::Rdd<T>) {
+    /// Returns the ids of the parents released.
+    pub(crate) fn swap_lineage(&self, checkpoint_rdd: crate::Rdd<T>) -> Vec<usize> {
         let old = std::mem::replace(
             &mut *self.lineage.write(),
             Lineage::Checkpointed(checkpoint_rdd),
         );
-        let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut ids = Vec::new();
+        let released = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let parents = old.parents();
+            ids = parents.iter().map(|p| p.id()).collect();
             drop(old);
             release_lineage(parents);
         }));
@@ -525,6 +528,7 @@ impl<T: Data> RddNode<T> {
                 crate::scheduler::panic_message(payload.as_ref())
             );
         }
+        ids
     }
 }
 

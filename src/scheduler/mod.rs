@@ -99,6 +99,12 @@ where
         }
         result
     });
+    if let Err(e) = &result {
+        ctx.inner.emit(Event::JobFailed {
+            job_id,
+            error: e.to_string(),
+        });
+    }
     ctx.inner.emit(Event::JobEnded {
         job_id,
         succeeded: result.is_ok(),

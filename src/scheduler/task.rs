@@ -184,6 +184,13 @@ pub(crate) fn run_task<R>(
     // Materialised segments and any half-written checkpoint partition go with the context.
     drop(catch_unwind(AssertUnwindSafe(move || drop(tc))));
     if events {
+        if let Err(e) = &result {
+            ctx.inner.emit(Event::TaskFailed {
+                stage_id,
+                partition,
+                error: e.to_string(),
+            });
+        }
         ctx.inner.emit(Event::TaskEnded {
             stage_id,
             partition,

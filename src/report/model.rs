@@ -1,0 +1,397 @@
+//! What the report shows, gathered from an event log's lines: jobs with their lineage and
+//! its states at the job's end, stages, tasks, checkpoint writes and notable events.
+//!
+//! Every field comes from the log, so nothing here trusts it: missing starts or ends,
+//! unknown ids and out-of-order times are tolerated, never unwrapped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::event_log::{EventLog, LoggedNode, Record};
+
+/// A lineage truncation: `rdd` now reads `checkpoint` instead of `released`.
+#[derive(Clone, Debug)]
+pub(crate) struct Truncation {
+    pub(crate) rdd: u64,
+    pub(crate) checkpoint: u64,
+    pub(crate) kind: String,
+    pub(crate) released: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) rdd_id: Option<u64>,
+    pub(crate) partitions: Option<u64>,
+    pub(crate) start_t: Option<u64>,
+    pub(crate) end_t: Option<u64>,
+    pub(crate) elapsed_us: Option<u64>,
+    pub(crate) succeeded: Option<bool>,
+    pub(crate) error: Option<String>,
+    pub(crate) lineage: Vec<LoggedNode>,
+    /// Checkpoint states when the job ended (or when the log ends, for a job that did not).
+    pub(crate) end_states: HashMap<u64, String>,
+    /// Lineages truncated while the job ran.
+    pub(crate) truncations: Vec<Truncation>,
+    start_line: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stage {
+    pub(crate) id: u64,
+    pub(crate) job_id: u64,
+    pub(crate) kind: String,
+    pub(crate) rdd_id: u64,
+    pub(crate) shuffle_id: Option<u64>,
+    pub(crate) tasks: u64,
+    pub(crate) start_t: Option<u64>,
+    pub(crate) end_t: Option<u64>,
+    pub(crate) elapsed_us: Option<u64>,
+    pub(crate) succeeded: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Task {
+    pub(crate) stage_id: u64,
+    pub(crate) partition: u64,
+    pub(crate) worker: Option<usize>,
+    pub(crate) start_t: u64,
+    pub(crate) end_t: Option<u64>,
+    pub(crate) succeeded: Option<bool>,
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CheckpointWrite {
+    pub(crate) rdd_id: u64,
+    pub(crate) parts: u64,
+    pub(crate) records: u64,
+    pub(crate) part_bytes: u64,
+    pub(crate) path: Option<String>,
+    pub(crate) committed_bytes: Option<u64>,
+    pub(crate) started_t: Option<u64>,
+    pub(crate) committed_t: Option<u64>,
+    pub(crate) kind: Option<String>,
+}
+
+/// Everything the report draws.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Model {
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) stages: BTreeMap<u64, Stage>,
+    pub(crate) tasks: Vec<Task>,
+    pub(crate) checkpoints: BTreeMap<u64, CheckpointWrite>,
+    /// (time, what, text) of events worth a line: failures, skipped and released
+    /// checkpoints, dropped partitioners, ignored requests.
+    pub(crate) notes: Vec<(u64, &'static str, String)>,
+    pub(crate) last_t: u64,
+}
+
+impl Model {
+    pub(crate) fn build(log: &EventLog) -> Model {
+        let mut m = Model::default();
+        let mut jobs: BTreeMap<u64, Job> = BTreeMap::new();
+        let mut states: HashMap<u64, String> = HashMap::new();
+        let mut truncations: Vec<(usize, Truncation)> = Vec::new();
+        let mut open_tasks: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+        for (i, line) in log.lines.iter().enumerate() {
+            let t = line.t_us;
+            m.last_t = m.last_t.max(t);
+            match &line.record {
+                Record::JobStarted {
+                    job_id,
+                    rdd_id,
+                    partitions,
+                } => {
+                    let job = job_entry(&mut jobs, *job_id, i);
+                    job.rdd_id = Some(*rdd_id);
+                    job.partitions = Some(*partitions);
+                    job.start_t = Some(t);
+                    job.start_line = i;
+                }
+                Record::JobLineage { job_id, nodes } => {
+                    let job = job_entry(&mut jobs, *job_id, i);
+                    if job.lineage.is_empty() {
+                        job.lineage = nodes.clone();
+                    }
+                    for n in nodes {
+                        states
+                            .entry(n.id)
+                            .or_insert_with(|| n.checkpoint_state.clone());
+                    }
+                }
+                Record::JobFailed { job_id, error } => {
+                    job_entry(&mut jobs, *job_id, i).error = Some(error.clone());
+                    m.notes
+                        .push((t, "job failed", format!("job {job_id}: {error}")));
+                }
+                Record::JobEnded {
+                    job_id,
+                    succeeded,
+                    elapsed_us,
+                } => {
+                    let job = job_entry(&mut jobs, *job_id, i);
+                    job.end_t = Some(t);
+                    job.succeeded = Some(*succeeded);
+                    job.elapsed_us = Some(*elapsed_us);
+                    close_job(job, &states, &truncations, i);
+                }
+                Record::StageStarted {
+                    job_id,
+                    stage_id,
+                    kind,
+                    rdd_id,
+                    shuffle_id,
+                    tasks,
+                } => {
+                    let s = m.stages.entry(*stage_id).or_default();
+                    s.id = *stage_id;
+                    s.job_id = *job_id;
+                    s.kind = kind.clone();
+                    s.rdd_id = *rdd_id;
+                    s.shuffle_id = *shuffle_id;
+                    s.tasks = *tasks;
+                    s.start_t = Some(t);
+                }
+                Record::StageEnded {
+                    job_id,
+                    stage_id,
+                    succeeded,
+                    elapsed_us,
+                } => {
+                    let s = m.stages.entry(*stage_id).or_default();
+                    s.id = *stage_id;
+                    s.job_id = *job_id;
+                    s.end_t = Some(t);
+                    s.elapsed_us = Some(*elapsed_us);
+                    s.succeeded = Some(*succeeded);
+                }
+                Record::TaskStarted {
+                    stage_id,
+                    partition,
+                } => {
+                    open_tasks
+                        .entry((*stage_id, *partition))
+                        .or_default()
+                        .push(m.tasks.len());
+                    m.tasks.push(Task {
+                        stage_id: *stage_id,
+                        partition: *partition,
+                        worker: line.worker,
+                        start_t: t,
+                        end_t: None,
+                        succeeded: None,
+                        error: None,
+                    });
+                }
+                Record::TaskFailed {
+                    stage_id,
+                    partition,
+                    error,
+                } => {
+                    let open = open_tasks.get(&(*stage_id, *partition));
+                    if let Some(&k) = open.and_then(|v| v.last()) {
+                        m.tasks[k].error = Some(error.clone());
+                    }
+                    m.notes.push((
+                        t,
+                        "task failed",
+                        format!("stage {stage_id} partition {partition}: {error}"),
+                    ));
+                }
+                Record::TaskEnded {
+                    stage_id,
+                    partition,
+                    succeeded,
+                    elapsed_us,
+                } => {
+                    let open = open_tasks.get_mut(&(*stage_id, *partition));
+                    match open.and_then(Vec::pop) {
+                        Some(k) => {
+                            m.tasks[k].end_t = Some(t.max(m.tasks[k].start_t));
+                            m.tasks[k].succeeded = Some(*succeeded);
+                        }
+                        None => m.tasks.push(Task {
+                            stage_id: *stage_id,
+                            partition: *partition,
+                            worker: line.worker,
+                            start_t: t.saturating_sub(*elapsed_us),
+                            end_t: Some(t),
+                            succeeded: Some(*succeeded),
+                            error: None,
+                        }),
+                    }
+                }
+                Record::CheckpointStateChanged { rdd_id, to, .. } => {
+                    states.insert(*rdd_id, to.clone());
+                    if to == "InProgress" {
+                        let c = ckpt_entry(&mut m.checkpoints, *rdd_id);
+                        c.started_t.get_or_insert(t);
+                    }
+                }
+                Record::CheckpointPartitionWritten {
+                    rdd_id,
+                    records,
+                    bytes,
+                    ..
+                } => {
+                    let c = ckpt_entry(&mut m.checkpoints, *rdd_id);
+                    c.parts = c.parts.saturating_add(1);
+                    c.records = c.records.saturating_add(*records);
+                    c.part_bytes = c.part_bytes.saturating_add(*bytes);
+                }
+                Record::CheckpointCommitted {
+                    rdd_id,
+                    path,
+                    bytes,
+                } => {
+                    let c = ckpt_entry(&mut m.checkpoints, *rdd_id);
+                    c.path = Some(path.clone());
+                    c.committed_bytes = Some(*bytes);
+                    c.committed_t = Some(t);
+                }
+                Record::LineageTruncated {
+                    rdd_id,
+                    checkpoint_rdd_id,
+                    checkpoint_kind,
+                    released_parents,
+                } => {
+                    ckpt_entry(&mut m.checkpoints, *rdd_id).kind = Some(checkpoint_kind.clone());
+                    truncations.push((
+                        i,
+                        Truncation {
+                            rdd: *rdd_id,
+                            checkpoint: *checkpoint_rdd_id,
+                            kind: checkpoint_kind.clone(),
+                            released: released_parents.clone(),
+                        },
+                    ));
+                }
+                Record::CheckpointRequestIgnored { rdd_id, reason } => m.notes.push((
+                    t,
+                    "checkpoint request ignored",
+                    format!("rdd {rdd_id}: {reason}"),
+                )),
+                Record::CheckpointSkipped {
+                    series,
+                    path,
+                    reason,
+                } => m.notes.push((
+                    t,
+                    "checkpoint skipped",
+                    format!("series {series:?}, {path}: {reason}"),
+                )),
+                Record::CheckpointReleased {
+                    series,
+                    step,
+                    path,
+                    deleted_now,
+                } => m.notes.push((
+                    t,
+                    "checkpoint released",
+                    format!(
+                        "series {series:?} step {step}, {path}: {}",
+                        if *deleted_now {
+                            "deleted"
+                        } else {
+                            "deleted when its last reader goes"
+                        }
+                    ),
+                )),
+                Record::PartitionerDropped { rdd_id, reason } => {
+                    m.notes
+                        .push((t, "partitioner dropped", format!("rdd {rdd_id}: {reason}")))
+                }
+                Record::LogStart { .. } => {}
+            }
+        }
+        // Jobs the log does not see end (a killed process): states as the log ends.
+        let end = log.lines.len();
+        for job in jobs.values_mut() {
+            if job.end_t.is_none() {
+                close_job(job, &states, &truncations, end);
+            }
+        }
+        m.jobs = jobs.into_values().collect();
+        m
+    }
+
+    /// The stages of `job`, by id.
+    pub(crate) fn stages_of(&self, job: u64) -> Vec<&Stage> {
+        self.stages.values().filter(|s| s.job_id == job).collect()
+    }
+}
+
+fn job_entry(jobs: &mut BTreeMap<u64, Job>, id: u64, line: usize) -> &mut Job {
+    jobs.entry(id).or_insert_with(|| Job {
+        id,
+        start_line: line,
+        ..Job::default()
+    })
+}
+
+fn ckpt_entry(c: &mut BTreeMap<u64, CheckpointWrite>, rdd: u64) -> &mut CheckpointWrite {
+    c.entry(rdd).or_insert_with(|| CheckpointWrite {
+        rdd_id: rdd,
+        ..CheckpointWrite::default()
+    })
+}
+
+/// The states of the job's RDDs at line `end`, and the truncations since it started.
+fn close_job(
+    job: &mut Job,
+    states: &HashMap<u64, String>,
+    truncations: &[(usize, Truncation)],
+    end: usize,
+) {
+    let ids: HashSet<u64> = job.lineage.iter().map(|n| n.id).collect();
+    job.end_states = ids
+        .iter()
+        .filter_map(|id| states.get(id).map(|s| (*id, s.clone())))
+        .collect();
+    job.truncations = truncations
+        .iter()
+        .filter(|(i, t)| *i > job.start_line && *i < end && ids.contains(&t.rdd))
+        .map(|(_, t)| t.clone())
+        .collect();
+}
+
+/// The longest path from the lineage's first node to a node without parents (edges to
+/// unknown ids ignored, a cycle in a damaged log cut where it closes).
+pub(crate) fn lineage_depth(nodes: &[LoggedNode]) -> u64 {
+    let Some(root) = nodes.first() else {
+        return 0;
+    };
+    let by_id: HashMap<u64, &LoggedNode> = nodes.iter().map(|n| (n.id, n)).collect();
+    let mut depth: HashMap<u64, u64> = HashMap::new();
+    let mut on_stack: HashSet<u64> = HashSet::new();
+    let mut stack: Vec<(u64, bool)> = vec![(root.id, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        let Some(node) = by_id.get(&id) else {
+            continue;
+        };
+        if expanded {
+            on_stack.remove(&id);
+            let d = node
+                .parents
+                .iter()
+                .filter_map(|e| depth.get(&e.parent).map(|d| d + 1))
+                .max()
+                .unwrap_or(0);
+            depth.insert(id, d);
+            continue;
+        }
+        if depth.contains_key(&id) || !on_stack.insert(id) {
+            continue;
+        }
+        stack.push((id, true));
+        for e in &node.parents {
+            if by_id.contains_key(&e.parent)
+                && !depth.contains_key(&e.parent)
+                && !on_stack.contains(&e.parent)
+            {
+                stack.push((e.parent, false));
+            }
+        }
+    }
+    depth.get(&root.id).copied().unwrap_or(0)
+}

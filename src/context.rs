@@ -361,10 +361,12 @@ impl ContextBuilder {
 
     /// Writes every event of the context to `path`, one JSON object per line (see
     /// [`crate::event_log`]), for `flintlock report path -o report.html`. The file is
-    /// created, or emptied if it exists; writes are buffered and flushed at the end of each
-    /// job and when the last handle to the context (or to an RDD of it) is dropped. A write
-    /// that fails later (a full disk) ends the log with a message on stderr and never fails
-    /// a job.
+    /// created, or emptied if it exists, once the rest of the build has succeeded; the
+    /// context holds an exclusive lock on it, so a second live context (or process) given
+    /// the same path fails to build instead of mixing two logs. Writes are buffered and
+    /// flushed at the end of each job, at least every half second, and when the last handle
+    /// to the context (or to an RDD of it) is dropped. A write that fails later (a full
+    /// disk) ends the log with a message on stderr and never fails a job.
     ///
     /// ```no_run
     /// let ctx = flintlock::Context::builder().event_log("run.jsonl").build()?;
@@ -484,6 +486,10 @@ impl ContextBuilder {
                 config: self.config,
             }),
         };
+        if let Some(dir) = self.checkpoint_dir {
+            ctx.set_checkpoint_dir(dir)?;
+        }
+        // Last: a build that fails leaves an existing log alone.
         if let Some(path) = &self.event_log {
             let writer = crate::event_log::EventLogWriter::create(
                 path,
@@ -492,9 +498,6 @@ impl ContextBuilder {
                 threads,
             )?;
             ctx.add_listener(writer);
-        }
-        if let Some(dir) = self.checkpoint_dir {
-            ctx.set_checkpoint_dir(dir)?;
         }
         Ok(ctx)
     }

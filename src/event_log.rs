@@ -23,6 +23,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -125,7 +126,14 @@ pub enum Record {
     },
     JobLineage {
         job_id: u64,
+        /// The longest path from the job's RDD to a source or checkpoint.
+        #[serde(default)]
+        depth: Option<u64>,
+        /// At most [`MAX_LOGGED_NODES`], the job's RDD first.
         nodes: Vec<LoggedNode>,
+        /// RDDs of the lineage left out of `nodes`.
+        #[serde(default)]
+        omitted_nodes: u64,
     },
     JobFailed {
         job_id: u64,
@@ -239,9 +247,8 @@ impl Record {
                 rdd_id: id(*rdd_id),
                 partitions: id(*partitions),
             },
-            Event::JobLineage { job_id, nodes } => Record::JobLineage {
-                job_id: id(*job_id),
-                nodes: nodes
+            Event::JobLineage { job_id, nodes } => {
+                let mut logged: Vec<LoggedNode> = nodes
                     .iter()
                     .map(|n| LoggedNode {
                         id: id(n.id),
@@ -261,8 +268,17 @@ impl Record {
                             })
                             .collect(),
                     })
-                    .collect(),
-            },
+                    .collect();
+                let depth = lineage_depth(&logged);
+                let omitted = logged.len().saturating_sub(MAX_LOGGED_NODES);
+                logged.truncate(MAX_LOGGED_NODES);
+                Record::JobLineage {
+                    job_id: id(*job_id),
+                    depth: Some(depth),
+                    nodes: logged,
+                    omitted_nodes: id(omitted),
+                }
+            }
             Event::JobFailed { job_id, error } => Record::JobFailed {
                 job_id: id(*job_id),
                 error: error.clone(),
@@ -423,61 +439,87 @@ impl Record {
     }
 }
 
-/// The listener behind [`crate::ContextBuilder::event_log`].
-pub(crate) struct EventLogWriter {
-    path: PathBuf,
-    start: Instant,
-    out: Mutex<Option<BufWriter<File>>>,
+/// The most RDDs a [`Record::JobLineage`] line lists (the job's RDD first, then in
+/// depth-first order); the rest are counted in its `omitted_nodes`. The report draws at most
+/// 250, and without a cap an iterative job that is never checkpointed writes a log that
+/// grows with the square of its iterations.
+pub const MAX_LOGGED_NODES: usize = 500;
+
+/// How often a background thread flushes what the log has buffered, so that it reaches the
+/// file even when no job ends and the context is never dropped (a listener that holds a
+/// clone of its own context keeps it alive).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The longest path from the first node to a node without parents, over the edges whose
+/// parents are listed (a cycle in a damaged log is cut where it closes).
+pub(crate) fn lineage_depth(nodes: &[LoggedNode]) -> u64 {
+    let Some(root) = nodes.first() else {
+        return 0;
+    };
+    let by_id: std::collections::HashMap<u64, &LoggedNode> =
+        nodes.iter().map(|n| (n.id, n)).collect();
+    let mut depth: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut on_stack: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut stack: Vec<(u64, bool)> = vec![(root.id, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        let Some(node) = by_id.get(&id) else {
+            continue;
+        };
+        if expanded {
+            on_stack.remove(&id);
+            let d = node
+                .parents
+                .iter()
+                .filter_map(|e| depth.get(&e.parent).map(|d| d + 1))
+                .max()
+                .unwrap_or(0);
+            depth.insert(id, d);
+            continue;
+        }
+        if depth.contains_key(&id) || !on_stack.insert(id) {
+            continue;
+        }
+        stack.push((id, true));
+        for e in &node.parents {
+            if by_id.contains_key(&e.parent)
+                && !depth.contains_key(&e.parent)
+                && !on_stack.contains(&e.parent)
+            {
+                stack.push((e.parent, false));
+            }
+        }
+    }
+    depth.get(&root.id).copied().unwrap_or(0)
 }
 
-impl EventLogWriter {
-    /// Creates (or truncates) `path` and writes the [`Record::LogStart`] line.
-    pub(crate) fn create(
-        path: &Path,
-        app_name: &str,
-        app_id: &str,
-        threads: usize,
-    ) -> Result<EventLogWriter> {
-        if path.to_string_lossy().contains("://") {
-            return Err(Error::InvalidArgument(format!(
-                "event logs are written to local files; {} is not one",
-                path.display()
-            )));
-        }
-        let file = File::create(path).map_err(|e| Error::io("create", path, e))?;
-        let writer = EventLogWriter {
-            path: path.to_path_buf(),
-            start: Instant::now(),
-            out: Mutex::new(Some(BufWriter::with_capacity(64 << 10, file))),
-        };
-        let header = Line {
-            t_us: 0,
-            worker: None,
-            record: Record::LogStart {
-                format: FORMAT.to_string(),
-                version: VERSION,
-                flintlock: env!("CARGO_PKG_VERSION").to_string(),
-                app_name: app_name.to_string(),
-                app_id: app_id.to_string(),
-                started_at: humantime::format_rfc3339_micros(std::time::SystemTime::now())
-                    .to_string(),
-                threads: id(threads),
-            },
-        };
-        writer.write(&header, true);
-        let failed = writer.out.lock().is_none();
-        if failed {
-            return Err(Error::io(
-                "write",
-                path,
-                std::io::Error::other("the event log's first line could not be written"),
-            ));
-        }
-        Ok(writer)
-    }
+/// What the writer and its flushing thread share.
+struct Shared {
+    path: PathBuf,
+    start: Instant,
+    out: Mutex<Out>,
+}
 
-    fn write(&self, line: &Line, flush: bool) {
-        let mut buf = match serde_json::to_vec(line) {
+struct Out {
+    /// `None` once a write failed: the log ends there.
+    file: Option<BufWriter<File>>,
+    /// Written since the last flush.
+    dirty: bool,
+}
+
+impl Shared {
+    /// Encodes the line with the time taken under the lock (so times never go back from
+    /// line to line) and writes it.
+    fn write(&self, worker: Option<usize>, record: Record, flush: bool) {
+        let mut out = self.out.lock();
+        if out.file.is_none() {
+            return;
+        }
+        let line = Line {
+            t_us: micros(self.start.elapsed()),
+            worker,
+            record,
+        };
+        let mut buf = match serde_json::to_vec(&line) {
             Ok(buf) => buf,
             Err(e) => {
                 eprintln!(
@@ -489,20 +531,156 @@ impl EventLogWriter {
             }
         };
         buf.push(b'\n');
+        let Some(w) = out.file.as_mut() else {
+            return;
+        };
+        let written = w
+            .write_all(&buf)
+            .and_then(|()| if flush { w.flush() } else { Ok(()) });
+        match written {
+            Ok(()) => out.dirty = !flush,
+            Err(e) => self.fail(&mut out, &e),
+        }
+    }
+
+    fn flush(&self) {
         let mut out = self.out.lock();
-        if let Some(w) = out.as_mut() {
-            let written = w
-                .write_all(&buf)
-                .and_then(|()| if flush { w.flush() } else { Ok(()) });
-            if let Err(e) = written {
-                eprintln!(
-                    "flintlock: writing the event log {} failed ({e}); the log ends here, jobs \
-                     go on",
-                    self.path.display()
-                );
-                *out = None;
+        if !out.dirty {
+            return;
+        }
+        if let Some(w) = out.file.as_mut() {
+            match w.flush() {
+                Ok(()) => out.dirty = false,
+                Err(e) => self.fail(&mut out, &e),
             }
         }
+    }
+
+    fn fail(&self, out: &mut Out, e: &std::io::Error) {
+        eprintln!(
+            "flintlock: writing the event log {} failed ({e}); the log ends here, jobs go on",
+            self.path.display()
+        );
+        out.file = None;
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The listener behind [`crate::ContextBuilder::event_log`]. It holds an exclusive lock on
+/// the file while it lives, so two contexts (or processes) never write one log.
+pub(crate) struct EventLogWriter {
+    shared: Arc<Shared>,
+}
+
+/// Whether `path` starts with a URL scheme (`s3://`, `file://`, ...).
+fn has_scheme(path: &str) -> bool {
+    let Some((scheme, _)) = path.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+impl EventLogWriter {
+    /// Takes `path` (created, or emptied once its lock is taken) and writes the
+    /// [`Record::LogStart`] line.
+    pub(crate) fn create(
+        path: &Path,
+        app_name: &str,
+        app_id: &str,
+        threads: usize,
+    ) -> Result<EventLogWriter> {
+        let text = path.to_string_lossy();
+        if text.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the event log path is empty".to_string(),
+            ));
+        }
+        if has_scheme(&text) {
+            return Err(Error::InvalidArgument(format!(
+                "event logs are written to local files; {} is a URL",
+                path.display()
+            )));
+        }
+        // Opening a FIFO for writing would wait for a reader; a folder cannot be written.
+        if let Ok(meta) = std::fs::metadata(path) {
+            if !meta.is_file() {
+                return Err(Error::io(
+                    "create",
+                    path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "not a regular file (an event log is one)",
+                    ),
+                ));
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| Error::io("create", path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::InvalidArgument(format!(
+                    "the event log {} is being written by another live context or process; \
+                     give each its own file",
+                    path.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
+        }
+        file.set_len(0)
+            .map_err(|e| Error::io("truncate", path, e))?;
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            start: Instant::now(),
+            out: Mutex::new(Out {
+                file: Some(BufWriter::with_capacity(64 << 10, file)),
+                dirty: false,
+            }),
+        });
+        shared.write(
+            None,
+            Record::LogStart {
+                format: FORMAT.to_string(),
+                version: VERSION,
+                flintlock: env!("CARGO_PKG_VERSION").to_string(),
+                app_name: app_name.to_string(),
+                app_id: app_id.to_string(),
+                started_at: humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                    .to_string(),
+                threads: id(threads),
+            },
+            true,
+        );
+        if shared.out.lock().file.is_none() {
+            return Err(Error::io(
+                "write",
+                path,
+                std::io::Error::other("the event log's first line could not be written"),
+            ));
+        }
+        let weak = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("flintlock-event-log".to_string())
+            .spawn(move || loop {
+                std::thread::sleep(FLUSH_EVERY);
+                match weak.upgrade() {
+                    Some(shared) => shared.flush(),
+                    None => return,
+                }
+            })
+            .map_err(|e| Error::io("start the flushing thread of", path, e))?;
+        Ok(EventLogWriter { shared })
     }
 }
 
@@ -519,32 +697,14 @@ impl Listener for EventLogWriter {
     fn on_event(&self, event: &Event) {
         let record = Record::of(event);
         // Flushed where a reader would want to see everything so far: at the end of each
-        // job, and at the rare events outside jobs.
+        // job, and at the rare events outside jobs; the flushing thread does the rest.
         let flush = matches!(
             record,
             Record::JobEnded { .. }
                 | Record::CheckpointSkipped { .. }
                 | Record::CheckpointReleased { .. }
         );
-        let line = Line {
-            t_us: micros(self.start.elapsed()),
-            worker: worker_index(),
-            record,
-        };
-        self.write(&line, flush);
-    }
-}
-
-impl Drop for EventLogWriter {
-    fn drop(&mut self) {
-        if let Some(w) = self.out.get_mut().as_mut() {
-            if let Err(e) = w.flush() {
-                eprintln!(
-                    "flintlock: flushing the event log {} failed: {e}",
-                    self.path.display()
-                );
-            }
-        }
+        self.shared.write(worker_index(), record, flush);
     }
 }
 
@@ -625,6 +785,13 @@ pub fn read_from(mut reader: impl BufRead, path: &Path) -> Result<EventLog> {
                     break;
                 }
             }
+            if start.is_none() {
+                return Err(not_a_log(
+                    path,
+                    number,
+                    format!("its first line is longer than {MAX_LINE_BYTES} bytes"),
+                ));
+            }
             skipped.push(SkippedLine {
                 line: number,
                 reason: format!("longer than {MAX_LINE_BYTES} bytes"),
@@ -633,6 +800,13 @@ pub fn read_from(mut reader: impl BufRead, path: &Path) -> Result<EventLog> {
         }
         let text = match std::str::from_utf8(&buf) {
             Ok(t) => t.trim(),
+            Err(_) if start.is_none() => {
+                return Err(not_a_log(
+                    path,
+                    number,
+                    "its first line is not UTF-8 text".to_string(),
+                ))
+            }
             Err(_) => {
                 skipped.push(SkippedLine {
                     line: number,
@@ -662,10 +836,11 @@ pub fn read_from(mut reader: impl BufRead, path: &Path) -> Result<EventLog> {
                     return Err(not_a_log(
                         path,
                         number,
-                        format!(
-                            "its first line names format {format:?} version {version}, not \
-                             {FORMAT:?}"
-                        ),
+                        if format == FORMAT {
+                            format!("its first line names version {version}; versions start at 1")
+                        } else {
+                            format!("its first line names format {format:?}, not {FORMAT:?}")
+                        },
                     ))
                 }
                 other => {

@@ -51,6 +51,18 @@
 //! | `SparkListener` | [`Listener`] and [`Event`] |
 //! | event log (`spark.eventLog.enabled`), history server | [`ContextBuilder::event_log`], [`event_log`], `flintlock report` (module `report`, feature `report`) |
 //! | `toDebugString` | [`Rdd::to_debug_string`], plus [`Rdd::to_dot`] and [`Rdd::lineage_depth`] |
+//! | `subtract`, `intersection`, `subtractByKey` | [`Rdd::subtract`], [`Rdd::intersection`], [`Rdd::subtract_by_key`] |
+//! | `top`, `takeOrdered`, `takeSample` | [`Rdd::top`], [`Rdd::take_ordered`] (and [`Rdd::take_ordered_by_key`]), [`Rdd::take_sample`] |
+//! | `sortBy`, `groupBy`, `keyBy` | [`Rdd::sort_by`], [`Rdd::group_by`], [`Rdd::key_by`] |
+//! | `sum`, `mean`, `variance`, `stdev`, `sampleVariance`, `sampleStdev`, `stats` (`StatCounter`) | [`Rdd::sum`], [`Rdd::mean`], [`Rdd::variance`], [`Rdd::stdev`], [`Rdd::sample_variance`], [`Rdd::sample_stdev`], [`Rdd::stats`] ([`StatCounter`]), on `Rdd<T: Numeric>` |
+//! | `histogram(bucketCount)`, `histogram(buckets)` | [`Rdd::histogram`], [`Rdd::histogram_with`] |
+//! | `isEmpty`, `treeAggregate`, `treeReduce`, `randomSplit` | [`Rdd::is_empty`], [`Rdd::tree_aggregate`], [`Rdd::tree_reduce`], [`Rdd::random_split`] |
+//! | `zipPartitions`, `mapPartitionsWithIndex`, `pipe` | [`Rdd::zip_partitions`], [`Rdd::map_partitions_with_index`], [`Rdd::pipe`] (and [`Rdd::pipe_with_env`]) |
+//! | `collectAsMap`, `countApproxDistinct` | [`Rdd::collect_as_map`], [`Rdd::count_approx_distinct`] |
+//! | `SparkContext.union`, `PartitionerAwareUnionRDD` | [`Context::union`]; [`Rdd::union`] keeps a shared partitioner |
+//! | `coalesce(n, shuffle)`, `repartition` | [`Rdd::coalesce`], [`Rdd::coalesce_with`], [`Rdd::repartition`] (round-robin) |
+//! | `cogroup(other1, other2)`, `cogroup(other1, other2, other3)` | [`Rdd::cogroup3`], [`Rdd::cogroup4`] |
+//! | `range(start, end, step, numSlices)` | [`Context::range_step`] (and [`Context::range`] over `u64`) |
 //!
 //! ## Where flintlock differs from Spark
 //! - A checkpoint costs **one** computation: partitions are written while the action
@@ -126,7 +138,7 @@ pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
 pub use rdd::node::{CallSite, RddBase};
 #[allow(deprecated)]
 pub use rdd::PartitionIter;
-pub use rdd::{BoxedPartitionIter, PartitionIterator, Rdd, WeakRdd, BATCH};
+pub use rdd::{BoxedPartitionIter, Numeric, PartitionIterator, Rdd, StatCounter, WeakRdd, BATCH};
 
 /// What an RDD can hold: shared between threads and cloned when a partition is read from a
 /// cache, a shuffle or a collection. Implemented for every such type.

@@ -155,6 +155,54 @@ fn union_cartesian_coalesce_cogroup_zip_checkpoint() {
 }
 
 #[test]
+fn the_spark_api_kinds_checkpoint() {
+    // PartitionerAwareUnionRdd keeps its partitioner through the checkpoint.
+    check_kind(|ctx| {
+        let a = ctx
+            .range(0..40, 3)
+            .map(|x| (x % 7, x))
+            .reduce_by_key(|a, b| a + b);
+        let b = ctx
+            .range(0..30, 2)
+            .map(|x| (x % 5, x))
+            .reduce_by_key(|a, b| a + b);
+        ctx.union(&[a, b.partition_by(Partitioner::hash(3))])
+    });
+    check_kind(|ctx| ctx.range_step(100, -3, -7, 3).unwrap());
+    #[cfg(unix)]
+    check_kind(|ctx| ctx.range(0..40, 3).pipe(["cat"]));
+    check_kind(|ctx| ctx.range(0..60, 3).subtract(&ctx.range(10..20, 2)));
+    check_kind(|ctx| ctx.range(0..60, 3).intersection(&ctx.range(10..80, 2)));
+    check_kind(|ctx| {
+        let a = ctx.range(0..30, 3).map(|x| (x % 9, x));
+        a.subtract_by_key(&ctx.range(0..4, 1).map(|x| (x, ())))
+    });
+    check_kind(|ctx| {
+        let a = ctx.range(0..20, 2).map(|x| (x % 5, x));
+        let b = ctx.range(0..10, 3).map(|x| (x % 4, x * 10));
+        let c = ctx.range(0..6, 1).map(|x| (x, format!("c{x}")));
+        let d = ctx.range(0..3, 1).map(|x| (x + 2, x as f64));
+        a.cogroup4(&b, &c, &d)
+            .map_values(|(mut v, mut w, mut x, d)| {
+                v.sort();
+                w.sort();
+                x.sort();
+                (v, w, x, d)
+            })
+    });
+    check_kind(|ctx| {
+        ctx.range(0..30, 3).group_by(|x| x % 4).map_values(|mut v| {
+            v.sort();
+            v
+        })
+    });
+    check_kind(|ctx| ctx.range(0..50, 3).sort_by(|x| (x * 37) % 50, false));
+    check_kind(|ctx| ctx.range(0..50, 2).repartition(5));
+    check_kind(|ctx| ctx.range(0..50, 5).coalesce_with(3, true));
+    check_kind(|ctx| ctx.range(0..100, 4).random_split(&[1.0, 2.0], 5).remove(1));
+}
+
+#[test]
 fn a_checkpointed_hash_partitioned_rdd_joins_without_a_shuffle_here_and_after_reopening() {
     let dir = common::backend::place();
     let ctx = ctx_with_dir(dir.path());

@@ -265,3 +265,136 @@ fn the_log_goes_on_after_a_listener_panics_and_two_contexts_write_two_logs() {
     };
     assert_eq!((tasks(&la), tasks(&lb)), (4, 3));
 }
+
+#[test]
+fn a_failed_build_or_a_second_context_never_touches_a_log_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let ckpt = dir.path().join("ckpt");
+    let a = Context::builder()
+        .app_id("fixed")
+        .checkpoint_dir(&ckpt)
+        .event_log(&path)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        a.range(0..10, 2).count().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    // The same app id: the build fails on the checkpoint folder's lock, before the log.
+    let err = Context::builder()
+        .app_id("fixed")
+        .checkpoint_dir(&ckpt)
+        .event_log(&path)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    // Another app id, the same log: refused by the log's own lock.
+    let err = Context::builder().event_log(&path).build().unwrap_err();
+    assert!(
+        err.to_string().contains("being written by another"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the log was touched");
+    a.range(0..10, 2).count().unwrap();
+    drop(a);
+    let log = event_log::read(&path).unwrap();
+    assert!(log.skipped.is_empty(), "{:?}", log.skipped);
+    let jobs = log
+        .lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::JobEnded { .. }))
+        .count();
+    assert_eq!(jobs, 4);
+    // Free again once the context is gone.
+    Context::builder().event_log(&path).build().unwrap();
+}
+
+#[test]
+fn the_log_reaches_the_file_even_when_a_listener_keeps_its_context_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let ctx = Context::builder().event_log(&path).build().unwrap();
+    // A listener holding a clone of its own context: the context is never dropped.
+    let keep = ctx.clone();
+    ctx.add_listener(move |_: &Event| {
+        let _ = keep.app_id();
+    });
+    let rdd = ctx.range(0..10, 2).cache();
+    rdd.count().unwrap();
+    rdd.local_checkpoint().unwrap(); // an event after the last job ended
+    drop((rdd, ctx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = event_log::read(&path).unwrap();
+        if log.lines.iter().any(
+            |l| matches!(&l.record, Record::CheckpointStateChanged { to, .. } if to == "Marked"),
+        ) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last event never reached the file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_long_lineage_is_logged_capped_with_its_depth() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let ctx = Context::builder().event_log(&path).build().unwrap();
+    let mut rdd = ctx.range(0..10, 2);
+    for _ in 0..700 {
+        rdd = rdd.map(|x| x + 1);
+    }
+    assert_eq!(rdd.count().unwrap(), 10);
+    drop((rdd, ctx));
+    let log = event_log::read(&path).unwrap();
+    let (depth, nodes, omitted) = log
+        .lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::JobLineage {
+                depth,
+                nodes,
+                omitted_nodes,
+                ..
+            } => Some((*depth, nodes.len(), *omitted_nodes)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(depth, Some(700));
+    assert_eq!(nodes, event_log::MAX_LOGGED_NODES);
+    assert_eq!(nodes as u64 + omitted, 701);
+    let html = flintlock::report::render(&log);
+    assert!(html.contains("its lineage has 701 RDDs"), "not said");
+    assert!(html.contains("lineage depth 700"));
+}
+
+#[test]
+fn odd_paths_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Context::builder().event_log("").build().unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let err = Context::builder()
+        .event_log(dir.path())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    // A local path may contain "://" after its first component.
+    let odd = dir.path().join("a:").join("").join("x");
+    std::fs::create_dir_all(&odd).unwrap();
+    let inside = odd.join("log.jsonl");
+    Context::builder().event_log(&inside).build().unwrap();
+    #[cfg(unix)]
+    {
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = Context::builder().event_log(&fifo).build().unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+    }
+}

@@ -72,6 +72,29 @@ fn damaged_lines_are_skipped_and_named() {
         let html = report::render(&log);
         assert!(html.contains("line 2:"), "{html}");
     }
+    // A file of binary lines is not a log (not "empty"), nor is one whose first line is.
+    let err = read_from(Cursor::new(b"\xff\xfe\n\xff\n".to_vec()), Path::new("bin")).unwrap_err();
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
+    let mut bytes = b"garbage \xff\n".to_vec();
+    bytes.extend_from_slice(format!("{h}\n").as_bytes());
+    assert!(read_from(Cursor::new(bytes), Path::new("bin")).is_err());
+    let zero = h.replace(
+        &format!("\"version\":{}", event_log::VERSION),
+        "\"version\":0",
+    );
+    let err = read_from(Cursor::new(zero.into_bytes()), Path::new("z")).unwrap_err();
+    assert!(
+        err.to_string().contains("version 0; versions start at 1"),
+        "{err}"
+    );
+    // Noncharacters and bidirectional overrides do not reach the page.
+    let text = format!(
+        "{h}\n{{\"t_us\":1,\"event\":\"PartitionerDropped\",\"rdd_id\":1,\"reason\":\"a\\uffffb\\u202egnp.exe\"}}\n"
+    );
+    let log = read_from(Cursor::new(text.into_bytes()), Path::new("x")).unwrap();
+    let html = report::render(&log);
+    assert!(!html.contains('\u{ffff}') && !html.contains('\u{202e}'));
+    assert!(html.contains("a\u{fffd}b\u{fffd}gnp.exe"));
     // Not UTF-8.
     let mut bytes = format!("{h}\n").into_bytes();
     bytes.extend_from_slice(b"{\"t_us\":1,\xff\xfe}\n");
@@ -85,6 +108,86 @@ fn damaged_lines_are_skipped_and_named() {
     let log = read_from(Cursor::new(newer.into_bytes()), Path::new("x.jsonl")).unwrap();
     assert!(log.newer_version);
     assert!(report::render(&log).contains("newer flintlock"));
+}
+
+/// Lineages with very many paths (a zip of two chains, every node joining a shared
+/// branch, a complete DAG) are drawn, not hung on: layout-rs's cycle check walks every
+/// path, so edges are given to it parents first.
+#[test]
+fn lineages_with_exponentially_many_paths_are_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fib.jsonl");
+    let ctx = flintlock::Context::builder()
+        .event_log(&path)
+        .build()
+        .unwrap();
+    let mut a = ctx.range(0..100, 2).cache();
+    let mut b = a.map(|x| x + 1).cache();
+    for _ in 0..60 {
+        let c = b.zip(&a).map(|(x, y)| x.wrapping_add(y)).cache();
+        a = b;
+        b = c;
+    }
+    b.count().unwrap();
+    drop((a, b, ctx));
+    let log = flintlock::event_log::read(&path).unwrap();
+    let html = report::render(&log);
+    assert!(!html.contains("Lineage not drawn"), "not drawn");
+    let nodes = log
+        .lines
+        .iter()
+        .find_map(|l| match &l.record {
+            flintlock::event_log::Record::JobLineage { nodes, .. } => Some(nodes.len()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(nodes, 122);
+    assert_eq!(html.matches("<g class=\"rdd ").count(), nodes);
+    // Complete DAGs: every node a parent of every later one. 16 nodes are drawn; 40 (with
+    // about 10,000 layers skipped by edges) are listed instead, not hung on.
+    let h = header();
+    for (n, drawn) in [(16u64, true), (40, false)] {
+        let nodes: Vec<String> = (0..n)
+        .map(|i| {
+            let parents: Vec<String> = (i + 1..n)
+                .map(|p| format!("{{\"parent\":{p},\"kind\":\"OneToOne\"}}"))
+                .collect();
+            format!(
+                "{{\"id\":{i},\"kind\":\"K\",\"call_site\":\"x\",\"partitions\":1,\"storage_level\":\"None\",\"checkpoint_state\":\"Initialized\",\"parents\":[{}]}}",
+                parents.join(",")
+            )
+        })
+        .collect();
+        let text = format!(
+        "{h}\n{{\"t_us\":1,\"event\":\"JobStarted\",\"job_id\":0,\"rdd_id\":0,\"partitions\":1}}\n\
+         {{\"t_us\":2,\"event\":\"JobLineage\",\"job_id\":0,\"nodes\":[{}]}}\n",
+        nodes.join(",")
+    );
+        let log = read_from(Cursor::new(text.into_bytes()), Path::new("x")).unwrap();
+        let html = report::render(&log);
+        if drawn {
+            assert_eq!(html.matches("<g class=\"rdd ").count() as u64, n);
+        } else {
+            assert!(html.contains("too many for the layout engine"), "{n}");
+        }
+    }
+}
+
+#[test]
+fn times_at_the_ends_of_u64_render() {
+    let h = header();
+    let max = u64::MAX;
+    for (a, b) in [(max, max), (0, max), (max - 1, 0)] {
+        let text = format!(
+            "{h}\n{{\"t_us\":{a},\"event\":\"JobStarted\",\"job_id\":0,\"rdd_id\":0,\"partitions\":1}}\n\
+             {{\"t_us\":{a},\"event\":\"TaskStarted\",\"stage_id\":0,\"partition\":0}}\n\
+             {{\"t_us\":{b},\"event\":\"TaskEnded\",\"stage_id\":0,\"partition\":0,\"succeeded\":true,\"elapsed_us\":{max}}}\n\
+             {{\"t_us\":{b},\"event\":\"JobEnded\",\"job_id\":0,\"succeeded\":true,\"elapsed_us\":{max}}}\n"
+        );
+        let log = read_from(Cursor::new(text.into_bytes()), Path::new("x")).unwrap();
+        let html = report::render(&log);
+        assert!(!html.contains("NaN") && !html.contains("inf"), "{a} {b}");
+    }
 }
 
 #[test]

@@ -26,6 +26,13 @@ fn each_job_is_drawn_with_one_node_per_rdd_and_its_states() {
     assert!(html.contains("rdd state-initialized truncated"));
     assert!(html.contains("class=\"edge shuffle"));
     assert!(html.contains("class=\"stage\" data-stage="));
+    // The stage that computed the checkpointed ranks is drawn around the RDDs it computed,
+    // the ones the checkpoint released included.
+    let released_in_stage = html.split("<g class=\"stage\"").skip(1).any(|g| {
+        let rdds = g.split("data-rdds=\"").nth(1).unwrap();
+        rdds[..rdds.find('"').unwrap()].split(' ').count() > 3 && g.contains("ShuffleMap")
+    });
+    assert!(released_in_stage);
     assert!(html.contains("<svg class=\"timeline\""));
     assert!(html.contains("<svg class=\"plot\""));
     assert!(html.contains("<table id=\"checkpoints\">"));
@@ -148,6 +155,18 @@ fn the_cli_writes_the_report_and_says_what_it_skipped() {
     );
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("id=\"skipped\""));
+    // The log as its own output: refused, the log kept.
+    let before = std::fs::read(&log_path).unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_flintlock"))
+        .arg("report")
+        .arg(&log_path)
+        .arg("-o")
+        .arg(&log_path)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("overwrite its own event log"));
+    assert_eq!(std::fs::read(&log_path).unwrap(), before);
     // Not a log: exit status 2 and the path.
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_flintlock"))
         .arg("report")

@@ -58,14 +58,58 @@ fn a_missing_file_is_an_error_naming_the_path() {
 }
 
 #[test]
-fn a_folder_instead_of_a_file_is_an_error_naming_the_path() {
+fn a_folder_or_a_glob_reads_its_visible_files_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = ctx();
-    let err = ctx.text_file(dir.path(), 1).count().unwrap_err();
+    // An empty folder is an empty RDD.
+    assert_eq!(ctx.text_file(dir.path(), 3).count().unwrap(), 0);
+    std::fs::write(dir.path().join("b.txt"), "b1\nb2\n").unwrap();
+    std::fs::write(dir.path().join("a.txt"), "a1\na2\na3").unwrap();
+    std::fs::write(dir.path().join("_SUCCESS"), "").unwrap();
+    std::fs::write(dir.path().join(".hidden"), "h\n").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub").join("c.txt"), "c\n").unwrap();
+    for parts in [1, 2, 5] {
+        assert_eq!(
+            ctx.text_file(dir.path(), parts).collect().unwrap(),
+            vec!["a1", "a2", "a3", "b1", "b2"],
+            "{parts} partitions"
+        );
+    }
+    assert_eq!(
+        ctx.text_file(dir.path().join("b*"), 1).collect().unwrap(),
+        vec!["b1", "b2"]
+    );
+    let err = ctx
+        .text_file(dir.path().join("z*"), 1)
+        .count()
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.to_string().contains(&dir.path().display().to_string()),
+        err.contains("matches no file") && err.contains("z*"),
         "{err}"
     );
+    let whole = ctx.whole_text_files(dir.path(), 4).collect().unwrap();
+    let names: Vec<&str> = whole.iter().map(|(p, _)| &p[p.len() - 5..]).collect();
+    assert_eq!(names, vec!["a.txt", "b.txt"]);
+    assert_eq!(whole[0].1, "a1\na2\na3");
+}
+
+#[test]
+fn lines_appended_after_the_rdd_was_built_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grow.txt");
+    std::fs::write(&path, "1\n2\n3\n4\n").unwrap();
+    let ctx = ctx();
+    let lines = ctx.text_file(&path, 2);
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"5\n6\n").unwrap();
+    drop(f);
+    assert_eq!(lines.collect().unwrap(), vec!["1", "2", "3", "4", "5", "6"]);
 }
 
 #[test]
@@ -87,8 +131,12 @@ fn range_splits_like_parallelize() {
     );
     #[allow(clippy::reversed_empty_ranges)]
     let backwards = 10..3;
+    assert!(
+        ctx.range(backwards, 2).count().is_err(),
+        "a reversed range is an error, not silently empty"
+    );
     assert_eq!(
-        ctx.range(backwards, 2).count().unwrap(),
+        ctx.range(3..3, 2).count().unwrap(),
         0,
         "an empty range is empty"
     );

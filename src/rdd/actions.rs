@@ -27,7 +27,7 @@ impl<T: Data> Rdd<T> {
         scheduler::run_job(&self.node, partitions, |_, p, it| f(p, it))
     }
 
-    fn run_all<R: Send>(
+    pub(crate) fn run_all<R: Send>(
         &self,
         f: impl Fn(usize, BoxedPartitionIter<T>) -> Result<R> + Send + Sync,
     ) -> Result<Vec<R>> {

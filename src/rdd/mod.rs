@@ -4,6 +4,7 @@
 //! operations on `Rdd<(K, V)>` are in `pair.rs`.
 
 mod actions;
+mod actions_more;
 mod cartesian;
 mod coalesced;
 mod cogrouped;
@@ -12,10 +13,13 @@ pub(crate) mod iter;
 mod join;
 mod map_partitions;
 pub(crate) mod node;
+mod numeric;
 mod pair;
 mod parallel_collection;
+mod pipe;
 mod range;
 mod sampling;
+mod set_ops;
 mod shuffled;
 mod sources;
 mod text_file;
@@ -45,6 +49,7 @@ use self::iter::{drain_to_vec, Filtered, FlatMapped, Mapped};
 pub use self::iter::{BoxedPartitionIter, PartitionIterator, BATCH};
 use self::map_partitions::{MapPartitionsRdd, PartitionFn};
 use self::node::{CallSite, Compute, RddBase, RddNode};
+pub use self::numeric::{Numeric, StatCounter};
 
 /// A lazy, partitioned, immutable dataset: Spark's `RDD[T]`.
 ///
@@ -370,21 +375,40 @@ impl<T: Data> Rdd<T> {
         )
     }
 
-    /// The elements of both RDDs (duplicates kept): its partitions are this RDD's followed by
-    /// `other`'s.
+    /// The elements of both RDDs (duplicates kept). Its partitions are this RDD's followed
+    /// by `other`'s; but when both have the same partitioner, partition `i` holds partition
+    /// `i` of each and the partitioner is kept (Spark's `PartitionerAwareUnionRDD`), so a
+    /// following by-key operation needs no shuffle.
     ///
     /// ```
     /// # let ctx = flintlock::Context::new();
     /// let both = ctx.parallelize(vec![1, 2], 1).union(&ctx.parallelize(vec![2, 3], 2));
     /// assert_eq!(both.num_partitions(), 3);
     /// assert_eq!(both.collect()?, vec![1, 2, 2, 3]);
+    ///
+    /// let a = ctx.parallelize(vec![(1, 1), (2, 2)], 2).reduce_by_key(|x, y| x + y);
+    /// let b = ctx.parallelize(vec![(1, 10)], 2).reduce_by_key(|x, y| x + y);
+    /// let ab = a.union(&b);
+    /// assert_eq!(ab.num_partitions(), 2);
+    /// assert_eq!(ab.partitioner(), a.partitioner());
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     #[track_caller]
     #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
-        let u = union::UnionRdd::new(vec![self.clone(), other.clone()]);
-        Rdd::make(self.context(), site("union"), u)
+        Rdd::union_all(
+            self.context(),
+            vec![self.clone(), other.clone()],
+            site("union"),
+        )
+    }
+
+    /// The union of `parents` (see [`Rdd::union`] and [`Context::union`]).
+    pub(crate) fn union_all(ctx: &Context, parents: Vec<Rdd<T>>, site: CallSite) -> Rdd<T> {
+        if let Some(p) = union::common_partitioner(&parents) {
+            return Rdd::make(ctx, site, union::PartitionerAwareUnionRdd::new(parents, p));
+        }
+        Rdd::make(ctx, site, union::UnionRdd::new(parents))
     }
 
     /// Merges partitions without a shuffle: `n` partitions, each a run of consecutive
@@ -408,13 +432,17 @@ impl<T: Data> Rdd<T> {
         Rdd::make(self.context(), site("coalesce"), c)
     }
 
-    /// Redistributes the elements evenly over `n` partitions through a shuffle.
+    /// Redistributes the elements evenly over `n` partitions through a shuffle (Spark's
+    /// `repartition`): each input partition deals its elements round-robin, from a
+    /// partition-dependent start, so every output partition gets within one element of an
+    /// equal share of each input partition.
     ///
     /// ```
     /// # let ctx = flintlock::Context::new();
-    /// let spread = ctx.range(0..100, 1).repartition(4);
-    /// assert_eq!(spread.num_partitions(), 4);
-    /// assert_eq!(spread.count()?, 100);
+    /// let spread = ctx.range(0..100, 1).repartition(7);
+    /// let sizes: Vec<usize> = spread.glom().collect()?.iter().map(Vec::len).collect();
+    /// assert_eq!(sizes.iter().sum::<usize>(), 100);
+    /// assert!(sizes.iter().all(|&s| s == 14 || s == 15), "{sizes:?}");
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     ///
@@ -424,22 +452,71 @@ impl<T: Data> Rdd<T> {
     #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn repartition(&self, n: usize) -> Rdd<T> {
         check_partitions("repartition", n);
-        let s = site("repartition");
-        // Round-robin keys starting at a partition-dependent offset (as Spark does), hashed
-        // to `n` partitions.
+        self.round_robin(site("repartition"), n)
+    }
+
+    /// The shuffle of `repartition`: element `j` of input partition `i` goes to output
+    /// partition `(start(i) + j) % n`. The shuffle places by key hash, so each output slot is
+    /// keyed by a representative key the hash partitioner places in it (found once here, by
+    /// trying small integers: about `n ln n` hashes).
+    fn round_robin(&self, s: CallSite, n: usize) -> Rdd<T> {
+        let partitioner = Partitioner::hash(n);
+        let mut slots: Vec<Option<u64>> = vec![None; n];
+        let mut found = 0;
+        let mut k = 0u64;
+        while found < n {
+            let slot = &mut slots[partitioner.partition_of(&k)];
+            if slot.is_none() {
+                *slot = Some(k);
+                found += 1;
+            }
+            k += 1;
+        }
+        let keys: Arc<Vec<u64>> = Arc::new(slots.into_iter().flatten().collect());
         let keyed: Rdd<(u64, T)> = self.map_partitions_op(
             s,
             false,
             Arc::new(move |i, it| {
-                let mut next = sampling::mix(i as u64) % n as u64;
+                let keys = keys.clone();
+                let mut next = (sampling::mix(i as u64) % n as u64) as usize;
                 Mapped::boxed(it, move |x| {
-                    next += 1;
-                    (next - 1, x)
+                    let key = keys[next];
+                    next = (next + 1) % n;
+                    (key, x)
                 })
             }),
         );
-        let shuffled = keyed.partition_by_op(s, Partitioner::hash(n));
+        let shuffled = keyed.partition_by_op(s, partitioner);
         shuffled.map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |(_, x)| x)))
+    }
+
+    /// [`Rdd::coalesce`] without a shuffle, or with one (Spark's `coalesce(n, shuffle)`):
+    /// with `shuffle`, the elements are dealt round-robin over `n` partitions as in
+    /// [`Rdd::repartition`], so `n` may also be larger than the current count and the
+    /// result is balanced.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let skewed = ctx.range(0..90, 3).filter(|x| *x < 40); // 30, 10, 0 elements
+    /// let even = skewed.coalesce_with(2, true);
+    /// let sizes: Vec<usize> = even.glom().collect()?.iter().map(Vec::len).collect();
+    /// assert_eq!(sizes, vec![20, 20]);
+    /// assert_eq!(skewed.coalesce_with(6, true).num_partitions(), 6);
+    /// assert_eq!(skewed.coalesce_with(6, false).num_partitions(), 3);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `n` is zero.
+    #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
+    pub fn coalesce_with(&self, n: usize, shuffle: bool) -> Rdd<T> {
+        check_partitions("coalesce", n);
+        if shuffle {
+            self.round_robin(site("coalesce"), n)
+        } else {
+            self.coalesce(n)
+        }
     }
 
     /// A random sample: each element kept with probability `fraction` (without

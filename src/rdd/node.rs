@@ -294,6 +294,15 @@ impl<T: Data> RddNode<T> {
         }
     }
 
+    /// The partitioner when nothing about it is pending: none recorded, or a reopened
+    /// checkpoint's placement already checked and found right.
+    pub(crate) fn settled_partitioner(&self) -> Option<Partitioner> {
+        match &self.placement {
+            Some(gate) if gate.verdict() != Some(true) => None,
+            _ => self.partitioner.clone(),
+        }
+    }
+
     /// What a child that keeps this RDD's partitioning (`filter`, `map_values`, ...) gets:
     /// the partitioner, and a pending placement check it shares when its element type is the
     /// same. A child of another element type cannot share a pending check, so it gets no

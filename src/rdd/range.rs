@@ -45,3 +45,51 @@ impl Compute<u64> for RangeRdd {
         Ok(boxed(lo..hi))
     }
 }
+
+/// `StepRangeRdd`, made by `Context::range_step`: `start + k * step` for `k` in `0..n`,
+/// split like `RangeRdd` by index.
+pub(crate) struct StepRangeRdd {
+    start: i64,
+    step: i64,
+    /// How many values (at most 2^64).
+    len: u128,
+    num_partitions: usize,
+}
+
+impl StepRangeRdd {
+    /// A checked range: `step` is not 0 and does not run against `start..end`.
+    pub(crate) fn new(start: i64, end: i64, step: i64, num_partitions: usize) -> Self {
+        let span = (i128::from(end) - i128::from(start)).unsigned_abs();
+        let step_abs = i128::from(step).unsigned_abs();
+        StepRangeRdd {
+            start,
+            step,
+            len: span.div_ceil(step_abs),
+            num_partitions,
+        }
+    }
+}
+
+impl Compute<i64> for StepRangeRdd {
+    fn name(&self) -> &'static str {
+        "RangeRdd"
+    }
+    fn num_partitions(&self) -> usize {
+        self.num_partitions
+    }
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+
+    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<i64>> {
+        let n = self.num_partitions as u128;
+        let s = split as u128;
+        let lo = s * self.len / n;
+        let hi = (s + 1) * self.len / n;
+        let (start, step) = (i128::from(self.start), i128::from(self.step));
+        // Every value lies between start and end, so it fits in an i64.
+        Ok(boxed(
+            (lo..hi).map(move |k| (start + k as i128 * step) as i64),
+        ))
+    }
+}

@@ -7,11 +7,15 @@
 //! instead of underflowing `exp(-mean)`. A pinned test vector notices any change.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use rand_distr::Distribution;
 
 use super::iter::{Filtered, FlatMapped};
 use super::node::BoxedPartitionIter;
+use super::{site, Rdd};
+use crate::error::Result;
+use crate::Data;
 
 /// splitmix64 (Steele, Lea, Flood): tiny, fast, and the same sequence on every platform.
 #[derive(Clone, Debug)]
@@ -127,6 +131,145 @@ pub(crate) fn reservoir<T>(it: impl Iterator<Item = T>, k: usize, seed: u64) -> 
         }
     }
     (out, seen)
+}
+
+/// Fisher–Yates shuffle driven by `rng` (Spark's `Utils.randomizeInRange`).
+fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// The sampling fraction that yields at least `num` of `total` elements with probability
+/// 0.9999 (Spark's `SamplingUtils.computeFractionForSampleSize`).
+fn fraction_for_sample_size(num: u64, total: u64, with_replacement: bool) -> f64 {
+    let total = total as f64;
+    let s = num as f64;
+    if with_replacement {
+        let std = if s < 6.0 {
+            12.0
+        } else if s < 16.0 {
+            9.0
+        } else {
+            6.0
+        };
+        ((s + std * s.sqrt()).max(1e-10) / total).min(MAX_POISSON_MEAN)
+    } else {
+        let fraction = s / total;
+        let gamma = -(1e-4f64).ln() / total;
+        (fraction + gamma + (gamma * gamma + 2.0 * gamma * fraction).sqrt()).clamp(1e-10, 1.0)
+    }
+}
+
+impl<T: Data> Rdd<T> {
+    /// A random sample of exactly `num` elements (fewer if the RDD has fewer and
+    /// `with_replacement` is false), in random order (Spark's `takeSample`). The same `seed`
+    /// on the same data gives the same sample. It counts the RDD, then samples it with a
+    /// fraction large enough to get `num` elements with probability 0.9999, repeating in
+    /// the rare case it falls short.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.range(0..1000, 4);
+    /// let s = rdd.take_sample(false, 10, 7)?;
+    /// assert_eq!(s.len(), 10);
+    /// assert_eq!(s, rdd.take_sample(false, 10, 7)?);
+    /// assert_eq!(rdd.take_sample(false, 5000, 7)?.len(), 1000);
+    /// assert_eq!(rdd.take_sample(true, 5000, 7)?.len(), 5000);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Any error of the jobs.
+    pub fn take_sample(&self, with_replacement: bool, num: usize, seed: u64) -> Result<Vec<T>> {
+        let mut rng = SplitMix64::new(seed);
+        if num == 0 {
+            return Ok(Vec::new());
+        }
+        let total = self.count()?;
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        if !with_replacement && num as u64 >= total {
+            let mut all = self.collect()?;
+            shuffle(&mut all, &mut rng);
+            return Ok(all);
+        }
+        let fraction = fraction_for_sample_size(num as u64, total, with_replacement);
+        let mut samples = self
+            .sample(with_replacement, fraction, rng.next_u64())
+            .collect()?;
+        while samples.len() < num {
+            samples = self
+                .sample(with_replacement, fraction, rng.next_u64())
+                .collect()?;
+        }
+        shuffle(&mut samples, &mut rng);
+        samples.truncate(num);
+        Ok(samples)
+    }
+
+    /// Splits the RDD randomly into one RDD per weight (Spark's `randomSplit`): each element
+    /// goes to exactly one split, to split `i` with probability `weights[i] / sum`. Every
+    /// split draws the same numbers per partition from `seed`, so the splits are disjoint
+    /// and cover the RDD, provided each partition's elements come in the same order every
+    /// time it is computed (cache the RDD if they might not).
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let rdd = ctx.range(0..1000, 4);
+    /// let parts = rdd.random_split(&[0.7, 0.3], 11);
+    /// let (a, b) = (parts[0].collect()?, parts[1].collect()?);
+    /// assert_eq!(a.len() + b.len(), 1000);
+    /// assert!(a.iter().all(|x| !b.contains(x)));
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When a weight is negative or not finite, or all are zero.
+    #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
+    pub fn random_split(&self, weights: &[f64], seed: u64) -> Vec<Rdd<T>> {
+        assert!(
+            weights.iter().all(|w| w.is_finite() && *w >= 0.0),
+            "random_split: weights must be finite and not negative, got {weights:?}"
+        );
+        let sum: f64 = weights.iter().sum();
+        assert!(
+            sum > 0.0,
+            "random_split: the weights must not all be zero, got {weights:?}"
+        );
+        let mut bounds = Vec::with_capacity(weights.len() + 1);
+        let mut acc = 0.0;
+        bounds.push(0.0);
+        for w in weights {
+            acc += w / sum;
+            bounds.push(acc);
+        }
+        // The last bound is 1 exactly: rounding never leaves an element out.
+        if let Some(last) = bounds.last_mut() {
+            *last = 1.0;
+        }
+        let s = site("random_split");
+        bounds
+            .windows(2)
+            .map(|w| {
+                let (lo, hi) = (w[0], w[1]);
+                self.map_partitions_op(
+                    s,
+                    true,
+                    Arc::new(move |i, it| {
+                        let mut rng = SplitMix64::new(seed ^ mix(i as u64 + 1));
+                        Filtered::boxed(it, move |_| {
+                            let x = rng.next_f64();
+                            lo <= x && x < hi
+                        })
+                    }),
+                )
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

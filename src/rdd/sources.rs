@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::checkpoint::SerdeCodec;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::Data;
 
+use super::failed::FailedRdd;
 use super::{check_partitions, parallel_collection, range, site, text_file, Rdd};
 
 impl Context {
@@ -63,6 +64,8 @@ impl Context {
     /// ```
     /// # let ctx = flintlock::Context::new();
     /// assert_eq!(ctx.range(0..10, 3).reduce(|a, b| a + b)?, Some(45));
+    /// // A reversed range is an error (at the first action), not silently empty.
+    /// assert!(ctx.range(10..0, 2).count().is_err());
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     ///
@@ -72,6 +75,14 @@ impl Context {
     #[must_use = "transformations are lazy: nothing runs until an action on the result"]
     pub fn range(&self, range: Range<u64>, num_partitions: usize) -> Rdd<u64> {
         check_partitions("range", num_partitions);
+        if range.start > range.end {
+            let e = Error::InvalidArgument(format!(
+                "range: {}..{} is reversed (start after end); count down with range_step and \
+                 a negative step",
+                range.start, range.end
+            ));
+            return Rdd::make(self, site("range"), FailedRdd::new(e, num_partitions));
+        }
         Rdd::make(
             self,
             site("range"),
@@ -79,11 +90,83 @@ impl Context {
         )
     }
 
-    /// The lines of a text file, split into `min_partitions` byte ranges on line boundaries
-    /// (every line is read exactly once). Line endings (`\n`, `\r\n`) are removed.
+    /// `start`, `start + step`, ... up to `end` (excluded), over `num_partitions` partitions
+    /// (Spark's `range(start, end, step, numSlices)`); a negative step counts down.
     ///
-    /// The file is sized now and read when an action runs; a missing or unreadable file, or
-    /// a line that is not UTF-8, makes that action return an error naming the path.
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// assert_eq!(ctx.range_step(0, 10, 3, 2)?.collect()?, vec![0, 3, 6, 9]);
+    /// assert_eq!(ctx.range_step(5, -1, -2, 2)?.collect()?, vec![5, 3, 1]);
+    /// assert!(ctx.range_step(10, 0, 1, 2).is_err()); // reversed: an error, not empty
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a zero step, a range that runs against its step
+    /// (`start > end` with a positive step, `start < end` with a negative one), or zero
+    /// partitions.
+    #[track_caller]
+    pub fn range_step(
+        &self,
+        start: i64,
+        end: i64,
+        step: i64,
+        num_partitions: usize,
+    ) -> Result<Rdd<i64>> {
+        if num_partitions == 0 {
+            return Err(Error::InvalidArgument(
+                "range_step: the number of partitions must be at least 1".to_string(),
+            ));
+        }
+        if step == 0 {
+            return Err(Error::InvalidArgument(
+                "range_step: the step must not be 0".to_string(),
+            ));
+        }
+        if (step > 0 && start > end) || (step < 0 && start < end) {
+            return Err(Error::InvalidArgument(format!(
+                "range_step: from {start} to {end} runs against the step {step}; use a step of \
+                 the other sign"
+            )));
+        }
+        Ok(Rdd::make(
+            self,
+            site("range_step"),
+            range::StepRangeRdd::new(start, end, step, num_partitions),
+        ))
+    }
+
+    /// The union of many RDDs (Spark's `SparkContext.union`): their partitions in order, or,
+    /// when they all have the same partitioner, one partition per partitioner slot with the
+    /// partitioner kept (see [`Rdd::union`]). An empty slice gives an empty RDD.
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::new();
+    /// let parts: Vec<_> = (0..3u64).map(|i| ctx.range(i * 10..i * 10 + 2, 1)).collect();
+    /// assert_eq!(ctx.union(&parts).collect()?, vec![0, 1, 10, 11, 20, 21]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
+    pub fn union<T: Data>(&self, rdds: &[Rdd<T>]) -> Rdd<T> {
+        if rdds.is_empty() {
+            return self.empty();
+        }
+        Rdd::union_all(self, rdds.to_vec(), site("union"))
+    }
+
+    /// The lines of a text file, of every visible file of a folder, or of every file a glob
+    /// matches (Spark's `textFile`), split into about `min_partitions` byte ranges on line
+    /// boundaries (every line is read exactly once, at least one range per file). Line
+    /// endings (`\n`, `\r\n`) are removed.
+    ///
+    /// A folder's files are read in name order, without subfolders and without the hidden
+    /// files whose names start with `_` or `.` (so the output of
+    /// [`Rdd::save_as_text_file`], with its `_SUCCESS` marker, reads back). The files are
+    /// listed and sized now; each file's last range is read to the file's end when an action
+    /// runs, so lines appended in between are read, but files added later are not. A missing
+    /// or unreadable input, a glob that matches nothing, or a line that is not UTF-8, makes
+    /// the action return an error naming the path.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -92,6 +175,11 @@ impl Context {
     /// # let ctx = flintlock::Context::new();
     /// let lines = ctx.text_file(&path, 2);
     /// assert_eq!(lines.collect()?, vec!["to be", "or not", "to be"]);
+    ///
+    /// let out = dir.path().join("saved");
+    /// ctx.range(0..5, 2).save_as_text_file(&out)?;
+    /// assert_eq!(ctx.text_file(&out, 1).count()?, 5);
+    /// assert_eq!(ctx.text_file(out.join("part-*"), 1).count()?, 5);
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     ///
@@ -103,6 +191,36 @@ impl Context {
         check_partitions("text_file", min_partitions);
         let rdd = text_file::TextFileRdd::new(path.as_ref().to_path_buf(), min_partitions);
         Rdd::make(self, site("text_file"), rdd)
+    }
+
+    /// One `(path, contents)` pair per file of a folder or glob, or for one file (Spark's
+    /// `wholeTextFiles`), the files dealt in name order over at most `min_partitions`
+    /// partitions. The same files as [`Context::text_file`] reads; each is read whole when
+    /// an action runs, and must be UTF-8.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("a.txt"), "alpha").unwrap();
+    /// std::fs::write(dir.path().join("b.txt"), "beta\n").unwrap();
+    /// # let ctx = flintlock::Context::new();
+    /// let files = ctx.whole_text_files(dir.path(), 2).collect()?;
+    /// assert_eq!(files.len(), 2);
+    /// assert!(files[0].0.ends_with("a.txt") && files[0].1 == "alpha");
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `min_partitions` is zero.
+    #[track_caller]
+    #[must_use = "transformations are lazy: nothing runs until an action on the result"]
+    pub fn whole_text_files(
+        &self,
+        path: impl AsRef<Path>,
+        min_partitions: usize,
+    ) -> Rdd<(String, String)> {
+        check_partitions("whole_text_files", min_partitions);
+        let rdd = text_file::WholeTextFilesRdd::new(path.as_ref().to_path_buf(), min_partitions);
+        Rdd::make(self, site("whole_text_files"), rdd)
     }
 
     /// Opens a committed checkpoint folder (`<dir>/<app-id>/rdd-<id>-<write id>`, e.g. from

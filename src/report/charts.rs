@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::esc;
-use super::model::{lineage_depth, Model};
+use super::model::Model;
 
 /// Tasks beyond this many are left out of the timeline (said under it).
 pub(crate) const MAX_TIMELINE_TASKS: usize = 20_000;
@@ -38,8 +38,8 @@ pub(crate) fn timeline(m: &Model) -> String {
         .chain(m.tasks.iter().map(|t| t.start_t))
         .min()
         .unwrap_or(0);
-    let t1 = m.last_t.max(t0 + 1);
-    let span = (t1 - t0) as f64;
+    let t1 = m.last_t.max(t0.saturating_add(1));
+    let span = (t1.saturating_sub(t0) as f64).max(1.0);
     let plot_w = WIDTH - LABEL_W - 10.0;
     let x = |t: u64| LABEL_W + (t.saturating_sub(t0) as f64 / span) * plot_w;
     let mut rows: BTreeMap<Option<usize>, Vec<usize>> = BTreeMap::new();
@@ -59,7 +59,7 @@ pub(crate) fn timeline(m: &Model) -> String {
     );
     // Axis: five ticks.
     for k in 0..=5u64 {
-        let t = t0 + (t1 - t0) * k / 5;
+        let t = t0 + (u128::from(t1 - t0) * u128::from(k) / 5) as u64;
         let xx = x(t);
         let _ = write!(
             out,
@@ -67,7 +67,7 @@ pub(crate) fn timeline(m: &Model) -> String {
              <text class=\"axis\" x=\"{xx:.1}\" y=\"14\">{}</text>",
             lanes_top - 4.0,
             height - 24.0,
-            ms(t - t0)
+            ms(t.saturating_sub(t0))
         );
     }
     let _ = write!(
@@ -145,11 +145,13 @@ pub(crate) fn timeline(m: &Model) -> String {
                 stage_color(t.stage_id),
                 t.stage_id,
                 t.partition,
-                t.end_t
-                    .map_or_else(|| "did not end".to_string(), |e| ms(e - t.start_t)),
+                t.end_t.map_or_else(
+                    || "did not end".to_string(),
+                    |e| ms(e.saturating_sub(t.start_t))
+                ),
                 t.error
                     .as_ref()
-                    .map(|e| format!(" — {}", esc(e)))
+                    .map(|e| format!(" — {}", esc(&super::shorten(e, 500))))
                     .unwrap_or_default()
             );
         }
@@ -172,7 +174,7 @@ pub(crate) fn depth_plot(m: &Model) -> Option<String> {
         .jobs
         .iter()
         .filter(|j| !j.lineage.is_empty())
-        .map(|j| (j.id, lineage_depth(&j.lineage), j.elapsed_us.unwrap_or(0)))
+        .map(|j| (j.id, j.depth, j.elapsed_us.unwrap_or(0)))
         .collect();
     if points.len() < 2 {
         return None;

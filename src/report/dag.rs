@@ -18,6 +18,9 @@ use super::{esc, shorten};
 /// Graphs with more RDDs than this are listed, not drawn (the layout is superlinear).
 pub(crate) const MAX_DRAWN_NODES: usize = 250;
 
+/// The most nodes layout-rs is given, counting one per layer an edge skips.
+const MAX_LAYOUT_ELEMENTS: usize = 2500;
+
 const CHAR_W: f64 = 6.8;
 const LINE_H: f64 = 14.0;
 
@@ -106,7 +109,15 @@ impl RenderBackend for Arrows {
 /// parents faded, checkpoint RDDs where lineage now ends, stages boxed, shuffles marked),
 /// or an explanation of why it is not drawn.
 pub(crate) fn render(job: &Job, stages: &[&Stage]) -> Result<String, String> {
+    if job.omitted_nodes > 0 {
+        return Err(format!(
+            "its lineage has {} RDDs, more than the {MAX_DRAWN_NODES} drawn; checkpoint it \
+             to shorten it",
+            (job.lineage.len() as u64).saturating_add(job.omitted_nodes)
+        ));
+    }
     let (nodes, edges) = graph(job);
+    let (rank, edges) = acyclic(nodes.len(), edges);
     if nodes.is_empty() {
         return Err("the log has no lineage snapshot of this job".to_string());
     }
@@ -117,11 +128,41 @@ pub(crate) fn render(job: &Job, stages: &[&Stage]) -> Result<String, String> {
             nodes.len()
         ));
     }
+    // layout-rs splits an edge that skips layers into one dummy node per layer, and its
+    // crossing reduction grows with the square of a layer's width: a graph with many long
+    // edges (only a hand-made log has thousands) is listed instead.
+    let mut by_rank: Vec<usize> = (0..nodes.len()).collect();
+    by_rank.sort_by_key(|&v| rank[v]);
+    let mut layer = vec![0usize; nodes.len()];
+    let mut into: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for e in &edges {
+        into[e.to].push(e.from);
+    }
+    for &v in &by_rank {
+        layer[v] = into[v].iter().map(|&p| layer[p] + 1).max().unwrap_or(0);
+    }
+    let dummies: usize = edges
+        .iter()
+        .map(|e| layer[e.to].saturating_sub(layer[e.from] + 1))
+        .sum();
+    if nodes.len() + dummies > MAX_LAYOUT_ELEMENTS {
+        return Err(format!(
+            "its {} RDDs and {} edges span {} layers between them, too many for the layout \
+             engine",
+            nodes.len(),
+            edges.len(),
+            dummies
+        ));
+    }
     let sizes: Vec<Point> = nodes.iter().map(size_of).collect();
     // layout-rs asserts its invariants (also in release builds): a panic here is a graph
     // it cannot lay out, reported as such.
     let laid = catch_unwind(AssertUnwindSafe(|| {
         let mut vg = VisualGraph::new(Orientation::TopToBottom);
+        // Its validation re-checks the whole graph for cycles after every edge, by a search
+        // that walks every path (exponential in a lineage with many paths); the graph is
+        // acyclic by construction here (`acyclic`).
+        vg.dag.set_validate(false);
         let handles: Vec<_> = sizes
             .iter()
             .map(|s| {
@@ -133,7 +174,13 @@ pub(crate) fn render(job: &Job, stages: &[&Stage]) -> Result<String, String> {
                 ))
             })
             .collect();
-        for (i, e) in edges.iter().enumerate() {
+        // Edges into a node are added before the edges out of it (parents first): layout-rs
+        // checks each new edge for a cycle by a search from its head that walks every path,
+        // and this order leaves that search nothing to walk.
+        let mut order: Vec<usize> = (0..edges.len()).collect();
+        order.sort_by_key(|&i| (rank[edges[i].to], rank[edges[i].from]));
+        for i in order {
+            let e = &edges[i];
             vg.add_edge(
                 Arrow::simple_with_properties("", i.to_string()),
                 handles[e.from],
@@ -207,18 +254,18 @@ fn graph(job: &Job) -> (Vec<DrawNode>, Vec<DrawEdge>) {
             "{}{} [{}]\n{}\n{} partitions{}\nstorage: {}\ncheckpoint: {}",
             n.name
                 .as_ref()
-                .map(|s| format!("{s}\n"))
+                .map(|s| format!("{}\n", shorten(s, 1000)))
                 .unwrap_or_default(),
-            n.kind,
+            shorten(&n.kind, 200),
             n.id,
-            n.call_site,
+            shorten(&n.call_site, 1000),
             n.partitions,
             n.partitioner
                 .as_ref()
-                .map(|p| format!(", {p}"))
+                .map(|p| format!(", {}", shorten(p, 200)))
                 .unwrap_or_default(),
-            n.storage_level,
-            state
+            shorten(&n.storage_level, 200),
+            shorten(&state, 200)
         );
         nodes.push(DrawNode {
             id: n.id,
@@ -293,6 +340,41 @@ fn graph(job: &Job) -> (Vec<DrawNode>, Vec<DrawEdge>) {
     (nodes, edges)
 }
 
+/// A topological rank of each node (parents before children, by Kahn's algorithm), and the
+/// edges without those that close a cycle (only a damaged log has any; they are not drawn).
+fn acyclic(n: usize, edges: Vec<DrawEdge>) -> (Vec<usize>, Vec<DrawEdge>) {
+    let mut indegree = vec![0usize; n];
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for e in &edges {
+        indegree[e.to] += 1;
+        children[e.from].push(e.to);
+    }
+    let mut rank = vec![usize::MAX; n];
+    let mut ready: std::collections::VecDeque<usize> =
+        (0..n).filter(|&v| indegree[v] == 0).collect();
+    let mut next = 0;
+    while let Some(v) = ready.pop_front() {
+        rank[v] = next;
+        next += 1;
+        for &c in &children[v] {
+            indegree[c] -= 1;
+            if indegree[c] == 0 {
+                ready.push_back(c);
+            }
+        }
+    }
+    // Nodes on a cycle: ranked after the rest, in order.
+    for r in rank.iter_mut().filter(|r| **r == usize::MAX) {
+        *r = next;
+        next += 1;
+    }
+    let kept = edges
+        .into_iter()
+        .filter(|e| rank[e.from] < rank[e.to])
+        .collect();
+    (rank, kept)
+}
+
 fn size_of(n: &DrawNode) -> Point {
     let chars = n
         .lines
@@ -346,7 +428,7 @@ fn draw(
                 continue;
             }
             for e in edges {
-                if e.to == n && e.kind == EdgeKind::Narrow && !e.truncated {
+                if e.to == n && e.kind == EdgeKind::Narrow {
                     stack.push(e.from);
                 }
             }
@@ -360,7 +442,10 @@ fn draw(
             x1 = x1.max(c.x + s.x / 2.0 + pad);
             y1 = y1.max(c.y + s.y / 2.0 + pad);
         }
-        stage_boxes.push((s, x0, y0, x1, y1));
+        let mut ids: Vec<u64> = members.iter().map(|&n| nodes[n].id).collect();
+        ids.sort_unstable();
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        stage_boxes.push((s, ids.join(" "), x0, y0, x1, y1));
     }
     let (mut min_x, mut min_y, mut max_x, mut max_y) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for (c, s) in boxes {
@@ -369,7 +454,7 @@ fn draw(
         max_x = max_x.max(c.x + s.x / 2.0);
         max_y = max_y.max(c.y + s.y / 2.0);
     }
-    for (_, x0, y0, x1, y1) in &stage_boxes {
+    for (_, _, x0, y0, x1, y1) in &stage_boxes {
         min_x = min_x.min(*x0);
         min_y = min_y.min(*y0);
         max_x = max_x.max(*x1);
@@ -400,10 +485,10 @@ fn draw(
          refX=\"9\" refY=\"3.5\" orient=\"auto\"><polygon points=\"0 0, 9 3.5, 0 7\" \
          fill=\"#c0392b\"/></marker></defs>"
     );
-    for (s, x0, y0, x1, y1) in &stage_boxes {
+    for (s, members, x0, y0, x1, y1) in &stage_boxes {
         let _ = write!(
             out,
-            "<g class=\"stage\" data-stage=\"{}\"><title>stage {} ({}) computes rdd {}</title>\
+            "<g class=\"stage\" data-stage=\"{}\" data-rdds=\"{members}\"><title>stage {} ({}) computes rdd {}</title>\
              <rect x=\"{x0:.1}\" y=\"{y0:.1}\" width=\"{:.1}\" height=\"{:.1}\" rx=\"6\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\">stage {} · {}</text></g>",
             s.id,

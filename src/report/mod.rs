@@ -45,11 +45,22 @@ pub struct ReportSummary {
 /// Reads the event log at `log` and writes its report to `out`.
 ///
 /// # Errors
-/// The errors of [`event_log::read`]; [`Error::Io`] naming `out` when it cannot be written.
+/// The errors of [`event_log::read`]; [`Error::Io`] naming `out` when it cannot be written;
+/// [`Error::InvalidArgument`] when `out` is the log itself.
 pub fn write(log: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<ReportSummary> {
+    let (log, out) = (log.as_ref(), out.as_ref());
+    let same = match (std::fs::canonicalize(log), std::fs::canonicalize(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::InvalidArgument(format!(
+            "the report would overwrite its own event log {}; write it to another file",
+            log.display()
+        )));
+    }
     let log = event_log::read(log)?;
     let (html, summary) = render_with_summary(&log);
-    let out = out.as_ref();
     std::fs::write(out, html).map_err(|e| Error::io("write", out, e))?;
     Ok(summary)
 }
@@ -69,8 +80,15 @@ pub(crate) fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Control characters are not allowed in XML text (inline SVG).
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            // Control characters and noncharacters are not allowed in XML text (inline
+            // SVG); bidirectional overrides would let a name display as another.
+            c if (c.is_control() && c != '\n' && c != '\t')
+                || matches!(c, '\u{fdd0}'..='\u{fdef}')
+                || (c as u32 & 0xfffe) == 0xfffe
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push('\u{fffd}')
+            }
             c => out.push(c),
         }
     }
@@ -268,7 +286,7 @@ fn render_with_summary(log: &EventLog) -> (String, ReportSummary) {
                 .unwrap_or_default(),
             job.elapsed_us.map_or_else(|| "-".to_string(), fmt_us),
             outcome,
-            model::lineage_depth(&job.lineage)
+            job.depth
         );
         if let Some(e) = &job.error {
             let _ = write!(h, "<p class=\"warning\">{}</p>", esc(&shorten(e, 2000)));

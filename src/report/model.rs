@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::event_log::{EventLog, LoggedNode, Record};
+use crate::event_log::{lineage_depth, EventLog, LoggedNode, Record};
 
 /// A lineage truncation: `rdd` now reads `checkpoint` instead of `released`.
 #[derive(Clone, Debug)]
@@ -28,11 +28,16 @@ pub(crate) struct Job {
     pub(crate) succeeded: Option<bool>,
     pub(crate) error: Option<String>,
     pub(crate) lineage: Vec<LoggedNode>,
+    /// The lineage's depth (as logged, or computed from `lineage`).
+    pub(crate) depth: u64,
+    /// RDDs of the lineage the log left out.
+    pub(crate) omitted_nodes: u64,
+    /// The ids in `lineage`.
+    ids: HashSet<u64>,
     /// Checkpoint states when the job ended (or when the log ends, for a job that did not).
     pub(crate) end_states: HashMap<u64, String>,
     /// Lineages truncated while the job ran.
     pub(crate) truncations: Vec<Truncation>,
-    start_line: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -80,6 +85,8 @@ pub(crate) struct Model {
     pub(crate) stages: BTreeMap<u64, Stage>,
     pub(crate) tasks: Vec<Task>,
     pub(crate) checkpoints: BTreeMap<u64, CheckpointWrite>,
+    /// Stage ids by job.
+    stages_by_job: HashMap<u64, Vec<u64>>,
     /// (time, what, text) of events worth a line: failures, skipped and released
     /// checkpoints, dropped partitioners, ignored requests.
     pub(crate) notes: Vec<(u64, &'static str, String)>,
@@ -91,9 +98,11 @@ impl Model {
         let mut m = Model::default();
         let mut jobs: BTreeMap<u64, Job> = BTreeMap::new();
         let mut states: HashMap<u64, String> = HashMap::new();
-        let mut truncations: Vec<(usize, Truncation)> = Vec::new();
+        // Jobs started and not yet ended: a truncation belongs to those whose lineage holds
+        // the RDD.
+        let mut open: Vec<u64> = Vec::new();
         let mut open_tasks: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
-        for (i, line) in log.lines.iter().enumerate() {
+        for line in &log.lines {
             let t = line.t_us;
             m.last_t = m.last_t.max(t);
             match &line.record {
@@ -102,16 +111,26 @@ impl Model {
                     rdd_id,
                     partitions,
                 } => {
-                    let job = job_entry(&mut jobs, *job_id, i);
+                    let job = job_entry(&mut jobs, *job_id);
                     job.rdd_id = Some(*rdd_id);
                     job.partitions = Some(*partitions);
                     job.start_t = Some(t);
-                    job.start_line = i;
+                    if !open.contains(job_id) {
+                        open.push(*job_id);
+                    }
                 }
-                Record::JobLineage { job_id, nodes } => {
-                    let job = job_entry(&mut jobs, *job_id, i);
+                Record::JobLineage {
+                    job_id,
+                    nodes,
+                    depth,
+                    omitted_nodes,
+                } => {
+                    let job = job_entry(&mut jobs, *job_id);
                     if job.lineage.is_empty() {
                         job.lineage = nodes.clone();
+                        job.ids = nodes.iter().map(|n| n.id).collect();
+                        job.depth = depth.unwrap_or_else(|| lineage_depth(nodes));
+                        job.omitted_nodes = *omitted_nodes;
                     }
                     for n in nodes {
                         states
@@ -120,7 +139,7 @@ impl Model {
                     }
                 }
                 Record::JobFailed { job_id, error } => {
-                    job_entry(&mut jobs, *job_id, i).error = Some(error.clone());
+                    job_entry(&mut jobs, *job_id).error = Some(error.clone());
                     m.notes
                         .push((t, "job failed", format!("job {job_id}: {error}")));
                 }
@@ -129,11 +148,12 @@ impl Model {
                     succeeded,
                     elapsed_us,
                 } => {
-                    let job = job_entry(&mut jobs, *job_id, i);
+                    let job = job_entry(&mut jobs, *job_id);
                     job.end_t = Some(t);
                     job.succeeded = Some(*succeeded);
                     job.elapsed_us = Some(*elapsed_us);
-                    close_job(job, &states, &truncations, i);
+                    close_job(job, &states);
+                    open.retain(|j| j != job_id);
                 }
                 Record::StageStarted {
                     job_id,
@@ -146,6 +166,7 @@ impl Model {
                     let s = m.stages.entry(*stage_id).or_default();
                     s.id = *stage_id;
                     s.job_id = *job_id;
+                    m.stages_by_job.entry(*job_id).or_default().push(*stage_id);
                     s.kind = kind.clone();
                     s.rdd_id = *rdd_id;
                     s.shuffle_id = *shuffle_id;
@@ -256,15 +277,19 @@ impl Model {
                     released_parents,
                 } => {
                     ckpt_entry(&mut m.checkpoints, *rdd_id).kind = Some(checkpoint_kind.clone());
-                    truncations.push((
-                        i,
-                        Truncation {
-                            rdd: *rdd_id,
-                            checkpoint: *checkpoint_rdd_id,
-                            kind: checkpoint_kind.clone(),
-                            released: released_parents.clone(),
-                        },
-                    ));
+                    let truncation = Truncation {
+                        rdd: *rdd_id,
+                        checkpoint: *checkpoint_rdd_id,
+                        kind: checkpoint_kind.clone(),
+                        released: released_parents.clone(),
+                    };
+                    for j in &open {
+                        if let Some(job) = jobs.get_mut(j) {
+                            if job.ids.contains(rdd_id) {
+                                job.truncations.push(truncation.clone());
+                            }
+                        }
+                    }
                 }
                 Record::CheckpointRequestIgnored { rdd_id, reason } => m.notes.push((
                     t,
@@ -305,10 +330,9 @@ impl Model {
             }
         }
         // Jobs the log does not see end (a killed process): states as the log ends.
-        let end = log.lines.len();
         for job in jobs.values_mut() {
             if job.end_t.is_none() {
-                close_job(job, &states, &truncations, end);
+                close_job(job, &states);
             }
         }
         m.jobs = jobs.into_values().collect();
@@ -317,14 +341,19 @@ impl Model {
 
     /// The stages of `job`, by id.
     pub(crate) fn stages_of(&self, job: u64) -> Vec<&Stage> {
-        self.stages.values().filter(|s| s.job_id == job).collect()
+        let mut ids: Vec<u64> = self.stages_by_job.get(&job).cloned().unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .filter_map(|id| self.stages.get(id))
+            .filter(|s| s.job_id == job)
+            .collect()
     }
 }
 
-fn job_entry(jobs: &mut BTreeMap<u64, Job>, id: u64, line: usize) -> &mut Job {
+fn job_entry(jobs: &mut BTreeMap<u64, Job>, id: u64) -> &mut Job {
     jobs.entry(id).or_insert_with(|| Job {
         id,
-        start_line: line,
         ..Job::default()
     })
 }
@@ -336,62 +365,11 @@ fn ckpt_entry(c: &mut BTreeMap<u64, CheckpointWrite>, rdd: u64) -> &mut Checkpoi
     })
 }
 
-/// The states of the job's RDDs at line `end`, and the truncations since it started.
-fn close_job(
-    job: &mut Job,
-    states: &HashMap<u64, String>,
-    truncations: &[(usize, Truncation)],
-    end: usize,
-) {
-    let ids: HashSet<u64> = job.lineage.iter().map(|n| n.id).collect();
-    job.end_states = ids
+/// The states of the job's RDDs when it ended (or when the log ends).
+fn close_job(job: &mut Job, states: &HashMap<u64, String>) {
+    job.end_states = job
+        .ids
         .iter()
         .filter_map(|id| states.get(id).map(|s| (*id, s.clone())))
         .collect();
-    job.truncations = truncations
-        .iter()
-        .filter(|(i, t)| *i > job.start_line && *i < end && ids.contains(&t.rdd))
-        .map(|(_, t)| t.clone())
-        .collect();
-}
-
-/// The longest path from the lineage's first node to a node without parents (edges to
-/// unknown ids ignored, a cycle in a damaged log cut where it closes).
-pub(crate) fn lineage_depth(nodes: &[LoggedNode]) -> u64 {
-    let Some(root) = nodes.first() else {
-        return 0;
-    };
-    let by_id: HashMap<u64, &LoggedNode> = nodes.iter().map(|n| (n.id, n)).collect();
-    let mut depth: HashMap<u64, u64> = HashMap::new();
-    let mut on_stack: HashSet<u64> = HashSet::new();
-    let mut stack: Vec<(u64, bool)> = vec![(root.id, false)];
-    while let Some((id, expanded)) = stack.pop() {
-        let Some(node) = by_id.get(&id) else {
-            continue;
-        };
-        if expanded {
-            on_stack.remove(&id);
-            let d = node
-                .parents
-                .iter()
-                .filter_map(|e| depth.get(&e.parent).map(|d| d + 1))
-                .max()
-                .unwrap_or(0);
-            depth.insert(id, d);
-            continue;
-        }
-        if depth.contains_key(&id) || !on_stack.insert(id) {
-            continue;
-        }
-        stack.push((id, true));
-        for e in &node.parents {
-            if by_id.contains_key(&e.parent)
-                && !depth.contains_key(&e.parent)
-                && !on_stack.contains(&e.parent)
-            {
-                stack.push((e.parent, false));
-            }
-        }
-    }
-    depth.get(&root.id).copied().unwrap_or(0)
 }

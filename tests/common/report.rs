@@ -31,7 +31,7 @@ pub fn expected(log: &EventLog) -> Vec<(u64, BTreeSet<u64>)> {
     let mut open: Vec<(u64, BTreeSet<u64>)> = Vec::new();
     for line in &log.lines {
         match &line.record {
-            Record::JobLineage { job_id, nodes } => {
+            Record::JobLineage { job_id, nodes, .. } => {
                 open.push((*job_id, nodes.iter().map(|n| n.id).collect()))
             }
             Record::LineageTruncated {

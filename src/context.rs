@@ -364,8 +364,8 @@ impl ContextBuilder {
     /// created, or emptied if it exists, once the rest of the build has succeeded; the
     /// context holds an exclusive lock on it, so a second live context (or process) given
     /// the same path fails to build instead of mixing two logs. Writes are buffered and
-    /// flushed at the end of each job, at least every half second, and when the last handle
-    /// to the context (or to an RDD of it) is dropped. A write that fails later (a full
+    /// flushed at the end of a job (at most every 50 ms), at least every half second, and
+    /// when the last handle to the context (or to an RDD of it) is dropped. A write that fails later (a full
     /// disk) ends the log with a message on stderr and never fails a job.
     ///
     /// ```no_run

@@ -12,8 +12,9 @@
 //! {"t_us":1650,"worker":1,"event":"TaskEnded","stage_id":0,"partition":2,"succeeded":true,"elapsed_us":402}
 //! ```
 //!
-//! Writes are buffered and flushed when a job ends (and when the context is dropped), so a
-//! process killed mid-job leaves a log whose last line may be cut off; [`read`] reads such a
+//! Writes are buffered, and flushed when a job ends (at most every 50 ms), at least every
+//! half second by a background thread, and when the context is dropped, so a process killed
+//! mid-job leaves a log whose last line may be cut off; [`read`] reads such a
 //! log and says what it skipped. A failed write (a full disk) is reported once on stderr
 //! and ends the log; it never fails a job.
 //!
@@ -504,7 +505,14 @@ struct Out {
     file: Option<BufWriter<File>>,
     /// Written since the last flush.
     dirty: bool,
+    /// When the buffer was last flushed.
+    flushed: Instant,
 }
+
+/// A job's end flushes the log only when the last flush is older than this: a flush per
+/// job would cost a system call for every small job, and the flushing thread catches up
+/// within [`FLUSH_EVERY`] anyway.
+const FLUSH_AT_JOB_END_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Shared {
     /// Encodes the line with the time taken under the lock (so times never go back from
@@ -531,6 +539,7 @@ impl Shared {
             }
         };
         buf.push(b'\n');
+        let flush = flush && out.flushed.elapsed() >= FLUSH_AT_JOB_END_AFTER;
         let Some(w) = out.file.as_mut() else {
             return;
         };
@@ -538,7 +547,11 @@ impl Shared {
             .write_all(&buf)
             .and_then(|()| if flush { w.flush() } else { Ok(()) });
         match written {
-            Ok(()) => out.dirty = !flush,
+            Ok(()) if flush => {
+                out.dirty = false;
+                out.flushed = Instant::now();
+            }
+            Ok(()) => out.dirty = true,
             Err(e) => self.fail(&mut out, &e),
         }
     }
@@ -550,7 +563,10 @@ impl Shared {
         }
         if let Some(w) = out.file.as_mut() {
             match w.flush() {
-                Ok(()) => out.dirty = false,
+                Ok(()) => {
+                    out.dirty = false;
+                    out.flushed = Instant::now();
+                }
                 Err(e) => self.fail(&mut out, &e),
             }
         }
@@ -646,6 +662,8 @@ impl EventLogWriter {
             out: Mutex::new(Out {
                 file: Some(BufWriter::with_capacity(64 << 10, file)),
                 dirty: false,
+                // The first line is flushed.
+                flushed: Instant::now() - FLUSH_AT_JOB_END_AFTER,
             }),
         });
         shared.write(

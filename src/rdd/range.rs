@@ -38,12 +38,17 @@ impl Compute<u64> for RangeRdd {
 
     fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<u64>> {
         let len = u128::from(self.range.end.saturating_sub(self.range.start));
-        let n = self.num_partitions as u128;
-        let s = split as u128;
-        let lo = self.range.start + (s * len / n) as u64;
-        let hi = self.range.start + ((s + 1) * len / n) as u64;
-        Ok(boxed(lo..hi))
+        let (lo, hi) = split_of(len, self.num_partitions, split);
+        let start = self.range.start;
+        Ok(boxed(start + lo as u64..start + hi as u64))
     }
+}
+
+/// The index range `[lo, hi)` of partition `split` of `n` over `len` values, as
+/// `parallelize` splits: partition `i` holds `[i * len / n, (i + 1) * len / n)`.
+fn split_of(len: u128, n: usize, split: usize) -> (u128, u128) {
+    let (n, s) = (n as u128, split as u128);
+    (s * len / n, (s + 1) * len / n)
 }
 
 /// `StepRangeRdd`, made by `Context::range_step`: `start + k * step` for `k` in `0..n`,
@@ -82,10 +87,7 @@ impl Compute<i64> for StepRangeRdd {
     }
 
     fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<i64>> {
-        let n = self.num_partitions as u128;
-        let s = split as u128;
-        let lo = s * self.len / n;
-        let hi = (s + 1) * self.len / n;
+        let (lo, hi) = split_of(self.len, self.num_partitions, split);
         let (start, step) = (i128::from(self.start), i128::from(self.step));
         // Every value lies between start and end, so it fits in an i64.
         Ok(boxed(

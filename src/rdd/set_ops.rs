@@ -78,12 +78,9 @@ impl<T: Data> Rdd<T> {
         T: Key,
     {
         let s = site("subtract");
-        let unit = |r: &Rdd<T>| -> Rdd<(T, ())> {
-            r.map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |x| (x, ()))))
-        };
         let p = Partitioner::hash(self.num_partitions().max(1));
-        unit(self)
-            .subtract_by_key_op(s, &unit(other), p)
+        self.keyed_by_self(s)
+            .subtract_by_key_op(s, &other.keyed_by_self(s), p)
             .map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |(x, _)| x)))
     }
 
@@ -106,10 +103,7 @@ impl<T: Data> Rdd<T> {
         T: Key,
     {
         let s = site("intersection");
-        let unit = |r: &Rdd<T>| -> Rdd<(T, ())> {
-            r.map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |x| (x, ()))))
-        };
-        let (a, b) = (unit(self), unit(other));
+        let (a, b) = (self.keyed_by_self(s), other.keyed_by_self(s));
         let p = a.default_partitioner_with(&b);
         a.cogroup_op(
             s,
@@ -124,6 +118,13 @@ impl<T: Data> Rdd<T> {
                 Mapped::boxed(kept, |(k, ())| k)
             }),
         )
+    }
+}
+
+impl<T: Data> Rdd<T> {
+    /// `(x, ())` for each element `x`: the set operations' pair form.
+    fn keyed_by_self(&self, s: super::node::CallSite) -> Rdd<(T, ())> {
+        self.map_partitions_op(s, false, Arc::new(|_, it| Mapped::boxed(it, |x| (x, ()))))
     }
 }
 

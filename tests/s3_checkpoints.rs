@@ -43,9 +43,12 @@ mod on_s3 {
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
     fn a_checkpoint_on_s3_is_computed_once_published_whole_and_reads_back() {
         let (url, store) = location();
+        let log_dir = tempfile::tempdir().unwrap();
+        let event_log = log_dir.path().join("events.jsonl");
         let ctx = Context::builder()
             .app_id("s3-app")
             .checkpoint_dir(&url)
+            .event_log(&event_log)
             .build()
             .unwrap();
         let events = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -101,12 +104,21 @@ mod on_s3 {
             events.iter().any(|e| e.contains("CheckpointCommitted")),
             "{events:?}"
         );
+        // Nor the event log, nor its report.
+        drop((rdd, reopened, other, ctx));
+        let logged = std::fs::read_to_string(&event_log).unwrap();
+        assert!(logged.contains("CheckpointCommitted"), "{logged}");
+        let report = log_dir.path().join("report.html");
+        flintlock::report::write(&event_log, &report).unwrap();
+        let html = std::fs::read_to_string(&report).unwrap();
         for secret in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
             if let Ok(v) = std::env::var(secret) {
                 assert!(
                     events.iter().all(|e| !e.contains(&v)),
                     "{secret} in an event"
                 );
+                assert!(!logged.contains(&v), "{secret} in the event log");
+                assert!(!html.contains(&v), "{secret} in the report");
             }
         }
     }

@@ -241,6 +241,37 @@ fn save_as_text_file_writes_one_part_per_partition_and_refuses_an_existing_folde
     assert_eq!(lines, vec!["0", "1", "2", "3", "4"]);
     let err = ctx.range(0..5, 2).save_as_text_file(&out).unwrap_err();
     assert!(matches!(err, flintlock::Error::InvalidArgument(_)));
+    // It reads back as a folder.
+    assert_eq!(ctx.text_file(&out, 3).count().unwrap(), 5);
+}
+
+#[test]
+fn a_failed_save_leaves_nothing_and_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    let out = dir.path().join("nested").join("out");
+    let failing = ctx.range(0..100, 4).map(|x| {
+        if x == 77 {
+            panic!("element 77 is bad");
+        }
+        x
+    });
+    let err = failing.save_as_text_file(&out).unwrap_err();
+    assert!(err.to_string().contains("element 77"), "{err}");
+    assert!(!out.exists(), "a failed save left {}", out.display());
+    ctx.range(0..100, 4).save_as_text_file(&out).unwrap();
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}"); // four parts and _SUCCESS, no temporaries
+    assert_eq!(ctx.text_file(&out, 2).count().unwrap(), 100);
+    // The leftover of a killed save (no _SUCCESS) is named as such.
+    let killed = dir.path().join("killed");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::write(killed.join("part-00000"), "1\n").unwrap();
+    let err = ctx.range(0..5, 2).save_as_text_file(&killed).unwrap_err();
+    assert!(err.to_string().contains("has no _SUCCESS"), "{err}");
 }
 
 /// A partition pulled element by element (what `map_partitions` closures, `zip` and `take`

@@ -204,6 +204,12 @@ impl<T: Data> Rdd<T> {
     /// Writes the elements as text lines to a new folder: `part-00000`, ... (one per
     /// partition) and an empty `_SUCCESS` marker last, as Hadoop's output committer does.
     ///
+    /// Each part is written under a hidden temporary name and renamed when its partition is
+    /// complete. If the save fails, the files it wrote and the folder are removed, so the same
+    /// save can simply be run again; a folder without `_SUCCESS` is the leftover of a save
+    /// that was killed. [`Context::text_file`](crate::Context::text_file) on the folder
+    /// reads the parts back (hidden files and `_SUCCESS` are skipped).
+    ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let ctx = flintlock::Context::new();
@@ -215,28 +221,84 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] when the folder exists; I/O errors naming the file.
+    /// [`Error::InvalidArgument`] when the folder exists (saying when it is an incomplete
+    /// save's leftover); I/O errors naming the file; any error of the job.
     pub fn save_as_text_file(&self, path: impl AsRef<Path>) -> Result<()>
     where
         T: fmt::Display,
     {
         let dir = path.as_ref().to_path_buf();
+        let exists = |dir: &Path| {
+            Error::InvalidArgument(format!(
+                "save_as_text_file: {} already exists{}",
+                dir.display(),
+                if dir.join("_SUCCESS").exists() {
+                    ""
+                } else {
+                    " and has no _SUCCESS: the leftover of a save that did not finish; remove \
+                     it to save again"
+                }
+            ))
+        };
         if dir.exists() {
-            return Err(Error::InvalidArgument(format!(
-                "save_as_text_file: {} already exists",
-                dir.display()
-            )));
+            return Err(exists(&dir));
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
-        self.run_all(|p, it| {
-            let file: PathBuf = dir.join(crate::checkpoint::format::part_name(p));
-            let f = std::fs::File::create(&file).map_err(|e| Error::io("create", &file, e))?;
-            let mut w = std::io::BufWriter::new(f);
-            for x in it {
-                writeln!(w, "{x}").map_err(|e| Error::io("write", &file, e))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists(&dir)),
+            Err(e) => return Err(Error::io("create folder", &dir, e)),
+        }
+        let nonce = super::sampling::mix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()).rotate_left(32),
+        );
+        let written: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+        let saved = self.run_all(|p, it| {
+            let name = crate::checkpoint::format::part_name(p);
+            let tmp: PathBuf = dir.join(format!(".{name}.{nonce:016x}.tmp"));
+            let part: PathBuf = dir.join(&name);
+            // Removes the temporary file however the task ends (a panic in the data or in
+            // `Display` unwinds through here), unless it was renamed into place.
+            struct Temporary<'a>(&'a Path, bool);
+            impl Drop for Temporary<'_> {
+                fn drop(&mut self) {
+                    if !self.1 {
+                        let _ = std::fs::remove_file(self.0);
+                    }
+                }
             }
-            w.flush().map_err(|e| Error::io("write", &file, e))
-        })?;
+            let mut guard = Temporary(&tmp, false);
+            let write = || -> Result<()> {
+                let f = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+                let mut w = std::io::BufWriter::new(f);
+                for x in it {
+                    writeln!(w, "{x}").map_err(|e| Error::io("write", &tmp, e))?;
+                }
+                w.flush().map_err(|e| Error::io("write", &tmp, e))?;
+                drop(w);
+                std::fs::rename(&tmp, &part).map_err(|e| Error::io("rename", &tmp, e))
+            };
+            let result = write();
+            if result.is_ok() {
+                guard.1 = true;
+                written.lock().push(part);
+            }
+            result
+        });
+        if let Err(e) = saved {
+            // Only what this save wrote goes, then the folder it made, if that leaves it
+            // empty (a half-written part of a failed task was removed by the task).
+            for f in written.into_inner() {
+                let _ = std::fs::remove_file(f);
+            }
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
+        }
         let success = dir.join("_SUCCESS");
         std::fs::File::create(&success).map_err(|e| Error::io("create", &success, e))?;
         Ok(())

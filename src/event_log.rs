@@ -101,7 +101,7 @@ pub struct LoggedEdge {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event")]
 #[non_exhaustive]
-#[allow(missing_docs)] // each variant mirrors the `Event` of the same name
+#[allow(missing_docs)] // the fields mirror those of the `Event` of the same name
 pub enum Record {
     /// The first line: what wrote the log, and for which context.
     LogStart {
@@ -120,11 +120,13 @@ pub enum Record {
         /// Worker threads of the context.
         threads: u64,
     },
+    /// An action started a job ([`Event::JobStarted`]).
     JobStarted {
         job_id: u64,
         rdd_id: u64,
         partitions: u64,
     },
+    /// The job's lineage as it starts ([`Event::JobLineage`]).
     JobLineage {
         job_id: u64,
         /// The longest path from the job's RDD to a source or checkpoint.
@@ -136,15 +138,15 @@ pub enum Record {
         #[serde(default)]
         omitted_nodes: u64,
     },
-    JobFailed {
-        job_id: u64,
-        error: String,
-    },
+    /// A job failed, with its error ([`Event::JobFailed`]).
+    JobFailed { job_id: u64, error: String },
+    /// A job ended ([`Event::JobEnded`]).
     JobEnded {
         job_id: u64,
         succeeded: bool,
         elapsed_us: u64,
     },
+    /// A stage started ([`Event::StageStarted`]).
     StageStarted {
         job_id: u64,
         stage_id: u64,
@@ -155,68 +157,71 @@ pub enum Record {
         shuffle_id: Option<u64>,
         tasks: u64,
     },
+    /// A stage ended ([`Event::StageEnded`]).
     StageEnded {
         job_id: u64,
         stage_id: u64,
         succeeded: bool,
         elapsed_us: u64,
     },
-    TaskStarted {
-        stage_id: u64,
-        partition: u64,
-    },
+    /// A task started ([`Event::TaskStarted`]).
+    TaskStarted { stage_id: u64, partition: u64 },
+    /// A task failed, with its error ([`Event::TaskFailed`]).
     TaskFailed {
         stage_id: u64,
         partition: u64,
         error: String,
     },
+    /// A task ended ([`Event::TaskEnded`]).
     TaskEnded {
         stage_id: u64,
         partition: u64,
         succeeded: bool,
         elapsed_us: u64,
     },
+    /// An RDD moved in the checkpoint state machine ([`Event::CheckpointStateChanged`]).
     CheckpointStateChanged {
         rdd_id: u64,
         from: String,
         to: String,
     },
+    /// A checkpoint part file was written ([`Event::CheckpointPartitionWritten`]).
     CheckpointPartitionWritten {
         rdd_id: u64,
         partition: u64,
         records: u64,
         bytes: u64,
     },
+    /// A checkpoint's manifest was committed ([`Event::CheckpointCommitted`]).
     CheckpointCommitted {
         rdd_id: u64,
         path: String,
         bytes: u64,
     },
+    /// A checkpoint replaced an RDD's lineage ([`Event::LineageTruncated`]).
     LineageTruncated {
         rdd_id: u64,
         checkpoint_rdd_id: u64,
         checkpoint_kind: String,
         released_parents: Vec<u64>,
     },
-    CheckpointRequestIgnored {
-        rdd_id: u64,
-        reason: String,
-    },
+    /// A checkpoint request was not taken ([`Event::CheckpointRequestIgnored`]).
+    CheckpointRequestIgnored { rdd_id: u64, reason: String },
+    /// A series' checkpoint was passed over ([`Event::CheckpointSkipped`]).
     CheckpointSkipped {
         series: String,
         path: String,
         reason: String,
     },
+    /// A series' checkpoint fell outside `keep` ([`Event::CheckpointReleased`]).
     CheckpointReleased {
         series: String,
         step: u64,
         path: String,
         deleted_now: bool,
     },
-    PartitionerDropped {
-        rdd_id: u64,
-        reason: String,
-    },
+    /// A reopened checkpoint's partitioner was not trusted ([`Event::PartitionerDropped`]).
+    PartitionerDropped { rdd_id: u64, reason: String },
 }
 
 fn micros(d: std::time::Duration) -> u64 {

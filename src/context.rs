@@ -51,6 +51,8 @@ pub(crate) struct ContextInner {
     /// a listener may add listeners or run jobs.
     listeners: RwLock<Arc<Vec<Arc<RegisteredListener>>>>,
     pub(crate) checkpoint_dir: RwLock<Option<Arc<AppDir>>>,
+    pub(crate) jobs: crate::scheduler::JobRegistry,
+    pub(crate) partitioners: crate::partitioner::PartitionerRegistry,
     pub(crate) config: Config,
 }
 
@@ -68,6 +70,8 @@ pub(crate) struct Config {
     /// The largest frame payload the checkpoint writer produces (at most
     /// [`crate::checkpoint::format::MAX_FRAME_BYTES`], the reader's limit).
     pub(crate) frame_limit: u32,
+    /// Attempts of a task before its job fails (see [`ContextBuilder::task_max_failures`]).
+    pub(crate) task_max_failures: usize,
 }
 
 /// A listener and whether it has panicked (its first panic is reported, later ones are
@@ -263,6 +267,19 @@ impl Context {
         }
     }
 
+    /// Lets this context reopen checkpoints partitioned by the custom scheme `partition`
+    /// (see [`Partitioner::custom`](crate::Partitioner::custom)): a manifest records a custom
+    /// partitioner by its name, key type, partition count and parameters, and
+    /// [`Context::open_checkpoint`] refuses one it has no implementation of
+    /// ([`Error::UnknownPartitioner`]). The reopened partitioner is then verified against the
+    /// data before a by-key operation relies on it, like a hash partitioner. Registering the
+    /// same identity again replaces the implementation.
+    pub fn register_partitioner<K: 'static>(&self, partition: impl crate::Partition<K>) {
+        if let crate::Partitioner::Custom(c) = crate::Partitioner::custom(partition) {
+            self.inner.partitioners.register(c);
+        }
+    }
+
     /// Runs `f` on this context's thread pool (for user code that wants the same pool).
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.inner.pool.install(f)
@@ -324,6 +341,7 @@ impl Default for ContextBuilder {
                 storage: Arc::new(crate::checkpoint::DefaultStorage::default()),
                 verify: true,
                 frame_limit: crate::checkpoint::format::MAX_FRAME_BYTES,
+                task_max_failures: 1,
             },
         }
     }
@@ -440,6 +458,33 @@ impl ContextBuilder {
         self
     }
 
+    /// How many times a task may be attempted before its job fails (Spark's
+    /// `spark.task.maxFailures`, or the `F` of `local[N,F]`); default 1, Spark's local mode:
+    /// no retry.
+    ///
+    /// A failed attempt (a panic, an I/O error) is run again from its stage inputs on the
+    /// same thread; it leaves nothing behind: its accumulator updates are dropped, a
+    /// checkpoint part it half wrote is removed, and a partition it would have cached is not
+    /// kept. A cancelled job is never retried. Values below 1 are treated as 1.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// let ctx = flintlock::Context::builder().task_max_failures(2).build()?;
+    /// let failed_once = AtomicBool::new(false);
+    /// let doubled = ctx.parallelize(vec![1, 2, 3], 1).map(move |x| {
+    ///     if !failed_once.swap(true, Ordering::Relaxed) {
+    ///         panic!("flaky: the first attempt fails");
+    ///     }
+    ///     x * 2
+    /// });
+    /// assert_eq!(doubled.collect()?, vec![2, 4, 6]);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn task_max_failures(mut self, attempts: usize) -> Self {
+        self.config.task_max_failures = attempts.max(1);
+        self
+    }
+
     /// Builds the context.
     ///
     /// # Errors
@@ -483,6 +528,8 @@ impl ContextBuilder {
                 shuffles: ShuffleStore::default(),
                 listeners: RwLock::new(Arc::new(Vec::new())),
                 checkpoint_dir: RwLock::new(None),
+                jobs: Default::default(),
+                partitioners: Default::default(),
                 config: self.config,
             }),
         };

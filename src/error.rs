@@ -173,6 +173,40 @@ pub enum Error {
         other: String,
     },
 
+    /// A checkpoint was partitioned by a custom partitioner this context has no
+    /// implementation of: register the same scheme (name, key type, partition count and
+    /// parameters) with [`Context::register_partitioner`](crate::Context::register_partitioner)
+    /// before opening it.
+    #[error(
+        "{path} is partitioned by custom partitioner {name:?} (keys `{key_type}`, {partitions} \
+         partitions), which this context does not know: register it with \
+         Context::register_partitioner before opening the checkpoint"
+    )]
+    UnknownPartitioner {
+        /// The manifest.
+        path: PathBuf,
+        /// The partitioner's name.
+        name: String,
+        /// Its key type, as recorded.
+        key_type: String,
+        /// Its partition count.
+        partitions: usize,
+    },
+
+    /// The job was cancelled ([`Context::cancel_job_group`](crate::Context::cancel_job_group),
+    /// [`Context::cancel_all_jobs`](crate::Context::cancel_all_jobs) or
+    /// [`Context::cancel_job`](crate::Context::cancel_job)). Its running tasks stopped at
+    /// their next batch; its checkpoints were rolled back to Marked, as after any failure.
+    #[error("job {job_id} was cancelled: {reason}")]
+    Cancelled {
+        /// The job.
+        job_id: usize,
+        /// The job group it ran in, if any.
+        group: Option<String>,
+        /// Why: which call cancelled it.
+        reason: String,
+    },
+
     /// Code outside any task panicked while a job ran (a listener is not such code: its
     /// panics are caught and reported). The job's checkpoints were rolled back to Marked.
     #[error("job on rdd {rdd_id} failed: a panic outside the tasks: {message}")]
@@ -362,6 +396,26 @@ impl Error {
                 key: key.clone(),
                 recorded: recorded.clone(),
                 expected: expected.clone(),
+            },
+            Error::UnknownPartitioner {
+                path,
+                name,
+                key_type,
+                partitions,
+            } => Error::UnknownPartitioner {
+                path: path.clone(),
+                name: name.clone(),
+                key_type: key_type.clone(),
+                partitions: *partitions,
+            },
+            Error::Cancelled {
+                job_id,
+                group,
+                reason,
+            } => Error::Cancelled {
+                job_id: *job_id,
+                group: group.clone(),
+                reason: reason.clone(),
             },
             Error::JobPanicked { rdd_id, message } => Error::JobPanicked {
                 rdd_id: *rdd_id,

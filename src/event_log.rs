@@ -237,6 +237,9 @@ pub(crate) fn describe_partitioner(p: &Partitioner) -> String {
     match p {
         Partitioner::Hash(h) => format!("hash, {} partitions", h.num_partitions()),
         Partitioner::Range(r) => format!("range, {} partitions", r.num_partitions()),
+        Partitioner::Custom(c) => {
+            format!("{} (custom), {} partitions", c.name(), c.num_partitions())
+        }
     }
 }
 

@@ -63,6 +63,12 @@
 //! | `coalesce(n, shuffle)`, `repartition` | [`Rdd::coalesce`], [`Rdd::coalesce_with`], [`Rdd::repartition`] (round-robin) |
 //! | `cogroup(other1, other2)`, `cogroup(other1, other2, other3)` | [`Rdd::cogroup3`], [`Rdd::cogroup4`] |
 //! | `range(start, end, step, numSlices)` | [`Context::range_step`] (and [`Context::range`] over `u64`) |
+//! | `saveAsObjectFile`, `objectFile` | [`Rdd::save_as_object_file`], [`Context::object_file`] (the checkpoint format: checksummed, typed) |
+//! | `longAccumulator`, `doubleAccumulator`, `collectionAccumulator`, `AccumulatorV2` | [`Context::long_accumulator`], [`Context::double_accumulator`], [`Context::collection_accumulator`], [`Context::accumulator`] with an [`Accumulable`] |
+//! | `broadcast` (`Broadcast.value`, `destroy`) | [`Context::broadcast`] ([`Broadcast::value`], [`Broadcast::destroy`]) |
+//! | `setJobGroup`, `cancelJobGroup`, `cancelAllJobs`, `cancelJob` | [`Context::set_job_group`], [`Context::cancel_job_group`], [`Context::cancel_all_jobs`], [`Context::cancel_job`] ([`Error::Cancelled`]) |
+//! | custom `Partitioner` subclass | [`Partitioner::custom`] with a [`Partition`] impl; [`Context::register_partitioner`] to reopen its checkpoints |
+//! | `spark.task.maxFailures`, `local[N,F]` | [`ContextBuilder::task_max_failures`] |
 //!
 //! ## Where flintlock differs from Spark
 //! - A checkpoint costs **one** computation: partitions are written while the action
@@ -112,7 +118,9 @@
 #![warn(missing_docs)]
 #![warn(missing_debug_implementations)]
 
+pub mod accumulator;
 mod block_store;
+pub mod broadcast;
 pub mod checkpoint;
 mod context;
 mod dependency;
@@ -128,13 +136,19 @@ mod scheduler;
 mod shuffle;
 pub mod streaming;
 
+pub use accumulator::{
+    Accumulable, Accumulator, CollectionAccumulator, DoubleAccumulator, LongAccumulator,
+};
 pub use block_store::StorageLevel;
+pub use broadcast::Broadcast;
 pub use checkpoint::{CheckpointState, Compression};
 pub use context::{Context, ContextBuilder, MemoryStats};
 pub use dependency::{Dependency, DependencyKind};
 pub use error::{Error, Result};
 pub use listener::{Event, LineageEdge, LineageNode, Listener, StageKind};
-pub use partitioner::{HashPartitioner, Partitioner, RangePartitioner};
+pub use partitioner::{
+    CustomPartitioner, HashPartitioner, Partition, Partitioner, RangePartitioner,
+};
 pub use rdd::node::{CallSite, RddBase};
 #[allow(deprecated)]
 pub use rdd::PartitionIter;

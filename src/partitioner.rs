@@ -43,6 +43,8 @@ pub enum Partitioner {
     Hash(HashPartitioner),
     /// Range partitioning over sorted bounds, as made by `sort_by_key`.
     Range(RangePartitioner),
+    /// A user's partitioning scheme ([`Partitioner::custom`]).
+    Custom(CustomPartitioner),
 }
 
 impl Partitioner {
@@ -91,11 +93,73 @@ impl Partitioner {
         })
     }
 
+    /// A user-defined partitioner for keys of type `K` (Spark's own `Partitioner`
+    /// subclasses). Two custom partitioners are equal when they are the same Rust type with
+    /// the same name, key type, partition count and [`Partition::params`]: then by-key
+    /// operations on data they placed skip the shuffle. So `params` must capture every
+    /// setting that changes placement (Spark's `equals` contract). A checkpoint records the partitioner by that identity, and
+    /// reopening it needs the same partitioner registered with
+    /// [`Context::register_partitioner`](crate::Context::register_partitioner) (another build
+    /// without it is refused with [`Error::UnknownPartitioner`](crate::Error::UnknownPartitioner)).
+    ///
+    /// ```
+    /// use flintlock::{Partition, Partitioner};
+    /// /// Keys by their first letter: a..m, n..z, the rest.
+    /// struct Alphabet;
+    /// impl Partition<String> for Alphabet {
+    ///     fn name(&self) -> &str { "alphabet" }
+    ///     fn num_partitions(&self) -> usize { 3 }
+    ///     fn partition(&self, key: &String) -> usize {
+    ///         match key.chars().next() {
+    ///             Some('a'..='m') => 0,
+    ///             Some('n'..='z') => 1,
+    ///             _ => 2,
+    ///         }
+    ///     }
+    /// }
+    /// # let ctx = flintlock::Context::new();
+    /// let words = ctx.parallelize(vec![("lock".to_string(), 1), ("flint".to_string(), 2), ("+".to_string(), 3)], 2);
+    /// let placed = words.partition_by(Partitioner::custom(Alphabet));
+    /// assert_eq!(placed.glom().collect()?, vec![
+    ///     vec![("lock".to_string(), 1), ("flint".to_string(), 2)],
+    ///     vec![],
+    ///     vec![("+".to_string(), 3)],
+    /// ]);
+    /// // Equal partitioner: no second shuffle.
+    /// assert_eq!(placed.reduce_by_key(|a, b| a + b).dependencies()[0].kind(), flintlock::DependencyKind::OneToOne);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `num_partitions` is zero or the name is empty.
+    #[track_caller]
+    pub fn custom<K: 'static>(partition: impl Partition<K>) -> Partitioner {
+        let partitions = partition.num_partitions();
+        let name = partition.name().to_string();
+        assert!(
+            partitions > 0,
+            "custom partitioner {name:?} has no partitions"
+        );
+        assert!(!name.is_empty(), "a custom partitioner needs a name");
+        let params = partition.params();
+        let implementation = implementation_of(&partition);
+        let typed: Arc<dyn Partition<K>> = Arc::new(partition);
+        Partitioner::Custom(CustomPartitioner {
+            name,
+            key_type: std::any::type_name::<K>().to_string(),
+            partitions,
+            params,
+            typed: Some(Arc::new(typed)),
+            implementation: Some(implementation),
+        })
+    }
+
     /// The number of partitions.
     pub fn num_partitions(&self) -> usize {
         match self {
             Partitioner::Hash(h) => h.partitions,
             Partitioner::Range(r) => r.partitions,
+            Partitioner::Custom(c) => c.partitions,
         }
     }
 
@@ -133,6 +197,7 @@ impl Partitioner {
         match self {
             Partitioner::Hash(_) => true,
             Partitioner::Range(r) => r.typed_bounds::<K>().is_ok(),
+            Partitioner::Custom(c) => c.typed::<K>().is_ok(),
         }
     }
 
@@ -142,6 +207,7 @@ impl Partitioner {
         match self {
             Partitioner::Hash(_) => true,
             Partitioner::Range(r) => !r.unencodable,
+            Partitioner::Custom(_) => true,
         }
     }
 
@@ -165,7 +231,166 @@ impl Partitioner {
                     }
                 }))
             }
+            Partitioner::Custom(c) => {
+                let typed = c.typed::<K>()?;
+                let n = c.partitions;
+                let name = c.name.clone();
+                Ok(Arc::new(move |k: &K| {
+                    let p = typed.partition(k);
+                    // An index past the end would be a panic deep in the shuffle writer, or
+                    // worse, data in the wrong place: fail the task with the culprit's name.
+                    assert!(
+                        p < n,
+                        "custom partitioner {name:?} returned partition {p}, but it has {n} \
+                         partitions"
+                    );
+                    p
+                }))
+            }
         }
+    }
+}
+
+/// A user's partitioning scheme for keys of type `K`; wrap it with
+/// [`Partitioner::custom`].
+pub trait Partition<K>: Send + Sync + 'static {
+    /// The scheme's name, recorded in checkpoint manifests: keep it stable across builds,
+    /// and change it (or [`Partition::params`]) whenever placement changes.
+    fn name(&self) -> &str;
+    /// The number of partitions (at least 1).
+    fn num_partitions(&self) -> usize;
+    /// The partition of `key`, below [`Partition::num_partitions`] (a task that gets
+    /// another index fails, naming the partitioner).
+    fn partition(&self, key: &K) -> usize;
+    /// The scheme's parameters (bounds, a modulus, a table version...), as bytes: with the
+    /// name, key type and partition count they decide equality and are recorded in
+    /// manifests. Default: none.
+    fn params(&self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// A user-defined partitioner ([`Partitioner::custom`]): its identity (name, key type,
+/// partition count, parameters), and when made or registered in this process, the
+/// implementation.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CustomPartitioner {
+    name: String,
+    key_type: String,
+    partitions: usize,
+    params: Vec<u8>,
+    /// `Arc<dyn Partition<K>>` for the key type it was made for; absent when read from a
+    /// manifest.
+    #[serde(skip)]
+    typed: Option<Arc<dyn Any + Send + Sync>>,
+    /// The Rust type of the implementation, when made in this process: two types that
+    /// happen to share a name and parameters are never equal (not recorded in manifests, so
+    /// that moving the type to another module keeps old checkpoints readable).
+    #[serde(skip)]
+    implementation: Option<std::any::TypeId>,
+}
+
+fn implementation_of<P: 'static>(_: &P) -> std::any::TypeId {
+    std::any::TypeId::of::<P>()
+}
+
+impl CustomPartitioner {
+    /// The scheme's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The Rust type name of its keys.
+    pub fn key_type(&self) -> &str {
+        &self.key_type
+    }
+    /// The number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.partitions
+    }
+    /// Its parameters ([`Partition::params`]).
+    pub fn params(&self) -> &[u8] {
+        &self.params
+    }
+    /// Whether this process holds the implementation (false when read from a manifest and
+    /// not registered).
+    pub fn has_implementation(&self) -> bool {
+        self.typed.is_some()
+    }
+
+    fn typed<K: 'static>(&self) -> crate::Result<Arc<dyn Partition<K>>> {
+        let typed = self.typed.as_ref().ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "custom partitioner {:?} (keys `{}`) was read from a checkpoint manifest and \
+                 this process has no implementation of it; register it with \
+                 Context::register_partitioner",
+                self.name, self.key_type
+            ))
+        })?;
+        typed
+            .downcast_ref::<Arc<dyn Partition<K>>>()
+            .cloned()
+            .ok_or_else(|| {
+                crate::Error::InvalidArgument(format!(
+                    "custom partitioner {:?} made for keys `{}` used with keys `{}`",
+                    self.name,
+                    self.key_type,
+                    std::any::type_name::<K>()
+                ))
+            })
+    }
+
+    /// The same identity: name, key type, partition count and parameters.
+    fn same_identity(&self, other: &CustomPartitioner) -> bool {
+        self.name == other.name
+            && self.key_type == other.key_type
+            && self.partitions == other.partitions
+            && self.params == other.params
+    }
+}
+
+impl PartialEq for CustomPartitioner {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_identity(other)
+            && match (self.implementation, other.implementation) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl fmt::Debug for CustomPartitioner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CustomPartitioner")
+            .field("name", &self.name)
+            .field("key_type", &self.key_type)
+            .field("partitions", &self.partitions)
+            .field("params_bytes", &self.params.len())
+            .field("implemented", &self.typed.is_some())
+            .finish()
+    }
+}
+
+/// The partitioners a context can reopen checkpoints with
+/// ([`Context::register_partitioner`](crate::Context::register_partitioner)).
+#[derive(Debug, Default)]
+pub(crate) struct PartitionerRegistry {
+    registered: parking_lot::RwLock<Vec<CustomPartitioner>>,
+}
+
+impl PartitionerRegistry {
+    pub(crate) fn register(&self, p: CustomPartitioner) {
+        let mut r = self.registered.write();
+        r.retain(|q| !q.same_identity(&p));
+        r.push(p);
+    }
+
+    /// The implementation registered for a partitioner read from a manifest.
+    pub(crate) fn resolve(&self, recorded: &CustomPartitioner) -> Option<CustomPartitioner> {
+        self.registered
+            .read()
+            .iter()
+            .find(|p| p.same_identity(recorded))
+            .cloned()
     }
 }
 

@@ -268,6 +268,28 @@ impl AppDir {
         })
     }
 
+    /// The parent folder of an output written in the checkpoint format
+    /// ([`Rdd::save_as_object_file`](crate::Rdd::save_as_object_file)): the writer creates
+    /// its own folder in it exclusively, so no lock and no app marker are needed, and no
+    /// cleanup ever runs in it.
+    pub(crate) fn output_parent(parent: &Path, config: &Config) -> Result<AppDir> {
+        let storage = config.storage.clone();
+        storage
+            .create_dir_all(parent)
+            .map_err(|e| Error::io("create folder", parent, e))?;
+        Ok(AppDir {
+            root: parent.to_path_buf(),
+            dir: parent.to_path_buf(),
+            storage,
+            fsync: config.fsync,
+            compression: config.compression,
+            verify: config.verify,
+            frame_limit: config.frame_limit,
+            lock: Box::new(NoLock),
+            remove_if_empty: AtomicBool::new(false),
+        })
+    }
+
     /// Takes the app folder's owner lock, so that a second process (or context) pointed at
     /// the same app folder fails fast with [`Error::Locked`] instead of clobbering its files.
     ///
@@ -324,6 +346,12 @@ impl AppDir {
         self.remove_if_empty.store(true, Ordering::Release);
     }
 }
+
+/// The lock of an output folder's parent: nothing to hold (see [`AppDir::output_parent`]).
+#[derive(Debug)]
+struct NoLock;
+
+impl crate::checkpoint::StorageLock for NoLock {}
 
 impl Drop for AppDir {
     fn drop(&mut self) {

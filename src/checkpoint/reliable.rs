@@ -356,7 +356,24 @@ pub(crate) fn open_checkpoint<T: Data>(
     for (i, part) in manifest.parts.iter().enumerate() {
         check_part_len(storage.as_ref(), &path.join(&part.file), i, part.bytes)?;
     }
-    let partitioner = manifest.partitioner.clone();
+    let partitioner = match manifest.partitioner.clone() {
+        // A user's scheme is placed by code this process must have: the registered
+        // implementation of the same identity, or nothing is opened.
+        Some(crate::Partitioner::Custom(recorded)) => {
+            match ctx.inner.partitioners.resolve(&recorded) {
+                Some(registered) => Some(crate::Partitioner::Custom(registered)),
+                None => {
+                    return Err(Error::UnknownPartitioner {
+                        path: manifest_path,
+                        name: recorded.name().to_string(),
+                        key_type: recorded.key_type().to_string(),
+                        partitions: recorded.num_partitions(),
+                    })
+                }
+            }
+        }
+        other => other,
+    };
     let files = Arc::new(CheckpointFiles {
         dir: path.to_path_buf(),
         storage,

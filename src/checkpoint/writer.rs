@@ -52,6 +52,9 @@ pub(crate) struct WriteSession<T> {
     /// Every file this attempt created (temp names and final names): an abort removes these
     /// and nothing else.
     created: Mutex<Vec<PathBuf>>,
+    /// Whether this is a checkpoint (its writes are reported as checkpoint events) rather
+    /// than an output in the checkpoint format.
+    is_checkpoint: bool,
 }
 
 struct Parts {
@@ -69,20 +72,46 @@ impl<T: Data> WriteSession<T> {
         codec: Arc<dyn Codec<T>>,
         series: Option<Arc<SeriesTag>>,
     ) -> Result<Arc<Self>> {
-        let type_name = codec.type_name();
-        if type_name.len() > usize::from(u16::MAX) {
-            return Err(Error::UnreadableRecord {
-                type_name: type_name.to_string(),
-                reason: format!(
-                    "the type name takes {} bytes; a part file header holds at most {}",
-                    type_name.len(),
-                    u16::MAX
-                ),
-            });
-        }
+        check_type_name(codec.as_ref())?;
         let (dir, write_id) = create_attempt_dir(&app, node.id)?;
+        Ok(Self::start(node, app, codec, series, dir, write_id, true))
+    }
+
+    /// A write into the new folder `dir` (created here, exclusively: an existing folder is
+    /// an `AlreadyExists` error naming it), for an output in the checkpoint format.
+    pub(crate) fn begin_at(
+        node: &RddNode<T>,
+        app: Arc<AppDir>,
+        codec: Arc<dyn Codec<T>>,
+        dir: &Path,
+    ) -> Result<Arc<Self>> {
+        check_type_name(codec.as_ref())?;
+        app.storage
+            .create_dir(dir)
+            .map_err(|e| Error::io("create folder", dir, e))?;
+        let write_id = new_write_id();
+        Ok(Self::start(
+            node,
+            app,
+            codec,
+            None,
+            dir.to_path_buf(),
+            write_id,
+            false,
+        ))
+    }
+
+    fn start(
+        node: &RddNode<T>,
+        app: Arc<AppDir>,
+        codec: Arc<dyn Codec<T>>,
+        series: Option<Arc<SeriesTag>>,
+        dir: PathBuf,
+        write_id: u64,
+        is_checkpoint: bool,
+    ) -> Arc<Self> {
         let n = node.num_partitions;
-        Ok(Arc::new(WriteSession {
+        Arc::new(WriteSession {
             ctx: node.ctx.clone(),
             app,
             rdd_id: node.id,
@@ -98,7 +127,8 @@ impl<T: Data> WriteSession<T> {
                 done: vec![None; n],
             }),
             created: Mutex::new(Vec::new()),
-        }))
+            is_checkpoint,
+        })
     }
 
     /// Creates a new file of this attempt, remembering it for the abort.
@@ -370,12 +400,14 @@ impl<T: Data> WriteSession<T> {
 
     /// Reports the commit of `manifest`.
     fn committed(&self, manifest: ManifestBody) -> ManifestBody {
-        let bytes_total: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
-        self.ctx.inner.emit(Event::CheckpointCommitted {
-            rdd_id: self.rdd_id,
-            path: self.dir.clone(),
-            bytes: bytes_total,
-        });
+        if self.is_checkpoint {
+            let bytes_total: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
+            self.ctx.inner.emit(Event::CheckpointCommitted {
+                rdd_id: self.rdd_id,
+                path: self.dir.clone(),
+                bytes: bytes_total,
+            });
+        }
         manifest
     }
 
@@ -392,6 +424,22 @@ impl<T: Data> WriteSession<T> {
             let _ = storage.sync_dir(self.app.dir());
         }
     }
+}
+
+/// A part file header holds the element type's name in at most `u16::MAX` bytes.
+fn check_type_name<T>(codec: &dyn Codec<T>) -> Result<()> {
+    let type_name = codec.type_name();
+    if type_name.len() > usize::from(u16::MAX) {
+        return Err(Error::UnreadableRecord {
+            type_name: type_name.to_string(),
+            reason: format!(
+                "the type name takes {} bytes; a part file header holds at most {}",
+                type_name.len(),
+                u16::MAX
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Creates a new attempt folder exclusively, drawing another write id on the (astronomically
@@ -591,12 +639,14 @@ impl<T: Data> PartWriter<T> {
             records: self.records,
             crc32c: self.crc,
         });
-        session.ctx.inner.emit(Event::CheckpointPartitionWritten {
-            rdd_id: session.rdd_id,
-            partition: self.split,
-            records: self.records,
-            bytes: self.bytes,
-        });
+        if session.is_checkpoint {
+            session.ctx.inner.emit(Event::CheckpointPartitionWritten {
+                rdd_id: session.rdd_id,
+                partition: self.split,
+                records: self.records,
+                bytes: self.bytes,
+            });
+        }
         Ok(())
     }
 }

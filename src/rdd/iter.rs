@@ -162,6 +162,56 @@ pub(crate) fn drain_fold<T, A>(it: BoxedPartitionIter<T>, init: A, f: impl Fn(A,
     acc.expect("fold accumulator present")
 }
 
+/// A stage input that stops its task, by unwinding, once the task's job is cancelled: checked
+/// before each batch it hands on (and every [`BATCH`] pulled elements).
+pub(crate) struct CancelCheck<T> {
+    inner: BoxedPartitionIter<T>,
+    job: Arc<crate::scheduler::ActiveJob>,
+    countdown: usize,
+}
+
+impl<T: 'static> CancelCheck<T> {
+    pub(crate) fn boxed(
+        inner: BoxedPartitionIter<T>,
+        job: Arc<crate::scheduler::ActiveJob>,
+    ) -> BoxedPartitionIter<T> {
+        Box::new(CancelCheck {
+            inner,
+            job,
+            countdown: 0,
+        })
+    }
+}
+
+impl<T> sealed::Sealed for CancelCheck<T> {}
+
+impl<T> Iterator for CancelCheck<T> {
+    type Item = T;
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.countdown == 0 {
+            self.job.check_unwind();
+            self.countdown = BATCH;
+        }
+        self.countdown -= 1;
+        self.inner.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<T> PartitionIterator<T> for CancelCheck<T> {
+    fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
+        let CancelCheck { inner, job, .. } = *self;
+        job.check_unwind();
+        inner.drain_batches(&mut |b| {
+            job.check_unwind();
+            sink(b)
+        });
+    }
+}
+
 /// Any iterator, as a partition iterator.
 struct Pull<I>(I);
 

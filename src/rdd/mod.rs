@@ -14,6 +14,7 @@ mod join;
 mod map_partitions;
 pub(crate) mod node;
 mod numeric;
+mod object_file;
 mod pair;
 mod parallel_collection;
 mod pipe;

@@ -358,6 +358,13 @@ impl<T: Data> RddNode<T> {
             Some(block) => Box::new(ArcVecIter::new(block)),
             None => self.compute_from_lineage(split, tc)?,
         };
+        // Stage inputs (sources, shuffle reads, cached blocks) are where a cancelled job's
+        // task notices, once per batch; the levels above them need no check of their own.
+        let source = if from_cache || self.pipe_depth == 0 {
+            crate::rdd::iter::CancelCheck::boxed(source, tc.job().clone())
+        } else {
+            source
+        };
         let source = self.checkpoint.tee(self, split, tc, source);
         if level == StorageLevel::None || from_cache {
             return Ok(source);

@@ -52,8 +52,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 }
                 Err(format!(
                     "a key read from partition {part} is placed in partition {at} by this \
-                     build (the key type's Hash impl or the hash function differs from the \
-                     build that wrote the checkpoint)"
+                     build (the key type's Hash impl, the hash function or the custom \
+                     partitioner's code differs from the build that wrote the checkpoint)"
                 ))
             });
             if !trusted {

@@ -11,6 +11,7 @@
 //! Every task runs under `catch_unwind`: a panic in a user closure fails the job with
 //! `Error::TaskFailed` and leaves the context usable.
 
+mod jobs;
 mod task;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,6 +31,7 @@ use crate::rdd::node::{BoxedPartitionIter, Node, RddNode};
 use crate::shuffle::ShuffleDepBase;
 use crate::Data;
 
+pub(crate) use jobs::{ActiveJob, JobRegistry};
 pub(crate) use task::{panic_message, TaskContext};
 
 /// Runs `func` on each of `partitions` of `rdd` and returns the results in that order.
@@ -52,6 +54,8 @@ where
         });
     }
     let job_id = ctx.inner.new_job_id();
+    let registered = ctx.inner.jobs.register(ctx.inner.serial, job_id);
+    let job = &registered.job;
     let start = Instant::now();
     ctx.inner.emit(Event::JobStarted {
         job_id,
@@ -69,11 +73,11 @@ where
         // Tasks catch their own panics; this catches the rest (a `Storage` impl during the
         // commit, say), so that no panic strands a claimed RDD InProgress.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            run_parent_stages(&ctx, job_id, &root, &checkpoints)?;
+            run_parent_stages(&ctx, job, &root, &checkpoints)?;
             let results = run_stage(
                 &ctx,
                 Stage {
-                    job_id,
+                    job,
                     kind: StageKind::Result,
                     rdd: &root,
                     shuffle_id: None,
@@ -85,7 +89,7 @@ where
                     func(tc, p, it)
                 },
             )?;
-            complete_checkpoints(&ctx, job_id, &checkpoints)?;
+            complete_checkpoints(&ctx, job, &checkpoints)?;
             Ok(results)
         }))
         .unwrap_or_else(|payload| {
@@ -118,18 +122,18 @@ where
 /// `CheckpointCompletion` stage, then the checkpoint commits and swaps its lineage.
 fn complete_checkpoints(
     ctx: &Context,
-    job_id: usize,
+    job: &Arc<ActiveJob>,
     checkpoints: &Arc<JobCheckpoints>,
 ) -> Result<()> {
     for node in checkpoints.nodes() {
         let ops = node.checkpoint_ops();
         let missing = ops.missing_partitions()?;
         if !missing.is_empty() {
-            run_parent_stages(ctx, job_id, node, checkpoints)?;
+            run_parent_stages(ctx, job, node, checkpoints)?;
             run_stage(
                 ctx,
                 Stage {
-                    job_id,
+                    job,
                     kind: StageKind::CheckpointCompletion,
                     rdd: node,
                     shuffle_id: None,
@@ -148,7 +152,7 @@ fn complete_checkpoints(
 /// Runs the missing shuffle-map stages below `root`, parents first.
 fn run_parent_stages(
     ctx: &Context,
-    job_id: usize,
+    job: &Arc<ActiveJob>,
     root: &Arc<dyn Node>,
     checkpoints: &Arc<JobCheckpoints>,
 ) -> Result<()> {
@@ -164,7 +168,7 @@ fn run_parent_stages(
         let outputs = run_stage(
             ctx,
             Stage {
-                job_id,
+                job,
                 kind: StageKind::ShuffleMap,
                 rdd: &parent,
                 shuffle_id: Some(dep.shuffle_id()),
@@ -180,7 +184,7 @@ fn run_parent_stages(
 
 /// One stage of a job: the RDD whose partitions its tasks compute, and which of them.
 struct Stage<'a> {
-    job_id: usize,
+    job: &'a Arc<ActiveJob>,
     kind: StageKind,
     rdd: &'a Arc<dyn Node>,
     /// The shuffle a shuffle-map stage writes.
@@ -196,12 +200,14 @@ fn run_stage<R: Send>(
     body: impl Fn(&TaskContext, usize) -> Result<R> + Send + Sync,
 ) -> Result<Vec<R>> {
     let Stage {
-        job_id,
+        job,
         kind,
         rdd,
         shuffle_id,
         partitions,
     } = stage;
+    job.check()?;
+    let job_id = job.job_id;
     let stage_id = ctx.inner.new_stage_id();
     let start = Instant::now();
     ctx.inner.emit(Event::StageStarted {
@@ -213,13 +219,37 @@ fn run_stage<R: Send>(
         tasks: partitions.len(),
     });
     let node: &dyn Node = rdd.as_ref();
+    let updates = parking_lot::Mutex::new(Vec::new());
     let results: Result<Vec<R>> = ctx.inner.pool.install(|| {
         partitions
             .par_iter()
             .with_max_len(1)
-            .map(|&p| task::run_task(ctx, stage_id, node, p, checkpoints, |tc| body(tc, p)))
+            .map(|&p| {
+                let task = task::Task {
+                    ctx,
+                    stage_id,
+                    rdd: node,
+                    partition: p,
+                    job,
+                    checkpoints,
+                };
+                let (result, task_updates) = task::run_task(task, |tc| body(tc, p));
+                if result.is_ok() {
+                    updates.lock().push((p, task_updates));
+                }
+                result
+            })
             .collect()
     });
+    // Spark's rule: every successful task's updates count, even in a stage that failed;
+    // merged in partition order so that the result does not depend on thread timing.
+    let mut updates = updates.into_inner();
+    updates.sort_unstable_by_key(|(p, _)| *p);
+    for (_, u) in updates {
+        u.apply();
+    }
+    // A job cancelled while its last tasks finished still reports the cancellation.
+    let results = results.and_then(|r| job.check().map(|()| r));
     ctx.inner.emit(Event::StageEnded {
         job_id,
         stage_id,

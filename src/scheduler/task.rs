@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::jobs::{ActiveJob, CancelledUnwind};
+use crate::accumulator::{self, TaskUpdates};
 use crate::checkpoint::JobCheckpoints;
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -29,6 +31,7 @@ pub(crate) struct TaskContext {
 
 struct TaskInner {
     ctx: Context,
+    job: Arc<ActiveJob>,
     checkpoints: Arc<JobCheckpoints>,
     error: RefCell<Option<Error>>,
     materialized: RefCell<FxHashMap<(usize, usize), Materialized>>,
@@ -42,10 +45,11 @@ struct Materialized {
 }
 
 impl TaskContext {
-    fn new(ctx: &Context, checkpoints: Arc<JobCheckpoints>) -> Self {
+    fn new(ctx: &Context, job: Arc<ActiveJob>, checkpoints: Arc<JobCheckpoints>) -> Self {
         TaskContext {
             inner: Rc::new(TaskInner {
                 ctx: ctx.clone(),
+                job,
                 checkpoints,
                 error: RefCell::new(None),
                 materialized: RefCell::new(FxHashMap::default()),
@@ -55,7 +59,16 @@ impl TaskContext {
 
     /// A task context outside any job (the driver reading a checkpoint's placement probe).
     pub(crate) fn detached(ctx: &Context) -> Self {
-        TaskContext::new(ctx, Arc::new(JobCheckpoints::default()))
+        TaskContext::new(
+            ctx,
+            ActiveJob::detached(),
+            Arc::new(JobCheckpoints::default()),
+        )
+    }
+
+    /// The job the task belongs to (for cancellation checks).
+    pub(crate) fn job(&self) -> &Arc<ActiveJob> {
+        &self.inner.job
     }
 
     /// The error an iterator recorded, taken out.
@@ -143,17 +156,59 @@ impl TaskContext {
     }
 }
 
-/// Runs `body` as a task of stage `stage_id` for `partition` of `rdd`: emits task events,
-/// materialises deep narrow chains first, turns a panic into [`Error::TaskFailed`] and an
-/// error recorded mid-iteration into the task's error.
+/// What a task runs on: the stage, the partition, and the job it belongs to.
+#[derive(Clone, Copy)]
+pub(crate) struct Task<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) stage_id: usize,
+    pub(crate) rdd: &'a dyn Node,
+    pub(crate) partition: usize,
+    pub(crate) job: &'a Arc<ActiveJob>,
+    pub(crate) checkpoints: &'a Arc<JobCheckpoints>,
+}
+
+/// Runs `body` as a task of stage `stage_id` for `partition` of `rdd`, up to the context's
+/// `task_max_failures` attempts: emits task events, materialises deep narrow chains first,
+/// turns a panic into [`Error::TaskFailed`] and an error recorded mid-iteration into the
+/// task's error. Returns the accumulator updates of the attempt that succeeded.
 pub(crate) fn run_task<R>(
-    ctx: &Context,
-    stage_id: usize,
-    rdd: &dyn Node,
-    partition: usize,
-    checkpoints: &Arc<JobCheckpoints>,
-    body: impl FnOnce(&TaskContext) -> Result<R>,
-) -> Result<R> {
+    task: Task<'_>,
+    body: impl Fn(&TaskContext) -> Result<R>,
+) -> (Result<R>, TaskUpdates) {
+    let max_attempts = task.ctx.inner.config.task_max_failures;
+    let mut attempt = 1;
+    loop {
+        let (result, updates) = run_attempt(&task, &body);
+        match result {
+            Ok(r) => return (Ok(r), updates),
+            Err(e) if attempt < max_attempts && is_retryable(&e) && !task.job.is_cancelled() => {
+                attempt += 1;
+            }
+            Err(e) => return (Err(e), TaskUpdates::default()),
+        }
+    }
+}
+
+/// Whether another attempt of a task that failed with `e` could succeed.
+fn is_retryable(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Cancelled { .. } | Error::ContextMismatch { .. } | Error::NoCheckpointDir
+    )
+}
+
+fn run_attempt<R>(
+    task: &Task<'_>,
+    body: &impl Fn(&TaskContext) -> Result<R>,
+) -> (Result<R>, TaskUpdates) {
+    let Task {
+        ctx,
+        stage_id,
+        rdd,
+        partition,
+        job,
+        checkpoints,
+    } = *task;
     let start = Instant::now();
     let events = ctx.inner.has_listeners();
     if events {
@@ -162,18 +217,22 @@ pub(crate) fn run_task<R>(
             partition,
         });
     }
-    let tc = TaskContext::new(ctx, checkpoints.clone());
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        if rdd.pipe_depth() > SEGMENT {
-            materialize_segments(rdd, partition, &tc)?;
-        }
-        body(&tc)
-    }));
+    let tc = TaskContext::new(ctx, job.clone(), checkpoints.clone());
+    let (outcome, updates) = accumulator::collect_updates(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            job.check()?;
+            if rdd.pipe_depth() > SEGMENT {
+                materialize_segments(rdd, partition, &tc)?;
+            }
+            body(&tc)
+        }))
+    });
     let result = match outcome {
         Ok(r) => match tc.take_error() {
             Some(e) => Err(e),
             None => r,
         },
+        Err(payload) if payload.is::<CancelledUnwind>() => Err(job.error()),
         Err(payload) => Err(Error::TaskFailed {
             rdd_id: rdd.id(),
             rdd: describe(rdd),
@@ -198,7 +257,7 @@ pub(crate) fn run_task<R>(
             elapsed: start.elapsed(),
         });
     }
-    result
+    (result, updates)
 }
 
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -1,0 +1,92 @@
+//! `save_as_object_file` and `Context::object_file` (Spark's `saveAsObjectFile` and
+//! `objectFile`): an RDD's elements stored in the checkpoint format, so they are
+//! checksummed, typed (the element type's layout is recorded and checked on read) and
+//! committed by a manifest written last.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::{AppDir, SerdeCodec, WriteSession};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::Data;
+
+use super::iter::drain_count;
+use super::{site, Rdd};
+
+impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
+    /// Saves the elements to the new folder `path` in the checkpoint format (one part file
+    /// per partition and a manifest), to be read back with [`Context::object_file`] by this
+    /// or another process or build. Spark's `saveAsObjectFile`, with the checkpoint's
+    /// guarantees: every record is checked to read back before its part is committed
+    /// ([`Error::UnreadableRecord`] otherwise), parts are checksummed, and the element
+    /// type's structure is recorded so that a reader of another type is refused.
+    ///
+    /// The manifest is written last: a folder without one (a save that was killed) is
+    /// refused by `object_file` with [`Error::NotCommitted`]. A save that fails removes
+    /// what it wrote, so it can simply be run again. Writes go through the context's
+    /// checkpoint storage, with its compression and fsync settings.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let ctx = flintlock::Context::new();
+    /// let out = dir.path().join("pairs");
+    /// ctx.parallelize(vec![(1u32, "one".to_string()), (2, "two".to_string())], 2)
+    ///     .save_as_object_file(&out)?;
+    /// let back = ctx.object_file::<(u32, String)>(&out)?;
+    /// assert_eq!(back.collect()?, vec![(1, "one".to_string()), (2, "two".to_string())]);
+    /// // The wrong type is refused, naming both.
+    /// assert!(matches!(ctx.object_file::<u64>(&out), Err(flintlock::Error::TypeMismatch { .. })));
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] (`create folder`, `AlreadyExists`) when `path` exists, as Spark refuses
+    /// to overwrite an output; any error of the job or of the write.
+    #[track_caller]
+    pub fn save_as_object_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = std::path::absolute(path.as_ref())
+            .map_err(|e| Error::io("resolve", path.as_ref(), e))?;
+        let parent = path.parent().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "save_as_object_file: {} has no parent folder",
+                path.display()
+            ))
+        })?;
+        let app = Arc::new(AppDir::output_parent(parent, &self.node.ctx.inner.config)?);
+        let session = WriteSession::begin_at(&self.node, app, SerdeCodec::<T>::new(), &path)?;
+        let all: Vec<usize> = (0..self.num_partitions()).collect();
+        let result = crate::scheduler::run_job(&self.node, &all, |tc, p, it| {
+            drain_count(crate::checkpoint::tee_part(session.clone(), p, tc, it));
+            Ok(())
+        })
+        .and_then(|_| session.commit().map(drop));
+        if result.is_err() {
+            session.abort();
+        }
+        result
+    }
+}
+
+impl Context {
+    /// Reads a folder written by [`Rdd::save_as_object_file`] (Spark's `objectFile`): one
+    /// partition per part file, every frame checksummed, the element type checked against
+    /// the one recorded. Any committed checkpoint folder reads the same way (this is
+    /// [`Context::open_checkpoint`] under Spark's name).
+    ///
+    /// # Errors
+    /// Those of [`Context::open_checkpoint`]: [`Error::NotCommitted`] for a save that never
+    /// finished, [`Error::TypeMismatch`] for another element type, ...
+    #[track_caller]
+    pub fn object_file<T>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>>
+    where
+        T: Data + Serialize + DeserializeOwned,
+    {
+        let path = std::path::absolute(path.as_ref())
+            .map_err(|e| Error::io("resolve", path.as_ref(), e))?;
+        crate::checkpoint::open_checkpoint(self, &path, SerdeCodec::<T>::new(), site("object_file"))
+    }
+}

@@ -16,8 +16,14 @@
 //! and counts twice; `take` computes only the partitions (and the elements of them) it
 //! needs; a shuffle's map side that is reused from an earlier job is not computed again.
 //!
-//! Outside a task (on the driver, or on a thread a closure spawned itself), `add` applies
-//! to the value at once.
+//! Adds are attributed **by thread**: an `add` made on the thread that runs a task belongs to
+//! that task. Outside a task (on the driver, or on a thread a closure spawned itself),
+//! `add` applies to the value at once. So a closure that fans out with rayon (`par_iter`
+//! inside a `map`) must not add from inside the parallel section: those adds run on other
+//! threads and apply at once, or, on a pool thread that is itself running another task,
+//! count with that task. Reduce inside the parallel section and add the result once, on
+//! the task's thread. A job started inside a task (a nested action) adds to the outer
+//! task: its updates count when, and if, the outer task succeeds.
 //!
 //! ```
 //! # let ctx = flintlock::Context::new();
@@ -37,6 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 /// A value that accumulates: what an [`Accumulator`] holds (Spark's `AccumulatorV2`).
 ///
@@ -129,35 +136,50 @@ impl<A: Accumulable> Accumulator<A> {
     }
 
     /// Adds `input`: to this task attempt's private copy inside a task, to the value itself
-    /// elsewhere.
+    /// elsewhere (see the [module docs](crate::accumulator) on threads).
     pub fn add(&self, input: A::Input) {
-        let pending = FRAMES.with(|frames| {
+        let id = self.shared.id;
+        // The task's copy is taken out of its frame while `A::add` runs, so that an `add`
+        // that adds to another accumulator finds the frame free.
+        let taken = FRAMES.with(|frames| {
             let mut frames = frames.borrow_mut();
-            let Some(frame) = frames.last_mut() else {
-                return Some(input);
-            };
-            let id = self.shared.id;
-            let slot = match frame.iter().position(|p| p.id() == id) {
-                Some(i) => &mut frame[i],
-                None => {
-                    let zero = self.shared.value.lock().zero();
-                    frame.push(Box::new(Local {
-                        shared: self.shared.clone(),
-                        local: zero,
-                    }));
-                    frame.last_mut().expect("just pushed")
-                }
-            };
-            let local = slot
-                .as_any_mut()
-                .downcast_mut::<Local<A>>()
-                .expect("accumulator ids are unique");
-            local.local.add(input);
-            None
+            let frame = frames.last_mut()?;
+            Some(frame.remove(&id))
         });
-        if let Some(input) = pending {
+        let Some(slot) = taken else {
             self.shared.value.lock().add(input);
+            return;
+        };
+        let slot = slot.unwrap_or_else(|| {
+            let zero = self.shared.value.lock().zero();
+            Box::new(Local {
+                shared: self.shared.clone(),
+                local: zero,
+            })
+        });
+        // Put back however `A::add` ends (a closure may catch its panic).
+        struct PutBack(Option<Box<dyn Pending>>, u64);
+        impl Drop for PutBack {
+            fn drop(&mut self) {
+                if let Some(slot) = self.0.take() {
+                    let id = self.1;
+                    FRAMES.with(|frames| {
+                        if let Some(frame) = frames.borrow_mut().last_mut() {
+                            frame.insert(id, slot);
+                        }
+                    });
+                }
+            }
         }
+        let mut guard = PutBack(Some(slot), id);
+        if let Some(slot) = guard.0.as_mut() {
+            slot.as_any_mut()
+                .downcast_mut::<Local<A>>()
+                .expect("accumulator ids are unique")
+                .local
+                .add(input);
+        }
+        drop(guard);
     }
 
     /// The merged value of every successful task so far (and of adds made outside tasks).
@@ -311,9 +333,10 @@ impl Accumulator<DoubleSum> {
 
 /// A task attempt's private copy of one accumulator.
 trait Pending: Send {
-    fn id(&self) -> u64;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn merge_into_shared(self: Box<Self>);
+    /// Merges another copy of the same accumulator into this one.
+    fn absorb(&mut self, other: Box<dyn Pending>);
 }
 
 struct Local<A: Accumulable> {
@@ -322,11 +345,15 @@ struct Local<A: Accumulable> {
 }
 
 impl<A: Accumulable> Pending for Local<A> {
-    fn id(&self) -> u64 {
-        self.shared.id
-    }
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
+    }
+    fn absorb(&mut self, mut other: Box<dyn Pending>) {
+        if let Some(o) = other.as_any_mut().downcast_mut::<Local<A>>() {
+            let zero = o.local.zero();
+            let local = std::mem::replace(&mut o.local, zero);
+            self.local.merge(local);
+        }
     }
     fn merge_into_shared(self: Box<Self>) {
         let Local { shared, local } = *self;
@@ -334,9 +361,12 @@ impl<A: Accumulable> Pending for Local<A> {
     }
 }
 
+/// One task attempt's copies, by accumulator id.
+type Frame = FxHashMap<u64, Box<dyn Pending>>;
+
 /// The updates of one task attempt, merged only if it succeeds.
 #[derive(Default)]
-pub(crate) struct TaskUpdates(Vec<Box<dyn Pending>>);
+pub(crate) struct TaskUpdates(Frame);
 
 impl fmt::Debug for TaskUpdates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -345,10 +375,33 @@ impl fmt::Debug for TaskUpdates {
 }
 
 impl TaskUpdates {
-    /// Merges every update into its accumulator.
+    /// Merges every update into its accumulator, or, when this thread is itself running a
+    /// task (a job started inside a task), into that task's copies: they then count only if
+    /// the outer task succeeds.
     pub(crate) fn apply(self) {
-        for p in self.0 {
-            p.merge_into_shared();
+        let rest = FRAMES.with(|frames| {
+            let mut frames = frames.borrow_mut();
+            let Some(outer) = frames.last_mut() else {
+                return Some(self.0);
+            };
+            for (id, p) in self.0 {
+                match outer.get_mut(&id) {
+                    Some(mine) => mine.absorb(p),
+                    None => {
+                        outer.insert(id, p);
+                    }
+                }
+            }
+            None
+        });
+        // Merged in id order (ids grow with creation): deterministic for users whose
+        // accumulators read each other.
+        if let Some(frame) = rest {
+            let mut all: Vec<(u64, Box<dyn Pending>)> = frame.into_iter().collect();
+            all.sort_unstable_by_key(|(id, _)| *id);
+            for (_, p) in all {
+                p.merge_into_shared();
+            }
         }
     }
 }
@@ -356,7 +409,7 @@ impl TaskUpdates {
 thread_local! {
     /// One frame per task attempt running on this thread: a thread blocked in a nested
     /// rayon call may run another task, whose frame then sits on top until it finishes.
-    static FRAMES: RefCell<Vec<Vec<Box<dyn Pending>>>> = const { RefCell::new(Vec::new()) };
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `body` as a task attempt: the accumulator adds it makes on this thread are
@@ -369,7 +422,7 @@ pub(crate) fn collect_updates<R>(body: impl FnOnce() -> R) -> (R, TaskUpdates) {
             FRAMES.with(|f| f.borrow_mut().pop());
         }
     }
-    FRAMES.with(|f| f.borrow_mut().push(Vec::new()));
+    FRAMES.with(|f| f.borrow_mut().push(Frame::default()));
     let guard = Pop;
     let r = body();
     let frame = FRAMES.with(|f| f.borrow_mut().pop()).unwrap_or_default();

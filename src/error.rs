@@ -121,13 +121,16 @@ pub enum Error {
         difference: Option<String>,
     },
 
-    /// A checkpoint write was refused because a record would not read back: the element
-    /// type's serde implementation produces bytes that the checkpoint reader cannot decode
-    /// into the same record (or cannot encode at all), or a record exceeds a limit of the
-    /// reader. Nothing was committed; the RDD is still Marked, with its lineage.
+    /// A checkpoint write (or a [`save_as_object_file`](crate::Rdd::save_as_object_file))
+    /// was refused because a record would not read back: the element type's serde
+    /// implementation produces bytes that the checkpoint reader cannot decode into the same
+    /// record (or cannot encode at all), or a record exceeds a limit of the reader. Nothing
+    /// was committed: a checkpointed RDD is still Marked, with its lineage; a save removed
+    /// what it wrote.
     #[error(
-        "cannot checkpoint elements of type `{type_name}`: {reason}. Nothing was committed and \
-         the lineage is intact; every action retries the write until rdd.cancel_checkpoint()"
+        "cannot store elements of type `{type_name}` in the checkpoint format: {reason}. \
+         Nothing was committed: a checkpoint stays Marked with its lineage intact (every \
+         action retries the write until rdd.cancel_checkpoint()); a save removed what it wrote"
     )]
     UnreadableRecord {
         /// `std::any::type_name` of the elements.
@@ -179,8 +182,16 @@ pub enum Error {
     /// before opening it.
     #[error(
         "{path} is partitioned by custom partitioner {name:?} (keys `{key_type}`, {partitions} \
-         partitions), which this context does not know: register it with \
-         Context::register_partitioner before opening the checkpoint"
+         partitions), which this context does not know{}: register it with \
+         Context::register_partitioner before opening the checkpoint",
+        if registered.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (registered under that name with other settings: {})",
+                registered.join("; ")
+            )
+        }
     )]
     UnknownPartitioner {
         /// The manifest.
@@ -191,6 +202,9 @@ pub enum Error {
         key_type: String,
         /// Its partition count.
         partitions: usize,
+        /// The partitioners registered under the same name, described: none matched (another
+        /// key type, count or parameters).
+        registered: Vec<String>,
     },
 
     /// The job was cancelled ([`Context::cancel_job_group`](crate::Context::cancel_job_group),
@@ -402,11 +416,13 @@ impl Error {
                 name,
                 key_type,
                 partitions,
+                registered,
             } => Error::UnknownPartitioner {
                 path: path.clone(),
                 name: name.clone(),
                 key_type: key_type.clone(),
                 partitions: *partitions,
+                registered: registered.clone(),
             },
             Error::Cancelled {
                 job_id,

@@ -111,7 +111,8 @@
 //! ## Layout
 //! `context` (Context, builder), `rdd` (one file per RDD kind; sources, actions, by-key
 //! operations, joins, and `node.rs` for the shared node and lineage swap), `dependency`,
-//! `partitioner`, `scheduler` (jobs, stages, tasks), `shuffle`, `block_store` (cached
+//! `partitioner`, `scheduler` (jobs, stages, tasks, cancellation), `accumulator`,
+//! `broadcast`, `shuffle`, `block_store` (cached
 //! partitions), `checkpoint` (state machine, writer, reader, local, format, codec, app
 //! folders, series, storage seam), `lineage` (debug string, DOT, depth).
 

@@ -116,6 +116,7 @@ impl Partitioner {
     ///             _ => 2,
     ///         }
     ///     }
+    ///     fn params(&self) -> Vec<u8> { Vec::new() } // no settings
     /// }
     /// # let ctx = flintlock::Context::new();
     /// let words = ctx.parallelize(vec![("lock".to_string(), 1), ("flint".to_string(), 2), ("+".to_string(), 3)], 2);
@@ -262,12 +263,14 @@ pub trait Partition<K>: Send + Sync + 'static {
     /// The partition of `key`, below [`Partition::num_partitions`] (a task that gets
     /// another index fails, naming the partitioner).
     fn partition(&self, key: &K) -> usize;
-    /// The scheme's parameters (bounds, a modulus, a table version...), as bytes: with the
-    /// name, key type and partition count they decide equality and are recorded in
-    /// manifests. Default: none.
-    fn params(&self) -> Vec<u8> {
-        Vec::new()
-    }
+    /// The scheme's parameters as bytes: **every setting that changes placement** (bounds,
+    /// a modulus, a table version...). With the Rust type, the name, the key type and the
+    /// partition count they decide equality, and so whether a join skips its shuffle: two
+    /// values whose placements differ must differ here. They are recorded in manifests. A
+    /// scheme with no settings returns an empty `Vec`. (Required, not defaulted: an empty
+    /// default would make every instance of a type equal, and a join of data placed by two
+    /// of them silently wrong.)
+    fn params(&self) -> Vec<u8>;
 }
 
 /// A user-defined partitioner ([`Partitioner::custom`]): its identity (name, key type,
@@ -382,6 +385,24 @@ impl PartitionerRegistry {
         let mut r = self.registered.write();
         r.retain(|q| !q.same_identity(&p));
         r.push(p);
+    }
+
+    /// The registered partitioners named `name`, described (for an error that says why
+    /// none matched): `keys \`u32\`, 4 partitions, 0 parameter bytes`.
+    pub(crate) fn describe_named(&self, name: &str) -> Vec<String> {
+        self.registered
+            .read()
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| {
+                format!(
+                    "keys `{}`, {} partitions, {} parameter bytes",
+                    p.key_type,
+                    p.partitions,
+                    p.params.len()
+                )
+            })
+            .collect()
     }
 
     /// The implementation registered for a partitioner read from a manifest.

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use flintlock::{Accumulable, CheckpointState, Context, Error};
+use flintlock::accumulator::LongSum;
+use flintlock::{Accumulable, Accumulator, CheckpointState, Context, Error, LongAccumulator};
 use parking_lot::Mutex;
 use proptest::prelude::*;
 
@@ -325,4 +326,83 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_nested_jobs_adds_count_with_the_task_that_started_it() {
+    quiet_panics();
+    let ctx = Context::builder()
+        .threads(2)
+        .task_max_failures(2)
+        .build()
+        .unwrap();
+    let acc = ctx.long_accumulator("nested");
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, c, f) = (acc.clone(), ctx.clone(), failed.clone());
+    let out = ctx
+        .parallelize(vec![0u8], 1)
+        .map(move |_| {
+            // A job inside a task: its 100 adds belong to this task attempt.
+            let a2 = a.clone();
+            c.range(0..100, 4).foreach(move |_| a2.add(1)).unwrap();
+            assert!(
+                f.swap(true, Ordering::SeqCst),
+                "flaky: the first attempt fails"
+            );
+            1
+        })
+        .collect()
+        .unwrap();
+    assert_eq!(out, vec![1]);
+    assert_eq!(
+        acc.value(),
+        100,
+        "the failed attempt's nested adds were dropped"
+    );
+}
+
+/// Adds to another accumulator from inside its own `add`.
+struct Forwarding(Accumulator<LongSum>, i64);
+impl Accumulable for Forwarding {
+    type Input = i64;
+    type Output = i64;
+    fn zero(&self) -> Self {
+        Forwarding(self.0.clone(), 0)
+    }
+    fn add(&mut self, x: i64) {
+        self.0.add(x);
+        self.1 += x;
+    }
+    fn merge(&mut self, other: Self) {
+        self.1 += other.1;
+    }
+    fn value(&self) -> i64 {
+        self.1
+    }
+}
+
+#[test]
+fn an_add_that_adds_to_another_accumulator_works_inside_tasks() {
+    let ctx = ctx();
+    let inner = ctx.long_accumulator("inner");
+    let outer = ctx.accumulator("outer", Forwarding(inner.clone(), 0));
+    let o = outer.clone();
+    ctx.range(0..100, 4)
+        .foreach(move |x| o.add(x as i64))
+        .unwrap();
+    assert_eq!(outer.value(), 4950);
+    assert_eq!(inner.value(), 4950);
+}
+
+#[test]
+fn thousands_of_accumulators_in_one_task_each_count_exactly() {
+    let ctx = ctx();
+    let accs: Vec<LongAccumulator> = (0..5000)
+        .map(|i| ctx.long_accumulator(format!("a{i}")))
+        .collect();
+    let shared = Arc::new(accs.clone());
+    ctx.range(0..20_000, 2)
+        .foreach(move |x| shared[(x % 5000) as usize].add(1))
+        .unwrap();
+    assert!(accs.iter().all(|a| a.value() == 4));
 }

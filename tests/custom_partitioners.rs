@@ -42,6 +42,9 @@ impl Partition<u64> for Shifted {
     fn partition(&self, key: &u64) -> usize {
         (*key as usize + OFFSET.load(Ordering::SeqCst)) % 4
     }
+    fn params(&self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 #[test]
@@ -85,6 +88,9 @@ impl Partition<u64> for OutOfRange {
     }
     fn partition(&self, key: &u64) -> usize {
         *key as usize
+    }
+    fn params(&self) -> Vec<u8> {
+        Vec::new()
     }
 }
 
@@ -231,4 +237,52 @@ proptest! {
         }
         prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn the_refusal_names_what_is_registered_under_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = {
+        let ctx = common::ctx_with_dir(dir.path());
+        let rdd = ctx
+            .parallelize((0..50u64).map(|k| (k, k)).collect(), 2)
+            .partition_by(Partitioner::custom(Modulo { m: 3 }));
+        rdd.checkpoint().unwrap();
+        rdd.count().unwrap();
+        rdd.checkpoint_path().unwrap()
+    };
+    let ctx = common::ctx();
+    ctx.register_partitioner(Modulo { m: 4 });
+    let err = ctx.open_checkpoint::<(u64, u64)>(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("registered under that name with other settings"),
+        "{text}"
+    );
+    assert!(text.contains("4 partitions"), "{text}");
+}
+
+#[test]
+fn an_object_file_placed_by_an_unknown_scheme_reads_without_its_partitioner() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("placed");
+    let data: Vec<(u64, u64)> = (0..60u64).map(|k| (k, k * k)).collect();
+    common::ctx()
+        .parallelize(data.clone(), 2)
+        .partition_by(Partitioner::custom(Modulo { m: 3 }))
+        .save_as_object_file(&out)
+        .unwrap();
+    let ctx = common::ctx();
+    let events = common::Recorder::attach(&ctx);
+    let back = ctx.object_file::<(u64, u64)>(&out).unwrap();
+    assert_eq!(back.partitioner(), None);
+    let mut got = back.collect().unwrap();
+    got.sort();
+    assert_eq!(got, data);
+    let dropped: Vec<String> = events.take_matching(|e| match e {
+        flintlock::Event::PartitionerDropped { reason, .. } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(dropped.len(), 1);
+    assert!(dropped[0].contains("modulo"), "{}", dropped[0]);
 }

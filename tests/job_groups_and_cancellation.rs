@@ -237,3 +237,168 @@ fn the_cancelled_error_names_the_job_and_why() {
     assert!(text.contains(&format!("job {id}")), "{text}");
     assert!(text.contains("cancelled"), "{text}");
 }
+
+#[test]
+fn a_job_started_inside_a_task_is_cancelled_with_its_group() {
+    let ctx = ctx(2);
+    let worker = {
+        let ctx = ctx.clone();
+        thread::spawn(move || {
+            ctx.set_job_group("outer");
+            let inner_ctx = ctx.clone();
+            // The task's own nested job would run for hours; unwrapping its error is what a
+            // user's closure does.
+            ctx.parallelize(vec![0u8], 1)
+                .map(move |_| endless(&inner_ctx).count().unwrap())
+                .collect()
+        })
+    };
+    wait_until_running(&ctx, 2);
+    assert_eq!(
+        ctx.cancel_job_group("outer"),
+        2,
+        "the nested job is in the group"
+    );
+    let err = worker.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+}
+
+#[test]
+fn cancelling_the_outer_job_cancels_the_nested_one() {
+    let ctx = ctx(2);
+    let worker = {
+        let ctx = ctx.clone();
+        thread::spawn(move || {
+            let inner_ctx = ctx.clone();
+            ctx.parallelize(vec![0u8], 1)
+                .map(move |_| endless(&inner_ctx).count().unwrap())
+                .collect()
+        })
+    };
+    wait_until_running(&ctx, 2);
+    let outer = ctx.running_jobs()[0];
+    assert!(ctx.cancel_job(outer));
+    let err = worker.join().unwrap().unwrap_err();
+    match err {
+        Error::Cancelled { job_id, .. } => assert_eq!(job_id, outer),
+        other => panic!("expected Cancelled, got {other}"),
+    }
+}
+
+#[test]
+fn a_job_waiting_for_another_jobs_shuffle_stage_can_be_cancelled() {
+    let ctx = ctx(2);
+    let gate = Arc::new(AtomicUsize::new(0));
+    let g = gate.clone();
+    let shuffled = ctx
+        .range(0..1000, 2)
+        .map(move |x| {
+            while g.load(Ordering::Relaxed) == 0 {
+                std::hint::spin_loop();
+            }
+            (x % 10, x)
+        })
+        .reduce_by_key(|a, b| a + b);
+    let first = {
+        let s = shuffled.clone();
+        thread::spawn(move || s.count())
+    };
+    wait_until_running(&ctx, 1);
+    let second = {
+        let (ctx, s) = (ctx.clone(), shuffled.clone());
+        thread::spawn(move || {
+            ctx.set_job_group("waiter");
+            s.collect()
+        })
+    };
+    wait_until_running(&ctx, 2);
+    ctx.cancel_job_group("waiter");
+    // The waiter returns while the stage it waits for is still blocked.
+    let err = second.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    gate.store(1, Ordering::Relaxed);
+    assert_eq!(first.join().unwrap().unwrap(), 10);
+}
+
+#[test]
+fn a_sort_whose_sampling_job_was_cancelled_says_to_sort_again() {
+    let ctx = ctx(2);
+    let worker = {
+        let ctx = ctx.clone();
+        thread::spawn(move || {
+            ctx.set_job_group("sort");
+            endless(&ctx).map(|x| (x, ())).sort_by_key(true)
+        })
+    };
+    wait_until_running(&ctx, 1);
+    ctx.cancel_job_group("sort");
+    let sorted = worker.join().unwrap();
+    let err = sorted.count().unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(err.to_string().contains("call sort_by_key again"), "{err}");
+}
+
+#[cfg(unix)]
+fn pid_alive(pid: &str) -> bool {
+    // A reaped process has no /proc entry; a zombie's state is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+        .unwrap_or(false)
+}
+
+#[cfg(unix)]
+#[test]
+fn a_cancelled_pipe_kills_and_reaps_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let ctx = ctx(2);
+    let worker = {
+        let (ctx, pidfile) = (ctx.clone(), pidfile.clone());
+        thread::spawn(move || {
+            ctx.set_job_group("pipe");
+            let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+            ctx.parallelize(vec![1], 1)
+                .pipe(["sh", "-c", script.as_str()])
+                .count()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Ok(p) = std::fs::read_to_string(&pidfile) {
+            if !p.trim().is_empty() {
+                break p.trim().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "the command never started");
+        thread::sleep(Duration::from_millis(5));
+    };
+    assert!(pid_alive(&pid));
+    ctx.cancel_job_group("pipe");
+    let err = worker.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(!pid_alive(&pid), "the command outlived its cancelled task");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_failed_pipe_attempt_leaves_no_command_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let ctx = ctx(1);
+    let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+    let err = ctx
+        .range(0..10_000, 1)
+        .map(|x| {
+            assert!(x < 5000, "upstream fails while the command runs");
+            x
+        })
+        .pipe(["sh", "-c", script.as_str()])
+        .count()
+        .unwrap_err();
+    assert!(matches!(err, Error::TaskFailed { .. }), "{err}");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(
+        !pid_alive(pid.trim()),
+        "the command outlived its failed task"
+    );
+}

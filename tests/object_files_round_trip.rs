@@ -209,3 +209,40 @@ fn a_relative_path_works() {
         vec![0, 1, 2, 3, 4]
     );
 }
+
+#[test]
+fn a_path_that_names_no_new_folder_is_refused_without_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    let up = dir.path().join("newdir").join("..");
+    let err = ctx.range(0..3, 1).save_as_object_file(&up).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(!dir.path().join("newdir").exists());
+    let err = ctx.range(0..3, 1).save_as_text_file(&up).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    assert!(!dir.path().join("newdir").exists());
+}
+
+#[test]
+fn a_failed_save_removes_the_parent_folders_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    let failing = ctx.range(0..100, 2).map(|x| {
+        assert!(x != 70, "bad record");
+        x
+    });
+    let deep = dir.path().join("a").join("b").join("out");
+    assert!(failing.save_as_object_file(&deep).is_err());
+    assert!(
+        !dir.path().join("a").exists(),
+        "{:?}",
+        files_under(dir.path())
+    );
+    let deep_text = dir.path().join("c").join("d").join("out");
+    assert!(failing.save_as_text_file(&deep_text).is_err());
+    assert!(
+        !dir.path().join("c").exists(),
+        "{:?}",
+        files_under(dir.path())
+    );
+}

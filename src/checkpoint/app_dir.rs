@@ -271,13 +271,10 @@ impl AppDir {
     /// The parent folder of an output written in the checkpoint format
     /// ([`Rdd::save_as_object_file`](crate::Rdd::save_as_object_file)): the writer creates
     /// its own folder in it exclusively, so no lock and no app marker are needed, and no
-    /// cleanup ever runs in it.
-    pub(crate) fn output_parent(parent: &Path, config: &Config) -> Result<AppDir> {
+    /// cleanup ever runs in it. The folder must exist (`storage::create_parents`).
+    pub(crate) fn output_parent(parent: &Path, config: &Config) -> AppDir {
         let storage = config.storage.clone();
-        storage
-            .create_dir_all(parent)
-            .map_err(|e| Error::io("create folder", parent, e))?;
-        Ok(AppDir {
+        AppDir {
             root: parent.to_path_buf(),
             dir: parent.to_path_buf(),
             storage,
@@ -287,7 +284,7 @@ impl AppDir {
             frame_limit: config.frame_limit,
             lock: Box::new(NoLock),
             remove_if_empty: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Takes the app folder's owner lock, so that a second process (or context) pointed at

@@ -66,6 +66,7 @@ pub(crate) use app_dir::{
 pub(crate) use codec::{Codec, SerdeCodec};
 pub(crate) use live::delete_when_unread;
 pub(crate) use reliable::open_checkpoint;
+pub(crate) use storage::create_parents;
 pub(crate) use writer::{tee as tee_part, WriteSession};
 
 use crate::block_store::StorageLevel;

@@ -314,11 +314,15 @@ fn scan_records<T: Data>(
 
 /// `Context::open_checkpoint`: verifies a committed checkpoint folder and returns an RDD
 /// reading it.
+/// `refuse_unknown`: whether a custom partitioner this context has no implementation of
+/// fails the open ([`Error::UnknownPartitioner`]; checkpoints) or is dropped with
+/// `Event::PartitionerDropped` (object files: the data reads the same without it).
 pub(crate) fn open_checkpoint<T: Data>(
     ctx: &Context,
     path: &Path,
     codec: Arc<dyn Codec<T>>,
     site: CallSite,
+    refuse_unknown: bool,
 ) -> Result<Rdd<T>> {
     let storage: Arc<dyn Storage> = ctx.inner.config.storage.clone();
     // Registered before anything is checked: a cleanup that removes the folder has either
@@ -356,6 +360,7 @@ pub(crate) fn open_checkpoint<T: Data>(
     for (i, part) in manifest.parts.iter().enumerate() {
         check_part_len(storage.as_ref(), &path.join(&part.file), i, part.bytes)?;
     }
+    let mut dropped = None;
     let partitioner = match manifest.partitioner.clone() {
         // A user's scheme is placed by code this process must have: the registered
         // implementation of the same identity, or nothing is opened.
@@ -363,12 +368,18 @@ pub(crate) fn open_checkpoint<T: Data>(
             match ctx.inner.partitioners.resolve(&recorded) {
                 Some(registered) => Some(crate::Partitioner::Custom(registered)),
                 None => {
-                    return Err(Error::UnknownPartitioner {
+                    let error = Error::UnknownPartitioner {
                         path: manifest_path,
                         name: recorded.name().to_string(),
                         key_type: recorded.key_type().to_string(),
                         partitions: recorded.num_partitions(),
-                    })
+                        registered: ctx.inner.partitioners.describe_named(recorded.name()),
+                    };
+                    if refuse_unknown {
+                        return Err(error);
+                    }
+                    dropped = Some(error.to_string());
+                    None
                 }
             }
         }
@@ -389,7 +400,14 @@ pub(crate) fn open_checkpoint<T: Data>(
         Box::new(move |check: &mut RecordCheck<'_, T>| scan_records(&scan_files, &scan_ctx, check))
             as PlacementScan<T>
     });
-    Ok(new_checkpoint_node(ctx, files, partitioner, scan, site))
+    let rdd = new_checkpoint_node(ctx, files, partitioner, scan, site);
+    if let Some(reason) = dropped {
+        ctx.inner.emit(crate::Event::PartitionerDropped {
+            rdd_id: rdd.id(),
+            reason,
+        });
+    }
+    Ok(rdd)
 }
 
 /// Checks that the checkpoint holds elements of the codec's type. When both the manifest

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -570,4 +570,53 @@ impl Storage for DefaultStorage {
     fn is_abandoned(&self, dir: &Path) -> bool {
         self.route(dir).is_ok_and(|s| s.is_abandoned(dir))
     }
+}
+
+/// The folders [`create_parents`] made, to be removed again when the output they were made
+/// for fails.
+#[derive(Debug, Default)]
+pub(crate) struct CreatedParents(Vec<PathBuf>);
+
+impl CreatedParents {
+    /// Removes the folders made, deepest first, each only if it is empty.
+    pub(crate) fn remove(&self, storage: &dyn Storage) {
+        for dir in &self.0 {
+            if storage.remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Checks that `output` names a new entry (not `.`, `..` or a root) and creates its missing
+/// parent folders, remembering which it made.
+pub(crate) fn create_parents(
+    storage: &dyn Storage,
+    op: &str,
+    output: &Path,
+) -> crate::Result<CreatedParents> {
+    let named = output.file_name().is_some()
+        && !matches!(
+            output.components().next_back(),
+            Some(std::path::Component::CurDir | std::path::Component::ParentDir)
+        );
+    let parent = output.parent().filter(|_| named).ok_or_else(|| {
+        crate::Error::InvalidArgument(format!(
+            "{op}: {} does not name a new folder (it ends in `.`, `..` or is a root)",
+            output.display()
+        ))
+    })?;
+    let mut missing = Vec::new();
+    let mut at = Some(parent);
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty()) {
+        if storage.list(dir).is_ok() || storage.len(dir).is_ok() {
+            break;
+        }
+        missing.push(dir.to_path_buf());
+        at = dir.parent();
+    }
+    storage
+        .create_dir_all(parent)
+        .map_err(|e| crate::Error::io("create folder", parent, e))?;
+    Ok(CreatedParents(missing))
 }

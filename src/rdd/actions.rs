@@ -243,13 +243,18 @@ impl<T: Data> Rdd<T> {
         if dir.exists() {
             return Err(exists(&dir));
         }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
-        }
+        let local = crate::checkpoint::LocalFs;
+        let parents = crate::checkpoint::create_parents(&local, "save_as_text_file", &dir)?;
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists(&dir)),
-            Err(e) => return Err(Error::io("create folder", &dir, e)),
+            Err(e) => {
+                parents.remove(&local);
+                return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    exists(&dir)
+                } else {
+                    Error::io("create folder", &dir, e)
+                });
+            }
         }
         let nonce = super::sampling::mix(
             std::time::SystemTime::now()
@@ -297,6 +302,7 @@ impl<T: Data> Rdd<T> {
                 let _ = std::fs::remove_file(f);
             }
             let _ = std::fs::remove_dir(&dir);
+            parents.remove(&local);
             return Err(e);
         }
         let success = dir.join("_SUCCESS");

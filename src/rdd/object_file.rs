@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::{AppDir, SerdeCodec, WriteSession};
+use crate::checkpoint::{create_parents, AppDir, SerdeCodec, WriteSession};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::Data;
@@ -50,14 +50,18 @@ impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
     pub fn save_as_object_file(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = std::path::absolute(path.as_ref())
             .map_err(|e| Error::io("resolve", path.as_ref(), e))?;
-        let parent = path.parent().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "save_as_object_file: {} has no parent folder",
-                path.display()
-            ))
-        })?;
-        let app = Arc::new(AppDir::output_parent(parent, &self.node.ctx.inner.config)?);
-        let session = WriteSession::begin_at(&self.node, app, SerdeCodec::<T>::new(), &path)?;
+        let config = &self.node.ctx.inner.config;
+        let storage = config.storage.as_ref();
+        let parents = create_parents(storage, "save_as_object_file", &path)?;
+        let parent = path.parent().expect("create_parents checked it");
+        let app = Arc::new(AppDir::output_parent(parent, config));
+        let session = match WriteSession::begin_at(&self.node, app, SerdeCodec::<T>::new(), &path) {
+            Ok(s) => s,
+            Err(e) => {
+                parents.remove(storage);
+                return Err(e);
+            }
+        };
         let all: Vec<usize> = (0..self.num_partitions()).collect();
         let result = crate::scheduler::run_job(&self.node, &all, |tc, p, it| {
             drain_count(crate::checkpoint::tee_part(session.clone(), p, tc, it));
@@ -66,6 +70,7 @@ impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
         .and_then(|_| session.commit().map(drop));
         if result.is_err() {
             session.abort();
+            parents.remove(storage);
         }
         result
     }
@@ -74,12 +79,18 @@ impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
 impl Context {
     /// Reads a folder written by [`Rdd::save_as_object_file`] (Spark's `objectFile`): one
     /// partition per part file, every frame checksummed, the element type checked against
-    /// the one recorded. Any committed checkpoint folder reads the same way (this is
-    /// [`Context::open_checkpoint`] under Spark's name).
+    /// the one recorded. Any committed checkpoint folder reads the same way.
+    ///
+    /// Unlike [`Context::open_checkpoint`], a folder written by an RDD placed by a custom
+    /// partitioner this context has not registered still opens: the partitioner is dropped
+    /// (an [`Event::PartitionerDropped`](crate::Event::PartitionerDropped) says so), so the
+    /// data reads the same and a by-key operation on it shuffles.
     ///
     /// # Errors
-    /// Those of [`Context::open_checkpoint`]: [`Error::NotCommitted`] for a save that never
-    /// finished, [`Error::TypeMismatch`] for another element type, ...
+    /// Those of [`Context::open_checkpoint`] except `UnknownPartitioner`:
+    /// [`Error::NotCommitted`] for a save that never finished, [`Error::TypeMismatch`] for
+    /// another element type, [`Error::CorruptCheckpoint`] for a damaged manifest or missing
+    /// parts.
     #[track_caller]
     pub fn object_file<T>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>>
     where
@@ -87,6 +98,12 @@ impl Context {
     {
         let path = std::path::absolute(path.as_ref())
             .map_err(|e| Error::io("resolve", path.as_ref(), e))?;
-        crate::checkpoint::open_checkpoint(self, &path, SerdeCodec::<T>::new(), site("object_file"))
+        crate::checkpoint::open_checkpoint(
+            self,
+            &path,
+            SerdeCodec::<T>::new(),
+            site("object_file"),
+            false,
+        )
     }
 }

@@ -607,7 +607,27 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         });
         let partitioner = match partitioner {
             Ok(p) => p,
-            Err(e) => return Rdd::make(self.context(), s, FailedRdd::new(e, num_partitions)),
+            Err(e) => {
+                // The sampling job ran now, at definition time; a cancellation then is not a
+                // property of the data, and the error says how to get past it.
+                let e = match e {
+                    Error::Cancelled {
+                        job_id,
+                        group,
+                        reason,
+                    } => Error::Cancelled {
+                        job_id,
+                        group,
+                        reason: format!(
+                            "{reason}; it was the sampling job of sort_by_key, run when the \
+                             sorted RDD was defined, so that RDD cannot be computed: call \
+                             sort_by_key again"
+                        ),
+                    },
+                    e => e,
+                };
+                return Rdd::make(self.context(), s, FailedRdd::new(e, num_partitions));
+            }
         };
         let shuffled = self.partition_by_op(s, partitioner);
         shuffled.map_partitions_op(
@@ -715,7 +735,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         .map_err(|payload| Error::JobPanicked {
             rdd_id: self.id(),
             message: format!(
-                "the key's Hash panicked while lookup placed it: {}",
+                "placing the key panicked (in its Hash impl or a custom partitioner) while \
+                 lookup placed it: {}",
                 crate::scheduler::panic_message(payload.as_ref())
             ),
         })?;

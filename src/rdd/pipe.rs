@@ -56,6 +56,20 @@ fn shown(command: &[String]) -> String {
         .join(" ")
 }
 
+/// A child process that is killed and waited for when dropped, unless it already exited.
+struct Reaped(Option<std::process::Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 impl<T: Data + Display> Compute<String> for PipedRdd<T> {
     fn name(&self) -> &'static str {
         "PipedRdd"
@@ -69,7 +83,7 @@ impl<T: Data + Display> Compute<String> for PipedRdd<T> {
 
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<String>> {
         let input = self.parent.node.iterator(split, tc)?;
-        let mut child = Command::new(&self.command[0])
+        let child = Command::new(&self.command[0])
             .args(&self.command[1..])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
@@ -77,6 +91,10 @@ impl<T: Data + Display> Compute<String> for PipedRdd<T> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.fail(format!("could not start: {e}")))?;
+        // Killed and reaped if the task ends before the command does (a failure upstream,
+        // a cancelled job): no command outlives its attempt, no zombie is left.
+        let mut child = Reaped(Some(child));
+        let child = child.0.as_mut().expect("present until dropped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         // Output and errors are read on their own threads while this one writes, so that a
@@ -111,10 +129,21 @@ impl<T: Data + Display> Compute<String> for PipedRdd<T> {
                 written = stdin.flush();
             }
         }
+        // Waits for the command's exit, checking for cancellation meanwhile (the drop
+        // guard kills the command when the check unwinds).
+        let mut pause = std::time::Duration::from_micros(50);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {
+                    tc.job().check_unwind();
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(self.fail(format!("could not be waited for: {e}"))),
+            }
+        };
         let lines = reader.join().unwrap_or_else(|_| Ok(Vec::new()));
-        let status = child
-            .wait()
-            .map_err(|e| self.fail(format!("could not be waited for: {e}")))?;
         let stderr = errors.join().unwrap_or_default();
         if !status.success() {
             let detail = stderr.trim();

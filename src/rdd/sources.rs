@@ -260,8 +260,9 @@ impl Context {
     /// [`Error::NotCommitted`](crate::Error::NotCommitted) for a folder without a manifest; [`Error::TypeMismatch`](crate::Error::TypeMismatch) when
     /// the checkpoint holds another element type than `T`; [`Error::UnsupportedVersion`](crate::Error::UnsupportedVersion) for
     /// a newer format; [`Error::CorruptCheckpoint`](crate::Error::CorruptCheckpoint) for a damaged manifest or missing, extra
-    /// or wrongly sized part files. Damage inside a part file is found when it is read, and
-    /// fails that action.
+    /// or wrongly sized part files; [`Error::UnknownPartitioner`](crate::Error::UnknownPartitioner)
+    /// for a checkpoint placed by a custom partitioner this context has not registered.
+    /// Damage inside a part file is found when it is read, and fails that action.
     #[track_caller]
     pub fn open_checkpoint<T>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>>
     where
@@ -272,6 +273,7 @@ impl Context {
             path.as_ref(),
             SerdeCodec::<T>::new(),
             site("open_checkpoint"),
+            true,
         )
     }
 }

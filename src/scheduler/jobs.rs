@@ -23,6 +23,8 @@ pub(crate) struct ActiveJob {
     group: Option<String>,
     cancelled: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// The job whose task started this one (a nested action): cancelling it cancels this.
+    parent: Option<Arc<ActiveJob>>,
 }
 
 /// The payload a cancelled task unwinds with; `run_task` turns it into `Error::Cancelled`.
@@ -37,6 +39,7 @@ impl ActiveJob {
             group: None,
             cancelled: AtomicBool::new(false),
             reason: Mutex::new(None),
+            parent: None,
         })
     }
 
@@ -51,6 +54,7 @@ impl ActiveJob {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
+            || self.parent.as_ref().is_some_and(|p| p.is_cancelled())
     }
 
     /// Unwinds the current task if the job was cancelled.
@@ -72,14 +76,21 @@ impl ActiveJob {
 
     /// The error a cancelled job returns.
     pub(crate) fn error(&self) -> Error {
+        let own = self.reason.lock().clone();
+        let reason = match (own, &self.parent) {
+            (Some(r), _) => r,
+            (None, Some(parent)) if parent.is_cancelled() => match parent.error() {
+                Error::Cancelled { job_id, reason, .. } => {
+                    format!("{reason} (its job {job_id} started this one from a task)")
+                }
+                other => other.to_string(),
+            },
+            (None, _) => "cancelled".to_string(),
+        };
         Error::Cancelled {
             job_id: self.job_id,
             group: self.group.clone(),
-            reason: self
-                .reason
-                .lock()
-                .clone()
-                .unwrap_or_else(|| "cancelled".to_string()),
+            reason,
         }
     }
 }
@@ -103,13 +114,17 @@ impl Drop for Registered<'_> {
 }
 
 impl JobRegistry {
-    /// Registers job `job_id`, in the calling thread's job group of context `serial`.
+    /// Registers job `job_id`, in the calling thread's job group of context `serial`; a job
+    /// started inside a task of this context is that task's job's child, in its group.
     pub(crate) fn register(&self, serial: u64, job_id: usize) -> Registered<'_> {
+        let parent = current_task_job(serial);
+        let group = current_group(serial).or_else(|| parent.as_ref().and_then(|p| p.group.clone()));
         let job = Arc::new(ActiveJob {
             job_id,
-            group: current_group(serial),
+            group,
             cancelled: AtomicBool::new(false),
             reason: Mutex::new(None),
+            parent,
         });
         self.jobs.lock().insert(job_id, job.clone());
         Registered {
@@ -151,6 +166,31 @@ impl JobRegistry {
 thread_local! {
     /// The job group of each context (by serial) on this thread.
     static GROUPS: RefCell<Vec<(u64, String)>> = const { RefCell::new(Vec::new()) };
+    /// The jobs whose tasks run on this thread, innermost last (a thread blocked in a nested
+    /// rayon call may run another task), with their context's serial.
+    static TASK_JOBS: RefCell<Vec<(u64, Arc<ActiveJob>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `body` with `job` recorded as the job of the task running on this thread.
+pub(crate) fn in_task_of<R>(serial: u64, job: &Arc<ActiveJob>, body: impl FnOnce() -> R) -> R {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            TASK_JOBS.with(|t| t.borrow_mut().pop());
+        }
+    }
+    TASK_JOBS.with(|t| t.borrow_mut().push((serial, job.clone())));
+    let _pop = Pop;
+    body()
+}
+
+fn current_task_job(serial: u64) -> Option<Arc<ActiveJob>> {
+    TASK_JOBS.with(|t| {
+        t.borrow()
+            .last()
+            .filter(|(s, _)| *s == serial)
+            .map(|(_, j)| j.clone())
+    })
 }
 
 pub(crate) fn set_group(serial: u64, group: Option<String>) {

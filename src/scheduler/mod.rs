@@ -158,8 +158,17 @@ fn run_parent_stages(
 ) -> Result<()> {
     for dep in missing_shuffles(ctx, root) {
         let entry = ctx.inner.shuffles.entry(dep.shuffle_id());
-        // One job runs a given map stage; a concurrent job waits here and then reuses it.
-        let _running = entry.running.lock();
+        // One job runs a given map stage; a concurrent job waits here and then reuses it,
+        // unless it is cancelled while it waits.
+        let _running = loop {
+            if let Some(guard) = entry
+                .running
+                .try_lock_for(std::time::Duration::from_millis(5))
+            {
+                break guard;
+            }
+            job.check()?;
+        };
         if entry.outputs().is_some() {
             continue;
         }

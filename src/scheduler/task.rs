@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::jobs::{ActiveJob, CancelledUnwind};
+use super::jobs::{self, ActiveJob, CancelledUnwind};
 use crate::accumulator::{self, TaskUpdates};
 use crate::checkpoint::JobCheckpoints;
 use crate::context::Context;
@@ -218,20 +218,26 @@ fn run_attempt<R>(
         });
     }
     let tc = TaskContext::new(ctx, job.clone(), checkpoints.clone());
-    let (outcome, updates) = accumulator::collect_updates(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            job.check()?;
-            if rdd.pipe_depth() > SEGMENT {
-                materialize_segments(rdd, partition, &tc)?;
-            }
-            body(&tc)
-        }))
+    let (outcome, updates) = jobs::in_task_of(ctx.inner.serial, job, || {
+        accumulator::collect_updates(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                job.check()?;
+                if rdd.pipe_depth() > SEGMENT {
+                    materialize_segments(rdd, partition, &tc)?;
+                }
+                body(&tc)
+            }))
+        })
     });
     let result = match outcome {
-        Ok(r) => match tc.take_error() {
-            Some(e) => Err(e),
-            None => r,
+        Ok(r) => match tc.take_error().map_or(r, Err) {
+            // A nested job's `Cancelled`, a pipe killed, ...: the cause is the cancellation.
+            Err(_) if job.is_cancelled() => Err(job.error()),
+            r => r,
         },
+        // However a task of a cancelled job failed (a nested job's `Cancelled` unwrapped by
+        // the closure, a pipe killed), the cause is the cancellation.
+        Err(_) if job.is_cancelled() => Err(job.error()),
         Err(payload) if payload.is::<CancelledUnwind>() => Err(job.error()),
         Err(payload) => Err(Error::TaskFailed {
             rdd_id: rdd.id(),

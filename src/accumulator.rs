@@ -432,7 +432,7 @@ pub(crate) fn collect_updates<R>(body: impl FnOnce() -> R) -> (R, TaskUpdates) {
 
 impl crate::Context {
     /// A new accumulator holding `initial`, named `name` (Spark's `sc.register(acc, name)`).
-    /// Any [`Accumulable`] works; [`Context::long_accumulator`] and its siblings are the
+    /// Any [`Accumulable`] works; [`Context::long_accumulator`](crate::Context::long_accumulator) and its siblings are the
     /// usual kinds.
     pub fn accumulator<A: Accumulable>(
         &self,

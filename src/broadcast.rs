@@ -1,7 +1,7 @@
 //! Broadcast variables (Spark's `Broadcast[T]`): a read-only value shared by every task.
 //!
 //! In one process a closure is already shared by all tasks, so a broadcast is an `Arc` with
-//! Spark's life cycle around it: [`Context::broadcast`] makes one, tasks read it with
+//! Spark's life cycle around it: [`Context::broadcast`](crate::Context::broadcast) makes one, tasks read it with
 //! [`Broadcast::value`] (or through `Deref`), and [`Broadcast::destroy`] declares that no
 //! task may use it again. Using a destroyed broadcast is a bug Spark reports; flintlock
 //! does too: `value` panics with the broadcast's id and the line that destroyed it (inside a

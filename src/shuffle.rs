@@ -19,7 +19,8 @@ use rustc_hash::FxHashMap;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::partitioner::{KeyFn, Partitioner};
-use crate::rdd::iter::{drain_slice_batches, PartitionIterator, Sealed};
+use crate::rdd::iter::BATCH;
+use crate::rdd::iter::{drain_slice_batches, Chunk, ChunkRecords, PartitionIterator, Sealed};
 use crate::rdd::node::{BoxedPartitionIter, Node};
 use crate::scheduler::TaskContext;
 use crate::{Data, Key, Rdd};
@@ -256,6 +257,14 @@ impl<K: Clone, M: Clone> PartitionIterator<(K, M)> for ShuffleReader<K, M> {
     fn drain_batches(self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<(K, M)>)) {
         Records::drain_batched(*self, sink);
     }
+
+    fn drain_chunks(self: Box<Self>, sink: &mut dyn FnMut(Chunk<'_, (K, M)>)) {
+        for slice in self.remaining_slices() {
+            for chunk in slice.chunks(BATCH) {
+                sink(Chunk::Shared(chunk));
+            }
+        }
+    }
 }
 
 /// The input of the shuffle's per-record loops, in batches: a partition iterator (drained
@@ -268,14 +277,38 @@ pub(crate) trait Records<T> {
     /// Hands the records to `f` in batches (see [`PartitionIterator::drain_batches`]), in
     /// order; `f` takes the records out of each.
     fn drain_batched(self, f: impl FnMut(&mut Vec<T>));
+
+    /// Hands the records to `f` in chunks, in order: a source that shares its records (a
+    /// cached block, a parallel collection, a shuffle reader's buckets) lends them in
+    /// slices and each is cloned as `f` takes it, with no batch copy in between. `f` loops
+    /// over each chunk itself, so its per-record code stays one tight loop.
+    fn drain_chunked(self, f: impl FnMut(ChunkRecords<'_, T>));
 }
 
-impl<T> Records<T> for BoxedPartitionIter<T> {
+impl<T: Clone> Records<T> for BoxedPartitionIter<T> {
     fn len_hint(&self) -> usize {
         self.size_hint().0
     }
     fn drain_batched(self, mut f: impl FnMut(&mut Vec<T>)) {
         self.drain_batches(&mut f);
+    }
+    fn drain_chunked(self, mut f: impl FnMut(ChunkRecords<'_, T>)) {
+        self.drain_chunks(&mut |c| f(c.records()));
+    }
+}
+
+impl<K: Clone, M: Clone> ShuffleReader<K, M> {
+    /// The slices of the buckets not yet read, in order.
+    fn remaining_slices(&self) -> impl Iterator<Item = &[(K, M)]> {
+        let skip = self.pos;
+        self.buckets
+            .iter()
+            .enumerate()
+            .skip(self.map)
+            .map(move |(i, bucket)| {
+                let from = if i == self.map { skip } else { 0 };
+                &bucket[from.min(bucket.len())..]
+            })
     }
 }
 
@@ -284,10 +317,15 @@ impl<K: Clone, M: Clone> Records<(K, M)> for ShuffleReader<K, M> {
         self.remaining
     }
     fn drain_batched(self, mut f: impl FnMut(&mut Vec<(K, M)>)) {
-        let skip = self.pos;
-        for (i, bucket) in self.buckets.iter().enumerate().skip(self.map) {
-            let from = if i == self.map { skip } else { 0 };
-            drain_slice_batches(&bucket[from.min(bucket.len())..], &mut f);
+        for slice in self.remaining_slices() {
+            drain_slice_batches(slice, &mut f);
+        }
+    }
+    fn drain_chunked(self, mut f: impl FnMut(ChunkRecords<'_, (K, M)>)) {
+        for slice in self.remaining_slices() {
+            for chunk in slice.chunks(BATCH) {
+                f(Chunk::Shared(chunk).records());
+            }
         }
     }
 }
@@ -322,11 +360,12 @@ pub(crate) fn combine_values<K, V, C>(
 ) -> FxHashMap<K, C>
 where
     K: Hash + Eq + Clone,
+    V: Clone,
 {
     let mut map: FxHashMap<K, C> =
         FxHashMap::with_capacity_and_hasher(capacity, Default::default());
-    input.drain_batched(|batch| {
-        for (k, v) in batch.drain(..) {
+    input.drain_chunked(|records| {
+        for (k, v) in records {
             upsert(&mut map, k, v, create, merge_value);
         }
     });
@@ -341,6 +380,7 @@ pub(crate) fn merge_combiners<K, C>(
 ) -> FxHashMap<K, C>
 where
     K: Hash + Eq + Clone,
+    C: Clone,
 {
     combine_values(input, &|c| c, merge, capacity)
 }
@@ -451,6 +491,7 @@ pub(crate) fn combine_partially<K, V, C>(
 ) -> Vec<Vec<(K, C)>>
 where
     K: Hash + Eq + Clone,
+    V: Clone,
 {
     let mut map: FxHashMap<K, C> = FxHashMap::default();
     let probe = partial_probe(input.len_hint());
@@ -458,8 +499,8 @@ where
     // `Some` once combining has been given up: the table built so far, bucketed, and the
     // buckets every further record goes to.
     let mut gave_up: Option<Vec<Vec<(K, C)>>> = None;
-    input.drain_batched(|batch| {
-        for (k, v) in batch.drain(..) {
+    input.drain_chunked(|records| {
+        for (k, v) in records {
             match &mut gave_up {
                 None => {
                     upsert(&mut map, k, v, create, merge_value);
@@ -503,15 +544,15 @@ pub(crate) fn bucketize_map<K, C>(
 }
 
 /// Splits pairs into one bucket per partition (capacities estimated from `size_hint`).
-pub(crate) fn bucketize<K, C>(
+pub(crate) fn bucketize<K: Clone, C: Clone>(
     input: impl Records<(K, C)>,
     key_fn: &KeyFn<K>,
     partitions: usize,
 ) -> Vec<Vec<(K, C)>> {
     let per = input.len_hint() / partitions.max(1) + 1;
     let mut buckets: Vec<Vec<(K, C)>> = (0..partitions).map(|_| Vec::with_capacity(per)).collect();
-    input.drain_batched(|batch| {
-        for (k, c) in batch.drain(..) {
+    input.drain_chunked(|records| {
+        for (k, c) in records {
             let p = key_fn(&k);
             buckets[p].push((k, c));
         }

@@ -214,7 +214,7 @@ pub(crate) fn current_group(serial: u64) -> Option<String> {
 
 impl crate::Context {
     /// Puts the jobs this thread starts on this context from now on in job group `group`
-    /// (Spark's `setJobGroup`), until [`Context::clear_job_group`] or another call. Other
+    /// (Spark's `setJobGroup`), until [`Context::clear_job_group`](crate::Context::clear_job_group) or another call. Other
     /// threads, and the threads of this context's pool, keep their own group.
     ///
     /// ```

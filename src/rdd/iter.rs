@@ -192,12 +192,19 @@ pub(crate) fn drain_to_vec<T>(it: BoxedPartitionIter<T>) -> Vec<T> {
     out
 }
 
-/// Counts a partition's elements by draining it.
+/// Counts a partition's elements by draining it; records a source shares (a cached block)
+/// are counted without being cloned.
 pub(crate) fn drain_count<T>(it: BoxedPartitionIter<T>) -> u64 {
     let mut n = 0u64;
-    it.drain_batches(&mut |b| {
-        n += b.len() as u64;
-        b.clear();
+    it.drain_chunks(&mut |c| {
+        n += match c {
+            Chunk::Owned(b) => {
+                let len = b.len();
+                b.clear();
+                len
+            }
+            Chunk::Shared(s) => s.len(),
+        } as u64;
     });
     n
 }

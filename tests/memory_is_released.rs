@@ -1,0 +1,122 @@
+//! Memory that nothing can read any more is freed (issue 17): a dropped RDD's shuffle
+//! outputs and cached blocks go, not only out of `memory_stats` but out of the heap.
+//!
+//! Measured with a counting global allocator (live heap bytes), not the resident set: glibc
+//! keeps freed mid-sized blocks in its arenas (its mmap threshold rises after large frees),
+//! so the resident set after a drop says more about the allocator than about the engine.
+//! The resident set is printed beside it for reference.
+
+// A global allocator is unsafe to implement; this one only forwards to the system's.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Mutex;
+
+use flintlock::Context;
+
+/// Counts the bytes allocated and not yet freed.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is
+// updated beside it.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc`, passed on unchanged.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with `layout` (the caller's contract).
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract for `realloc`, passed on unchanged.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The tests measure the whole process's heap: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MB: isize = 1 << 20;
+
+fn live_mb() -> isize {
+    LIVE.load(Ordering::Relaxed) / MB
+}
+
+fn resident_mb() -> String {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<isize>().ok())
+        .map_or("?".to_string(), |pages| format!("{}", pages * 4096 / MB))
+}
+
+#[test]
+fn a_dropped_rdds_shuffle_output_is_freed() {
+    let _serial = SERIAL.lock().unwrap();
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let before = live_mb();
+    // 12.5M distinct keys: the map side gives up combining, and the shuffle output holds
+    // every (u64, u64) pair: 200 MB.
+    let counts = ctx
+        .range(0..12_500_000, 4)
+        .map(|x| (x, 1u64))
+        .reduce_by_key(|a, b| a + b);
+    assert_eq!(counts.count().unwrap(), 12_500_000);
+    let held = live_mb();
+    assert_eq!(ctx.memory_stats().shuffles, 1);
+    assert!(
+        held > before + 150,
+        "the shuffle output should be live: {before} -> {held} MB"
+    );
+    drop(counts);
+    assert_eq!(ctx.memory_stats().shuffles, 0);
+    let after = live_mb();
+    eprintln!(
+        "heap: {before} MB before, {held} MB held, {after} MB after the drop (resident {} MB)",
+        resident_mb()
+    );
+    assert!(
+        after <= before + 2,
+        "dropped, but {after} MB still live ({before} MB before)"
+    );
+}
+
+#[test]
+fn a_dropped_cached_rdds_blocks_are_freed() {
+    let _serial = SERIAL.lock().unwrap();
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let before = live_mb();
+    let cached = ctx.range(0..25_000_000, 4).map(|x| x ^ 0x5555).cache();
+    assert_eq!(cached.count().unwrap(), 25_000_000);
+    let held = live_mb();
+    assert_eq!(ctx.memory_stats().cached_partitions, 4);
+    assert!(
+        held > before + 150,
+        "the blocks should be live: {before} -> {held} MB"
+    );
+    drop(cached);
+    assert_eq!(ctx.memory_stats().cached_partitions, 0);
+    let after = live_mb();
+    assert!(
+        after <= before + 2,
+        "dropped, but {after} MB still live ({before} MB before)"
+    );
+}

@@ -267,7 +267,8 @@ impl crate::Context {
     }
 
     /// Cancels job `job_id` (the id in [`Event::JobStarted`](crate::Event::JobStarted)) if it
-    /// is running; returns whether it was.
+    /// is running; returns whether this call cancelled it (false when it is not running or
+    /// was cancelled already).
     pub fn cancel_job(&self, job_id: usize) -> bool {
         self.inner
             .jobs

@@ -17,6 +17,11 @@ use crate::Data;
 use super::iter::drain_count;
 use super::{site, Rdd};
 
+/// `path` made absolute (against the current folder), as the checkpoint storage expects.
+fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))
+}
+
 impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
     /// Saves the elements to the new folder `path` in the checkpoint format (one part file
     /// per partition and a manifest), to be read back with [`Context::object_file`] by this
@@ -48,8 +53,7 @@ impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
     /// to overwrite an output; any error of the job or of the write.
     #[track_caller]
     pub fn save_as_object_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = std::path::absolute(path.as_ref())
-            .map_err(|e| Error::io("resolve", path.as_ref(), e))?;
+        let path = absolute(path.as_ref())?;
         let config = &self.node.ctx.inner.config;
         let storage = config.storage.as_ref();
         let parents = create_parents(storage, "save_as_object_file", &path)?;
@@ -96,8 +100,7 @@ impl Context {
     where
         T: Data + Serialize + DeserializeOwned,
     {
-        let path = std::path::absolute(path.as_ref())
-            .map_err(|e| Error::io("resolve", path.as_ref(), e))?;
+        let path = absolute(path.as_ref())?;
         crate::checkpoint::open_checkpoint(
             self,
             &path,

@@ -34,12 +34,16 @@ pub(crate) struct CancelledUnwind;
 impl ActiveJob {
     /// A job that is never registered, so never cancelled (driver-side reads outside jobs).
     pub(crate) fn detached() -> Arc<ActiveJob> {
+        ActiveJob::new(usize::MAX, None, None)
+    }
+
+    fn new(job_id: usize, group: Option<String>, parent: Option<Arc<ActiveJob>>) -> Arc<Self> {
         Arc::new(ActiveJob {
-            job_id: usize::MAX,
-            group: None,
+            job_id,
+            group,
             cancelled: AtomicBool::new(false),
             reason: Mutex::new(None),
-            parent: None,
+            parent,
         })
     }
 
@@ -119,13 +123,7 @@ impl JobRegistry {
     pub(crate) fn register(&self, serial: u64, job_id: usize) -> Registered<'_> {
         let parent = current_task_job(serial);
         let group = current_group(serial).or_else(|| parent.as_ref().and_then(|p| p.group.clone()));
-        let job = Arc::new(ActiveJob {
-            job_id,
-            group,
-            cancelled: AtomicBool::new(false),
-            reason: Mutex::new(None),
-            parent,
-        });
+        let job = ActiveJob::new(job_id, group, parent);
         self.jobs.lock().insert(job_id, job.clone());
         Registered {
             registry: self,

@@ -7,6 +7,10 @@
 //! small jobs (4 tasks each, where per-event costs show most), each in a context that logs
 //! against one that does not. Target: no measurable difference.
 //!
+//! Then the memory limit (`ContextBuilder::memory_limit`): a limit that never binds against
+//! none (bookkeeping only; target: no difference), and a 160 MB shuffle spilled under a
+//! 32 MB limit against the same shuffle in memory (the cost of the disk, reported).
+//!
 //! `cargo bench --bench ops` — the `RATIO` lines at the end are the figures.
 
 mod support;
@@ -205,6 +209,39 @@ fn bench(c: &mut Criterion) {
         || engine_join(&la, &lb),
         "plain",
         || engine_join(&a, &b),
+    );
+    // The memory limit (`ContextBuilder::memory_limit`): its bookkeeping when nothing
+    // spills, and the cost of a shuffle that goes to disk.
+    let roomy = Context::builder().memory_limit(1 << 40).build().unwrap();
+    let roomy_rdd = roomy.parallelize(data.clone(), parts);
+    support::compare(
+        15,
+        "reduce_by_key 10M pairs, memory limit that never binds / none",
+        "limited",
+        || engine_reduce(&roomy_rdd),
+        "plain",
+        || engine_reduce(&rdd),
+    );
+    let spill_dir = tempfile::tempdir().unwrap();
+    let tight = Context::builder()
+        .memory_limit(32 << 20)
+        .spill_dir(spill_dir.path())
+        .build()
+        .unwrap();
+    let shuffle_all = |ctx: &Context| {
+        ctx.range(0..PAIRS, parts)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i))
+            .partition_by(Partitioner::hash(4 * parts))
+            .count()
+            .unwrap()
+    };
+    support::compare(
+        5,
+        "partition_by 10M pairs (160 MB), spilled under a 32 MB limit / in memory",
+        "spilled",
+        || shuffle_all(&tight),
+        "in memory",
+        || shuffle_all(&ctx),
     );
     let small_jobs = |ctx: &Context| {
         let rdd = ctx.range(0..4000, 4).map(|x| x * 2);

@@ -53,6 +53,8 @@ pub(crate) struct ContextInner {
     pub(crate) checkpoint_dir: RwLock<Option<Arc<AppDir>>>,
     pub(crate) jobs: crate::scheduler::JobRegistry,
     pub(crate) partitioners: crate::partitioner::PartitionerRegistry,
+    /// The memory budget, spill folder and spill codecs.
+    pub(crate) memory: Arc<crate::spill::MemoryManager>,
     pub(crate) config: Config,
 }
 
@@ -261,10 +263,42 @@ impl Context {
     /// # Ok::<(), flintlock::Error>(())
     /// ```
     pub fn memory_stats(&self) -> MemoryStats {
+        let (kept, on_disk, files, unspillable) = self.inner.memory.stats();
         MemoryStats {
             cached_partitions: self.inner.blocks.len(),
             shuffles: self.inner.shuffles.len(),
+            memory_limit: self.inner.memory.limit(),
+            shuffle_bytes_in_memory: kept,
+            spilled_bytes: on_disk,
+            spill_files: files,
+            unspillable_outputs: unspillable,
         }
+    }
+
+    /// Lets shuffles of records of type `T` spill to disk under
+    /// [`ContextBuilder::memory_limit`]. `(K, V)` pairs of `u32`, `u64`, `i32`, `i64`,
+    /// `usize` and `String` keys with those, `f32`, `f64` or `bool` values need no
+    /// registration; other shuffled types do (the records a shuffle moves are the `(K, V)`
+    /// pairs of `partition_by`, `group_by_key`, `join` and `cogroup`, the `(K, C)` pairs of
+    /// the combiners of `reduce_by_key`, `aggregate_by_key` and `combine_by_key`, and the
+    /// `(T, ())` pairs of `distinct` and the set operations, which registering `T` also
+    /// covers). Register before running the job that shuffles them. A shuffle over the limit
+    /// whose records have no codec names the type to register on stderr.
+    ///
+    /// Spilled records are written with postcard and read back when the reduce side runs;
+    /// a type whose serde form postcard cannot read back fails that shuffle's job with
+    /// [`Error::UnreadableRecord`].
+    ///
+    /// ```
+    /// # let ctx = flintlock::Context::builder().memory_limit(64 << 20).build()?;
+    /// ctx.register_spillable::<(String, Vec<u32>)>();
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn register_spillable<T>(&self)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        self.inner.memory.register::<T>();
     }
 
     /// Lets this context reopen checkpoints partitioned by the custom scheme `partition`
@@ -311,6 +345,18 @@ pub struct MemoryStats {
     pub cached_partitions: usize,
     /// Shuffles whose map outputs are kept (until their RDD is dropped).
     pub shuffles: usize,
+    /// The limit set with [`ContextBuilder::memory_limit`], if any.
+    pub memory_limit: Option<u64>,
+    /// Estimated bytes of finished shuffle map outputs kept in memory under the limit (0
+    /// without a limit: nothing is counted then).
+    pub shuffle_bytes_in_memory: u64,
+    /// Bytes of shuffle data spilled to disk and still kept.
+    pub spilled_bytes: u64,
+    /// Spill files kept.
+    pub spill_files: usize,
+    /// Map outputs kept in memory past the limit because their records have no spill codec
+    /// (see [`Context::register_spillable`]), since the context started.
+    pub unspillable_outputs: usize,
 }
 
 /// Builds a [`Context`]; see [`Context::builder`].
@@ -322,6 +368,8 @@ pub struct ContextBuilder {
     threads: Option<usize>,
     checkpoint_dir: Option<PathBuf>,
     event_log: Option<PathBuf>,
+    memory_limit: Option<u64>,
+    spill_dir: Option<PathBuf>,
     config: Config,
 }
 
@@ -333,6 +381,8 @@ impl Default for ContextBuilder {
             threads: None,
             checkpoint_dir: None,
             event_log: None,
+            memory_limit: None,
+            spill_dir: None,
             config: Config {
                 checkpoint_all_marked_ancestors: false,
                 clean_checkpoints: false,
@@ -374,6 +424,54 @@ impl ContextBuilder {
     /// [`Error::NoCheckpointDir`].
     pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Bounds the memory that shuffles hold, in bytes (default: no bound; Spark's
+    /// `spark.memory.fraction`, as an absolute size). A shuffle larger than the limit then
+    /// runs to completion on disk:
+    /// - each map task buffers at most `limit / 2 / threads` bytes of records (or of its
+    ///   map-side combine table); beyond that it writes them to a spill file as a run and
+    ///   goes on;
+    /// - finished map outputs stay in memory while they fit in half the limit, and are
+    ///   written to disk otherwise;
+    /// - the reduce side reads a spilled bucket back, checking every frame's CRC-32C, when
+    ///   its task starts.
+    ///
+    /// Sizes are estimates: a record's own size plus the size of its postcard encoding for
+    /// what it owns on the heap (sampled, then exact once a run was written).
+    ///
+    /// What the limit does not cover: one reduce partition (a reduce task holds its
+    /// partition's records, or its aggregation table, in memory: use more partitions for
+    /// larger data, as in Spark), cached blocks, and records whose type has no spill codec
+    /// (see [`Context::register_spillable`]: pairs of common primitive types and `String`
+    /// are built in; others stay in memory past the limit, said once per type on stderr
+    /// and counted in [`MemoryStats::unspillable_outputs`]). Spilled results are the same
+    /// records; a damaged spill file fails the job with [`Error::SpillDamaged`] and the map
+    /// stage runs again at the next action.
+    ///
+    /// A limit of 0 is refused by [`ContextBuilder::build`].
+    ///
+    /// ```
+    /// let ctx = flintlock::Context::builder().memory_limit(64 << 20).build()?;
+    /// let n = ctx
+    ///     .range(0..100_000, 4)
+    ///     .map(|x| (x % 1000, 1u64))
+    ///     .reduce_by_key(|a, b| a + b)
+    ///     .count()?;
+    /// assert_eq!(n, 1000);
+    /// # Ok::<(), flintlock::Error>(())
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Where spill files go (default: the system's temporary folder): a
+    /// `flintlock-spill-*` folder is made there at the first spill and removed with the
+    /// context. See [`ContextBuilder::memory_limit`].
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
         self
     }
 
@@ -503,6 +601,11 @@ impl ContextBuilder {
                 .map(|n| n.get())
                 .unwrap_or(1),
         };
+        if self.memory_limit == Some(0) {
+            return Err(Error::InvalidArgument(
+                "memory_limit must be at least 1 byte".to_string(),
+            ));
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("flintlock-worker-{i}"))
@@ -530,6 +633,11 @@ impl ContextBuilder {
                 checkpoint_dir: RwLock::new(None),
                 jobs: Default::default(),
                 partitioners: Default::default(),
+                memory: Arc::new(crate::spill::MemoryManager::new(
+                    self.memory_limit,
+                    threads,
+                    self.spill_dir,
+                )),
                 config: self.config,
             }),
         };

@@ -79,6 +79,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A shuffle's spill file (see [`ContextBuilder::memory_limit`](crate::ContextBuilder::memory_limit))
+    /// does not read back: damaged on disk or changed by another process. The shuffle's
+    /// outputs are dropped, so the next action runs its map stage again.
+    #[error("damaged spill file {path}: {reason} (the shuffle runs again at the next action)")]
+    SpillDamaged {
+        /// The spill file.
+        path: PathBuf,
+        /// What did not check.
+        reason: String,
+    },
+
     /// A checkpoint folder has no committed manifest: the write never finished.
     #[error(
         "{path} is not a committed checkpoint: it has no _manifest.json (the write was \
@@ -365,6 +376,10 @@ impl Error {
             },
             Error::NoCheckpointDir => Error::NoCheckpointDir,
             Error::CorruptCheckpoint { path, reason } => Error::CorruptCheckpoint {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::SpillDamaged { path, reason } => Error::SpillDamaged {
                 path: path.clone(),
                 reason: reason.clone(),
             },

@@ -23,11 +23,12 @@ use crate::rdd::iter::BATCH;
 use crate::rdd::iter::{drain_slice_batches, Chunk, ChunkRecords, PartitionIterator, Sealed};
 use crate::rdd::node::{BoxedPartitionIter, Node};
 use crate::scheduler::TaskContext;
+use crate::spill::{MapOutputData, Spiller};
 use crate::{Data, Key, Rdd};
 
-/// One map task's output: `Vec<Arc<Vec<(K, M)>>>`, one bucket per reduce partition, behind
-/// `Any`. Each bucket is its own `Arc`, so a reader takes typed handles to its buckets once
-/// instead of downcasting per record.
+/// One map task's output: a [`MapOutputData<(K, M)>`], one bucket per reduce partition (in
+/// memory, each its own `Arc`, or spilled), behind `Any`. A reader takes typed handles to
+/// its buckets once instead of downcasting per record.
 pub(crate) type MapOutput = Box<dyn Any + Send + Sync>;
 
 /// Every map output of one shuffle, in map-partition order.
@@ -91,9 +92,30 @@ pub(crate) trait ShuffleDepBase: Send + Sync {
 }
 
 /// The map side of a shuffle: buckets one parent partition of `(K, V)` into
-/// `Vec<Vec<(K, M)>>`.
-pub(crate) type MapSide<K, V, M> =
-    Arc<dyn Fn(BoxedPartitionIter<(K, V)>, &TaskContext) -> Vec<Vec<(K, M)>> + Send + Sync>;
+/// `Vec<Vec<(K, M)>>`, handing runs that outgrow the task's memory share to the spiller.
+pub(crate) type MapSide<K, V, M> = Arc<
+    dyn Fn(BoxedPartitionIter<(K, V)>, &TaskContext, &mut Spiller<(K, M)>) -> Vec<Vec<(K, M)>>
+        + Send
+        + Sync,
+>;
+
+/// How a shuffle's map side buckets one parent partition: given the partition, the key
+/// function, the partition count and the task's spiller.
+pub(crate) trait BucketFn<K, V, M>:
+    Fn(BoxedPartitionIter<(K, V)>, &KeyFn<K>, usize, &mut Spiller<(K, M)>) -> Vec<Vec<(K, M)>>
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K, V, M, F> BucketFn<K, V, M> for F where
+    F: Fn(BoxedPartitionIter<(K, V)>, &KeyFn<K>, usize, &mut Spiller<(K, M)>) -> Vec<Vec<(K, M)>>
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// The map side of a shuffle into `partitioner`'s partitions: `bucket` gets each parent
 /// partition, the key function and the partition count. When the partitioner cannot place
@@ -101,10 +123,7 @@ pub(crate) type MapSide<K, V, M> =
 /// key type), every map task fails with that error: the action returns it, nothing panics.
 fn keyed_map_side<K, V, M>(
     partitioner: &Partitioner,
-    bucket: impl Fn(BoxedPartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>>
-        + Send
-        + Sync
-        + 'static,
+    bucket: impl BucketFn<K, V, M>,
 ) -> MapSide<K, V, M>
 where
     K: Hash + Send + Sync + 'static,
@@ -113,8 +132,8 @@ where
 {
     let n = partitioner.num_partitions();
     let key_fn = partitioner.key_fn::<K>();
-    Arc::new(move |input, tc| match &key_fn {
-        Ok(f) => bucket(input, f, n),
+    Arc::new(move |input, tc, spill| match &key_fn {
+        Ok(f) => bucket(input, f, n, spill),
         Err(e) => {
             tc.fail(e.duplicate());
             (0..n).map(|_| Vec::new()).collect()
@@ -141,10 +160,7 @@ impl<K: Key, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
     pub(crate) fn unless_partitioned(
         parent: &Rdd<(K, V)>,
         partitioner: &Partitioner,
-        bucket: impl Fn(BoxedPartitionIter<(K, V)>, &KeyFn<K>, usize) -> Vec<Vec<(K, M)>>
-            + Send
-            + Sync
-            + 'static,
+        bucket: impl BucketFn<K, V, M>,
     ) -> Option<Self> {
         if parent.trusted_partitioner().as_ref() == Some(partitioner) {
             return None;
@@ -164,14 +180,14 @@ impl<K: Key, V: Data> ShuffleDependency<K, V, V> {
     /// [`ShuffleDependency::unless_partitioned`] moving the pairs as they are (no map-side
     /// combining): `partition_by`, the sides of `cogroup` and the joins.
     pub(crate) fn bucketing(parent: &Rdd<(K, V)>, partitioner: &Partitioner) -> Option<Self> {
-        Self::unless_partitioned(parent, partitioner, |it, key_fn, n| {
-            bucketize(it, key_fn, n)
-        })
+        Self::unless_partitioned(parent, partitioner, bucketize)
     }
 }
 
 impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
-    /// Reads reduce partition `split`'s bucket from every map output.
+    /// Reads reduce partition `split`'s bucket from every map output (spilled buckets are
+    /// read back and checked here). A damaged spill file drops the shuffle's outputs, so
+    /// the next action runs the map stage again, and fails this task.
     pub(crate) fn read(&self, split: usize) -> Result<ShuffleReader<K, M>> {
         let outputs = self
             .ctx
@@ -184,18 +200,30 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
                     self.shuffle_id
                 ))
             })?;
+        let mut codec = None;
         let mut buckets = Vec::with_capacity(outputs.len());
         for (i, o) in outputs.iter().enumerate() {
             let bucket = o
-                .downcast_ref::<Vec<Arc<Vec<(K, M)>>>>()
-                .and_then(|b| b.get(split))
+                .downcast_ref::<MapOutputData<(K, M)>>()
+                .and_then(|b| b.buckets.get(split))
                 .ok_or_else(|| {
                     Error::Internal(format!(
                         "shuffle {} map output {i} has an unexpected type or no bucket {split}",
                         self.shuffle_id
                     ))
                 })?;
-            buckets.push(bucket.clone());
+            if codec.is_none() && !matches!(bucket, crate::spill::Bucket::Memory(_)) {
+                codec = self.ctx.inner.memory.codec::<(K, M)>();
+            }
+            match bucket.load(codec.as_deref()) {
+                Ok(b) => buckets.push(b),
+                Err(e) => {
+                    if matches!(e, Error::SpillDamaged { .. }) {
+                        self.ctx.inner.shuffles.remove(self.shuffle_id);
+                    }
+                    return Err(e);
+                }
+            }
         }
         let remaining = buckets.iter().map(|b| b.len()).sum();
         Ok(ShuffleReader {
@@ -219,11 +247,13 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDepen
     }
     fn run_map_task(&self, map_partition: usize, tc: &TaskContext) -> Result<MapOutput> {
         let input = self.parent.node.iterator(map_partition, tc)?;
-        let buckets: Vec<Arc<Vec<(K, M)>>> = (self.map_side)(input, tc)
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        Ok(Box::new(buckets))
+        let mut spill = Spiller::new(
+            &self.ctx.inner.memory,
+            format!("shuffle-{}-map-{map_partition}", self.shuffle_id),
+            self.partitioner.num_partitions(),
+        );
+        let buckets = (self.map_side)(input, tc, &mut spill);
+        Ok(Box::new(spill.finish(buckets)?))
     }
 }
 
@@ -488,24 +518,29 @@ pub(crate) fn combine_partially<K, V, C>(
     merge_value: &impl Fn(C, V) -> C,
     key_fn: &KeyFn<K>,
     partitions: usize,
+    spill: &mut Spiller<(K, C)>,
 ) -> Vec<Vec<(K, C)>>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     V: Clone,
+    C: Clone + 'static,
 {
     let mut map: FxHashMap<K, C> = FxHashMap::default();
     let probe = partial_probe(input.len_hint());
     let mut seen = 0usize;
+    // Keys in tables already spilled (for the give-up decision).
+    let mut spilled_keys = 0usize;
     // `Some` once combining has been given up: the table built so far, bucketed, and the
     // buckets every further record goes to.
     let mut gave_up: Option<Vec<Vec<(K, C)>>> = None;
     input.drain_chunked(|records| {
+        let added = records.len();
         for (k, v) in records {
             match &mut gave_up {
                 None => {
                     upsert(&mut map, k, v, create, merge_value);
                     seen += 1;
-                    if seen == probe && map.len() * 10 > seen * 9 {
+                    if seen == probe && (spilled_keys + map.len()) * 10 > seen * 9 {
                         let combined = std::mem::take(&mut map);
                         gave_up = Some(bucketize_map(combined, key_fn, partitions));
                     }
@@ -513,6 +548,20 @@ where
                 Some(buckets) => {
                     let p = key_fn(&k);
                     buckets[p].push((k, create(v)));
+                }
+            }
+        }
+        if spill.is_active() {
+            match &mut gave_up {
+                Some(buckets) => spill.after_push(added, buckets),
+                None => {
+                    let entries = map.iter().map(|(k, c)| (k.clone(), c.clone()));
+                    let entry = std::mem::size_of::<(K, C)>();
+                    if spill.table_over(entries, map.len(), map.capacity(), entry) {
+                        spilled_keys += map.len();
+                        let table = std::mem::take(&mut map);
+                        spill.spill_buckets(bucketize_map(table, key_fn, partitions));
+                    }
                 }
             }
         }
@@ -543,18 +592,27 @@ pub(crate) fn bucketize_map<K, C>(
     buckets
 }
 
-/// Splits pairs into one bucket per partition (capacities estimated from `size_hint`).
-pub(crate) fn bucketize<K: Clone, C: Clone>(
+/// Splits pairs into one bucket per partition (capacities estimated from `size_hint`, and
+/// not beyond what the task may buffer when a memory limit applies).
+pub(crate) fn bucketize<K: Clone + 'static, C: Clone + 'static>(
     input: impl Records<(K, C)>,
     key_fn: &KeyFn<K>,
     partitions: usize,
+    spill: &mut Spiller<(K, C)>,
 ) -> Vec<Vec<(K, C)>> {
-    let per = input.len_hint() / partitions.max(1) + 1;
+    let mut per = input.len_hint() / partitions.max(1) + 1;
+    if let Some(records) = spill.record_share() {
+        per = per.min(records / partitions.max(1) + 1);
+    }
     let mut buckets: Vec<Vec<(K, C)>> = (0..partitions).map(|_| Vec::with_capacity(per)).collect();
     input.drain_chunked(|records| {
+        let added = records.len();
         for (k, c) in records {
             let p = key_fn(&k);
             buckets[p].push((k, c));
+        }
+        if spill.is_active() {
+            spill.after_push(added, &mut buckets);
         }
     });
     buckets
@@ -638,7 +696,14 @@ mod partial_tests {
 
     fn buckets_of(input: Vec<(u64, u64)>) -> Vec<Vec<(u64, u64)>> {
         let key_fn: KeyFn<u64> = crate::Partitioner::hash(3).key_fn::<u64>().unwrap();
-        combine_partially(boxed(input.into_iter()), &|v| v, &|a, b| a + b, &key_fn, 3)
+        combine_partially(
+            boxed(input.into_iter()),
+            &|v| v,
+            &|a, b| a + b,
+            &key_fn,
+            3,
+            &mut Spiller::unlimited(),
+        )
     }
 
     fn merged(buckets: Vec<Vec<(u64, u64)>>) -> std::collections::BTreeMap<u64, u64> {

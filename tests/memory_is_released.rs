@@ -6,66 +6,22 @@
 //! so the resident set after a drop says more about the allocator than about the engine.
 //! The resident set is printed beside it for reference.
 
-// A global allocator is unsafe to implement; this one only forwards to the system's.
+// The counting allocator is unsafe to implement; it only forwards to the system's.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+#[path = "common/heap.rs"]
+mod heap;
+
 use std::sync::Mutex;
 
 use flintlock::Context;
-
-/// Counts the bytes allocated and not yet freed.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is
-// updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's contract for `alloc`, passed on unchanged.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with `layout` (the caller's contract).
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract for `realloc`, passed on unchanged.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+use heap::{resident_mb, MB};
 
 /// The tests measure the whole process's heap: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const MB: isize = 1 << 20;
-
 fn live_mb() -> isize {
-    LIVE.load(Ordering::Relaxed) / MB
-}
-
-fn resident_mb() -> String {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<isize>().ok())
-        .map_or("?".to_string(), |pages| format!("{}", pages * 4096 / MB))
+    heap::live() / MB
 }
 
 #[test]

@@ -22,7 +22,7 @@
 
 pub mod admin;
 mod app_dir;
-mod codec;
+pub(crate) mod codec;
 pub mod format;
 mod layout;
 mod live;

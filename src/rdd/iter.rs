@@ -136,7 +136,16 @@ impl<T: Clone> Iterator for ChunkRecords<'_, T> {
             ChunkRecords::Shared(s) => s.next().cloned(),
         }
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            ChunkRecords::Owned(d) => d.size_hint(),
+            ChunkRecords::Shared(s) => s.size_hint(),
+        }
+    }
 }
+
+impl<T: Clone> ExactSizeIterator for ChunkRecords<'_, T> {}
 
 /// Elements per batch of [`PartitionIterator::drain_batches`].
 pub const BATCH: usize = 64;

@@ -101,9 +101,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         let merge_value = Arc::new(merge_value);
         if map_side_combine {
             let (c, m) = (create.clone(), merge_value.clone());
-            let dep = ShuffleDependency::unless_partitioned(self, &partitioner, move |it, f, n| {
-                combine_partially(it, c.as_ref(), m.as_ref(), f, n)
-            });
+            let dep = ShuffleDependency::unless_partitioned(
+                self,
+                &partitioner,
+                move |it, f, n, spill| combine_partially(it, c.as_ref(), m.as_ref(), f, n, spill),
+            );
             if let Some(dep) = dep {
                 let reduce = Arc::new(move |reader: ShuffleReader<K, C>| {
                     let capacity = reader.largest_bucket();

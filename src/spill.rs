@@ -1,0 +1,628 @@
+//! The memory budget and shuffle spilling ([`ContextBuilder::memory_limit`]).
+//!
+//! Without a limit nothing here runs: shuffle outputs stay in memory while their RDD lives.
+//! With one, shuffle data is budgeted in two halves:
+//! - **Map tasks** building their buckets (or their map-side combine table) each get a share
+//!   of half the limit (`limit / 2 / threads`). A task whose buffers outgrow its share
+//!   writes them to its spill file as a *run* (one segment of checksummed frames per
+//!   bucket) and goes on with empty buffers.
+//! - **Finished map outputs** are kept in memory while they fit in the other half; an output
+//!   that does not fit, or whose task spilled, is written to disk whole. The reduce side
+//!   reads a spilled bucket's segments back (checking every frame) when its task starts.
+//!
+//! Spilling needs a codec for the shuffled records: `(K, V)` pairs of the common primitive
+//! types and `String` have one built in; [`Context::register_spillable`] adds any
+//! `Serialize + DeserializeOwned` type. Records without one stay in memory past the limit
+//! and the context says so once per type on stderr.
+//!
+//! Spill files use the checkpoint format's frames (length, record count, CRC-32C of both and
+//! the body; postcard records) and live in one temporary folder per context (under
+//! [`ContextBuilder::spill_dir`], else the system's temporary folder), removed with the map
+//! output that owns them and with the context.
+//!
+//! [`ContextBuilder::memory_limit`]: crate::ContextBuilder::memory_limit
+//! [`ContextBuilder::spill_dir`]: crate::ContextBuilder::spill_dir
+//! [`Context::register_spillable`]: crate::Context::register_spillable
+
+use std::any::{Any, TypeId};
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::codec::{Codec, SerdeCodec};
+use crate::checkpoint::format::{frame_header, FRAME_HEADER};
+use crate::error::{Error, Result};
+
+/// The payload size at which a spill frame is closed.
+const SPILL_FRAME_BYTES: usize = 64 << 10;
+
+/// Records encoded to estimate the heap bytes a record owns, before the first spill gives
+/// the exact figure.
+const SAMPLE_RECORDS: usize = 32;
+
+/// Byte counters shared by the manager and the reservations it hands out.
+#[derive(Default)]
+struct Counters {
+    /// Estimated bytes of finished map outputs kept in memory under the limit.
+    kept: AtomicU64,
+    /// Bytes in spill files that are still referenced.
+    on_disk: AtomicU64,
+    /// Spill files alive.
+    files: AtomicUsize,
+    /// Map outputs kept in memory past the limit because their records have no codec.
+    unspillable: AtomicUsize,
+}
+
+/// The context's memory budget, spill folder and spill codecs.
+pub(crate) struct MemoryManager {
+    limit: Option<u64>,
+    threads: usize,
+    base: Option<PathBuf>,
+    dir: Mutex<Option<Arc<tempfile::TempDir>>>,
+    counters: Arc<Counters>,
+    codecs: RwLock<FxHashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    warned: Mutex<FxHashSet<TypeId>>,
+    next_file: AtomicU64,
+}
+
+impl MemoryManager {
+    pub(crate) fn new(limit: Option<u64>, threads: usize, base: Option<PathBuf>) -> Self {
+        let m = MemoryManager {
+            limit,
+            threads: threads.max(1),
+            base,
+            dir: Mutex::new(None),
+            counters: Arc::default(),
+            codecs: RwLock::default(),
+            warned: Mutex::default(),
+            next_file: AtomicU64::new(0),
+        };
+        register_builtin_codecs(&m);
+        m
+    }
+
+    pub(crate) fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    /// Adds (or replaces) the spill codec of `T`, and of `(T, ())`: the pairs `distinct`
+    /// and the set operations shuffle.
+    pub(crate) fn register<T: Serialize + DeserializeOwned + Send + Sync + 'static>(&self) {
+        self.register_one::<T>();
+        self.register_one::<(T, ())>();
+    }
+
+    fn register_one<T: Serialize + DeserializeOwned + Send + Sync + 'static>(&self) {
+        let codec: Arc<dyn Codec<T>> = SerdeCodec::<T>::new();
+        self.codecs.write().insert(
+            TypeId::of::<T>(),
+            Arc::new(codec) as Arc<dyn Any + Send + Sync>,
+        );
+    }
+
+    pub(crate) fn codec<T: 'static>(&self) -> Option<Arc<dyn Codec<T>>> {
+        let any = self.codecs.read().get(&TypeId::of::<T>())?.clone();
+        any.downcast_ref::<Arc<dyn Codec<T>>>().cloned()
+    }
+
+    /// What one map task may buffer before it spills a run.
+    fn task_share(&self) -> Option<u64> {
+        self.limit.map(|l| (l / 2 / self.threads as u64).max(1))
+    }
+
+    /// Reserves `bytes` of the half of the limit that holds finished map outputs.
+    fn try_keep(&self, bytes: u64) -> Option<Reservation> {
+        let cap = self.limit? / 2;
+        let mut now = self.counters.kept.load(Ordering::Relaxed);
+        loop {
+            if now.saturating_add(bytes) > cap {
+                return None;
+            }
+            match self.counters.kept.compare_exchange_weak(
+                now,
+                now + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(Reservation {
+                        counters: self.counters.clone(),
+                        bytes,
+                    })
+                }
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// Says once per type, on stderr, that records of `T` cannot spill.
+    fn warn_unspillable<T: 'static>(&self) {
+        self.counters.unspillable.fetch_add(1, Ordering::Relaxed);
+        if self.warned.lock().insert(TypeId::of::<T>()) {
+            eprintln!(
+                "flintlock: memory_limit: shuffle records of type `{}` have no spill codec and \
+                 stay in memory past the limit; call Context::register_spillable::<{0}>()",
+                std::any::type_name::<T>()
+            );
+        }
+    }
+
+    /// A new spill file in the context's spill folder (made on first use).
+    fn create_file(&self, what: &str) -> Result<SpillFileWriter> {
+        let dir = {
+            let mut dir = self.dir.lock();
+            match &*dir {
+                Some(d) => d.clone(),
+                None => {
+                    let base = self.base.clone().unwrap_or_else(std::env::temp_dir);
+                    let made = tempfile::Builder::new()
+                        .prefix("flintlock-spill-")
+                        .tempdir_in(&base)
+                        .map_err(|e| Error::io("create a spill folder in", &base, e))?;
+                    let made = Arc::new(made);
+                    *dir = Some(made.clone());
+                    made
+                }
+            }
+        };
+        let n = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let path = dir.path().join(format!("{what}-{n}.spill"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        self.counters.files.fetch_add(1, Ordering::Relaxed);
+        Ok(SpillFileWriter {
+            file: SpillFile {
+                path,
+                bytes: AtomicU64::new(0),
+                counters: self.counters.clone(),
+                _dir: dir,
+            },
+            out: BufWriter::with_capacity(1 << 20, file),
+            offset: 0,
+        })
+    }
+
+    /// (kept bytes, bytes on disk, live spill files, unspillable outputs).
+    pub(crate) fn stats(&self) -> (u64, u64, usize, usize) {
+        let c = &self.counters;
+        (
+            c.kept.load(Ordering::Relaxed),
+            c.on_disk.load(Ordering::Relaxed),
+            c.files.load(Ordering::Relaxed),
+            c.unspillable.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Bytes of the budget held by a finished map output kept in memory; given back on drop.
+pub(crate) struct Reservation {
+    counters: Arc<Counters>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.counters.kept.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A spill file; removed when the last map output reading it is dropped.
+pub(crate) struct SpillFile {
+    path: PathBuf,
+    bytes: AtomicU64,
+    counters: Arc<Counters>,
+    /// Keeps the folder alive while the file is.
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        self.counters
+            .on_disk
+            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::AcqRel);
+        self.counters.files.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct SpillFileWriter {
+    file: SpillFile,
+    out: BufWriter<File>,
+    offset: u64,
+}
+
+impl SpillFileWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io("write", &self.file.path, e))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Arc<SpillFile>> {
+        self.out
+            .flush()
+            .map_err(|e| Error::io("write", &self.file.path, e))?;
+        self.file.bytes.store(self.offset, Ordering::Relaxed);
+        self.file
+            .counters
+            .on_disk
+            .fetch_add(self.offset, Ordering::AcqRel);
+        let SpillFileWriter { file, .. } = self;
+        Ok(Arc::new(file))
+    }
+}
+
+/// Where one bucket's records of one run lie in a spill file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Segment {
+    offset: u64,
+    len: u64,
+    records: u64,
+}
+
+/// One reduce partition's records in one map output.
+pub(crate) enum Bucket<T> {
+    Memory(Arc<Vec<T>>),
+    Spilled {
+        file: Arc<SpillFile>,
+        segments: Vec<Segment>,
+    },
+}
+
+impl<T> Bucket<T> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Bucket::Memory(v) => v.len(),
+            Bucket::Spilled { segments, .. } => segments.iter().map(|s| s.records as usize).sum(),
+        }
+    }
+}
+
+impl<T: 'static> Bucket<T> {
+    /// The bucket's records: shared when in memory, read back and checked when spilled.
+    pub(crate) fn load(&self, codec: Option<&dyn Codec<T>>) -> Result<Arc<Vec<T>>> {
+        let (file, segments) = match self {
+            Bucket::Memory(v) => return Ok(v.clone()),
+            Bucket::Spilled { file, segments } => (file, segments),
+        };
+        let codec = codec.ok_or_else(|| {
+            Error::Internal(format!(
+                "spill file {} has no codec for `{}` to read it",
+                file.path.display(),
+                std::any::type_name::<T>()
+            ))
+        })?;
+        let corrupt = |reason: String| Error::SpillDamaged {
+            path: file.path.clone(),
+            reason,
+        };
+        let mut f = File::open(&file.path).map_err(|e| Error::io("open", &file.path, e))?;
+        let mut out = Vec::with_capacity(self.len());
+        let mut bytes = Vec::new();
+        for s in segments {
+            bytes.resize(s.len as usize, 0);
+            f.seek(SeekFrom::Start(s.offset))
+                .and_then(|_| f.read_exact(&mut bytes))
+                .map_err(|e| Error::io("read", &file.path, e))?;
+            let mut rest = &bytes[..];
+            let mut records = 0u64;
+            while !rest.is_empty() {
+                if rest.len() < FRAME_HEADER {
+                    return Err(corrupt(format!(
+                        "segment at {} ends in a frame header",
+                        s.offset
+                    )));
+                }
+                let len = u32::from_le_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
+                let n = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
+                if rest.len() - FRAME_HEADER < len {
+                    return Err(corrupt(format!("frame in segment at {} is cut", s.offset)));
+                }
+                let body = &rest[FRAME_HEADER..FRAME_HEADER + len];
+                if frame_header(body, n)[..] != rest[..FRAME_HEADER] {
+                    return Err(corrupt(format!(
+                        "frame in segment at {}: checksum mismatch",
+                        s.offset
+                    )));
+                }
+                out.extend(codec.decode_frame(body, n).map_err(corrupt)?);
+                records += u64::from(n);
+                rest = &rest[FRAME_HEADER + len..];
+            }
+            if records != s.records {
+                return Err(corrupt(format!(
+                    "segment at {} holds {records} records, {} were written",
+                    s.offset, s.records
+                )));
+            }
+        }
+        Ok(Arc::new(out))
+    }
+}
+
+/// One map task's output: a bucket per reduce partition, and the budget it holds.
+pub(crate) struct MapOutputData<T> {
+    pub(crate) buckets: Vec<Bucket<T>>,
+    _reservation: Option<Reservation>,
+}
+
+/// A map task's spilling state: nothing when the context has no limit.
+pub(crate) struct Spiller<T> {
+    active: Option<Active<T>>,
+    /// Records added since the last check, and in the buffers.
+    buffered: usize,
+}
+
+struct Active<T> {
+    manager: Arc<MemoryManager>,
+    codec: Option<Arc<dyn Codec<T>>>,
+    share: u64,
+    /// Estimated heap bytes a record owns (encoded size, a conservative stand-in).
+    heap_per_record: Option<f64>,
+    what: String,
+    writer: Option<SpillFileWriter>,
+    segments: Vec<Vec<Segment>>,
+    payload: Vec<u8>,
+    error: Option<Error>,
+}
+
+impl<T: 'static> Spiller<T> {
+    /// No limit: buffers grow as they need, outputs stay in memory.
+    pub(crate) fn unlimited() -> Self {
+        Spiller {
+            active: None,
+            buffered: 0,
+        }
+    }
+
+    /// The spiller of map task `what` (names its file) under `manager`'s limit, if any.
+    pub(crate) fn new(manager: &Arc<MemoryManager>, what: String, buckets: usize) -> Self {
+        let Some(share) = manager.task_share() else {
+            return Self::unlimited();
+        };
+        Spiller {
+            active: Some(Active {
+                codec: manager.codec::<T>(),
+                manager: manager.clone(),
+                share,
+                heap_per_record: None,
+                what,
+                writer: None,
+                segments: (0..buckets).map(|_| Vec::new()).collect(),
+                payload: Vec::new(),
+                error: None,
+            }),
+            buffered: 0,
+        }
+    }
+
+    /// How many records (by their own size) the task may buffer, when a limit applies: a
+    /// cap for buffers sized in advance.
+    pub(crate) fn record_share(&self) -> Option<usize> {
+        let a = self.active.as_ref()?;
+        Some((a.share as usize / std::mem::size_of::<T>().max(1)).max(1))
+    }
+
+    /// Whether a limit applies (the per-chunk checks are skipped otherwise).
+    #[inline]
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// After `added` more records went into `buckets`: writes them out as a run when they
+    /// outgrow the task's share.
+    pub(crate) fn after_push(&mut self, added: usize, buckets: &mut [Vec<T>]) {
+        self.buffered += added;
+        let Some(a) = &mut self.active else { return };
+        if a.codec.is_none() || a.error.is_some() {
+            return;
+        }
+        let per = a.per_record(|| buckets.iter().flat_map(|b| b.iter()));
+        if (self.buffered as f64) * per <= a.share as f64 {
+            return;
+        }
+        a.spill_run(buckets.iter_mut().map(std::mem::take));
+        self.buffered = 0;
+    }
+
+    /// After `added` records went through a combine table now holding `entries` (table
+    /// `capacity`, entries of `entry_bytes`): whether the table outgrew the task's share and
+    /// should be handed to [`Spiller::spill_buckets`].
+    pub(crate) fn table_over(
+        &mut self,
+        entries: impl Iterator<Item = T>,
+        len: usize,
+        capacity: usize,
+        entry_bytes: usize,
+    ) -> bool {
+        let Some(a) = &mut self.active else {
+            return false;
+        };
+        if a.codec.is_none() || a.error.is_some() {
+            return false;
+        }
+        let heap = a.heap_estimate(entries);
+        (capacity * (entry_bytes + 1)) as f64 + len as f64 * heap > a.share as f64
+    }
+
+    /// Writes `buckets` out as one run.
+    pub(crate) fn spill_buckets(&mut self, buckets: Vec<Vec<T>>) {
+        if let Some(a) = &mut self.active {
+            a.spill_run(buckets.into_iter());
+        }
+    }
+
+    /// The task's output: in memory when nothing was spilled and it fits the budget,
+    /// otherwise written out (a spill error fails the task).
+    pub(crate) fn finish(self, buckets: Vec<Vec<T>>) -> Result<MapOutputData<T>> {
+        let in_memory = |buckets: Vec<Vec<T>>, reservation| MapOutputData {
+            buckets: buckets
+                .into_iter()
+                .map(|b| Bucket::Memory(Arc::new(b)))
+                .collect(),
+            _reservation: reservation,
+        };
+        let Some(mut a) = self.active else {
+            return Ok(in_memory(buckets, None));
+        };
+        if let Some(e) = a.error.take() {
+            return Err(e);
+        }
+        if a.writer.is_none() {
+            let per = a.per_record(|| buckets.iter().flat_map(|b| b.iter()));
+            let slack: usize = buckets.iter().map(|b| b.capacity() - b.len()).sum();
+            let records: usize = buckets.iter().map(Vec::len).sum();
+            let bytes = (records as f64 * per) as u64 + (slack * std::mem::size_of::<T>()) as u64;
+            if let Some(r) = a.manager.try_keep(bytes) {
+                return Ok(in_memory(buckets, Some(r)));
+            }
+            if a.codec.is_none() {
+                a.manager.warn_unspillable::<T>();
+                return Ok(in_memory(buckets, None));
+            }
+        }
+        a.spill_run(buckets.into_iter());
+        if let Some(e) = a.error.take() {
+            return Err(e);
+        }
+        let file = match a.writer.take() {
+            Some(w) => w.finish()?,
+            None => return Err(Error::Internal("spilled without a spill file".into())),
+        };
+        Ok(MapOutputData {
+            buckets: a
+                .segments
+                .into_iter()
+                .map(|segments| Bucket::Spilled {
+                    file: file.clone(),
+                    segments,
+                })
+                .collect(),
+            _reservation: None,
+        })
+    }
+}
+
+impl<T: 'static> Active<T> {
+    /// Bytes a buffered record takes: its own size and the estimated heap it owns.
+    fn per_record<'a, I: Iterator<Item = &'a T>>(&mut self, records: impl FnOnce() -> I) -> f64
+    where
+        T: 'a,
+    {
+        if self.heap_per_record.is_none() {
+            let sample = self.sample_heap(records().take(SAMPLE_RECORDS));
+            self.heap_per_record = sample;
+        }
+        std::mem::size_of::<T>() as f64 + self.heap_per_record.unwrap_or(0.0)
+    }
+
+    fn heap_estimate(&mut self, records: impl Iterator<Item = T>) -> f64 {
+        if self.heap_per_record.is_none() {
+            let sampled: Vec<T> = records.take(SAMPLE_RECORDS).collect();
+            self.heap_per_record = self.sample_heap(sampled.iter());
+        }
+        self.heap_per_record.unwrap_or(0.0)
+    }
+
+    fn sample_heap<'a>(&mut self, records: impl Iterator<Item = &'a T>) -> Option<f64>
+    where
+        T: 'a,
+    {
+        let codec = self.codec.as_ref()?;
+        let mut buf = Vec::new();
+        let mut n = 0usize;
+        for r in records {
+            if codec.encode(r, &mut buf).is_err() {
+                return None;
+            }
+            n += 1;
+        }
+        (n > 0).then(|| buf.len() as f64 / n as f64)
+    }
+
+    /// Appends one segment per non-empty bucket to the spill file.
+    fn spill_run(&mut self, buckets: impl Iterator<Item = Vec<T>>) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.try_spill_run(buckets) {
+            self.error = Some(e);
+        }
+    }
+
+    fn try_spill_run(&mut self, buckets: impl Iterator<Item = Vec<T>>) -> Result<()> {
+        let Some(codec) = self.codec.clone() else {
+            return Err(Error::Internal("spill without a codec".into()));
+        };
+        if self.writer.is_none() {
+            self.writer = Some(self.manager.create_file(&self.what)?);
+        }
+        let (mut bytes, mut records) = (0usize, 0usize);
+        for (b, bucket) in buckets.enumerate() {
+            if bucket.is_empty() {
+                continue;
+            }
+            let writer = self.writer.as_mut().expect("created above");
+            let start = writer.offset;
+            let mut n = 0u32;
+            let mut write_frame = |payload: &mut Vec<u8>, n: &mut u32| -> Result<()> {
+                if *n > 0 {
+                    writer.write(&frame_header(payload, *n))?;
+                    writer.write(payload)?;
+                }
+                payload.clear();
+                *n = 0;
+                Ok(())
+            };
+            for r in &bucket {
+                codec
+                    .encode(r, &mut self.payload)
+                    .map_err(|reason| Error::UnreadableRecord {
+                        type_name: std::any::type_name::<T>().to_string(),
+                        reason: format!("it cannot be spilled: {reason}"),
+                    })?;
+                n += 1;
+                if self.payload.len() >= SPILL_FRAME_BYTES {
+                    write_frame(&mut self.payload, &mut n)?;
+                }
+            }
+            write_frame(&mut self.payload, &mut n)?;
+            let writer = self.writer.as_ref().expect("created above");
+            bytes += (writer.offset - start) as usize;
+            records += bucket.len();
+            self.segments[b].push(Segment {
+                offset: start,
+                len: writer.offset - start,
+                records: bucket.len() as u64,
+            });
+        }
+        if records > 0 {
+            // The exact encoded size from now on.
+            self.heap_per_record = Some(bytes as f64 / records as f64);
+        }
+        Ok(())
+    }
+}
+
+/// Registers the spill codecs of `(K, V)` pairs of common types, and of those types and
+/// pairs in the `(x, ())` form of `distinct` and the set operations.
+fn register_builtin_codecs(m: &MemoryManager) {
+    macro_rules! pairs {
+        ($($k:ty),*; $vs:tt) => { $( m.register::<$k>(); pairs!(@one $k; $vs); )* };
+        (@one $k:ty; [$($v:ty),*]) => { $( m.register::<($k, $v)>(); )* };
+    }
+    pairs!(u32, u64, i32, i64, usize, String;
+        [u32, u64, i32, i64, usize, f32, f64, bool, String]);
+}

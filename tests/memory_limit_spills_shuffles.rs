@@ -1,0 +1,315 @@
+//! `ContextBuilder::memory_limit`: shuffles larger than the limit run to completion on disk,
+//! give exactly the records an unlimited context gives, and say why when they cannot.
+//!
+//! The heap is measured with a counting global allocator (live bytes and their peak); the
+//! resident set is printed beside it (glibc's arenas make it an allocator figure).
+
+// The counting allocator is unsafe to implement; it only forwards to the system's.
+#![allow(unsafe_code)]
+
+#[path = "common/heap.rs"]
+mod heap;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use flintlock::{Context, Error, Partitioner};
+use heap::{resident_mb, MB};
+use proptest::prelude::*;
+
+/// The heap is the whole process's: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn limited(limit: u64, dir: &Path) -> Context {
+    Context::builder()
+        .threads(2)
+        .memory_limit(limit)
+        .spill_dir(dir)
+        .build()
+        .unwrap()
+}
+
+fn spill_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for folder in std::fs::read_dir(dir).unwrap() {
+        let folder = folder.unwrap().path();
+        if folder.is_dir() {
+            for f in std::fs::read_dir(&folder).unwrap() {
+                out.push(f.unwrap().path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The by-key operations' results on `pairs`, in a comparable form.
+fn results(ctx: &Context, pairs: &[(u64, u64)]) -> Vec<String> {
+    let rdd = ctx.parallelize(pairs.to_vec(), 3);
+    let sorted = |mut v: Vec<(u64, u64)>| {
+        v.sort();
+        format!("{v:?}")
+    };
+    let grouped: BTreeMap<u64, Vec<u64>> = rdd
+        .group_by_key_with(Partitioner::hash(4))
+        .collect()
+        .unwrap()
+        .into_iter()
+        .map(|(k, mut vs)| {
+            vs.sort();
+            (k, vs)
+        })
+        .collect();
+    let other = ctx.parallelize(pairs.iter().map(|&(k, v)| (k % 7, v)).collect(), 2);
+    let mut joined = rdd
+        .join_with(&other, Partitioner::hash(5))
+        .collect()
+        .unwrap();
+    joined.sort();
+    vec![
+        sorted(
+            rdd.reduce_by_key(|a, b| a.wrapping_add(b))
+                .collect()
+                .unwrap(),
+        ),
+        format!("{grouped:?}"),
+        sorted(rdd.partition_by(Partitioner::hash(6)).collect().unwrap()),
+        sorted(rdd.distinct().collect().unwrap()),
+        format!("{:?}", rdd.sort_by_key(true).keys().collect().unwrap()),
+        format!("{joined:?}"),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever spills, the records are the ones an unlimited context gives.
+    #[test]
+    fn spilled_shuffles_give_the_same_records(
+        pairs in prop::collection::vec((0u64..200, any::<u64>()), 0..3000),
+        limit in prop::sample::select(vec![1u64, 512, 4096, 64 << 10]),
+    ) {
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let plain = Context::builder().threads(2).build().unwrap();
+        let ctx = limited(limit, dir.path());
+        prop_assert_eq!(results(&ctx, &pairs), results(&plain, &pairs));
+        if limit <= 4096 && pairs.len() > 1000 {
+            prop_assert!(ctx.memory_stats().spilled_bytes > 0 || spill_files(dir.path()).is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_shuffle_four_times_the_limit_runs_under_the_limit() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let limit: u64 = 32 << 20;
+    let ctx = limited(limit, dir.path());
+    // 8M (u64, u64) pairs, keys all distinct: 128 MB of shuffle records (4x the limit); the
+    // map side gives up combining, and 64 reduce partitions keep each reduce table small.
+    let n = 8_000_000u64;
+    let before = heap::live();
+    heap::reset_peak();
+    let counts = ctx
+        .range(0..n, 4)
+        .map(|x| (x.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1u64))
+        .reduce_by_key_with(Partitioner::hash(64), |a, b| a + b);
+    assert_eq!(counts.count().unwrap(), n);
+    let peak = heap::peak() - before;
+    let stats = ctx.memory_stats();
+    eprintln!(
+        "limit {} MB: heap peak {} MB above the start, {} MB spilled in {} files, \
+         resident {} MB",
+        limit >> 20,
+        peak / MB,
+        stats.spilled_bytes >> 20,
+        stats.spill_files,
+        resident_mb()
+    );
+    assert!(
+        stats.spilled_bytes > 64 << 20,
+        "most of the shuffle should be on disk: {stats:?}"
+    );
+    assert!(
+        peak <= limit as isize,
+        "the heap peaked {} MB above the start, over the {} MB limit",
+        peak / MB,
+        limit >> 20
+    );
+    // Spilled outputs are reused by the next action, and give the same answer.
+    let total = counts.values().fold(0, |a, b| a + b).unwrap();
+    assert_eq!(total, n);
+    drop(counts);
+    let stats = ctx.memory_stats();
+    assert_eq!((stats.spill_files, stats.spilled_bytes), (0, 0));
+    assert!(
+        spill_files(dir.path()).is_empty(),
+        "a dropped shuffle's files are removed"
+    );
+}
+
+#[test]
+fn a_combining_map_side_spills_its_table() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1 << 20, dir.path());
+    // Every key twice in each of the two map partitions: combining pays, and one map
+    // task's table (100,000 keys) outgrows the task's share of 256 KB.
+    let sums = ctx
+        .range(0..400_000, 2)
+        .map(|x| (x % 100_000, x))
+        .reduce_by_key_with(Partitioner::hash(8), |a, b| a + b);
+    let got: BTreeMap<u64, u64> = sums.collect().unwrap().into_iter().collect();
+    assert!(ctx.memory_stats().spilled_bytes > 0);
+    assert_eq!(got.len(), 100_000);
+    assert!(got.iter().all(|(&k, &v)| v == 4 * k + 600_000));
+}
+
+#[test]
+fn a_damaged_spill_file_fails_the_job_and_the_shuffle_runs_again() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    let counts = ctx
+        .range(0..100_000, 2)
+        .map(|x| (x % 1000, 1u64))
+        .reduce_by_key(|a, b| a + b);
+    assert_eq!(counts.count().unwrap(), 1000);
+    let files = spill_files(dir.path());
+    assert!(!files.is_empty());
+    for f in &files {
+        let mut bytes = std::fs::read(f).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(f, bytes).unwrap();
+    }
+    match counts.collect() {
+        Err(Error::SpillDamaged { path, reason }) => {
+            assert!(files.contains(&path), "{path:?} names a damaged file");
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected SpillDamaged, got {other:?}"),
+    }
+    // The damaged outputs were dropped: the next action runs the map stage again.
+    let got = counts.collect().unwrap();
+    assert_eq!(got.len(), 1000);
+    assert!(got.iter().all(|&(_, c)| c == 100));
+}
+
+#[test]
+fn records_without_a_codec_stay_in_memory_until_registered() {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Visit {
+        page: String,
+        ms: u32,
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    let visits = ctx.range(0..5_000, 2).map(|i| {
+        (
+            i % 10,
+            Visit {
+                page: format!("/p/{i}"),
+                ms: i as u32,
+            },
+        )
+    });
+    let grouped = visits.group_by_key();
+    assert_eq!(grouped.count().unwrap(), 10);
+    let stats = ctx.memory_stats();
+    assert_eq!(stats.spilled_bytes, 0);
+    assert!(stats.unspillable_outputs >= 2, "{stats:?}");
+    drop(grouped);
+
+    ctx.register_spillable::<(u64, Visit)>();
+    let grouped = visits.group_by_key();
+    let mut got = grouped.collect().unwrap();
+    got.sort_by_key(|g| g.0);
+    assert!(ctx.memory_stats().spilled_bytes > 0);
+    assert_eq!(got.len(), 10);
+    for (k, vs) in got {
+        assert_eq!(vs.len(), 500);
+        assert!(vs
+            .iter()
+            .all(|v| u64::from(v.ms) % 10 == k && v.page == format!("/p/{}", v.ms)));
+    }
+}
+
+#[test]
+fn a_type_postcard_cannot_read_back_is_refused_when_it_would_spill() {
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct Sparse {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        n: u64,
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    ctx.register_spillable::<(u64, Sparse)>();
+    let err = ctx
+        .range(0..1000, 2)
+        .map(|n| (n % 3, Sparse { note: None, n }))
+        .group_by_key()
+        .count()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::UnreadableRecord { .. } | Error::TaskFailed { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Sparse"), "{err}");
+    assert!(
+        spill_files(dir.path()).is_empty(),
+        "a failed spill leaves no file"
+    );
+}
+
+#[test]
+fn an_unusable_spill_dir_is_an_error_naming_it() {
+    let _serial = serial();
+    let missing = std::env::temp_dir().join("flintlock-no-such-dir/deeper");
+    let ctx = Context::builder()
+        .memory_limit(1)
+        .spill_dir(&missing)
+        .build()
+        .unwrap();
+    let err = ctx
+        .range(0..10_000, 2)
+        .map(|x| (x, x))
+        .partition_by(Partitioner::hash(3))
+        .count()
+        .unwrap_err();
+    assert!(err.to_string().contains("flintlock-no-such-dir"), "{err}");
+}
+
+#[test]
+fn a_zero_limit_is_refused() {
+    let err = Context::builder().memory_limit(0).build().unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+}
+
+#[test]
+fn without_a_limit_nothing_spills() {
+    let _serial = serial();
+    let ctx = Context::builder().threads(2).build().unwrap();
+    let n = ctx
+        .range(0..200_000, 2)
+        .map(|x| (x, x))
+        .partition_by(Partitioner::hash(4))
+        .count()
+        .unwrap();
+    assert_eq!(n, 200_000);
+    let stats = ctx.memory_stats();
+    assert_eq!(stats.memory_limit, None);
+    assert_eq!((stats.spilled_bytes, stats.spill_files), (0, 0));
+}

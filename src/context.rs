@@ -268,7 +268,7 @@ impl Context {
             cached_partitions: self.inner.blocks.len(),
             shuffles: self.inner.shuffles.len(),
             memory_limit: self.inner.memory.limit(),
-            shuffle_bytes_in_memory: kept,
+            budget_used: kept,
             spilled_bytes: on_disk,
             spill_files: files,
             unspillable_outputs: unspillable,
@@ -347,9 +347,10 @@ pub struct MemoryStats {
     pub shuffles: usize,
     /// The limit set with [`ContextBuilder::memory_limit`], if any.
     pub memory_limit: Option<u64>,
-    /// Estimated bytes of finished shuffle map outputs kept in memory under the limit (0
-    /// without a limit: nothing is counted then).
-    pub shuffle_bytes_in_memory: u64,
+    /// Estimated bytes of the budget in use: finished shuffle map outputs and
+    /// [`StorageLevel::MemoryAndDisk`](crate::StorageLevel::MemoryAndDisk) blocks kept in
+    /// memory under the limit (0 without a limit: nothing is counted then).
+    pub budget_used: u64,
     /// Bytes of shuffle data spilled to disk and still kept.
     pub spilled_bytes: u64,
     /// Spill files kept.
@@ -443,7 +444,9 @@ impl ContextBuilder {
     ///
     /// What the limit does not cover: one reduce partition (a reduce task holds its
     /// partition's records, or its aggregation table, in memory: use more partitions for
-    /// larger data, as in Spark), cached blocks, and records whose type has no spill codec
+    /// larger data, as in Spark), `MemoryOnly` cached blocks (persist with
+    /// [`StorageLevel::MemoryAndDisk`](crate::StorageLevel::MemoryAndDisk) to have blocks
+    /// share the budget and go to disk beyond it), and records whose type has no spill codec
     /// (see [`Context::register_spillable`]: pairs of common primitive types and `String`
     /// are built in; others stay in memory past the limit, said once per type on stderr
     /// and counted in [`MemoryStats::unspillable_outputs`]). Spilled results are the same

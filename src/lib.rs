@@ -45,7 +45,7 @@
 //! | `Dependency` | [`Dependency`]: [`DependencyKind::OneToOne`], `Range`, `Narrow`, `Shuffle` |
 //! | `HashPartitioner`, `RangePartitioner` | [`Partitioner`] (hash is fixed-seed: stable across processes) |
 //! | `DAGScheduler` | `scheduler`: stages split at shuffles, one task per partition |
-//! | `BlockManager` | `storage`: [`StorageLevel::MemoryOnly`] blocks |
+//! | `BlockManager`, `MEMORY_ONLY`, `MEMORY_AND_DISK`, `DISK_ONLY` | [`StorageLevel::MemoryOnly`], [`StorageLevel::MemoryAndDisk`] (within [`ContextBuilder::memory_limit`]), [`StorageLevel::DiskOnly`] (checksummed spill files) |
 //! | `RDDCheckpointData` | [`CheckpointState`] machine in `checkpoint` |
 //! | `ReliableCheckpointRDD`, `LocalCheckpointRDD` | `ReliableCheckpointRdd`, `LocalCheckpointRdd` kinds |
 //! | `SparkListener` | [`Listener`] and [`Event`] |

@@ -515,6 +515,62 @@ impl<T: 'static> Spiller<T> {
     }
 }
 
+/// Writes one cached block to a spill file of its own (`persist(DiskOnly)`, or
+/// `MemoryAndDisk` beyond the budget). Fails when `T` has no spill codec, naming the
+/// registration that would give it one.
+pub(crate) fn spill_block<T: 'static>(
+    manager: &Arc<MemoryManager>,
+    what: String,
+    data: &[T],
+) -> Result<Bucket<T>> {
+    let Some(codec) = manager.codec::<T>() else {
+        return Err(Error::InvalidArgument(format!(
+            "a block of `{0}` cannot be stored on disk: it has no spill codec; call \
+             Context::register_spillable::<{0}>() before persisting with a disk level",
+            std::any::type_name::<T>()
+        )));
+    };
+    let mut a = Active {
+        manager: manager.clone(),
+        codec: Some(codec),
+        share: 0,
+        heap_per_record: None,
+        what,
+        writer: None,
+        segments: vec![Vec::new()],
+        payload: Vec::new(),
+        error: None,
+    };
+    a.try_spill_run(std::iter::once(data))?;
+    let file = match a.writer.take() {
+        Some(w) => w.finish()?,
+        None => manager.create_file(&a.what)?.finish()?,
+    };
+    let segments = a.segments.pop().unwrap_or_default();
+    Ok(Bucket::Spilled { file, segments })
+}
+
+/// Reserves `bytes` of the budget for a cached block kept in memory (`MemoryAndDisk`):
+/// `None` when it does not fit, or when no limit applies (`Some` of nothing to hold then).
+pub(crate) fn reserve_block<T: 'static>(
+    manager: &MemoryManager,
+    data: &[T],
+) -> Option<Option<Reservation>> {
+    if manager.limit.is_none() {
+        return Some(None);
+    }
+    let heap = manager.codec::<T>().and_then(|codec| {
+        let sample = &data[..data.len().min(SAMPLE_RECORDS)];
+        let mut buf = Vec::new();
+        for r in sample {
+            codec.encode(r, &mut buf).ok()?;
+        }
+        (!sample.is_empty()).then(|| buf.len() as f64 / sample.len() as f64)
+    });
+    let per = std::mem::size_of::<T>() as f64 + heap.unwrap_or(0.0);
+    manager.try_keep((data.len() as f64 * per) as u64).map(Some)
+}
+
 impl<T: 'static> Active<T> {
     /// Bytes a buffered record takes: its own size and the estimated heap it owns.
     fn per_record<'a, I: Iterator<Item = &'a T>>(&mut self, records: impl FnOnce() -> I) -> f64
@@ -553,7 +609,7 @@ impl<T: 'static> Active<T> {
     }
 
     /// Appends one segment per non-empty bucket to the spill file.
-    fn spill_run(&mut self, buckets: impl Iterator<Item = Vec<T>>) {
+    fn spill_run<B: AsRef<[T]>>(&mut self, buckets: impl Iterator<Item = B>) {
         if self.error.is_some() {
             return;
         }
@@ -562,7 +618,7 @@ impl<T: 'static> Active<T> {
         }
     }
 
-    fn try_spill_run(&mut self, buckets: impl Iterator<Item = Vec<T>>) -> Result<()> {
+    fn try_spill_run<B: AsRef<[T]>>(&mut self, buckets: impl Iterator<Item = B>) -> Result<()> {
         let Some(codec) = self.codec.clone() else {
             return Err(Error::Internal("spill without a codec".into()));
         };
@@ -571,6 +627,7 @@ impl<T: 'static> Active<T> {
         }
         let (mut bytes, mut records) = (0usize, 0usize);
         for (b, bucket) in buckets.enumerate() {
+            let bucket = bucket.as_ref();
             if bucket.is_empty() {
                 continue;
             }
@@ -586,7 +643,7 @@ impl<T: 'static> Active<T> {
                 *n = 0;
                 Ok(())
             };
-            for r in &bucket {
+            for r in bucket {
                 codec
                     .encode(r, &mut self.payload)
                     .map_err(|reason| Error::UnreadableRecord {

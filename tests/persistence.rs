@@ -82,3 +82,131 @@ fn dropping_a_cached_rdd_frees_its_blocks() {
     drop(rdd);
     assert!(!ctx.evict_block(id, 0), "the block went with the RDD");
 }
+
+/// Every file under the context's spill folders in `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for folder in std::fs::read_dir(dir).unwrap() {
+        let folder = folder.unwrap().path();
+        for f in std::fs::read_dir(&folder).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_disk_only_rdd_is_computed_once_and_read_back_from_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = flintlock::Context::builder()
+        .spill_dir(dir.path())
+        .build()
+        .unwrap();
+    let calls = Counter::default();
+    let rdd = ctx
+        .range(0..1000, 4)
+        .map(calls.counting(|x| (x, format!("v{x}"))))
+        .persist(StorageLevel::DiskOnly);
+    let first = rdd.collect().unwrap();
+    assert_eq!(first.len(), 1000);
+    assert_eq!(rdd.collect().unwrap(), first);
+    assert_eq!(
+        rdd.map(|p| p.0).reduce(|a, b| a + b).unwrap(),
+        Some(499_500)
+    );
+    assert_eq!(calls.get(), 1000, "computed once, then read from disk");
+    assert_eq!(ctx.memory_stats().spill_files, 4);
+    assert_eq!(files_under(dir.path()).len(), 4);
+    assert!(rdd.to_debug_string().contains("Disk Serialized"));
+    drop(rdd);
+    assert_eq!(ctx.memory_stats().spill_files, 0);
+    assert!(
+        files_under(dir.path()).is_empty(),
+        "the blocks' files go with the RDD"
+    );
+}
+
+#[test]
+fn memory_and_disk_keeps_what_fits_the_limit_in_memory_and_the_rest_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let roomy = flintlock::Context::builder()
+        .spill_dir(dir.path())
+        .build()
+        .unwrap();
+    let a = roomy
+        .range(0..100_000, 4)
+        .persist(StorageLevel::MemoryAndDisk);
+    assert_eq!(a.count().unwrap(), 100_000);
+    assert_eq!(
+        roomy.memory_stats().spill_files,
+        0,
+        "no limit: all in memory"
+    );
+
+    // 4 blocks of 25,000 u64 (200 KB each, more as estimated) under a 1 MB limit (512 KiB
+    // for kept data): some fit, the others go to disk.
+    let tight = flintlock::Context::builder()
+        .memory_limit(1 << 20)
+        .spill_dir(dir.path())
+        .threads(1)
+        .build()
+        .unwrap();
+    let calls = Counter::default();
+    let b = tight
+        .range(0..100_000, 4)
+        .map(calls.counting(|x| x * 3))
+        .persist(StorageLevel::MemoryAndDisk);
+    assert_eq!(b.count().unwrap(), 100_000);
+    let stats = tight.memory_stats();
+    assert!((1..=3).contains(&stats.spill_files), "{stats:?}");
+    assert!(stats.budget_used >= 200_000, "{stats:?}");
+    assert_eq!(b.reduce(|x, y| x + y).unwrap(), Some(3 * 4_999_950_000));
+    assert_eq!(calls.get(), 100_000);
+    drop(b);
+    let stats = tight.memory_stats();
+    assert_eq!((stats.spill_files, stats.budget_used), (0, 0));
+}
+
+#[test]
+fn a_disk_level_without_a_codec_fails_the_action_saying_what_to_register() {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Row {
+        id: u64,
+    }
+    let ctx = ctx();
+    let rdd = ctx
+        .range(0..10, 2)
+        .map(|id| Row { id })
+        .persist(StorageLevel::DiskOnly);
+    let err = rdd.count().unwrap_err().to_string();
+    assert!(err.contains("register_spillable"), "{err}");
+    assert!(err.contains("Row"), "{err}");
+    ctx.register_spillable::<Row>();
+    assert_eq!(rdd.collect().unwrap()[9], Row { id: 9 });
+}
+
+#[test]
+fn a_damaged_disk_block_is_recomputed_from_lineage() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = flintlock::Context::builder()
+        .spill_dir(dir.path())
+        .build()
+        .unwrap();
+    let calls = Counter::default();
+    let rdd = ctx
+        .range(0..2000, 2)
+        .map(calls.counting(|x| x + 1))
+        .persist(StorageLevel::DiskOnly);
+    let before = rdd.collect().unwrap();
+    let files = files_under(dir.path());
+    assert_eq!(files.len(), 2);
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&files[0], bytes).unwrap();
+    assert_eq!(rdd.collect().unwrap(), before);
+    assert_eq!(calls.get(), 3000, "only the damaged block was recomputed");
+    std::fs::remove_file(&files[1]).unwrap();
+    assert_eq!(rdd.collect().unwrap(), before);
+    assert_eq!(calls.get(), 4000, "a missing block file is recomputed too");
+}

@@ -36,8 +36,10 @@ impl<T: Data> Compute<T> for LocalCheckpointRdd {
     }
 
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<T>> {
-        match tc.context().inner.blocks.get::<T>(self.rdd_id, split) {
-            Some(block) => Ok(Box::new(ArcVecIter::new(block))),
+        let inner = &tc.context().inner;
+        match inner.blocks.get::<T>(self.rdd_id, split, &inner.memory) {
+            Some(Ok(block)) => Ok(Box::new(ArcVecIter::new(block))),
+            Some(Err(e)) => Err(e),
             None => Err(Error::LocalCheckpointBlockLost {
                 rdd_id: self.rdd_id,
                 partition: split,

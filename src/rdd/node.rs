@@ -351,7 +351,24 @@ impl<T: Data> RddNode<T> {
         let cached = if level == StorageLevel::None {
             None
         } else {
-            self.ctx.inner.blocks.get::<T>(self.id, split)
+            match self
+                .ctx
+                .inner
+                .blocks
+                .get::<T>(self.id, split, &self.ctx.inner.memory)
+            {
+                Some(Ok(block)) => Some(block),
+                Some(Err(e)) => {
+                    // A disk block that does not read back is a lost block: recomputed.
+                    eprintln!(
+                        "flintlock: rdd {} partition {split}: {e}; recomputing it",
+                        self.id
+                    );
+                    self.ctx.inner.blocks.remove(self.id, split);
+                    None
+                }
+                None => None,
+            }
         };
         let from_cache = cached.is_some();
         let source: BoxedPartitionIter<T> = match cached {
@@ -374,9 +391,34 @@ impl<T: Data> RddNode<T> {
             // Never cache a partition whose computation reported an error.
             return Ok(boxed(std::iter::empty()));
         }
-        let block = Arc::new(data);
-        self.ctx.inner.blocks.put(self.id, split, block.clone());
-        Ok(Box::new(ArcVecIter::new(block)))
+        self.store_block(split, level, data)
+    }
+
+    /// Stores a computed partition at `level` and returns its records.
+    fn store_block(
+        &self,
+        split: usize,
+        level: StorageLevel,
+        data: Vec<T>,
+    ) -> Result<BoxedPartitionIter<T>> {
+        let memory = &self.ctx.inner.memory;
+        let reservation = match level {
+            StorageLevel::DiskOnly => None,
+            StorageLevel::MemoryAndDisk => crate::spill::reserve_block(memory, &data),
+            _ => Some(None),
+        };
+        if let Some(reservation) = reservation {
+            let block = Arc::new(data);
+            self.ctx
+                .inner
+                .blocks
+                .put(self.id, split, block.clone(), reservation);
+            return Ok(Box::new(ArcVecIter::new(block)));
+        }
+        let what = format!("rdd-{}-{split}", self.id);
+        let on_disk = crate::spill::spill_block(memory, what, &data)?;
+        self.ctx.inner.blocks.put_on_disk(self.id, split, on_disk);
+        Ok(boxed(data.into_iter()))
     }
 
     fn compute_from_lineage(

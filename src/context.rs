@@ -282,7 +282,8 @@ impl Context {
     /// pairs of `partition_by`, `group_by_key`, `join` and `cogroup`, the `(K, C)` pairs of
     /// the combiners of `reduce_by_key`, `aggregate_by_key` and `combine_by_key`, and the
     /// `(T, ())` pairs of `distinct` and the set operations, which registering `T` also
-    /// covers). Register before running the job that shuffles them. A shuffle over the limit
+    /// covers, the `(u64, T)` pairs of `repartition` and `coalesce_with(n, true)`, and the
+    /// `(K, T)` pairs of `group_by` and `sort_by`). Register before running the job that shuffles them. A shuffle over the limit
     /// whose records have no codec names the type to register on stderr.
     ///
     /// Spilled records are written with postcard and read back when the reduce side runs;
@@ -450,8 +451,12 @@ impl ContextBuilder {
     /// (see [`Context::register_spillable`]: pairs of common primitive types and `String`
     /// are built in; others stay in memory past the limit, said once per type on stderr
     /// and counted in [`MemoryStats::unspillable_outputs`]). Spilled results are the same
-    /// records; a damaged spill file fails the job with [`Error::SpillDamaged`] and the map
-    /// stage runs again at the next action.
+    /// records, though grouped differently: a `reduce_by_key` whose function is not
+    /// associative (floating-point sums) may differ in the last bits, as in Spark. A damaged
+    /// or missing spill file fails the job with [`Error::SpillDamaged`] and the map stage
+    /// runs again at the next action. Sizes of records that own heap memory are estimated
+    /// from their encoding (a `Vec` of small integers encodes smaller than it lives), so
+    /// give such shuffles a margin.
     ///
     /// A limit of 0 is refused by [`ContextBuilder::build`].
     ///

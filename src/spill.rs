@@ -47,6 +47,10 @@ const SPILL_FRAME_BYTES: usize = 64 << 10;
 /// the exact figure.
 const SAMPLE_RECORDS: usize = 32;
 
+/// Size checks (one per chunk of up to 64 records) between two samples of the records'
+/// heap.
+const RESAMPLE_EVERY: u32 = 64;
+
 /// Byte counters shared by the manager and the reservations it hands out.
 #[derive(Default)]
 struct Counters {
@@ -159,8 +163,9 @@ impl MemoryManager {
         let dir = {
             let mut dir = self.dir.lock();
             match &*dir {
-                Some(d) => d.clone(),
-                None => {
+                // A folder removed under a live context (a temp cleaner) is made again.
+                Some(d) if d.path().is_dir() => d.clone(),
+                _ => {
                     let base = self.base.clone().unwrap_or_else(std::env::temp_dir);
                     let made = tempfile::Builder::new()
                         .prefix("flintlock-spill-")
@@ -308,14 +313,20 @@ impl<T: 'static> Bucket<T> {
             path: file.path.clone(),
             reason,
         };
-        let mut f = File::open(&file.path).map_err(|e| Error::io("open", &file.path, e))?;
+        // A spill file that is gone or cut short is damaged like one with a bad checksum:
+        // the shuffle runs again.
+        let lost = |op: &str, e: std::io::Error| Error::SpillDamaged {
+            path: file.path.clone(),
+            reason: format!("cannot {op} it: {e}"),
+        };
+        let mut f = File::open(&file.path).map_err(|e| lost("open", e))?;
         let mut out = Vec::with_capacity(self.len());
         let mut bytes = Vec::new();
         for s in segments {
             bytes.resize(s.len as usize, 0);
             f.seek(SeekFrom::Start(s.offset))
                 .and_then(|_| f.read_exact(&mut bytes))
-                .map_err(|e| Error::io("read", &file.path, e))?;
+                .map_err(|e| lost("read", e))?;
             let mut rest = &bytes[..];
             let mut records = 0u64;
             while !rest.is_empty() {
@@ -337,7 +348,16 @@ impl<T: 'static> Bucket<T> {
                         s.offset
                     )));
                 }
-                out.extend(codec.decode_frame(body, n).map_err(corrupt)?);
+                // The frame checked: bytes that do not decode are the type's serde form,
+                // not damage (running the shuffle again would fail the same way).
+                let decoded =
+                    codec
+                        .decode_frame(body, n)
+                        .map_err(|reason| Error::UnreadableRecord {
+                            type_name: std::any::type_name::<T>().to_string(),
+                            reason: format!("a spilled record does not read back: {reason}"),
+                        })?;
+                out.extend(decoded);
                 records += u64::from(n);
                 rest = &rest[FRAME_HEADER + len..];
             }
@@ -371,6 +391,8 @@ struct Active<T> {
     share: u64,
     /// Estimated heap bytes a record owns (encoded size, a conservative stand-in).
     heap_per_record: Option<f64>,
+    /// Size checks so far (see [`Active::resample`]).
+    checks: u32,
     what: String,
     writer: Option<SpillFileWriter>,
     segments: Vec<Vec<Segment>>,
@@ -398,6 +420,7 @@ impl<T: 'static> Spiller<T> {
                 manager: manager.clone(),
                 share,
                 heap_per_record: None,
+                checks: 0,
                 what,
                 writer: None,
                 segments: (0..buckets).map(|_| Vec::new()).collect(),
@@ -535,6 +558,7 @@ pub(crate) fn spill_block<T: 'static>(
         codec: Some(codec),
         share: 0,
         heap_per_record: None,
+        checks: 0,
         what,
         writer: None,
         segments: vec![Vec::new()],
@@ -577,19 +601,35 @@ impl<T: 'static> Active<T> {
     where
         T: 'a,
     {
-        if self.heap_per_record.is_none() {
+        if self.resample() {
             let sample = self.sample_heap(records().take(SAMPLE_RECORDS));
-            self.heap_per_record = sample;
+            self.keep_sample(sample);
         }
         std::mem::size_of::<T>() as f64 + self.heap_per_record.unwrap_or(0.0)
     }
 
     fn heap_estimate(&mut self, records: impl Iterator<Item = T>) -> f64 {
-        if self.heap_per_record.is_none() {
+        if self.resample() {
             let sampled: Vec<T> = records.take(SAMPLE_RECORDS).collect();
-            self.heap_per_record = self.sample_heap(sampled.iter());
+            let sample = self.sample_heap(sampled.iter());
+            self.keep_sample(sample);
         }
         self.heap_per_record.unwrap_or(0.0)
+    }
+
+    /// Whether to sample the records' heap again: until a sample exists, and every
+    /// [`RESAMPLE_EVERY`] checks after, since combiners (a `Vec` a key's values are pushed
+    /// to) grow as the task runs.
+    fn resample(&mut self) -> bool {
+        self.checks = self.checks.wrapping_add(1);
+        self.heap_per_record.is_none() || self.checks % RESAMPLE_EVERY == 0
+    }
+
+    /// Keeps the larger of the estimate so far and a new sample.
+    fn keep_sample(&mut self, sample: Option<f64>) {
+        if let Some(s) = sample {
+            self.heap_per_record = Some(self.heap_per_record.map_or(s, |old| old.max(s)));
+        }
     }
 
     fn sample_heap<'a>(&mut self, records: impl Iterator<Item = &'a T>) -> Option<f64>
@@ -598,14 +638,16 @@ impl<T: 'static> Active<T> {
     {
         let codec = self.codec.as_ref()?;
         let mut buf = Vec::new();
-        let mut n = 0usize;
+        let (mut n, mut bytes) = (0usize, 0usize);
         for r in records {
+            buf.clear();
             if codec.encode(r, &mut buf).is_err() {
                 return None;
             }
             n += 1;
+            bytes += buf.len();
         }
-        (n > 0).then(|| buf.len() as f64 / n as f64)
+        (n > 0).then(|| bytes as f64 / n as f64)
     }
 
     /// Appends one segment per non-empty bucket to the spill file.

@@ -313,3 +313,118 @@ fn without_a_limit_nothing_spills() {
     assert_eq!(stats.memory_limit, None);
     assert_eq!((stats.spilled_bytes, stats.spill_files), (0, 0));
 }
+
+#[test]
+fn a_cut_or_deleted_spill_file_is_damage_and_the_shuffle_runs_again() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    let counts = ctx
+        .range(0..100_000, 2)
+        .map(|x| (x % 1000, 1u64))
+        .reduce_by_key(|a, b| a + b);
+    assert_eq!(counts.count().unwrap(), 1000);
+    for cut in [true, false] {
+        for f in spill_files(dir.path()) {
+            if cut {
+                let len = std::fs::metadata(&f).unwrap().len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .unwrap()
+                    .set_len(len / 2)
+                    .unwrap();
+            } else {
+                std::fs::remove_file(&f).unwrap();
+            }
+        }
+        let err = counts.collect().unwrap_err();
+        assert!(matches!(err, Error::SpillDamaged { .. }), "{err:?}");
+        assert_eq!(counts.count().unwrap(), 1000, "the shuffle ran again");
+    }
+}
+
+#[test]
+fn growing_combiners_are_measured_again_and_spill() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(4 << 20, dir.path());
+    ctx.register_spillable::<(u64, Vec<u64>)>();
+    // 64 keys whose Vec combiners grow to 31,250 values each: one element when first
+    // sampled, 250 KB each by the end.
+    let grouped = ctx
+        .range(0..2_000_000, 2)
+        .map(|x| (x % 64, x))
+        .aggregate_by_key_with(
+            Partitioner::hash(8),
+            Vec::new(),
+            |mut a: Vec<u64>, v| {
+                a.push(v);
+                a
+            },
+            |mut a, mut b| {
+                a.append(&mut b);
+                a
+            },
+        );
+    let got = grouped.collect().unwrap();
+    assert!(
+        ctx.memory_stats().spilled_bytes > 0,
+        "{:?}",
+        ctx.memory_stats()
+    );
+    assert_eq!(got.len(), 64);
+    for (k, vs) in got {
+        assert_eq!(vs.len(), 31_250);
+        assert!(vs.iter().all(|v| v % 64 == k));
+    }
+}
+
+#[test]
+fn a_type_that_does_not_read_back_is_unreadable_not_damage() {
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        N(u64),
+        S(String),
+    }
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    ctx.register_spillable::<(u64, Loose)>();
+    let err = ctx
+        .range(0..1000, 2)
+        .map(|n| {
+            (
+                n % 3,
+                if n % 2 == 0 {
+                    Loose::N(n)
+                } else {
+                    Loose::S(n.to_string())
+                },
+            )
+        })
+        .partition_by(Partitioner::hash(2))
+        .count()
+        .unwrap_err();
+    assert!(matches!(err, Error::UnreadableRecord { .. }), "{err:?}");
+}
+
+#[test]
+fn a_removed_spill_folder_is_made_again() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    let run = || {
+        ctx.range(0..10_000, 2)
+            .map(|x| (x, x))
+            .partition_by(Partitioner::hash(3))
+            .count()
+            .unwrap()
+    };
+    assert_eq!(run(), 10_000);
+    for folder in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::remove_dir_all(folder.unwrap().path()).unwrap();
+    }
+    assert_eq!(run(), 10_000);
+}

@@ -622,7 +622,7 @@ impl<T: 'static> Active<T> {
     /// to) grow as the task runs.
     fn resample(&mut self) -> bool {
         self.checks = self.checks.wrapping_add(1);
-        self.heap_per_record.is_none() || self.checks % RESAMPLE_EVERY == 0
+        self.heap_per_record.is_none() || self.checks.is_multiple_of(RESAMPLE_EVERY)
     }
 
     /// Keeps the larger of the estimate so far and a new sample.

@@ -81,7 +81,7 @@ pub enum Error {
 
     /// A shuffle's spill file (see [`ContextBuilder::memory_limit`](crate::ContextBuilder::memory_limit))
     /// does not read back: damaged on disk or changed by another process. The shuffle's
-    /// outputs are dropped, so the next action runs its map stage again.
+    /// outputs are marked damaged, so the next action runs its map stage again.
     #[error("damaged spill file {path}: {reason} (the shuffle runs again at the next action)")]
     SpillDamaged {
         /// The spill file.

@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -46,14 +47,28 @@ pub(crate) struct ShuffleStore {
 pub(crate) struct ShuffleEntry {
     pub(crate) running: Mutex<()>,
     outputs: RwLock<Option<ShuffleOutputs>>,
+    /// A reader found a spill file of the outputs damaged: the next job runs the map stage
+    /// again. The outputs stay readable meanwhile, so the other tasks of a running job read
+    /// their intact buckets or meet the damage themselves (never "missing" outputs).
+    damaged: AtomicBool,
 }
 
 impl ShuffleEntry {
+    /// The outputs, damaged or not (for readers).
     pub(crate) fn outputs(&self) -> Option<ShuffleOutputs> {
         self.outputs.read().clone()
     }
+    /// Whether the map stage is done and its outputs are not known to be damaged.
+    pub(crate) fn is_usable(&self) -> bool {
+        self.outputs.read().is_some() && !self.damaged.load(Ordering::Acquire)
+    }
     pub(crate) fn set_outputs(&self, outputs: Vec<MapOutput>) {
-        *self.outputs.write() = Some(Arc::new(outputs));
+        let mut slot = self.outputs.write();
+        *slot = Some(Arc::new(outputs));
+        self.damaged.store(false, Ordering::Release);
+    }
+    fn mark_damaged(&self) {
+        self.damaged.store(true, Ordering::Release);
     }
 }
 
@@ -73,7 +88,16 @@ impl ShuffleStore {
     }
 
     pub(crate) fn is_complete(&self, shuffle_id: usize) -> bool {
-        self.outputs(shuffle_id).is_some()
+        let entry = self.entries.lock().get(&shuffle_id).cloned();
+        entry.is_some_and(|e| e.is_usable())
+    }
+
+    /// Marks a shuffle's outputs damaged: the next job runs its map stage again.
+    fn mark_damaged(&self, shuffle_id: usize) {
+        let entry = self.entries.lock().get(&shuffle_id).cloned();
+        if let Some(e) = entry {
+            e.mark_damaged();
+        }
     }
 
     pub(crate) fn remove(&self, shuffle_id: usize) {
@@ -186,8 +210,8 @@ impl<K: Key, V: Data> ShuffleDependency<K, V, V> {
 
 impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
     /// Reads reduce partition `split`'s bucket from every map output (spilled buckets are
-    /// read back and checked here). A damaged spill file drops the shuffle's outputs, so
-    /// the next action runs the map stage again, and fails this task.
+    /// read back and checked here). A damaged spill file marks the shuffle's outputs
+    /// damaged, so the next action runs the map stage again, and fails this task.
     pub(crate) fn read(&self, split: usize) -> Result<ShuffleReader<K, M>> {
         let outputs = self
             .ctx
@@ -219,7 +243,7 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
                 Ok(b) => buckets.push(b),
                 Err(e) => {
                     if matches!(e, Error::SpillDamaged { .. }) {
-                        self.ctx.inner.shuffles.remove(self.shuffle_id);
+                        self.ctx.inner.shuffles.mark_damaged(self.shuffle_id);
                     }
                     return Err(e);
                 }

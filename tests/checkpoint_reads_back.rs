@@ -249,3 +249,56 @@ fn a_serialize_error_keeps_the_users_words() {
     assert!(err.to_string().contains("77 is unlucky"), "{err}");
     assert!(err.to_string().contains("record 1"), "{err}");
 }
+
+/// A tuple struct leaving a field out: serde calls no `skip_field` for tuples, so only the
+/// field count tells.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct TupleSkip(#[serde(skip_serializing_if = "is_zero")] u8, String);
+
+/// A field never written but read: no `skip_field` either.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct NeverWritten {
+    #[serde(skip_serializing, default)]
+    a: u8,
+    s: String,
+}
+
+/// A field written but never read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct NeverRead {
+    #[serde(skip_deserializing)]
+    a: u8,
+    s: String,
+}
+
+#[test]
+fn fields_left_out_without_skip_field_are_refused_by_their_count() {
+    assert_refused(vec![TupleSkip(0, "\u{1}x".into())], "TupleSkip");
+    assert_refused(
+        vec![NeverWritten {
+            a: 0,
+            s: "\u{1}x".into(),
+        }],
+        "NeverWritten",
+    );
+    assert_refused(
+        vec![NeverRead {
+            a: 3,
+            s: "x".into(),
+        }],
+        "NeverRead",
+    );
+    // Nested below a tuple and a Vec, as a shuffle or a grouped RDD holds them.
+    assert_refused(vec![(7u64, vec![TupleSkip(0, "y".into())])], "TupleSkip");
+}
+
+#[test]
+fn a_tuple_struct_that_always_writes_its_fields_still_checkpoints() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![TupleSkip(4, "\u{1}x".into()), TupleSkip(9, String::new())];
+    let rdd = ctx.parallelize(data.clone(), 1);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}

@@ -428,3 +428,65 @@ fn a_removed_spill_folder_is_made_again() {
     }
     assert_eq!(run(), 10_000);
 }
+
+#[test]
+fn a_field_left_out_when_spilling_is_refused_not_misread() {
+    fn is_zero(x: &u8) -> bool {
+        *x == 0
+    }
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct TupleSkip(#[serde(skip_serializing_if = "is_zero")] u8, String);
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    ctx.register_spillable::<(u64, TupleSkip)>();
+    let err = ctx
+        .range(0..2000, 2)
+        .map(|i| (i % 10, TupleSkip(0, "\u{1}x".into())))
+        .partition_by(Partitioner::hash(3))
+        .collect()
+        .unwrap_err();
+    assert!(matches!(err, Error::UnreadableRecord { .. }), "{err:?}");
+    assert!(err.to_string().contains("TupleSkip"), "{err}");
+}
+
+#[test]
+fn every_reader_of_a_damaged_shuffle_sees_the_damage_never_missing_outputs() {
+    let _serial = serial();
+    for trial in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::builder()
+            .threads(2)
+            .memory_limit(1)
+            .spill_dir(dir.path())
+            .task_max_failures(3)
+            .build()
+            .unwrap();
+        let counts = ctx
+            .range(0..100_000, 4)
+            .map(|x| (x % 1000, 1u64))
+            .reduce_by_key_with(Partitioner::hash(8), |a, b| a + b);
+        assert_eq!(counts.count().unwrap(), 1000);
+        for f in spill_files(dir.path()) {
+            let mut bytes = std::fs::read(&f).unwrap();
+            let at = bytes.len() / 3;
+            bytes[at] ^= 0x10;
+            std::fs::write(&f, bytes).unwrap();
+        }
+        // Four jobs at once over the damaged outputs, each with retries.
+        let errors: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| counts.collect())).collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap().err())
+                .map(|e| format!("{e:?}"))
+                .collect()
+        });
+        for e in &errors {
+            assert!(e.starts_with("SpillDamaged"), "trial {trial}: {e}");
+        }
+        let got = counts.collect().unwrap();
+        assert_eq!(got.len(), 1000);
+        assert!(got.iter().all(|&(_, c)| c == 100));
+    }
+}

@@ -4,11 +4,12 @@
 //! about the serde attributes postcard cannot read back.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::layout::FieldCounts;
 use super::{layout, strict};
 
 /// Encodes and decodes records of `T` (postcard), captured where `T: Serialize +
@@ -33,17 +34,28 @@ const SERDE_ADVICE: &str = "postcard is not self-describing: serde attributes th
     deserialize_any types such as serde_json::Value do not read back; give the element type \
     a plain serde form";
 
-pub(crate) struct SerdeCodec<T>(PhantomData<fn() -> T>);
+pub(crate) struct SerdeCodec<T> {
+    /// The fields `T`'s `Deserialize` reads per struct (traced at the first record; `None`
+    /// when `T` has no struct whose count is known, or cannot be traced).
+    fields: OnceLock<Option<Arc<FieldCounts>>>,
+    _type: PhantomData<fn() -> T>,
+}
 
 impl<T> SerdeCodec<T> {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(SerdeCodec(PhantomData))
+        Arc::new(SerdeCodec {
+            fields: OnceLock::new(),
+            _type: PhantomData,
+        })
     }
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
     fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
-        strict::encode(x, AppendTo(out))
+        let fields = self
+            .fields
+            .get_or_init(|| layout::field_counts_of::<T>().filter(|counts| !counts.is_empty()));
+        strict::encode(x, AppendTo(out), fields.as_ref())
     }
 
     fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {

@@ -91,7 +91,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
@@ -110,23 +110,7 @@ impl Layout {
     /// documentation). Traced once per type and process, on a short-lived thread of its own;
     /// never panics, even when `T`'s `Deserialize` does.
     pub(crate) fn of<T: DeserializeOwned + 'static>() -> Option<Layout> {
-        static CACHE: OnceLock<Mutex<HashMap<TypeId, Option<Layout>>>> = OnceLock::new();
-        let cache = CACHE.get_or_init(Default::default);
-        let id = TypeId::of::<T>();
-        let cached = cache.lock().get(&id).cloned();
-        if let Some(layout) = cached {
-            return layout;
-        }
-        // Traced without the lock: a `Deserialize` may itself ask for a layout. Two threads
-        // that trace the same type at once compute the same text; the first one stored wins.
-        // The trace runs on a thread of its own, with a known stack whatever the caller's
-        // (a rayon worker's is 2 MiB); if no thread can be had, it is tried again next time.
-        let worker = std::thread::Builder::new()
-            .name("flintlock-layout".to_owned())
-            .stack_size(TRACE_STACK)
-            .spawn(|| std::panic::catch_unwind(trace::<T>).unwrap_or(None));
-        let traced = worker.ok()?.join().unwrap_or(None);
-        cache.lock().entry(id).or_insert(traced).clone()
+        traced::<T>().map(|t| t.0)
     }
 
     /// A layout as read back from a manifest.
@@ -138,6 +122,41 @@ impl Layout {
     pub(crate) fn text(&self) -> &str {
         &self.0
     }
+}
+
+/// How many fields `T`'s `Deserialize` reads for each struct and tuple struct it contains,
+/// by container name (names that two containers of different sizes share are left out), or
+/// `None` when `T` cannot be traced. The encoder compares what a `Serialize` writes with
+/// these, since postcard cannot tell a field left out (see `strict`).
+pub(crate) fn field_counts_of<T: DeserializeOwned + 'static>() -> Option<Arc<FieldCounts>> {
+    traced::<T>().map(|t| t.1)
+}
+
+/// Fields read per struct or tuple struct name.
+pub(crate) type FieldCounts = HashMap<&'static str, usize>;
+
+/// What a trace found: the layout and the field counts.
+type Traced = (Layout, Arc<FieldCounts>);
+
+/// The trace of `T`, once per type and process.
+fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
+    static CACHE: OnceLock<Mutex<HashMap<TypeId, Option<Traced>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let id = TypeId::of::<T>();
+    let cached = cache.lock().get(&id).cloned();
+    if let Some(layout) = cached {
+        return layout;
+    }
+    // Traced without the lock: a `Deserialize` may itself ask for a layout. Two threads
+    // that trace the same type at once compute the same text; the first one stored wins.
+    // The trace runs on a thread of its own, with a known stack whatever the caller's
+    // (a rayon worker's is 2 MiB); if no thread can be had, it is tried again next time.
+    let worker = std::thread::Builder::new()
+        .name("flintlock-layout".to_owned())
+        .stack_size(TRACE_STACK)
+        .spawn(|| std::panic::catch_unwind(trace::<T>).unwrap_or(None));
+    let traced = worker.ok()?.join().unwrap_or(None);
+    cache.lock().entry(id).or_insert(traced).clone()
 }
 
 /// Describes the first difference between a layout written and one read, for an error
@@ -180,7 +199,7 @@ const MAX_DEPTH: usize = 96;
 const TRACE_STACK: usize = 8 << 20;
 
 /// Traces `T` with each integer sample in turn (a validated type may reject 0, another 1).
-fn trace<T: DeserializeOwned>() -> Option<Layout> {
+fn trace<T: DeserializeOwned>() -> Option<Traced> {
     [0, 1].into_iter().find_map(trace_with::<T>)
 }
 
@@ -216,7 +235,7 @@ fn tracer_config(integer: u8) -> TracerConfig {
 /// unfinished by an earlier pass was met again (a pass may skip an enum that is reached
 /// through another enum's variants). An enum that is never met again stays unfinished, and
 /// the trace fails.
-fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Layout> {
+fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Traced> {
     let probe = ProbeState::default();
     let samples = Samples::new();
     let mut tracer = Tracer::new(tracer_config(integer));
@@ -255,7 +274,11 @@ fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Layout> {
     // is only reduced. Normalizing also fails on anything still unknown.
     root.normalize().ok()?;
     let parsed = Parsed::from_trace(&root, &registry, &probe.enums.borrow())?;
-    Some(Layout(parsed.to_string()))
+    let mut counts = probe.containers.take();
+    for name in probe.uneven.take() {
+        counts.remove(name);
+    }
+    Some((Layout(parsed.to_string()), Arc::new(counts)))
 }
 
 /// What the probe learns while the tracer runs.
@@ -269,6 +292,10 @@ struct ProbeState {
     met: RefCell<BTreeSet<&'static str>>,
     /// Two enums of one name declared different variants.
     conflict: Cell<bool>,
+    /// The fields read for each struct and tuple struct, by name.
+    containers: RefCell<FieldCounts>,
+    /// Container names met with different field counts.
+    uneven: RefCell<BTreeSet<&'static str>>,
 }
 
 impl ProbeState {
@@ -280,6 +307,14 @@ impl ProbeState {
         }
         self.depth.set(depth);
         Ok(DepthGuard(&self.depth))
+    }
+
+    /// Records the number of fields a struct or tuple struct reads.
+    fn saw_container(&self, name: &'static str, fields: usize) {
+        let first = *self.containers.borrow_mut().entry(name).or_insert(fields);
+        if first != fields {
+            self.uneven.borrow_mut().insert(name);
+        }
     }
 
     /// Records an enum and its declared variants.
@@ -362,11 +397,33 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         deserialize_newtype_struct(name: &'static str);
         deserialize_seq();
         deserialize_tuple(len: usize);
-        deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_map();
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_identifier();
         deserialize_ignored_any();
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, X::Error> {
+        let _depth = self.state.enter()?;
+        self.state.saw_container(name, len);
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_tuple_struct(name, len, visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, X::Error> {
+        let _depth = self.state.enter()?;
+        self.state.saw_container(name, fields.len());
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_struct(name, fields, visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(

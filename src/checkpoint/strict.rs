@@ -7,6 +7,11 @@
 //! out, so the encoder wraps postcard's serializer and refuses any `skip_field`: the record
 //! does not encode, and the write fails naming the field.
 //!
+//! A field that serde leaves out without a `skip_field` call (`skip_serializing`, or
+//! `skip_serializing_if` on a tuple struct) is caught by its count: the codec traces how
+//! many fields the type's `Deserialize` reads for each struct and tuple struct (see
+//! `layout::field_counts_of`), and a struct written with another count is refused.
+//!
 //! The wrapper also keeps the message of a `Serialize` impl's own error
 //! (`S::Error::custom("…")`), which postcard's error type drops.
 //!
@@ -17,13 +22,44 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
+
+use super::layout::FieldCounts;
 
 use serde::ser::{self, Serialize, Serializer};
 
 thread_local! {
     /// The first problem met while encoding the current record on this thread.
     static PROBLEM: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The fields the record type's `Deserialize` reads per container, when known.
+    static EXPECTED: RefCell<Option<Arc<FieldCounts>>> = const { RefCell::new(None) };
 }
+
+/// How many fields the record type's `Deserialize` reads for the container `name`, when
+/// known.
+fn expected_fields(name: &'static str) -> Option<usize> {
+    EXPECTED.with(|e| e.borrow().as_ref().and_then(|m| m.get(name).copied()))
+}
+
+/// Refuses a struct or tuple struct written with another number of fields than its
+/// `Deserialize` reads: a field left out by `skip_serializing` or by `skip_serializing_if`
+/// on a tuple struct (which serde reports through no `skip_field`), or one written but not
+/// read (`skip_deserializing`). Postcard would read the next bytes as the missing field.
+fn fields_differ<E>(name: &'static str, written: usize, read: usize) -> Result<(), StrictError<E>> {
+    if written == read {
+        return Ok(());
+    }
+    Err(StrictError::Message(format!(
+        "`{name}` is written with {written} fields and read with {read}: a field is skipped \
+         when serializing (skip_serializing, or skip_serializing_if on a tuple struct) or \
+         when deserializing (skip_deserializing); postcard writes no field names, so the \
+         fields after it would be misread ({SKIP_ADVICE})"
+    )))
+}
+
+/// What to do about a skipped field.
+const SKIP_ADVICE: &str = "remove the skip attribute, or give the field an Option type \
+    that is always written";
 
 fn note(problem: String) {
     PROBLEM.with(|p| {
@@ -34,13 +70,29 @@ fn note(problem: String) {
     });
 }
 
-/// Encodes `value` with postcard into `output`, refusing skipped fields. The error says what
-/// went wrong, in the user's words where a `Serialize` impl gave some.
+/// Encodes `value` with postcard into `output`, refusing skipped fields, and any struct or
+/// tuple struct written with another number of fields than `fields` (the type's
+/// `Deserialize`, traced) says it reads. The error says what went wrong, in the user's
+/// words where a `Serialize` impl gave some.
 pub(crate) fn encode<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
     value: &T,
     output: F,
+    fields: Option<&Arc<FieldCounts>>,
 ) -> Result<(), String> {
     PROBLEM.with(|p| p.borrow_mut().take());
+    // Swapped only when the type changes: an `Arc` clone per record would bounce its
+    // count between the threads writing.
+    EXPECTED.with(|e| {
+        let mut e = e.borrow_mut();
+        let same = match (&*e, fields) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            *e = fields.cloned();
+        }
+    });
     let mut ser = postcard::Serializer { output };
     let outcome = value.serialize(Strict(&mut ser));
     let problem = PROBLEM.with(|p| p.borrow_mut().take());
@@ -96,7 +148,24 @@ impl<T: Serialize + ?Sized> Serialize for Nested<'_, T> {
 }
 
 /// The compound serializers (sequences, tuples, maps, structs, variants), wrapped.
-pub(crate) struct Compound<C>(C);
+pub(crate) struct Compound<C> {
+    inner: C,
+    /// For a struct whose `Deserialize` reads a known number of fields: its name and that
+    /// number, checked against the fields written when it ends (after any `skip_field`,
+    /// whose own error names the field).
+    expect: Option<(&'static str, usize)>,
+    written: usize,
+}
+
+impl<C> Compound<C> {
+    fn new(inner: C) -> Self {
+        Compound {
+            inner,
+            expect: None,
+            written: 0,
+        }
+    }
+}
 
 impl<S: Serializer> Serializer for Strict<S> {
     type Ok = S::Ok;
@@ -206,13 +275,13 @@ impl<S: Serializer> Serializer for Strict<S> {
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
         self.0
             .serialize_seq(len)
-            .map(Compound)
+            .map(Compound::new)
             .map_err(StrictError::Inner)
     }
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Self::Error> {
         self.0
             .serialize_tuple(len)
-            .map(Compound)
+            .map(Compound::new)
             .map_err(StrictError::Inner)
     }
     fn serialize_tuple_struct(
@@ -220,9 +289,12 @@ impl<S: Serializer> Serializer for Strict<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        if let Some(read) = expected_fields(name) {
+            fields_differ(name, len, read)?;
+        }
         self.0
             .serialize_tuple_struct(name, len)
-            .map(Compound)
+            .map(Compound::new)
             .map_err(StrictError::Inner)
     }
     fn serialize_tuple_variant(
@@ -234,13 +306,13 @@ impl<S: Serializer> Serializer for Strict<S> {
     ) -> Result<Self::SerializeTupleVariant, Self::Error> {
         self.0
             .serialize_tuple_variant(name, index, variant, len)
-            .map(Compound)
+            .map(Compound::new)
             .map_err(StrictError::Inner)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
         self.0
             .serialize_map(len)
-            .map(Compound)
+            .map(Compound::new)
             .map_err(StrictError::Inner)
     }
     fn serialize_struct(
@@ -248,9 +320,13 @@ impl<S: Serializer> Serializer for Strict<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStruct, Self::Error> {
+        let expect = expected_fields(name).map(|read| (name, read));
         self.0
             .serialize_struct(name, len)
-            .map(Compound)
+            .map(|inner| Compound {
+                expect,
+                ..Compound::new(inner)
+            })
             .map_err(StrictError::Inner)
     }
     fn serialize_struct_variant(
@@ -262,7 +338,7 @@ impl<S: Serializer> Serializer for Strict<S> {
     ) -> Result<Self::SerializeStructVariant, Self::Error> {
         self.0
             .serialize_struct_variant(name, index, variant, len)
-            .map(Compound)
+            .map(Compound::new)
             .map_err(StrictError::Inner)
     }
     fn is_human_readable(&self) -> bool {
@@ -285,10 +361,10 @@ macro_rules! forward_values {
             type Ok = C::Ok;
             type Error = StrictError<C::Error>;
             fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-                self.0.$method(&Nested(v)).map_err(StrictError::Inner)
+                self.inner.$method(&Nested(v)).map_err(StrictError::Inner)
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
-                self.0.end().map_err(StrictError::Inner)
+                self.inner.end().map_err(StrictError::Inner)
             }
         }
     )*};
@@ -313,7 +389,8 @@ macro_rules! forward_fields {
                 key: &'static str,
                 v: &T,
             ) -> Result<(), Self::Error> {
-                self.0
+                self.written += 1;
+                self.inner
                     .serialize_field(key, &Nested(v))
                     .map_err(StrictError::Inner)
             }
@@ -321,7 +398,10 @@ macro_rules! forward_fields {
                 Err(skipped(key))
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
-                self.0.end().map_err(StrictError::Inner)
+                if let Some((name, read)) = self.expect {
+                    fields_differ(name, self.written, read)?;
+                }
+                self.inner.end().map_err(StrictError::Inner)
             }
         }
     )*};
@@ -333,15 +413,17 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
     type Ok = C::Ok;
     type Error = StrictError<C::Error>;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Self::Error> {
-        self.0.serialize_key(&Nested(k)).map_err(StrictError::Inner)
+        self.inner
+            .serialize_key(&Nested(k))
+            .map_err(StrictError::Inner)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.0
+        self.inner
             .serialize_value(&Nested(v))
             .map_err(StrictError::Inner)
     }
     fn end(self) -> Result<C::Ok, Self::Error> {
-        self.0.end().map_err(StrictError::Inner)
+        self.inner.end().map_err(StrictError::Inner)
     }
 }
 
@@ -351,7 +433,7 @@ mod tests {
 
     fn strict<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
         let mut out = Vec::new();
-        encode(v, super::super::codec::AppendTo(&mut out))?;
+        encode(v, super::super::codec::AppendTo(&mut out), None)?;
         Ok(out)
     }
 

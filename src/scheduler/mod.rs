@@ -169,7 +169,7 @@ fn run_parent_stages(
             }
             job.check()?;
         };
-        if entry.outputs().is_some() {
+        if entry.is_usable() {
             continue;
         }
         let parent = dep.parent();

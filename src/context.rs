@@ -433,7 +433,8 @@ impl ContextBuilder {
     /// `spark.memory.fraction`, as an absolute size). A shuffle larger than the limit then
     /// runs to completion on disk:
     /// - each map task buffers at most `limit / 2 / threads` bytes of records (or of its
-    ///   map-side combine table); beyond that it writes them to a spill file as a run and
+    ///   map-side combine table), but at least 256 KiB (smaller runs cost more index and
+    ///   reads than they save); beyond that it writes them to a spill file as a run and
     ///   goes on;
     /// - finished map outputs stay in memory while they fit in half the limit, and are
     ///   written to disk otherwise;

@@ -47,6 +47,13 @@ const SPILL_FRAME_BYTES: usize = 64 << 10;
 /// the exact figure.
 const SAMPLE_RECORDS: usize = 32;
 
+/// The least a map task buffers before it writes a run, whatever the limit: a run writes a
+/// segment (24 bytes of index in memory, a 12-byte frame header on disk, a read of its own
+/// later) for every bucket it holds records of, so runs of a few records each cost more
+/// memory and time than the records (measured: 96 MB of index for 64 MB of records at a
+/// 1-byte limit, 25x slower).
+const MIN_TASK_BUFFER: u64 = 256 << 10;
+
 /// Size checks (one per chunk of up to 64 records) between two samples of the records'
 /// heap.
 const RESAMPLE_EVERY: u32 = 64;
@@ -118,7 +125,8 @@ impl MemoryManager {
 
     /// What one map task may buffer before it spills a run.
     fn task_share(&self) -> Option<u64> {
-        self.limit.map(|l| (l / 2 / self.threads as u64).max(1))
+        self.limit
+            .map(|l| (l / 2 / self.threads as u64).max(MIN_TASK_BUFFER))
     }
 
     /// Reserves `bytes` of the half of the limit that holds finished map outputs.

@@ -490,3 +490,25 @@ fn every_reader_of_a_damaged_shuffle_sees_the_damage_never_missing_outputs() {
         assert!(got.iter().all(|&(_, c)| c == 100));
     }
 }
+
+#[test]
+fn a_tiny_limit_with_many_partitions_keeps_a_small_index() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1, dir.path());
+    // 1M pairs (16 MB as records) into 1000 reduce partitions: runs of a few records each
+    // would hold more index than records.
+    let before = heap::live();
+    let shuffled = ctx
+        .range(0..1_000_000, 2)
+        .map(|x| (x.wrapping_mul(0x9E37_79B9_7F4A_7C15), x))
+        .partition_by(Partitioner::hash(1000));
+    assert_eq!(shuffled.count().unwrap(), 1_000_000);
+    let held = heap::live() - before;
+    eprintln!("held while the spilled shuffle lives: {} KB", held >> 10);
+    assert!(
+        held < 4 * MB,
+        "the spilled shuffle holds {} MB of the heap",
+        held / MB
+    );
+}

@@ -30,7 +30,7 @@ use crate::{Data, Key, Rdd};
 /// One map task's output: a [`MapOutputData<(K, M)>`], one bucket per reduce partition (in
 /// memory, each its own `Arc`, or spilled), behind `Any`. A reader takes typed handles to
 /// its buckets once instead of downcasting per record.
-pub(crate) type MapOutput = Box<dyn Any + Send + Sync>;
+pub(crate) type MapOutput = Arc<dyn Any + Send + Sync>;
 
 /// Every map output of one shuffle, in map-partition order.
 pub(crate) type ShuffleOutputs = Arc<Vec<MapOutput>>;
@@ -229,7 +229,7 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
         for (i, o) in outputs.iter().enumerate() {
             let bucket = o
                 .downcast_ref::<MapOutputData<(K, M)>>()
-                .and_then(|b| b.buckets.get(split))
+                .and_then(|b| b.bucket(split))
                 .ok_or_else(|| {
                     Error::Internal(format!(
                         "shuffle {} map output {i} has an unexpected type or no bucket {split}",
@@ -277,7 +277,7 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDepen
             self.partitioner.num_partitions(),
         );
         let buckets = (self.map_side)(input, tc, &mut spill);
-        Ok(Box::new(spill.finish(buckets)?))
+        Ok(spill.finish(buckets)?)
     }
 }
 

@@ -25,11 +25,12 @@
 //! [`Context::register_spillable`]: crate::Context::register_spillable
 
 use std::any::{Any, TypeId};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -81,6 +82,8 @@ pub(crate) struct MemoryManager {
     codecs: RwLock<FxHashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     warned: Mutex<FxHashSet<TypeId>>,
     next_file: AtomicU64,
+    /// Map outputs kept in memory, oldest first: written out to make room for newer ones.
+    evictable: Mutex<VecDeque<Weak<dyn Evict>>>,
 }
 
 impl MemoryManager {
@@ -94,6 +97,7 @@ impl MemoryManager {
             codecs: RwLock::default(),
             warned: Mutex::default(),
             next_file: AtomicU64::new(0),
+            evictable: Mutex::default(),
         };
         register_builtin_codecs(&m);
         m
@@ -129,8 +133,22 @@ impl MemoryManager {
             .map(|l| (l / 2 / self.threads as u64).max(MIN_TASK_BUFFER))
     }
 
-    /// Reserves `bytes` of the half of the limit that holds finished map outputs.
+    /// Reserves `bytes` of the half of the limit that holds finished map outputs, writing
+    /// the oldest kept outputs to disk while it does not fit (an iterative job's newest
+    /// shuffle is the one its next step reads).
     fn try_keep(&self, bytes: u64) -> Option<Reservation> {
+        loop {
+            if let Some(r) = self.try_reserve(bytes) {
+                return Some(r);
+            }
+            let oldest = self.evictable.lock().pop_front()?;
+            if let Some(output) = oldest.upgrade() {
+                output.evict();
+            }
+        }
+    }
+
+    fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
         let cap = self.limit? / 2;
         let mut now = self.counters.kept.load(Ordering::Relaxed);
         loop {
@@ -294,6 +312,18 @@ pub(crate) enum Bucket<T> {
     },
 }
 
+impl<T> Clone for Bucket<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Bucket::Memory(v) => Bucket::Memory(v.clone()),
+            Bucket::Spilled { file, segments } => Bucket::Spilled {
+                file: file.clone(),
+                segments: segments.clone(),
+            },
+        }
+    }
+}
+
 impl<T> Bucket<T> {
     pub(crate) fn len(&self) -> usize {
         match self {
@@ -380,10 +410,96 @@ impl<T: 'static> Bucket<T> {
     }
 }
 
-/// One map task's output: a bucket per reduce partition, and the budget it holds.
+/// One map task's output: a bucket per reduce partition, and, while it is kept in memory
+/// under the limit, the budget it holds and what it takes to write it out.
 pub(crate) struct MapOutputData<T> {
-    pub(crate) buckets: Vec<Bucket<T>>,
-    _reservation: Option<Reservation>,
+    buckets: RwLock<Vec<Bucket<T>>>,
+    kept: Mutex<Option<Kept<T>>>,
+}
+
+/// A map output kept in memory under the limit: evictable to disk.
+struct Kept<T> {
+    _reservation: Reservation,
+    /// `None` for records without a codec (kept past the limit, never evicted).
+    codec: Option<Arc<dyn Codec<T>>>,
+    manager: Arc<MemoryManager>,
+    what: String,
+}
+
+impl<T: Send + Sync + 'static> MapOutputData<T> {
+    fn new(buckets: Vec<Bucket<T>>, kept: Option<Kept<T>>) -> Arc<Self> {
+        let evictable = kept.as_ref().is_some_and(|k| k.codec.is_some());
+        let manager = kept.as_ref().map(|k| k.manager.clone());
+        let out = Arc::new(MapOutputData {
+            buckets: RwLock::new(buckets),
+            kept: Mutex::new(kept),
+        });
+        if let (true, Some(m)) = (evictable, manager) {
+            let weak: Weak<dyn Evict> = Arc::downgrade(&(out.clone() as Arc<dyn Evict>));
+            m.evictable.lock().push_back(weak);
+        }
+        out
+    }
+
+    /// Reduce partition `split`'s bucket.
+    pub(crate) fn bucket(&self, split: usize) -> Option<Bucket<T>> {
+        self.buckets.read().get(split).cloned()
+    }
+}
+
+/// A finished map output the manager may write to disk to make room, oldest first.
+trait Evict: Send + Sync {
+    /// Writes the output to disk and gives its budget back. False when it is not kept in
+    /// memory any more, or the write failed (it then stays in memory).
+    fn evict(&self) -> bool;
+}
+
+impl<T: Send + Sync + 'static> Evict for MapOutputData<T> {
+    fn evict(&self) -> bool {
+        let Some(kept) = self.kept.lock().take() else {
+            return false;
+        };
+        let Some(codec) = kept.codec.clone() else {
+            *self.kept.lock() = Some(kept);
+            return false;
+        };
+        let memory: Vec<Arc<Vec<T>>> = self
+            .buckets
+            .read()
+            .iter()
+            .map(|b| match b {
+                Bucket::Memory(v) => v.clone(),
+                Bucket::Spilled { .. } => Arc::new(Vec::new()),
+            })
+            .collect();
+        let mut a = Active::new(&kept.manager, Some(codec), kept.what.clone(), memory.len());
+        let written = a
+            .try_spill_run(memory.iter().map(|v| v.as_slice()))
+            .and_then(|()| match a.writer.take() {
+                Some(w) => w.finish(),
+                None => kept.manager.create_file(&a.what)?.finish(),
+            });
+        match written {
+            Ok(file) => {
+                let spilled = a
+                    .segments
+                    .into_iter()
+                    .map(|segments| Bucket::Spilled {
+                        file: file.clone(),
+                        segments,
+                    })
+                    .collect();
+                *self.buckets.write() = spilled;
+                drop(kept);
+                true
+            }
+            Err(_) => {
+                // A full disk: the output stays in memory, holding its budget.
+                *self.kept.lock() = Some(kept);
+                false
+            }
+        }
+    }
 }
 
 /// A map task's spilling state: nothing when the context has no limit.
@@ -422,19 +538,10 @@ impl<T: 'static> Spiller<T> {
         let Some(share) = manager.task_share() else {
             return Self::unlimited();
         };
+        let mut active = Active::new(manager, manager.codec::<T>(), what, buckets);
+        active.share = share;
         Spiller {
-            active: Some(Active {
-                codec: manager.codec::<T>(),
-                manager: manager.clone(),
-                share,
-                heap_per_record: None,
-                checks: 0,
-                what,
-                writer: None,
-                segments: (0..buckets).map(|_| Vec::new()).collect(),
-                payload: Vec::new(),
-                error: None,
-            }),
+            active: Some(active),
             buffered: 0,
         }
     }
@@ -497,13 +604,16 @@ impl<T: 'static> Spiller<T> {
 
     /// The task's output: in memory when nothing was spilled and it fits the budget,
     /// otherwise written out (a spill error fails the task).
-    pub(crate) fn finish(self, buckets: Vec<Vec<T>>) -> Result<MapOutputData<T>> {
-        let in_memory = |buckets: Vec<Vec<T>>, reservation| MapOutputData {
-            buckets: buckets
+    pub(crate) fn finish(self, buckets: Vec<Vec<T>>) -> Result<Arc<MapOutputData<T>>>
+    where
+        T: Send + Sync,
+    {
+        let in_memory = |buckets: Vec<Vec<T>>, kept| {
+            let buckets = buckets
                 .into_iter()
                 .map(|b| Bucket::Memory(Arc::new(b)))
-                .collect(),
-            _reservation: reservation,
+                .collect();
+            MapOutputData::new(buckets, kept)
         };
         let Some(mut a) = self.active else {
             return Ok(in_memory(buckets, None));
@@ -516,8 +626,14 @@ impl<T: 'static> Spiller<T> {
             let slack: usize = buckets.iter().map(|b| b.capacity() - b.len()).sum();
             let records: usize = buckets.iter().map(Vec::len).sum();
             let bytes = (records as f64 * per) as u64 + (slack * std::mem::size_of::<T>()) as u64;
-            if let Some(r) = a.manager.try_keep(bytes) {
-                return Ok(in_memory(buckets, Some(r)));
+            if let Some(reservation) = a.manager.try_keep(bytes) {
+                let kept = Kept {
+                    _reservation: reservation,
+                    codec: a.codec.clone(),
+                    manager: a.manager.clone(),
+                    what: a.what.clone(),
+                };
+                return Ok(in_memory(buckets, Some(kept)));
             }
             if a.codec.is_none() {
                 a.manager.warn_unspillable::<T>();
@@ -532,17 +648,15 @@ impl<T: 'static> Spiller<T> {
             Some(w) => w.finish()?,
             None => return Err(Error::Internal("spilled without a spill file".into())),
         };
-        Ok(MapOutputData {
-            buckets: a
-                .segments
-                .into_iter()
-                .map(|segments| Bucket::Spilled {
-                    file: file.clone(),
-                    segments,
-                })
-                .collect(),
-            _reservation: None,
-        })
+        let buckets = a
+            .segments
+            .into_iter()
+            .map(|segments| Bucket::Spilled {
+                file: file.clone(),
+                segments,
+            })
+            .collect();
+        Ok(MapOutputData::new(buckets, None))
     }
 }
 
@@ -561,18 +675,7 @@ pub(crate) fn spill_block<T: 'static>(
             std::any::type_name::<T>()
         )));
     };
-    let mut a = Active {
-        manager: manager.clone(),
-        codec: Some(codec),
-        share: 0,
-        heap_per_record: None,
-        checks: 0,
-        what,
-        writer: None,
-        segments: vec![Vec::new()],
-        payload: Vec::new(),
-        error: None,
-    };
+    let mut a = Active::new(manager, Some(codec), what, 1);
     a.try_spill_run(std::iter::once(data))?;
     let file = match a.writer.take() {
         Some(w) => w.finish()?,
@@ -604,6 +707,26 @@ pub(crate) fn reserve_block<T: 'static>(
 }
 
 impl<T: 'static> Active<T> {
+    fn new(
+        manager: &Arc<MemoryManager>,
+        codec: Option<Arc<dyn Codec<T>>>,
+        what: String,
+        buckets: usize,
+    ) -> Self {
+        Active {
+            manager: manager.clone(),
+            codec,
+            share: 0,
+            heap_per_record: None,
+            checks: 0,
+            what,
+            writer: None,
+            segments: (0..buckets).map(|_| Vec::new()).collect(),
+            payload: Vec::new(),
+            error: None,
+        }
+    }
+
     /// Bytes a buffered record takes: its own size and the estimated heap it owns.
     fn per_record<'a, I: Iterator<Item = &'a T>>(&mut self, records: impl FnOnce() -> I) -> f64
     where

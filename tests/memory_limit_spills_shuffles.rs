@@ -512,3 +512,108 @@ fn a_tiny_limit_with_many_partitions_keeps_a_small_index() {
         held / MB
     );
 }
+
+/// An iterative job's step: each iteration shuffles `ranks` and caches the result.
+fn iterate(ctx: &Context, iterations: usize, nodes: u64, mut at: impl FnMut(usize)) -> f64 {
+    let mut ranks = ctx
+        .range(0..nodes, 4)
+        .map(|i| (i, 1.0f64))
+        .partition_by(Partitioner::hash(4))
+        .cache();
+    for i in 1..=iterations {
+        let next = ranks
+            .map(move |(k, v)| ((k.wrapping_mul(31) + 7) % nodes, v * 0.85))
+            .reduce_by_key_with(Partitioner::hash(4), |a, b| a + b)
+            .map_values(|v| v + 0.15)
+            .cache();
+        next.count().unwrap();
+        ranks.unpersist();
+        ranks = next;
+        at(i);
+    }
+    ranks.values().fold(0.0, |a, b| a + b).unwrap()
+}
+
+#[test]
+fn an_iterative_job_under_a_limit_keeps_its_memory_flat() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Each iteration's shuffle holds 100,000 (u64, f64) pairs (1.6 MB), reachable from the
+    // lineage of every later iteration: without a limit, 200 iterations keep 200 of them.
+    let ctx = limited(16 << 20, dir.path());
+    let plain = Context::builder().threads(2).build().unwrap();
+    let before = heap::live();
+    let (mut at10, mut at200, mut stats) = (0, 0, ctx.memory_stats());
+    let limited_sum = iterate(&ctx, 200, 100_000, |i| match i {
+        10 => at10 = heap::live() - before,
+        200 => {
+            at200 = heap::live() - before;
+            stats = ctx.memory_stats();
+        }
+        _ => {}
+    });
+    eprintln!(
+        "heap above the start: {} MB at iteration 10, {} MB at 200; {} MB spilled in {} files",
+        at10 / MB,
+        at200 / MB,
+        stats.spilled_bytes >> 20,
+        stats.spill_files
+    );
+    assert!(
+        at200 < 3 * at10,
+        "200 iterations hold {} MB, 10 held {} MB",
+        at200 / MB,
+        at10 / MB
+    );
+    assert!(stats.budget_used <= 8 << 20, "{stats:?}");
+    assert!(
+        stats.spill_files > 100,
+        "older shuffles went to disk: {stats:?}"
+    );
+    // The same ranks as without a limit.
+    let before = heap::live();
+    let mut plain_at200 = 0;
+    let plain_sum = iterate(&plain, 200, 100_000, |i| {
+        if i == 200 {
+            plain_at200 = heap::live() - before;
+        }
+    });
+    eprintln!("without a limit: {} MB at iteration 200", plain_at200 / MB);
+    assert!(plain_at200 > 10 * at200, "the limit is what kept it flat");
+    assert!(
+        (limited_sum - plain_sum).abs() < 1e-6 * plain_sum,
+        "{limited_sum} vs {plain_sum}"
+    );
+}
+
+#[test]
+fn the_oldest_kept_shuffle_goes_to_disk_to_make_room_for_a_new_one() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // 4 MB limit: 2 MB for kept outputs; each shuffle below keeps ~1.3 MB.
+    let ctx = limited(4 << 20, dir.path());
+    let shuffle = |salt: u64| {
+        ctx.range(0..80_000, 2)
+            .map(move |x| (x ^ salt, x))
+            .partition_by(Partitioner::hash(4))
+    };
+    let first = shuffle(1);
+    assert_eq!(first.count().unwrap(), 80_000);
+    assert_eq!(ctx.memory_stats().spill_files, 0, "the first fits");
+    let second = shuffle(2);
+    assert_eq!(second.count().unwrap(), 80_000);
+    let stats = ctx.memory_stats();
+    assert!(stats.spill_files > 0, "the first went to disk: {stats:?}");
+    // Both still read back whole.
+    let mut a = first.keys().collect().unwrap();
+    a.sort_unstable();
+    assert_eq!(
+        a,
+        (0..80_000)
+            .map(|x| x ^ 1)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(second.count().unwrap(), 80_000);
+}

@@ -65,6 +65,11 @@ pub struct Args {
     /// `flintlock report FILE -o report.html`.
     #[arg(long, value_name = "FILE")]
     pub event_log: Option<PathBuf>,
+    /// Bound the memory that shuffles hold to MB megabytes: older iterations' shuffle
+    /// outputs go to spill files (in the system's temporary folder) when newer ones need
+    /// the room, so a long run without checkpoints stays flat in memory.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub memory_limit: Option<u64>,
 }
 
 /// Runs the job `args` describe, printing progress to stdout.
@@ -91,6 +96,9 @@ pub fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(path) = &args.event_log {
         builder = builder.event_log(path);
+    }
+    if let Some(mb) = args.memory_limit {
+        builder = builder.memory_limit(mb << 20);
     }
     let ctx = builder.build()?;
     let partitions = args.partitions.unwrap_or(2 * ctx.threads()).max(1);

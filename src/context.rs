@@ -55,6 +55,10 @@ pub(crate) struct ContextInner {
     pub(crate) partitioners: crate::partitioner::PartitionerRegistry,
     /// The memory budget, spill folder and spill codecs.
     pub(crate) memory: Arc<crate::spill::MemoryManager>,
+    /// How many keys a map-side combine table ended with, by the call site of its by-key
+    /// operation: the next run of the same site (an iterative job's next step, a repeated
+    /// query) sizes its table so instead of growing it from empty.
+    pub(crate) combine_sizes: crate::shuffle::SizeHints,
     pub(crate) config: Config,
 }
 
@@ -642,6 +646,7 @@ impl ContextBuilder {
                 checkpoint_dir: RwLock::new(None),
                 jobs: Default::default(),
                 partitioners: Default::default(),
+                combine_sizes: Default::default(),
                 memory: Arc::new(crate::spill::MemoryManager::new(
                     self.memory_limit,
                     threads,

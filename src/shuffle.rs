@@ -11,7 +11,7 @@
 
 use std::any::Any;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -103,6 +103,24 @@ impl ShuffleStore {
     pub(crate) fn remove(&self, shuffle_id: usize) {
         let removed = self.entries.lock().remove(&shuffle_id);
         drop(removed);
+    }
+}
+
+/// Sizes that stages of one call site reached last time, by the site (see
+/// `ContextInner::combine_sizes`).
+#[derive(Default)]
+pub(crate) struct SizeHints {
+    sites: Mutex<FxHashMap<(&'static str, std::panic::Location<'static>), Arc<AtomicUsize>>>,
+}
+
+impl SizeHints {
+    /// The hint of `site` (0 until a stage of it finishes).
+    pub(crate) fn of(&self, site: crate::CallSite) -> Arc<AtomicUsize> {
+        self.sites
+            .lock()
+            .entry((site.op, *site.location))
+            .or_default()
+            .clone()
     }
 }
 
@@ -543,13 +561,21 @@ pub(crate) fn combine_partially<K, V, C>(
     key_fn: &KeyFn<K>,
     partitions: usize,
     spill: &mut Spiller<(K, C)>,
+    size_hint: &AtomicUsize,
 ) -> Vec<Vec<(K, C)>>
 where
     K: Hash + Eq + Clone + 'static,
     V: Clone,
     C: Clone + 'static,
 {
-    let mut map: FxHashMap<K, C> = FxHashMap::default();
+    // Sized as the same operation's table ended last time (growing from empty rehashes
+    // every key about twice), within what this partition and the memory share can hold.
+    let mut capacity = size_hint.load(Ordering::Relaxed).min(input.len_hint());
+    if let Some(records) = spill.record_share() {
+        capacity = capacity.min(records);
+    }
+    let mut map: FxHashMap<K, C> =
+        FxHashMap::with_capacity_and_hasher(capacity, Default::default());
     let probe = partial_probe(input.len_hint());
     let mut seen = 0usize;
     // Keys in tables already spilled (for the give-up decision).
@@ -592,7 +618,12 @@ where
     });
     match gave_up {
         Some(buckets) => buckets,
-        None => bucketize_map(map, key_fn, partitions),
+        None => {
+            if spilled_keys == 0 {
+                size_hint.store(map.len(), Ordering::Relaxed);
+            }
+            bucketize_map(map, key_fn, partitions)
+        }
     }
 }
 
@@ -727,6 +758,7 @@ mod partial_tests {
             &key_fn,
             3,
             &mut Spiller::unlimited(),
+            &AtomicUsize::new(0),
         )
     }
 

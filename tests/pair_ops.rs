@@ -226,3 +226,31 @@ fn with_variants_use_the_given_partitioner_and_match_the_defaults() {
         sorted(a.full_outer_join(&b).collect().unwrap())
     );
 }
+
+/// The map-side combine table of a call site is sized as it ended last time: a site run
+/// over inputs of very different sizes (large, tiny, empty, large again) still gives
+/// exactly the sums of a plain model.
+#[test]
+fn a_combine_sized_from_its_last_run_gives_the_same_sums() {
+    let ctx = ctx();
+    let sizes = [200_000u64, 10, 0, 50_000, 1, 300_000];
+    for (round, &n) in sizes.iter().enumerate() {
+        let keys = 1 + n / (1 + round as u64);
+        let pairs: Vec<(u64, u64)> = (0..n).map(|i| (i * 7919 % keys, i)).collect();
+        let mut got = ctx
+            .parallelize(pairs.clone(), 4)
+            .reduce_by_key(|a, b| a + b)
+            .collect()
+            .unwrap();
+        got.sort_unstable();
+        let mut model = std::collections::BTreeMap::new();
+        for (k, v) in pairs {
+            *model.entry(k).or_insert(0) += v;
+        }
+        assert_eq!(
+            got,
+            model.into_iter().collect::<Vec<_>>(),
+            "round {round}, {n} pairs"
+        );
+    }
+}

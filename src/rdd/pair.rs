@@ -101,10 +101,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         let merge_value = Arc::new(merge_value);
         if map_side_combine {
             let (c, m) = (create.clone(), merge_value.clone());
+            let size = self.context().inner.combine_sizes.of(site);
             let dep = ShuffleDependency::unless_partitioned(
                 self,
                 &partitioner,
-                move |it, f, n, spill| combine_partially(it, c.as_ref(), m.as_ref(), f, n, spill),
+                move |it, f, n, spill| {
+                    combine_partially(it, c.as_ref(), m.as_ref(), f, n, spill, &size)
+                },
             );
             if let Some(dep) = dep {
                 let reduce = Arc::new(move |reader: ShuffleReader<K, C>| {

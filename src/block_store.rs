@@ -28,7 +28,9 @@ pub enum StorageLevel {
     /// Not kept: every action recomputes the RDD from its lineage (the default).
     #[default]
     None,
-    /// Kept in memory as deserialized values after the first action computes them.
+    /// Kept in memory as deserialized values after the first action computes them. Under
+    /// [`ContextBuilder::memory_limit`](crate::ContextBuilder::memory_limit), a block that
+    /// does not fit in the budget is not kept, and is recomputed when needed again.
     MemoryOnly,
     /// Kept in memory while the blocks fit in the budget of
     /// [`ContextBuilder::memory_limit`](crate::ContextBuilder::memory_limit) (shared with

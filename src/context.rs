@@ -445,14 +445,19 @@ impl ContextBuilder {
     /// - the reduce side reads a spilled bucket back, checking every frame's CRC-32C, when
     ///   its task starts.
     ///
+    /// Cached blocks share the same half as kept map outputs (older map outputs go to disk
+    /// to make room for them): a [`StorageLevel::MemoryOnly`](crate::StorageLevel::MemoryOnly)
+    /// block that does not fit is not cached, and its partition is recomputed when needed
+    /// again, as Spark does (a local checkpoint's blocks are always kept: they are its only
+    /// copy); a [`StorageLevel::MemoryAndDisk`](crate::StorageLevel::MemoryAndDisk) block
+    /// that does not fit goes to disk.
+    ///
     /// Sizes are estimates: a record's own size plus the size of its postcard encoding for
     /// what it owns on the heap (sampled, then exact once a run was written).
     ///
     /// What the limit does not cover: one reduce partition (a reduce task holds its
     /// partition's records, or its aggregation table, in memory: use more partitions for
-    /// larger data, as in Spark), `MemoryOnly` cached blocks (persist with
-    /// [`StorageLevel::MemoryAndDisk`](crate::StorageLevel::MemoryAndDisk) to have blocks
-    /// share the budget and go to disk beyond it), and records whose type has no spill codec
+    /// larger data, as in Spark) and records whose type has no spill codec
     /// (see [`Context::register_spillable`]: pairs of common primitive types and `String`
     /// are built in; others stay in memory past the limit, said once per type on stderr
     /// and counted in [`MemoryStats::unspillable_outputs`]). Spilled results are the same

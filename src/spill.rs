@@ -685,8 +685,9 @@ pub(crate) fn spill_block<T: 'static>(
     Ok(Bucket::Spilled { file, segments })
 }
 
-/// Reserves `bytes` of the budget for a cached block kept in memory (`MemoryAndDisk`):
-/// `None` when it does not fit, or when no limit applies (`Some` of nothing to hold then).
+/// Reserves the budget for a cached block kept in memory (making room by writing the
+/// oldest kept shuffle outputs to disk): `None` when it does not fit even so; `Some` of
+/// nothing to hold when no limit applies.
 pub(crate) fn reserve_block<T: 'static>(
     manager: &MemoryManager,
     data: &[T],

@@ -210,3 +210,43 @@ fn a_damaged_disk_block_is_recomputed_from_lineage() {
     assert_eq!(rdd.collect().unwrap(), before);
     assert_eq!(calls.get(), 4000, "a missing block file is recomputed too");
 }
+
+#[test]
+fn under_a_limit_memory_only_keeps_what_fits_and_recomputes_the_rest() {
+    let ctx = flintlock::Context::builder()
+        .memory_limit(1 << 20)
+        .threads(1)
+        .build()
+        .unwrap();
+    let calls = Counter::default();
+    // 8 blocks of 25,000 u64 (~275 KB each as estimated) against 512 KiB for kept data.
+    let rdd = ctx
+        .range(0..200_000, 8)
+        .map(calls.counting(|x| x + 1))
+        .cache();
+    assert_eq!(rdd.count().unwrap(), 200_000);
+    let kept = rdd.as_base().cached_partitions();
+    assert!((1..8).contains(&kept), "{kept} of 8 blocks kept");
+    assert_eq!(rdd.reduce(|a, b| a + b).unwrap(), Some(20_000_100_000));
+    assert_eq!(
+        calls.get(),
+        200_000 + (8 - kept) * 25_000,
+        "only the blocks that were not kept are computed again"
+    );
+    drop(rdd);
+    assert_eq!(ctx.memory_stats().budget_used, 0);
+}
+
+#[test]
+fn under_a_limit_a_local_checkpoint_keeps_every_block() {
+    let ctx = flintlock::Context::builder()
+        .memory_limit(1 << 20)
+        .threads(1)
+        .build()
+        .unwrap();
+    let rdd = ctx.range(0..200_000, 8).map(|x| x * 2);
+    rdd.local_checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 200_000);
+    assert_eq!(rdd.as_base().cached_partitions(), 8);
+    assert_eq!(rdd.reduce(|a, b| a + b).unwrap(), Some(39_999_800_000));
+}

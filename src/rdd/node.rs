@@ -405,7 +405,14 @@ impl<T: Data> RddNode<T> {
         let reservation = match level {
             StorageLevel::DiskOnly => None,
             StorageLevel::MemoryAndDisk => crate::spill::reserve_block(memory, &data),
-            _ => Some(None),
+            // A local checkpoint's blocks are its only copy: kept whatever the budget.
+            _ if self.checkpoint.is_local() => Some(None),
+            // Under a memory limit, a block that does not fit is not cached (Spark's
+            // MEMORY_ONLY): the partition is recomputed when it is needed again.
+            _ => match crate::spill::reserve_block(memory, &data) {
+                Some(reservation) => Some(reservation),
+                None => return Ok(boxed(data.into_iter())),
+            },
         };
         if let Some(reservation) = reservation {
             let block = Arc::new(data);

@@ -137,15 +137,37 @@ impl MemoryManager {
     /// the oldest kept outputs to disk while it does not fit (an iterative job's newest
     /// shuffle is the one its next step reads).
     fn try_keep(&self, bytes: u64) -> Option<Reservation> {
+        // Each queued output is tried once per call: one that cannot be written now (a
+        // full disk) goes back to the end of the queue, to be tried again later.
+        let mut tries = self.evictable.lock().len();
         loop {
             if let Some(r) = self.try_reserve(bytes) {
                 return Some(r);
             }
+            if tries == 0 {
+                return None;
+            }
+            tries -= 1;
             let oldest = self.evictable.lock().pop_front()?;
             if let Some(output) = oldest.upgrade() {
-                output.evict();
+                if !output.evict() && output.is_kept() {
+                    self.evictable.lock().push_back(oldest);
+                }
             }
         }
+    }
+
+    /// Queues a kept output for eviction, dropping the queue's entries of outputs gone
+    /// since (their shuffles were dropped without ever needing the room).
+    fn queue_evictable(&self, output: Weak<dyn Evict>) {
+        let mut queue = self.evictable.lock();
+        while queue.front().is_some_and(|w| w.strong_count() == 0) {
+            queue.pop_front();
+        }
+        if queue.len() >= 64 && queue.len().is_power_of_two() {
+            queue.retain(|w| w.strong_count() > 0);
+        }
+        queue.push_back(output);
     }
 
     fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
@@ -436,7 +458,7 @@ impl<T: Send + Sync + 'static> MapOutputData<T> {
         });
         if let (true, Some(m)) = (evictable, manager) {
             let weak: Weak<dyn Evict> = Arc::downgrade(&(out.clone() as Arc<dyn Evict>));
-            m.evictable.lock().push_back(weak);
+            m.queue_evictable(weak);
         }
         out
     }
@@ -452,9 +474,15 @@ trait Evict: Send + Sync {
     /// Writes the output to disk and gives its budget back. False when it is not kept in
     /// memory any more, or the write failed (it then stays in memory).
     fn evict(&self) -> bool;
+    /// Whether the output is (still) kept in memory under the budget.
+    fn is_kept(&self) -> bool;
 }
 
 impl<T: Send + Sync + 'static> Evict for MapOutputData<T> {
+    fn is_kept(&self) -> bool {
+        self.kept.lock().is_some()
+    }
+
     fn evict(&self) -> bool {
         let Some(kept) = self.kept.lock().take() else {
             return false;
@@ -675,6 +703,10 @@ pub(crate) fn spill_block<T: 'static>(
             std::any::type_name::<T>()
         )));
     };
+    if data.is_empty() {
+        // Nothing to write: no file for an empty partition.
+        return Ok(Bucket::Memory(Arc::new(Vec::new())));
+    }
     let mut a = Active::new(manager, Some(codec), what, 1);
     a.try_spill_run(std::iter::once(data))?;
     let file = match a.writer.take() {

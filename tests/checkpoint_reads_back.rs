@@ -302,3 +302,30 @@ fn a_tuple_struct_that_always_writes_its_fields_still_checkpoints() {
     assert_eq!(rdd.collect().unwrap(), data);
     assert!(rdd.is_checkpointed());
 }
+
+/// A hand-written `Serialize` whose `len` hint is wrong (postcard ignores it) writes every
+/// field: it checkpoints, as it did before fields were counted.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct Rgb(u8, u8, u8);
+
+impl Serialize for Rgb {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTupleStruct;
+        let mut t = s.serialize_tuple_struct("Rgb", 0)?;
+        t.serialize_field(&self.0)?;
+        t.serialize_field(&self.1)?;
+        t.serialize_field(&self.2)?;
+        t.end()
+    }
+}
+
+#[test]
+fn a_wrong_length_hint_with_every_field_written_still_checkpoints() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![Rgb(1, 2, 3), Rgb(250, 0, 7)];
+    let rdd = ctx.parallelize(data.clone(), 1);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}

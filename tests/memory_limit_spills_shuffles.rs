@@ -617,3 +617,28 @@ fn the_oldest_kept_shuffle_goes_to_disk_to_make_room_for_a_new_one() {
     );
     assert_eq!(second.count().unwrap(), 80_000);
 }
+
+#[test]
+fn many_small_shuffles_under_a_roomy_limit_leave_nothing_behind() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = limited(1 << 30, dir.path());
+    let job = || {
+        ctx.range(0..64, 8)
+            .map(|x| (x % 7, x))
+            .reduce_by_key_with(Partitioner::hash(4), |a, b| a + b)
+            .count()
+            .unwrap()
+    };
+    job();
+    let before = heap::live();
+    for _ in 0..4000 {
+        assert_eq!(job(), 7);
+    }
+    let grown = heap::live() - before;
+    assert!(
+        grown < MB / 2,
+        "4000 dropped shuffles left {} KB on the heap",
+        grown >> 10
+    );
+}

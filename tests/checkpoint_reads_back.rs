@@ -329,3 +329,39 @@ fn a_wrong_length_hint_with_every_field_written_still_checkpoints() {
     assert_eq!(rdd.collect().unwrap(), data);
     assert!(rdd.is_checkpointed());
 }
+
+/// Enum variants leave fields out the same ways structs do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Event {
+    Move {
+        #[serde(skip_serializing, default)]
+        t: u32,
+        x: u32,
+    },
+    Turn(
+        u32,
+        #[serde(skip_serializing_if = "is_zero_u32", default)] u32,
+    ),
+    Stop,
+}
+
+fn is_zero_u32(x: &u32) -> bool {
+    *x == 0
+}
+
+#[test]
+fn fields_left_out_of_enum_variants_are_refused() {
+    assert_refused(vec![Event::Move { t: 9, x: 5 }], "Event");
+    assert_refused(vec![Event::Stop, Event::Turn(7, 0)], "Event");
+}
+
+#[test]
+fn enum_variants_that_write_every_field_still_checkpoint() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![Event::Stop, Event::Turn(7, 3), Event::Stop];
+    let rdd = ctx.parallelize(data.clone(), 2);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}

@@ -132,8 +132,34 @@ pub(crate) fn field_counts_of<T: DeserializeOwned + 'static>() -> Option<Arc<Fie
     traced::<T>().map(|t| t.1)
 }
 
-/// Fields read per struct or tuple struct name.
-pub(crate) type FieldCounts = HashMap<&'static str, usize>;
+/// Fields read per struct or tuple struct name, and per struct or tuple variant.
+#[derive(Debug, Default)]
+pub(crate) struct FieldCounts {
+    containers: HashMap<&'static str, usize>,
+    /// By enum name, then by variant: its index (`#3`) or its name, as the trace met it.
+    variants: HashMap<&'static str, HashMap<String, usize>>,
+}
+
+impl FieldCounts {
+    /// Whether nothing is known.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.variants.is_empty()
+    }
+
+    /// The fields the struct or tuple struct `name` reads.
+    pub(crate) fn container(&self, name: &str) -> Option<usize> {
+        self.containers.get(name).copied()
+    }
+
+    /// The fields variant `index` (`variant`) of enum `name` reads.
+    pub(crate) fn variant(&self, name: &str, index: u32, variant: &str) -> Option<usize> {
+        let of_enum = self.variants.get(name)?;
+        of_enum
+            .get(variant)
+            .or_else(|| of_enum.get(&format!("#{index}")))
+            .copied()
+    }
+}
 
 /// What a trace found: the layout and the field counts.
 type Traced = (Layout, Arc<FieldCounts>);
@@ -274,10 +300,23 @@ fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Traced> {
     // is only reduced. Normalizing also fails on anything still unknown.
     root.normalize().ok()?;
     let parsed = Parsed::from_trace(&root, &registry, &probe.enums.borrow())?;
-    let mut counts = probe.containers.take();
+    let mut containers = probe.containers.take();
     for name in probe.uneven.take() {
-        counts.remove(name);
+        containers.remove(name);
     }
+    let mut variants: HashMap<&'static str, HashMap<String, usize>> = HashMap::new();
+    for ((name, variant), n) in probe.variant_fields.take() {
+        variants.entry(name).or_default().insert(variant, n);
+    }
+    for (name, variant) in probe.uneven_variants.take() {
+        if let Some(v) = variants.get_mut(name) {
+            v.remove(&variant);
+        }
+    }
+    let counts = FieldCounts {
+        containers,
+        variants,
+    };
     Some((Layout(parsed.to_string()), Arc::new(counts)))
 }
 
@@ -293,9 +332,20 @@ struct ProbeState {
     /// Two enums of one name declared different variants.
     conflict: Cell<bool>,
     /// The fields read for each struct and tuple struct, by name.
-    containers: RefCell<FieldCounts>,
+    containers: RefCell<HashMap<&'static str, usize>>,
     /// Container names met with different field counts.
     uneven: RefCell<BTreeSet<&'static str>>,
+    /// The enums being deserialized, innermost last.
+    enums_open: RefCell<Vec<&'static str>>,
+    /// Set while an enum's variant identifier is read: the next integer or string visited
+    /// is the variant.
+    reading_variant: Cell<bool>,
+    /// The variant just read (`#index` or its name).
+    variant: RefCell<Option<String>>,
+    /// The fields read for each struct and tuple variant, by (enum, variant).
+    variant_fields: RefCell<BTreeMap<(&'static str, String), usize>>,
+    /// Variants met with different field counts.
+    uneven_variants: RefCell<BTreeSet<(&'static str, String)>>,
 }
 
 impl ProbeState {
@@ -314,6 +364,33 @@ impl ProbeState {
         let first = *self.containers.borrow_mut().entry(name).or_insert(fields);
         if first != fields {
             self.uneven.borrow_mut().insert(name);
+        }
+    }
+
+    /// Records the variant identifier just read, if one is being read.
+    fn saw_identifier(&self, id: impl FnOnce() -> String) {
+        if self.reading_variant.get() {
+            self.reading_variant.set(false);
+            *self.variant.borrow_mut() = Some(id());
+        }
+    }
+
+    /// Records the number of fields the variant just read reads.
+    fn saw_variant_fields(&self, fields: usize) {
+        let Some(name) = self.enums_open.borrow().last().copied() else {
+            return;
+        };
+        let Some(variant) = self.variant.borrow_mut().take() else {
+            return;
+        };
+        let key = (name, variant);
+        let first = *self
+            .variant_fields
+            .borrow_mut()
+            .entry(key.clone())
+            .or_insert(fields);
+        if first != fields {
+            self.uneven_variants.borrow_mut().insert(key);
         }
     }
 
@@ -435,7 +512,10 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         let _depth = self.state.enter()?;
         self.state.saw_enum(name, variants);
         let visitor = self.wrap(visitor);
-        self.inner.deserialize_enum(name, variants, visitor)
+        self.state.enums_open.borrow_mut().push(name);
+        let out = self.inner.deserialize_enum(name, variants, visitor);
+        self.state.enums_open.borrow_mut().pop();
+        out
     }
 
     fn is_human_readable(&self) -> bool {
@@ -468,18 +548,37 @@ impl<'de, X: Visitor<'de>> Visitor<'de> for Probe<'_, X> {
         visit_i128: i128;
         visit_u8: u8;
         visit_u16: u16;
-        visit_u32: u32;
-        visit_u64: u64;
+
         visit_u128: u128;
         visit_f32: f32;
         visit_f64: f64;
         visit_char: char;
-        visit_str: &str;
-        visit_borrowed_str: &'de str;
-        visit_string: String;
+
         visit_bytes: &[u8];
         visit_borrowed_bytes: &'de [u8];
         visit_byte_buf: Vec<u8>;
+    }
+
+    // Integers and strings may be an enum's variant identifier: recorded when one is read.
+    fn visit_u32<E: de::Error>(self, v: u32) -> Result<X::Value, E> {
+        self.state.saw_identifier(|| format!("#{v}"));
+        self.inner.visit_u32(v)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<X::Value, E> {
+        self.state.saw_identifier(|| format!("#{v}"));
+        self.inner.visit_u64(v)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<X::Value, E> {
+        self.state.saw_identifier(|| v.to_string());
+        self.inner.visit_str(v)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<X::Value, E> {
+        self.state.saw_identifier(|| v.to_string());
+        self.inner.visit_borrowed_str(v)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<X::Value, E> {
+        self.state.saw_identifier(|| v.clone());
+        self.inner.visit_string(v)
     }
 
     fn visit_none<E: de::Error>(self) -> Result<X::Value, E> {
@@ -570,8 +669,13 @@ impl<'de, 's, X: de::EnumAccess<'de>> de::EnumAccess<'de> for Probe<'s, X> {
         self,
         seed: S,
     ) -> Result<(S::Value, Self::Variant), X::Error> {
-        // The variant's identifier comes from a plain `u32` or `&str` deserializer.
-        let (value, variant) = self.inner.variant_seed(seed)?;
+        // The variant's identifier comes from a plain `u32` or `&str` deserializer: read
+        // through the probe, so the variant's field count can be recorded under it.
+        self.state.reading_variant.set(true);
+        let seed = Probe::new(seed, self.state);
+        let read = self.inner.variant_seed(seed);
+        self.state.reading_variant.set(false);
+        let (value, variant) = read?;
         Ok((value, Probe::new(variant, self.state)))
     }
 }
@@ -589,6 +693,7 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, X::Error> {
+        self.state.saw_variant_fields(len);
         let visitor = self.wrap(visitor);
         self.inner.tuple_variant(len, visitor)
     }
@@ -598,6 +703,7 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, X::Error> {
+        self.state.saw_variant_fields(fields.len());
         let visitor = self.wrap(visitor);
         self.inner.struct_variant(fields, visitor)
     }

@@ -11,9 +11,10 @@
 //! `skip_serializing_if` on a tuple struct) is caught by its count: the codec traces how
 //! many fields the type's `Deserialize` reads for each struct and tuple struct (see
 //! `layout::field_counts_of`), and a struct written with another number of fields is
-//! refused. Known gaps: fields of enum *variants* are not counted yet, and a field skipped
-//! when serializing together with another skipped when deserializing cancel out; the
-//! checkpoint writer's verification does not catch those either.
+//! refused; so is a struct or tuple variant. Known gap: a field skipped when serializing
+//! and another skipped when deserializing in the same struct cancel out (the counts agree
+//! and the bytes decode); the checkpoint writer's verification does not catch that
+//! either.
 //!
 //! The wrapper also keeps the message of a `Serialize` impl's own error
 //! (`S::Error::custom("…")`), which postcard's error type drops.
@@ -41,7 +42,16 @@ thread_local! {
 /// How many fields the record type's `Deserialize` reads for the container `name`, when
 /// known.
 fn expected_fields(name: &'static str) -> Option<usize> {
-    EXPECTED.with(|e| e.borrow().as_ref().and_then(|m| m.get(name).copied()))
+    EXPECTED.with(|e| e.borrow().as_ref().and_then(|m| m.container(name)))
+}
+
+/// How many fields variant `index` (`variant`) of enum `name` reads, when known.
+fn expected_variant_fields(name: &'static str, index: u32, variant: &'static str) -> Option<usize> {
+    EXPECTED.with(|e| {
+        e.borrow()
+            .as_ref()
+            .and_then(|m| m.variant(name, index, variant))
+    })
 }
 
 /// Refuses a struct or tuple struct written with another number of fields than its
@@ -309,9 +319,13 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        let expect = expected_variant_fields(name, index, variant).map(|read| (variant, read));
         self.0
             .serialize_tuple_variant(name, index, variant, len)
-            .map(Compound::new)
+            .map(|inner| Compound {
+                expect,
+                ..Compound::new(inner)
+            })
             .map_err(StrictError::Inner)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
@@ -341,9 +355,13 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        let expect = expected_variant_fields(name, index, variant).map(|read| (variant, read));
         self.0
             .serialize_struct_variant(name, index, variant, len)
-            .map(Compound::new)
+            .map(|inner| Compound {
+                expect,
+                ..Compound::new(inner)
+            })
             .map_err(StrictError::Inner)
     }
     fn is_human_readable(&self) -> bool {
@@ -378,25 +396,32 @@ macro_rules! forward_values {
 forward_values!(
     SerializeSeq::serialize_element,
     SerializeTuple::serialize_element,
-    SerializeTupleVariant::serialize_field,
 );
 
-impl<C: ser::SerializeTupleStruct> ser::SerializeTupleStruct for Compound<C> {
-    type Ok = C::Ok;
-    type Error = StrictError<C::Error>;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-        self.written += 1;
-        self.inner
-            .serialize_field(&Nested(v))
-            .map_err(StrictError::Inner)
-    }
-    fn end(self) -> Result<C::Ok, Self::Error> {
-        if let Some((name, read)) = self.expect {
-            fields_differ(name, self.written, read)?;
+/// The positional compound serializers whose fields are counted: each field goes through
+/// [`Strict`], and the count is checked when it ends.
+macro_rules! counted_values {
+    ($($trait:ident),* $(,)?) => {$(
+        impl<C: ser::$trait> ser::$trait for Compound<C> {
+            type Ok = C::Ok;
+            type Error = StrictError<C::Error>;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
+                self.written += 1;
+                self.inner
+                    .serialize_field(&Nested(v))
+                    .map_err(StrictError::Inner)
+            }
+            fn end(self) -> Result<C::Ok, Self::Error> {
+                if let Some((name, read)) = self.expect {
+                    fields_differ(name, self.written, read)?;
+                }
+                self.inner.end().map_err(StrictError::Inner)
+            }
         }
-        self.inner.end().map_err(StrictError::Inner)
-    }
+    )*};
 }
+
+counted_values!(SerializeTupleStruct, SerializeTupleVariant);
 
 /// The named-field compound serializers: fields go through [`Strict`], a skipped field is
 /// refused.

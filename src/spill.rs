@@ -236,7 +236,7 @@ impl MemoryManager {
         Ok(SpillFileWriter {
             file: SpillFile {
                 path,
-                bytes: AtomicU64::new(0),
+                bytes: 0,
                 counters: self.counters.clone(),
                 _dir: dir,
             },
@@ -272,7 +272,8 @@ impl Drop for Reservation {
 /// A spill file; removed when the last map output reading it is dropped.
 pub(crate) struct SpillFile {
     path: PathBuf,
-    bytes: AtomicU64,
+    /// Its length, set when it is finished (before it is shared).
+    bytes: u64,
     counters: Arc<Counters>,
     /// Keeps the folder alive while the file is.
     _dir: Arc<tempfile::TempDir>,
@@ -283,7 +284,7 @@ impl Drop for SpillFile {
         let _ = std::fs::remove_file(&self.path);
         self.counters
             .on_disk
-            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::AcqRel);
+            .fetch_sub(self.bytes, Ordering::AcqRel);
         self.counters.files.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -307,7 +308,7 @@ impl SpillFileWriter {
         self.out
             .flush()
             .map_err(|e| Error::io("write", &self.file.path, e))?;
-        self.file.bytes.store(self.offset, Ordering::Relaxed);
+        self.file.bytes = self.offset;
         self.file
             .counters
             .on_disk
@@ -503,20 +504,9 @@ impl<T: Send + Sync + 'static> Evict for MapOutputData<T> {
         let mut a = Active::new(&kept.manager, Some(codec), kept.what.clone(), memory.len());
         let written = a
             .try_spill_run(memory.iter().map(|v| v.as_slice()))
-            .and_then(|()| match a.writer.take() {
-                Some(w) => w.finish(),
-                None => kept.manager.create_file(&a.what)?.finish(),
-            });
+            .and_then(|()| a.into_spilled());
         match written {
-            Ok(file) => {
-                let spilled = a
-                    .segments
-                    .into_iter()
-                    .map(|segments| Bucket::Spilled {
-                        file: file.clone(),
-                        segments,
-                    })
-                    .collect();
+            Ok(spilled) => {
                 *self.buckets.write() = spilled;
                 drop(kept);
                 true
@@ -672,19 +662,7 @@ impl<T: 'static> Spiller<T> {
         if let Some(e) = a.error.take() {
             return Err(e);
         }
-        let file = match a.writer.take() {
-            Some(w) => w.finish()?,
-            None => return Err(Error::Internal("spilled without a spill file".into())),
-        };
-        let buckets = a
-            .segments
-            .into_iter()
-            .map(|segments| Bucket::Spilled {
-                file: file.clone(),
-                segments,
-            })
-            .collect();
-        Ok(MapOutputData::new(buckets, None))
+        Ok(MapOutputData::new(a.into_spilled()?, None))
     }
 }
 
@@ -709,12 +687,9 @@ pub(crate) fn spill_block<T: 'static>(
     }
     let mut a = Active::new(manager, Some(codec), what, 1);
     a.try_spill_run(std::iter::once(data))?;
-    let file = match a.writer.take() {
-        Some(w) => w.finish()?,
-        None => manager.create_file(&a.what)?.finish()?,
-    };
-    let segments = a.segments.pop().unwrap_or_default();
-    Ok(Bucket::Spilled { file, segments })
+    a.into_spilled()?
+        .pop()
+        .ok_or_else(|| Error::Internal("a spilled block has no bucket".into()))
 }
 
 /// Reserves the budget for a cached block kept in memory (making room by writing the
@@ -812,6 +787,24 @@ impl<T: 'static> Active<T> {
             bytes += buf.len();
         }
         (n > 0).then(|| bytes as f64 / n as f64)
+    }
+
+    /// Closes the spill file (an empty one when nothing was written) and returns the
+    /// buckets as its segments.
+    fn into_spilled(mut self) -> Result<Vec<Bucket<T>>> {
+        let writer = match self.writer.take() {
+            Some(w) => w,
+            None => self.manager.create_file(&self.what)?,
+        };
+        let file = writer.finish()?;
+        Ok(self
+            .segments
+            .into_iter()
+            .map(|segments| Bucket::Spilled {
+                file: file.clone(),
+                segments,
+            })
+            .collect())
     }
 
     /// Appends one segment per non-empty bucket to the spill file.

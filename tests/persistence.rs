@@ -83,6 +83,14 @@ fn dropping_a_cached_rdd_frees_its_blocks() {
     assert!(!ctx.evict_block(id, 0), "the block went with the RDD");
 }
 
+/// A context whose spill files go under `dir`.
+fn spilling_to(dir: &std::path::Path) -> flintlock::Context {
+    flintlock::Context::builder()
+        .spill_dir(dir)
+        .build()
+        .unwrap()
+}
+
 /// Every file under the context's spill folders in `dir`.
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -98,10 +106,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_disk_only_rdd_is_computed_once_and_read_back_from_its_files() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = flintlock::Context::builder()
-        .spill_dir(dir.path())
-        .build()
-        .unwrap();
+    let ctx = spilling_to(dir.path());
     let calls = Counter::default();
     let rdd = ctx
         .range(0..1000, 4)
@@ -129,10 +134,7 @@ fn a_disk_only_rdd_is_computed_once_and_read_back_from_its_files() {
 #[test]
 fn memory_and_disk_keeps_what_fits_the_limit_in_memory_and_the_rest_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let roomy = flintlock::Context::builder()
-        .spill_dir(dir.path())
-        .build()
-        .unwrap();
+    let roomy = spilling_to(dir.path());
     let a = roomy
         .range(0..100_000, 4)
         .persist(StorageLevel::MemoryAndDisk);
@@ -188,10 +190,7 @@ fn a_disk_level_without_a_codec_fails_the_action_saying_what_to_register() {
 #[test]
 fn a_damaged_disk_block_is_recomputed_from_lineage() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = flintlock::Context::builder()
-        .spill_dir(dir.path())
-        .build()
-        .unwrap();
+    let ctx = spilling_to(dir.path());
     let calls = Counter::default();
     let rdd = ctx
         .range(0..2000, 2)

@@ -82,11 +82,31 @@ pub enum Error {
     /// A shuffle's spill file (see [`ContextBuilder::memory_limit`](crate::ContextBuilder::memory_limit))
     /// does not read back: damaged on disk or changed by another process. The shuffle's
     /// outputs are marked damaged, so the next action runs its map stage again.
-    #[error("damaged spill file {path}: {reason} (the shuffle runs again at the next action)")]
+    #[error(
+        "damaged spill file {path}: {reason} (what it held is computed again from the \
+         lineage: a shuffle's map stage at the next action, a disk block when it is next read)"
+    )]
     SpillDamaged {
         /// The spill file.
         path: PathBuf,
         /// What did not check.
+        reason: String,
+    },
+
+    /// Records that had to go to disk (a shuffle over `ContextBuilder::memory_limit`, or a
+    /// `StorageLevel::MemoryAndDisk` / `DiskOnly` block) cannot be written in the spill
+    /// format, or were written and do not read back: their serde form is not one postcard
+    /// reads back as the same value. The action fails; nothing is lost, since spills and
+    /// disk blocks are copies of what the lineage computes.
+    #[error(
+        "cannot spill elements of type `{type_name}` to disk: {reason}. Nothing was lost (a \
+         spill is a copy of what the lineage computes): give the type a serde form postcard \
+         reads back, or keep it in memory (no memory limit, StorageLevel::MemoryOnly)"
+    )]
+    UnspillableRecord {
+        /// `std::any::type_name` of the elements.
+        type_name: String,
+        /// What went wrong.
         reason: String,
     },
 
@@ -381,6 +401,10 @@ impl Error {
             },
             Error::SpillDamaged { path, reason } => Error::SpillDamaged {
                 path: path.clone(),
+                reason: reason.clone(),
+            },
+            Error::UnspillableRecord { type_name, reason } => Error::UnspillableRecord {
+                type_name: type_name.clone(),
                 reason: reason.clone(),
             },
             Error::NotCommitted { path } => Error::NotCommitted { path: path.clone() },

@@ -365,3 +365,99 @@ fn enum_variants_that_write_every_field_still_checkpoint() {
     assert_eq!(rdd.collect().unwrap(), data);
     assert!(rdd.is_checkpointed());
 }
+
+/// A field skipped when serializing and another skipped when deserializing: the counts
+/// agree and the bytes decode, so only the names tell (`b` is written where `a` is read).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Cancelling {
+    #[serde(skip_serializing, default)]
+    a: u32,
+    b: u32,
+    #[serde(skip_deserializing)]
+    c: u32,
+}
+
+/// The same pair of skips side by side, inside an enum's struct variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Shifted {
+    Pair {
+        keep: u32,
+        #[serde(skip_serializing, default)]
+        b: u32,
+        #[serde(skip_deserializing)]
+        c: u32,
+    },
+}
+
+/// One name for each direction: the names cannot tell it from a pair of skips.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SplitName {
+    #[serde(rename(serialize = "out", deserialize = "in"))]
+    x: u32,
+}
+
+#[test]
+fn a_field_skipped_each_way_in_one_struct_is_refused_by_name() {
+    assert_refused(vec![Cancelling { a: 0, b: 1, c: 2 }], "Cancelling");
+    assert_refused(
+        vec![Shifted::Pair {
+            keep: 1,
+            b: 0,
+            c: 3,
+        }],
+        "Shifted",
+    );
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(vec![Cancelling { a: 0, b: 1, c: 2 }], 1);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err().to_string();
+    assert!(
+        err.contains("field `b`") && err.contains("reads `a`"),
+        "{err}"
+    );
+    assert!(err.contains("skip_serializing"), "{err}");
+}
+
+#[test]
+fn a_field_renamed_differently_for_each_direction_is_refused() {
+    assert_refused(vec![SplitName { x: 4 }], "SplitName");
+}
+
+/// Renames that are the same both ways, aliases and skips on both sides change nothing
+/// postcard writes: they checkpoint and read back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "Renamed")]
+struct Harmless {
+    #[serde(rename = "first")]
+    a: u32,
+    #[serde(alias = "old_name")]
+    b: String,
+    #[serde(skip)]
+    c: u8,
+    d: Vec<u16>,
+}
+
+#[test]
+fn renames_aliases_and_two_way_skips_still_checkpoint() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![
+        Harmless {
+            a: 1,
+            b: "x".into(),
+            c: 0,
+            d: vec![1, 2],
+        },
+        Harmless {
+            a: 7,
+            b: String::new(),
+            c: 0,
+            d: vec![],
+        },
+    ];
+    let rdd = ctx.parallelize(data.clone(), 2);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}

@@ -268,7 +268,7 @@ fn a_type_postcard_cannot_read_back_is_refused_when_it_would_spill() {
     assert!(
         matches!(
             err,
-            Error::UnreadableRecord { .. } | Error::TaskFailed { .. }
+            Error::UnspillableRecord { .. } | Error::TaskFailed { .. }
         ),
         "{err:?}"
     );
@@ -412,7 +412,7 @@ fn a_type_that_does_not_read_back_is_unreadable_not_damage() {
         .partition_by(Partitioner::hash(2))
         .count()
         .unwrap_err();
-    assert!(matches!(err, Error::UnreadableRecord { .. }), "{err:?}");
+    assert!(matches!(err, Error::UnspillableRecord { .. }), "{err:?}");
 }
 
 #[test]
@@ -451,7 +451,7 @@ fn a_field_left_out_when_spilling_is_refused_not_misread() {
         .partition_by(Partitioner::hash(3))
         .collect()
         .unwrap_err();
-    assert!(matches!(err, Error::UnreadableRecord { .. }), "{err:?}");
+    assert!(matches!(err, Error::UnspillableRecord { .. }), "{err:?}");
     assert!(err.to_string().contains("TupleSkip"), "{err}");
 }
 

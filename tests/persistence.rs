@@ -3,7 +3,7 @@
 mod common;
 
 use common::{ctx, Counter};
-use flintlock::StorageLevel;
+use flintlock::{Error, StorageLevel};
 
 #[test]
 fn a_cached_rdd_is_computed_once_across_actions() {
@@ -185,6 +185,42 @@ fn a_disk_level_without_a_codec_fails_the_action_saying_what_to_register() {
     assert!(err.contains("Row"), "{err}");
     ctx.register_spillable::<Row>();
     assert_eq!(rdd.collect().unwrap()[9], Row { id: 9 });
+}
+
+#[test]
+fn a_disk_level_on_records_that_do_not_read_back_fails_the_action_saying_why() {
+    /// Written as a number or a string, read with `deserialize_any`: postcard cannot.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        N(u64),
+        S(String),
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = spilling_to(dir.path());
+    ctx.register_spillable::<Loose>();
+    let calls = Counter::default();
+    let rdd = ctx
+        .range(0..100, 2)
+        .map(calls.counting(Loose::N))
+        .persist(StorageLevel::DiskOnly);
+    for _ in 0..2 {
+        let err = rdd.count().unwrap_err();
+        assert!(matches!(err, Error::UnspillableRecord { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("Loose") && text.contains("Nothing was lost"),
+            "{text}"
+        );
+        assert!(!text.contains("checkpoint"), "not a checkpoint: {text}");
+        assert!(
+            files_under(dir.path()).is_empty(),
+            "a refused block leaves no file"
+        );
+    }
+    // Kept in memory instead, the same lineage runs.
+    rdd.unpersist();
+    assert_eq!(rdd.count().unwrap(), 100);
 }
 
 #[test]

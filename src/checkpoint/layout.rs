@@ -132,12 +132,34 @@ pub(crate) fn field_counts_of<T: DeserializeOwned + 'static>() -> Option<Arc<Fie
     traced::<T>().map(|t| t.1)
 }
 
+/// The fields a struct, tuple struct or variant's `Deserialize` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadFields {
+    /// How many.
+    pub(crate) count: usize,
+    /// Their names in the order they are read, for a struct or struct variant (the
+    /// `FIELDS` a derived impl passes; a traced type's names are exactly the fields read,
+    /// since a name the visitor never reads, such as an alias, leaves the trace
+    /// incomplete).
+    pub(crate) names: Option<&'static [&'static str]>,
+}
+
+impl ReadFields {
+    /// The fields of a struct or struct variant, read by these names in this order.
+    fn named(names: &'static [&'static str]) -> Self {
+        ReadFields {
+            count: names.len(),
+            names: Some(names),
+        }
+    }
+}
+
 /// Fields read per struct or tuple struct name, and per struct or tuple variant.
 #[derive(Debug, Default)]
 pub(crate) struct FieldCounts {
-    containers: HashMap<&'static str, usize>,
+    containers: HashMap<&'static str, ReadFields>,
     /// By enum name, then by variant: its index (`#3`) or its name, as the trace met it.
-    variants: HashMap<&'static str, HashMap<String, usize>>,
+    variants: HashMap<&'static str, HashMap<String, ReadFields>>,
 }
 
 impl FieldCounts {
@@ -147,12 +169,12 @@ impl FieldCounts {
     }
 
     /// The fields the struct or tuple struct `name` reads.
-    pub(crate) fn container(&self, name: &str) -> Option<usize> {
+    pub(crate) fn container(&self, name: &str) -> Option<ReadFields> {
         self.containers.get(name).copied()
     }
 
     /// The fields variant `index` (`variant`) of enum `name` reads.
-    pub(crate) fn variant(&self, name: &str, index: u32, variant: &str) -> Option<usize> {
+    pub(crate) fn variant(&self, name: &str, index: u32, variant: &str) -> Option<ReadFields> {
         let of_enum = self.variants.get(name)?;
         of_enum
             .get(variant)
@@ -304,7 +326,7 @@ fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Traced> {
     for name in probe.uneven.take() {
         containers.remove(name);
     }
-    let mut variants: HashMap<&'static str, HashMap<String, usize>> = HashMap::new();
+    let mut variants: HashMap<&'static str, HashMap<String, ReadFields>> = HashMap::new();
     for ((name, variant), n) in probe.variant_fields.take() {
         variants.entry(name).or_default().insert(variant, n);
     }
@@ -332,8 +354,8 @@ struct ProbeState {
     /// Two enums of one name declared different variants.
     conflict: Cell<bool>,
     /// The fields read for each struct and tuple struct, by name.
-    containers: RefCell<HashMap<&'static str, usize>>,
-    /// Container names met with different field counts.
+    containers: RefCell<HashMap<&'static str, ReadFields>>,
+    /// Container names met with different fields.
     uneven: RefCell<BTreeSet<&'static str>>,
     /// The enums being deserialized, innermost last.
     enums_open: RefCell<Vec<&'static str>>,
@@ -343,8 +365,8 @@ struct ProbeState {
     /// The variant just read (`#index` or its name).
     variant: RefCell<Option<String>>,
     /// The fields read for each struct and tuple variant, by (enum, variant).
-    variant_fields: RefCell<BTreeMap<(&'static str, String), usize>>,
-    /// Variants met with different field counts.
+    variant_fields: RefCell<BTreeMap<(&'static str, String), ReadFields>>,
+    /// Variants met with different fields.
     uneven_variants: RefCell<BTreeSet<(&'static str, String)>>,
 }
 
@@ -359,8 +381,8 @@ impl ProbeState {
         Ok(DepthGuard(&self.depth))
     }
 
-    /// Records the number of fields a struct or tuple struct reads.
-    fn saw_container(&self, name: &'static str, fields: usize) {
+    /// Records the fields a struct or tuple struct reads.
+    fn saw_container(&self, name: &'static str, fields: ReadFields) {
         let first = *self.containers.borrow_mut().entry(name).or_insert(fields);
         if first != fields {
             self.uneven.borrow_mut().insert(name);
@@ -375,8 +397,8 @@ impl ProbeState {
         }
     }
 
-    /// Records the number of fields the variant just read reads.
-    fn saw_variant_fields(&self, fields: usize) {
+    /// Records the fields the variant just read reads.
+    fn saw_variant_fields(&self, fields: ReadFields) {
         let Some(name) = self.enums_open.borrow().last().copied() else {
             return;
         };
@@ -486,7 +508,13 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         visitor: V,
     ) -> Result<V::Value, X::Error> {
         let _depth = self.state.enter()?;
-        self.state.saw_container(name, len);
+        self.state.saw_container(
+            name,
+            ReadFields {
+                count: len,
+                names: None,
+            },
+        );
         let visitor = self.wrap(visitor);
         self.inner.deserialize_tuple_struct(name, len, visitor)
     }
@@ -498,7 +526,7 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         visitor: V,
     ) -> Result<V::Value, X::Error> {
         let _depth = self.state.enter()?;
-        self.state.saw_container(name, fields.len());
+        self.state.saw_container(name, ReadFields::named(fields));
         let visitor = self.wrap(visitor);
         self.inner.deserialize_struct(name, fields, visitor)
     }
@@ -693,7 +721,10 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, X::Error> {
-        self.state.saw_variant_fields(len);
+        self.state.saw_variant_fields(ReadFields {
+            count: len,
+            names: None,
+        });
         let visitor = self.wrap(visitor);
         self.inner.tuple_variant(len, visitor)
     }
@@ -703,7 +734,7 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, X::Error> {
-        self.state.saw_variant_fields(fields.len());
+        self.state.saw_variant_fields(ReadFields::named(fields));
         let visitor = self.wrap(visitor);
         self.inner.struct_variant(fields, visitor)
     }

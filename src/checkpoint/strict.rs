@@ -11,10 +11,11 @@
 //! `skip_serializing_if` on a tuple struct) is caught by its count: the codec traces how
 //! many fields the type's `Deserialize` reads for each struct and tuple struct (see
 //! `layout::field_counts_of`), and a struct written with another number of fields is
-//! refused; so is a struct or tuple variant. Known gap: a field skipped when serializing
-//! and another skipped when deserializing in the same struct cancel out (the counts agree
-//! and the bytes decode); the checkpoint writer's verification does not catch that
-//! either.
+//! refused; so is a struct or tuple variant. The fields of a struct or struct variant are
+//! also checked by name, in order, against the names its `Deserialize` reads, so a field
+//! skipped when serializing and another skipped when deserializing cannot cancel out.
+//! Known gap: tuple structs and tuple variants have no names, so such a pair of skips in
+//! one of them is not caught (the counts agree and the bytes decode).
 //!
 //! The wrapper also keeps the message of a `Serialize` impl's own error
 //! (`S::Error::custom("…")`), which postcard's error type drops.
@@ -28,7 +29,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use super::layout::FieldCounts;
+use super::layout::{FieldCounts, ReadFields};
 
 use serde::ser::{self, Serialize, Serializer};
 
@@ -39,14 +40,17 @@ thread_local! {
     static EXPECTED: RefCell<Option<Arc<FieldCounts>>> = const { RefCell::new(None) };
 }
 
-/// How many fields the record type's `Deserialize` reads for the container `name`, when
-/// known.
-fn expected_fields(name: &'static str) -> Option<usize> {
+/// The fields the record type's `Deserialize` reads for the container `name`, when known.
+fn expected_fields(name: &'static str) -> Option<ReadFields> {
     EXPECTED.with(|e| e.borrow().as_ref().and_then(|m| m.container(name)))
 }
 
-/// How many fields variant `index` (`variant`) of enum `name` reads, when known.
-fn expected_variant_fields(name: &'static str, index: u32, variant: &'static str) -> Option<usize> {
+/// The fields variant `index` (`variant`) of enum `name` reads, when known.
+fn expected_variant_fields(
+    name: &'static str,
+    index: u32,
+    variant: &'static str,
+) -> Option<ReadFields> {
     EXPECTED.with(|e| {
         e.borrow()
             .as_ref()
@@ -67,6 +71,34 @@ fn fields_differ<E>(name: &'static str, written: usize, read: usize) -> Result<(
          when serializing (skip_serializing, or skip_serializing_if on a tuple struct) or \
          when deserializing (skip_deserializing); postcard writes no field names, so the \
          fields after it would be misread ({SKIP_ADVICE})"
+    )))
+}
+
+/// Refuses a named field written where its `Deserialize` reads another one (by position:
+/// postcard writes no names). A field skipped when serializing and another skipped when
+/// deserializing leave the count right and shift the fields between them; a field renamed
+/// differently for each direction is refused too, since its names alone cannot tell it
+/// from such a shift.
+fn name_differs<E>(
+    container: &'static str,
+    position: usize,
+    written: &'static str,
+    names: &'static [&'static str],
+) -> Result<(), StrictError<E>> {
+    let read = names.get(position).copied();
+    if read == Some(written) {
+        return Ok(());
+    }
+    let read = match read {
+        Some(read) => format!("reads `{read}` there"),
+        None => format!("reads only {} fields", names.len()),
+    };
+    Err(StrictError::Message(format!(
+        "`{container}` writes field `{written}` in position {position} but its Deserialize \
+         {read}: a field is skipped when serializing (skip_serializing) or when \
+         deserializing (skip_deserializing), or renamed differently for each direction \
+         (rename(serialize = .., deserialize = ..)); postcard writes no field names, so the \
+         field would be read back as another ({SKIP_ADVICE})"
     )))
 }
 
@@ -163,10 +195,10 @@ impl<T: Serialize + ?Sized> Serialize for Nested<'_, T> {
 /// The compound serializers (sequences, tuples, maps, structs, variants), wrapped.
 pub(crate) struct Compound<C> {
     inner: C,
-    /// For a struct whose `Deserialize` reads a known number of fields: its name and that
-    /// number, checked against the fields written when it ends (after any `skip_field`,
-    /// whose own error names the field).
-    expect: Option<(&'static str, usize)>,
+    /// For a container whose `Deserialize` reads known fields: its name and those fields.
+    /// Each named field is checked as it is written, the count when it ends (after any
+    /// `skip_field`, whose own error names the field).
+    expect: Option<(&'static str, ReadFields)>,
     written: usize,
 }
 
@@ -413,7 +445,7 @@ macro_rules! counted_values {
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
                 if let Some((name, read)) = self.expect {
-                    fields_differ(name, self.written, read)?;
+                    fields_differ(name, self.written, read.count)?;
                 }
                 self.inner.end().map_err(StrictError::Inner)
             }
@@ -435,6 +467,9 @@ macro_rules! forward_fields {
                 key: &'static str,
                 v: &T,
             ) -> Result<(), Self::Error> {
+                if let Some((name, ReadFields { names: Some(names), .. })) = self.expect {
+                    name_differs(name, self.written, key, names)?;
+                }
                 self.written += 1;
                 self.inner
                     .serialize_field(key, &Nested(v))
@@ -445,7 +480,7 @@ macro_rules! forward_fields {
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
                 if let Some((name, read)) = self.expect {
-                    fields_differ(name, self.written, read)?;
+                    fields_differ(name, self.written, read.count)?;
                 }
                 self.inner.end().map_err(StrictError::Inner)
             }

@@ -358,8 +358,10 @@ impl<T: Data> RddNode<T> {
                 .get::<T>(self.id, split, &self.ctx.inner.memory)
             {
                 Some(Ok(block)) => Some(block),
+                // Records that do not read back would fail the same way if stored again.
+                Some(Err(e @ Error::UnspillableRecord { .. })) => return Err(e),
                 Some(Err(e)) => {
-                    // A disk block that does not read back is a lost block: recomputed.
+                    // A damaged or missing disk block is a lost block: recomputed.
                     eprintln!(
                         "flintlock: rdd {} partition {split}: {e}; recomputing it",
                         self.id

@@ -37,7 +37,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::codec::{Codec, SerdeCodec};
+use crate::checkpoint::codec::{codec_for, Codec};
 use crate::checkpoint::format::{frame_header, FRAME_HEADER};
 use crate::error::{Error, Result};
 
@@ -115,7 +115,7 @@ impl MemoryManager {
     }
 
     fn register_one<T: Serialize + DeserializeOwned + Send + Sync + 'static>(&self) {
-        let codec: Arc<dyn Codec<T>> = SerdeCodec::<T>::new();
+        let codec: Arc<dyn Codec<T>> = codec_for::<T>();
         self.codecs.write().insert(
             TypeId::of::<T>(),
             Arc::new(codec) as Arc<dyn Any + Send + Sync>,

@@ -18,11 +18,45 @@ pub(crate) trait Codec<T>: Send + Sync {
     /// Appends `x`'s postcard encoding to `out`; refuses what would not read back as the
     /// same value (see `strict`). The error says why.
     fn encode(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String>;
-    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String>;
+    /// Appends the encodings of all of `xs` to `out`, as [`Codec::encode`] of each would.
+    /// On an error `out` may hold some of them.
+    fn encode_all(&self, xs: &[T], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        xs.iter().try_for_each(|x| self.encode(x, out))
+    }
+    /// The most bytes one record takes, when that is bounded (fixed-width records).
+    fn max_record_bytes(&self) -> Option<usize> {
+        None
+    }
+    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {
+        let mut out = Vec::with_capacity((records as usize).min(bytes.len()));
+        let mut rest = bytes;
+        self.decode_into(&mut rest, records as usize, &mut out)?;
+        if !rest.is_empty() {
+            return Err(format!(
+                "{} bytes left after the frame's {records} records",
+                rest.len()
+            ));
+        }
+        Ok(out)
+    }
+    /// Decodes `n` records from the front of `bytes`, appends them to `out` and advances
+    /// `bytes` past them. The error names the first record (counted from this call) that
+    /// does not decode.
+    fn decode_into(
+        &self,
+        bytes: &mut &[u8],
+        n: usize,
+        out: &mut Vec<T>,
+    ) -> std::result::Result<(), String>;
     /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
     /// `i` ends), as the writer's check that everything it commits reads back. Returns the
     /// index of the first record that does not, and why.
     fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)>;
+    /// Whether every value encodes to bytes that read back as the same value, so that the
+    /// writer has nothing to verify (the fixed-width codec of primitive types).
+    fn exact(&self) -> bool {
+        false
+    }
     fn type_name(&self) -> &'static str;
     /// The element type's structural layout, when it can be traced.
     fn layout(&self) -> Option<layout::Layout>;
@@ -34,20 +68,22 @@ const SERDE_ADVICE: &str = "postcard is not self-describing: serde attributes th
     deserialize_any types such as serde_json::Value do not read back; give the element type \
     a plain serde form";
 
-pub(crate) struct SerdeCodec<T> {
+struct SerdeCodec<T> {
     /// The fields `T`'s `Deserialize` reads per struct (traced at the first record; `None`
     /// when `T` has no struct whose count is known, or cannot be traced).
     fields: OnceLock<Option<Arc<FieldCounts>>>,
     _type: PhantomData<fn() -> T>,
 }
 
-impl<T> SerdeCodec<T> {
-    pub(crate) fn new() -> Arc<Self> {
+/// The codec of `T`: the fixed-width codec for primitive types and pairs of them
+/// (postcard's bytes without serde, see `fixed`), postcard through serde otherwise.
+pub(crate) fn codec_for<T: Serialize + DeserializeOwned + 'static>() -> Arc<dyn Codec<T>> {
+    super::fixed::fixed_codec::<T>().unwrap_or_else(|| {
         Arc::new(SerdeCodec {
             fields: OnceLock::new(),
             _type: PhantomData,
         })
-    }
+    })
 }
 
 impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
@@ -58,11 +94,14 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
         strict::encode(x, AppendTo(out), fields.as_ref())
     }
 
-    fn decode_frame(&self, bytes: &[u8], records: u32) -> std::result::Result<Vec<T>, String> {
-        let mut out = Vec::with_capacity((records as usize).min(bytes.len()));
-        let mut rest = bytes;
-        for i in 0..records {
-            let (x, r) = postcard::take_from_bytes::<T>(rest).map_err(|e| {
+    fn decode_into(
+        &self,
+        bytes: &mut &[u8],
+        n: usize,
+        out: &mut Vec<T>,
+    ) -> std::result::Result<(), String> {
+        for i in 0..n {
+            let (x, r) = postcard::take_from_bytes::<T>(bytes).map_err(|e| {
                 format!(
                     "record {i} of the frame does not decode as `{}`: {e} (damaged, or \
                          holding values this type's Deserialize rejects)",
@@ -70,15 +109,9 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
                 )
             })?;
             out.push(x);
-            rest = r;
+            *bytes = r;
         }
-        if !rest.is_empty() {
-            return Err(format!(
-                "{} bytes left after the frame's {records} records",
-                rest.len()
-            ));
-        }
-        Ok(out)
+        Ok(())
     }
 
     fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {

@@ -23,6 +23,7 @@
 pub mod admin;
 mod app_dir;
 pub(crate) mod codec;
+mod fixed;
 pub mod format;
 mod layout;
 mod live;
@@ -63,7 +64,7 @@ pub(crate) use app_dir::{
     clean_app_folder, is_app_folder, is_attempt_name, remove_checkpoint, resolve_root, visit,
     AppDir, Visit,
 };
-pub(crate) use codec::{Codec, SerdeCodec};
+pub(crate) use codec::{codec_for, Codec};
 pub(crate) use live::delete_when_unread;
 pub(crate) use reliable::open_checkpoint;
 pub(crate) use storage::create_parents;

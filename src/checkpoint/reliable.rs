@@ -15,7 +15,7 @@ use super::{AppDir, CheckpointCell, Codec, Storage};
 use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::{Error, Result};
-use crate::rdd::iter::{Batcher, PartitionIterator, Sealed};
+use crate::rdd::iter::{PartitionIterator, Sealed, BATCH};
 use crate::rdd::node::{
     BoxedPartitionIter, CallSite, Compute, PlacementGate, PlacementScan, RddNode, RecordCheck,
 };
@@ -147,6 +147,52 @@ impl<T: Data> PartReader<T> {
 }
 
 impl<T: Data> PartReader<T> {
+    /// Decodes the next frame into `batch`, handing each full batch to `sink`; `Ok(false)`
+    /// at the verified end.
+    fn decode_next_frame(
+        &mut self,
+        batch: &mut Vec<T>,
+        sink: &mut dyn FnMut(&mut Vec<T>),
+    ) -> Result<bool> {
+        let Some(frames) = self.frames.as_mut() else {
+            return Ok(false);
+        };
+        let Some(records) = frames.next_frame()? else {
+            return self.refill();
+        };
+        let mut rest = frames.payload();
+        let mut left = records as usize;
+        let decoded = loop {
+            let n = (BATCH - batch.len()).min(left);
+            if let Err(m) = self.files.codec.decode_into(&mut rest, n, batch) {
+                break Err(m);
+            }
+            left -= n;
+            if batch.len() == BATCH {
+                sink(batch);
+                batch.clear();
+            }
+            if left == 0 {
+                break match rest.len() {
+                    0 => Ok(()),
+                    extra => Err(format!(
+                        "{extra} bytes left after the frame's {records} records"
+                    )),
+                };
+            }
+        };
+        decoded.map(|()| true).map_err(|m| {
+            Error::corrupt(
+                &self.path,
+                format!(
+                    "partition {}: frame at offset {}: {m}",
+                    self.split,
+                    frames.frame_offset()
+                ),
+            )
+        })
+    }
+
     /// Decodes the next frame into the buffer: false at the end or after an error (then
     /// recorded in the task).
     fn refill_or_fail(&mut self) -> bool {
@@ -164,15 +210,33 @@ impl<T: Data> PartReader<T> {
 impl<T: Data> Sealed for PartReader<T> {}
 
 impl<T: Data> PartitionIterator<T> for PartReader<T> {
+    /// Decodes each frame straight into the batches it hands on (no frame-sized vector of
+    /// records in between). A frame's checksum is verified before any of its records is
+    /// decoded; a record that does not decode fails the task.
     fn drain_batches(mut self: Box<Self>, sink: &mut dyn FnMut(&mut Vec<T>)) {
-        let mut out = Batcher::new(sink);
-        loop {
-            self.buffer.by_ref().for_each(|x| out.push(x));
-            if !self.refill_or_fail() {
-                break;
+        let mut batch = Vec::with_capacity(BATCH);
+        // What a partial pull left decoded.
+        for x in std::mem::take(&mut self.buffer) {
+            batch.push(x);
+            if batch.len() == BATCH {
+                sink(&mut batch);
+                batch.clear();
             }
         }
-        out.finish();
+        loop {
+            match self.decode_next_frame(&mut batch, sink) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    self.frames = None;
+                    self.tc.fail(e);
+                    return;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            sink(&mut batch);
+        }
     }
 }
 

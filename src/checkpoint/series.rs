@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::format::{ManifestBody, SeriesEntry, MANIFEST};
-use super::{live, AppDir, SerdeCodec, Storage};
+use super::{codec_for, live, AppDir, Storage};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::listener::Event;
@@ -54,7 +54,7 @@ pub(crate) fn mark_into<T: Data + Serialize + DeserializeOwned>(
         dest: Some(dest),
     });
     rdd.node.mark_reliable(
-        SerdeCodec::<T>::new(),
+        codec_for::<T>(),
         Some(tag),
         crate::rdd::site("streaming state"),
     )
@@ -187,7 +187,7 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
             dest: None,
         });
         rdd.node.mark_reliable(
-            SerdeCodec::<T>::new(),
+            codec_for::<T>(),
             Some(tag),
             crate::rdd::site("checkpointer.update"),
         )?;

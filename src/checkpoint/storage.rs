@@ -467,7 +467,7 @@ impl ObjectWriter for Faulty<Box<dyn ObjectWriter>> {
 }
 
 /// The default storage: `s3://bucket/...` paths go to an
-/// [`S3Storage`](crate::checkpoint::S3Storage) of that bucket (configured from the `AWS_*`
+/// `S3Storage` of that bucket (configured from the `AWS_*`
 /// environment, opened on first use; feature `s3`), every other path to [`LocalFs`]. So
 /// `checkpoint_dir("s3://bucket/prefix")` and `open_checkpoint("s3://...")` work with a
 /// default context, beside local folders.

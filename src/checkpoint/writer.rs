@@ -223,7 +223,7 @@ impl<T: Data> WriteSession<T> {
             payload: Vec::with_capacity(FRAME_TARGET + 1024),
             out: Vec::with_capacity(FRAME_TARGET + 1024),
             ends: Vec::new(),
-            verify: self.app.verify,
+            verify: self.app.verify && !self.codec.exact(),
             frame_limit: self.app.frame_limit as usize,
             frame_records: 0,
             records: 0,
@@ -520,6 +520,37 @@ impl<T: Data> PartWriter<T> {
         }
     }
 
+    /// Encodes a batch of records. Records of a bounded size (the fixed-width codec, which
+    /// needs no verification) are encoded a frame's worth at a time in one call; others one
+    /// by one ([`PartWriter::push`]).
+    fn push_all(&mut self, xs: &[T]) -> Result<()> {
+        let limit = FRAME_TARGET.min(self.frame_limit);
+        let max = match self.session.codec.max_record_bytes() {
+            Some(max) if !self.verify && max <= limit => max,
+            _ => return xs.iter().try_for_each(|x| self.push(x)),
+        };
+        let mut rest = xs;
+        while !rest.is_empty() {
+            let room = limit.saturating_sub(self.payload.len()) / max;
+            if room == 0 {
+                self.flush_frame()?;
+                continue;
+            }
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            if let Err(e) = self.session.codec.encode_all(now, &mut self.payload) {
+                return Err(self.unreadable(self.records, format!("it does not encode: {e}")));
+            }
+            // At most `limit` / `max` records, so far below u32::MAX.
+            self.frame_records += now.len() as u32;
+            self.records += now.len() as u64;
+            rest = later;
+        }
+        if self.payload.len() + max > limit {
+            self.flush_frame()?;
+        }
+        Ok(())
+    }
+
     fn push(&mut self, x: &T) -> Result<()> {
         let start = self.payload.len();
         if let Err(e) = self.session.codec.encode(x, &mut self.payload) {
@@ -533,8 +564,13 @@ impl<T: Data> PartWriter<T> {
                 self.records,
                 format!(
                     "it encodes to {len} bytes, more than a checkpoint frame may hold ({} \
-                     bytes, the reader's limit); split such records into smaller ones",
-                    self.frame_limit
+                     bytes: {}); split such records into smaller ones",
+                    self.frame_limit,
+                    if self.frame_limit < MAX_FRAME_BYTES as usize {
+                        "the limit set with ContextBuilder::checkpoint_frame_limit"
+                    } else {
+                        "the most any reader accepts"
+                    }
                 ),
             ));
         }
@@ -724,13 +760,12 @@ impl<T: Data> Tee<T> {
             }
         }
         self.batch = (self.batch * 2).min(TEE_BATCH);
-        for x in &self.ready {
-            if let Err(e) = writer.push(x) {
-                self.tc.fail(e);
-                self.writer = None;
-                self.ready.clear();
-                return;
-            }
+        let (a, b) = self.ready.as_slices();
+        if let Err(e) = writer.push_all(a).and_then(|()| writer.push_all(b)) {
+            self.tc.fail(e);
+            self.writer = None;
+            self.ready.clear();
+            return;
         }
         if exhausted {
             // Only a partition that was computed without error is committed.
@@ -775,7 +810,7 @@ impl<T: Data> PartitionIterator<T> for Tee<T> {
                 b.clear();
                 return;
             }
-            if let Err(e) = b.iter().try_for_each(|x| writer.push(x)) {
+            if let Err(e) = writer.push_all(b) {
                 tc.fail(e);
                 failed = true;
                 b.clear();

@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::block_store::StorageLevel;
-use crate::checkpoint::{CheckpointState, SerdeCodec};
+use crate::checkpoint::{codec_for, CheckpointState};
 use crate::context::Context;
 use crate::dependency::Dependency;
 use crate::error::Result;
@@ -815,7 +815,7 @@ impl<T: Data> Rdd<T> {
         T: Serialize + DeserializeOwned,
     {
         self.node
-            .mark_reliable(SerdeCodec::<T>::new(), None, site("checkpoint"))
+            .mark_reliable(codec_for::<T>(), None, site("checkpoint"))
     }
 
     /// Marks the RDD for a local checkpoint: at the next action its partitions are cached

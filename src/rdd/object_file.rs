@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::{create_parents, AppDir, SerdeCodec, WriteSession};
+use crate::checkpoint::{codec_for, create_parents, AppDir, WriteSession};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::Data;
@@ -59,7 +59,7 @@ impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
         let parents = create_parents(storage, "save_as_object_file", &path)?;
         let parent = path.parent().expect("create_parents checked it");
         let app = Arc::new(AppDir::output_parent(parent, config));
-        let session = match WriteSession::begin_at(&self.node, app, SerdeCodec::<T>::new(), &path) {
+        let session = match WriteSession::begin_at(&self.node, app, codec_for::<T>(), &path) {
             Ok(s) => s,
             Err(e) => {
                 parents.remove(storage);
@@ -104,7 +104,7 @@ impl Context {
         crate::checkpoint::open_checkpoint(
             self,
             &path,
-            SerdeCodec::<T>::new(),
+            codec_for::<T>(),
             site("object_file"),
             false,
         )

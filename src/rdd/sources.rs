@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::SerdeCodec;
+use crate::checkpoint::codec_for;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::Data;
@@ -271,7 +271,7 @@ impl Context {
         crate::checkpoint::open_checkpoint(
             self,
             path.as_ref(),
-            SerdeCodec::<T>::new(),
+            codec_for::<T>(),
             site("open_checkpoint"),
             true,
         )

@@ -1,0 +1,494 @@
+//! A codec of its own for records of plain fixed-width types: the primitive integers,
+//! floats and `bool`, and pairs of them (`(u64, f64)`, `(u32, u32)`, `(u64, ())`, ...).
+//!
+//! It writes and reads **exactly postcard's bytes** (varints for integers wider than a
+//! byte, zigzag for signed ones, little-endian floats), so the file format does not change
+//! and either codec reads what the other wrote; the tests compare both on random values and
+//! on random bytes. What it saves is the serde machinery per record: the strict wrapper
+//! (these types have no fields to skip), the thread-local bookkeeping, and the writer's
+//! verification (every value of these types reads back as itself, so there is nothing to
+//! verify: [`Codec::exact`]). The types are recognised by `TypeId`, so no user type takes
+//! this path: a user type's serde impls are the user's, and are checked.
+
+use std::any::{Any, TypeId};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::codec::Codec;
+use super::layout;
+
+/// A value with a fixed postcard form that flintlock encodes and decodes itself.
+pub(crate) trait Fixed: Sized + Send + Sync + 'static {
+    /// The most bytes a value takes.
+    const MAX: usize;
+    /// Writes the value's postcard bytes at the front of `buf` (at least [`Self::MAX`]
+    /// bytes long) and returns how many it wrote.
+    fn write(&self, buf: &mut [u8]) -> usize;
+    /// Appends the value's postcard bytes.
+    #[inline(always)]
+    fn put(&self, out: &mut Vec<u8>) {
+        let len = out.len();
+        out.resize(len + Self::MAX, 0);
+        let n = self.write(&mut out[len..]);
+        out.truncate(len + n);
+    }
+    /// Reads a value from the front of `bytes`, as postcard would, and advances past it.
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str>;
+}
+
+const EOF: &str = "the bytes end inside a value";
+const BAD_VARINT: &str = "an integer's varint is malformed";
+
+/// Writes `n` as a LEB128 varint (postcard's form of integers wider than a byte) at the
+/// front of `buf`, which has room for the longest (10 bytes), and returns its length.
+#[inline(always)]
+fn write_varint(mut n: u64, buf: &mut [u8]) -> usize {
+    let buf: &mut [u8; 10] = (&mut buf[..10]).try_into().expect("room for a varint");
+    let mut i = 0;
+    while n >= 0x80 {
+        buf[i] = (n as u8) | 0x80;
+        n >>= 7;
+        i += 1;
+    }
+    buf[i] = n as u8;
+    i + 1
+}
+
+/// Reads a varint of at most `max` bytes whose last byte is at most `last`, accepting and
+/// refusing exactly what postcard does (postcard accepts overlong forms such as
+/// `[0x80, 0x00]`, and refuses a last byte that would overflow the type).
+///
+/// When eight bytes are at hand and the varint ends within them (every value below 2^56),
+/// it is read as one word: the first byte without its continuation bit is found with
+/// `trailing_zeros`, and the 7-bit groups are gathered with shifts and masks, without a
+/// branch per byte. Anything else (a longer varint, the end of the bytes, a last byte
+/// postcard refuses) takes the byte-by-byte path, which decides exactly as postcard does.
+#[inline(always)]
+fn take_varint(bytes: &mut &[u8], max: usize, last: u8) -> Result<u64, &'static str> {
+    if let Some(word) = bytes.first_chunk::<8>() {
+        let word = u64::from_le_bytes(*word);
+        let stops = !word & 0x8080_8080_8080_8080;
+        if stops != 0 {
+            let len = (stops.trailing_zeros() / 8 + 1) as usize;
+            if len < max || (len == max && (word >> ((len - 1) * 8)) as u8 <= last) {
+                let x = word & (u64::MAX >> (64 - 8 * len));
+                let v = (x & 0x7F)
+                    | ((x >> 1) & (0x7F << 7))
+                    | ((x >> 2) & (0x7F << 14))
+                    | ((x >> 3) & (0x7F << 21))
+                    | ((x >> 4) & (0x7F << 28))
+                    | ((x >> 5) & (0x7F << 35))
+                    | ((x >> 6) & (0x7F << 42))
+                    | ((x >> 7) & (0x7F << 49));
+                *bytes = &bytes[len..];
+                return Ok(v);
+            }
+        }
+    }
+    take_varint_bytewise(bytes, max, last)
+}
+
+/// [`take_varint`] one byte at a time: postcard's own loop.
+#[inline(never)]
+fn take_varint_bytewise(bytes: &mut &[u8], max: usize, last: u8) -> Result<u64, &'static str> {
+    let mut out = 0u64;
+    for i in 0..max {
+        let (&val, rest) = bytes.split_first().ok_or(EOF)?;
+        *bytes = rest;
+        out |= u64::from(val & 0x7F) << (7 * i);
+        if val & 0x80 == 0 {
+            if i == max - 1 && val > last {
+                return Err(BAD_VARINT);
+            }
+            return Ok(out);
+        }
+    }
+    Err(BAD_VARINT)
+}
+
+/// The largest last byte of a varint of a `bits`-bit integer (postcard's rule).
+const fn last_byte(bits: u32) -> u8 {
+    (1u8 << (bits % 7)) - 1
+}
+
+/// The most bytes of a varint of a `bits`-bit integer.
+const fn varint_bytes(bits: u32) -> usize {
+    bits.div_ceil(7) as usize
+}
+
+#[inline(always)]
+fn take_array<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], &'static str> {
+    let (head, rest) = bytes.split_first_chunk::<N>().ok_or(EOF)?;
+    *bytes = rest;
+    Ok(*head)
+}
+
+macro_rules! fixed_unsigned {
+    ($($t:ty),*) => {$(
+        impl Fixed for $t {
+            const MAX: usize = 10;
+            #[inline(always)]
+            fn write(&self, buf: &mut [u8]) -> usize {
+                write_varint(*self as u64, buf)
+            }
+            #[inline(always)]
+            fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+                let bits = <$t>::BITS;
+                take_varint(bytes, varint_bytes(bits), last_byte(bits)).map(|v| v as $t)
+            }
+        }
+    )*};
+}
+
+macro_rules! fixed_signed {
+    ($($t:ty => $u:ty),*) => {$(
+        impl Fixed for $t {
+            const MAX: usize = 10;
+            #[inline(always)]
+            fn write(&self, buf: &mut [u8]) -> usize {
+                // Zigzag, in the type's own width (as postcard does).
+                let z = ((*self << 1) ^ (*self >> (<$t>::BITS - 1))) as $u;
+                write_varint(z as u64, buf)
+            }
+            #[inline(always)]
+            fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+                let bits = <$u>::BITS;
+                let z = take_varint(bytes, varint_bytes(bits), last_byte(bits))? as $u;
+                Ok(((z >> 1) as $t) ^ (-((z & 1) as $t)))
+            }
+        }
+    )*};
+}
+
+fixed_unsigned!(u16, u32, u64);
+fixed_signed!(i16 => u16, i32 => u32, i64 => u64);
+
+impl Fixed for u8 {
+    const MAX: usize = 1;
+    #[inline(always)]
+    fn write(&self, buf: &mut [u8]) -> usize {
+        buf[0] = *self;
+        1
+    }
+    #[inline(always)]
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+        take_array::<1>(bytes).map(|[b]| b)
+    }
+}
+
+impl Fixed for i8 {
+    const MAX: usize = 1;
+    #[inline(always)]
+    fn write(&self, buf: &mut [u8]) -> usize {
+        buf[0] = *self as u8;
+        1
+    }
+    #[inline(always)]
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+        take_array::<1>(bytes).map(|[b]| b as i8)
+    }
+}
+
+impl Fixed for bool {
+    const MAX: usize = 1;
+    #[inline(always)]
+    fn write(&self, buf: &mut [u8]) -> usize {
+        buf[0] = u8::from(*self);
+        1
+    }
+    #[inline(always)]
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+        match take_array::<1>(bytes)? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err("a bool is neither 0 nor 1"),
+        }
+    }
+}
+
+impl Fixed for f32 {
+    const MAX: usize = 4;
+    #[inline(always)]
+    fn write(&self, buf: &mut [u8]) -> usize {
+        buf[..4].copy_from_slice(&self.to_le_bytes());
+        4
+    }
+    #[inline(always)]
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+        take_array::<4>(bytes).map(f32::from_le_bytes)
+    }
+}
+
+impl Fixed for f64 {
+    const MAX: usize = 8;
+    #[inline(always)]
+    fn write(&self, buf: &mut [u8]) -> usize {
+        buf[..8].copy_from_slice(&self.to_le_bytes());
+        8
+    }
+    #[inline(always)]
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+        take_array::<8>(bytes).map(f64::from_le_bytes)
+    }
+}
+
+impl Fixed for () {
+    const MAX: usize = 0;
+    #[inline(always)]
+    fn write(&self, _: &mut [u8]) -> usize {
+        0
+    }
+    #[inline(always)]
+    fn take(_: &mut &[u8]) -> Result<Self, &'static str> {
+        Ok(())
+    }
+}
+
+impl<A: Fixed, B: Fixed> Fixed for (A, B) {
+    const MAX: usize = A::MAX + B::MAX;
+    #[inline(always)]
+    fn write(&self, buf: &mut [u8]) -> usize {
+        let n = self.0.write(buf);
+        n + self.1.write(&mut buf[n..])
+    }
+    #[inline(always)]
+    fn take(bytes: &mut &[u8]) -> Result<Self, &'static str> {
+        let a = A::take(bytes)?;
+        Ok((a, B::take(bytes)?))
+    }
+}
+
+/// The codec of a [`Fixed`] type: postcard's bytes without serde.
+pub(crate) struct FixedCodec<T>(PhantomData<fn() -> T>);
+
+impl<T: Fixed + Serialize + DeserializeOwned> Codec<T> for FixedCodec<T> {
+    #[inline]
+    fn encode(&self, x: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        x.put(out);
+        Ok(())
+    }
+
+    /// One pass over the records into a buffer sized for the longest encodings.
+    fn encode_all(&self, xs: &[T], out: &mut Vec<u8>) -> Result<(), String> {
+        let start = out.len();
+        out.resize(start + xs.len() * T::MAX, 0);
+        let mut at = start;
+        for x in xs {
+            at += x.write(&mut out[at..]);
+        }
+        out.truncate(at);
+        Ok(())
+    }
+
+    fn max_record_bytes(&self) -> Option<usize> {
+        Some(T::MAX)
+    }
+
+    fn decode_into(&self, bytes: &mut &[u8], n: usize, out: &mut Vec<T>) -> Result<(), String> {
+        out.reserve(n);
+        for i in 0..n {
+            let x = T::take(bytes).map_err(|e| {
+                format!(
+                    "record {i} of the frame does not decode as `{}`: {e}",
+                    std::any::type_name::<T>()
+                )
+            })?;
+            out.push(x);
+        }
+        Ok(())
+    }
+
+    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> Result<(), (usize, String)> {
+        let mut start = 0usize;
+        for (i, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            let mut own = &bytes[start..end];
+            T::take(&mut own).map_err(|e| (i, format!("its bytes do not read back: {e}")))?;
+            if !own.is_empty() {
+                return Err((i, format!("{} of its bytes are left over", own.len())));
+            }
+            start = end;
+        }
+        if start != bytes.len() {
+            return Err((
+                ends.len(),
+                format!("{} bytes follow the frame's records", bytes.len() - start),
+            ));
+        }
+        Ok(())
+    }
+
+    fn exact(&self) -> bool {
+        true
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn layout(&self) -> Option<layout::Layout> {
+        layout::Layout::of::<T>()
+    }
+}
+
+/// `X`'s fixed codec as the codec of `T`, when `T` is `X`.
+fn as_codec<X, T: 'static>() -> Option<Arc<dyn Codec<T>>>
+where
+    X: Fixed + Serialize + DeserializeOwned,
+{
+    if TypeId::of::<X>() != TypeId::of::<T>() {
+        return None;
+    }
+    let codec: Arc<dyn Codec<X>> = Arc::new(FixedCodec::<X>(PhantomData));
+    let any: Box<dyn Any> = Box::new(codec);
+    any.downcast::<Arc<dyn Codec<T>>>().ok().map(|b| *b)
+}
+
+/// `(A, B)`'s fixed codec as `T`'s, for each `B` flintlock knows, when `T` is such a pair.
+fn pair_with<A, T: 'static>() -> Option<Arc<dyn Codec<T>>>
+where
+    A: Fixed + Serialize + DeserializeOwned,
+{
+    as_codec::<(A, u64), T>()
+        .or_else(as_codec::<(A, f64), T>)
+        .or_else(as_codec::<(A, u32), T>)
+        .or_else(as_codec::<(A, i64), T>)
+        .or_else(as_codec::<(A, i32), T>)
+        .or_else(as_codec::<(A, f32), T>)
+        .or_else(as_codec::<(A, bool), T>)
+        .or_else(as_codec::<(A, u8), T>)
+        .or_else(as_codec::<(A, ()), T>)
+}
+
+/// The fixed codec of `T`, when `T` is a primitive integer (up to 64 bits), float or
+/// `bool`, or a pair of `u64`, `i64`, `u32`, `i32`, `u8`, `f64`, `f32` or `bool` with one
+/// of those or `()`.
+pub(crate) fn fixed_codec<T: 'static>() -> Option<Arc<dyn Codec<T>>> {
+    as_codec::<u64, T>()
+        .or_else(as_codec::<i64, T>)
+        .or_else(as_codec::<u32, T>)
+        .or_else(as_codec::<i32, T>)
+        .or_else(as_codec::<u16, T>)
+        .or_else(as_codec::<i16, T>)
+        .or_else(as_codec::<u8, T>)
+        .or_else(as_codec::<i8, T>)
+        .or_else(as_codec::<f64, T>)
+        .or_else(as_codec::<f32, T>)
+        .or_else(as_codec::<bool, T>)
+        .or_else(pair_with::<u64, T>)
+        .or_else(pair_with::<i64, T>)
+        .or_else(pair_with::<u32, T>)
+        .or_else(pair_with::<i32, T>)
+        .or_else(pair_with::<u8, T>)
+        .or_else(pair_with::<f64, T>)
+        .or_else(pair_with::<f32, T>)
+        .or_else(pair_with::<bool, T>)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Postcard's bytes and the fixed codec's agree, both ways, for `T`.
+    fn same_as_postcard<T>(x: &T, noise: &[u8])
+    where
+        T: Fixed + Serialize + DeserializeOwned + std::fmt::Debug,
+    {
+        let mut mine = Vec::new();
+        x.put(&mut mine);
+        assert_eq!(mine, postcard::to_allocvec(x).unwrap(), "{x:?}");
+        let mut rest = &mine[..];
+        let back = T::take(&mut rest).unwrap();
+        assert_eq!(postcard::to_allocvec(&back).unwrap(), mine, "{x:?}");
+        assert!(rest.is_empty());
+        // Any bytes: both accept the same prefix as the same value, or both refuse.
+        let mut rest = noise;
+        let theirs = postcard::take_from_bytes::<T>(noise);
+        match (T::take(&mut rest), theirs) {
+            (Ok(a), Ok((b, left))) => {
+                // Compared by their bytes: a NaN is not equal to itself.
+                let (a, b) = (postcard::to_allocvec(&a), postcard::to_allocvec(&b));
+                assert_eq!(a.unwrap(), b.unwrap(), "{noise:?}");
+                assert_eq!(rest, left, "{noise:?}");
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("{noise:?}: fixed {a:?}, postcard {b:?}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_bytes_are_postcards_own(
+            a: u64, b: i64, c: u32, d: i32, e: u16, f: i16, g: u8, h: i8,
+            x: f64, y: f32, t: bool,
+            noise in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            same_as_postcard(&a, &noise);
+            same_as_postcard(&b, &noise);
+            same_as_postcard(&c, &noise);
+            same_as_postcard(&d, &noise);
+            same_as_postcard(&e, &noise);
+            same_as_postcard(&f, &noise);
+            same_as_postcard(&g, &noise);
+            same_as_postcard(&h, &noise);
+            same_as_postcard(&t, &noise);
+            same_as_postcard(&x, &noise);
+            same_as_postcard(&y, &noise);
+            same_as_postcard(&(a, x), &noise);
+            same_as_postcard(&(d, y), &noise);
+            same_as_postcard(&(b, c), &noise);
+            same_as_postcard(&(t, ()), &noise);
+            same_as_postcard(&(g, h), &noise);
+            // Values of every varint length, not only the long ones most random values take.
+            same_as_postcard(&(a >> (c % 64)), &noise);
+            same_as_postcard(&(b >> (c % 64)), &noise);
+            same_as_postcard(&((c >> (a % 32)), x), &noise);
+            same_as_postcard(&(e >> (a % 16)), &noise);
+        }
+    }
+
+    #[test]
+    fn edge_values_and_overlong_varints_match_postcard() {
+        for v in [0u64, 1, 127, 128, 16383, 16384, u64::MAX - 1, u64::MAX] {
+            same_as_postcard(&v, &[]);
+        }
+        for v in [i64::MIN, -1, 0, 1, i64::MAX] {
+            same_as_postcard(&v, &[]);
+        }
+        for v in [i16::MIN, -1, 0, i16::MAX] {
+            same_as_postcard(&v, &[]);
+        }
+        let odd: [&[u8]; 6] = [
+            &[0x80, 0x00],
+            &[0xff; 11],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            &[0xff, 0xff, 0x03],
+            &[0xff, 0xff, 0x04],
+        ];
+        for noise in odd {
+            same_as_postcard(&0u64, noise);
+            same_as_postcard(&0u16, noise);
+            same_as_postcard(&0i16, noise);
+            same_as_postcard(&0u32, noise);
+            same_as_postcard(&(0u32, 0u8), noise);
+        }
+    }
+
+    #[test]
+    fn only_the_known_types_take_the_fixed_codec() {
+        assert!(fixed_codec::<(u64, f64)>().is_some());
+        assert!(fixed_codec::<(i32, ())>().is_some());
+        assert!(fixed_codec::<u16>().is_some());
+        assert!(fixed_codec::<(u64, String)>().is_none());
+        assert!(fixed_codec::<(u64, (u64, u64))>().is_none());
+        assert!(fixed_codec::<u128>().is_none());
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Mine(u64);
+        assert!(fixed_codec::<Mine>().is_none());
+    }
+}

@@ -461,3 +461,169 @@ fn renames_aliases_and_two_way_skips_still_checkpoint() {
     assert_eq!(rdd.collect().unwrap(), data);
     assert!(rdd.is_checkpointed());
 }
+
+/// An alias makes the layout untraceable (its `Deserialize` declares names it never
+/// reads), but the fields it reads are still counted, so a field left out is caught.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct AliasedSkip {
+    #[serde(alias = "old")]
+    a: u32,
+    #[serde(skip_serializing, default)]
+    b: u32,
+    s: String,
+}
+
+/// The same inside an enum's struct variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum AliasedEvent {
+    Move {
+        #[serde(alias = "when")]
+        t: u32,
+        #[serde(skip_deserializing)]
+        note: u32,
+        x: u32,
+    },
+}
+
+#[test]
+fn a_field_left_out_of_a_struct_with_an_alias_is_refused() {
+    assert_refused(
+        vec![AliasedSkip {
+            a: 1,
+            b: 0,
+            s: "\u{1}x".into(),
+        }],
+        "AliasedSkip",
+    );
+    assert_refused(
+        vec![AliasedEvent::Move {
+            t: 1,
+            note: 2,
+            x: 3,
+        }],
+        "AliasedEvent",
+    );
+}
+
+/// A variant skipped when deserializing shifts the indices of the variants after it:
+/// postcard writes `B` as variant 1, which the `Deserialize` reads as `C`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum SkippedFirst {
+    #[allow(dead_code)] // never built: serde refuses to write it
+    #[serde(skip)]
+    A,
+    B(u8),
+    C(u8),
+}
+
+/// A variant written but never read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum NeverReadVariant {
+    A(u8),
+    #[serde(skip_deserializing)]
+    B(u8),
+    C(u8),
+}
+
+/// A skipped variant after the others shifts nothing; an alias moves names, not indices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum SkippedLast {
+    #[serde(alias = "Older")]
+    A(u8),
+    B {
+        x: u8,
+    },
+    #[allow(dead_code)] // never built: serde refuses to write it
+    #[serde(skip)]
+    C,
+}
+
+#[test]
+fn a_variant_skipped_when_deserializing_is_refused_not_read_as_another() {
+    assert_refused(vec![SkippedFirst::B(5)], "SkippedFirst");
+    assert_refused(vec![NeverReadVariant::B(5)], "NeverReadVariant");
+    // Nested, as a shuffle or a grouped RDD holds them.
+    assert_refused(vec![(1u64, vec![SkippedFirst::C(2)])], "SkippedFirst");
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(vec![SkippedFirst::B(5)], 1);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err().to_string();
+    assert!(
+        err.contains("SkippedFirst::B") && err.contains("variant 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn skipped_last_variants_and_variant_aliases_still_checkpoint() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![
+        SkippedLast::A(1),
+        SkippedLast::B { x: 2 },
+        SkippedLast::A(3),
+    ];
+    let rdd = ctx.parallelize(data.clone(), 2);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}
+
+/// A pair of opposite skips in a struct whose alias keeps its layout from being traced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CancelAlias {
+    #[serde(alias = "zz")]
+    a: u64,
+    #[serde(skip_serializing, default)]
+    b: u64,
+    #[serde(skip_deserializing)]
+    c: u64,
+    d: u64,
+}
+
+#[test]
+fn opposite_skips_in_a_struct_with_an_alias_are_refused() {
+    assert_refused(
+        vec![CancelAlias {
+            a: 1,
+            b: 0,
+            c: 3,
+            d: 4,
+        }],
+        "CancelAlias",
+    );
+}
+
+mod first {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Inner {
+        pub x: u64,
+        pub y: u64,
+    }
+}
+
+mod second {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Inner {
+        pub p: u64,
+        pub q: String,
+    }
+}
+
+#[test]
+fn two_structs_of_one_name_from_two_modules_still_checkpoint() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![(
+        first::Inner { x: 1, y: 2 },
+        second::Inner {
+            p: 3,
+            q: "q".into(),
+        },
+    )];
+    let rdd = ctx.parallelize(data.clone(), 1);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}

@@ -110,7 +110,7 @@ impl Layout {
     /// documentation). Traced once per type and process, on a short-lived thread of its own;
     /// never panics, even when `T`'s `Deserialize` does.
     pub(crate) fn of<T: DeserializeOwned + 'static>() -> Option<Layout> {
-        traced::<T>().map(|t| t.0)
+        traced::<T>().and_then(|t| t.0)
     }
 
     /// A layout as read back from a manifest.
@@ -124,9 +124,11 @@ impl Layout {
     }
 }
 
-/// How many fields `T`'s `Deserialize` reads for each struct and tuple struct it contains,
-/// by container name (names that two containers of different sizes share are left out), or
-/// `None` when `T` cannot be traced. The encoder compares what a `Serialize` writes with
+/// The fields `T`'s `Deserialize` reads for each struct and tuple struct (and struct or
+/// tuple variant) it contains, by container name (names that two containers of different
+/// fields share are left out). Known even when the layout cannot be traced, for the
+/// containers the trace did read (a struct with an alias, a type with an untagged enum
+/// inside); `None` only when the trace could not run. The encoder compares what a `Serialize` writes with
 /// these, since postcard cannot tell a field left out (see `strict`).
 pub(crate) fn field_counts_of<T: DeserializeOwned + 'static>() -> Option<Arc<FieldCounts>> {
     traced::<T>().map(|t| t.1)
@@ -142,16 +144,10 @@ pub(crate) struct ReadFields {
     /// since a name the visitor never reads, such as an alias, leaves the trace
     /// incomplete).
     pub(crate) names: Option<&'static [&'static str]>,
-}
-
-impl ReadFields {
-    /// The fields of a struct or struct variant, read by these names in this order.
-    fn named(names: &'static [&'static str]) -> Self {
-        ReadFields {
-            count: names.len(),
-            names: Some(names),
-        }
-    }
+    /// Every name a struct or struct variant's `Deserialize` accepts, aliases included
+    /// (each field's names together, fields in order): a field written under a name not
+    /// among them is one it does not read.
+    pub(crate) declared: Option<&'static [&'static str]>,
 }
 
 /// Fields read per struct or tuple struct name, and per struct or tuple variant.
@@ -160,17 +156,25 @@ pub(crate) struct FieldCounts {
     containers: HashMap<&'static str, ReadFields>,
     /// By enum name, then by variant: its index (`#3`) or its name, as the trace met it.
     variants: HashMap<&'static str, HashMap<String, ReadFields>>,
+    /// The variant names each enum's `Deserialize` declares, in the order of the indices
+    /// it reads (aliases included), for enums whose name no other enum shares.
+    enums: HashMap<&'static str, &'static [&'static str]>,
 }
 
 impl FieldCounts {
     /// Whether nothing is known.
     pub(crate) fn is_empty(&self) -> bool {
-        self.containers.is_empty() && self.variants.is_empty()
+        self.containers.is_empty() && self.variants.is_empty() && self.enums.is_empty()
     }
 
     /// The fields the struct or tuple struct `name` reads.
     pub(crate) fn container(&self, name: &str) -> Option<ReadFields> {
         self.containers.get(name).copied()
+    }
+
+    /// The variant names enum `name`'s `Deserialize` declares.
+    pub(crate) fn enum_variants(&self, name: &str) -> Option<&'static [&'static str]> {
+        self.enums.get(name).copied()
     }
 
     /// The fields variant `index` (`variant`) of enum `name` reads.
@@ -183,8 +187,8 @@ impl FieldCounts {
     }
 }
 
-/// What a trace found: the layout and the field counts.
-type Traced = (Layout, Arc<FieldCounts>);
+/// What a trace found: the layout (when the trace completed) and the fields read.
+type Traced = (Option<Layout>, Arc<FieldCounts>);
 
 /// The trace of `T`, once per type and process.
 fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
@@ -202,7 +206,7 @@ fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
     let worker = std::thread::Builder::new()
         .name("flintlock-layout".to_owned())
         .stack_size(TRACE_STACK)
-        .spawn(|| std::panic::catch_unwind(trace::<T>).unwrap_or(None));
+        .spawn(|| std::panic::catch_unwind(trace::<T>).ok());
     let traced = worker.ok()?.join().unwrap_or(None);
     cache.lock().entry(id).or_insert(traced).clone()
 }
@@ -247,8 +251,16 @@ const MAX_DEPTH: usize = 96;
 const TRACE_STACK: usize = 8 << 20;
 
 /// Traces `T` with each integer sample in turn (a validated type may reject 0, another 1).
-fn trace<T: DeserializeOwned>() -> Option<Traced> {
-    [0, 1].into_iter().find_map(trace_with::<T>)
+/// When neither completes, the fields the first trace saw read are still known.
+fn trace<T: DeserializeOwned>() -> Traced {
+    let (layout, counts) = trace_with::<T>(0);
+    if layout.is_some() {
+        return (layout, Arc::new(counts));
+    }
+    match trace_with::<T>(1) {
+        (Some(layout), counts) => (Some(layout), Arc::new(counts)),
+        (None, _) => (None, Arc::new(counts)),
+    }
 }
 
 /// The tracer's settings: postcard is not human-readable (types such as `IpAddr` take
@@ -283,15 +295,22 @@ fn tracer_config(integer: u8) -> TracerConfig {
 /// unfinished by an earlier pass was met again (a pass may skip an enum that is reached
 /// through another enum's variants). An enum that is never met again stays unfinished, and
 /// the trace fails.
-fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Traced> {
+fn trace_with<T: DeserializeOwned>(integer: u8) -> (Option<Layout>, FieldCounts) {
     let probe = ProbeState::default();
+    let layout = layout_with::<T>(&probe, integer);
+    (layout, probe.field_counts())
+}
+
+/// The passes of [`trace_with`]: the layout, when the trace completes. The probe keeps
+/// what it learned either way.
+fn layout_with<T: DeserializeOwned>(probe: &ProbeState, integer: u8) -> Option<Layout> {
     let samples = Samples::new();
     let mut tracer = Tracer::new(tracer_config(integer));
     let mut root: Option<Format> = None;
     let mut unfinished = BTreeSet::new();
     let mut finished = false;
     for _ in 0..MAX_PASSES {
-        let seed = Probe::new(PhantomData::<T>, &probe);
+        let seed = Probe::new(PhantomData::<T>, probe);
         let (format, _value) = tracer.trace_type_once_with_seed(&samples, seed).ok()?;
         match &root {
             None => root = Some(format),
@@ -322,24 +341,7 @@ fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Traced> {
     // is only reduced. Normalizing also fails on anything still unknown.
     root.normalize().ok()?;
     let parsed = Parsed::from_trace(&root, &registry, &probe.enums.borrow())?;
-    let mut containers = probe.containers.take();
-    for name in probe.uneven.take() {
-        containers.remove(name);
-    }
-    let mut variants: HashMap<&'static str, HashMap<String, ReadFields>> = HashMap::new();
-    for ((name, variant), n) in probe.variant_fields.take() {
-        variants.entry(name).or_default().insert(variant, n);
-    }
-    for (name, variant) in probe.uneven_variants.take() {
-        if let Some(v) = variants.get_mut(name) {
-            v.remove(&variant);
-        }
-    }
-    let counts = FieldCounts {
-        containers,
-        variants,
-    };
-    Some((Layout(parsed.to_string()), Arc::new(counts)))
+    Some(Layout(parsed.to_string()))
 }
 
 /// What the probe learns while the tracer runs.
@@ -353,6 +355,12 @@ struct ProbeState {
     met: RefCell<BTreeSet<&'static str>>,
     /// Two enums of one name declared different variants.
     conflict: Cell<bool>,
+    /// The names of such enums.
+    conflicting_enums: RefCell<BTreeSet<&'static str>>,
+    /// The fields each struct declared when it was met, before it was read: a struct of
+    /// the same name declaring others is another struct (of another module), and neither
+    /// is checked by name.
+    declared: RefCell<HashMap<&'static str, &'static [&'static str]>>,
     /// The fields read for each struct and tuple struct, by name.
     containers: RefCell<HashMap<&'static str, ReadFields>>,
     /// Container names met with different fields.
@@ -366,11 +374,41 @@ struct ProbeState {
     variant: RefCell<Option<String>>,
     /// The fields read for each struct and tuple variant, by (enum, variant).
     variant_fields: RefCell<BTreeMap<(&'static str, String), ReadFields>>,
+    /// The fields read so far by each struct visitor being run, innermost last.
+    seq_counts: RefCell<Vec<usize>>,
     /// Variants met with different fields.
     uneven_variants: RefCell<BTreeSet<(&'static str, String)>>,
 }
 
 impl ProbeState {
+    /// The fields read per container and variant, leaving out those met with different
+    /// fields. Complete when the trace completed; otherwise what the passes that ran saw
+    /// (each count is from a visitor that read its fields successfully).
+    fn field_counts(&self) -> FieldCounts {
+        let mut containers = self.containers.take();
+        for name in self.uneven.take() {
+            containers.remove(name);
+        }
+        let mut variants: HashMap<&'static str, HashMap<String, ReadFields>> = HashMap::new();
+        for ((name, variant), n) in self.variant_fields.take() {
+            variants.entry(name).or_default().insert(variant, n);
+        }
+        for (name, variant) in self.uneven_variants.take() {
+            if let Some(v) = variants.get_mut(name) {
+                v.remove(&variant);
+            }
+        }
+        let mut enums: HashMap<_, _> = self.enums.take().into_iter().collect();
+        for name in self.conflicting_enums.take() {
+            enums.remove(name);
+        }
+        FieldCounts {
+            containers,
+            variants,
+            enums,
+        }
+    }
+
     /// Enters one more level of nesting, or fails past [`MAX_DEPTH`].
     fn enter<E: de::Error>(&self) -> Result<DepthGuard<'_>, E> {
         let depth = self.depth.get() + 1;
@@ -379,6 +417,15 @@ impl ProbeState {
         }
         self.depth.set(depth);
         Ok(DepthGuard(&self.depth))
+    }
+
+    /// Records the fields a struct declares as it is met (before it is read, so that a
+    /// trace that fails while reading it still knows it).
+    fn saw_declared(&self, name: &'static str, fields: &'static [&'static str]) {
+        let first = *self.declared.borrow_mut().entry(name).or_insert(fields);
+        if first != fields {
+            self.uneven.borrow_mut().insert(name);
+        }
     }
 
     /// Records the fields a struct or tuple struct reads.
@@ -397,15 +444,15 @@ impl ProbeState {
         }
     }
 
-    /// Records the fields the variant just read reads.
-    fn saw_variant_fields(&self, fields: ReadFields) {
-        let Some(name) = self.enums_open.borrow().last().copied() else {
-            return;
-        };
-        let Some(variant) = self.variant.borrow_mut().take() else {
-            return;
-        };
-        let key = (name, variant);
+    /// The enum being read and the variant just read (`#index` or its name), once.
+    fn variant_key(&self) -> Option<(&'static str, String)> {
+        let name = self.enums_open.borrow().last().copied()?;
+        let variant = self.variant.borrow_mut().take()?;
+        Some((name, variant))
+    }
+
+    /// Records the fields a variant reads.
+    fn saw_variant_fields(&self, key: (&'static str, String), fields: ReadFields) {
         let first = *self
             .variant_fields
             .borrow_mut()
@@ -422,6 +469,7 @@ impl ProbeState {
         let first = *self.enums.borrow_mut().entry(name).or_insert(variants);
         if first != variants {
             self.conflict.set(true);
+            self.conflicting_enums.borrow_mut().insert(name);
         }
     }
 }
@@ -442,12 +490,30 @@ impl Drop for DepthGuard<'_> {
 struct Probe<'s, X> {
     inner: X,
     state: &'s ProbeState,
+    /// For the visitor of a struct or struct variant: what its `visit_seq` reads is
+    /// counted and recorded when it succeeds.
+    reads: Option<Reads>,
+    /// For the `SeqAccess` of such a struct: each element read counts.
+    counting: bool,
+}
+
+/// A struct or struct variant whose fields are counted as its visitor reads them.
+#[derive(Clone)]
+enum Reads {
+    Struct(&'static str, &'static [&'static str]),
+    /// The enum and variant (as [`ProbeState::variant_key`] gives them) and the names.
+    Variant((&'static str, String), &'static [&'static str]),
 }
 
 impl<'s, X> Probe<'s, X> {
     /// Wraps `inner`.
     fn new(inner: X, state: &'s ProbeState) -> Self {
-        Probe { inner, state }
+        Probe {
+            inner,
+            state,
+            reads: None,
+            counting: false,
+        }
     }
 
     /// Wraps another object with the same state.
@@ -513,6 +579,7 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
             ReadFields {
                 count: len,
                 names: None,
+                declared: None,
             },
         );
         let visitor = self.wrap(visitor);
@@ -526,8 +593,11 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         visitor: V,
     ) -> Result<V::Value, X::Error> {
         let _depth = self.state.enter()?;
-        self.state.saw_container(name, ReadFields::named(fields));
-        let visitor = self.wrap(visitor);
+        self.state.saw_declared(name, fields);
+        let visitor = Probe {
+            reads: Some(Reads::Struct(name, fields)),
+            ..self.wrap(visitor)
+        };
         self.inner.deserialize_struct(name, fields, visitor)
     }
 
@@ -627,9 +697,35 @@ impl<'de, X: Visitor<'de>> Visitor<'de> for Probe<'_, X> {
         self.inner.visit_newtype_struct(d)
     }
 
+    /// For a struct or struct variant, counts the fields its visitor reads and records
+    /// them once it succeeds: with their names when it read every name it declared (a
+    /// declared name that is not read is an alias; then only the count is known).
     fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<X::Value, A::Error> {
-        let seq = self.wrap(seq);
-        self.inner.visit_seq(seq)
+        let Some(reads) = self.reads.clone() else {
+            let seq = self.wrap(seq);
+            return self.inner.visit_seq(seq);
+        };
+        self.state.seq_counts.borrow_mut().push(0);
+        let seq = Probe {
+            counting: true,
+            ..self.wrap(seq)
+        };
+        let out = self.inner.visit_seq(seq);
+        let count = self.state.seq_counts.borrow_mut().pop().unwrap_or(0);
+        if out.is_ok() {
+            let fields = |declared: &'static [&'static str]| ReadFields {
+                count,
+                names: (count == declared.len()).then_some(declared),
+                declared: Some(declared),
+            };
+            match reads {
+                Reads::Struct(name, declared) => self.state.saw_container(name, fields(declared)),
+                Reads::Variant(key, declared) => {
+                    self.state.saw_variant_fields(key, fields(declared))
+                }
+            }
+        }
+        out
     }
 
     fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<X::Value, A::Error> {
@@ -660,7 +756,13 @@ impl<'de, X: de::SeqAccess<'de>> de::SeqAccess<'de> for Probe<'_, X> {
         seed: S,
     ) -> Result<Option<S::Value>, X::Error> {
         let seed = self.wrap(seed);
-        self.inner.next_element_seed(seed)
+        let element = self.inner.next_element_seed(seed)?;
+        if self.counting && element.is_some() {
+            if let Some(n) = self.state.seq_counts.borrow_mut().last_mut() {
+                *n += 1;
+            }
+        }
+        Ok(element)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -721,10 +823,16 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, X::Error> {
-        self.state.saw_variant_fields(ReadFields {
-            count: len,
-            names: None,
-        });
+        if let Some(key) = self.state.variant_key() {
+            self.state.saw_variant_fields(
+                key,
+                ReadFields {
+                    count: len,
+                    names: None,
+                    declared: None,
+                },
+            );
+        }
         let visitor = self.wrap(visitor);
         self.inner.tuple_variant(len, visitor)
     }
@@ -734,8 +842,14 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, X::Error> {
-        self.state.saw_variant_fields(ReadFields::named(fields));
-        let visitor = self.wrap(visitor);
+        let reads = self
+            .state
+            .variant_key()
+            .map(|key| Reads::Variant(key, fields));
+        let visitor = Probe {
+            reads,
+            ..self.wrap(visitor)
+        };
         self.inner.struct_variant(fields, visitor)
     }
 }

@@ -102,6 +102,67 @@ fn name_differs<E>(
     )))
 }
 
+/// Refuses a variant its enum's `Deserialize` would not read back as itself. Postcard
+/// writes a variant's index among *all* the variants, and reads it among the variants not
+/// skipped when deserializing: a skipped variant before this one shifts it onto the next
+/// (`B` is read back as `C`), and a skipped variant itself is read as another or not at
+/// all. `declared` lists a variant's aliases beside its name, which moves names later,
+/// never earlier, so a name found *before* its index means a shift.
+fn variant_read_back<E>(
+    name: &'static str,
+    index: u32,
+    variant: &'static str,
+) -> Result<(), StrictError<E>> {
+    let Some(declared) = EXPECTED.with(|e| e.borrow().as_ref().and_then(|m| m.enum_variants(name)))
+    else {
+        return Ok(());
+    };
+    let problem = match declared.iter().position(|&v| v == variant) {
+        Some(at) if at >= index as usize => return Ok(()),
+        Some(at) => format!(
+            "variant `{name}::{variant}` is written as variant {index} but its Deserialize \
+             reads it as variant {at}: a variant before it is skipped when deserializing \
+             (skip, skip_deserializing), so postcard, which writes the index, would read \
+             back another variant"
+        ),
+        None => format!(
+            "variant `{name}::{variant}` is written but its Deserialize reads no variant of \
+             that name (skip, skip_deserializing, or renamed differently for each \
+             direction): postcard, which writes the index, would read back another variant \
+             or none"
+        ),
+    };
+    Err(StrictError::Message(format!(
+        "{problem} (remove the skip attribute, or move skipped variants after the others)"
+    )))
+}
+
+/// For a struct whose declared names include aliases (so positions are not known):
+/// refuses a field written under a name its `Deserialize` does not accept, or out of
+/// order. A field skipped when deserializing is written but not among the names, so with
+/// the count check this catches a pair of opposite skips. Returns the position to look
+/// from for the next field.
+fn name_not_read<E>(
+    container: &'static str,
+    written: &'static str,
+    declared: &'static [&'static str],
+    from: usize,
+) -> Result<usize, StrictError<E>> {
+    match declared[from.min(declared.len())..]
+        .iter()
+        .position(|&d| d == written)
+    {
+        Some(i) => Ok(from + i + 1),
+        None => Err(StrictError::Message(format!(
+            "`{container}` writes field `{written}`, which its Deserialize does not read \
+             there: a field is skipped when deserializing (skip_deserializing), or renamed \
+             differently for each direction (rename(serialize = .., deserialize = ..)); \
+             postcard writes no field names, so the fields would be read back as others \
+             ({SKIP_ADVICE})"
+        ))),
+    }
+}
+
 /// What to do about a skipped field.
 const SKIP_ADVICE: &str = "remove the skip attribute, or give the field an Option type \
     that is always written";
@@ -200,6 +261,9 @@ pub(crate) struct Compound<C> {
     /// `skip_field`, whose own error names the field).
     expect: Option<(&'static str, ReadFields)>,
     written: usize,
+    /// Where the last field written is in the names the struct declares, plus one (for a
+    /// struct with aliases, whose positions are not known).
+    at: usize,
 }
 
 impl<C> Compound<C> {
@@ -208,6 +272,7 @@ impl<C> Compound<C> {
             inner,
             expect: None,
             written: 0,
+            at: 0,
         }
     }
 }
@@ -293,6 +358,7 @@ impl<S: Serializer> Serializer for Strict<S> {
         index: u32,
         variant: &'static str,
     ) -> Result<S::Ok, Self::Error> {
+        variant_read_back(name, index, variant)?;
         self.0
             .serialize_unit_variant(name, index, variant)
             .map_err(StrictError::Inner)
@@ -313,6 +379,7 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         v: &T,
     ) -> Result<S::Ok, Self::Error> {
+        variant_read_back(name, index, variant)?;
         self.0
             .serialize_newtype_variant(name, index, variant, &Nested(v))
             .map_err(StrictError::Inner)
@@ -351,6 +418,7 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        variant_read_back(name, index, variant)?;
         let expect = expected_variant_fields(name, index, variant).map(|read| (variant, read));
         self.0
             .serialize_tuple_variant(name, index, variant, len)
@@ -387,6 +455,7 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        variant_read_back(name, index, variant)?;
         let expect = expected_variant_fields(name, index, variant).map(|read| (variant, read));
         self.0
             .serialize_struct_variant(name, index, variant, len)
@@ -467,8 +536,14 @@ macro_rules! forward_fields {
                 key: &'static str,
                 v: &T,
             ) -> Result<(), Self::Error> {
-                if let Some((name, ReadFields { names: Some(names), .. })) = self.expect {
-                    name_differs(name, self.written, key, names)?;
+                match self.expect {
+                    Some((name, ReadFields { names: Some(names), .. })) => {
+                        name_differs(name, self.written, key, names)?;
+                    }
+                    Some((name, ReadFields { declared: Some(declared), .. })) => {
+                        self.at = name_not_read(name, key, declared, self.at)?;
+                    }
+                    _ => {}
                 }
                 self.written += 1;
                 self.inner

@@ -691,8 +691,11 @@ pub(crate) fn spill_block<T: 'static>(
         // Nothing to write: no file for an empty partition.
         return Ok(Bucket::Memory(Arc::new(Vec::new())));
     }
+    let codec_exact = codec.exact();
     let mut a = Active::new(manager, Some(codec), what, 1);
-    a.verify = Some(Vec::new());
+    if !codec_exact {
+        a.verify = Some(Vec::new());
+    }
     a.try_spill_run(std::iter::once(data))?;
     a.into_spilled()?
         .pop()

@@ -51,7 +51,28 @@ pub(crate) trait Codec<T>: Send + Sync {
     /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
     /// `i` ends), as the writer's check that everything it commits reads back. Returns the
     /// index of the first record that does not, and why.
-    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)>;
+    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {
+        let mut start = 0usize;
+        let mut one = Vec::with_capacity(1);
+        for (i, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            let mut own = &bytes[start..end];
+            self.decode_into(&mut own, 1, &mut one)
+                .map_err(|e| (i, format!("its bytes do not read back: {e}")))?;
+            one.clear();
+            if !own.is_empty() {
+                return Err((i, format!("{} of its bytes are left over", own.len())));
+            }
+            start = end;
+        }
+        match bytes.len() - start {
+            0 => Ok(()),
+            extra => Err((
+                ends.len(),
+                format!("{extra} bytes follow the frame's records"),
+            )),
+        }
+    }
     /// Whether every value encodes to bytes that read back as the same value, so that the
     /// writer has nothing to verify (the fixed-width codec of primitive types).
     fn exact(&self) -> bool {

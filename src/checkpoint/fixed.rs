@@ -301,26 +301,6 @@ impl<T: Fixed + Serialize + DeserializeOwned> Codec<T> for FixedCodec<T> {
         Ok(())
     }
 
-    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> Result<(), (usize, String)> {
-        let mut start = 0usize;
-        for (i, &end) in ends.iter().enumerate() {
-            let end = end as usize;
-            let mut own = &bytes[start..end];
-            T::take(&mut own).map_err(|e| (i, format!("its bytes do not read back: {e}")))?;
-            if !own.is_empty() {
-                return Err((i, format!("{} of its bytes are left over", own.len())));
-            }
-            start = end;
-        }
-        if start != bytes.len() {
-            return Err((
-                ends.len(),
-                format!("{} bytes follow the frame's records", bytes.len() - start),
-            ));
-        }
-        Ok(())
-    }
-
     fn exact(&self) -> bool {
         true
     }

@@ -61,6 +61,14 @@ impl<T: Data> Compute<T> for ReliableCheckpointRdd<T> {
     }
 }
 
+/// A frame of partition `split`'s file `path`, at `offset`, whose records do not decode.
+fn frame_error(path: &Path, split: usize, offset: u64, why: String) -> Error {
+    Error::corrupt(
+        path,
+        format!("partition {split}: frame at offset {offset}: {why}"),
+    )
+}
+
 /// Streams one part file, verifying as it goes.
 struct PartReader<T> {
     files: Arc<CheckpointFiles<T>>,
@@ -108,16 +116,7 @@ impl<T: Data> PartReader<T> {
                 .files
                 .codec
                 .decode_frame(frames.payload(), records)
-                .map_err(|m| {
-                    Error::corrupt(
-                        &self.path,
-                        format!(
-                            "partition {}: frame at offset {}: {m}",
-                            self.split,
-                            frames.frame_offset()
-                        ),
-                    )
-                })?;
+                .map_err(|m| frame_error(&self.path, self.split, frames.frame_offset(), m))?;
             self.buffer = items.into_iter();
             return Ok(true);
         }
@@ -181,16 +180,9 @@ impl<T: Data> PartReader<T> {
                 };
             }
         };
-        decoded.map(|()| true).map_err(|m| {
-            Error::corrupt(
-                &self.path,
-                format!(
-                    "partition {}: frame at offset {}: {m}",
-                    self.split,
-                    frames.frame_offset()
-                ),
-            )
-        })
+        decoded
+            .map(|()| true)
+            .map_err(|m| frame_error(&self.path, self.split, frames.frame_offset(), m))
     }
 
     /// Decodes the next frame into the buffer: false at the end or after an error (then

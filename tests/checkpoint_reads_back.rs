@@ -627,3 +627,34 @@ fn two_structs_of_one_name_from_two_modules_still_checkpoint() {
     assert_eq!(rdd.collect().unwrap(), data);
     assert!(rdd.is_checkpointed());
 }
+
+/// `flatten` writes the outer struct as a map of unknown length, which postcard cannot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Outer {
+    id: u32,
+    #[serde(flatten)]
+    extra: Extra,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Extra {
+    note: String,
+}
+
+#[test]
+fn a_flattened_struct_is_refused_naming_flatten() {
+    let data = vec![Outer {
+        id: 1,
+        extra: Extra { note: "n".into() },
+    }];
+    assert_refused(data.clone(), "Outer");
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(data, 1);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err().to_string();
+    assert!(
+        err.contains("flatten") && err.contains("without its length"),
+        "{err}"
+    );
+}

@@ -385,6 +385,7 @@ impl<S: Serializer> Serializer for Strict<S> {
             .map_err(StrictError::Inner)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        length_known(len, "sequence")?;
         self.0
             .serialize_seq(len)
             .map(Compound::new)
@@ -429,6 +430,7 @@ impl<S: Serializer> Serializer for Strict<S> {
             .map_err(StrictError::Inner)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        length_known(len, "map")?;
         self.0
             .serialize_map(len)
             .map(Compound::new)
@@ -469,6 +471,24 @@ impl<S: Serializer> Serializer for Strict<S> {
         self.0.is_human_readable()
     }
 }
+
+/// Refuses a sequence or map whose length is not given up front, with a message that
+/// says where such values come from (postcard's own, "The length of a sequence must be
+/// known", does not).
+fn length_known<E>(len: Option<usize>, what: &str) -> Result<(), StrictError<E>> {
+    match len {
+        Some(_) => Ok(()),
+        None => Err(StrictError::Message(format!(
+            "a {what} is written without its length (#[serde(flatten)] does this, as does a \
+             Serialize impl that passes None to serialize_{what}), and postcard writes the \
+             length first ({FLATTEN_ADVICE})"
+        ))),
+    }
+}
+
+/// What to do about a value written without its length.
+const FLATTEN_ADVICE: &str = "write the fields of the flattened struct in the outer one, or \
+    give the length";
 
 /// The error of a refused `skip_field`.
 fn skipped<E>(key: &'static str) -> StrictError<E> {

@@ -526,7 +526,7 @@ impl<T: Data> PartWriter<T> {
     fn push_all(&mut self, xs: &[T]) -> Result<()> {
         let limit = FRAME_TARGET.min(self.frame_limit);
         let max = match self.session.codec.max_record_bytes() {
-            Some(max) if !self.verify && max <= limit => max,
+            Some(max) if !self.verify && (1..=limit).contains(&max) => max,
             _ => return xs.iter().try_for_each(|x| self.push(x)),
         };
         let mut rest = xs;

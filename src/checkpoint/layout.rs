@@ -139,15 +139,18 @@ pub(crate) fn field_counts_of<T: DeserializeOwned + 'static>() -> Option<Arc<Fie
 pub(crate) struct ReadFields {
     /// How many.
     pub(crate) count: usize,
-    /// Their names in the order they are read, for a struct or struct variant (the
-    /// `FIELDS` a derived impl passes; a traced type's names are exactly the fields read,
-    /// since a name the visitor never reads, such as an alias, leaves the trace
-    /// incomplete).
-    pub(crate) names: Option<&'static [&'static str]>,
     /// Every name a struct or struct variant's `Deserialize` accepts, aliases included
     /// (each field's names together, fields in order): a field written under a name not
     /// among them is one it does not read.
     pub(crate) declared: Option<&'static [&'static str]>,
+}
+
+impl ReadFields {
+    /// The names of the fields in the order they are read, when the declared names are
+    /// exactly those (no alias among them: one name per field read).
+    pub(crate) fn names(&self) -> Option<&'static [&'static str]> {
+        self.declared.filter(|d| d.len() == self.count)
+    }
 }
 
 /// Fields read per struct or tuple struct name, and per struct or tuple variant.
@@ -578,7 +581,6 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
             name,
             ReadFields {
                 count: len,
-                names: None,
                 declared: None,
             },
         );
@@ -715,7 +717,6 @@ impl<'de, X: Visitor<'de>> Visitor<'de> for Probe<'_, X> {
         if out.is_ok() {
             let fields = |declared: &'static [&'static str]| ReadFields {
                 count,
-                names: (count == declared.len()).then_some(declared),
                 declared: Some(declared),
             };
             match reads {
@@ -828,7 +829,6 @@ impl<'de, X: de::VariantAccess<'de>> de::VariantAccess<'de> for Probe<'_, X> {
                 key,
                 ReadFields {
                     count: len,
-                    names: None,
                     declared: None,
                 },
             );

@@ -267,6 +267,14 @@ pub(crate) struct Compound<C> {
 }
 
 impl<C> Compound<C> {
+    /// Refuses a container written with another number of fields than it reads.
+    fn count_matches<E>(&self) -> Result<(), StrictError<E>> {
+        match self.expect {
+            Some((name, read)) => fields_differ(name, self.written, read.count),
+            None => Ok(()),
+        }
+    }
+
     fn new(inner: C) -> Self {
         Compound {
             inner,
@@ -533,9 +541,7 @@ macro_rules! counted_values {
                     .map_err(StrictError::Inner)
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
-                if let Some((name, read)) = self.expect {
-                    fields_differ(name, self.written, read.count)?;
-                }
+                self.count_matches()?;
                 self.inner.end().map_err(StrictError::Inner)
             }
         }
@@ -556,14 +562,14 @@ macro_rules! forward_fields {
                 key: &'static str,
                 v: &T,
             ) -> Result<(), Self::Error> {
-                match self.expect {
-                    Some((name, ReadFields { names: Some(names), .. })) => {
-                        name_differs(name, self.written, key, names)?;
+                if let Some((name, read)) = self.expect {
+                    match (read.names(), read.declared) {
+                        (Some(names), _) => name_differs(name, self.written, key, names)?,
+                        (None, Some(declared)) => {
+                            self.at = name_not_read(name, key, declared, self.at)?
+                        }
+                        (None, None) => {}
                     }
-                    Some((name, ReadFields { declared: Some(declared), .. })) => {
-                        self.at = name_not_read(name, key, declared, self.at)?;
-                    }
-                    _ => {}
                 }
                 self.written += 1;
                 self.inner
@@ -574,9 +580,7 @@ macro_rules! forward_fields {
                 Err(skipped(key))
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
-                if let Some((name, read)) = self.expect {
-                    fields_differ(name, self.written, read.count)?;
-                }
+                self.count_matches()?;
                 self.inner.end().map_err(StrictError::Inner)
             }
         }

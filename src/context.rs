@@ -545,12 +545,16 @@ impl ContextBuilder {
         self
     }
 
-    /// Whether each checkpoint frame is decoded again before its part file is committed
-    /// (default true). The check makes the writer accept only what the reader will read
-    /// back: a type whose serde implementation does not round-trip through postcard
-    /// (`skip_serializing_if`, untagged enums, `serde_json::Value`, ...) fails the write with
-    /// [`Error::UnreadableRecord`] instead of committing a checkpoint that cannot be read.
-    /// Turn it off only for types known to round-trip; its cost is in docs/BENCHMARKS.md.
+    /// Whether each checkpoint record is decoded again, and the value read back encoded
+    /// again and compared, before its part file is committed (default true). The check
+    /// makes the writer accept only what the reader will read back as the value written: a
+    /// type whose serde implementation does not round-trip through postcard
+    /// (`skip_serializing_if`, untagged enums, `serde_json::Value`, `from` and `into`
+    /// through different types, a skip or rename for one direction only, ...) fails the
+    /// write with [`Error::UnreadableRecord`] instead of committing a checkpoint that cannot
+    /// be read, or that reads back other values. Turn it off only for types known to
+    /// round-trip; its cost is in docs/BENCHMARKS.md. Primitive records (integers, floats,
+    /// `bool` and pairs of them) have nothing to verify and cost nothing either way.
     pub fn checkpoint_verify(mut self, verify: bool) -> Self {
         self.config.verify = verify;
         self

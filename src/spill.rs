@@ -541,10 +541,10 @@ struct Active<T> {
     writer: Option<SpillFileWriter>,
     segments: Vec<Vec<Segment>>,
     payload: Vec<u8>,
-    /// For a disk block: the ends of the records in `payload`, each decoded again from its
-    /// own bytes before its frame is written (as a checkpoint's are). Shuffle spills are
-    /// read back by the next stage anyway.
-    verify: Option<Vec<u32>>,
+    /// Whether each record is decoded again as it is encoded, and the value read back
+    /// compared with the one written (as a checkpoint's are): what goes to disk is the
+    /// only copy until it is read. Off for exact codecs, which have nothing to check.
+    verify: bool,
     error: Option<Error>,
 }
 
@@ -691,11 +691,7 @@ pub(crate) fn spill_block<T: 'static>(
         // Nothing to write: no file for an empty partition.
         return Ok(Bucket::Memory(Arc::new(Vec::new())));
     }
-    let codec_exact = codec.exact();
     let mut a = Active::new(manager, Some(codec), what, 1);
-    if !codec_exact {
-        a.verify = Some(Vec::new());
-    }
     a.try_spill_run(std::iter::once(data))?;
     a.into_spilled()?
         .pop()
@@ -733,6 +729,7 @@ impl<T: 'static> Active<T> {
     ) -> Self {
         Active {
             manager: manager.clone(),
+            verify: codec.as_ref().is_some_and(|c| !c.exact()),
             codec,
             share: 0,
             heap_per_record: None,
@@ -741,7 +738,6 @@ impl<T: 'static> Active<T> {
             writer: None,
             segments: (0..buckets).map(|_| Vec::new()).collect(),
             payload: Vec::new(),
-            verify: None,
             error: None,
         }
     }
@@ -844,41 +840,31 @@ impl<T: 'static> Active<T> {
             let writer = self.writer.as_mut().expect("created above");
             let start = writer.offset;
             let mut n = 0u32;
-            let mut write_frame =
-                |payload: &mut Vec<u8>, n: &mut u32, verify: Option<&mut Vec<u32>>| -> Result<()> {
-                    if let Some(ends) = verify {
-                        // Each record must read back from exactly its own bytes.
-                        let checked = codec.verify_frame(payload, ends);
-                        ends.clear();
-                        checked.map_err(|(i, why)| Error::UnspillableRecord {
-                            type_name: std::any::type_name::<T>().to_string(),
-                            reason: format!("record {i} of a frame does not read back: {why}"),
-                        })?;
-                    }
-                    if *n > 0 {
-                        writer.write(&frame_header(payload, *n))?;
-                        writer.write(payload)?;
-                    }
-                    payload.clear();
-                    *n = 0;
-                    Ok(())
-                };
-            for r in bucket {
-                codec
-                    .encode(r, &mut self.payload)
-                    .map_err(|reason| Error::UnspillableRecord {
-                        type_name: std::any::type_name::<T>().to_string(),
-                        reason,
-                    })?;
-                if let Some(ends) = self.verify.as_mut() {
-                    ends.push(self.payload.len() as u32);
+            let mut write_frame = |payload: &mut Vec<u8>, n: &mut u32| -> Result<()> {
+                if *n > 0 {
+                    writer.write(&frame_header(payload, *n))?;
+                    writer.write(payload)?;
                 }
+                payload.clear();
+                *n = 0;
+                Ok(())
+            };
+            for r in bucket {
+                let encoded = if self.verify {
+                    codec.encode_checked(r, &mut self.payload)
+                } else {
+                    codec.encode(r, &mut self.payload)
+                };
+                encoded.map_err(|reason| Error::UnspillableRecord {
+                    type_name: std::any::type_name::<T>().to_string(),
+                    reason,
+                })?;
                 n += 1;
                 if self.payload.len() >= SPILL_FRAME_BYTES {
-                    write_frame(&mut self.payload, &mut n, self.verify.as_mut())?;
+                    write_frame(&mut self.payload, &mut n)?;
                 }
             }
-            write_frame(&mut self.payload, &mut n, self.verify.as_mut())?;
+            write_frame(&mut self.payload, &mut n)?;
             let writer = self.writer.as_ref().expect("created above");
             bytes += (writer.offset - start) as usize;
             records += bucket.len();

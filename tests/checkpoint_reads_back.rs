@@ -658,3 +658,166 @@ fn a_flattened_struct_is_refused_naming_flatten() {
         "{err}"
     );
 }
+
+// Attributes that write one form and read another. Each of these passed the per-field
+// checks and read back other values; the round trip (decode each record's bytes and
+// encode the value read back) refuses them all.
+
+/// Renamed differently for each direction, so the traced name is not the written one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename(serialize = "SplitOut", deserialize = "SplitIn"))]
+struct ContainerRenamedPerDirection {
+    a: u32,
+    #[serde(skip_serializing)]
+    b: u32,
+    #[serde(skip_deserializing)]
+    c: u32,
+}
+
+#[test]
+fn opposite_skips_in_a_struct_renamed_per_direction_are_refused() {
+    assert_refused(
+        vec![ContainerRenamedPerDirection { a: 1, b: 0, c: 3 }],
+        "ContainerRenamedPerDirection",
+    );
+}
+
+/// Written through one proxy, read through another that swaps the fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "PairOut", from = "PairIn")]
+struct Swapped {
+    x: u32,
+    y: u32,
+}
+
+#[derive(Serialize)]
+struct PairOut(u32, u32);
+
+#[derive(Deserialize)]
+struct PairIn(u32, u32);
+
+impl From<Swapped> for PairOut {
+    fn from(s: Swapped) -> Self {
+        PairOut(s.x, s.y)
+    }
+}
+
+impl From<PairIn> for Swapped {
+    fn from(p: PairIn) -> Self {
+        Swapped { x: p.1, y: p.0 }
+    }
+}
+
+#[test]
+fn from_and_into_through_two_different_proxies_are_refused() {
+    assert_refused(vec![Swapped { x: 1, y: 2 }], "Swapped");
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct TupleSkips(
+    u32,
+    #[serde(skip_serializing)] u32,
+    #[serde(skip_deserializing)] u32,
+);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum VariantSkips {
+    Both(
+        u32,
+        #[serde(skip_serializing)] u32,
+        #[serde(skip_deserializing)] u32,
+    ),
+}
+
+#[test]
+fn opposite_skips_in_a_tuple_struct_or_tuple_variant_are_refused() {
+    assert_refused(vec![TupleSkips(1, 0, 3)], "TupleSkips");
+    assert_refused(vec![VariantSkips::Both(1, 0, 3)], "VariantSkips");
+}
+
+/// `serialize_with` writes the field as a `u32`; `Deserialize` reads an `i32` (zigzag), so
+/// `-1` would read back as `i32::MIN`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct OtherWidth {
+    #[serde(serialize_with = "as_u32")]
+    v: i32,
+}
+
+fn as_u32<S: serde::Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(*v as u32)
+}
+
+#[test]
+fn a_serialize_with_that_writes_another_type_is_refused() {
+    assert_refused(vec![OtherWidth { v: -1 }], "OtherWidth");
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(vec![OtherWidth { v: -1 }], 1);
+    rdd.checkpoint().unwrap();
+    let err = rdd.count().unwrap_err().to_string();
+    assert!(
+        err.contains("read back as another value") && err.contains("serialize_with"),
+        "{err}"
+    );
+}
+
+mod third {
+    /// The same serde name as `first::Inner`, with a pair of opposite skips.
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Inner {
+        pub a: u32,
+        #[serde(skip_serializing)]
+        pub b: u32,
+        #[serde(skip_deserializing)]
+        pub c: u32,
+    }
+}
+
+#[test]
+fn opposite_skips_in_one_of_two_same_named_structs_are_refused() {
+    assert_refused(
+        vec![(
+            first::Inner { x: 1, y: 2 },
+            third::Inner { a: 1, b: 0, c: 3 },
+        )],
+        "Inner",
+    );
+}
+
+/// An alias equal to the name of a field skipped when deserializing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct AliasOfSkipped {
+    a: u32,
+    #[serde(skip_deserializing)]
+    b: u32,
+    #[serde(alias = "b", skip_serializing)]
+    c: u32,
+}
+
+#[test]
+fn an_alias_equal_to_a_field_skipped_when_reading_is_refused() {
+    assert_refused(vec![AliasOfSkipped { a: 1, b: 2, c: 0 }], "AliasOfSkipped");
+}
+
+/// Records holding hash-ordered collections read back in another order: the same value.
+#[test]
+fn hash_maps_and_sets_read_back_in_another_order_still_checkpoint() {
+    use std::collections::{HashMap, HashSet};
+    type Row = (u64, HashMap<String, Vec<u32>>, HashSet<(u8, i64)>);
+    let data: Vec<Row> = (0..200u64)
+        .map(|i| {
+            let map = (0..i % 17)
+                .map(|k| (format!("k{k}"), (0..k as u32).collect()))
+                .collect();
+            let set = (0..i % 23).map(|k| (k as u8, -(k as i64))).collect();
+            (i, map, set)
+        })
+        .collect();
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let rdd = ctx.parallelize(data.clone(), 3);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.count().unwrap(), 200);
+    assert!(rdd.is_checkpointed());
+    assert_eq!(rdd.collect().unwrap(), data);
+}

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::fingerprint::fingerprint;
 use super::layout::FieldCounts;
 use super::{layout, strict};
 
@@ -48,30 +49,28 @@ pub(crate) trait Codec<T>: Send + Sync {
         n: usize,
         out: &mut Vec<T>,
     ) -> std::result::Result<(), String>;
-    /// Decodes each record of a frame from exactly its own bytes (`ends[i]` is where record
-    /// `i` ends), as the writer's check that everything it commits reads back. Returns the
-    /// index of the first record that does not, and why.
-    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {
-        let mut start = 0usize;
-        let mut one = Vec::with_capacity(1);
-        for (i, &end) in ends.iter().enumerate() {
-            let end = end as usize;
-            let mut own = &bytes[start..end];
-            self.decode_into(&mut own, 1, &mut one)
-                .map_err(|e| (i, format!("its bytes do not read back: {e}")))?;
-            one.clear();
-            if !own.is_empty() {
-                return Err((i, format!("{} of its bytes are left over", own.len())));
-            }
-            start = end;
+    /// Appends `x`'s encoding to `out`, as [`Codec::encode`] does, and checks that it reads
+    /// back: the bytes decode from exactly themselves, as the value written (see
+    /// [`SerdeCodec`]'s round trip). The error says why, and `out` is left as it was.
+    fn encode_checked(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        let start = out.len();
+        let checked = self
+            .encode(x, out)
+            .map_err(|e| format!("it does not encode: {e}"))
+            .and_then(|()| {
+                let mut own = &out[start..];
+                let mut one = Vec::with_capacity(1);
+                self.decode_into(&mut own, 1, &mut one)
+                    .map_err(|e| format!("its bytes do not read back: {e}"))?;
+                match own.len() {
+                    0 => Ok(()),
+                    left => Err(format!("{left} of its bytes are left over")),
+                }
+            });
+        if checked.is_err() {
+            out.truncate(start);
         }
-        match bytes.len() - start {
-            0 => Ok(()),
-            extra => Err((
-                ends.len(),
-                format!("{extra} bytes follow the frame's records"),
-            )),
-        }
+        checked
     }
     /// Whether every value encodes to bytes that read back as the same value, so that the
     /// writer has nothing to verify (the fixed-width codec of primitive types).
@@ -135,37 +134,21 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
         Ok(())
     }
 
-    fn verify_frame(&self, bytes: &[u8], ends: &[u32]) -> std::result::Result<(), (usize, String)> {
-        let mut start = 0usize;
-        for (i, &end) in ends.iter().enumerate() {
-            let end = end as usize;
-            let own = &bytes[start..end];
-            match postcard::take_from_bytes::<T>(own) {
-                Ok((_, [])) => {}
-                Ok((_, rest)) => {
-                    return Err((
-                        i,
-                        format!(
-                            "it was written as {} bytes but reads back from {} of them \
-                             ({SERDE_ADVICE})",
-                            own.len(),
-                            own.len() - rest.len()
-                        ),
-                    ))
-                }
-                Err(e) => {
-                    return Err((i, format!("its {} bytes do not read back: {e}", own.len())))
-                }
-            }
-            start = end;
+    /// The round trip: the record's bytes must decode from exactly themselves, and the
+    /// value read back must encode to the same bytes (it is then the value written, as far
+    /// as `T`'s `Serialize` can tell). Where the bytes differ, a `HashMap` or `HashSet` read
+    /// back in another order is told apart from another value by comparing the two values'
+    /// [`fingerprint`](super::fingerprint)s, in which such order does not count.
+    fn encode_checked(&self, x: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        let start = out.len();
+        let checked = self
+            .encode(x, out)
+            .map_err(|e| format!("it does not encode: {e}"))
+            .and_then(|()| round_trip(x, out, start));
+        if checked.is_err() {
+            out.truncate(start);
         }
-        if start != bytes.len() {
-            return Err((
-                ends.len(),
-                format!("{} bytes follow the frame's records", bytes.len() - start),
-            ));
-        }
-        Ok(())
+        checked
     }
 
     fn type_name(&self) -> &'static str {
@@ -174,6 +157,49 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for SerdeCodec<T> {
 
     fn layout(&self) -> Option<layout::Layout> {
         layout::Layout::of::<T>()
+    }
+}
+
+/// Checks that the record encoded at `out[start..]` reads back as `x` (see
+/// [`SerdeCodec::encode_checked`]). `out` ends as it began.
+fn round_trip<T: Serialize + DeserializeOwned>(
+    x: &T,
+    out: &mut Vec<u8>,
+    start: usize,
+) -> std::result::Result<(), String> {
+    let written = out.len() - start;
+    let back = match postcard::take_from_bytes::<T>(&out[start..]) {
+        Ok((back, [])) => back,
+        Ok((_, rest)) => {
+            return Err(format!(
+                "it was written as {written} bytes but reads back from {} of them \
+                 ({SERDE_ADVICE})",
+                written - rest.len()
+            ))
+        }
+        Err(e) => return Err(format!("its {written} bytes do not read back: {e}")),
+    };
+    let end = out.len();
+    let again = postcard::serialize_with_flavor(&back, AppendTo(out));
+    let same = again.is_ok() && out[start..end] == out[end..];
+    out.truncate(end);
+    if same {
+        return Ok(());
+    }
+    // Hash-ordered collections read back in another order: compare the values themselves.
+    match (fingerprint(x), fingerprint(&back)) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Err(e), _) | (_, Err(e)) => Err(format!(
+            "the value read back from its bytes encodes differently, and the two could \
+             not be compared: {e}"
+        )),
+        _ => Err(format!(
+            "its bytes read back as another value: the value decoded from its {written} \
+             bytes does not encode to them again. Serde attributes that write one form and \
+             read another do this (a rename or skip for one direction only, `from` and \
+             `into` through different types, a `serialize_with` without a matching \
+             `deserialize_with`); give the type one serde form for both directions"
+        )),
     }
 }
 

@@ -73,9 +73,11 @@
 //! sequences, ...); those, and every version-1 checkpoint, are checked by type name only.
 //!
 //! # What the writer guarantees the reader can read
-//! - Every record of a frame is decoded again from exactly its own bytes before the frame is
-//!   written (unless `ContextBuilder::checkpoint_verify(false)`): a serde implementation
-//!   that postcard cannot read back fails the write with `Error::UnreadableRecord`.
+//! - Every record is decoded again from exactly its own bytes, and the value read back
+//!   encoded again and compared, before its frame is written (unless
+//!   `ContextBuilder::checkpoint_verify(false)`, or the fixed-width codec, which has
+//!   nothing to verify): a serde implementation that postcard cannot read back as the
+//!   value written fails the write with `Error::UnreadableRecord`.
 //! - No frame payload or body exceeds `MAX_FRAME_BYTES` (or a lower
 //!   `checkpoint_frame_limit`); a record that cannot fit fails the write. The type name fits
 //!   its `u16` length, and a part never has `u32::MAX` frames.

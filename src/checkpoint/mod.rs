@@ -23,6 +23,7 @@
 pub mod admin;
 mod app_dir;
 pub(crate) mod codec;
+mod fingerprint;
 mod fixed;
 pub mod format;
 mod layout;

@@ -14,8 +14,10 @@
 //! refused; so is a struct or tuple variant. The fields of a struct or struct variant are
 //! also checked by name, in order, against the names its `Deserialize` reads, so a field
 //! skipped when serializing and another skipped when deserializing cannot cancel out.
-//! Known gap: tuple structs and tuple variants have no names, so such a pair of skips in
-//! one of them is not caught (the counts agree and the bytes decode).
+//! Tuple structs and tuple variants have no names, so such a pair of skips in one of them
+//! is not caught here (the counts agree and the bytes decode); the writer's round trip
+//! (`Codec::encode_checked`) catches it, with every other form that writes one thing and
+//! reads another.
 //!
 //! The wrapper also keeps the message of a `Serialize` impl's own error
 //! (`S::Error::custom("…")`), which postcard's error type drops.

@@ -222,7 +222,6 @@ impl<T: Data> WriteSession<T> {
             file: Some(file),
             payload: Vec::with_capacity(FRAME_TARGET + 1024),
             out: Vec::with_capacity(FRAME_TARGET + 1024),
-            ends: Vec::new(),
             verify: self.app.verify && !self.codec.exact(),
             frame_limit: self.app.frame_limit as usize,
             frame_records: 0,
@@ -474,8 +473,6 @@ struct PartWriter<T: Data> {
     file: Option<Out>,
     payload: Vec<u8>,
     out: Vec<u8>,
-    /// Where each record of the current frame ends in `payload` (only when verifying).
-    ends: Vec<u32>,
     verify: bool,
     /// The largest payload a frame may have (the reader's limit, or a lower one).
     frame_limit: usize,
@@ -553,9 +550,20 @@ impl<T: Data> PartWriter<T> {
 
     fn push(&mut self, x: &T) -> Result<()> {
         let start = self.payload.len();
-        if let Err(e) = self.session.codec.encode(x, &mut self.payload) {
+        let codec = &self.session.codec;
+        // The writer accepts only what the reader reads back as the value written: when
+        // verifying, every record is decoded again and the value read back compared. A
+        // failure fails the write before any rename.
+        let encoded = if self.verify {
+            codec.encode_checked(x, &mut self.payload)
+        } else {
+            codec
+                .encode(x, &mut self.payload)
+                .map_err(|e| format!("it does not encode: {e}"))
+        };
+        if let Err(why) = encoded {
             self.payload.truncate(start);
-            return Err(self.unreadable(self.records, format!("it does not encode: {e}")));
+            return Err(self.unreadable(self.records, why));
         }
         let len = self.payload.len() - start;
         if len > self.frame_limit {
@@ -582,9 +590,6 @@ impl<T: Data> PartWriter<T> {
         }
         self.frame_records += 1;
         self.records += 1;
-        if self.verify {
-            self.ends.push(self.payload.len() as u32);
-        }
         if self.payload.len() >= FRAME_TARGET.min(self.frame_limit)
             || self.frame_records == u32::MAX
         {
@@ -596,15 +601,6 @@ impl<T: Data> PartWriter<T> {
     fn flush_frame(&mut self) -> Result<()> {
         if self.frame_records == 0 {
             return Ok(());
-        }
-        if self.verify {
-            // The writer accepts only what the reader reads back: every record must decode
-            // from exactly its own bytes. A failure fails the write before any rename.
-            if let Err((i, why)) = self.session.codec.verify_frame(&self.payload, &self.ends) {
-                let index = self.records - u64::from(self.frame_records) + i as u64;
-                return Err(self.unreadable(index, why));
-            }
-            self.ends.clear();
         }
         if self.frames == u32::MAX - 1 {
             return Err(self.unreadable(

@@ -771,10 +771,12 @@ impl<T: Data> Rdd<T> {
     /// one file per partition under `<checkpoint_dir>/<app_id>/rdd-<id>-<write id>/`, then a
     /// manifest; then the lineage is replaced by the files and the parents are released.
     ///
-    /// The writer accepts only what the reader reads back: each record is decoded again
-    /// from exactly its own bytes before its part file is committed. Element types whose
-    /// serde implementation postcard cannot read back (`skip_serializing_if`, untagged or
-    /// internally tagged enums, `flatten`, `serde_json::Value`, ...) and records too large
+    /// The writer accepts only what the reader reads back as the value written: each record
+    /// is decoded again from exactly its own bytes, and the value read back encoded again
+    /// and compared, before its part file is committed. Element types whose serde
+    /// implementation postcard cannot read back (`skip_serializing_if`, untagged or
+    /// internally tagged enums, `flatten`, `serde_json::Value`, `from`/`into` through
+    /// different types, a skip for one direction only, ...) and records too large
     /// for a frame make the action fail with [`Error::UnreadableRecord`](crate::Error::UnreadableRecord): nothing is
     /// committed, the RDD stays Marked with its lineage, and every later action retries
     /// until [`Rdd::cancel_checkpoint`]. The manifest records the element type's structural

@@ -290,9 +290,11 @@ impl Context {
     /// `(K, T)` pairs of `group_by` and `sort_by`). Register before running the job that shuffles them. A shuffle over the limit
     /// whose records have no codec names the type to register on stderr.
     ///
-    /// Spilled records are written with postcard and read back when the reduce side runs;
-    /// a type whose serde form postcard cannot read back fails that shuffle's job with
-    /// [`Error::UnreadableRecord`].
+    /// Spilled records are written with postcard, each decoded again as it is written and
+    /// compared with the value written, and read back when the reduce side runs; a type
+    /// whose serde form postcard cannot read back as the same value fails that shuffle's
+    /// job with [`Error::UnspillableRecord`] (nothing is lost: the job can run without the
+    /// limit, or with a type that reads back).
     ///
     /// ```
     /// # let ctx = flintlock::Context::builder().memory_limit(64 << 20).build()?;

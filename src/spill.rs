@@ -857,7 +857,7 @@ impl<T: 'static> Active<T> {
                 };
                 encoded.map_err(|reason| Error::UnspillableRecord {
                     type_name: std::any::type_name::<T>().to_string(),
-                    reason,
+                    reason: format!("a record of {}: {reason}", self.what),
                 })?;
                 n += 1;
                 if self.payload.len() >= SPILL_FRAME_BYTES {

@@ -821,3 +821,160 @@ fn hash_maps_and_sets_read_back_in_another_order_still_checkpoint() {
     assert!(rdd.is_checkpointed());
     assert_eq!(rdd.collect().unwrap(), data);
 }
+
+/// `None` written as a unit (no bytes), read as an `Option<Option<_>>`: the next field's
+/// byte becomes `Some(None)`, and the value read back encodes to the same bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct UnitForNone {
+    #[serde(with = "none_as_unit")]
+    a: Option<Option<u8>>,
+    b: u8,
+    c: Vec<u8>,
+}
+
+mod none_as_unit {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_unit(),
+            Some(None) => s.serialize_none(),
+            Some(Some(x)) => s.serialize_some(x),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u8>>, D::Error> {
+        Option::<u8>::deserialize(d).map(Some)
+    }
+}
+
+#[test]
+fn a_value_written_as_no_bytes_and_read_as_another_is_refused() {
+    assert_refused(
+        vec![UnitForNone {
+            a: None,
+            b: 0,
+            c: vec![0],
+        }],
+        "UnitForNone",
+    );
+}
+
+mod geo {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Point {
+        pub lat: f64,
+        pub lon: f64,
+    }
+}
+
+mod screen {
+    #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Point {
+        pub x: i32,
+        pub y: i32,
+    }
+}
+
+/// Rejects strings without `@`, so the layout trace (whose sample string is empty) stops
+/// at it, before it meets `screen::Point`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+struct Email(String);
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.contains('@') {
+            Ok(Email(s))
+        } else {
+            Err(format!("{s:?} is not an e-mail address"))
+        }
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+
+#[test]
+fn same_named_structs_after_a_validated_field_still_checkpoint() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    let data = vec![(
+        geo::Point {
+            lat: 1.5,
+            lon: -2.0,
+        },
+        Email("a@b".into()),
+        screen::Point { x: 3, y: -4 },
+    )];
+    let rdd = ctx.parallelize(data.clone(), 1);
+    rdd.checkpoint().unwrap();
+    assert_eq!(rdd.collect().unwrap(), data);
+    assert!(rdd.is_checkpointed());
+}
+
+/// A linked list: two levels of nesting per node (the struct's field, then the option).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Node {
+    v: u8,
+    next: Option<Box<Node>>,
+}
+
+fn list(len: usize) -> Node {
+    let mut head = Node { v: 0, next: None };
+    for i in 1..len {
+        head = Node {
+            v: i as u8,
+            next: Some(Box::new(head)),
+        };
+    }
+    head
+}
+
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        let mut values = Vec::new();
+        let mut at = Some(self);
+        while let Some(n) = at {
+            values.push(n.v);
+            at = n.next.as_deref();
+        }
+        let mut head: Option<Box<Node>> = None;
+        for v in values.into_iter().rev() {
+            head = Some(Box::new(Node { v, next: head }));
+        }
+        *head.expect("a list has a node")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(mut n) = next {
+            next = n.next.take();
+        }
+    }
+}
+
+#[test]
+fn a_record_nested_too_deep_is_refused_with_an_error_not_a_stack_overflow() {
+    let dir = common::backend::place();
+    let ctx = common::ctx_with_dir(dir.path());
+    // 1,000 nodes (2,000 levels) read back.
+    let shallow = ctx.range(0..2, 2).map(|_| list(1_000));
+    shallow.checkpoint().unwrap();
+    assert_eq!(shallow.collect().unwrap(), vec![list(1_000), list(1_000)]);
+    assert!(shallow.is_checkpointed());
+    // 30,000 nodes overflowed a worker's stack (the process aborted); now refused.
+    let deep = ctx.range(0..1, 1).map(|_| list(30_000));
+    deep.checkpoint().unwrap();
+    let err = deep.count().unwrap_err();
+    assert!(matches!(err, Error::UnreadableRecord { .. }), "{err}");
+    assert!(err.to_string().contains("levels deep"), "{err}");
+    deep.cancel_checkpoint().unwrap();
+    assert_eq!(deep.count().unwrap(), 1);
+}

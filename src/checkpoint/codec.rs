@@ -183,22 +183,26 @@ fn round_trip<T: Serialize + DeserializeOwned>(
     let again = postcard::serialize_with_flavor(&back, AppendTo(out));
     let same = again.is_ok() && out[start..end] == out[end..];
     out.truncate(end);
-    if same {
+    // The same bytes are the same value, unless some value took no bytes at all (see
+    // `strict::wrote_zero_width`). Other bytes may still be the same value: hash-ordered
+    // collections read back in another order. Both are settled by comparing the values.
+    if same && !strict::wrote_zero_width() {
         return Ok(());
     }
-    // Hash-ordered collections read back in another order: compare the values themselves.
     match (fingerprint(x), fingerprint(&back)) {
         (Ok(a), Ok(b)) if a == b => Ok(()),
         (Err(e), _) | (_, Err(e)) => Err(format!(
-            "the value read back from its bytes encodes differently, and the two could \
-             not be compared: {e}"
+            "the value read back from its bytes could not be compared with the value \
+             written: {e}"
         )),
         _ => Err(format!(
             "its bytes read back as another value: the value decoded from its {written} \
-             bytes does not encode to them again. Serde attributes that write one form and \
-             read another do this (a rename or skip for one direction only, `from` and \
-             `into` through different types, a `serialize_with` without a matching \
-             `deserialize_with`); give the type one serde form for both directions"
+             bytes is not the one written. Serde attributes that write one form and read \
+             another do this (a rename or skip for one direction only, `from` and `into` \
+             through different types, a `serialize_with` without a matching \
+             `deserialize_with`, a `None` written as a unit), and so does a `Serialize` whose \
+             output is not a function of the value (a float sum over a `HashMap`'s order); \
+             give the type one serde form for both directions"
         )),
     }
 }

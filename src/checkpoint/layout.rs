@@ -110,7 +110,7 @@ impl Layout {
     /// documentation). Traced once per type and process, on a short-lived thread of its own;
     /// never panics, even when `T`'s `Deserialize` does.
     pub(crate) fn of<T: DeserializeOwned + 'static>() -> Option<Layout> {
-        traced::<T>().and_then(|t| t.0)
+        traced::<T>().map(|t| t.0)
     }
 
     /// A layout as read back from a manifest.
@@ -126,10 +126,15 @@ impl Layout {
 
 /// The fields `T`'s `Deserialize` reads for each struct and tuple struct (and struct or
 /// tuple variant) it contains, by container name (names that two containers of different
-/// fields share are left out). Known even when the layout cannot be traced, for the
-/// containers the trace did read (a struct with an alias, a type with an untagged enum
-/// inside); `None` only when the trace could not run. The encoder compares what a `Serialize` writes with
-/// these, since postcard cannot tell a field left out (see `strict`).
+/// fields share are left out). The encoder compares what a `Serialize` writes with these,
+/// since postcard cannot tell a field left out (see `strict`).
+///
+/// `None` when the layout cannot be traced to the end (a struct with a field alias, a
+/// validated field that rejects the tracer's samples, an untagged enum): the trace stopped
+/// where it failed, so a container of the same name after that point (another module's
+/// `Point`) was never met, and checking it against the one that was would refuse a type
+/// that reads back. Such types are checked by the writer's round trip alone
+/// (`Codec::encode_checked`).
 pub(crate) fn field_counts_of<T: DeserializeOwned + 'static>() -> Option<Arc<FieldCounts>> {
     traced::<T>().map(|t| t.1)
 }
@@ -190,8 +195,8 @@ impl FieldCounts {
     }
 }
 
-/// What a trace found: the layout (when the trace completed) and the fields read.
-type Traced = (Option<Layout>, Arc<FieldCounts>);
+/// What a completed trace found: the layout and the fields read.
+type Traced = (Layout, Arc<FieldCounts>);
 
 /// The trace of `T`, once per type and process.
 fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
@@ -209,7 +214,7 @@ fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
     let worker = std::thread::Builder::new()
         .name("flintlock-layout".to_owned())
         .stack_size(TRACE_STACK)
-        .spawn(|| std::panic::catch_unwind(trace::<T>).ok());
+        .spawn(|| std::panic::catch_unwind(trace::<T>).ok().flatten());
     let traced = worker.ok()?.join().unwrap_or(None);
     cache.lock().entry(id).or_insert(traced).clone()
 }
@@ -253,17 +258,10 @@ const MAX_DEPTH: usize = 96;
 /// and 0.75 MiB in a debug build (measured on x86-64 with rustc 1.95), less when optimized.
 const TRACE_STACK: usize = 8 << 20;
 
-/// Traces `T` with each integer sample in turn (a validated type may reject 0, another 1).
-/// When neither completes, the fields the first trace saw read are still known.
-fn trace<T: DeserializeOwned>() -> Traced {
-    let (layout, counts) = trace_with::<T>(0);
-    if layout.is_some() {
-        return (layout, Arc::new(counts));
-    }
-    match trace_with::<T>(1) {
-        (Some(layout), counts) => (Some(layout), Arc::new(counts)),
-        (None, _) => (None, Arc::new(counts)),
-    }
+/// Traces `T` with each integer sample in turn (a validated type may reject 0, another 1);
+/// `None` when neither completes.
+fn trace<T: DeserializeOwned>() -> Option<Traced> {
+    trace_with::<T>(0).or_else(|| trace_with::<T>(1))
 }
 
 /// The tracer's settings: postcard is not human-readable (types such as `IpAddr` take
@@ -298,14 +296,13 @@ fn tracer_config(integer: u8) -> TracerConfig {
 /// unfinished by an earlier pass was met again (a pass may skip an enum that is reached
 /// through another enum's variants). An enum that is never met again stays unfinished, and
 /// the trace fails.
-fn trace_with<T: DeserializeOwned>(integer: u8) -> (Option<Layout>, FieldCounts) {
+fn trace_with<T: DeserializeOwned>(integer: u8) -> Option<Traced> {
     let probe = ProbeState::default();
-    let layout = layout_with::<T>(&probe, integer);
-    (layout, probe.field_counts())
+    let layout = layout_with::<T>(&probe, integer)?;
+    Some((layout, Arc::new(probe.field_counts())))
 }
 
-/// The passes of [`trace_with`]: the layout, when the trace completes. The probe keeps
-/// what it learned either way.
+/// The passes of [`trace_with`]: the layout, when the trace completes.
 fn layout_with<T: DeserializeOwned>(probe: &ProbeState, integer: u8) -> Option<Layout> {
     let samples = Samples::new();
     let mut tracer = Tracer::new(tracer_config(integer));

@@ -27,7 +27,7 @@
 //! The first problem is kept in a thread-local slot, because the errors that cross
 //! postcard's own serializer must be postcard's type.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 
@@ -40,6 +40,22 @@ thread_local! {
     static PROBLEM: RefCell<Option<String>> = const { RefCell::new(None) };
     /// The fields the record type's `Deserialize` reads per container, when known.
     static EXPECTED: RefCell<Option<Arc<FieldCounts>>> = const { RefCell::new(None) };
+    /// Whether the current record wrote a value of no bytes (see [`wrote_zero_width`]).
+    static ZERO_WIDTH: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the record last encoded on this thread holds a value postcard writes as no
+/// bytes at all (a unit, a unit struct, an empty tuple or struct). Its bytes then say
+/// nothing of that value: a `Deserialize` that reads something else there takes its bytes
+/// from the values after it, and may even encode back to the same bytes (a `None` written
+/// as a unit, read as `Some(None)` with the next field's byte). The writer's round trip
+/// compares such records as values, not only as bytes.
+pub(crate) fn wrote_zero_width() -> bool {
+    ZERO_WIDTH.with(Cell::get)
+}
+
+fn zero_width() {
+    ZERO_WIDTH.with(|z| z.set(true));
 }
 
 /// The fields the record type's `Deserialize` reads for the container `name`, when known.
@@ -188,6 +204,7 @@ pub(crate) fn encode<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
     fields: Option<&Arc<FieldCounts>>,
 ) -> Result<(), String> {
     PROBLEM.with(|p| p.borrow_mut().take());
+    ZERO_WIDTH.with(|z| z.set(false));
     // Swapped only when the type changes: an `Arc` clone per record would bounce its
     // count between the threads writing.
     EXPECTED.with(|e| {
@@ -202,7 +219,7 @@ pub(crate) fn encode<T: Serialize + ?Sized, F: postcard::ser_flavors::Flavor>(
         }
     });
     let mut ser = postcard::Serializer { output };
-    let outcome = value.serialize(Strict(&mut ser));
+    let outcome = value.serialize(Strict(&mut ser, 0));
     let problem = PROBLEM.with(|p| p.borrow_mut().take());
     match (outcome, problem) {
         (Ok(()), None) => ser.output.finalize().map(drop).map_err(|e| e.to_string()),
@@ -237,21 +254,40 @@ impl<E: ser::Error> ser::Error for StrictError<E> {
 }
 
 /// Forwards to the serializer `S`, wrapping every nested value; refuses `skip_field`.
-pub(crate) struct Strict<S>(S);
+pub(crate) struct Strict<S>(S, u32);
 
-/// A value serialized through [`Strict`] by whatever serializer it is handed.
-struct Nested<'a, T: ?Sized>(&'a T);
+/// A value serialized through [`Strict`] by whatever serializer it is handed, at a depth
+/// (values inside values) below the record.
+struct Nested<'a, T: ?Sized>(&'a T, u32);
+
+/// The deepest a value may lie inside a record (each struct field, element, option or
+/// newtype is a level: a linked list of `Option<Box<Node>>` takes two per node). Serde,
+/// postcard and the writer's round trip each recurse once per level, and a deep enough
+/// value overflows a worker's stack, which aborts the process (a 12,000-node list did in a
+/// debug build): such a record is refused with an error instead, well below that.
+const MAX_NESTING: u32 = 4096;
 
 impl<T: Serialize + ?Sized> Serialize for Nested<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(Strict(serializer)).map_err(|e| match e {
-            StrictError::Inner(e) => e,
-            StrictError::Message(m) => {
-                // Crosses postcard's serializer, whose error type drops messages.
-                note(m.clone());
-                ser::Error::custom(m)
-            }
-        })
+        if self.1 > MAX_NESTING {
+            let m = format!(
+                "it nests values more than {MAX_NESTING} levels deep (a long linked list or \
+                 a deep tree of boxes?), deeper than encoding and decoding can go without \
+                 running out of stack; store such data flattened (a Vec of nodes with indices)"
+            );
+            note(m.clone());
+            return Err(ser::Error::custom(m));
+        }
+        self.0
+            .serialize(Strict(serializer, self.1))
+            .map_err(|e| match e {
+                StrictError::Inner(e) => e,
+                StrictError::Message(m) => {
+                    // Crosses postcard's serializer, whose error type drops messages.
+                    note(m.clone());
+                    ser::Error::custom(m)
+                }
+            })
     }
 }
 
@@ -266,6 +302,8 @@ pub(crate) struct Compound<C> {
     /// Where the last field written is in the names the struct declares, plus one (for a
     /// struct with aliases, whose positions are not known).
     at: usize,
+    /// The container's own depth in the record (its values lie one deeper).
+    depth: u32,
 }
 
 impl<C> Compound<C> {
@@ -277,12 +315,13 @@ impl<C> Compound<C> {
         }
     }
 
-    fn new(inner: C) -> Self {
+    fn new(inner: C, depth: u32) -> Self {
         Compound {
             inner,
             expect: None,
             written: 0,
             at: 0,
+            depth,
         }
     }
 }
@@ -351,13 +390,15 @@ impl<S: Serializer> Serializer for Strict<S> {
     }
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<S::Ok, Self::Error> {
         self.0
-            .serialize_some(&Nested(v))
+            .serialize_some(&Nested(v, self.1 + 1))
             .map_err(StrictError::Inner)
     }
     fn serialize_unit(self) -> Result<S::Ok, Self::Error> {
+        zero_width();
         self.0.serialize_unit().map_err(StrictError::Inner)
     }
     fn serialize_unit_struct(self, name: &'static str) -> Result<S::Ok, Self::Error> {
+        zero_width();
         self.0
             .serialize_unit_struct(name)
             .map_err(StrictError::Inner)
@@ -379,7 +420,7 @@ impl<S: Serializer> Serializer for Strict<S> {
         v: &T,
     ) -> Result<S::Ok, Self::Error> {
         self.0
-            .serialize_newtype_struct(name, &Nested(v))
+            .serialize_newtype_struct(name, &Nested(v, self.1 + 1))
             .map_err(StrictError::Inner)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -391,20 +432,25 @@ impl<S: Serializer> Serializer for Strict<S> {
     ) -> Result<S::Ok, Self::Error> {
         variant_read_back(name, index, variant)?;
         self.0
-            .serialize_newtype_variant(name, index, variant, &Nested(v))
+            .serialize_newtype_variant(name, index, variant, &Nested(v, self.1 + 1))
             .map_err(StrictError::Inner)
     }
     fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        let depth = self.1;
         length_known(len, "sequence")?;
         self.0
             .serialize_seq(len)
-            .map(Compound::new)
+            .map(|inner| Compound::new(inner, depth))
             .map_err(StrictError::Inner)
     }
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        let depth = self.1;
+        if len == 0 {
+            zero_width();
+        }
         self.0
             .serialize_tuple(len)
-            .map(Compound::new)
+            .map(|inner| Compound::new(inner, depth))
             .map_err(StrictError::Inner)
     }
     fn serialize_tuple_struct(
@@ -412,13 +458,17 @@ impl<S: Serializer> Serializer for Strict<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        let depth = self.1;
+        if len == 0 {
+            zero_width();
+        }
         // Checked against the fields written when it ends: `len` is a hint postcard ignores.
         let expect = expected_fields(name).map(|read| (name, read));
         self.0
             .serialize_tuple_struct(name, len)
             .map(|inner| Compound {
                 expect,
-                ..Compound::new(inner)
+                ..Compound::new(inner, depth)
             })
             .map_err(StrictError::Inner)
     }
@@ -429,21 +479,23 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        let depth = self.1;
         variant_read_back(name, index, variant)?;
         let expect = expected_variant_fields(name, index, variant).map(|read| (variant, read));
         self.0
             .serialize_tuple_variant(name, index, variant, len)
             .map(|inner| Compound {
                 expect,
-                ..Compound::new(inner)
+                ..Compound::new(inner, depth)
             })
             .map_err(StrictError::Inner)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        let depth = self.1;
         length_known(len, "map")?;
         self.0
             .serialize_map(len)
-            .map(Compound::new)
+            .map(|inner| Compound::new(inner, depth))
             .map_err(StrictError::Inner)
     }
     fn serialize_struct(
@@ -451,12 +503,16 @@ impl<S: Serializer> Serializer for Strict<S> {
         name: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStruct, Self::Error> {
+        let depth = self.1;
+        if len == 0 {
+            zero_width();
+        }
         let expect = expected_fields(name).map(|read| (name, read));
         self.0
             .serialize_struct(name, len)
             .map(|inner| Compound {
                 expect,
-                ..Compound::new(inner)
+                ..Compound::new(inner, depth)
             })
             .map_err(StrictError::Inner)
     }
@@ -467,13 +523,14 @@ impl<S: Serializer> Serializer for Strict<S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        let depth = self.1;
         variant_read_back(name, index, variant)?;
         let expect = expected_variant_fields(name, index, variant).map(|read| (variant, read));
         self.0
             .serialize_struct_variant(name, index, variant, len)
             .map(|inner| Compound {
                 expect,
-                ..Compound::new(inner)
+                ..Compound::new(inner, depth)
             })
             .map_err(StrictError::Inner)
     }
@@ -515,7 +572,9 @@ macro_rules! forward_values {
             type Ok = C::Ok;
             type Error = StrictError<C::Error>;
             fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
-                self.inner.$method(&Nested(v)).map_err(StrictError::Inner)
+                self.inner
+                    .$method(&Nested(v, self.depth + 1))
+                    .map_err(StrictError::Inner)
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
                 self.inner.end().map_err(StrictError::Inner)
@@ -539,7 +598,7 @@ macro_rules! counted_values {
             fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
                 self.written += 1;
                 self.inner
-                    .serialize_field(&Nested(v))
+                    .serialize_field(&Nested(v, self.depth + 1))
                     .map_err(StrictError::Inner)
             }
             fn end(self) -> Result<C::Ok, Self::Error> {
@@ -575,7 +634,7 @@ macro_rules! forward_fields {
                 }
                 self.written += 1;
                 self.inner
-                    .serialize_field(key, &Nested(v))
+                    .serialize_field(key, &Nested(v, self.depth + 1))
                     .map_err(StrictError::Inner)
             }
             fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
@@ -596,12 +655,12 @@ impl<C: ser::SerializeMap> ser::SerializeMap for Compound<C> {
     type Error = StrictError<C::Error>;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Self::Error> {
         self.inner
-            .serialize_key(&Nested(k))
+            .serialize_key(&Nested(k, self.depth + 1))
             .map_err(StrictError::Inner)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Self::Error> {
         self.inner
-            .serialize_value(&Nested(v))
+            .serialize_value(&Nested(v, self.depth + 1))
             .map_err(StrictError::Inner)
     }
     fn end(self) -> Result<C::Ok, Self::Error> {

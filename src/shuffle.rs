@@ -110,15 +110,24 @@ impl ShuffleStore {
 /// `ContextInner::combine_sizes`).
 #[derive(Default)]
 pub(crate) struct SizeHints {
-    sites: Mutex<FxHashMap<(&'static str, std::panic::Location<'static>), Arc<AtomicUsize>>>,
+    sites: Mutex<FxHashMap<(&'static str, std::panic::Location<'static>, Side), Arc<AtomicUsize>>>,
+}
+
+/// Which of a call site's tables a size hint is for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Side {
+    /// The map side's combine tables.
+    Map,
+    /// The tables that merge a key's values or combiners (reduce side, or in place).
+    Reduce,
 }
 
 impl SizeHints {
-    /// The hint of `site` (0 until a stage of it finishes).
-    pub(crate) fn of(&self, site: crate::CallSite) -> Arc<AtomicUsize> {
+    /// The hint of the tables `side` of `site` builds (0 until one is built).
+    pub(crate) fn of(&self, site: crate::CallSite, side: Side) -> Arc<AtomicUsize> {
         self.sites
             .lock()
-            .entry((site.op, *site.location))
+            .entry((site.op, *site.location, side))
             .or_default()
             .clone()
     }
@@ -346,6 +355,10 @@ pub(crate) trait Records<T> {
     /// A lower bound of the number of records (exact for readers and cached blocks).
     fn len_hint(&self) -> usize;
 
+    /// An upper bound of the number of records, when one is known (none after a
+    /// `flat_map`, whose output length is unknown).
+    fn len_bound(&self) -> Option<usize>;
+
     /// Hands the records to `f` in batches (see [`PartitionIterator::drain_batches`]), in
     /// order; `f` takes the records out of each.
     fn drain_batched(self, f: impl FnMut(&mut Vec<T>));
@@ -360,6 +373,9 @@ pub(crate) trait Records<T> {
 impl<T: Clone> Records<T> for BoxedPartitionIter<T> {
     fn len_hint(&self) -> usize {
         self.size_hint().0
+    }
+    fn len_bound(&self) -> Option<usize> {
+        self.size_hint().1
     }
     fn drain_batched(self, mut f: impl FnMut(&mut Vec<T>)) {
         self.drain_batches(&mut f);
@@ -387,6 +403,9 @@ impl<K: Clone, M: Clone> ShuffleReader<K, M> {
 impl<K: Clone, M: Clone> Records<(K, M)> for ShuffleReader<K, M> {
     fn len_hint(&self) -> usize {
         self.remaining
+    }
+    fn len_bound(&self) -> Option<usize> {
+        Some(self.remaining)
     }
     fn drain_batched(self, mut f: impl FnMut(&mut Vec<(K, M)>)) {
         for slice in self.remaining_slices() {
@@ -423,17 +442,30 @@ impl<K: Clone, M: Clone> Iterator for ShuffleReader<K, M> {
     }
 }
 
+/// The capacity to give a table of the site whose tables last reached `hint` entries:
+/// that size, within `bound` records when the input's length is bounded (growing a table
+/// from empty rehashes every key about twice and copies the table each time).
+fn remembered_capacity(hint: &AtomicUsize, bound: Option<usize>) -> usize {
+    let last = hint.load(Ordering::Relaxed);
+    bound.map_or(last, |records| last.min(records))
+}
+
 /// Combines `(K, V)` pairs by key, merging each value into its key's combiner in place.
+/// The table starts at `floor` entries or at the size this site's table reached last time
+/// (`hint`, see [`remembered_capacity`]), whichever is larger; `hint` records the size it
+/// reaches.
 pub(crate) fn combine_values<K, V, C>(
     input: impl Records<(K, V)>,
     create: &impl Fn(V) -> C,
     merge_value: &impl Fn(C, V) -> C,
-    capacity: usize,
+    hint: &AtomicUsize,
+    floor: usize,
 ) -> FxHashMap<K, C>
 where
     K: Hash + Eq + Clone,
     V: Clone,
 {
+    let capacity = remembered_capacity(hint, input.len_bound()).max(floor);
     let mut map: FxHashMap<K, C> =
         FxHashMap::with_capacity_and_hasher(capacity, Default::default());
     input.drain_chunked(|records| {
@@ -441,20 +473,34 @@ where
             upsert(&mut map, k, v, create, merge_value);
         }
     });
+    hint.store(map.len(), Ordering::Relaxed);
+    settled(map)
+}
+
+/// `map` at the size it would have reached growing from empty. The order a table yields its
+/// entries in depends on its size, and a shuffle's output order must not depend on the
+/// sizes an earlier run left (the same RDD collected twice gives the same sequence): a
+/// table sized larger from a hint (another partition's, or a larger input's) is shrunk to
+/// fit. A smaller one grows to that size anyway.
+fn settled<K: Hash + Eq, C>(mut map: FxHashMap<K, C>) -> FxHashMap<K, C> {
+    // Nothing to do (no rehash) when the table is already at that size.
+    map.shrink_to_fit();
     map
 }
 
-/// Merges `(K, C)` combiners by key (the reduce side after a map-side combine).
+/// Merges `(K, C)` combiners by key (the reduce side after a map-side combine), sized as
+/// [`combine_values`] sizes its table.
 pub(crate) fn merge_combiners<K, C>(
     input: impl Records<(K, C)>,
     merge: &impl Fn(C, C) -> C,
-    capacity: usize,
+    hint: &AtomicUsize,
+    floor: usize,
 ) -> FxHashMap<K, C>
 where
     K: Hash + Eq + Clone,
     C: Clone,
 {
-    combine_values(input, &|c| c, merge, capacity)
+    combine_values(input, &|c| c, merge, hint, floor)
 }
 
 /// Inserts `create(v)` for a new key, or replaces the combiner `c` of an existing key by
@@ -568,9 +614,9 @@ where
     V: Clone,
     C: Clone + 'static,
 {
-    // Sized as the same operation's table ended last time (growing from empty rehashes
-    // every key about twice), within what this partition and the memory share can hold.
-    let mut capacity = size_hint.load(Ordering::Relaxed).min(input.len_hint());
+    // Sized as the same operation's table ended last time, within what this partition
+    // (when its length is bounded: not after a `flat_map`) and the memory share can hold.
+    let mut capacity = remembered_capacity(size_hint, input.len_bound());
     if let Some(records) = spill.record_share() {
         capacity = capacity.min(records);
     }
@@ -583,21 +629,34 @@ where
     // `Some` once combining has been given up: the table built so far, bucketed, and the
     // buckets every further record goes to.
     let mut gave_up: Option<Vec<Vec<(K, C)>>> = None;
-    input.drain_chunked(|records| {
+    input.drain_chunked(|mut records| {
         let added = records.len();
-        for (k, v) in records {
+        while records.len() > 0 {
             match &mut gave_up {
                 None => {
-                    upsert(&mut map, k, v, create, merge_value);
-                    seen += 1;
-                    if seen == probe && (spilled_keys + map.len()) * 10 > seen * 9 {
-                        let combined = std::mem::take(&mut map);
+                    // Runs of nothing but upserts: up to the probe, then to the chunk's end.
+                    // A per-record check in this loop (cache misses on the table dominate)
+                    // left fewer records in flight to overlap them.
+                    let run = match probe.checked_sub(seen) {
+                        Some(left) if left > 0 => left.min(records.len()),
+                        _ => records.len(),
+                    };
+                    for (k, v) in records.by_ref().take(run) {
+                        upsert(&mut map, k, v, create, merge_value);
+                    }
+                    let before = seen;
+                    seen += run;
+                    if before < probe && seen == probe && (spilled_keys + map.len()) * 10 > seen * 9
+                    {
+                        let combined = settled(std::mem::take(&mut map));
                         gave_up = Some(bucketize_map(combined, key_fn, partitions));
                     }
                 }
                 Some(buckets) => {
-                    let p = key_fn(&k);
-                    buckets[p].push((k, create(v)));
+                    for (k, v) in records.by_ref() {
+                        let p = key_fn(&k);
+                        buckets[p].push((k, create(v)));
+                    }
                 }
             }
         }
@@ -622,7 +681,7 @@ where
             if spilled_keys == 0 {
                 size_hint.store(map.len(), Ordering::Relaxed);
             }
-            bucketize_map(map, key_fn, partitions)
+            bucketize_map(settled(map), key_fn, partitions)
         }
     }
 }
@@ -700,6 +759,7 @@ mod tests {
             boxed(vec![(1, 2), (2, 5), (1, 3)].into_iter()),
             &|v: i32| v,
             &|c, v| c + v,
+            &AtomicUsize::new(0),
             0,
         );
         assert_eq!(map[&1], 5);
@@ -721,6 +781,7 @@ mod tests {
                     }
                     c
                 },
+                &AtomicUsize::new(0),
                 0,
             )
         }));
@@ -736,6 +797,7 @@ mod tests {
             boxed((0..10).map(|i| (i % 3, i))),
             &|_v: i32| Tracked::new(&l),
             &|c, _| c,
+            &AtomicUsize::new(0),
             0,
         );
         assert_eq!(live.get(), 3);

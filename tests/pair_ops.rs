@@ -254,3 +254,51 @@ fn a_combine_sized_from_its_last_run_gives_the_same_sums() {
         );
     }
 }
+
+/// Tables sized from a call site's last run must not change what a shuffle returns, nor its
+/// order: the same RDD collected again (sizes warm) gives the same sequence as its first
+/// run (sizes cold), after a `flat_map` (length unknown) and after a `map` (length known).
+#[test]
+fn by_key_results_keep_their_order_when_tables_are_sized_from_the_last_run() {
+    let ctx = ctx();
+    let base = ctx.range(0..20_000, 4);
+    let unknown = base.flat_map(|i| [(i * 7919 % 3001, i), (i % 17, 1)]);
+    let known = base.map(|i| (i * 31 % 4099, i));
+    // Partitions of very different key counts (10 to 10,000 keys): one partition's size is
+    // a poor hint for another's, on the map side and on the reduce side.
+    let hash = Partitioner::hash(4);
+    let place = hash.clone();
+    let mut quota = [10usize, 100, 1_000, 10_000];
+    let keys: Vec<(u64, u64)> = (0u64..)
+        .filter(|k| {
+            let q = &mut quota[place.partition_of(k)];
+            *q = q.saturating_sub(1);
+            *q > 0
+        })
+        .take(11_100 - 4)
+        // Every partition gets about 10,000 records: few keys, many repeats, or the reverse.
+        .flat_map(|k| {
+            let repeats = 10_000 / [10, 100, 1_000, 10_000][hash.partition_of(&k)];
+            (0..repeats).map(move |i| (k, i))
+        })
+        .collect();
+    let skewed = ctx
+        .parallelize(keys, 4)
+        .partition_by(hash.clone())
+        .map(|kv| kv);
+    for pairs in [unknown, known, skewed] {
+        let reduced = pairs.reduce_by_key(|a, b| a + b);
+        let grouped = pairs.group_by_key();
+        let distinct = pairs.keys().distinct();
+        let first = (
+            reduced.collect().unwrap(),
+            grouped.collect().unwrap(),
+            distinct.collect().unwrap(),
+        );
+        for _ in 0..3 {
+            assert_eq!(reduced.collect().unwrap(), first.0);
+            assert_eq!(grouped.collect().unwrap(), first.1);
+            assert_eq!(distinct.collect().unwrap(), first.2);
+        }
+    }
+}

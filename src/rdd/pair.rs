@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
 use crate::shuffle::{
     combine_partially, combine_values, merge_combiners as merge_all, ShuffleDependency,
-    ShuffleReader,
+    ShuffleReader, Side,
 };
 use crate::{Data, Key, Rdd};
 
@@ -99,9 +99,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     ) -> Rdd<(K, C)> {
         let create = Arc::new(create);
         let merge_value = Arc::new(merge_value);
+        let sizes = &self.context().inner.combine_sizes;
+        let merged_size = sizes.of(site, Side::Reduce);
         if map_side_combine {
             let (c, m) = (create.clone(), merge_value.clone());
-            let size = self.context().inner.combine_sizes.of(site);
+            let size = sizes.of(site, Side::Map);
             let dep = ShuffleDependency::unless_partitioned(
                 self,
                 &partitioner,
@@ -111,8 +113,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             );
             if let Some(dep) = dep {
                 let reduce = Arc::new(move |reader: ShuffleReader<K, C>| {
-                    let capacity = reader.largest_bucket();
-                    let map = merge_all(reader, &merge_combiners, capacity);
+                    let floor = reader.largest_bucket();
+                    let map = merge_all(reader, &merge_combiners, &merged_size, floor);
                     boxed(map.into_iter()) as BoxedPartitionIter<(K, C)>
                 });
                 return Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce));
@@ -120,7 +122,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         } else if let Some(dep) = ShuffleDependency::bucketing(self, &partitioner) {
             let (c, m) = (create.clone(), merge_value.clone());
             let reduce = Arc::new(move |reader: ShuffleReader<K, V>| {
-                let map = combine_values(reader, c.as_ref(), m.as_ref(), 0);
+                let map = combine_values(reader, c.as_ref(), m.as_ref(), &merged_size, 0);
                 boxed(map.into_iter()) as BoxedPartitionIter<(K, C)>
             });
             return Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce));
@@ -130,7 +132,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             site,
             true,
             Arc::new(move |_, it| {
-                let map = combine_values(it, create.as_ref(), merge_value.as_ref(), 0);
+                let map =
+                    combine_values(it, create.as_ref(), merge_value.as_ref(), &merged_size, 0);
                 boxed(map.into_iter())
             }),
         )

@@ -1,8 +1,9 @@
 //! PageRank, in one run on the same built-in graph (1,000,000 edges, 10 iterations):
 //! flintlock without checkpoints, flintlock checkpointing every 5 iterations, a hand-written
 //! rayon version of the same algorithm over hash maps (the engine-overhead reference), and a
-//! hand-written CSR version (the speed limit of the machine). Then how time grows with graph
-//! size (100k, 1M, 5M edges).
+//! hand-written CSR version (the speed limit of the machine), whole runs and loops alone;
+//! then PageRank written the plain Spark way (a `Vec` per node, no packing) against the
+//! hand-written rayon version, and how time grows with graph size (100k, 1M, 5M edges).
 //!
 //! `cargo bench --bench pagerank` — the `RATIO` and `SCALING` lines are the figures.
 //! Targets: flintlock / hand-written rayon at most 1.3; checkpointing every 5 iterations
@@ -30,6 +31,29 @@ fn flintlock(ctx: &Context, edges: &[(u64, u64)], partitions: usize, every: usiz
 /// As `examples/pagerank` runs it: an action after every iteration, to show progress.
 fn flintlock_eager(ctx: &Context, edges: &[(u64, u64)], partitions: usize) -> usize {
     run(ctx, edges, partitions, ITERATIONS, 0, true)
+}
+
+/// PageRank written the plain Spark way: neighbour lists grouped into a `Vec<u64>` per node
+/// and cached as they are, with no packing (`job.rs` packs them into shared buffers).
+fn plain_spark(ctx: &Context, edges: &[(u64, u64)], partitions: usize) -> usize {
+    let links = ctx
+        .parallelize(edges.to_vec(), partitions)
+        .distinct()
+        .group_by_key()
+        .cache();
+    let mut ranks = links.map_values(|_| 1.0);
+    for _ in 0..ITERATIONS {
+        let contribs = links.join(&ranks).values().flat_map(|(urls, rank)| {
+            let share = rank / urls.len() as f64;
+            urls.into_iter().map(move |url| (url, share))
+        });
+        ranks = contribs
+            .reduce_by_key(|a, b| a + b)
+            .map_values(|sum| 0.15 + 0.85 * sum);
+    }
+    let n = ranks.collect().unwrap().len();
+    links.unpersist();
+    n
 }
 
 fn run(
@@ -64,6 +88,7 @@ fn bench(c: &mut Criterion) {
     let n = flintlock(&ctx, &edges, parts, 0);
     assert_eq!(handwritten::rayon_hash(&edges, ITERATIONS, parts).len(), n);
     assert_eq!(handwritten::csr(&edges, ITERATIONS).len(), n);
+    assert_eq!(plain_spark(&ctx, &edges, parts), n);
 
     let mut g = c.benchmark_group("pagerank_1m_edges_10_iterations");
     g.sample_size(10);
@@ -113,7 +138,28 @@ fn bench(c: &mut Criterion) {
     let eager_name = "flintlock, action every iteration";
     support::compare(reps, name, eager_name, eager, "hand-written rayon", rayon);
     let csr = || handwritten::csr(&edges, ITERATIONS);
-    support::compare(reps, name, "flintlock", lazy, "CSR", csr);
+    let (flintlock_run, csr_run) = support::compare(reps, name, "flintlock", lazy, "CSR", csr);
+    // The loops alone: each run less its own set-up (zero iterations).
+    let (csr_setup, _) = support::interleaved(reps, || handwritten::csr(&edges, 0), || ());
+    println!(
+        "LOOP pagerank 1M edges: flintlock loop / CSR loop = {:.2} ({:.1} ms, {:.1} ms; set-up \
+         {:.1} ms and {:.1} ms)",
+        (flintlock_run - setup) / (csr_run - csr_setup),
+        (flintlock_run - setup) * 1e3,
+        (csr_run - csr_setup) * 1e3,
+        setup * 1e3,
+        csr_setup * 1e3
+    );
+    let plain_way = || plain_spark(&ctx, &edges, parts);
+    let plain_name = "flintlock, the plain Spark way (Vec per node, no packing)";
+    support::compare(
+        reps,
+        name,
+        plain_name,
+        plain_way,
+        "hand-written rayon",
+        rayon,
+    );
 
     for m in [100_000u64, 1_000_000, 5_000_000] {
         let e = graph::generate(m / 10, m, 42).unwrap();

@@ -443,12 +443,19 @@ impl<K: Clone, M: Clone> Iterator for ShuffleReader<K, M> {
 }
 
 /// The capacity to give a table of the site whose tables last reached `hint` entries:
-/// that size, within `bound` records when the input's length is bounded (growing a table
-/// from empty rehashes every key about twice and copies the table each time).
+/// that size (growing a table from empty rehashes every key about twice and copies the
+/// table each time), within `bound` records when the input's length is bounded, and within
+/// [`UNBOUNDED_PRESIZE`] when it is not.
 fn remembered_capacity(hint: &AtomicUsize, bound: Option<usize>) -> usize {
     let last = hint.load(Ordering::Relaxed);
-    bound.map_or(last, |records| last.min(records))
+    last.min(bound.unwrap_or(UNBOUNDED_PRESIZE))
 }
+
+/// The largest table sized from a hint for an input of unknown length (after a
+/// `flat_map`): a site whose last table was huge may now see a few records (a streaming
+/// batch after a large one), and a table is allocated, and its control bytes written, at
+/// the size asked. About 1 MiB of control bytes at most; a larger table grows from here.
+const UNBOUNDED_PRESIZE: usize = 1 << 20;
 
 /// Combines `(K, V)` pairs by key, merging each value into its key's combiner in place.
 /// The table starts at `floor` entries or at the size this site's table reached last time

@@ -130,6 +130,16 @@ impl Unordered {
     }
 }
 
+/// Integers of every width up to 128 bits hash as the same `i128` (the type is the same on
+/// both sides of a comparison; only the value counts).
+macro_rules! integers {
+    ($($method:ident: $t:ty),* $(,)?) => {$(
+        fn $method(self, v: $t) -> Result<u64, Failed> {
+            leaf(Kind::Int, i128::from(v))
+        }
+    )*};
+}
+
 impl Serializer for Fingerprint {
     type Ok = u64;
     type Error = Failed;
@@ -148,33 +158,17 @@ impl Serializer for Fingerprint {
     fn serialize_bool(self, v: bool) -> Result<u64, Failed> {
         leaf(Kind::Bool, v)
     }
-    fn serialize_i8(self, v: i8) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_i128(self, v: i128) -> Result<u64, Failed> {
-        leaf(Kind::Int, v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
-    fn serialize_u64(self, v: u64) -> Result<u64, Failed> {
-        leaf(Kind::Int, i128::from(v))
-    }
+    integers!(
+        serialize_i8: i8,
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u8: u8,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+    );
     fn serialize_u128(self, v: u128) -> Result<u64, Failed> {
         // Kept apart from the signed values: a u128 above i128::MAX has no i128 twin.
         leaf(Kind::Int, (1u8, v))

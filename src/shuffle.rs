@@ -10,7 +10,7 @@
 //! dependency (its RDD dropped or checkpointed) frees them.
 
 use std::any::Any;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -484,15 +484,32 @@ where
     settled(map)
 }
 
-/// `map` at the size it would have reached growing from empty. The order a table yields its
-/// entries in depends on its size, and a shuffle's output order must not depend on the
-/// sizes an earlier run left (the same RDD collected twice gives the same sequence): a
-/// table sized larger from a hint (another partition's, or a larger input's) is shrunk to
-/// fit. A smaller one grows to that size anyway.
+/// `map` at the smallest size that holds it: a table sized from a hint (another
+/// partition's, or a larger input's) may be far larger than its entries need, and its
+/// buckets are handed on (see [`bucketize_map`]) or iterated by [`in_hash_order`].
 fn settled<K: Hash + Eq, C>(mut map: FxHashMap<K, C>) -> FxHashMap<K, C> {
     // Nothing to do (no rehash) when the table is already at that size.
     map.shrink_to_fit();
     map
+}
+
+/// The entries of a finished by-key table in the order of their keys' hashes: an order that
+/// depends on the keys alone. The order a hash table yields its entries in depends on its
+/// history (its starting size, which comes from the same call site's last run; the order
+/// keys arrived in, which depends on the map side's tables), and a shuffle's output must not:
+/// the same RDD computed again, in this run or after a restart (a streaming batch replayed,
+/// a checkpoint written by a retry), gives the same sequence, so that everything after it
+/// (a join's output order, a float sum in the next reduce) is the same to the last bit.
+/// Keys whose 64-bit hashes are equal (never for integer keys: their hash is a bijection)
+/// keep the table's order among themselves.
+pub(crate) fn in_hash_order<K: Hash + Eq, C>(map: FxHashMap<K, C>) -> Vec<(K, C)> {
+    let hasher = *map.hasher();
+    let mut entries: Vec<(u64, (K, C))> = map
+        .into_iter()
+        .map(|(k, c)| (hasher.hash_one(&k), (k, c)))
+        .collect();
+    entries.sort_unstable_by_key(|e| e.0);
+    entries.into_iter().map(|(_, entry)| entry).collect()
 }
 
 /// Merges `(K, C)` combiners by key (the reduce side after a map-side combine), sized as

@@ -25,8 +25,8 @@ use super::site;
 use crate::error::{Error, Result};
 use crate::partitioner::Partitioner;
 use crate::shuffle::{
-    combine_partially, combine_values, merge_combiners as merge_all, ShuffleDependency,
-    ShuffleReader, Side,
+    combine_partially, combine_values, in_hash_order, merge_combiners as merge_all,
+    ShuffleDependency, ShuffleReader, Side,
 };
 use crate::{Data, Key, Rdd};
 
@@ -115,7 +115,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 let reduce = Arc::new(move |reader: ShuffleReader<K, C>| {
                     let floor = reader.largest_bucket();
                     let map = merge_all(reader, &merge_combiners, &merged_size, floor);
-                    boxed(map.into_iter()) as BoxedPartitionIter<(K, C)>
+                    boxed(in_hash_order(map).into_iter()) as BoxedPartitionIter<(K, C)>
                 });
                 return Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce));
             }
@@ -123,7 +123,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             let (c, m) = (create.clone(), merge_value.clone());
             let reduce = Arc::new(move |reader: ShuffleReader<K, V>| {
                 let map = combine_values(reader, c.as_ref(), m.as_ref(), &merged_size, 0);
-                boxed(map.into_iter()) as BoxedPartitionIter<(K, C)>
+                boxed(in_hash_order(map).into_iter()) as BoxedPartitionIter<(K, C)>
             });
             return Rdd::make(self.context(), site, ShuffledRdd::new(dep, reduce));
         }
@@ -134,7 +134,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             Arc::new(move |_, it| {
                 let map =
                     combine_values(it, create.as_ref(), merge_value.as_ref(), &merged_size, 0);
-                boxed(map.into_iter())
+                boxed(in_hash_order(map).into_iter())
             }),
         )
     }

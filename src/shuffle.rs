@@ -493,23 +493,53 @@ fn settled<K: Hash + Eq, C>(mut map: FxHashMap<K, C>) -> FxHashMap<K, C> {
     map
 }
 
-/// The entries of a finished by-key table in the order of their keys' hashes: an order that
-/// depends on the keys alone. The order a hash table yields its entries in depends on its
-/// history (its starting size, which comes from the same call site's last run; the order
-/// keys arrived in, which depends on the map side's tables), and a shuffle's output must not:
-/// the same RDD computed again, in this run or after a restart (a streaming batch replayed,
-/// a checkpoint written by a retry), gives the same sequence, so that everything after it
-/// (a join's output order, a float sum in the next reduce) is the same to the last bit.
-/// Keys whose 64-bit hashes are equal (never for integer keys: their hash is a bijection)
-/// keep the table's order among themselves.
+/// The entries of a finished by-key table in an order that depends on the keys alone: by
+/// the low bits of their hashes (as many as it takes to give each entry a slot of its own,
+/// on average), then by the whole hash. The order a hash table yields its entries in
+/// depends on its history (its starting size, which comes from the same call site's last
+/// run; the order keys arrived in, which depends on the map side's tables), and a shuffle's
+/// output must not: the same RDD computed again, in this run or after a restart (a
+/// streaming batch replayed, a checkpoint written by a retry), gives the same sequence, so
+/// that everything after it (a join's output order, a float sum in the next reduce) is the
+/// same to the last bit. Keys whose 64-bit hashes are equal (never for integer keys: their
+/// hash is a bijection) keep the table's order among themselves.
+///
+/// One counting pass and one placing pass, then sorts of the few slots that hold more than
+/// one entry: a comparison sort of the whole table cost PageRank's loop a third.
 pub(crate) fn in_hash_order<K: Hash + Eq, C>(map: FxHashMap<K, C>) -> Vec<(K, C)> {
     let hasher = *map.hasher();
-    let mut entries: Vec<(u64, (K, C))> = map
+    let n = map.len();
+    // 2^bits slots, at least as many as entries.
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    let slot_of = |h: u64| (h & ((1u64 << bits) - 1)) as usize;
+    let hashed: Vec<(u64, (K, C))> = map
         .into_iter()
         .map(|(k, c)| (hasher.hash_one(&k), (k, c)))
         .collect();
-    entries.sort_unstable_by_key(|e| e.0);
-    entries.into_iter().map(|(_, entry)| entry).collect()
+    // Where each slot's entries start.
+    let mut starts = vec![0usize; (1usize << bits) + 1];
+    for (h, _) in &hashed {
+        starts[slot_of(*h) + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut placed: Vec<Option<(u64, (K, C))>> = (0..n).map(|_| None).collect();
+    for entry in hashed {
+        let slot = slot_of(entry.0);
+        placed[next[slot]] = Some(entry);
+        next[slot] += 1;
+    }
+    for slot in starts.windows(2) {
+        if slot[1] - slot[0] > 1 {
+            placed[slot[0]..slot[1]].sort_by_key(|e| e.as_ref().map(|(h, _)| *h));
+        }
+    }
+    placed
+        .into_iter()
+        .map(|e| e.expect("every entry was placed in its slot").1)
+        .collect()
 }
 
 /// Merges `(K, C)` combiners by key (the reduce side after a map-side combine), sized as
@@ -774,6 +804,31 @@ mod tests {
     impl Drop for Tracked {
         fn drop(&mut self) {
             self.0.set(self.0.get() - 1);
+        }
+    }
+
+    #[test]
+    fn in_hash_order_depends_on_the_keys_alone() {
+        for n in [0u64, 1, 2, 3, 17, 1000, 40_000] {
+            let keys: Vec<u64> = (0..n)
+                .map(|i| i.wrapping_mul(0x9E37_79B9) % 1_000_003)
+                .collect();
+            let mut grown: FxHashMap<u64, u64> = FxHashMap::default();
+            for &k in &keys {
+                *grown.entry(k).or_insert(0) += 1;
+            }
+            let mut sized: FxHashMap<u64, u64> =
+                FxHashMap::with_capacity_and_hasher(4 * n as usize, Default::default());
+            for &k in keys.iter().rev() {
+                *sized.entry(k).or_insert(0) += 1;
+            }
+            let (a, b) = (in_hash_order(grown.clone()), in_hash_order(sized));
+            assert_eq!(a, b, "{n} keys");
+            let mut all: Vec<_> = grown.into_iter().collect();
+            let mut got = a.clone();
+            all.sort_unstable();
+            got.sort_unstable();
+            assert_eq!(got, all, "every entry once");
         }
     }
 

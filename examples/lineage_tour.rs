@@ -29,7 +29,11 @@ fn sorted(rdd: &Rdd<(u32, f64)>) -> flintlock::Result<Vec<(u32, f64)>> {
     Ok(v)
 }
 
+#[path = "support/tracing_output.rs"]
+mod tracing_output;
+
 fn main() -> flintlock::Result<()> {
+    tracing_output::init();
     // The tour's folder: the one given, kept; otherwise a temporary one, removed at the end.
     let kept: Option<PathBuf> = std::env::args_os().nth(1).map(PathBuf::from);
     let temp = match &kept {

@@ -68,7 +68,11 @@ const DEMO_TEXT: &[&str] = &[
     "exactly once means once whatever happens",
 ];
 
+#[path = "support/tracing_output.rs"]
+mod tracing_output;
+
 fn main() {
+    tracing_output::init();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);

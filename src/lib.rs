@@ -50,6 +50,7 @@
 //! | `ReliableCheckpointRDD`, `LocalCheckpointRDD` | `ReliableCheckpointRdd`, `LocalCheckpointRdd` kinds |
 //! | `SparkListener` | [`Listener`] and [`Event`] |
 //! | event log (`spark.eventLog.enabled`), history server | [`ContextBuilder::event_log`], [`event_log`], `flintlock report` (module `report`, feature `report`) |
+//! | log4j logging of the scheduler | `tracing` spans `job` > `stage` > `task` and an event per [`Event`] (`debug`; see "Tracing" below) |
 //! | `toDebugString` | [`Rdd::to_debug_string`], plus [`Rdd::to_dot`] and [`Rdd::lineage_depth`] |
 //! | `subtract`, `intersection`, `subtractByKey` | [`Rdd::subtract`], [`Rdd::intersection`], [`Rdd::subtract_by_key`] |
 //! | `top`, `takeOrdered`, `takeSample` | [`Rdd::top`], [`Rdd::take_ordered`] (and [`Rdd::take_ordered_by_key`]), [`Rdd::take_sample`] |
@@ -107,6 +108,20 @@
 //!   on disk (measured: a 160 MB shuffle under a 32 MB limit, 4.7× the in-memory time),
 //!   and a limit that does not bind costs nothing measurable.
 //!
+//! ## Tracing
+//! flintlock emits [`tracing`](https://docs.rs/tracing) spans and events for whatever
+//! subscriber the program installs: a `job` span (`job_id`, `rdd_id`) per action, a `stage`
+//! span (`stage_id`, `kind`, `rdd_id`, `shuffle_id`) inside it per stage, and a `task` span
+//! (`stage_id`, `partition`) inside that per partition, on whichever pool thread runs it.
+//! Every listener [`Event`] is also a tracing event in the span where it happened: a
+//! checkpoint part written inside its task, the commit and the lineage swap inside the job.
+//! Shuffle map output sizes and checkpoint folder removals are traced too. All of it is at
+//! `debug` (the lineage snapshot at `trace`); a dropped partitioner and a damaged
+//! checkpoint passed over while resuming are `warn`. Without a subscriber, or with these
+//! levels filtered out, a callsite costs one relaxed load. Targets are module paths below
+//! `flintlock`, so `RUST_LOG=flintlock=debug` (with `tracing-subscriber`'s `EnvFilter`, as
+//! the examples install it) selects everything.
+//!
 //! ## Errors and panics
 //! Actions return [`Result`]. A panic inside a user closure fails its task and the job
 //! returns [`Error::TaskFailed`] naming the RDD, partition and message; the context stays
@@ -142,6 +157,7 @@ mod scheduler;
 mod shuffle;
 mod spill;
 pub mod streaming;
+mod trace;
 
 pub use accumulator::{
     Accumulable, Accumulator, CollectionAccumulator, DoubleAccumulator, LongAccumulator,

@@ -304,6 +304,15 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDepen
             self.partitioner.num_partitions(),
         );
         let buckets = (self.map_side)(input, tc, &mut spill);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                shuffle_id = self.shuffle_id,
+                map_partition,
+                records = buckets.iter().map(Vec::len).sum::<usize>(),
+                largest_bucket = buckets.iter().map(Vec::len).max().unwrap_or(0),
+                "shuffle map output (records held in memory; spilled runs not counted)"
+            );
+        }
         Ok(spill.finish(buckets)?)
     }
 }

@@ -112,9 +112,20 @@ pub(crate) fn remove_checkpoint(storage: &dyn Storage, dir: &Path) {
             let _ = storage.sync_dir(dir);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => return, // whole rather than half
+        Err(e) => {
+            // Whole rather than half.
+            tracing::warn!(path = %dir.display(), error = %e, "checkpoint not removed: its manifest could not be");
+            return;
+        }
     }
-    let _ = storage.remove_dir_all(dir);
+    match storage.remove_dir_all(dir) {
+        Ok(()) => tracing::debug!(path = %dir.display(), "checkpoint removed"),
+        Err(e) => tracing::debug!(
+            path = %dir.display(),
+            error = %e,
+            "checkpoint folder left behind without its manifest (start-up cleanup removes it)"
+        ),
+    }
 }
 
 /// Whether `name` is a checkpoint write attempt's folder name: `rdd-<id>-<write id, 16 hex

@@ -56,6 +56,8 @@ where
     let job_id = ctx.inner.new_job_id();
     let registered = ctx.inner.jobs.register(ctx.inner.serial, job_id);
     let job = &registered.job;
+    let span = tracing::debug_span!("job", job_id, rdd_id = rdd.id);
+    let _in_job = span.enter();
     let start = Instant::now();
     ctx.inner.emit(Event::JobStarted {
         job_id,
@@ -63,7 +65,7 @@ where
         partitions: partitions.len(),
     });
     let root: Arc<dyn Node> = rdd.clone();
-    if ctx.inner.has_listeners() {
+    if ctx.inner.has_listeners() || tracing::enabled!(tracing::Level::TRACE) {
         ctx.inner.emit(Event::JobLineage {
             job_id,
             nodes: crate::lineage::snapshot(root.clone()),
@@ -218,6 +220,9 @@ fn run_stage<R: Send>(
     job.check()?;
     let job_id = job.job_id;
     let stage_id = ctx.inner.new_stage_id();
+    // Tasks run on the pool's threads, so their spans name this one as their parent.
+    let span = tracing::debug_span!("stage", stage_id, ?kind, rdd_id = rdd.id(), ?shuffle_id);
+    let _in_stage = span.enter();
     let start = Instant::now();
     ctx.inner.emit(Event::StageStarted {
         job_id,
@@ -234,6 +239,8 @@ fn run_stage<R: Send>(
             .par_iter()
             .with_max_len(1)
             .map(|&p| {
+                let _in_task =
+                    tracing::debug_span!(parent: &span, "task", stage_id, partition = p).entered();
                 let task = task::Task {
                     ctx,
                     stage_id,

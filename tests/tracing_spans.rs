@@ -1,0 +1,251 @@
+//! flintlock's `tracing` output, as a subscriber sees it: a job span, its stages' spans
+//! inside it, their tasks' spans inside those (tasks run on the pool's threads), the
+//! checkpoint phases where they happen (parts written inside the tasks that wrote them; the
+//! commit and the swap inside the job), shuffle sizes inside the map tasks, and a removed
+//! checkpoint once a series lets it go.
+//!
+//! One test: the subscriber is the process's global default (the pool's threads do not
+//! see a thread-local one), and a test binary has one process.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::Subscriber;
+use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// A span or an event's fields, as text.
+type Fields = BTreeMap<String, String>;
+
+/// A span as it was opened: its name and fields, and the same for each enclosing span,
+/// innermost first.
+#[derive(Clone, Debug)]
+struct SpanRecord {
+    name: String,
+    fields: Fields,
+    parents: Vec<(String, Fields)>,
+}
+
+/// An event: its message and fields, and the spans it happened in, innermost first.
+#[derive(Clone, Debug)]
+struct EventRecord {
+    message: String,
+    fields: Fields,
+    scope: Vec<(String, Fields)>,
+}
+
+#[derive(Default)]
+struct Recorded {
+    spans: Vec<SpanRecord>,
+    events: Vec<EventRecord>,
+}
+
+struct FieldText<'a>(&'a mut Fields);
+
+impl Visit for FieldText<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+/// Keeps each span's fields in its extensions (for the events inside it) and records
+/// every span and event with its enclosing spans.
+#[derive(Clone)]
+struct Recorder(Arc<Mutex<Recorded>>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        let mut fields = Fields::new();
+        attrs.record(&mut FieldText(&mut fields));
+        let span = ctx.span(id).expect("a new span is in the registry");
+        let parents = span
+            .scope()
+            .skip(1)
+            .map(|p| {
+                let f = p.extensions().get::<Fields>().cloned().unwrap_or_default();
+                (p.name().to_string(), f)
+            })
+            .collect();
+        span.extensions_mut().insert(fields.clone());
+        self.0.lock().unwrap().spans.push(SpanRecord {
+            name: span.name().to_string(),
+            fields,
+            parents,
+        });
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: LayerContext<'_, S>) {
+        let mut fields = Fields::new();
+        event.record(&mut FieldText(&mut fields));
+        let message = fields.remove("message").unwrap_or_default();
+        let scope = ctx
+            .event_scope(event)
+            .map(|scope| {
+                scope
+                    .map(|s| {
+                        let f = s.extensions().get::<Fields>().cloned().unwrap_or_default();
+                        (s.name().to_string(), f)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.0.lock().unwrap().events.push(EventRecord {
+            message,
+            fields,
+            scope,
+        });
+    }
+}
+
+fn names(scope: &[(String, Fields)]) -> Vec<&str> {
+    scope.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+#[test]
+fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
+    let recorded = Arc::new(Mutex::new(Recorded::default()));
+    let subscriber = tracing_subscriber::registry()
+        .with(Recorder(recorded.clone()))
+        .with(tracing_subscriber::filter::LevelFilter::DEBUG);
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::ctx_with_dir(dir.path());
+    let sums = ctx
+        .parallelize((0..1_000u64).map(|i| (i % 10, i)).collect::<Vec<_>>(), 4)
+        .reduce_by_key(|a, b| a + b);
+    sums.checkpoint().unwrap();
+    assert_eq!(sums.count().unwrap(), 10);
+    let job_id = {
+        let r = recorded.lock().unwrap();
+        let jobs: Vec<&SpanRecord> = r.spans.iter().filter(|s| s.name == "job").collect();
+        assert_eq!(jobs.len(), 1, "one action, one job span: {jobs:?}");
+        assert!(
+            jobs[0].parents.is_empty(),
+            "a job is a root span: {:?}",
+            jobs[0]
+        );
+        jobs[0].fields["job_id"].clone()
+    };
+
+    let r = recorded.lock().unwrap();
+    // Stages inside the job: the shuffle's map side, then the result stage.
+    let stages: Vec<&SpanRecord> = r.spans.iter().filter(|s| s.name == "stage").collect();
+    let kinds: Vec<&str> = stages.iter().map(|s| s.fields["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ShuffleMap", "Result"], "{stages:?}");
+    for stage in &stages {
+        assert_eq!(names(&stage.parents), ["job"], "{stage:?}");
+        assert_eq!(stage.parents[0].1["job_id"], job_id);
+    }
+    // Four tasks in each stage, each a child of its stage (opened on a pool thread).
+    for stage in &stages {
+        let id = &stage.fields["stage_id"];
+        let mut partitions: Vec<&str> = r
+            .spans
+            .iter()
+            .filter(|s| s.name == "task" && &s.fields["stage_id"] == id)
+            .inspect(|t| {
+                assert_eq!(names(&t.parents), ["stage", "job"], "{t:?}");
+                assert_eq!(&t.parents[0].1["stage_id"], id, "{t:?}");
+            })
+            .map(|t| t.fields["partition"].as_str())
+            .collect();
+        partitions.sort_unstable();
+        assert_eq!(partitions, ["0", "1", "2", "3"], "tasks of stage {id}");
+    }
+
+    let events = |message: &str| -> Vec<&EventRecord> {
+        r.events.iter().filter(|e| e.message == message).collect()
+    };
+    // Shuffle sizes, inside the map tasks: 10 keys, combined on the map side.
+    let outputs = events("shuffle map output (records held in memory; spilled runs not counted)");
+    assert_eq!(outputs.len(), 4, "{outputs:?}");
+    let mut records = 0;
+    for e in &outputs {
+        assert_eq!(names(&e.scope), ["task", "stage", "job"], "{e:?}");
+        assert_eq!(e.scope[1].1["kind"], "ShuffleMap");
+        records += e.fields["records"].parse::<usize>().unwrap();
+    }
+    assert_eq!(
+        records, 40,
+        "each map partition holds each of the 10 keys once"
+    );
+    // The checkpoint's parts, written by the result stage's tasks as they computed them.
+    let parts = events("checkpoint part written");
+    assert_eq!(parts.len(), 4, "{parts:?}");
+    for e in &parts {
+        assert_eq!(names(&e.scope), ["task", "stage", "job"], "{e:?}");
+        assert_eq!(e.scope[1].1["kind"], "Result");
+        assert_eq!(e.scope[0].1["partition"], e.fields["partition"]);
+    }
+    // The commit and the swap, in the job once its stages are done.
+    for message in [
+        "checkpoint committed",
+        "checkpoint swapped in: lineage truncated",
+    ] {
+        let found = events(message);
+        assert_eq!(found.len(), 1, "{message}: {found:?}");
+        assert_eq!(names(&found[0].scope), ["job"], "{message}: {found:?}");
+    }
+    let states: Vec<String> = events("checkpoint state changed")
+        .iter()
+        .map(|e| format!("{} -> {}", e.fields["from"], e.fields["to"]))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "Initialized -> Marked",
+            "Marked -> InProgress",
+            "InProgress -> Checkpointed"
+        ],
+        "{states:?}"
+    );
+    // The job's own start and end, inside its span.
+    for message in ["job started", "job ended"] {
+        let found = events(message);
+        assert_eq!(found.len(), 1, "{message}");
+        assert_eq!(found[0].fields["job_id"], job_id);
+        assert_eq!(names(&found[0].scope), ["job"]);
+    }
+    drop(r);
+
+    // Cleanup: a series keeping one checkpoint removes the older one once a newer one is
+    // committed (no RDD reads it any more).
+    let mut series = ctx.checkpointer::<(u64, u64)>("sums").every(1).keep(1);
+    for step in 1..=2u64 {
+        let rdd = sums.map_values(move |v| v * step);
+        assert!(series.update(step, &rdd).unwrap());
+        rdd.count().unwrap();
+        drop(rdd);
+    }
+    let r = recorded.lock().unwrap();
+    let released: Vec<&EventRecord> = r
+        .events
+        .iter()
+        .filter(|e| e.message == "checkpoint released from its series")
+        .collect();
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0].fields["step"], "1");
+    let path = released[0].fields["path"].clone();
+    let removed: Vec<&EventRecord> = r
+        .events
+        .iter()
+        .filter(|e| e.message == "checkpoint removed" && e.fields["path"] == path)
+        .collect();
+    assert_eq!(
+        removed.len(),
+        1,
+        "the released checkpoint {path} is removed"
+    );
+    assert!(!std::path::Path::new(&path).exists(), "{path} is gone");
+}

@@ -6,7 +6,7 @@
 //! Shared by `examples/pagerank`, its tests and `benches/pagerank.rs` (included by path).
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 
 /// splitmix64, exactly as in the Python reference.
 struct SplitMix64 {
@@ -48,19 +48,35 @@ fn gcd(mut x: u64, mut y: u64) -> u64 {
 
 const OFFSET: u64 = 16;
 
+/// Whether [`generate`] can build a graph of `nodes` nodes and `edges` edges; if not, what
+/// to ask for instead (in the example's argument names).
+pub fn check(nodes: u64, edges: u64) -> Result<(), String> {
+    if nodes < 2 {
+        return Err(format!(
+            "--nodes {nodes}: the built-in graph needs at least 2 nodes"
+        ));
+    }
+    if edges < nodes {
+        return Err(format!(
+            "--edge-count {edges}: the built-in graph needs at least one edge per node \
+             (--nodes {nodes})"
+        ));
+    }
+    let most = u128::from(nodes) * u128::from(nodes - 1) / 2;
+    if u128::from(edges) > most {
+        return Err(format!(
+            "--edge-count {edges}: too many edges for a simple graph of {nodes} nodes (at \
+             most {most})"
+        ));
+    }
+    Ok(())
+}
+
 /// The edges `(src, dst)` of the graph, in the generator's order: exactly `edges` of them,
 /// no self-loops, no duplicates, every node with at least one out-edge.
 pub fn generate(nodes: u64, edges: u64, seed: u64) -> Result<Vec<(u64, u64)>, String> {
+    check(nodes, edges)?;
     let n = nodes;
-    if n < 2 {
-        return Err("need --nodes >= 2".into());
-    }
-    if edges < n {
-        return Err("need --edge-count >= --nodes (every node gets one out-edge)".into());
-    }
-    if u128::from(edges) > u128::from(n) * u128::from(n - 1) / 2 {
-        return Err("too many edges for a simple graph this small (limit n*(n-1)/2)".into());
-    }
     let mut rng = SplitMix64 { state: seed };
     let lo = bit_len(OFFSET) - 1;
     let hi = bit_len(n + OFFSET - 1) - 1;
@@ -80,7 +96,9 @@ pub fn generate(nodes: u64, edges: u64, seed: u64) -> Result<Vec<(u64, u64)>, St
     let add = n / 3;
     let dst_of =
         |i: u64| ((u128::from(i) * u128::from(mult) + u128::from(add)) % u128::from(n)) as u64;
-    let mut seen: HashSet<u128> = HashSet::with_capacity(edges as usize);
+    // Membership only: the hasher does not change the graph.
+    let mut seen: FxHashSet<u128> =
+        FxHashSet::with_capacity_and_hasher(edges as usize, Default::default());
     let mut out = Vec::with_capacity(edges as usize);
     for s in 0..n {
         let d = loop {

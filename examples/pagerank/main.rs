@@ -4,6 +4,7 @@
 //! cargo run --release --example pagerank                      # built-in 100k-node, 1M-edge graph
 //! cargo run --release --example pagerank -- --edges FILE      # your edge list: `src dst` per line
 //! cargo run --release --example pagerank -- --help
+//! RUST_LOG=flintlock=debug cargo run --release --example pagerank   # the engine's spans
 //! ```
 //!
 //! Every `--checkpoint-every` iterations `ranks` is checkpointed, which cuts its lineage
@@ -13,11 +14,10 @@ mod cli;
 mod graph;
 mod job;
 
-use clap::Parser;
+#[path = "../support/tracing_output.rs"]
+mod tracing_output;
 
 fn main() {
-    if let Err(e) = cli::run(cli::Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    tracing_output::init();
+    cli::main(std::env::args_os());
 }

@@ -1,0 +1,269 @@
+//! The `pagerank` example's command line, as a newcomer meets it: `--help` says what the
+//! program computes, what it reads and where checkpoints go; an argument no run could use
+//! is a usage error (status 2, naming the argument) before any work starts; a path it
+//! cannot read or write fails (status 1) with a message naming the path, and an output
+//! path is checked before the job; the closing lines say where the checkpoints are and
+//! count in proper English.
+//!
+//! Each case runs the example's own `main` (`examples/pagerank/cli.rs`, included by path)
+//! in a child process, as `tests/pagerank_kill_resume.rs` does.
+
+mod common;
+
+#[path = "../examples/pagerank/cli.rs"]
+mod cli;
+#[path = "../examples/pagerank/graph.rs"]
+mod graph;
+#[path = "../examples/pagerank/job.rs"]
+mod job;
+
+use std::path::Path;
+
+const CHILD_ENV: &str = "FLINTLOCK_TEST_PAGERANK_COMMAND_LINE";
+
+/// Runs only as the child: the example's `main` on the arguments in the environment (one
+/// per line).
+#[test]
+#[ignore = "a child process: every other test of this file starts it"]
+fn child_runs_the_pagerank_main() {
+    let Ok(args) = std::env::var(CHILD_ENV) else {
+        return; // not the child
+    };
+    let args: Vec<std::ffi::OsString> = std::iter::once("pagerank")
+        .chain(args.lines())
+        .map(Into::into)
+        .collect();
+    cli::main(args);
+}
+
+/// What a run printed, and how it ended.
+struct Outcome {
+    status: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn describe(&self) -> String {
+        format!(
+            "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Nothing was computed: no graph was read or generated.
+    fn did_no_work(&self) -> bool {
+        !self.stdout.contains("graph:") && !self.stdout.contains("iteration")
+    }
+}
+
+fn pagerank(args: &[&str]) -> Outcome {
+    let out = common::child_test("child_runs_the_pagerank_main")
+        .env(CHILD_ENV, args.join("\n"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the child runs");
+    Outcome {
+        status: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A small built-in graph, so that a run that is allowed to start ends quickly.
+const SMALL: [&str; 6] = ["--nodes", "200", "--edge-count", "1000", "--threads", "1"];
+
+fn with_small<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    SMALL.iter().copied().chain(args.iter().copied()).collect()
+}
+
+#[test]
+fn help_says_what_is_computed_from_what_and_where_checkpoints_go() {
+    let out = pagerank(&["--help"]);
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    for needle in [
+        "PageRank",
+        "0.15 + 0.85",
+        "Input (--edges FILE): one `src dst` pair",
+        "Checkpoints:",
+        "DIR/pagerank/",
+        "--resume",
+        "Examples:",
+        "--edges graph.txt --output ranks.txt",
+        "--checkpoint-dir ckpt",
+        "RUST_LOG=flintlock=debug",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} in\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn numbers_no_run_could_use_are_usage_errors_naming_the_argument() {
+    for (args, named) in [
+        (&["--partitions", "0"][..], "--partitions"),
+        (&["--partitions", "10001"], "--partitions"),
+        (&["--iterations", "0"], "--iterations"),
+        (&["--iterations", "100001"], "--iterations"),
+        (&["--top", "0"], "--top"),
+        (&["--top", "many"], "--top"),
+        (&["--threads", "0"], "--threads"),
+        (&["--keep", "0"], "--keep"),
+        (&["--memory-limit", "0"], "--memory-limit"),
+        (&["--nodes", "1"], "--nodes"),
+        (&["--nodes", "100", "--edge-count", "99"], "--edge-count"),
+        (&["--nodes", "10", "--edge-count", "46"], "--edge-count"),
+        (&["--resume"], "--checkpoint-dir"),
+    ] {
+        let out = pagerank(args);
+        assert_eq!(out.status, Some(2), "{args:?}: {}", out.describe());
+        assert!(
+            out.stderr.contains(named),
+            "{args:?} names {named}: {}",
+            out.describe()
+        );
+        assert!(out.did_no_work(), "{args:?}: {}", out.describe());
+    }
+}
+
+#[test]
+fn an_output_path_that_cannot_be_written_fails_before_the_job_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-folder").join("ranks.txt");
+    let folder = dir.path().join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    for path in [&missing, &folder] {
+        let out = pagerank(&with_small(&["--output", path.to_str().unwrap()]));
+        assert_eq!(out.status, Some(1), "{}", out.describe());
+        assert!(
+            out.stderr.contains(&path.display().to_string()),
+            "the message names {}: {}",
+            path.display(),
+            out.describe()
+        );
+        assert!(
+            out.did_no_work(),
+            "checked before the job: {}",
+            out.describe()
+        );
+    }
+    // Nothing was left beside them either.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn inputs_that_cannot_be_read_or_created_fail_naming_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("edges.txt");
+    let bad = dir.path().join("bad-edges.txt");
+    std::fs::write(&bad, "1 2\n3 x\n").unwrap();
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "not a folder").unwrap();
+    let log_in_missing = dir.path().join("no-such-folder").join("events.jsonl");
+    for (args, path, also) in [
+        (vec!["--edges", missing.to_str().unwrap()], &missing, ""),
+        (vec!["--edges", bad.to_str().unwrap()], &bad, ":2:"),
+        (
+            with_small(&["--checkpoint-dir", a_file.to_str().unwrap()]),
+            &a_file,
+            "",
+        ),
+        (
+            with_small(&["--event-log", log_in_missing.to_str().unwrap()]),
+            &log_in_missing,
+            "",
+        ),
+    ] {
+        let out = pagerank(&args);
+        assert_eq!(out.status, Some(1), "{args:?}: {}", out.describe());
+        let first = out.stderr.lines().find(|l| l.starts_with("error:"));
+        let first = first.unwrap_or_else(|| panic!("an error line: {}", out.describe()));
+        assert!(
+            first.contains(&path.display().to_string()) && first.contains(also),
+            "{args:?}: the message names {} {also}: {}",
+            path.display(),
+            out.describe()
+        );
+    }
+}
+
+fn ranks_in(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count()
+}
+
+#[test]
+fn a_run_says_where_its_checkpoints_are_and_counts_in_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("ckpt");
+    let output = dir.path().join("ranks.txt");
+    let out = pagerank(&with_small(&[
+        "--partitions",
+        "1",
+        "--iterations",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--top",
+        "1",
+    ]));
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    for needle in [
+        "running 1 iteration on 1 partition, 1 thread, checkpoint every iteration",
+        "top 1 of ",
+        &format!(
+            "checkpoints: kept in {}",
+            checkpoints.join("pagerank").display()
+        ),
+        &format!("to {}", output.display()),
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?}: {}",
+            out.describe()
+        );
+    }
+    assert!(ranks_in(&output) > 0);
+    // Nothing but the output beside it: the temporary file was renamed over it.
+    let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(beside.len(), 2, "ckpt and ranks.txt: {beside:?}");
+
+    let out = pagerank(&with_small(&[
+        "--partitions",
+        "2",
+        "--iterations",
+        "2",
+        "--checkpoint-every",
+        "0",
+    ]));
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    for needle in [
+        "running 2 iterations on 2 partitions, 1 thread, checkpoint never",
+        "checkpoints: none written (--checkpoint-every 0)",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?}: {}",
+            out.describe()
+        );
+    }
+    let out = pagerank(&with_small(&[
+        "--iterations",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ]));
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("a temporary folder removed at exit (--checkpoint-dir DIR keeps them"),
+        "{}",
+        out.describe()
+    );
+}

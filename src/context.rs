@@ -105,7 +105,7 @@ impl ContextInner {
     /// listener's panic is caught: it never changes what the caller does next. The first
     /// panic of each listener is reported on stderr.
     pub(crate) fn emit(&self, event: Event) {
-        crate::trace::event(&event);
+        crate::trace::guarded(&event);
         let listeners = self.listeners.read().clone();
         for l in listeners.iter() {
             let outcome = catch_unwind(AssertUnwindSafe(|| l.listener.on_event(&event)));

@@ -7,10 +7,41 @@
 //! should hear about without asking: a reopened checkpoint whose partitioner was dropped
 //! and a damaged checkpoint passed over while resuming, at `warn`. Without a subscriber (or
 //! with these levels filtered out) a callsite costs one relaxed load: `tracing` caches each
-//! callsite's interest. Targets are module paths below `flintlock`, so
-//! `RUST_LOG=flintlock=debug` selects all of it.
+//! callsite's interest. Targets are module paths below `flintlock` (the spans
+//! `flintlock::scheduler`, the events `flintlock::trace`), so `RUST_LOG=flintlock=debug`
+//! selects all of it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::listener::Event;
+
+/// Whether the subscriber wants [`event`]'s events at `level` (`TRACE`, or `DEBUG` for any
+/// other level): work done only to produce
+/// them (task events without a listener, the lineage snapshot) is skipped otherwise. Asked
+/// here so that the answer is for the events' own target.
+pub(crate) fn wanted(level: tracing::Level) -> bool {
+    match level {
+        tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
+        _ => tracing::enabled!(tracing::Level::DEBUG),
+    }
+}
+
+/// [`event`], with a panicking subscriber contained as a panicking listener is: the action
+/// goes on (its outcome does not depend on what observes it), and the first panic is
+/// reported on stderr.
+pub(crate) fn guarded(e: &Event) {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| event(e))) {
+        if !REPORTED.swap(true, Ordering::AcqRel) {
+            eprintln!(
+                "flintlock: the tracing subscriber panicked on {e:?}: {} (the event was \
+                 dropped; later panics of the subscriber are not reported)",
+                crate::scheduler::panic_message(payload.as_ref())
+            );
+        }
+    }
+}
 
 /// Emits `event` as a `tracing` event in the current span.
 pub(crate) fn event(event: &Event) {

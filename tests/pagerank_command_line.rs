@@ -116,7 +116,17 @@ fn numbers_no_run_could_use_are_usage_errors_naming_the_argument() {
         (&["--nodes", "1"], "--nodes"),
         (&["--nodes", "100", "--edge-count", "99"], "--edge-count"),
         (&["--nodes", "10", "--edge-count", "46"], "--edge-count"),
+        (&["--nodes", "18446744073709551600"], "--nodes"),
+        (&["--edge-count", "1000000000000"], "--edge-count"),
+        (&["--memory-limit", "17592186044416"], "--memory-limit"),
         (&["--resume"], "--checkpoint-dir"),
+        (&["--edges", "e.txt", "--nodes", "5"], "--nodes"),
+        (&["--edges", "e.txt", "--output", "./e.txt"], "--output"),
+        (&["--edges", "e.txt", "--event-log", "e.txt"], "--event-log"),
+        (
+            &["--event-log", "x.jsonl", "--output", "x.jsonl"],
+            "--output",
+        ),
     ] {
         let out = pagerank(args);
         assert_eq!(out.status, Some(2), "{args:?}: {}", out.describe());
@@ -160,12 +170,15 @@ fn inputs_that_cannot_be_read_or_created_fail_naming_their_path() {
     let missing = dir.path().join("edges.txt");
     let bad = dir.path().join("bad-edges.txt");
     std::fs::write(&bad, "1 2\n3 x\n").unwrap();
+    let empty = dir.path().join("only-comments.txt");
+    std::fs::write(&empty, "# no edges\n\n").unwrap();
     let a_file = dir.path().join("a-file");
     std::fs::write(&a_file, "not a folder").unwrap();
     let log_in_missing = dir.path().join("no-such-folder").join("events.jsonl");
     for (args, path, also) in [
         (vec!["--edges", missing.to_str().unwrap()], &missing, ""),
         (vec!["--edges", bad.to_str().unwrap()], &bad, ":2:"),
+        (vec!["--edges", empty.to_str().unwrap()], &empty, "no edges"),
         (
             with_small(&["--checkpoint-dir", a_file.to_str().unwrap()]),
             &a_file,
@@ -194,6 +207,14 @@ fn ranks_in(path: &Path) -> usize {
     std::fs::read_to_string(path).unwrap().lines().count()
 }
 
+fn assert_says(out: &Outcome, needle: &str) {
+    assert!(
+        out.stdout.contains(needle),
+        "{needle:?}: {}",
+        out.describe()
+    );
+}
+
 #[test]
 fn a_run_says_where_its_checkpoints_are_and_counts_in_english() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,21 +235,19 @@ fn a_run_says_where_its_checkpoints_are_and_counts_in_english() {
         "1",
     ]));
     assert_eq!(out.status, Some(0), "{}", out.describe());
-    for needle in [
+    assert_says(
+        &out,
         "running 1 iteration on 1 partition, 1 thread, checkpoint every iteration",
-        "top 1 of ",
+    );
+    assert_says(&out, "top 1 of ");
+    assert_says(
+        &out,
         &format!(
-            "checkpoints: kept in {}",
+            "checkpoints: 1 written; kept in {}, the newest of iteration 1",
             checkpoints.join("pagerank").display()
         ),
-        &format!("to {}", output.display()),
-    ] {
-        assert!(
-            out.stdout.contains(needle),
-            "{needle:?}: {}",
-            out.describe()
-        );
-    }
+    );
+    assert_says(&out, &format!("to {}", output.display()));
     assert!(ranks_in(&output) > 0);
     // Nothing but the output beside it: the temporary file was renamed over it.
     let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -243,16 +262,12 @@ fn a_run_says_where_its_checkpoints_are_and_counts_in_english() {
         "0",
     ]));
     assert_eq!(out.status, Some(0), "{}", out.describe());
-    for needle in [
+    assert_says(
+        &out,
         "running 2 iterations on 2 partitions, 1 thread, checkpoint never",
-        "checkpoints: none written (--checkpoint-every 0)",
-    ] {
-        assert!(
-            out.stdout.contains(needle),
-            "{needle:?}: {}",
-            out.describe()
-        );
-    }
+    );
+    assert_says(&out, "checkpoints: none written (--checkpoint-every 0)");
+
     let out = pagerank(&with_small(&[
         "--iterations",
         "2",
@@ -260,10 +275,86 @@ fn a_run_says_where_its_checkpoints_are_and_counts_in_english() {
         "1",
     ]));
     assert_eq!(out.status, Some(0), "{}", out.describe());
+    assert_says(&out, "checkpoints: 2 written to ");
+    assert_says(
+        &out,
+        "a temporary folder removed as the run ends (--checkpoint-dir DIR keeps them",
+    );
+
+    // A run that checkpoints nothing does not send anyone to --resume.
+    let fresh = dir.path().join("fresh");
+    let out = pagerank(&with_small(&[
+        "--iterations",
+        "3",
+        "--checkpoint-dir",
+        fresh.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    assert_says(
+        &out,
+        "checkpoints: none written (one every 5 iterations; this run did 3)",
+    );
+}
+
+#[test]
+fn resuming_on_another_thread_count_says_which_partitions_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    let run = |threads: &str, resume: bool| {
+        let mut args = vec![
+            "--nodes",
+            "200",
+            "--edge-count",
+            "1000",
+            "--iterations",
+            "5",
+            "--threads",
+            threads,
+            "--checkpoint-dir",
+            ckpt.to_str().unwrap(),
+        ];
+        if resume {
+            args.push("--resume");
+        }
+        pagerank(&args)
+    };
+    let out = run("2", false);
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    let out = run("1", true);
+    assert_eq!(out.status, Some(1), "{}", out.describe());
     assert!(
-        out.stdout
-            .contains("a temporary folder removed at exit (--checkpoint-dir DIR keeps them"),
+        out.stderr.contains("pass --partitions 4 to resume"),
         "{}",
         out.describe()
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_output_keeps_its_permissions_follows_links_and_can_be_stdout() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.txt");
+    std::fs::write(&real, "old\n").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = pagerank(&with_small(&["--output", link.to_str().unwrap()]));
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    let link_kind = std::fs::symlink_metadata(&link).unwrap().file_type();
+    assert!(link_kind.is_symlink(), "the link stays a link");
+    let ranks = std::fs::read_to_string(&real).unwrap();
+    assert!(
+        ranks.lines().count() > 100,
+        "the file it points to has the ranks"
+    );
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "its permissions are kept");
+    // `-`: the ranks on standard output, the same lines.
+    let out = pagerank(&with_small(&["--output", "-"]));
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    for line in ranks.lines() {
+        assert_says(&out, line);
+    }
+    assert!(!Path::new("-").exists(), "no file named -");
 }

@@ -59,9 +59,10 @@ impl Visit for FieldText<'_> {
 }
 
 /// Keeps each span's fields in its extensions (for the events inside it) and records
-/// every span and event with its enclosing spans.
+/// every span and event with its enclosing spans; panics on an event whose message is
+/// the second field's (a subscriber with a bug).
 #[derive(Clone)]
-struct Recorder(Arc<Mutex<Recorded>>);
+struct Recorder(Arc<Mutex<Recorded>>, Arc<Mutex<Option<String>>>);
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
@@ -88,6 +89,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
         let mut fields = Fields::new();
         event.record(&mut FieldText(&mut fields));
         let message = fields.remove("message").unwrap_or_default();
+        if self.1.lock().unwrap().as_deref() == Some(message.as_str()) {
+            panic!("the subscriber's own bug, on {message:?}");
+        }
         let scope = ctx
             .event_scope(event)
             .map(|scope| {
@@ -114,8 +118,9 @@ fn names(scope: &[(String, Fields)]) -> Vec<&str> {
 #[test]
 fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
     let recorded = Arc::new(Mutex::new(Recorded::default()));
+    let panic_on = Arc::new(Mutex::new(None));
     let subscriber = tracing_subscriber::registry()
-        .with(Recorder(recorded.clone()))
+        .with(Recorder(recorded.clone(), panic_on.clone()))
         .with(tracing_subscriber::filter::LevelFilter::DEBUG);
     tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
 
@@ -147,7 +152,25 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         assert_eq!(names(&stage.parents), ["job"], "{stage:?}");
         assert_eq!(stage.parents[0].1["job_id"], job_id);
     }
-    // Four tasks in each stage, each a child of its stage (opened on a pool thread).
+    // Four tasks in each stage, each a child of its stage (opened on a pool thread), each
+    // with its start and end inside it (traced with no listener attached).
+    for stage in &stages {
+        let id = &stage.fields["stage_id"];
+        for message in ["task started", "task ended"] {
+            let mut partitions: Vec<&str> = r
+                .events
+                .iter()
+                .filter(|e| e.message == message && &e.fields["stage_id"] == id)
+                .inspect(|e| {
+                    assert_eq!(names(&e.scope), ["task", "stage", "job"], "{e:?}");
+                    assert_eq!(e.scope[0].1["partition"], e.fields["partition"]);
+                })
+                .map(|e| e.fields["partition"].as_str())
+                .collect();
+            partitions.sort_unstable();
+            assert_eq!(partitions, ["0", "1", "2", "3"], "{message} in stage {id}");
+        }
+    }
     for stage in &stages {
         let id = &stage.fields["stage_id"];
         let mut partitions: Vec<&str> = r
@@ -248,4 +271,29 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         "the released checkpoint {path} is removed"
     );
     assert!(!std::path::Path::new(&path).exists(), "{path} is gone");
+    drop(r);
+
+    // A task that fails says so inside its own span.
+    let failing =
+        ctx.parallelize(vec![1u32, 2, 3, 4], 2)
+            .map(|x| if x == 3 { panic!("three") } else { x });
+    assert!(failing.count().is_err());
+    let r = recorded.lock().unwrap();
+    let failed: Vec<&EventRecord> = r
+        .events
+        .iter()
+        .filter(|e| e.message == "task failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(names(&failed[0].scope), ["task", "stage", "job"]);
+    assert_eq!(failed[0].scope[0].1["partition"], "1");
+    assert!(failed[0].fields["error"].contains("three"), "{failed:?}");
+    drop(r);
+
+    // A subscriber that panics changes no action's outcome (as a panicking listener).
+    *panic_on.lock().unwrap() = Some("job ended".into());
+    let again = ctx.parallelize((0..100u64).collect::<Vec<_>>(), 2);
+    again.checkpoint().unwrap();
+    assert_eq!(again.count().unwrap(), 100);
+    assert!(again.is_checkpointed());
 }

@@ -56,7 +56,7 @@ where
     let job_id = ctx.inner.new_job_id();
     let registered = ctx.inner.jobs.register(ctx.inner.serial, job_id);
     let job = &registered.job;
-    let span = tracing::debug_span!("job", job_id, rdd_id = rdd.id);
+    let span = tracing::debug_span!("job", context = ctx.inner.serial, job_id, rdd_id = rdd.id);
     let _in_job = span.enter();
     let start = Instant::now();
     ctx.inner.emit(Event::JobStarted {
@@ -65,7 +65,7 @@ where
         partitions: partitions.len(),
     });
     let root: Arc<dyn Node> = rdd.clone();
-    if ctx.inner.has_listeners() || tracing::enabled!(tracing::Level::TRACE) {
+    if ctx.inner.has_listeners() || crate::trace::wanted(tracing::Level::TRACE) {
         ctx.inner.emit(Event::JobLineage {
             job_id,
             nodes: crate::lineage::snapshot(root.clone()),

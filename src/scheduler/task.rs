@@ -210,7 +210,7 @@ fn run_attempt<R>(
         checkpoints,
     } = *task;
     let start = Instant::now();
-    let events = ctx.inner.has_listeners();
+    let events = ctx.inner.has_listeners() || crate::trace::wanted(tracing::Level::DEBUG);
     if events {
         ctx.inner.emit(Event::TaskStarted {
             stage_id,

@@ -47,24 +47,25 @@ const MAX_THREADS: u64 = 1_024;
 /// edge counts once.
 ///
 /// Checkpoints: `ranks` is checkpointed every --checkpoint-every iterations, which cuts its
-/// lineage. Without --checkpoint-dir they go to a temporary folder removed at exit; with
-/// it, to DIR/pagerank/, where the newest --keep stay after the run, so that --resume
-/// continues a killed run from the newest one.
+/// lineage. Without --checkpoint-dir they go to a temporary folder removed when the run
+/// ends; with it, to DIR/pagerank/, where the newest --keep stay after the run, so that
+/// --resume continues a killed run from the newest one (with the same graph and
+/// --partitions).
 #[derive(Parser, Debug)]
-#[command(name = "pagerank", version, about, long_about, after_help = EXAMPLES)]
+#[command(name = "pagerank", version, after_help = EXAMPLES)]
 pub struct Args {
     /// Text edge list: one `src dst` pair per line, `#` comments skipped. Without it, the
     /// built-in generated graph is used.
     #[arg(long, value_name = "FILE")]
     pub edges: Option<PathBuf>,
-    /// Nodes of the built-in graph.
-    #[arg(long, default_value_t = 100_000)]
+    /// Nodes of the built-in graph (2 to 1,000,000,000).
+    #[arg(long, default_value_t = 100_000, conflicts_with = "edges")]
     pub nodes: u64,
-    /// Edges of the built-in graph.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Edges of the built-in graph (at least one per node, at most 1,000,000,000).
+    #[arg(long, default_value_t = 1_000_000, conflicts_with = "edges")]
     pub edge_count: u64,
     /// Seed of the built-in graph.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, conflicts_with = "edges")]
     pub seed: u64,
     /// Iterations of the rank update (1 to 100,000).
     #[arg(long, default_value_t = 10,
@@ -90,14 +91,15 @@ pub struct Args {
     #[arg(long, requires = "checkpoint_dir")]
     pub resume: bool,
     /// Checkpoints kept; older ones are deleted once nothing reads them.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 2, value_parser = at_least_one::<u64>)]
     pub keep: u64,
-    /// Write every `node rank` line to FILE, sorted by node id, ranks with 6 decimals
-    /// (checked before the job starts; replaced whole, never left half-written).
+    /// Write every `node rank` line to FILE (`-`: standard output), sorted by node id,
+    /// ranks with 6 decimals. Checked before the job starts; a regular file is replaced
+    /// whole (keeping its permissions), never left half-written.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// How many top-ranked nodes to print (at least 1).
-    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 10, value_parser = at_least_one::<usize>)]
     pub top: usize,
     /// Write every job, stage, task and checkpoint event to FILE (JSON lines), for
     /// `flintlock report FILE -o report.html`.
@@ -106,7 +108,7 @@ pub struct Args {
     /// Bound the memory that shuffles hold to MB megabytes: older iterations' shuffle
     /// outputs go to spill files (in the system's temporary folder) when newer ones need
     /// the room, so a long run without checkpoints stays flat in memory.
-    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MB", value_parser = megabytes)]
     pub memory_limit: Option<u64>,
 }
 
@@ -130,23 +132,81 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args = Args::parse_from(args);
+    let usage = |message: String| -> ! {
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit()
+    };
     if args.edges.is_none() {
         if let Err(message) = graph::check(args.nodes, args.edge_count) {
-            Args::command()
-                .error(clap::error::ErrorKind::ValueValidation, message)
-                .exit();
+            usage(message);
+        }
+    }
+    // The files the run reads and writes must be distinct: the event log is created when
+    // the context is, and the output replaces its file at the end.
+    let files = [
+        ("--edges", &args.edges),
+        ("--event-log", &args.event_log),
+        ("--output", &args.output),
+    ];
+    let files: Vec<(&str, &PathBuf)> = files
+        .iter()
+        .filter_map(|(name, path)| path.as_ref().map(|p| (*name, p)))
+        .filter(|(_, p)| p.as_os_str() != "-")
+        .collect();
+    for (i, (a, pa)) in files.iter().enumerate() {
+        for (b, pb) in &files[i + 1..] {
+            if same_file(pa, pb) {
+                usage(format!(
+                    "{a} and {b} name the same file ({}): the run would overwrite it",
+                    pa.display()
+                ));
+            }
         }
     }
     args
 }
 
+/// Whether `a` and `b` are the same file, or would be once created: compared by their
+/// resolved paths (symbolic links followed, `..` and `.` gone).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let resolved = |p: &Path| -> PathBuf {
+        if let Ok(full) = std::fs::canonicalize(p) {
+            return full;
+        }
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = std::fs::canonicalize(dir.unwrap_or(Path::new(".")));
+        match (dir, p.file_name()) {
+            (Ok(dir), Some(name)) => dir.join(name),
+            _ => p.to_path_buf(),
+        }
+    };
+    resolved(a) == resolved(b)
+}
+
 /// A count that must be positive.
-fn at_least_one(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
+fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    match text.parse::<T>() {
+        Ok(n) if n == T::from(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The most `--memory-limit` takes: 16 TiB, in megabytes (more would overflow in bytes).
+const MAX_MEMORY_MB: u64 = 1 << 24;
+
+/// A memory limit in megabytes: 1 to [`MAX_MEMORY_MB`].
+fn megabytes(text: &str) -> Result<u64, String> {
+    let mb = at_least_one::<u64>(text)?;
+    if mb > MAX_MEMORY_MB {
+        return Err(format!("must be at most {MAX_MEMORY_MB} (16 TiB)"));
+    }
+    Ok(mb)
 }
 
 /// An error of the example, as `main` prints it.
@@ -166,25 +226,83 @@ fn count(n: usize, word: &str) -> String {
     }
 }
 
-/// Where `--output` will be written, claimed before any work: a temporary file beside it,
-/// renamed over it once every rank is in (a run that fails or is killed leaves the
-/// previous file, or none, never a truncated one). Fails, naming the path, when the file
-/// could not be written there.
-fn claim_output(path: &Path) -> Result<tempfile::NamedTempFile, Failure> {
-    if path.is_dir() {
-        return Err(at("cannot write the output", path, "it is a directory"));
+/// Where `--output` goes, claimed before any work.
+enum Output {
+    /// `-`: standard output.
+    Stdout,
+    /// An existing file that is not a regular one (`/dev/stdout`, a named pipe): written
+    /// in place, as a shell redirection would.
+    InPlace(std::fs::File),
+    /// A regular file (new, or replaced whole): a temporary file beside it (beside the
+    /// file a symbolic link points to), renamed over it once every rank is in, so that a
+    /// run that fails leaves the previous file (or none), never a truncated one. It gets
+    /// the replaced file's permissions, or a new file's (as the umask allows).
+    Replace {
+        target: PathBuf,
+        temp: tempfile::NamedTempFile,
+    },
+}
+
+impl Output {
+    /// Claims `path` (the user's spelling, for messages), or fails naming it.
+    fn claim(path: &Path) -> Result<Output, Failure> {
+        let fail = |why: &dyn std::fmt::Display| at("cannot write the output", path, why);
+        if path.as_os_str() == "-" {
+            return Ok(Output::Stdout);
+        }
+        // Symbolic links are followed: the file they point to is the one replaced.
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let existing = std::fs::metadata(&target).ok();
+        match &existing {
+            Some(m) if m.is_dir() => return Err(fail(&"it is a directory")),
+            Some(m) if !m.is_file() => {
+                let file = std::fs::OpenOptions::new().write(true).open(&target);
+                return file.map(Output::InPlace).map_err(|e| fail(&e));
+            }
+            _ => {}
+        }
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(fail(&format!(
+                "its folder {} does not exist",
+                dir.display()
+            )));
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".pagerank-output");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let new_file = std::fs::Permissions::from_mode(0o666);
+            builder.permissions(existing.map_or(new_file, |m| m.permissions()));
+        }
+        let temp = builder
+            .tempfile_in(dir)
+            // The kind alone ("permission denied"): tempfile's message names its own file.
+            .map_err(|e| fail(&e.kind()))?;
+        Ok(Output::Replace { target, temp })
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        let why = format!("its folder {} does not exist", dir.display());
-        return Err(at("cannot write the output", path, why));
+
+    /// Writes every `node rank` line and puts the file in place.
+    fn write(self, ranks: &[(u64, f64)], path: &Path) -> Result<(), Failure> {
+        let fail = |e: std::io::Error| at("cannot write the output", path, e);
+        fn lines(w: impl Write, ranks: &[(u64, f64)]) -> std::io::Result<()> {
+            let mut w = std::io::BufWriter::new(w);
+            for (node, rank) in ranks {
+                writeln!(w, "{node} {rank:.6}")?;
+            }
+            w.flush()
+        }
+        match self {
+            Output::Stdout => lines(std::io::stdout().lock(), ranks).map_err(fail),
+            Output::InPlace(file) => lines(file, ranks).map_err(fail),
+            Output::Replace { target, mut temp } => {
+                lines(temp.as_file_mut(), ranks).map_err(fail)?;
+                temp.persist(&target).map(drop).map_err(|e| fail(e.error))
+            }
+        }
     }
-    tempfile::Builder::new()
-        .prefix(".pagerank-output")
-        .tempfile_in(dir)
-        // The kind alone ("permission denied"): tempfile's message names its own file.
-        .map_err(|e| at("cannot write the output", path, e.kind()))
 }
 
 /// Runs the job `args` describe, printing progress to stdout. The output file is claimed
@@ -192,7 +310,7 @@ fn claim_output(path: &Path) -> Result<tempfile::NamedTempFile, Failure> {
 pub fn run(args: Args) -> Result<(), Failure> {
     let total = Instant::now();
     let output = match &args.output {
-        Some(path) => Some((path, claim_output(path)?)),
+        Some(path) => Some((path, Output::claim(path)?)),
         None => None,
     };
     let temp = match &args.checkpoint_dir {
@@ -237,7 +355,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let edges = match &args.edges {
         Some(path) => {
             let e = job::read_edges(path)?;
-            println!("graph: {} ({} edges)", path.display(), e.len());
+            if e.is_empty() {
+                return Err(at("no edges in", path, "nothing to rank"));
+            }
+            println!("graph: {} ({})", path.display(), count(e.len(), "edge"));
             e
         }
         None => {
@@ -279,7 +400,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
             resume: args.resume,
         }),
     };
-    let job = job::Job::new(&ctx, edges, &config)?;
+    let job = job::Job::new(&ctx, edges, &config).map_err(|e| -> Failure {
+        match &e {
+            // The default partition count follows the thread count, which another machine
+            // (or --threads) changes: say which to pass.
+            flintlock::Error::ResumeMismatch {
+                key,
+                recorded: Some(recorded),
+                ..
+            } if key == "partitions" && args.partitions.is_none() => format!(
+                "{e}\n(without --partitions the run uses twice its threads; pass --partitions \
+                 {recorded} to resume this checkpoint)"
+            )
+            .into(),
+            _ => e.into(),
+        }
+    })?;
     match job.resumed_from() {
         Some((iteration, path)) => {
             println!("resumed at iteration {iteration} from {}", path.display())
@@ -309,8 +445,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
         bar
     });
     let job_resumed_at = job.resumed_from().map_or(0, |(done, _)| done);
+    let mut written = 0usize;
+    let mut newest = None;
     let loop_start = Instant::now();
     let ranks = job.run(|it| {
+        if it.checkpointed {
+            written += 1;
+            newest = Some(it.number);
+        }
         let line = format!(
             "iteration {:>3}: {:>8.1} ms, lineage depth {:>4}{}",
             it.number,
@@ -346,18 +488,12 @@ pub fn run(args: Args) -> Result<(), Failure> {
     for (node, rank) in top.iter().take(args.top) {
         println!("  {node:>10}  {rank:.6}");
     }
-    if let Some((path, mut file)) = output {
-        let write = |file: &mut tempfile::NamedTempFile| -> std::io::Result<()> {
-            let mut w = std::io::BufWriter::new(file.as_file_mut());
-            for (node, rank) in &ranks {
-                writeln!(w, "{node} {rank:.6}")?;
-            }
-            w.flush()
-        };
-        write(&mut file).map_err(|e| at("cannot write the output", path, e))?;
-        file.persist(path)
-            .map_err(|e| at("cannot write the output", path, e.error))?;
-        println!("wrote {} to {}", count(ranks.len(), "rank"), path.display());
+    if let Some((path, output)) = output {
+        let to_stdout = matches!(output, Output::Stdout);
+        output.write(&ranks, path)?;
+        if !to_stdout {
+            println!("wrote {} to {}", count(ranks.len(), "rank"), path.display());
+        }
     }
     if let Some(path) = &args.event_log {
         // Complete on disk already: the log is flushed when each job ends.
@@ -368,21 +504,28 @@ pub fn run(args: Args) -> Result<(), Failure> {
         );
     }
     let app_folder = checkpoint_dir.join(ctx.app_id());
-    match (args.checkpoint_every, &args.checkpoint_dir) {
-        (0, _) => println!("checkpoints: none written (--checkpoint-every 0)"),
-        (_, None) => println!(
-            "checkpoints: in {}, a temporary folder removed at exit (--checkpoint-dir DIR keeps \
-             them, for --resume)",
+    let done = args.iterations - job_resumed_at;
+    match (newest, &args.checkpoint_dir) {
+        (None, _) if args.checkpoint_every == 0 => {
+            println!("checkpoints: none written (--checkpoint-every 0)")
+        }
+        (None, _) => println!(
+            "checkpoints: none written (one every {} iterations; this run did {})",
+            args.checkpoint_every, done
+        ),
+        (Some(_), None) => println!(
+            "checkpoints: {} written to {}, a temporary folder removed as the run ends \
+             (--checkpoint-dir DIR keeps them, for --resume)",
+            written,
             app_folder.display()
         ),
-        (_, Some(_)) => println!(
-            "checkpoints: kept in {} (at most the newest {}; the same command with --resume \
-             continues from there)",
-            app_folder.display(),
-            args.keep
+        (Some(newest), Some(_)) => println!(
+            "checkpoints: {} written; kept in {}, the newest of iteration {newest} (the same \
+             command with --resume continues from it)",
+            written,
+            app_folder.display()
         ),
     }
-    let done = args.iterations - job_resumed_at;
     println!(
         "\ntotal {:.2} s, loop {:.2} s, {:.1} ms per iteration, checkpoint bytes written {}",
         total.elapsed().as_secs_f64(),

@@ -48,9 +48,23 @@ fn gcd(mut x: u64, mut y: u64) -> u64 {
 
 const OFFSET: u64 = 16;
 
+/// The largest node and edge count [`generate`] takes.
+pub const MAX_SIZE: u64 = 1_000_000_000;
+
 /// Whether [`generate`] can build a graph of `nodes` nodes and `edges` edges; if not, what
 /// to ask for instead (in the example's argument names).
 pub fn check(nodes: u64, edges: u64) -> Result<(), String> {
+    if nodes > MAX_SIZE {
+        return Err(format!(
+            "--nodes {nodes}: the built-in graph has at most {MAX_SIZE} nodes"
+        ));
+    }
+    if edges > MAX_SIZE {
+        return Err(format!(
+            "--edge-count {edges}: the built-in graph has at most {MAX_SIZE} edges (about \
+             16 bytes each in memory, several times over while links are built)"
+        ));
+    }
     if nodes < 2 {
         return Err(format!(
             "--nodes {nodes}: the built-in graph needs at least 2 nodes"

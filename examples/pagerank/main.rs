@@ -18,6 +18,20 @@ mod job;
 mod tracing_output;
 
 fn main() {
+    end_quietly_on_a_closed_pipe();
     tracing_output::init();
     cli::main(std::env::args_os());
+}
+
+/// Ends the process quietly when the reader of its output goes away (`pagerank | head`), as
+/// command-line tools do: Rust ignores SIGPIPE, and `println!` would panic on the broken
+/// pipe instead.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // see SAFETY below
+    // SAFETY: called first thing in `main`, before any thread exists; restores the default
+    // disposition of one signal, which involves no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -358,3 +358,70 @@ fn the_output_keeps_its_permissions_follows_links_and_can_be_stdout() {
     }
     assert!(!Path::new("-").exists(), "no file named -");
 }
+
+/// Ctrl-C (SIGINT) in the middle of a run: the running job is cancelled, the process exits
+/// with status 130 saying so, and leaves nothing behind: the temporary checkpoint folder
+/// and the output's temporary file are removed.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interrupted_run_cancels_its_job_and_leaves_nothing_behind() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("ranks.txt");
+    let args = [
+        "--nodes",
+        "20000",
+        "--edge-count",
+        "200000",
+        "--threads",
+        "1",
+        "--iterations",
+        "100000",
+        "--checkpoint-every",
+        "2",
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    let mut child = common::ChildGuard(
+        common::child_test("child_runs_the_pagerank_main")
+            .env(CHILD_ENV, args.join("\n"))
+            .env("TMPDIR", tmp.path())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Interrupt once a few iterations (and checkpoints) are done.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let seen = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .filter(|l| l.contains("[checkpoint written]"))
+        .nth(1);
+    assert!(seen.is_some(), "the run got going");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().count() > 0,
+        "its temporary folder exists while it runs"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    lines.for_each(drop);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("error: interrupted"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    let beside: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().collect();
+    assert!(
+        beside.is_empty(),
+        "no output and no temporary file: {beside:?}"
+    );
+}

@@ -5,7 +5,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,7 +48,8 @@ const MAX_THREADS: u64 = 1_024;
 ///
 /// Checkpoints: `ranks` is checkpointed every --checkpoint-every iterations, which cuts its
 /// lineage. Without --checkpoint-dir they go to a temporary folder removed when the run
-/// ends; with it, to DIR/pagerank/, where the newest --keep stay after the run, so that
+/// ends (also on Ctrl-C: the running job is cancelled; a second Ctrl-C ends it at once);
+/// with it, to DIR/pagerank/, where the newest --keep stay after the run, so that
 /// --resume continues a killed run from the newest one (with the same graph and
 /// --partitions).
 #[derive(Parser, Debug)]
@@ -112,14 +113,15 @@ pub struct Args {
     pub memory_limit: Option<u64>,
 }
 
-/// The example's `main`: parses and checks `args` (the program's name first), runs the job. A usage error exits with status 2 before any work (clap's
-/// message, naming the argument); a failed run prints `error: ...` (naming the path of a
-/// file it could not read or write) and exits with status 1.
+/// The example's `main`: parses and checks `args` (the program's name first), runs the
+/// job. A usage error exits with status 2 before any work (clap's message, naming the
+/// argument); a failed run prints `error: ...` (naming the path of a file it could not
+/// read or write) and exits with status 1; an interrupted one with status 130.
 pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) {
     let args = parse_args(args);
     if let Err(e) = run(args) {
         eprintln!("error: {e}");
-        std::process::exit(1);
+        std::process::exit(if e.is::<Interrupted>() { 130 } else { 1 });
     }
 }
 
@@ -305,6 +307,66 @@ impl Output {
     }
 }
 
+/// How a run that was interrupted (Ctrl-C, SIGTERM) ends: `main` exits with status 130.
+/// It says what became of the checkpoints.
+#[derive(Debug)]
+pub struct Interrupted(String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted: the running job was cancelled; {}", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Set by Ctrl-C or SIGTERM (the handler is installed once per process; `None` when
+/// another handler was there first). A second signal ends the process at once.
+fn interrupt_flag() -> Option<&'static AtomicBool> {
+    static FLAG: std::sync::OnceLock<Option<&'static AtomicBool>> = std::sync::OnceLock::new();
+    *FLAG.get_or_init(|| {
+        let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .ok()
+        .map(|()| flag)
+    })
+}
+
+/// Cancels `ctx`'s jobs while an interrupt is pending, until the returned guard drops: a
+/// run interrupted mid-iteration ends as a failed one does, and its temporary checkpoint
+/// folder and output file are removed on the way out.
+fn cancel_on_interrupt(ctx: &Context) -> Option<impl Drop> {
+    struct Watch(
+        Option<std::sync::mpsc::Sender<()>>,
+        Option<std::thread::JoinHandle<()>>,
+    );
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            drop(self.0.take());
+            if let Some(t) = self.1.take() {
+                let _ = t.join();
+            }
+        }
+    }
+    let flag = interrupt_flag()?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let ctx = ctx.clone();
+    let thread = std::thread::spawn(move || loop {
+        if flag.load(Ordering::SeqCst) {
+            ctx.cancel_all_jobs();
+        }
+        match stopped.recv_timeout(std::time::Duration::from_millis(20)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    });
+    Some(Watch(Some(stop), Some(thread)))
+}
+
 /// Runs the job `args` describe, printing progress to stdout. The output file is claimed
 /// before anything else, so that a path it cannot be written to fails at once.
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -351,6 +413,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let ctx = builder.build()?;
     let partitions = args.partitions.unwrap_or(2 * ctx.threads());
+    let watch = cancel_on_interrupt(&ctx);
+    // An error after an interrupt is the interrupt's.
+    let or_interrupted = |e: Failure| -> Failure {
+        if !interrupt_flag().is_some_and(|f| f.load(Ordering::SeqCst)) {
+            return e;
+        }
+        let kept = match &args.checkpoint_dir {
+            Some(_) => format!(
+                "committed checkpoints stay in {} (the same command with --resume \
+                 continues from the newest)",
+                checkpoint_dir.join(ctx.app_id()).display()
+            ),
+            None => "the temporary checkpoint folder is removed".to_string(),
+        };
+        Box::new(Interrupted(kept))
+    };
 
     let edges = match &args.edges {
         Some(path) => {
@@ -415,7 +493,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .into(),
             _ => e.into(),
         }
-    })?;
+    });
+    let job = job.map_err(or_interrupted)?;
     match job.resumed_from() {
         Some((iteration, path)) => {
             println!("resumed at iteration {iteration} from {}", path.display())
@@ -472,7 +551,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             }
             None => println!("{line}"),
         }
-    })?;
+    });
+    drop(watch);
+    let ranks = ranks.map_err(|e| or_interrupted(e.into()))?;
     let loop_time = loop_start.elapsed();
     if let Some(b) = bar {
         b.finish_and_clear();

@@ -8,8 +8,8 @@
 //! and a damaged checkpoint passed over while resuming, at `warn`. Without a subscriber (or
 //! with these levels filtered out) a callsite costs one relaxed load: `tracing` caches each
 //! callsite's interest. Targets are module paths below `flintlock` (the spans
-//! `flintlock::scheduler`, the events `flintlock::trace`), so `RUST_LOG=flintlock=debug`
-//! selects all of it.
+//! `flintlock::scheduler`, the listener events `flintlock::trace`, shuffle sizes and
+//! checkpoint removals their own modules'), so `RUST_LOG=flintlock=debug` selects all of it.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::listener::Event;
 
 /// Whether the subscriber wants [`event`]'s events at `level` (`TRACE`, or `DEBUG` for any
-/// other level): work done only to produce
-/// them (task events without a listener, the lineage snapshot) is skipped otherwise. Asked
-/// here so that the answer is for the events' own target.
+/// other level): work done only to produce them (task events without a listener, the
+/// lineage snapshot) is skipped otherwise. Asked here so that the answer is for the
+/// events' own target.
 pub(crate) fn wanted(level: tracing::Level) -> bool {
     match level {
         tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
@@ -43,8 +43,8 @@ pub(crate) fn guarded(e: &Event) {
     }
 }
 
-/// Emits `event` as a `tracing` event in the current span.
-pub(crate) fn event(event: &Event) {
+/// Emits `event` as a `tracing` event in the current span (through [`guarded`]).
+fn event(event: &Event) {
     use tracing::{debug, trace, warn};
     match event {
         Event::JobStarted {

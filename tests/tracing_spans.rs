@@ -111,6 +111,16 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     }
 }
 
+impl Recorded {
+    /// The events recorded with `message`, in order.
+    fn events(&self, message: &str) -> Vec<&EventRecord> {
+        self.events
+            .iter()
+            .filter(|e| e.message == message)
+            .collect()
+    }
+}
+
 fn names(scope: &[(String, Fields)]) -> Vec<&str> {
     scope.iter().map(|(n, _)| n.as_str()).collect()
 }
@@ -187,9 +197,7 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         assert_eq!(partitions, ["0", "1", "2", "3"], "tasks of stage {id}");
     }
 
-    let events = |message: &str| -> Vec<&EventRecord> {
-        r.events.iter().filter(|e| e.message == message).collect()
-    };
+    let events = |message: &str| r.events(message);
     // Shuffle sizes, inside the map tasks: 10 keys, combined on the map side.
     let outputs = events("shuffle map output (records held in memory; spilled runs not counted)");
     assert_eq!(outputs.len(), 4, "{outputs:?}");
@@ -252,18 +260,14 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         drop(rdd);
     }
     let r = recorded.lock().unwrap();
-    let released: Vec<&EventRecord> = r
-        .events
-        .iter()
-        .filter(|e| e.message == "checkpoint released from its series")
-        .collect();
+    let released = r.events("checkpoint released from its series");
     assert_eq!(released.len(), 1, "{released:?}");
     assert_eq!(released[0].fields["step"], "1");
     let path = released[0].fields["path"].clone();
     let removed: Vec<&EventRecord> = r
-        .events
-        .iter()
-        .filter(|e| e.message == "checkpoint removed" && e.fields["path"] == path)
+        .events("checkpoint removed")
+        .into_iter()
+        .filter(|e| e.fields["path"] == path)
         .collect();
     assert_eq!(
         removed.len(),
@@ -279,11 +283,7 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
             .map(|x| if x == 3 { panic!("three") } else { x });
     assert!(failing.count().is_err());
     let r = recorded.lock().unwrap();
-    let failed: Vec<&EventRecord> = r
-        .events
-        .iter()
-        .filter(|e| e.message == "task failed")
-        .collect();
+    let failed = r.events("task failed");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(names(&failed[0].scope), ["task", "stage", "job"]);
     assert_eq!(failed[0].scope[0].1["partition"], "1");

@@ -169,6 +169,13 @@ where
     args
 }
 
+/// The folder a file `path` is (or would be) in: its parent, `.` for a bare name.
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Whether `a` and `b` are the same file, or would be once created: compared by their
 /// resolved paths (symbolic links followed, `..` and `.` gone).
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -176,9 +183,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
         if let Ok(full) = std::fs::canonicalize(p) {
             return full;
         }
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-        let dir = std::fs::canonicalize(dir.unwrap_or(Path::new(".")));
-        match (dir, p.file_name()) {
+        match (std::fs::canonicalize(folder_of(p)), p.file_name()) {
             (Ok(dir), Some(name)) => dir.join(name),
             _ => p.to_path_buf(),
         }
@@ -263,8 +268,7 @@ impl Output {
             }
             _ => {}
         }
-        let dir = target.parent().filter(|p| !p.as_os_str().is_empty());
-        let dir = dir.unwrap_or(Path::new("."));
+        let dir = folder_of(&target);
         if !dir.is_dir() {
             return Err(fail(&format!(
                 "its folder {} does not exist",
@@ -413,6 +417,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let ctx = builder.build()?;
     let partitions = args.partitions.unwrap_or(2 * ctx.threads());
+    let app_folder = checkpoint_dir.join(ctx.app_id());
     let watch = cancel_on_interrupt(&ctx);
     // An error after an interrupt is the interrupt's.
     let or_interrupted = |e: Failure| -> Failure {
@@ -423,7 +428,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             Some(_) => format!(
                 "committed checkpoints stay in {} (the same command with --resume \
                  continues from the newest)",
-                checkpoint_dir.join(ctx.app_id()).display()
+                app_folder.display()
             ),
             None => "the temporary checkpoint folder is removed".to_string(),
         };
@@ -584,7 +589,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
             path.display()
         );
     }
-    let app_folder = checkpoint_dir.join(ctx.app_id());
     let done = args.iterations - job_resumed_at;
     match (newest, &args.checkpoint_dir) {
         (None, _) if args.checkpoint_every == 0 => {

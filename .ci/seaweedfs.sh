@@ -59,6 +59,14 @@ JSON
 stop_seaweedfs() {
     if [ -n "${SEAWEEDFS_PID:-}" ]; then
         kill "$SEAWEEDFS_PID" 2>/dev/null || true
+        # A server that does not stop within 10 s (a full disk, say) is killed: the exit of
+        # the calling shell must never wait on it.
+        local i
+        for i in $(seq 1 20); do
+            kill -0 "$SEAWEEDFS_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -9 "$SEAWEEDFS_PID" 2>/dev/null || true
         wait "$SEAWEEDFS_PID" 2>/dev/null || true
         SEAWEEDFS_PID=
     fi

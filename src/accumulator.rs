@@ -375,6 +375,11 @@ impl fmt::Debug for TaskUpdates {
 }
 
 impl TaskUpdates {
+    /// Whether the task updated no accumulator.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Merges every update into its accumulator, or, when this thread is itself running a
     /// task (a job started inside a task), into that task's copies: they then count only if
     /// the outer task succeeds.

@@ -60,6 +60,9 @@ pub(crate) struct ContextInner {
     /// query) sizes its table so instead of growing it from empty.
     pub(crate) combine_sizes: crate::shuffle::SizeHints,
     pub(crate) config: Config,
+    /// Which process runs which tasks: this process alone, or a cluster (see
+    /// `scheduler::executor`).
+    pub(crate) executor: Arc<dyn crate::scheduler::Executor>,
 }
 
 /// Settings fixed when the context is built.
@@ -97,6 +100,18 @@ impl ContextInner {
     pub(crate) fn new_job_id(&self) -> usize {
         self.next_job_id.fetch_add(1, Ordering::Relaxed)
     }
+    /// `Ok` unless this context is one process of a cluster, which `what` does not support
+    /// yet: then the error that says so, before anything runs.
+    pub(crate) fn single_process(&self, what: &str) -> Result<()> {
+        if self.executor.processes() > 1 {
+            return Err(Error::Cluster {
+                process: None,
+                message: format!("{what} is not supported in cluster mode yet"),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn new_stage_id(&self) -> usize {
         self.next_stage_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -380,6 +395,8 @@ pub struct ContextBuilder {
     memory_limit: Option<u64>,
     spill_dir: Option<PathBuf>,
     config: Config,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for ContextBuilder {
@@ -392,6 +409,8 @@ impl Default for ContextBuilder {
             event_log: None,
             memory_limit: None,
             spill_dir: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
             config: Config {
                 checkpoint_all_marked_ancestors: false,
                 clean_checkpoints: false,
@@ -407,6 +426,16 @@ impl Default for ContextBuilder {
 }
 
 impl ContextBuilder {
+    /// Runs this program as one process of a cluster (feature `cluster`): every process
+    /// runs the same program, and each runs the tasks of the partitions it owns (see
+    /// [`crate::cluster`]). `build` connects to every process first, and fails with
+    /// [`Error::Cluster`] when one does not connect within the configuration's timeout.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// The application name, used in the app id and so in checkpoint folder names.
     pub fn app_name(mut self, name: impl Into<String>) -> Self {
         self.app_name = name.into();
@@ -615,7 +644,13 @@ impl ContextBuilder {
     /// [`Context::set_checkpoint_dir`] when a checkpoint directory was given;
     /// [`Error::Io`] naming the event log when it cannot be created.
     pub fn build(self) -> Result<Context> {
-        let threads = match self.threads {
+        #[cfg(feature = "cluster")]
+        let threads_asked = self
+            .threads
+            .or(self.cluster.as_ref().and_then(|c| c.threads()));
+        #[cfg(not(feature = "cluster"))]
+        let threads_asked = self.threads;
+        let threads = match threads_asked {
             Some(0) => {
                 return Err(Error::InvalidArgument(
                     "threads must be at least 1".to_string(),
@@ -639,6 +674,15 @@ impl ContextBuilder {
             .stack_size(16 << 20)
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot start the thread pool: {e}")))?;
+        let executor: Arc<dyn crate::scheduler::Executor> = {
+            #[cfg(feature = "cluster")]
+            match &self.cluster {
+                Some(config) => Arc::new(crate::cluster::Transport::start(config)?),
+                None => Arc::new(crate::scheduler::LocalExecutor),
+            }
+            #[cfg(not(feature = "cluster"))]
+            Arc::new(crate::scheduler::LocalExecutor)
+        };
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         let generated_app_id = self.app_id.is_none();
         let ctx = Context {
@@ -665,6 +709,7 @@ impl ContextBuilder {
                     self.spill_dir,
                 )),
                 config: self.config,
+                executor,
             }),
         };
         if let Some(dir) = self.checkpoint_dir {

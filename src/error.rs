@@ -340,6 +340,30 @@ pub enum Error {
         differences: Vec<String>,
     },
 
+    /// The processes of a cluster could not go on together (feature `cluster`): a process
+    /// died, left, hung past the epoch timeout, did not connect, or ran another stage; or
+    /// a stage failed on another process (`process` names it); or the program used what
+    /// cluster mode does not support yet. The message says which.
+    #[error("cluster: {message}")]
+    Cluster {
+        /// The process the error is about, when one is known.
+        process: Option<usize>,
+        /// What happened.
+        message: String,
+    },
+
+    /// Records of `type_name` had to cross processes (a shuffle or an action's result in
+    /// cluster mode) and the context has no codec for them.
+    #[error(
+        "records of type `{type_name}` cross processes here and have no codec: call \
+         ctx.register_spillable::<{type_name}>() before the job (primitive types, String and \
+         pairs of them need none)"
+    )]
+    NoCodec {
+        /// `std::any::type_name` of the records.
+        type_name: String,
+    },
+
     /// An internal invariant did not hold. This is a flintlock bug: please report it.
     #[error("internal error (a flintlock bug, please report it): {0}")]
     Internal(String),
@@ -408,6 +432,13 @@ impl Error {
                 reason: reason.clone(),
             },
             Error::NotCommitted { path } => Error::NotCommitted { path: path.clone() },
+            Error::Cluster { process, message } => Error::Cluster {
+                process: *process,
+                message: message.clone(),
+            },
+            Error::NoCodec { type_name } => Error::NoCodec {
+                type_name: type_name.clone(),
+            },
             Error::UnsupportedVersion { path, found, max } => Error::UnsupportedVersion {
                 path: path.clone(),
                 found: *found,

@@ -108,6 +108,13 @@
 //!   on disk (measured: a 160 MB shuffle under a 32 MB limit, 4.7× the in-memory time),
 //!   and a limit that does not bind costs nothing measurable.
 //!
+//! ## One program, N processes (feature `cluster`)
+//! [`ContextBuilder::cluster`] runs the program as one process of a cluster, SPMD: every
+//! process runs the same binary, partition `p` belongs to process `p mod N`, shuffles
+//! travel through timely-dataflow's exchange, and every action's result reaches every
+//! process; a process that dies or leaves fails the others with an error naming it.
+//! [`cluster`] says what is supported yet and what crosses processes.
+//!
 //! ## Tracing
 //! flintlock emits [`tracing`](https://docs.rs/tracing) spans and events for whatever
 //! subscriber the program installs: a `job` span (`job_id`, `rdd_id`) per action, a `stage`
@@ -132,7 +139,7 @@
 //! `context` (Context, builder), `rdd` (one file per RDD kind; sources, actions, by-key
 //! operations, joins, and `node.rs` for the shared node and lineage swap), `dependency`,
 //! `partitioner`, `scheduler` (jobs, stages, tasks, cancellation), `accumulator`,
-//! `broadcast`, `shuffle`, `block_store` (cached
+//! `broadcast`, `shuffle`, `cluster` (processes on timely-dataflow), `block_store` (cached
 //! partitions), `checkpoint` (state machine, writer, reader, local, format, codec, app
 //! folders, series, storage seam), `lineage` (debug string, DOT, depth).
 
@@ -143,6 +150,8 @@ pub mod accumulator;
 mod block_store;
 pub mod broadcast;
 pub mod checkpoint;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod context;
 mod dependency;
 mod error;
@@ -165,6 +174,8 @@ pub use accumulator::{
 pub use block_store::StorageLevel;
 pub use broadcast::Broadcast;
 pub use checkpoint::{CheckpointState, Compression};
+#[cfg(feature = "cluster")]
+pub use cluster::ClusterConfig;
 pub use context::{Context, ContextBuilder, MemoryStats};
 pub use dependency::{Dependency, DependencyKind};
 pub use error::{Error, Result};

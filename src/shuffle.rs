@@ -32,6 +32,16 @@ use crate::{Data, Key, Rdd};
 /// its buckets once instead of downcasting per record.
 pub(crate) type MapOutput = Arc<dyn Any + Send + Sync>;
 
+/// Where one bucket of a map output a process of a cluster keeps comes from.
+pub(crate) enum Part<'a> {
+    /// The process ran the map task: its own bucket.
+    Local,
+    /// Another process ran it and sent the bucket (`wire::put_records` bytes).
+    Bytes(&'a [u8]),
+    /// The bucket is another process's (that process owns the reduce partition).
+    Elsewhere(usize),
+}
+
 /// Every map output of one shuffle, in map-partition order.
 pub(crate) type ShuffleOutputs = Arc<Vec<MapOutput>>;
 
@@ -140,6 +150,14 @@ pub(crate) trait ShuffleDepBase: Send + Sync {
     fn partitioner(&self) -> &Partitioner;
     /// Computes parent partition `map_partition` and buckets it.
     fn run_map_task(&self, map_partition: usize, tc: &TaskContext) -> Result<MapOutput>;
+    /// Appends reduce partition `reduce`'s bucket of `output` (one of this shuffle's map
+    /// outputs), encoded with the context's codec for the shuffled records (cluster mode).
+    fn encode_bucket(&self, output: &MapOutput, reduce: usize, out: &mut Vec<u8>) -> Result<()>;
+    /// A map output of this shuffle holding `parts[q]` as reduce partition `q`'s bucket:
+    /// `local`'s own, decoded from another process's bytes, or held elsewhere (cluster
+    /// mode).
+    fn assemble_output(&self, local: Option<&MapOutput>, parts: Vec<Part<'_>>)
+        -> Result<MapOutput>;
 }
 
 /// The map side of a shuffle: buckets one parent partition of `(K, V)` into
@@ -314,6 +332,54 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDepen
             );
         }
         Ok(spill.finish(buckets)?)
+    }
+
+    fn encode_bucket(&self, output: &MapOutput, reduce: usize, out: &mut Vec<u8>) -> Result<()> {
+        let bucket = self.typed(output)?.bucket(reduce).ok_or_else(|| {
+            Error::Internal(format!(
+                "shuffle {} has no bucket {reduce} to send",
+                self.shuffle_id
+            ))
+        })?;
+        let codec = self.ctx.inner.memory.codec::<(K, M)>();
+        let records = bucket.load(codec.as_deref())?;
+        crate::scheduler::wire::put_records(&records, &self.ctx.inner, out)
+    }
+
+    fn assemble_output(
+        &self,
+        local: Option<&MapOutput>,
+        parts: Vec<Part<'_>>,
+    ) -> Result<MapOutput> {
+        let local = local.map(|o| self.typed(o)).transpose()?;
+        let mut buckets = Vec::with_capacity(parts.len());
+        for (q, part) in parts.into_iter().enumerate() {
+            buckets.push(match part {
+                Part::Local => local.and_then(|o| o.bucket(q)).ok_or_else(|| {
+                    Error::Internal(format!(
+                        "shuffle {} has no local bucket {q}",
+                        self.shuffle_id
+                    ))
+                })?,
+                Part::Bytes(bytes) => crate::spill::Bucket::Memory(Arc::new(
+                    crate::scheduler::wire::take_records(&self.ctx.inner, bytes)?,
+                )),
+                Part::Elsewhere(process) => crate::spill::Bucket::Elsewhere { process },
+            });
+        }
+        Ok(MapOutputData::<(K, M)>::assembled(buckets))
+    }
+}
+
+impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
+    /// `output` as this shuffle's map output type.
+    fn typed<'a>(&self, output: &'a MapOutput) -> Result<&'a MapOutputData<(K, M)>> {
+        output.downcast_ref().ok_or_else(|| {
+            Error::Internal(format!(
+                "shuffle {} has a map output of another type",
+                self.shuffle_id
+            ))
+        })
     }
 }
 

@@ -333,6 +333,11 @@ pub(crate) enum Bucket<T> {
         file: Arc<SpillFile>,
         segments: Vec<Segment>,
     },
+    /// Held by another process of the cluster (the owner of its reduce partition): a task
+    /// here that reads it fails, naming the process (see `crate::cluster`).
+    Elsewhere {
+        process: usize,
+    },
 }
 
 impl<T> Clone for Bucket<T> {
@@ -343,6 +348,7 @@ impl<T> Clone for Bucket<T> {
                 file: file.clone(),
                 segments: segments.clone(),
             },
+            Bucket::Elsewhere { process } => Bucket::Elsewhere { process: *process },
         }
     }
 }
@@ -352,6 +358,7 @@ impl<T> Bucket<T> {
         match self {
             Bucket::Memory(v) => v.len(),
             Bucket::Spilled { segments, .. } => segments.iter().map(|s| s.records as usize).sum(),
+            Bucket::Elsewhere { .. } => 0,
         }
     }
 }
@@ -362,6 +369,18 @@ impl<T: 'static> Bucket<T> {
         let (file, segments) = match self {
             Bucket::Memory(v) => return Ok(v.clone()),
             Bucket::Spilled { file, segments } => (file, segments),
+            Bucket::Elsewhere { process } => {
+                return Err(Error::Cluster {
+                    process: Some(*process),
+                    message: format!(
+                        "a task needs a shuffle bucket held by process {process}: a narrow \
+                         dependency (union, coalesce, zip, cartesian) reads a shuffled \
+                         partition another process owns, which cluster mode does not move \
+                         yet; repartition so that partition numbers line up, or run in one \
+                         process"
+                    ),
+                })
+            }
         };
         let codec = codec.ok_or_else(|| {
             Error::Internal(format!(
@@ -470,6 +489,12 @@ impl<T: Send + Sync + 'static> MapOutputData<T> {
     pub(crate) fn bucket(&self, split: usize) -> Option<Bucket<T>> {
         self.buckets.read().get(split).cloned()
     }
+
+    /// An output of the given buckets, outside the memory budget: what a process of a
+    /// cluster keeps of a shuffle (its own reduce partitions' buckets, from every map task).
+    pub(crate) fn assembled(buckets: Vec<Bucket<T>>) -> Arc<Self> {
+        MapOutputData::new(buckets, None)
+    }
 }
 
 /// A finished map output the manager may write to disk to make room, oldest first.
@@ -500,7 +525,7 @@ impl<T: Send + Sync + 'static> Evict for MapOutputData<T> {
             .iter()
             .map(|b| match b {
                 Bucket::Memory(v) => v.clone(),
-                Bucket::Spilled { .. } => Arc::new(Vec::new()),
+                Bucket::Spilled { .. } | Bucket::Elsewhere { .. } => Arc::new(Vec::new()),
             })
             .collect();
         let mut a = Active::new(&kept.manager, Some(codec), kept.what.clone(), memory.len());

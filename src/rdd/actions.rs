@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::scheduler;
+use crate::scheduler::wire::{Many, One, Wire};
 use crate::{Data, Key};
 
 use super::iter::{drain_count, drain_fold, drain_to_vec};
@@ -19,7 +20,7 @@ use super::{BoxedPartitionIter, Rdd};
 
 impl<T: Data> Rdd<T> {
     /// Runs a job over `partitions`, applying `f` to each partition's iterator.
-    pub(crate) fn run<R: Send>(
+    pub(crate) fn run<R: Wire>(
         &self,
         partitions: &[usize],
         f: impl Fn(usize, BoxedPartitionIter<T>) -> Result<R> + Send + Sync,
@@ -27,7 +28,7 @@ impl<T: Data> Rdd<T> {
         scheduler::run_job(&self.node, partitions, |_, p, it| f(p, it))
     }
 
-    pub(crate) fn run_all<R: Send>(
+    pub(crate) fn run_all<R: Wire>(
         &self,
         f: impl Fn(usize, BoxedPartitionIter<T>) -> Result<R> + Send + Sync,
     ) -> Result<Vec<R>> {
@@ -69,11 +70,11 @@ impl<T: Data> Rdd<T> {
     /// # Errors
     /// Any error of the job.
     pub fn collect(&self) -> Result<Vec<T>> {
-        let parts = self.run_all(|_, it| Ok(drain_to_vec(it)))?;
-        let total = parts.iter().map(Vec::len).sum();
+        let parts = self.run_all(|_, it| Ok(Many(drain_to_vec(it))))?;
+        let total = parts.iter().map(|p| p.0.len()).sum();
         let mut out = Vec::with_capacity(total);
         for p in parts {
-            out.extend(p);
+            out.extend(p.0);
         }
         Ok(out)
     }
@@ -84,14 +85,15 @@ impl<T: Data> Rdd<T> {
     /// Any error of the job.
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync) -> Result<Option<T>> {
         let parts = self.run_all(|_, it| {
-            Ok(drain_fold(it, None, |acc: Option<T>, x| {
+            let folded = drain_fold(it, None, |acc: Option<T>, x| {
                 Some(match acc {
                     Some(a) => f(a, x),
                     None => x,
                 })
-            }))
+            });
+            Ok(folded.map(One))
         })?;
-        Ok(parts.into_iter().flatten().reduce(&f))
+        Ok(parts.into_iter().flatten().map(|x| x.0).reduce(&f))
     }
 
     /// Folds each partition starting from `zero`, then folds the partition results, again
@@ -106,8 +108,8 @@ impl<T: Data> Rdd<T> {
     /// # Errors
     /// Any error of the job.
     pub fn fold(&self, zero: T, f: impl Fn(T, T) -> T + Send + Sync) -> Result<T> {
-        let parts = self.run_all(|_, it| Ok(drain_fold(it, zero.clone(), &f)))?;
-        Ok(parts.into_iter().fold(zero, &f))
+        let parts = self.run_all(|_, it| Ok(One(drain_fold(it, zero.clone(), &f))))?;
+        Ok(parts.into_iter().map(|x| x.0).fold(zero, &f))
     }
 
     /// Aggregates with `seq` inside partitions and `comb` across them, both from `zero`.
@@ -128,8 +130,8 @@ impl<T: Data> Rdd<T> {
         seq: impl Fn(A, T) -> A + Send + Sync,
         comb: impl Fn(A, A) -> A + Send + Sync,
     ) -> Result<A> {
-        let parts = self.run_all(|_, it| Ok(drain_fold(it, zero.clone(), &seq)))?;
-        Ok(parts.into_iter().fold(zero, comb))
+        let parts = self.run_all(|_, it| Ok(One(drain_fold(it, zero.clone(), &seq))))?;
+        Ok(parts.into_iter().map(|x| x.0).fold(zero, comb))
     }
 
     /// The first `n` elements, in partition order. Scans one partition first, then more as
@@ -159,8 +161,8 @@ impl<T: Data> Rdd<T> {
             let end = (scanned + to_try).min(total);
             let parts: Vec<usize> = (scanned..end).collect();
             let left = n - out.len();
-            let results = self.run(&parts, |_, it| Ok(it.take(left).collect::<Vec<T>>()))?;
-            for r in results {
+            let results = self.run(&parts, |_, it| Ok(Many(it.take(left).collect::<Vec<T>>())))?;
+            for Many(r) in results {
                 let room = n - out.len();
                 out.extend(r.into_iter().take(room));
             }
@@ -227,6 +229,7 @@ impl<T: Data> Rdd<T> {
     where
         T: fmt::Display,
     {
+        self.node.ctx.inner.single_process("save_as_text_file")?;
         let dir = path.as_ref().to_path_buf();
         let exists = |dir: &Path| {
             Error::InvalidArgument(format!(
@@ -331,11 +334,12 @@ impl<T: Data> Rdd<T> {
             for x in it {
                 *m.entry(x).or_insert(0) += 1;
             }
-            Ok(m)
+            let (keys, counts): (Vec<T>, Vec<u64>) = m.into_iter().unzip();
+            Ok((Many(keys), counts))
         })?;
         let mut out: HashMap<T, u64> = HashMap::new();
-        for m in parts {
-            for (k, c) in m {
+        for (Many(keys), counts) in parts {
+            for (k, c) in keys.into_iter().zip(counts) {
                 *out.entry(k).or_insert(0) += c;
             }
         }

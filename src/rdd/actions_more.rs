@@ -9,6 +9,7 @@ use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::scheduler::wire::{LocalOnly, Many, One};
 use crate::Data;
 
 use super::sampling::mix;
@@ -98,12 +99,14 @@ impl<T: Data> Rdd<T> {
                     heap.push(c);
                 }
             }
-            Ok(heap
-                .into_iter()
-                .map(|c| (c.x, c.seq))
-                .collect::<Vec<(T, (usize, u64))>>())
+            let (xs, seqs): (Vec<T>, Vec<(usize, u64)>) =
+                heap.into_iter().map(|c| (c.x, c.seq)).unzip();
+            Ok((Many(xs), seqs))
         })?;
-        let mut all: Vec<(T, (usize, u64))> = parts.into_iter().flatten().collect();
+        let mut all: Vec<(T, (usize, u64))> = parts
+            .into_iter()
+            .flat_map(|(Many(xs), seqs)| xs.into_iter().zip(seqs))
+            .collect();
         all.sort_by(|a, b| cmp(&a.0, &b.0).then(a.1.cmp(&b.1)));
         all.truncate(n);
         Ok(all.into_iter().map(|(x, _)| x).collect())
@@ -212,7 +215,8 @@ impl<T: Data> Rdd<T> {
             ));
         }
         let z = zero.clone();
-        let partials = self.run_all(|_, it| Ok(it.fold(z.clone(), &seq)))?;
+        let partials = self.run_all(|_, it| Ok(One(it.fold(z.clone(), &seq))))?;
+        let partials: Vec<A> = partials.into_iter().map(|x| x.0).collect();
         let combined = self.tree_combine(partials, &comb, depth)?;
         Ok(combined.unwrap_or(zero))
     }
@@ -239,8 +243,8 @@ impl<T: Data> Rdd<T> {
                 "tree_reduce: depth must be at least 1".to_string(),
             ));
         }
-        let partials = self.run_all(|_, it| Ok(it.reduce(&f)))?;
-        let partials: Vec<T> = partials.into_iter().flatten().collect();
+        let partials = self.run_all(|_, it| Ok(it.reduce(&f).map(One)))?;
+        let partials: Vec<T> = partials.into_iter().flatten().map(|x| x.0).collect();
         self.tree_combine(partials, &f, depth)
     }
 
@@ -300,6 +304,10 @@ impl<T: Data> Rdd<T> {
     where
         T: Hash,
     {
+        self.node
+            .ctx
+            .inner
+            .single_process("count_approx_distinct")?;
         if !(0.0021..=0.37).contains(&relative_sd) {
             return Err(Error::InvalidArgument(format!(
                 "count_approx_distinct: relative_sd must be in [0.0021, 0.37], got {relative_sd}"
@@ -315,10 +323,10 @@ impl<T: Data> Rdd<T> {
             for x in it {
                 h.insert(&x);
             }
-            Ok(h)
+            Ok(LocalOnly(h))
         })?;
         let mut total = new()?;
-        for part in &parts {
+        for LocalOnly(part) in &parts {
             total
                 .merge(part)
                 .map_err(|e| Error::InvalidArgument(format!("count_approx_distinct: {e:?}")))?;

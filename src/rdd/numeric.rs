@@ -6,7 +6,9 @@
 
 use std::fmt;
 
+use crate::context::ContextInner;
 use crate::error::{Error, Result};
+use crate::scheduler::wire::Wire;
 use crate::{Data, Rdd};
 
 /// A number whose RDD has statistics: the primitive integers and floats, taken as `f64`
@@ -37,6 +39,22 @@ pub struct StatCounter {
     m2: f64,
     max: f64,
     min: f64,
+}
+
+impl Wire for StatCounter {
+    fn put(&self, ctx: &ContextInner, out: &mut Vec<u8>) -> Result<()> {
+        (self.n, (self.mu, self.m2), (self.max, self.min)).put(ctx, out)
+    }
+    fn take(ctx: &ContextInner, bytes: &mut &[u8]) -> Result<Self> {
+        let (n, (mu, m2), (max, min)) = Wire::take(ctx, bytes)?;
+        Ok(StatCounter {
+            n,
+            mu,
+            m2,
+            max,
+            min,
+        })
+    }
 }
 
 impl Default for StatCounter {

@@ -53,6 +53,7 @@ impl<T: Data + Serialize + DeserializeOwned> Rdd<T> {
     /// to overwrite an output; any error of the job or of the write.
     #[track_caller]
     pub fn save_as_object_file(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.node.ctx.inner.single_process("save_as_object_file")?;
         let path = absolute(path.as_ref())?;
         let config = &self.node.ctx.inner.config;
         let storage = config.storage.as_ref();

@@ -671,10 +671,10 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
                 per_partition,
                 sampling::mix(p as u64 ^ 0x5A17),
             );
-            Ok((keys, seen))
+            Ok((crate::scheduler::wire::Many(keys), seen))
         })?;
         let mut weighted: Vec<(K, f64)> = Vec::new();
-        for (keys, seen) in samples {
+        for (crate::scheduler::wire::Many(keys), seen) in samples {
             if keys.is_empty() {
                 continue;
             }
@@ -753,11 +753,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             None => (0..self.num_partitions()).collect(),
         };
         let found = self.run(&parts, |_, it| {
-            Ok(it
-                .filter(|(k, _)| *k == key)
-                .map(|(_, v)| v)
-                .collect::<Vec<V>>())
+            Ok(crate::scheduler::wire::Many(
+                it.filter(|(k, _)| *k == key)
+                    .map(|(_, v)| v)
+                    .collect::<Vec<V>>(),
+            ))
         })?;
-        Ok(found.into_iter().flatten().collect())
+        Ok(found.into_iter().flat_map(|found| found.0).collect())
     }
 }

@@ -11,8 +11,10 @@
 //! Every task runs under `catch_unwind`: a panic in a user closure fails the job with
 //! `Error::TaskFailed` and leaves the context usable.
 
+mod executor;
 mod jobs;
 mod task;
+pub(crate) mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -31,10 +33,15 @@ use crate::rdd::node::{BoxedPartitionIter, Node, RddNode};
 use crate::shuffle::ShuffleDepBase;
 use crate::Data;
 
+use executor::StageKey;
+pub(crate) use executor::{Executor, LocalExecutor};
 pub(crate) use jobs::{ActiveJob, JobRegistry};
 pub(crate) use task::{panic_message, TaskContext};
+use wire::Wire;
 
-/// Runs `func` on each of `partitions` of `rdd` and returns the results in that order.
+/// Runs `func` on each of `partitions` of `rdd` and returns the results in that order. In
+/// a cluster, this process runs the partitions it owns and gets the others' results from
+/// their processes.
 pub(crate) fn run_job<T, R, F>(
     rdd: &Arc<RddNode<T>>,
     partitions: &[usize],
@@ -42,7 +49,7 @@ pub(crate) fn run_job<T, R, F>(
 ) -> Result<Vec<R>>
 where
     T: Data,
-    R: Send,
+    R: Wire,
     F: Fn(&TaskContext, usize, BoxedPartitionIter<T>) -> Result<R> + Send + Sync,
 {
     let ctx = rdd.ctx.clone();
@@ -75,22 +82,55 @@ where
         // Tasks catch their own panics; this catches the rest (a `Storage` impl during the
         // commit, say), so that no panic strands a claimed RDD InProgress.
         let result = catch_unwind(AssertUnwindSafe(|| {
+            let exec = ctx.inner.executor.clone();
+            if exec.processes() > 1 && !checkpoints.nodes().is_empty() {
+                return Err(Error::Cluster {
+                    process: None,
+                    message: "checkpoints are not supported in cluster mode yet: run the \
+                              job in one process, or without checkpoint()"
+                        .into(),
+                });
+            }
             run_parent_stages(&ctx, job, &root, &checkpoints)?;
+            let stage_id = ctx.inner.new_stage_id();
+            let mine: Vec<usize>;
+            let local_partitions = if exec.processes() > 1 {
+                mine = partitions
+                    .iter()
+                    .copied()
+                    .filter(|&p| exec.owns(p))
+                    .collect();
+                &mine
+            } else {
+                partitions
+            };
             let results = run_stage(
                 &ctx,
                 Stage {
                     job,
+                    stage_id,
                     kind: StageKind::Result,
                     rdd: &root,
                     shuffle_id: None,
-                    partitions,
+                    partitions: local_partitions,
                 },
                 &checkpoints,
                 |tc, p| {
                     let it = rdd.iterator(p, tc)?;
                     func(tc, p, it)
                 },
-            )?;
+            );
+            let results = if exec.processes() > 1 {
+                let key = StageKey {
+                    job_id,
+                    stage_id,
+                    rdd_id: rdd.id,
+                    shuffle_id: None,
+                };
+                executor::gather_results(&ctx.inner, key, partitions, results)?
+            } else {
+                results?
+            };
             complete_checkpoints(&ctx, job, &checkpoints)?;
             Ok(results)
         }))
@@ -136,6 +176,7 @@ fn complete_checkpoints(
                 ctx,
                 Stage {
                     job,
+                    stage_id: ctx.inner.new_stage_id(),
                     kind: StageKind::CheckpointCompletion,
                     rdd: node,
                     shuffle_id: None,
@@ -175,11 +216,15 @@ fn run_parent_stages(
             continue;
         }
         let parent = dep.parent();
-        let partitions: Vec<usize> = (0..parent.num_partitions()).collect();
+        let exec = ctx.inner.executor.as_ref();
+        let maps = parent.num_partitions();
+        let partitions: Vec<usize> = (0..maps).filter(|&p| exec.owns(p)).collect();
+        let stage_id = ctx.inner.new_stage_id();
         let outputs = run_stage(
             ctx,
             Stage {
                 job,
+                stage_id,
                 kind: StageKind::ShuffleMap,
                 rdd: &parent,
                 shuffle_id: Some(dep.shuffle_id()),
@@ -187,7 +232,18 @@ fn run_parent_stages(
             },
             checkpoints,
             |tc, p| dep.run_map_task(p, tc),
-        )?;
+        );
+        let outputs = if exec.processes() > 1 {
+            let key = StageKey {
+                job_id: job.job_id,
+                stage_id,
+                rdd_id: parent.id(),
+                shuffle_id: Some(dep.shuffle_id()),
+            };
+            executor::exchange_map_outputs(&ctx.inner, key, &dep, maps, outputs)?
+        } else {
+            outputs?
+        };
         entry.set_outputs(outputs);
     }
     Ok(())
@@ -196,6 +252,7 @@ fn run_parent_stages(
 /// One stage of a job: the RDD whose partitions its tasks compute, and which of them.
 struct Stage<'a> {
     job: &'a Arc<ActiveJob>,
+    stage_id: usize,
     kind: StageKind,
     rdd: &'a Arc<dyn Node>,
     /// The shuffle a shuffle-map stage writes.
@@ -212,6 +269,7 @@ fn run_stage<R: Send>(
 ) -> Result<Vec<R>> {
     let Stage {
         job,
+        stage_id,
         kind,
         rdd,
         shuffle_id,
@@ -219,7 +277,6 @@ fn run_stage<R: Send>(
     } = stage;
     job.check()?;
     let job_id = job.job_id;
-    let stage_id = ctx.inner.new_stage_id();
     // Tasks run on the pool's threads, so their spans name this one as their parent.
     let span = tracing::debug_span!("stage", stage_id, ?kind, rdd_id = rdd.id(), ?shuffle_id);
     let _in_stage = span.enter();
@@ -261,9 +318,21 @@ fn run_stage<R: Send>(
     // merged in partition order so that the result does not depend on thread timing.
     let mut updates = updates.into_inner();
     updates.sort_unstable_by_key(|(p, _)| *p);
-    for (_, u) in updates {
-        u.apply();
-    }
+    let results =
+        if ctx.inner.executor.processes() > 1 && updates.iter().any(|(_, u)| !u.is_empty()) {
+            // Each process would see only its own tasks' updates: refused, not summed wrongly.
+            results.and(Err(Error::Cluster {
+                process: None,
+                message: "accumulators are not supported in cluster mode yet: a task of this \
+                      stage updated one"
+                    .into(),
+            }))
+        } else {
+            for (_, u) in updates {
+                u.apply();
+            }
+            results
+        };
     // A job cancelled while its last tasks finished still reports the cancellation.
     let results = results.and_then(|r| job.check().map(|()| r));
     ctx.inner.emit(Event::StageEnded {

@@ -658,6 +658,7 @@ impl StreamingContext {
     /// writing a commit leaves the stream ahead of its folder: `run` then refuses to go on,
     /// and a restart with `get_or_create` continues from the folder.
     pub fn run(&mut self, until: Until) -> Result<()> {
+        self.ctx.inner.single_process("streaming")?;
         if let Some(why) = &self.poisoned {
             return Err(Error::InvalidArgument(format!(
                 "the stream cannot continue in this process: {why}; restart it with \

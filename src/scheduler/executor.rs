@@ -1,0 +1,303 @@
+//! The executor seam: which process runs a stage's tasks, and how a stage's outputs reach
+//! the processes that need them.
+//!
+//! Tasks always run on the context's rayon pool. An [`Executor`] says which of a stage's
+//! partitions this process runs ([`Executor::owns`]) and moves bytes between processes
+//! ([`Executor::exchange`]). [`LocalExecutor`] is one process that owns everything: the
+//! scheduler then never encodes a record, and runs exactly as it did before the seam. The
+//! cluster's executor (feature `cluster`) is timely-dataflow's exchange, see
+//! `crate::cluster`.
+//!
+//! What crosses processes, in cluster mode (every payload starts with the stage's key, so
+//! processes that are not running the same stage fail instead of mixing data):
+//! - after a **result stage**, every process sends every process the results of its
+//!   partitions (an all-gather), so every driver gets every partition's result;
+//! - after a **shuffle-map stage**, every process sends each process the buckets of its
+//!   map outputs for that process's reduce partitions;
+//! - with either, whether the stage failed here and why: a stage that failed anywhere fails
+//!   everywhere.
+
+use std::sync::Arc;
+
+use super::wire::{self, Wire};
+use crate::context::ContextInner;
+use crate::error::{Error, Result};
+use crate::shuffle::{MapOutput, Part, ShuffleDepBase};
+
+/// Runs stages across one or more processes (see the module docs).
+pub(crate) trait Executor: Send + Sync {
+    /// This process's index.
+    fn process(&self) -> usize;
+    /// How many processes run the program.
+    fn processes(&self) -> usize;
+    /// Whether this process runs partition `p`'s task: partition `p` belongs to process
+    /// `p mod processes`.
+    fn owns(&self, p: usize) -> bool {
+        self.owner(p) == self.process()
+    }
+    /// The process partition `p` belongs to.
+    fn owner(&self, p: usize) -> usize {
+        p % self.processes()
+    }
+    /// Sends `outgoing[q]` to process `q` and returns what each process sent this one, by
+    /// source.
+    fn exchange(&self, outgoing: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>>;
+    /// Ends the cluster for this process after an error found in what was exchanged: its
+    /// later exchanges fail with `why`, and the other processes' exchanges with it fail.
+    fn fail(&self, why: &str);
+}
+
+/// One process: owns every partition, and exchanges with itself.
+pub(crate) struct LocalExecutor;
+
+impl Executor for LocalExecutor {
+    fn process(&self) -> usize {
+        0
+    }
+    fn processes(&self) -> usize {
+        1
+    }
+    fn owns(&self, _: usize) -> bool {
+        true
+    }
+    fn owner(&self, _: usize) -> usize {
+        0
+    }
+    fn exchange(&self, outgoing: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+        Ok(outgoing)
+    }
+    fn fail(&self, _: &str) {}
+}
+
+#[cfg(feature = "cluster")]
+impl Executor for crate::cluster::Transport {
+    fn process(&self) -> usize {
+        crate::cluster::Transport::process(self)
+    }
+    fn processes(&self) -> usize {
+        crate::cluster::Transport::processes(self)
+    }
+    fn exchange(&self, outgoing: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+        crate::cluster::Transport::exchange(self, outgoing)
+    }
+    fn fail(&self, why: &str) {
+        crate::cluster::Transport::fail(self, why);
+    }
+}
+
+/// What identifies one stage of one job on every process: the processes of a cluster must
+/// be running the same stage whenever they exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StageKey {
+    pub(crate) job_id: usize,
+    pub(crate) stage_id: usize,
+    pub(crate) rdd_id: usize,
+    pub(crate) shuffle_id: Option<usize>,
+}
+
+impl StageKey {
+    fn put(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.job_id as u64,
+            self.stage_id as u64,
+            self.rdd_id as u64,
+            self.shuffle_id.map_or(u64::MAX, |s| s as u64),
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// The header of a payload: the stage key and the stage's outcome on its sender.
+fn put_header(key: &StageKey, failed: Option<&str>, out: &mut Vec<u8>) {
+    key.put(out);
+    match failed {
+        None => out.push(0),
+        Some(message) => {
+            out.push(1);
+            out.extend_from_slice(&(message.len() as u64).to_le_bytes());
+            out.extend_from_slice(message.as_bytes());
+        }
+    }
+}
+
+/// Reads every source's header: the bodies, or the error of the first process whose stage
+/// failed (this process's own error when it failed here), or the divergence.
+fn read_headers<'a>(
+    exec: &dyn Executor,
+    key: &StageKey,
+    mine: Option<Error>,
+    received: &'a [Vec<u8>],
+) -> Result<Vec<&'a [u8]>> {
+    let me = exec.process();
+    let mut own = Vec::new();
+    key.put(&mut own);
+    let mut bodies = Vec::with_capacity(received.len());
+    let mut failed: Option<(usize, String)> = None;
+    for (source, bytes) in received.iter().enumerate() {
+        let diverged = || {
+            let message = format!(
+                "process {source} is not running the stage process {me} runs ({key:?}): the \
+                 processes' programs took different paths (every process must run the same \
+                 jobs in the same order, from one thread)"
+            );
+            // Programs on different paths cannot be trusted to meet again.
+            exec.fail(&message);
+            Error::Cluster {
+                process: Some(source),
+                message,
+            }
+        };
+        let Some(rest) = bytes.strip_prefix(own.as_slice()) else {
+            return Err(diverged());
+        };
+        match rest.split_first() {
+            Some((0, body)) => bodies.push(body),
+            Some((1, rest)) if rest.len() >= 8 => {
+                let (len, text) = rest.split_at(8);
+                let len = u64::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+                let message = String::from_utf8_lossy(&text[..len.min(text.len())]);
+                if failed.is_none() {
+                    failed = Some((source, message.into_owned()));
+                }
+                bodies.push(&[]);
+            }
+            _ => return Err(diverged()),
+        }
+    }
+    if let Some(e) = mine {
+        return Err(e);
+    }
+    match failed {
+        Some((process, message)) => Err(Error::Cluster {
+            process: Some(process),
+            message: format!("the stage failed on process {process}: {message}"),
+        }),
+        None => Ok(bodies),
+    }
+}
+
+/// Completes a result stage: every process gets the results of `partitions` (this
+/// process's `local` ones, for the partitions it owns, and every other process's), in the
+/// order of `partitions`.
+pub(crate) fn gather_results<R: Wire>(
+    ctx: &ContextInner,
+    key: StageKey,
+    partitions: &[usize],
+    local: Result<Vec<R>>,
+) -> Result<Vec<R>> {
+    let exec = ctx.executor.as_ref();
+    let me = exec.process();
+    let mut payload = Vec::new();
+    let local = match local.and_then(|results| {
+        let mut body = Vec::new();
+        for r in &results {
+            r.put(ctx, &mut body)?;
+        }
+        Ok((results, body))
+    }) {
+        Ok((results, body)) => {
+            put_header(&key, None, &mut payload);
+            payload.extend_from_slice(&body);
+            Ok(results)
+        }
+        Err(e) => {
+            put_header(&key, Some(&e.to_string()), &mut payload);
+            Err(e)
+        }
+    };
+    let received = exec.exchange(vec![payload; exec.processes()])?;
+    let (results, mine) = match local {
+        Ok(results) => (Some(results), None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut bodies = read_headers(exec, &key, mine, &received)?;
+    let mut own = results.unwrap_or_default().into_iter();
+    let mut out = Vec::with_capacity(partitions.len());
+    for &p in partitions {
+        let source = exec.owner(p);
+        if source == me {
+            out.push(
+                own.next()
+                    .ok_or_else(|| Error::Internal(format!("no local result for partition {p}")))?,
+            );
+        } else {
+            out.push(R::take(ctx, &mut bodies[source])?);
+        }
+    }
+    Ok(out)
+}
+
+/// Completes a shuffle-map stage: sends each process the buckets of this process's map
+/// outputs (`local`, for the map partitions it owns, in order) for the reduce partitions it
+/// owns, receives the buckets of this process's reduce partitions from every other map
+/// output, and returns one map output per map partition of the shuffle, each holding only
+/// this process's buckets.
+pub(crate) fn exchange_map_outputs(
+    ctx: &ContextInner,
+    key: StageKey,
+    dep: &Arc<dyn ShuffleDepBase>,
+    maps: usize,
+    local: Result<Vec<MapOutput>>,
+) -> Result<Vec<MapOutput>> {
+    let exec = ctx.executor.as_ref();
+    let (me, n) = (exec.process(), exec.processes());
+    let reduces = dep.partitioner().num_partitions();
+    let encoded = local.and_then(|outputs| {
+        let mut bodies = vec![Vec::new(); n];
+        for output in &outputs {
+            for q in 0..reduces {
+                let target = exec.owner(q);
+                if target != me {
+                    dep.encode_bucket(output, q, &mut bodies[target])?;
+                }
+            }
+        }
+        Ok((outputs, bodies))
+    });
+    let mut payloads: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
+    let (outputs, mine) = match encoded {
+        Ok((outputs, bodies)) => {
+            for (payload, body) in payloads.iter_mut().zip(bodies) {
+                put_header(&key, None, payload);
+                payload.extend_from_slice(&body);
+            }
+            (Some(outputs), None)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for payload in &mut payloads {
+                put_header(&key, Some(&message), payload);
+            }
+            (None, Some(e))
+        }
+    };
+    let received = exec.exchange(payloads)?;
+    let mut bodies = read_headers(exec, &key, mine, &received)?;
+    let mut own = outputs.unwrap_or_default().into_iter();
+    let mut all = Vec::with_capacity(maps);
+    for m in 0..maps {
+        let source = exec.owner(m);
+        let local =
+            if source == me {
+                Some(own.next().ok_or_else(|| {
+                    Error::Internal(format!("no local output for map partition {m}"))
+                })?)
+            } else {
+                None
+            };
+        let mut parts = Vec::with_capacity(reduces);
+        for q in 0..reduces {
+            let owner = exec.owner(q);
+            parts.push(if owner != me {
+                Part::Elsewhere(owner)
+            } else if source == me {
+                Part::Local
+            } else {
+                Part::Bytes(wire::split_records(&mut bodies[source])?)
+            });
+        }
+        all.push(dep.assemble_output(local.as_ref(), parts)?);
+    }
+    Ok(all)
+}

@@ -417,6 +417,12 @@ thread_local! {
     static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether this thread is running a task attempt (a job started now is a job inside a
+/// task).
+pub(crate) fn in_task() -> bool {
+    FRAMES.with(|f| !f.borrow().is_empty())
+}
+
 /// Runs `body` as a task attempt: the accumulator adds it makes on this thread are
 /// returned, not applied.
 pub(crate) fn collect_updates<R>(body: impl FnOnce() -> R) -> (R, TaskUpdates) {

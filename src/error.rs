@@ -356,8 +356,9 @@ pub enum Error {
     /// cluster mode) and the context has no codec for them.
     #[error(
         "records of type `{type_name}` cross processes here and have no codec: call \
-         ctx.register_spillable::<{type_name}>() before the job (primitive types, String and \
-         pairs of them need none)"
+         ctx.register_spillable::<{type_name}>() before the job (built in: the primitive \
+         types, String, and (K, V) pairs of u32, u64, i32, i64, usize or String keys with \
+         those or f32, f64, bool values)"
     )]
     NoCodec {
         /// `std::any::type_name` of the records.

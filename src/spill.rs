@@ -916,4 +916,13 @@ fn register_builtin_codecs(m: &MemoryManager) {
     }
     pairs!(u32, u64, i32, i64, usize, String;
         [u32, u64, i32, i64, usize, f32, f64, bool, String]);
+    // Single values of the other primitive types (action results in cluster mode).
+    m.register::<u8>();
+    m.register::<u16>();
+    m.register::<i8>();
+    m.register::<i16>();
+    m.register::<f32>();
+    m.register::<f64>();
+    m.register::<bool>();
+    m.register::<char>();
 }

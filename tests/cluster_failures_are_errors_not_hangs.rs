@@ -4,7 +4,10 @@
 //! - one of 3 real processes killed with SIGKILL at a random instant, in 5 trials: the two
 //!   others exit with an error naming it within seconds;
 //! - a process whose program ends early: the others' next action fails naming it;
-//! - processes that run different jobs: both fail instead of exchanging each other's data;
+//! - processes that run different jobs, the same job over other partition counts, or
+//!   another action on the same RDD: all fail instead of exchanging each other's data; a
+//!   job started inside a task is refused before it can split the cluster;
+//! - timely's command-line options are read as timely reads them, and bad ones are errors;
 //! - a process that never starts: `build` fails after the connect timeout, naming it; a
 //!   stray connection to a process's port (another program, a stale process) is refused
 //!   without spoiling the start;
@@ -21,22 +24,12 @@ mod common;
 #[cfg(feature = "cluster")]
 mod cluster {
     use std::io::{BufRead, BufReader};
-    use std::net::TcpListener;
     use std::time::{Duration, Instant};
 
     use flintlock::{ClusterConfig, Context, Error};
 
     use super::common;
-
-    fn free_addresses(n: usize) -> Vec<String> {
-        let listeners: Vec<TcpListener> = (0..n)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().to_string())
-            .collect()
-    }
+    use common::free_addresses;
 
     fn context(config: ClusterConfig) -> Context {
         Context::builder()
@@ -215,6 +208,104 @@ mod cluster {
             let (_, message) = cluster_error(&again.unwrap_err());
             assert!(message.contains("failed earlier"), "process {i}: {message}");
         }
+    }
+
+    #[test]
+    fn other_partition_counts_or_actions_fail_instead_of_mixing_data() {
+        type Program = fn(usize, &Context) -> flintlock::Result<String>;
+        let programs: [Program; 4] = [
+            // A partition count that follows the machine (its threads, its cores).
+            |i, ctx| ctx.range(0..1000, 4 + i).count().map(|n| n.to_string()),
+            |i, ctx| {
+                ctx.range(0..1000, 4)
+                    .map(|x| (x % 7, x))
+                    .reduce_by_key_with(flintlock::Partitioner::hash(3 + i), |a, b| a + b)
+                    .count()
+                    .map(|n| n.to_string())
+            },
+            // Another action on the same RDD.
+            |i, ctx| {
+                let rdd = ctx.range(0..100, 4);
+                if i == 0 {
+                    rdd.count().map(|n| n.to_string())
+                } else {
+                    rdd.map(|x| x as f64).sum().map(|s| s.to_string())
+                }
+            },
+            |i, ctx| {
+                let rdd = ctx.range(0..100, 4);
+                let m = if i == 0 { rdd.min() } else { rdd.max() };
+                m.map(|m| format!("{m:?}"))
+            },
+        ];
+        for (k, program) in programs.iter().enumerate() {
+            let results = run_threads(&free_addresses(2), |c| c, |i, ctx| program(i, &ctx));
+            for (i, r) in results.into_iter().enumerate() {
+                let e = r.expect_err(&format!("program {k}, process {i}: an error"));
+                assert!(matches!(e, Error::Cluster { .. }), "program {k}: {e:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_job_inside_a_task_is_refused_and_the_cluster_goes_on() {
+        let results = run_threads(
+            &free_addresses(2),
+            |c| c,
+            |_, ctx| {
+                let zipped = ctx.range(0..100, 3).zip_with_index().count();
+                let inner = ctx.clone();
+                let nested = ctx
+                    .range(0..10, 2)
+                    .map(move |x| x + inner.range(0..5, 1).count().unwrap())
+                    .count();
+                (zipped, nested, ctx.range(0..10, 3).count())
+            },
+        );
+        for (zipped, nested, after) in results {
+            for e in [zipped.unwrap_err(), nested.unwrap_err()] {
+                let text = e.to_string();
+                assert!(text.contains("inside a task"), "{text}");
+            }
+            assert_eq!(after.unwrap(), 10);
+        }
+    }
+
+    #[test]
+    fn timely_options_are_read_as_timely_reads_them() {
+        let args = |s: &str| -> Vec<String> {
+            std::iter::once("prog")
+                .chain(s.split(' '))
+                .map(str::to_string)
+                .collect()
+        };
+        let (c, rest) =
+            ClusterConfig::from_args(args("--iterations 5 -n 3 -p2 --threads=2 -v")).unwrap();
+        let c = c.unwrap();
+        assert_eq!((c.processes(), c.process()), (3, 2));
+        assert_eq!(rest, ["--iterations", "5", "-v"]);
+        let (c, rest) = ClusterConfig::from_args(args("-n 1 x")).unwrap();
+        assert!(c.is_none());
+        assert_eq!(rest, ["x"]);
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "a:1\n\n b:2 \n").unwrap();
+        let spec = format!("-n 2 -p 1 -h {}", hosts.display());
+        let (c, _) = ClusterConfig::from_args(args(&spec)).unwrap();
+        assert_eq!(c.unwrap().processes(), 2);
+        for bad in [
+            "-n 0",
+            "-p 1",
+            "-n 2 -p 2",
+            "-n x",
+            "-n",
+            "-n 3 -h /nonexistent",
+        ] {
+            let e = ClusterConfig::from_args(args(bad)).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e:?}");
+        }
+        assert!(ClusterConfig::local(usize::MAX, 0, 1).is_err());
+        assert!(ClusterConfig::local(2, 0, 65_535).is_err());
     }
 
     #[test]

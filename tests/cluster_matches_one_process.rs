@@ -19,26 +19,21 @@ fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]
 mod common;
+#[cfg(feature = "cluster")]
+#[path = "../examples/pagerank/graph.rs"]
+mod graph;
+#[cfg(feature = "cluster")]
+#[path = "../examples/pagerank/job.rs"]
+mod job;
 
 #[cfg(feature = "cluster")]
 mod cluster {
-    use std::net::TcpListener;
     use std::path::Path;
 
     use flintlock::{ClusterConfig, Context, Error, Rdd};
 
     use super::common;
-
-    /// `n` loopback addresses with ports that were free a moment ago.
-    pub fn free_addresses(n: usize) -> Vec<String> {
-        let listeners: Vec<TcpListener> = (0..n)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().to_string())
-            .collect()
-    }
+    use common::free_addresses;
 
     /// Runs `program` as process `i` of `addresses.len()` on one thread each; the results by
     /// process.
@@ -202,6 +197,37 @@ mod cluster {
                 for (a, b) in lines.iter().zip(&expected) {
                     assert_eq!(a, b, "{processes} processes, seed {seed}, process {p}");
                 }
+            }
+        }
+    }
+
+    /// The PageRank example's job (Spark's plan: distinct, group_by_key, a cached and
+    /// co-partitioned join, reduce_by_key) on the built-in graph.
+    fn pagerank(ctx: &Context, edges: &[(u64, u64)]) -> Vec<String> {
+        let config = super::job::Config {
+            iterations: 10,
+            partitions: 8,
+            checkpoint_every: 0,
+            materialize_each_iteration: true,
+            series: None,
+        };
+        let ranks = super::job::run(ctx, edges.to_vec(), &config, |_| {}).unwrap();
+        // As the example prints them.
+        ranks.iter().map(|(n, r)| format!("{n} {r:.6}")).collect()
+    }
+
+    #[test]
+    fn pagerank_on_2_and_4_processes_prints_the_ranks_of_one_process() {
+        let edges = super::graph::generate(10_000, 100_000, 42).unwrap();
+        let expected = pagerank(&Context::builder().threads(2).build().unwrap(), &edges);
+        assert!(expected.len() > 9_000, "{}", expected.len());
+        for processes in [2, 4] {
+            let got = run_threads(&free_addresses(processes), |ctx| pagerank(ctx, &edges));
+            for (p, ranks) in got.into_iter().enumerate() {
+                assert!(
+                    ranks == expected,
+                    "{processes} processes: process {p} differs"
+                );
             }
         }
     }

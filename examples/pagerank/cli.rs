@@ -111,6 +111,59 @@ pub struct Args {
     /// the room, so a long run without checkpoints stays flat in memory.
     #[arg(long, value_name = "MB", value_parser = megabytes)]
     pub memory_limit: Option<u64>,
+    /// Run as one of N processes (timely's `-n`; built with `--features cluster`): every
+    /// process runs the same command with its own --process, and all print the same lines
+    /// (`scripts/cluster.sh` sets these three from the environment and shows process 0's
+    /// output). No checkpoints or event log yet in this mode.
+    #[cfg(feature = "cluster")]
+    #[arg(short = 'n', long, value_name = "N", requires = "process", env = "FLINTLOCK_PROCESSES",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub processes: Option<usize>,
+    /// This process's index, 0 to N-1 (timely's `-p`).
+    #[cfg(feature = "cluster")]
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "P",
+        requires = "processes",
+        env = "FLINTLOCK_PROCESS"
+    )]
+    pub process: Option<usize>,
+    /// The processes' `host:port` addresses, one per line (timely's hostfile; default:
+    /// 127.0.0.1:2101 + P).
+    #[cfg(feature = "cluster")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "processes",
+        env = "FLINTLOCK_HOSTFILE"
+    )]
+    pub hostfile: Option<PathBuf>,
+}
+
+impl Args {
+    /// This process's place in a cluster, when the run is one process of several.
+    #[cfg(feature = "cluster")]
+    fn cluster(&self) -> Result<Option<flintlock::ClusterConfig>, Failure> {
+        let (Some(n), Some(p)) = (self.processes, self.process) else {
+            return Ok(None);
+        };
+        let config = match &self.hostfile {
+            Some(path) => {
+                flintlock::ClusterConfig::new(p, flintlock::cluster::read_hostfile(path, n)?)?
+            }
+            None => flintlock::ClusterConfig::local(n, p, 2101)?,
+        };
+        Ok(Some(config))
+    }
+
+    /// Whether this run is a process of a cluster other than process 0.
+    fn secondary(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        return self.process.is_some_and(|p| p > 0);
+        #[cfg(not(feature = "cluster"))]
+        false
+    }
 }
 
 /// The example's `main`: parses and checks `args` (the program's name first), runs the
@@ -142,6 +195,20 @@ where
     if args.edges.is_none() {
         if let Err(message) = graph::check(args.nodes, args.edge_count) {
             usage(message);
+        }
+    }
+    #[cfg(feature = "cluster")]
+    if let (Some(n), Some(p)) = (args.processes, args.process) {
+        if p >= n {
+            usage(format!("--process {p} is not below --processes {n}"));
+        }
+        let not_yet = [
+            ("--checkpoint-dir", args.checkpoint_dir.is_some()),
+            ("--resume", args.resume),
+            ("--event-log", args.event_log.is_some()),
+        ];
+        if let Some((name, _)) = not_yet.iter().find(|(_, given)| *given) {
+            usage(format!("{name} is not supported with --processes yet"));
         }
     }
     // The files the run reads and writes must be distinct: the event log is created when
@@ -375,9 +442,10 @@ fn cancel_on_interrupt(ctx: &Context) -> Option<impl Drop> {
 /// before anything else, so that a path it cannot be written to fails at once.
 pub fn run(args: Args) -> Result<(), Failure> {
     let total = Instant::now();
+    // In a cluster every process computes the same ranks; process 0 writes them.
     let output = match &args.output {
-        Some(path) => Some((path, Output::claim(path)?)),
-        None => None,
+        Some(path) if !args.secondary() => Some((path, Output::claim(path)?)),
+        _ => None,
     };
     let temp = match &args.checkpoint_dir {
         Some(_) => None,
@@ -414,6 +482,14 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     if let Some(mb) = args.memory_limit {
         builder = builder.memory_limit(mb << 20);
+    }
+    // A cluster has no checkpoints yet: none are asked for.
+    #[allow(unused_mut)]
+    let mut checkpoint_every = args.checkpoint_every;
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = args.cluster()? {
+        builder = builder.cluster(cluster);
+        checkpoint_every = 0;
     }
     let ctx = builder.build()?;
     let partitions = args.partitions.unwrap_or(2 * ctx.threads());
@@ -458,7 +534,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         count(args.iterations, "iteration"),
         count(partitions, "partition"),
         count(ctx.threads(), "thread"),
-        match args.checkpoint_every {
+        match checkpoint_every {
             0 => "never".to_string(),
             1 => "every iteration".to_string(),
             n => format!("every {n} iterations"),
@@ -476,7 +552,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let config = job::Config {
         iterations: args.iterations,
         partitions,
-        checkpoint_every: args.checkpoint_every,
+        checkpoint_every,
         materialize_each_iteration: true,
         series: Some(job::Series {
             keep: usize::try_from(args.keep).unwrap_or(usize::MAX),
@@ -591,12 +667,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
     }
     let done = args.iterations - job_resumed_at;
     match (newest, &args.checkpoint_dir) {
-        (None, _) if args.checkpoint_every == 0 => {
+        (None, _) if checkpoint_every != args.checkpoint_every => {
+            println!("checkpoints: none (not supported with --processes yet)")
+        }
+        (None, _) if checkpoint_every == 0 => {
             println!("checkpoints: none written (--checkpoint-every 0)")
         }
         (None, _) => println!(
             "checkpoints: none written (one every {} iterations; this run did {})",
-            args.checkpoint_every, done
+            checkpoint_every, done
         ),
         (Some(_), None) => println!(
             "checkpoints: {} written to {}, a temporary folder removed as the run ends \

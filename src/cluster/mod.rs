@@ -26,10 +26,25 @@
 //! `Serialize + DeserializeOwned` type. A stage whose records have none fails with an error
 //! that names the type.
 //!
+//! **What SPMD asks of the program**: every process builds the same RDDs with the same
+//! closures, from the same input (a file every process reads the same: a shared file
+//! system, or the same copy on each machine), and runs the same actions in the same order
+//! from one thread. Every exchange carries the stage's key (job, stage, RDD, partition
+//! counts, the partitions asked for, the action's result type and per-partition function):
+//! processes that took different paths fail with [`Error::Cluster`] instead of mixing
+//! their data, and the cluster is then over. Different input data, or different closures
+//! inside the same lineage, cannot be told apart.
+//!
 //! Not yet in cluster mode (each fails with an error that says so, never with wrong data):
-//! checkpoints, streaming, accumulators, and a narrow dependency that reads a shuffled
+//! checkpoints, streaming, accumulators, `save_as_text_file`, `save_as_object_file`,
+//! `count_approx_distinct`, a job started inside a task (`zip_with_index`, an action in a
+//! closure, a listener that runs a job), and a narrow dependency that reads a shuffled
 //! partition owned by another process (a `union`, `coalesce`, `zip` or `cartesian` right
-//! after a shuffle).
+//! after a shuffle). Also not yet: [`ContextBuilder::memory_limit`] does not bound the
+//! buckets a process receives, and a build with `panic = "abort"` aborts every process when
+//! one dies (timely's network threads panic on a closed connection).
+//!
+//! [`ContextBuilder::memory_limit`]: crate::ContextBuilder::memory_limit
 //!
 //! [`Context::register_spillable`]: crate::Context::register_spillable
 //! [`Error::Cluster`]: crate::Error::Cluster
@@ -96,7 +111,10 @@ impl ClusterConfig {
     /// # Errors
     /// [`Error::InvalidArgument`] for no processes, an index past them, or ports past 65535.
     pub fn local(processes: usize, process: usize, base_port: u16) -> Result<ClusterConfig> {
-        if usize::from(base_port) + processes > usize::from(u16::MAX) + 1 {
+        if usize::from(base_port)
+            .checked_add(processes)
+            .is_none_or(|end| end > usize::from(u16::MAX) + 1)
+        {
             return Err(Error::InvalidArgument(format!(
                 "{processes} ports from {base_port} go past 65535"
             )));
@@ -107,37 +125,122 @@ impl ClusterConfig {
         ClusterConfig::new(process, addresses)
     }
 
-    /// Reads timely's command-line options from `args` (the program name first, as
+    /// Takes timely's command-line options out of `args` (the program name first, as
     /// `std::env::args()` gives them): `-n`/`--processes N`, `-p`/`--process I`,
-    /// `-h`/`--hostfile FILE` (a `host:port` per line; without it process `i` listens on
-    /// `localhost:2101+i`, timely's default) and `-w`/`--threads N` (this process's task
-    /// threads). Returns the configuration, `None` for a single process (`-n 1` or no
-    /// options), and the arguments that are not timely's, for the program's own parsing.
+    /// `-h`/`--hostfile FILE` (a `host:port` per line, blank lines skipped; without it
+    /// process `i` listens on `localhost:2101+i`, timely's default) and `-w`/`--threads N`
+    /// (this process's task threads), as `-n 3`, `-n3`, `--processes 3` or
+    /// `--processes=3`. Returns the configuration (`None` for one process: `-n 1`, or no
+    /// `-n`) and every other argument, in order, for the program's own parsing.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] with timely's message for malformed options, an
-    /// unreadable host file, or a process index past the process count.
+    /// [`Error::InvalidArgument`] for an option without its value, a value that is not a
+    /// number, `-n 0`, `-p` without `-n` or not below it, and an unreadable or short host
+    /// file.
     pub fn from_args<I>(args: I) -> Result<(Option<ClusterConfig>, Vec<String>)>
     where
         I: IntoIterator<Item = String>,
     {
-        let (config, free) = timely::CommunicationConfig::from_args(args.into_iter().skip(1))
-            .map_err(|e| Error::InvalidArgument(format!("cluster options: {e}")))?;
-        use timely::CommunicationConfig as C;
-        let config = match config {
-            C::Cluster {
-                threads,
-                process,
-                addresses,
-                ..
-            } => {
-                let mut c = ClusterConfig::new(process, addresses)?;
-                c.threads = Some(threads);
+        const OPTIONS: [(&str, &str); 4] = [
+            ("-n", "--processes"),
+            ("-p", "--process"),
+            ("-h", "--hostfile"),
+            ("-w", "--threads"),
+        ];
+        let mut values: [Option<String>; 4] = Default::default();
+        let mut rest = Vec::new();
+        let mut args = args.into_iter().skip(1);
+        while let Some(arg) = args.next() {
+            let found = OPTIONS.iter().enumerate().find_map(|(i, (short, long))| {
+                if arg == *short || arg == *long {
+                    Some((i, None))
+                } else if let Some(v) = arg.strip_prefix(&format!("{long}=")) {
+                    Some((i, Some(v.to_string())))
+                } else {
+                    arg.strip_prefix(short)
+                        .filter(|v| !v.is_empty() && !arg.starts_with("--"))
+                        .map(|v| (i, Some(v.to_string())))
+                }
+            });
+            let Some((i, value)) = found else {
+                rest.push(arg);
+                continue;
+            };
+            let value = match value {
+                Some(v) => v,
+                None => args.next().ok_or_else(|| {
+                    Error::InvalidArgument(format!("cluster option {arg} needs a value"))
+                })?,
+            };
+            values[i] = Some(value);
+        }
+        let number = |i: usize| -> Result<Option<usize>> {
+            values[i]
+                .as_deref()
+                .map(|v| {
+                    v.parse().map_err(|_| {
+                        Error::InvalidArgument(format!("{} {v:?} is not a number", OPTIONS[i].1))
+                    })
+                })
+                .transpose()
+        };
+        let (processes, process, threads) = (number(0)?, number(1)?, number(3)?);
+        let config = match (processes, process) {
+            (Some(0), _) => {
+                return Err(Error::InvalidArgument(
+                    "--processes must be at least 1".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::InvalidArgument("--process needs --processes".into()))
+            }
+            (None | Some(1), _) => None,
+            (Some(n), p) => {
+                let p = p.unwrap_or(0);
+                let mut c = match &values[2] {
+                    Some(file) => {
+                        ClusterConfig::new(p, read_hostfile(std::path::Path::new(file), n)?)?
+                    }
+                    None => ClusterConfig::new(
+                        p,
+                        (0..n).map(|i| format!("localhost:{}", 2101 + i)).collect(),
+                    )?,
+                };
+                c.threads = threads;
                 Some(c)
             }
-            C::Process(_) | C::ProcessBinary(_) | C::Thread => None,
         };
-        Ok((config, free))
+        Ok((config, rest))
+    }
+
+    /// Reads the cluster from the environment `scripts/cluster.sh` sets for each process:
+    /// `FLINTLOCK_PROCESSES` (N), `FLINTLOCK_PROCESS` (this process's index) and
+    /// `FLINTLOCK_HOSTFILE` (a `host:port` per line; without it process `i` listens on
+    /// `127.0.0.1:2101+i`). `None` when `FLINTLOCK_PROCESSES` is not set.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the variable that is malformed or missing, or the
+    /// host file that cannot be read or has too few lines.
+    pub fn from_env() -> Result<Option<ClusterConfig>> {
+        let var = |name: &str| std::env::var(name).ok();
+        let Some(processes) = var("FLINTLOCK_PROCESSES") else {
+            return Ok(None);
+        };
+        let number = |name: &str, text: Option<String>| -> Result<usize> {
+            let text = text.ok_or_else(|| {
+                Error::InvalidArgument(format!("{name} is not set (FLINTLOCK_PROCESSES is)"))
+            })?;
+            text.trim().parse().map_err(|_| {
+                Error::InvalidArgument(format!("{name}={text:?} is not a process count or index"))
+            })
+        };
+        let n = number("FLINTLOCK_PROCESSES", Some(processes))?;
+        let p = number("FLINTLOCK_PROCESS", var("FLINTLOCK_PROCESS"))?;
+        let config = match var("FLINTLOCK_HOSTFILE") {
+            Some(path) => ClusterConfig::new(p, read_hostfile(std::path::Path::new(&path), n)?)?,
+            None => ClusterConfig::local(n, p, 2101)?,
+        };
+        Ok(Some(config))
     }
 
     /// How long starting the cluster waits for every process to connect (default 60 s).
@@ -169,4 +272,29 @@ impl ClusterConfig {
     pub(crate) fn threads(&self) -> Option<usize> {
         self.threads
     }
+}
+
+/// The first `n` addresses of a host file: a `host:port` per line, blank lines skipped.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the file cannot be read or has fewer than `n`.
+pub fn read_hostfile(path: &std::path::Path, n: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::InvalidArgument(format!("cannot read the host file {}: {e}", path.display()))
+    })?;
+    let addresses: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(str::to_string)
+        .collect();
+    if addresses.len() < n {
+        return Err(Error::InvalidArgument(format!(
+            "the host file {} has {} addresses for {n} processes",
+            path.display(),
+            addresses.len()
+        )));
+    }
+    Ok(addresses)
 }

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::rc::Rc;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -102,6 +102,12 @@ struct State {
     guards: Option<WorkerGuards<()>>,
     /// Where `PANICS` stood when this transport started: later entries are its own.
     panics_from: usize,
+    /// A handle on each peer's connection (the same sockets timely reads), to notice one
+    /// that closed whatever timely's threads did about it (a program's own panic hook can
+    /// hide their panics from `PANICS`).
+    watched: Vec<Option<TcpStream>>,
+    /// Per process, one past the newest exchange whose record from it arrived here.
+    arrived: Arc<Mutex<Vec<u64>>>,
     /// Set by the first failure: the cluster cannot be used again.
     broken: Option<String>,
 }
@@ -115,6 +121,11 @@ impl Transport {
         let me = config.process;
         let processes = config.addresses.len();
         let sockets = connect(config)?;
+        // Clones kept to notice a peer's closed connection (see `peer_closed`).
+        let watched = sockets
+            .iter()
+            .map(|s| s.as_ref().and_then(|s| s.try_clone().ok()))
+            .collect();
         let hooks = Hooks::default();
         let process_allocators =
             ProcessBuilder::new_typed_vector(1, hooks.refill.clone(), hooks.spill.clone());
@@ -123,13 +134,15 @@ impl Transport {
                 .map_err(|e| cluster_error(None, format!("starting timely's network: {e}")))?;
         let builders: Vec<AllocatorBuilder> =
             builders.into_iter().map(AllocatorBuilder::Tcp).collect();
+        let arrived = Arc::new(Mutex::new(vec![0u64; processes]));
+        let seen = arrived.clone();
         let (request_tx, request_rx) = crossbeam_channel::unbounded::<Vec<Vec<u8>>>();
         let (reply_tx, reply_rx) = crossbeam_channel::unbounded::<Vec<Record>>();
         let guards = timely::execute::execute_from(
             builders,
             Box::new(comms),
             timely::WorkerConfig::default(),
-            move |worker| serve(worker, &request_rx, &reply_tx),
+            move |worker| serve(worker, &request_rx, &reply_tx, &seen),
         )
         .map_err(|e| cluster_error(None, format!("starting the timely worker: {e}")))?;
         let worker = guards.guards()[0].thread().clone();
@@ -144,6 +157,8 @@ impl Transport {
                 worker,
                 guards: Some(guards),
                 panics_from,
+                watched,
+                arrived,
                 broken: None,
             }),
         })
@@ -228,12 +243,18 @@ impl State {
                         return Err(self.worker_failed(self.epoch));
                     }
                     if let Some(limit) = timeout.filter(|t| start.elapsed() > *t) {
+                        let arrived = self.arrived.lock();
+                        let waiting: Vec<usize> = (0..arrived.len())
+                            .filter(|&p| arrived[p] <= self.epoch)
+                            .collect();
                         return Err(cluster_error(
-                            None,
+                            waiting.first().copied(),
                             format!(
-                                "exchange {} did not complete within {limit:?}: a process is \
-                                 hung, stopped, or slower than the epoch timeout allows",
-                                self.epoch
+                                "exchange {} did not complete within {limit:?}: nothing yet from \
+                                 process{} {waiting:?}, hung, stopped, or slower than the epoch \
+                                 timeout allows",
+                                self.epoch,
+                                if waiting.len() == 1 { "" } else { "es" }
                             ),
                         ));
                     }
@@ -244,10 +265,23 @@ impl State {
 
     /// Whether one of timely's network threads panicked since this transport started.
     fn network_failed(&self) -> bool {
-        let panics = PANICS.lock();
-        panics
-            .get(self.panics_from..)
-            .is_some_and(|mine| mine.iter().any(|(t, _)| t.starts_with("timely:recv-")))
+        if !self.closed_peers().is_empty() {
+            return true;
+        }
+        // Where sockets cannot be watched, timely's panics are the sign (of this process's
+        // transports: with two clusters in one process, either's).
+        !cfg!(target_os = "linux")
+            && PANICS
+                .lock()
+                .get(self.panics_from..)
+                .is_some_and(|mine| mine.iter().any(|(t, _)| t.starts_with("timely:recv-")))
+    }
+
+    /// The peers whose connections are closed, in process order.
+    fn closed_peers(&self) -> Vec<usize> {
+        (0..self.watched.len())
+            .filter(|&p| self.watched[p].as_ref().is_some_and(peer_closed))
+            .collect()
     }
 
     /// The error of a worker that stopped answering: names the processes whose sockets
@@ -255,15 +289,24 @@ impl State {
     fn worker_failed(&self, epoch: u64) -> Error {
         // The network threads' panics race the worker's: give them a moment to land.
         std::thread::sleep(Duration::from_millis(50));
+        let closed = self.closed_peers();
         let panics = PANICS.lock();
         let mine = &panics[self.panics_from.min(panics.len())..];
-        // In the order their sockets closed: the first is the one that died, the others
-        // may have closed after noticing it.
+        // A panic of timely's network threads names the peer at the other end; with two
+        // clusters in one process it may be the other cluster's, so on Linux only the
+        // peers whose sockets here are closed count.
+        let watched = cfg!(target_os = "linux");
+        let peer_of = |thread: &str| -> Option<usize> {
+            let p = thread.strip_prefix("timely:recv-")?.parse().ok()?;
+            (!watched || closed.contains(&p)).then_some(p)
+        };
+        // In the order their sockets closed, as far as the panics tell: the first is the
+        // one that died, the others may have closed after noticing it.
         let mut dead: Vec<usize> = Vec::new();
         for p in mine
             .iter()
-            .filter_map(|(thread, _)| thread.strip_prefix("timely:recv-"))
-            .filter_map(|p| p.parse().ok())
+            .filter_map(|(thread, _)| peer_of(thread))
+            .chain(closed.iter().copied())
         {
             if !dead.contains(&p) {
                 dead.push(p);
@@ -271,8 +314,7 @@ impl State {
         }
         let detail = mine
             .iter()
-            .find(|(thread, _)| thread.starts_with("timely:recv-"))
-            .or(mine.first())
+            .find(|(thread, _)| peer_of(thread).is_some())
             .map(|(thread, message)| format!(" ({thread}: {message})"))
             .unwrap_or_default();
         match dead.as_slice() {
@@ -329,6 +371,7 @@ fn serve(
     worker: &mut timely::worker::Worker,
     requests: &Receiver<Vec<Vec<u8>>>,
     replies: &Sender<Vec<Record>>,
+    arrived: &Arc<Mutex<Vec<u64>>>,
 ) {
     let me = worker.index();
     let filed: Filed = Rc::default();
@@ -341,6 +384,7 @@ fn serve(
             .container::<Vec<Record>>()
             .exchange(|(target, _, _)| *target as u64);
         let filed = filed.clone();
+        let arrived = arrived.clone();
         routed
             .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
                 Pipeline,
@@ -351,6 +395,13 @@ fn serve(
                             // Never `None` for a totally ordered time; if it were, the records would
                             // be missing from their epoch, which `check_sources` reports.
                             let epoch = time.least().copied().unwrap_or(u64::MAX);
+                            let mut seen = arrived.lock();
+                            for (_, source, _) in data.iter() {
+                                if let Some(s) = seen.get_mut(*source) {
+                                    *s = (*s).max(epoch.saturating_add(1));
+                                }
+                            }
+                            drop(seen);
                             filed.borrow_mut().entry(epoch).or_default().append(data);
                         });
                     }
@@ -487,6 +538,7 @@ fn connect(config: &ClusterConfig) -> Result<Vec<Option<TcpStream>>> {
     let deadline = Instant::now() + config.connect_timeout;
     let hello = handshake(config);
     let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let mut refused: Vec<String> = Vec::new();
     let listener = if me + 1 < n {
         let listener = TcpListener::bind(&config.addresses[me]).map_err(|e| {
             cluster_error(
@@ -525,7 +577,7 @@ fn connect(config: &ClusterConfig) -> Result<Vec<Option<TcpStream>>> {
             };
             if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
                 let greeted = stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .set_read_timeout(Some(handshake_wait(deadline)))
                     .and_then(|()| stream.write_all(&hello))
                     .map_err(|e| e.to_string())
                     .and_then(|()| read_handshake(&mut stream, config));
@@ -553,7 +605,7 @@ fn connect(config: &ClusterConfig) -> Result<Vec<Option<TcpStream>>> {
             while let Ok((mut stream, _)) = listener.accept() {
                 let greeted = stream
                     .set_nonblocking(false)
-                    .and_then(|()| stream.set_read_timeout(Some(Duration::from_secs(10))))
+                    .and_then(|()| stream.set_read_timeout(Some(handshake_wait(deadline))))
                     .map_err(|e| e.to_string())
                     .and_then(|()| read_handshake(&mut stream, config));
                 match greeted {
@@ -564,8 +616,17 @@ fn connect(config: &ClusterConfig) -> Result<Vec<Option<TcpStream>>> {
                         sockets[index] = Some(configured(stream, index)?);
                     }
                     // A stray connection (another program, a stale process of an earlier
-                    // run): refused, and the wait goes on for the real peer.
-                    Ok(_) | Err(_) => drop(stream),
+                    // run, a peer configured otherwise): refused, and the wait goes on for
+                    // the real peer; the timeout's error says what was refused.
+                    Ok(index) => refused.push(format!(
+                        "a second connection claiming process {index} was refused"
+                    )),
+                    Err(why) => refused.push(format!(
+                        "a connection from {} was refused: {why}",
+                        stream
+                            .peer_addr()
+                            .map_or_else(|_| "an unknown address".to_string(), |a| a.to_string())
+                    )),
                 }
             }
         }
@@ -583,15 +644,62 @@ fn connect(config: &ClusterConfig) -> Result<Vec<Option<TcpStream>>> {
             return Err(cluster_error(
                 Some(missing[0]),
                 format!(
-                    "process {me} could not connect to process{} {} within {:?}",
+                    "process {me} could not connect to process{} {} within {:?}{}",
                     if missing.len() > 1 { "es" } else { "" },
                     who.join(", "),
-                    config.connect_timeout
+                    config.connect_timeout,
+                    if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", refused.join("; "))
+                    }
                 ),
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether the peer at the other end of `stream` closed the connection (or it broke),
+/// without taking any bytes from timely's reader: a non-blocking peek, which sees the end of
+/// the stream (or an error) for as long as the socket is closed.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // one syscall, see SAFETY below
+fn peer_closed(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    // SAFETY: `recv` on a socket descriptor `stream` owns, into a 1-byte buffer that lives
+    // through the call; MSG_PEEK leaves the bytes for timely's reader, and MSG_DONTWAIT
+    // makes this one call non-blocking without changing the socket's (shared) mode.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => true,
+        n if n > 0 => false,
+        _ => !matches!(
+            std::io::Error::last_os_error().kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ),
+    }
+}
+
+/// Elsewhere, a closed connection is noticed through timely's threads' panics only.
+#[cfg(not(target_os = "linux"))]
+fn peer_closed(_: &TcpStream) -> bool {
+    false
+}
+
+/// How long a handshake may take: 2 s, or what is left before `deadline` (at least 10 ms).
+fn handshake_wait(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(10), Duration::from_secs(2))
 }
 
 /// A connected socket as timely wants it: blocking, no delay, no timeouts.

@@ -86,25 +86,92 @@ impl Executor for crate::cluster::Transport {
 }
 
 /// What identifies one stage of one job on every process: the processes of a cluster must
-/// be running the same stage whenever they exchange.
+/// be running the same stage, over the same partitions, producing the same kind of result,
+/// whenever they exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StageKey {
     pub(crate) job_id: usize,
     pub(crate) stage_id: usize,
     pub(crate) rdd_id: usize,
     pub(crate) shuffle_id: Option<usize>,
+    /// The stage RDD's partition count.
+    pub(crate) partitions: usize,
+    /// A hash of the partitions the stage computes, and of what its tasks do (for an action,
+    /// the names of the result type and of the function the action runs per partition, so
+    /// that `min` on one process and `max` on another differ; for a shuffle, the reduce
+    /// partition count).
+    pub(crate) what: u64,
 }
 
 impl StageKey {
+    /// The key of a result stage computing `requested` of `partitions` with the function
+    /// `F`, whose results are `R`.
+    pub(crate) fn result<R, F>(
+        job_id: usize,
+        stage_id: usize,
+        rdd_id: usize,
+        partitions: usize,
+        requested: &[usize],
+    ) -> StageKey {
+        let mut what = crate::checkpoint::format::type_fingerprint(&format!(
+            "{} {}",
+            std::any::type_name::<R>(),
+            std::any::type_name::<F>()
+        ));
+        for &p in requested {
+            what = (what ^ p as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        StageKey {
+            job_id,
+            stage_id,
+            rdd_id,
+            shuffle_id: None,
+            partitions,
+            what,
+        }
+    }
+
     fn put(&self, out: &mut Vec<u8>) {
         for v in [
             self.job_id as u64,
             self.stage_id as u64,
             self.rdd_id as u64,
             self.shuffle_id.map_or(u64::MAX, |s| s as u64),
+            self.partitions as u64,
+            self.what,
         ] {
             out.extend_from_slice(&v.to_le_bytes());
         }
+    }
+}
+
+/// A result or bucket received from process `source` that does not read back: the cluster
+/// stops (its processes no longer agree on what was computed), and this process's action
+/// fails saying why.
+fn unreadable(exec: &dyn Executor, source: usize, e: Error) -> Error {
+    let message = format!(
+        "what process {source} sent does not read back here: {e}. A type whose Deserialize \
+         rejects what its Serialize wrote does this; so do processes of different builds"
+    );
+    exec.fail(&message);
+    Error::Cluster {
+        process: Some(source),
+        message,
+    }
+}
+
+/// Checks that every byte received from the other processes was read: a body with bytes
+/// left over was written for another stage or another partition list. (This process's own
+/// results are used as they are, not read back.)
+fn all_read(exec: &dyn Executor, bodies: &[&[u8]]) -> Result<()> {
+    let me = exec.process();
+    match (0..bodies.len()).find(|&p| p != me && !bodies[p].is_empty()) {
+        None => Ok(()),
+        Some(source) => Err(unreadable(
+            exec,
+            source,
+            Error::Internal(format!("{} bytes were left unread", bodies[source].len())),
+        )),
     }
 }
 
@@ -222,9 +289,10 @@ pub(crate) fn gather_results<R: Wire>(
                     .ok_or_else(|| Error::Internal(format!("no local result for partition {p}")))?,
             );
         } else {
-            out.push(R::take(ctx, &mut bodies[source])?);
+            out.push(R::take(ctx, &mut bodies[source]).map_err(|e| unreadable(exec, source, e))?);
         }
     }
+    all_read(exec, &bodies)?;
     Ok(out)
 }
 
@@ -294,10 +362,17 @@ pub(crate) fn exchange_map_outputs(
             } else if source == me {
                 Part::Local
             } else {
-                Part::Bytes(wire::split_records(&mut bodies[source])?)
+                Part::Bytes(
+                    wire::split_records(&mut bodies[source])
+                        .map_err(|e| unreadable(exec, source, e))?,
+                )
             });
         }
-        all.push(dep.assemble_output(local.as_ref(), parts)?);
+        let output = dep
+            .assemble_output(local.as_ref(), parts)
+            .map_err(|e| unreadable(exec, source, e))?;
+        all.push(output);
     }
+    all_read(exec, &bodies)?;
     Ok(all)
 }

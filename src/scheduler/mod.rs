@@ -83,6 +83,17 @@ where
         // commit, say), so that no panic strands a claimed RDD InProgress.
         let result = catch_unwind(AssertUnwindSafe(|| {
             let exec = ctx.inner.executor.clone();
+            if exec.processes() > 1 && crate::accumulator::in_task() {
+                // A job inside a task runs on the processes that own that task's partition
+                // only: the others would never join its exchanges.
+                return Err(Error::Cluster {
+                    process: None,
+                    message: "a job started inside a task (an action in a closure, \
+                              zip_with_index, a listener running a job) is not supported in \
+                              cluster mode yet"
+                        .into(),
+                });
+            }
             if exec.processes() > 1 && !checkpoints.nodes().is_empty() {
                 return Err(Error::Cluster {
                     process: None,
@@ -121,12 +132,13 @@ where
                 },
             );
             let results = if exec.processes() > 1 {
-                let key = StageKey {
+                let key = StageKey::result::<R, F>(
                     job_id,
                     stage_id,
-                    rdd_id: rdd.id,
-                    shuffle_id: None,
-                };
+                    rdd.id,
+                    root.num_partitions(),
+                    partitions,
+                );
                 executor::gather_results(&ctx.inner, key, partitions, results)?
             } else {
                 results?
@@ -239,6 +251,8 @@ fn run_parent_stages(
                 stage_id,
                 rdd_id: parent.id(),
                 shuffle_id: Some(dep.shuffle_id()),
+                partitions: maps,
+                what: dep.partitioner().num_partitions() as u64,
             };
             executor::exchange_map_outputs(&ctx.inner, key, &dep, maps, outputs)?
         } else {

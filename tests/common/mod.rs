@@ -171,3 +171,15 @@ pub fn wait_for_line(child: &mut std::process::Child, marker: &str) -> bool {
         .lines()
         .any(|l| l.map(|l| l.contains(marker)).unwrap_or(false))
 }
+
+/// `n` loopback addresses (`127.0.0.1:port`) with ports that were free a moment ago: for
+/// the processes of a test cluster.
+pub fn free_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}

@@ -6,7 +6,8 @@
 #
 #   scripts/cluster.sh N [--restarts R] [--base-port P] [--logs DIR] -- PROGRAM [ARGS...]
 #
-# Every process runs `PROGRAM ARGS...` with FLINTLOCK_PROCESSES=N, FLINTLOCK_PROCESS=i and
+# Every process runs `PROGRAM ARGS...` (in a process group of its own, stopped as a whole)
+# with FLINTLOCK_PROCESSES=N, FLINTLOCK_PROCESS=i and
 # FLINTLOCK_HOSTFILE (127.0.0.1:P+i, one line per process) in its environment, which
 # `ClusterConfig::from_env` and the pagerank example read. Process 0's output is this
 # script's; the others' go to DIR/process-<i>.out (and .err), DIR defaulting to a
@@ -61,7 +62,9 @@ done
 pids=()
 stop_all() {
     local pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # Each process leads its own process group (setsid): a PROGRAM that is a wrapper
+    # (`bash -c`, `cargo run`) is stopped with everything it started.
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" "$pid" 2>/dev/null; done
     # A process that does not stop in 5 s is killed.
     for _ in $(seq 50); do
         local alive=0
@@ -69,7 +72,7 @@ stop_all() {
         [ $alive = 0 ] && break
         sleep 0.1
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do kill -KILL -- "-$pid" "$pid" 2>/dev/null; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
     pids=()
 }
@@ -85,10 +88,10 @@ while :; do
     for ((i = 0; i < n; i++)); do
         if [ $i = 0 ]; then
             FLINTLOCK_PROCESSES=$n FLINTLOCK_PROCESS=$i FLINTLOCK_HOSTFILE="$hostfile" \
-                "$@" &
+                setsid "$@" &
         else
             FLINTLOCK_PROCESSES=$n FLINTLOCK_PROCESS=$i FLINTLOCK_HOSTFILE="$hostfile" \
-                "$@" > "$logs/process-$i.out" 2> "$logs/process-$i.err" &
+                setsid "$@" > "$logs/process-$i.out" 2> "$logs/process-$i.err" &
         fi
         pids+=($!)
     done
@@ -122,7 +125,8 @@ while :; do
         exit 0
     fi
     stop_all
-    if [ $attempt -gt "$restarts" ]; then
+    # 126 and 127: the program cannot be run at all; another attempt would not help.
+    if [ $attempt -gt "$restarts" ] || [ "$status" = 126 ] || [ "$status" = 127 ]; then
         echo "cluster.sh: process $failed failed (status $status) in attempt $attempt; no restarts left" >&2
         finish
         exit "$status"

@@ -213,7 +213,28 @@ mod cluster {
     #[test]
     fn other_partition_counts_or_actions_fail_instead_of_mixing_data() {
         type Program = fn(usize, &Context) -> flintlock::Result<String>;
-        let programs: [Program; 4] = [
+        let programs: [Program; 6] = [
+            // Partitioners of the same partition count that place keys otherwise.
+            |i, ctx| {
+                let p = if i == 0 {
+                    flintlock::Partitioner::hash(4)
+                } else {
+                    flintlock::Partitioner::range(vec![2u64, 5, 7], true)
+                };
+                ctx.range(0..1000, 4)
+                    .map(|x| (x % 10, 1u64))
+                    .reduce_by_key_with(p, |a, b| a + b)
+                    .collect()
+                    .map(|v| format!("{v:?}"))
+            },
+            |i, ctx| {
+                ctx.range(0..20, 4)
+                    .map(|x| ((x * 7) % 20, x))
+                    .sort_by_key(i == 0)
+                    .keys()
+                    .collect()
+                    .map(|v| format!("{v:?}"))
+            },
             // A partition count that follows the machine (its threads, its cores).
             |i, ctx| ctx.range(0..1000, 4 + i).count().map(|n| n.to_string()),
             |i, ctx| {
@@ -293,13 +314,35 @@ mod cluster {
         let spec = format!("-n 2 -p 1 -h {}", hosts.display());
         let (c, _) = ClusterConfig::from_args(args(&spec)).unwrap();
         assert_eq!(c.unwrap().processes(), 2);
+        // Arguments that only start like timely's are the program's; `--` ends the options.
+        let (c, rest) =
+            ClusterConfig::from_args(args("input.txt -name x -hello -pretty -- -n 2")).unwrap();
+        assert!(c.is_none());
+        assert_eq!(
+            rest,
+            [
+                "input.txt",
+                "-name",
+                "x",
+                "-hello",
+                "-pretty",
+                "--",
+                "-n",
+                "2"
+            ]
+        );
         for bad in [
             "-n 0",
             "-p 1",
             "-n 2 -p 2",
+            "-n 1 -p 5",
             "-n x",
             "-n",
             "-n 3 -h /nonexistent",
+            "-n 1 -h /nonexistent",
+            "-n 2 -w 0",
+            "-n 18446744073709551615",
+            "-n 70000",
         ] {
             let e = ClusterConfig::from_args(args(bad)).unwrap_err();
             assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e:?}");

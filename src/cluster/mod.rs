@@ -130,13 +130,15 @@ impl ClusterConfig {
     /// `-h`/`--hostfile FILE` (a `host:port` per line, blank lines skipped; without it
     /// process `i` listens on `localhost:2101+i`, timely's default) and `-w`/`--threads N`
     /// (this process's task threads), as `-n 3`, `-n3`, `--processes 3` or
-    /// `--processes=3`. Returns the configuration (`None` for one process: `-n 1`, or no
-    /// `-n`) and every other argument, in order, for the program's own parsing.
+    /// `--processes=3` (`-h` takes its file as the next argument or `--hostfile=FILE`).
+    /// An argument that only starts like one (`-name`, `-hello`) is the program's, and
+    /// nothing after `--` is read. Returns the configuration (`None` for one process: `-n
+    /// 1`, or no `-n`) and every other argument, in order, for the program's own parsing.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an option without its value, a value that is not a
-    /// number, `-n 0`, `-p` without `-n` or not below it, and an unreadable or short host
-    /// file.
+    /// number, `-n 0` or past 65,535 processes, `-w 0`, `-p` without `-n` or not below
+    /// it, and an unreadable or short host file.
     pub fn from_args<I>(args: I) -> Result<(Option<ClusterConfig>, Vec<String>)>
     where
         I: IntoIterator<Item = String>,
@@ -151,14 +153,21 @@ impl ClusterConfig {
         let mut rest = Vec::new();
         let mut args = args.into_iter().skip(1);
         while let Some(arg) = args.next() {
+            if arg == "--" {
+                rest.push(arg);
+                rest.extend(args.by_ref());
+                break;
+            }
             let found = OPTIONS.iter().enumerate().find_map(|(i, (short, long))| {
                 if arg == *short || arg == *long {
                     Some((i, None))
                 } else if let Some(v) = arg.strip_prefix(&format!("{long}=")) {
                     Some((i, Some(v.to_string())))
                 } else {
+                    // `-n3`: a number right after a numeric option's letter.
                     arg.strip_prefix(short)
-                        .filter(|v| !v.is_empty() && !arg.starts_with("--"))
+                        .filter(|v| *short != "-h" && !v.is_empty())
+                        .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
                         .map(|v| (i, Some(v.to_string())))
                 }
             });
@@ -185,32 +194,30 @@ impl ClusterConfig {
                 .transpose()
         };
         let (processes, process, threads) = (number(0)?, number(1)?, number(3)?);
-        let config = match (processes, process) {
-            (Some(0), _) => {
-                return Err(Error::InvalidArgument(
-                    "--processes must be at least 1".into(),
-                ))
+        let invalid = |m: &str| Err(Error::InvalidArgument(m.into()));
+        if threads == Some(0) {
+            return invalid("--threads must be at least 1");
+        }
+        let n = match (processes, process) {
+            (Some(0), _) => return invalid("--processes must be at least 1"),
+            (Some(n), _) if n > usize::from(u16::MAX) => {
+                return invalid("--processes must be at most 65535")
             }
-            (None, Some(_)) => {
-                return Err(Error::InvalidArgument("--process needs --processes".into()))
-            }
-            (None | Some(1), _) => None,
-            (Some(n), p) => {
-                let p = p.unwrap_or(0);
-                let mut c = match &values[2] {
-                    Some(file) => {
-                        ClusterConfig::new(p, read_hostfile(std::path::Path::new(file), n)?)?
-                    }
-                    None => ClusterConfig::new(
-                        p,
-                        (0..n).map(|i| format!("localhost:{}", 2101 + i)).collect(),
-                    )?,
-                };
-                c.threads = threads;
-                Some(c)
-            }
+            (None, Some(_)) => return invalid("--process needs --processes"),
+            (None, None) => return Ok((None, rest)),
+            (Some(n), _) => n,
         };
-        Ok((config, rest))
+        let p = process.unwrap_or(0);
+        let addresses = match &values[2] {
+            Some(file) => read_hostfile(std::path::Path::new(file), n)?,
+            None if 2101 + n > usize::from(u16::MAX) + 1 => {
+                return invalid("--processes: the default ports 2101 and up go past 65535")
+            }
+            None => (0..n).map(|i| format!("localhost:{}", 2101 + i)).collect(),
+        };
+        let mut config = ClusterConfig::new(p, addresses)?;
+        config.threads = threads;
+        Ok((if n > 1 { Some(config) } else { None }, rest))
     }
 
     /// Reads the cluster from the environment `scripts/cluster.sh` sets for each process:

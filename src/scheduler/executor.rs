@@ -98,8 +98,8 @@ pub(crate) struct StageKey {
     pub(crate) partitions: usize,
     /// A hash of the partitions the stage computes, and of what its tasks do (for an action,
     /// the names of the result type and of the function the action runs per partition, so
-    /// that `min` on one process and `max` on another differ; for a shuffle, the reduce
-    /// partition count).
+    /// that `min` on one process and `max` on another differ; for a shuffle, the whole
+    /// partitioner: kind, partition count, range bounds and direction, custom parameters).
     pub(crate) what: u64,
 }
 
@@ -129,6 +129,14 @@ impl StageKey {
             partitions,
             what,
         }
+    }
+
+    /// The `what` of a shuffle into `partitioner`: a hash of its serde form (the form a
+    /// checkpoint manifest records), which holds everything that places a key.
+    pub(crate) fn partitioner_hash(partitioner: &crate::Partitioner) -> u64 {
+        let form =
+            serde_json::to_string(partitioner).unwrap_or_else(|_| format!("{partitioner:?}"));
+        crate::checkpoint::format::type_fingerprint(&form)
     }
 
     fn put(&self, out: &mut Vec<u8>) {

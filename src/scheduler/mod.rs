@@ -252,7 +252,7 @@ fn run_parent_stages(
                 rdd_id: parent.id(),
                 shuffle_id: Some(dep.shuffle_id()),
                 partitions: maps,
-                what: dep.partitioner().num_partitions() as u64,
+                what: StageKey::partitioner_hash(dep.partitioner()),
             };
             executor::exchange_map_outputs(&ctx.inner, key, &dep, maps, outputs)?
         } else {

@@ -268,6 +268,45 @@ mod cluster {
         }
     }
 
+    /// A type whose serde forms disagree (its value written doubled, read as it is): a
+    /// record of it decodes, as another value. Crossing processes, it must fail the action
+    /// everywhere instead of arriving changed, as a spill of it does.
+    #[test]
+    fn records_that_do_not_read_back_fail_instead_of_arriving_changed() {
+        fn doubled<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(v.wrapping_mul(2))
+        }
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Lossy {
+            note: Option<u8>,
+            #[serde(serialize_with = "doubled")]
+            value: u64,
+        }
+        let results = run_threads(&free_addresses(2), |ctx| {
+            ctx.register_spillable::<Lossy>();
+            ctx.register_spillable::<(u64, Lossy)>();
+            let records = |x: u64| Lossy {
+                note: None,
+                value: x,
+            };
+            let collected = ctx.range(0..10, 4).map(records).collect();
+            let shuffled = ctx
+                .range(0..10, 4)
+                .map(move |x| (x % 3, records(x)))
+                .partition_by(flintlock::Partitioner::hash(2))
+                .collect();
+            (collected.map(|v| v.len()), shuffled.map(|v| v.len()))
+        });
+        for (p, (collected, shuffled)) in results.into_iter().enumerate() {
+            for e in [collected.unwrap_err(), shuffled.unwrap_err()] {
+                assert!(
+                    matches!(e, Error::UnspillableRecord { .. } | Error::Cluster { .. }),
+                    "process {p}: {e:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn records_without_a_codec_are_an_error_that_names_the_type() {
         #[derive(Clone, Debug, PartialEq)]

@@ -166,12 +166,17 @@ pub(crate) fn put_records<T: 'static>(
     xs.len().put(ctx, out)?;
     let at = out.len();
     out.extend_from_slice(&[0; 8]);
-    codec
-        .encode_all(xs, out)
-        .map_err(|reason| Error::UnspillableRecord {
-            type_name: std::any::type_name::<T>().to_string(),
-            reason,
-        })?;
+    // As a spill does: a record whose serde form does not read back as the value written
+    // (the codec's round trip) fails the stage, instead of arriving as another value.
+    let encoded = if codec.exact() {
+        codec.encode_all(xs, out)
+    } else {
+        xs.iter().try_for_each(|x| codec.encode_checked(x, out))
+    };
+    encoded.map_err(|reason| Error::UnspillableRecord {
+        type_name: std::any::type_name::<T>().to_string(),
+        reason,
+    })?;
     let len = (out.len() - at - 8) as u64;
     out[at..at + 8].copy_from_slice(&len.to_le_bytes());
     Ok(())

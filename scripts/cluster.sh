@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs a flintlock program as N local processes (cluster mode, feature `cluster`), and
 # restarts all of them when one fails: timely-dataflow is fail-stop, so a cluster that lost
-# a process cannot go on, and the program starts over (resuming from its newest checkpoint
-# once it has checkpoints).
+# a process cannot go on, and the program starts over: a program that checkpoints into a
+# shared folder and resumes (`Checkpointer::latest`; the pagerank example's --resume)
+# continues from its newest checkpoint.
 #
 #   scripts/cluster.sh N [--restarts R] [--base-port P] [--logs DIR] -- PROGRAM [ARGS...]
 #

@@ -206,7 +206,32 @@ impl Context {
         if current.as_ref().is_some_and(|d| d.root() == root) {
             return Ok(());
         }
-        let app = AppDir::open(&root, &self.inner.app_id, &self.inner.config)?;
+        // In a cluster, process 0 owns the app folder; the others write into it. Every
+        // process learns whether every other one opened it (process 0's lock may be
+        // taken), so that all fail here together, saying why.
+        let exec = self.inner.executor.as_ref();
+        let app = if exec.process() == 0 {
+            AppDir::open(&root, &self.inner.app_id, &self.inner.config)
+        } else {
+            AppDir::open_shared(&root, &self.inner.app_id, &self.inner.config)
+        };
+        let app = if exec.processes() > 1 {
+            let key = crate::scheduler::StageKey::agreement(
+                usize::MAX,
+                self.inner.new_stage_id(),
+                0,
+                "checkpoint dir",
+                &[],
+            );
+            let (outcome, app) = match app {
+                Ok(app) => (Ok(Vec::new()), Some(app)),
+                Err(e) => (Err(e), None),
+            };
+            crate::scheduler::all_gather(exec, key, outcome)?;
+            app.ok_or_else(|| Error::Internal("the checkpoint folder was not opened".into()))?
+        } else {
+            app?
+        };
         let old = current.replace(Arc::new(app));
         if let (Some(old), true) = (old, self.inner.config.clean_checkpoints) {
             if self.inner.generated_app_id {
@@ -214,6 +239,20 @@ impl Context {
             }
         }
         Ok(())
+    }
+
+    /// This process's index in its cluster, `0..processes()` (see
+    /// [`ContextBuilder::cluster`](crate::ContextBuilder)); 0 when the context is one
+    /// process. Every process runs the same program: use it for what only one should do,
+    /// such as writing the output.
+    pub fn process(&self) -> usize {
+        self.inner.executor.process()
+    }
+
+    /// How many processes run the program: 1 unless the context is one process of a
+    /// cluster.
+    pub fn processes(&self) -> usize {
+        self.inner.executor.processes()
     }
 
     /// The current checkpoint directory (the one given, not the per-app folder inside).
@@ -685,9 +724,11 @@ impl ContextBuilder {
         };
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         let generated_app_id = self.app_id.is_none();
+        let app_id = self.app_id.unwrap_or_else(|| new_app_id(&self.app_name));
+        let app_id = agree_app_id(executor.as_ref(), app_id, generated_app_id)?;
         let ctx = Context {
             inner: Arc::new(ContextInner {
-                app_id: self.app_id.unwrap_or_else(|| new_app_id(&self.app_name)),
+                app_id,
                 app_name: self.app_name,
                 serial: SERIAL.fetch_add(1, Ordering::Relaxed),
                 generated_app_id,
@@ -727,6 +768,54 @@ impl ContextBuilder {
         }
         Ok(ctx)
     }
+}
+
+/// The app id every process of a cluster uses: process 0's. (One process: `app_id`.) The
+/// processes write one checkpoint into one app folder, so a generated id (which names the
+/// process) is replaced by process 0's; ids the programs gave must be equal.
+fn agree_app_id(
+    exec: &dyn crate::scheduler::Executor,
+    app_id: String,
+    generated: bool,
+) -> Result<String> {
+    if exec.processes() == 1 {
+        return Ok(app_id);
+    }
+    let key = crate::scheduler::StageKey::agreement(usize::MAX, usize::MAX, 0, "app id", &[]);
+    let mut body = vec![u8::from(generated)];
+    body.extend_from_slice(app_id.as_bytes());
+    let bodies = crate::scheduler::all_gather(exec, key, Ok(body))?;
+    let theirs = |b: &[u8]| -> (bool, String) {
+        let (flag, id) = b.split_first().unwrap_or((&1, &[]));
+        (*flag == 1, String::from_utf8_lossy(id).into_owned())
+    };
+    let (zero_generated, zero_id) = theirs(&bodies[0]);
+    // Every process checks every process, so all of them fail together.
+    for (process, body) in bodies.iter().enumerate().skip(1) {
+        let (their_generated, their_id) = theirs(body);
+        if their_generated != zero_generated || (!zero_generated && their_id != zero_id) {
+            let name = |generated: bool, id: &str| {
+                if generated {
+                    "generated".to_string()
+                } else {
+                    format!("{id:?}")
+                }
+            };
+            let message = format!(
+                "process {process}'s app id is {} and process 0's is {}: the processes of a \
+                 cluster share one app folder, so they must all set the same app id (or all \
+                 none)",
+                name(their_generated, &their_id),
+                name(zero_generated, &zero_id)
+            );
+            exec.fail(&message);
+            return Err(Error::Cluster {
+                process: Some(process),
+                message,
+            });
+        }
+    }
+    Ok(zero_id)
 }
 
 /// `<app_name>-<unix millis>-<pid>-<n>`: unique per context, sortable by start time, and

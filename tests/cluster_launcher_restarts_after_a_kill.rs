@@ -1,11 +1,10 @@
 //! Fail-stop, then restart, on the program users run (feature `cluster`):
 //! `scripts/cluster.sh` runs the `pagerank` example as 3 processes; one of them, chosen at
 //! random, is killed with SIGKILL at a random instant; the launcher stops the others and
-//! restarts all 3, and the ranks the run writes are byte-identical to those of an uncrashed
-//! run in one process. 20 trials; `FLINTLOCK_LONG_TESTS=1` runs 100.
-//!
-//! (Without checkpoints in cluster mode yet, a restarted run starts over; resuming from the
-//! newest checkpoint comes with them.)
+//! restarts all 3, which resume from the newest checkpoint they committed together
+//! (`--checkpoint-every 2 --resume` on a shared `--checkpoint-dir`), and the ranks the run
+//! writes are byte-identical to those of an uncrashed run in one process. 20 trials;
+//! `FLINTLOCK_LONG_TESTS=1` runs 100.
 
 #[cfg(not(feature = "cluster"))]
 #[test]
@@ -51,7 +50,9 @@ mod cluster {
         }
     }
 
-    fn args(output: &Path) -> Vec<String> {
+    /// The example's arguments: checkpoints every 2 of 20 iterations into `checkpoints`,
+    /// resuming from the newest one there, ranks written to `output`.
+    fn args(output: &Path, checkpoints: &Path) -> Vec<String> {
         [
             "--nodes",
             "20000",
@@ -63,11 +64,17 @@ mod cluster {
             "1",
             "--partitions",
             "6",
-            "--output",
+            "--checkpoint-every",
+            "2",
+            "--resume",
         ]
         .iter()
         .map(|s| s.to_string())
-        .chain([output.display().to_string()])
+        .chain([
+            "--checkpoint-dir".to_string(),
+            checkpoints.display().to_string(),
+        ])
+        .chain(["--output".to_string(), output.display().to_string()])
         .collect()
     }
 
@@ -109,7 +116,10 @@ mod cluster {
         // The uncrashed run, in one process.
         let expected_path = dir.path().join("expected.txt");
         cli::run(cli::Args::parse_from(
-            std::iter::once("pagerank".to_string()).chain(args(&expected_path)),
+            std::iter::once("pagerank".to_string()).chain(args(
+                &expected_path,
+                &dir.path().join("expected-checkpoints"),
+            )),
         ))
         .unwrap();
         let expected = std::fs::read(&expected_path).unwrap();
@@ -117,13 +127,16 @@ mod cluster {
 
         let exe = std::env::current_exe().unwrap();
         let mut seed = 0x5eed_u64;
-        let mut restarted = 0;
+        let (mut restarted, mut resumed) = (0, 0);
         // Trial 0 is not killed: it measures how long a run of the launcher takes, and the
         // kills land within that time.
         let mut run_time = Duration::ZERO;
         for trial in 0..=trials {
             let output = dir.path().join(format!("ranks-{trial}.txt"));
             let logs = dir.path().join(format!("logs-{trial}"));
+            let checkpoints = dir.path().join(format!("checkpoints-{trial}"));
+            // Process 0's output (the launcher's own).
+            let stdout_path = dir.path().join(format!("stdout-{trial}.txt"));
             let started = Instant::now();
             let mut launch = common::ChildGuard(
                 Command::new("bash")
@@ -140,8 +153,8 @@ mod cluster {
                         "--test-threads",
                         "1",
                     ])
-                    .env(CHILD_ENV, args(&output).join("\n"))
-                    .stdout(Stdio::null())
+                    .env(CHILD_ENV, args(&output, &checkpoints).join("\n"))
+                    .stdout(std::fs::File::create(&stdout_path).unwrap())
                     .stderr(Stdio::piped())
                     .spawn()
                     .unwrap(),
@@ -190,16 +203,25 @@ mod cluster {
             );
             if stderr.contains("restarting all 3 processes") {
                 restarted += 1;
+                let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+                if stdout.contains("resumed at iteration") {
+                    resumed += 1;
+                }
             }
             let got = std::fs::read(&output).unwrap();
             assert!(got == expected, "trial {trial}: other ranks ({stderr})");
         }
-        eprintln!("{restarted} of {trials} trials restarted");
+        eprintln!("{restarted} of {trials} trials restarted, {resumed} resumed from a checkpoint");
         // Most kills land in a run (the rest after it ended, on a machine slower than at
         // trial 0): the restarts were exercised.
         assert!(
             restarted >= trials / 4,
             "only {restarted} of {trials} trials restarted"
+        );
+        // A kill after the first checkpoint (iteration 2 of 20) resumes from one.
+        assert!(
+            resumed >= restarted / 3,
+            "only {resumed} of {restarted} restarts resumed from a checkpoint"
         );
     }
 }

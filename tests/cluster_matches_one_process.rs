@@ -6,7 +6,7 @@
 //! histogram, sum, max, min), on random inputs, give the same values *and the same order*
 //! on every process as in one process. A task that fails on one process fails the action
 //! on all of them, and the cluster goes on. Record types without a codec, and what cluster
-//! mode does not support yet, are errors that say so.
+//! mode does not support yet, are errors that say so. (Checkpoints: `cluster_checkpoints_*`.)
 //!
 //! Most tests run the processes as threads of this test (each its own context and timely
 //! instance, connected over loopback TCP exactly as processes are); one runs them as real
@@ -33,33 +33,7 @@ mod cluster {
     use flintlock::{ClusterConfig, Context, Error, Rdd};
 
     use super::common;
-    use common::free_addresses;
-
-    /// Runs `program` as process `i` of `addresses.len()` on one thread each; the results by
-    /// process.
-    pub fn run_threads<R: Send>(
-        addresses: &[String],
-        program: impl Fn(&Context) -> R + Sync,
-    ) -> Vec<R> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..addresses.len())
-                .map(|i| {
-                    let program = &program;
-                    let addresses = addresses.to_vec();
-                    s.spawn(move || {
-                        let config = ClusterConfig::new(i, addresses).unwrap();
-                        let ctx = Context::builder()
-                            .threads(2)
-                            .cluster(config)
-                            .build()
-                            .unwrap();
-                        program(&ctx)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        })
-    }
+    use common::{free_addresses, run_threads};
 
     /// A deterministic pseudo-random sequence (SplitMix64).
     fn numbers(seed: u64, n: usize, below: u64) -> Vec<u64> {
@@ -336,7 +310,7 @@ mod cluster {
             let saved = rdd.save_as_text_file(dir.path().join(format!("out-{}", ctx.app_id())));
             ctx.set_checkpoint_dir(dir.path()).unwrap();
             let marked = rdd.map(|x| x + 1);
-            marked.checkpoint().unwrap();
+            marked.local_checkpoint().unwrap();
             let checkpointed = marked.count();
             let acc = ctx.long_accumulator("n");
             let counted = rdd.foreach({
@@ -354,7 +328,7 @@ mod cluster {
             ] {
                 assert!(matches!(e, Error::Cluster { .. }), "{e:?}");
                 assert!(
-                    e.to_string().contains("not supported in cluster mode yet"),
+                    e.to_string().contains("not supported in cluster mode"),
                     "{e}"
                 );
             }

@@ -2,7 +2,8 @@
 //! the default context: `checkpoint_dir("s3://bucket/prefix")`, the state machine to
 //! Checkpointed with one computation, parts published at the attempt's keys and the
 //! manifest by a conditional PUT, reading back, reopening with `open_checkpoint("s3://...")`,
-//! the checkpointer series, damaged parts and wrong types as clear errors.
+//! the checkpointer series, damaged parts and wrong types as clear errors; with the
+//! `cluster` feature too, one checkpoint written by the 3 processes of a cluster.
 //!
 //! They need the `s3` feature and the server: a plain `cargo test` shows one ignored test
 //! saying so, and `.ci/run` runs them with `--features s3 -- --include-ignored` (see the README).
@@ -11,6 +12,9 @@
 #[test]
 #[ignore = "needs the `s3` feature and an S3 server: .ci/run runs it (see the README)"]
 fn needs_the_s3_feature_and_a_server() {}
+
+#[cfg(all(feature = "s3", feature = "cluster"))]
+mod common;
 
 #[cfg(feature = "s3")]
 mod on_s3 {
@@ -147,6 +151,52 @@ mod on_s3 {
             .and_then(|r| r.collect())
             .unwrap_err();
         assert!(err.to_string().contains("part-00001"), "{err}");
+    }
+
+    /// Cluster mode on the object store: the 3 processes of a cluster (threads here, each
+    /// its own context and timely instance) write one checkpoint into the shared prefix:
+    /// each the parts it owns, process 0 the manifest; a restarted cluster resumes from it
+    /// on every process.
+    #[cfg(feature = "cluster")]
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn three_processes_write_one_checkpoint_on_s3_and_resume_from_it() {
+        use super::common::{free_addresses, run_threads_with};
+        let (url, store) = location();
+        let on_s3 = |_, b: flintlock::ContextBuilder| b.app_id("cluster").checkpoint_dir(&url);
+        let written = run_threads_with(&free_addresses(3), on_s3, |ctx| {
+            let mut cp = ctx.checkpointer::<(u64, u64)>("pairs").every(1).keep(1);
+            let rdd = ctx.range(0..30_000, 9).map(|x| (x % 1_000, x * 7));
+            cp.update(1, &rdd).unwrap();
+            let sum = rdd.values().reduce(|a, b| a + b).unwrap().unwrap();
+            (sum, rdd.checkpoint_state(), rdd.checkpoint_path())
+        });
+        let expected: u64 = (0..30_000u64).map(|x| x * 7).sum();
+        for (p, (sum, state, path)) in written.iter().enumerate() {
+            assert_eq!(*sum, expected, "process {p}");
+            assert_eq!(*state, CheckpointState::Checkpointed, "process {p}");
+            assert_eq!(path, &written[0].2, "process {p}");
+        }
+        let path = written[0].2.clone().unwrap().to_string_lossy().into_owned();
+        let folder = path.strip_prefix(&format!("{url}/")).unwrap().to_string();
+        let keys = store.list(&folder).unwrap();
+        let mut names: Vec<&str> = keys.iter().map(|k| k.rsplit('/').next().unwrap()).collect();
+        names.sort_unstable();
+        let mut want = vec!["_manifest.json".to_string()];
+        want.extend((0..9).map(|p| format!("part-{p:05}")));
+        assert_eq!(names, want);
+        let resumed = run_threads_with(&free_addresses(3), on_s3, |ctx| {
+            let cp = ctx.checkpointer::<(u64, u64)>("pairs");
+            let (step, rdd) = cp.latest().unwrap().expect("step 1 is committed");
+            (
+                step,
+                rdd.values().reduce(|a, b| a + b).unwrap().unwrap(),
+                rdd.count().unwrap(),
+            )
+        });
+        for (p, outcome) in resumed.into_iter().enumerate() {
+            assert_eq!(outcome, (1, expected, 30_000), "process {p}");
+        }
     }
 
     #[test]

@@ -114,7 +114,8 @@ pub struct Args {
     /// Run as one of N processes (timely's `-n`; built with `--features cluster`): every
     /// process runs the same command with its own --process, and all print the same lines
     /// (`scripts/cluster.sh` sets these three from the environment and shows process 0's
-    /// output). No checkpoints or event log yet in this mode.
+    /// output). Checkpoints need --checkpoint-dir on storage every process shares (without
+    /// it there are none); no event log yet in this mode.
     #[cfg(feature = "cluster")]
     #[arg(short = 'n', long, value_name = "N", requires = "process", env = "FLINTLOCK_PROCESSES",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
@@ -202,13 +203,8 @@ where
         if p >= n {
             usage(format!("--process {p} is not below --processes {n}"));
         }
-        let not_yet = [
-            ("--checkpoint-dir", args.checkpoint_dir.is_some()),
-            ("--resume", args.resume),
-            ("--event-log", args.event_log.is_some()),
-        ];
-        if let Some((name, _)) = not_yet.iter().find(|(_, given)| *given) {
-            usage(format!("{name} is not supported with --processes yet"));
+        if args.event_log.is_some() {
+            usage("--event-log is not supported with --processes yet".to_string());
         }
     }
     // The files the run reads and writes must be distinct: the event log is created when
@@ -483,13 +479,17 @@ pub fn run(args: Args) -> Result<(), Failure> {
     if let Some(mb) = args.memory_limit {
         builder = builder.memory_limit(mb << 20);
     }
-    // A cluster has no checkpoints yet: none are asked for.
+    // A cluster's processes write one checkpoint together, into a folder they all see:
+    // each process's temporary folder would not do, so without --checkpoint-dir a cluster
+    // writes none.
     #[allow(unused_mut)]
     let mut checkpoint_every = args.checkpoint_every;
     #[cfg(feature = "cluster")]
     if let Some(cluster) = args.cluster()? {
         builder = builder.cluster(cluster);
-        checkpoint_every = 0;
+        if args.checkpoint_dir.is_none() {
+            checkpoint_every = 0;
+        }
     }
     let ctx = builder.build()?;
     let partitions = args.partitions.unwrap_or(2 * ctx.threads());
@@ -668,7 +668,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let done = args.iterations - job_resumed_at;
     match (newest, &args.checkpoint_dir) {
         (None, _) if checkpoint_every != args.checkpoint_every => {
-            println!("checkpoints: none (not supported with --processes yet)")
+            println!(
+                "checkpoints: none (with --processes, they need --checkpoint-dir on storage \
+                 every process shares)"
+            )
         }
         (None, _) if checkpoint_every == 0 => {
             println!("checkpoints: none written (--checkpoint-every 0)")

@@ -221,6 +221,11 @@ pub(crate) struct AppDir {
     pub(crate) frame_limit: u32,
     lock: Box<dyn StorageLock>,
     remove_if_empty: AtomicBool,
+    /// This process owns the folder: it holds the lock, cleans up and removes checkpoints.
+    /// False for the processes of a cluster other than process 0 (see
+    /// [`AppDir::open_shared`]), which only write parts into attempt folders process 0
+    /// created and read checkpoints.
+    owner: bool,
 }
 
 impl std::fmt::Debug for AppDir {
@@ -276,7 +281,40 @@ impl AppDir {
             frame_limit: config.frame_limit,
             lock,
             remove_if_empty: AtomicBool::new(false),
+            owner: true,
         })
+    }
+
+    /// The app folder as a process of a cluster other than process 0 uses it: process 0
+    /// owns it (lock, start-up cleanup, commits, removals); this process writes the parts
+    /// of its partitions into the attempt folders process 0 creates and reads checkpoints.
+    /// Nothing is locked, cleaned or removed from here. The folder is created when missing,
+    /// as process 0 creates it too (a shared filesystem or object store).
+    pub(crate) fn open_shared(root: &Path, app_id: &str, config: &Config) -> Result<AppDir> {
+        let storage = config.storage.clone();
+        let root = resolve_root(root)?;
+        let dir = root.join(app_id);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create folder", &dir, e))?;
+        Ok(AppDir {
+            root,
+            dir,
+            storage,
+            fsync: config.fsync,
+            compression: config.compression,
+            verify: config.verify,
+            frame_limit: config.frame_limit,
+            lock: Box::new(NoLock),
+            remove_if_empty: AtomicBool::new(false),
+            owner: false,
+        })
+    }
+
+    /// Whether this process owns the folder (see [`AppDir::open_shared`]): only the owner
+    /// removes checkpoints from it.
+    pub(crate) fn is_owner(&self) -> bool {
+        self.owner
     }
 
     /// The parent folder of an output written in the checkpoint format
@@ -295,6 +333,7 @@ impl AppDir {
             frame_limit: config.frame_limit,
             lock: Box::new(NoLock),
             remove_if_empty: AtomicBool::new(false),
+            owner: true,
         }
     }
 
@@ -363,7 +402,7 @@ impl crate::checkpoint::StorageLock for NoLock {}
 
 impl Drop for AppDir {
     fn drop(&mut self) {
-        if !self.remove_if_empty.load(Ordering::Acquire) {
+        if !self.owner || !self.remove_if_empty.load(Ordering::Acquire) {
             return;
         }
         let only_lock = self.storage.list(&self.dir).is_ok_and(|names| {

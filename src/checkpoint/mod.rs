@@ -314,19 +314,35 @@ impl<T: Data> RddNode<T> {
 /// What the scheduler asks of a node's checkpoint, untyped. The scheduler runs the stages;
 /// the checkpoint says what is missing and how to commit.
 pub(crate) trait CheckpointOps {
-    /// Marked → InProgress, if this job can own the write. Errors are I/O errors creating
-    /// the checkpoint folder.
-    fn claim(&self) -> Result<bool>;
+    /// Marked → InProgress, if this job can own the write. With `adopt`, the write goes
+    /// into the attempt folder of that write id, which process 0 of a cluster created;
+    /// otherwise into a new one. Errors are I/O errors creating the checkpoint folder (or,
+    /// adopting, not seeing it).
+    fn claim(&self, adopt: Option<u64>) -> Result<Claimed>;
     /// The partitions the job's stages did not write (reliable) or cache (local): the
     /// scheduler computes them in a `CheckpointCompletion` stage before [`Self::commit`].
     fn missing_partitions(&self) -> Result<Vec<usize>>;
-    /// Commits the claimed checkpoint (every partition written or cached), moves to
-    /// Checkpointed and swaps the lineage for the checkpoint RDD.
-    fn commit(&self) -> Result<()>;
+    /// Commits the claimed checkpoint of job `job_id` (every partition written or cached),
+    /// moves to Checkpointed and swaps the lineage for the checkpoint RDD. In a cluster,
+    /// every process's parts are committed in one manifest by process 0.
+    fn commit(&self, job_id: usize) -> Result<()>;
     /// Removes the attempt's files and returns to Marked (no-op once committed).
     fn abort(&self);
     /// True for a marked RDD.
     fn is_marked(&self) -> bool;
+    /// True for an RDD marked by `local_checkpoint()`.
+    fn is_local_mark(&self) -> bool;
+}
+
+/// What [`CheckpointOps::claim`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claimed {
+    /// Not claimed: the RDD is not Marked (any more).
+    No,
+    /// A reliable checkpoint, written as this write id.
+    Reliable(u64),
+    /// A local checkpoint.
+    Local,
 }
 
 impl<T: Data> CheckpointOps for RddNode<T> {
@@ -334,13 +350,17 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         self.checkpoint.state() == CheckpointState::Marked
     }
 
-    fn claim(&self) -> Result<bool> {
-        let event = {
+    fn is_local_mark(&self) -> bool {
+        self.checkpoint.state() == CheckpointState::Marked && self.checkpoint.is_local()
+    }
+
+    fn claim(&self, adopt: Option<u64>) -> Result<Claimed> {
+        let (event, claimed) = {
             let mut c = self.checkpoint.inner.lock();
             if c.state != CheckpointState::Marked {
-                return Ok(false);
+                return Ok(Claimed::No);
             }
-            match c.mode.clone() {
+            let claimed = match c.mode.clone() {
                 Some(Mode::Reliable(codec, tag)) => {
                     let dest = tag.as_ref().and_then(|t| t.dest.clone());
                     let app = match dest {
@@ -353,16 +373,26 @@ impl<T: Data> CheckpointOps for RddNode<T> {
                             .clone()
                             .ok_or(Error::NoCheckpointDir)?,
                     };
-                    let session = writer::WriteSession::begin(self, app, codec, tag)?;
+                    let session = match adopt {
+                        None => writer::WriteSession::begin(self, app, codec, tag)?,
+                        Some(write_id) => {
+                            writer::WriteSession::adopt(self, app, codec, tag, write_id)?
+                        }
+                    };
+                    let claimed = Claimed::Reliable(session.write_id());
                     c.write = Some(session);
+                    claimed
                 }
-                Some(Mode::Local) => {}
-                None => return Ok(false),
-            }
-            self.transition(&mut c, CheckpointState::InProgress)
+                Some(Mode::Local) => Claimed::Local,
+                None => return Ok(Claimed::No),
+            };
+            (
+                self.transition(&mut c, CheckpointState::InProgress),
+                claimed,
+            )
         };
         self.ctx.inner.emit(event);
-        Ok(true)
+        Ok(claimed)
     }
 
     fn missing_partitions(&self) -> Result<Vec<usize>> {
@@ -379,7 +409,7 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         }
     }
 
-    fn commit(&self) -> Result<()> {
+    fn commit(&self, job_id: usize) -> Result<()> {
         let ctx = &self.ctx;
         let (mode, session, site) = {
             let c = self.checkpoint.inner.lock();
@@ -389,11 +419,16 @@ impl<T: Data> CheckpointOps for RddNode<T> {
         let mut retain = None;
         let (checkpoint_rdd, path) = match (mode, session) {
             (Some(Mode::Reliable(codec, tag)), Some(s)) => {
-                let manifest = s.commit()?;
+                let manifest = if ctx.inner.executor.processes() > 1 {
+                    s.commit_in_cluster(job_id)?
+                } else {
+                    s.commit()?
+                };
                 let path = s.dir().to_path_buf();
-                // A series with its own folder (streaming state) is retained by its owner.
+                // A series with its own folder (streaming state) is retained by its owner;
+                // in a cluster, by process 0 (the app folder's owner) only.
                 retain = tag
-                    .filter(|t| t.dest.is_none())
+                    .filter(|t| t.dest.is_none() && s.app().is_owner())
                     .map(|t| (t, s.app().clone()));
                 (
                     reliable::checkpoint_rdd(self, &s, manifest, codec, site),
@@ -475,6 +510,16 @@ pub(crate) struct JobCheckpoints {
 }
 
 impl JobCheckpoints {
+    /// Claims `node` for this job (see [`CheckpointOps::claim`]).
+    fn claim(&mut self, node: Arc<dyn Node>, adopt: Option<u64>) -> Result<Claimed> {
+        let claimed = node.checkpoint_ops().claim(adopt)?;
+        if claimed != Claimed::No {
+            self.ids.insert(node.id());
+            self.nodes.push(node);
+        }
+        Ok(claimed)
+    }
+
     pub(crate) fn owns(&self, rdd_id: usize) -> bool {
         !self.ids.is_empty() && self.ids.contains(&rdd_id)
     }
@@ -501,8 +546,14 @@ impl JobCheckpoints {
 }
 
 /// Finds the marked RDDs reachable from `root` (the nearest ones, or all with
-/// `checkpoint_all_marked_ancestors`) and claims them for this job, parents first.
-pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<JobCheckpoints>> {
+/// `checkpoint_all_marked_ancestors`) and claims them for job `job_id`, parents first. In a
+/// cluster, every process claims the same RDDs for one write each (see
+/// [`claim_in_cluster`]).
+pub(crate) fn claim_for_job(
+    ctx: &Context,
+    root: &Arc<dyn Node>,
+    job_id: usize,
+) -> Result<Arc<JobCheckpoints>> {
     let all = ctx.inner.config.checkpoint_all_marked_ancestors;
     let mut marked: Vec<Arc<dyn Node>> = Vec::new(); // post-order: parents first
     let mut seen: FxHashSet<usize> = FxHashSet::default();
@@ -529,19 +580,112 @@ pub(crate) fn claim_for_job(ctx: &Context, root: &Arc<dyn Node>) -> Result<Arc<J
             }
         }
     }
+    if ctx.inner.executor.processes() > 1 && !marked.is_empty() {
+        return claim_in_cluster(ctx, root.id(), marked, job_id);
+    }
     let mut job = JobCheckpoints::default();
     for node in marked {
-        match node.checkpoint_ops().claim() {
-            Ok(true) => {
-                job.ids.insert(node.id());
-                job.nodes.push(node);
-            }
-            Ok(false) => {}
-            Err(e) => {
-                job.abort(ctx);
-                return Err(e);
-            }
+        if let Err(e) = job.claim(node, None) {
+            job.abort(ctx);
+            return Err(e);
         }
+    }
+    Ok(Arc::new(job))
+}
+
+/// Claims `marked` (parents first) for job `job_id` on every process of a cluster, as one
+/// write each: process 0 claims first, creating the attempt folders and drawing the write
+/// ids, and sends them; every other process then claims the same RDDs into those folders
+/// (so each writes the parts of its own partitions there), and all agree that it worked.
+/// On any failure every process aborts its claims: nothing is written.
+fn claim_in_cluster(
+    ctx: &Context,
+    root_id: usize,
+    marked: Vec<Arc<dyn Node>>,
+    job_id: usize,
+) -> Result<Arc<JobCheckpoints>> {
+    use crate::scheduler::{all_gather, StageKey};
+    let exec = ctx.inner.executor.clone();
+    let refused = |message: String| Error::Cluster {
+        process: None,
+        message,
+    };
+    if let Some(node) = marked.iter().find(|n| n.checkpoint_ops().is_local_mark()) {
+        return Err(refused(format!(
+            "rdd {} is marked by local_checkpoint(), which is not supported in cluster mode \
+             (its blocks would stay on the processes that computed them): use checkpoint(), \
+             written to the shared checkpoint directory",
+            node.id()
+        )));
+    }
+    let ids: Vec<u64> = marked.iter().map(|n| n.id() as u64).collect();
+    let mut job = JobCheckpoints::default();
+    let key = StageKey::agreement(
+        job_id,
+        ctx.inner.new_stage_id(),
+        root_id,
+        "checkpoint claim",
+        &ids,
+    );
+    // Process 0's write ids, one per marked RDD (`None`: not claimed there).
+    let drawn = if exec.process() == 0 {
+        let mut write_ids: Vec<Option<u64>> = Vec::with_capacity(marked.len());
+        let claimed = marked.iter().try_for_each(|node| {
+            write_ids.push(match job.claim(node.clone(), None)? {
+                Claimed::Reliable(w) => Some(w),
+                _ => None,
+            });
+            Ok(())
+        });
+        claimed.and_then(|()| {
+            postcard::to_allocvec(&write_ids)
+                .map_err(|e| Error::Internal(format!("encoding write ids: {e}")))
+        })
+    } else {
+        Ok(Vec::new())
+    };
+    let from_zero = match all_gather(exec.as_ref(), key, drawn) {
+        Ok(mut bodies) => std::mem::take(&mut bodies[0]),
+        Err(e) => {
+            job.abort(ctx);
+            return Err(e);
+        }
+    };
+    let adopted = if exec.process() == 0 {
+        Ok(())
+    } else {
+        postcard::from_bytes::<Vec<Option<u64>>>(&from_zero)
+            .ok()
+            .filter(|w| w.len() == marked.len())
+            .ok_or_else(|| refused("process 0's checkpoint write ids do not read back here".into()))
+            .and_then(|write_ids| {
+                marked
+                    .iter()
+                    .zip(write_ids)
+                    .try_for_each(|(node, w)| match w {
+                        None => Ok(()),
+                        Some(w) => match job.claim(node.clone(), Some(w))? {
+                            Claimed::Reliable(_) => Ok(()),
+                            _ => Err(refused(format!(
+                                "rdd {} is not marked for checkpointing here, but process 0 \
+                             writes its checkpoint: the processes' programs took different \
+                             paths",
+                                node.id()
+                            ))),
+                        },
+                    })
+            })
+    };
+    let key = StageKey::agreement(
+        job_id,
+        ctx.inner.new_stage_id(),
+        root_id,
+        "checkpoint adopt",
+        &ids,
+    );
+    if let Err(e) = all_gather(exec.as_ref(), key, adopted.map(|()| Vec::new())) {
+        job.abort(ctx);
+        return Err(e);
     }
     Ok(Arc::new(job))
 }

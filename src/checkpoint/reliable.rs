@@ -317,7 +317,8 @@ pub(crate) fn checkpoint_rdd<T: Data>(
 ) -> Rdd<T> {
     let (dir, app) = (session.dir(), session.app());
     let reader = Reader::register(dir);
-    if node.ctx.inner.config.clean_checkpoints {
+    // In a cluster only process 0, the app folder's owner, removes checkpoints.
+    if node.ctx.inner.config.clean_checkpoints && app.is_owner() {
         reader.delete_when_unread(app.storage.clone());
     }
     let files = Arc::new(CheckpointFiles {

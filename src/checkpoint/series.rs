@@ -222,7 +222,74 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
     /// [`Error::ResumeMismatch`] when the series has checkpoints but none with this series'
     /// meta (naming the key and both values, for the newest): a resume never continues on
     /// another computation's data. [`Error::TypeMismatch`] likewise for the element type.
+    ///
+    /// # In a cluster
+    /// Every process must call it at the same point of the program (like an action).
+    /// Process 0 finds and verifies the checkpoint as above; every process then opens that
+    /// one, so all resume from the same step (or all fail, or all start from scratch).
     pub fn latest(&self) -> Result<Option<(u64, Rdd<T>)>> {
+        if self.ctx.inner.executor.processes() > 1 {
+            return self.latest_in_cluster();
+        }
+        self.latest_here()
+    }
+
+    /// [`Checkpointer::latest`] in a cluster: process 0's answer, opened everywhere.
+    fn latest_in_cluster(&self) -> Result<Option<(u64, Rdd<T>)>> {
+        use crate::scheduler::{all_gather, StageKey};
+        let inner = &self.ctx.inner;
+        let exec = inner.executor.as_ref();
+        let name = super::format::type_fingerprint(&self.name);
+        let key =
+            |step: &str| StageKey::agreement(usize::MAX, inner.new_stage_id(), 0, step, &[name]);
+        let mut found = None;
+        let answer = if exec.process() == 0 {
+            self.latest_here().map(|latest| {
+                let mut body = Vec::new();
+                if let Some((step, rdd)) = latest {
+                    let path = rdd.checkpoint_path().unwrap_or_default();
+                    body.extend_from_slice(&step.to_le_bytes());
+                    body.extend_from_slice(path.to_string_lossy().as_bytes());
+                    found = Some((step, rdd));
+                }
+                body
+            })
+        } else {
+            Ok(Vec::new())
+        };
+        let bodies = all_gather(exec, key("checkpoint latest"), answer)?;
+        let opened = match bodies[0].split_at_checked(8) {
+            Some((step, path)) if exec.process() != 0 => {
+                let step = u64::from_le_bytes(step.try_into().unwrap_or_default());
+                let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
+                self.open_found(step, &path).map(|rdd| {
+                    found = Some((step, rdd));
+                })
+            }
+            _ => Ok(()),
+        };
+        let opened = opened.map(|()| Vec::new());
+        all_gather(exec, key("checkpoint opened"), opened)?;
+        Ok(found)
+    }
+
+    /// Opens the checkpoint of step `step` at `path` that process 0 found, checking its
+    /// meta as process 0 did.
+    fn open_found(&self, step: u64, path: &Path) -> Result<Rdd<T>> {
+        let manifest = read_manifest(self.app()?.storage.as_ref(), &path.join(MANIFEST))?;
+        self.check_meta(&SeriesCheckpoint {
+            step,
+            path: path.to_path_buf(),
+            written_at: manifest.written_at.clone(),
+            meta: manifest.series.map(|s| s.meta).unwrap_or_default(),
+            element_type: manifest.element_type.clone(),
+            type_key: String::new(),
+        })?;
+        self.ctx.open_checkpoint::<T>(path)
+    }
+
+    /// [`Checkpointer::latest`] in one process (or process 0 of a cluster).
+    fn latest_here(&self) -> Result<Option<(u64, Rdd<T>)>> {
         let app = self.app()?;
         let storage = app.storage.as_ref();
         let entries = scan(storage, app.dir())?;

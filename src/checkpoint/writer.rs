@@ -77,6 +77,33 @@ impl<T: Data> WriteSession<T> {
         Ok(Self::start(node, app, codec, series, dir, write_id, true))
     }
 
+    /// The write into the attempt folder of `write_id` that process 0 of a cluster created
+    /// (its [`WriteSession::begin`]): this process writes the parts of the partitions it
+    /// owns there. The folder must be visible here; a checkpoint directory that is not
+    /// shared storage is an error saying so.
+    pub(crate) fn adopt(
+        node: &RddNode<T>,
+        app: Arc<AppDir>,
+        codec: Arc<dyn Codec<T>>,
+        series: Option<Arc<SeriesTag>>,
+        write_id: u64,
+    ) -> Result<Arc<Self>> {
+        check_type_name(codec.as_ref())?;
+        let dir = app.rdd_dir(node.id, write_id);
+        if let Err(e) = app.storage.list(&dir) {
+            return Err(Error::Cluster {
+                process: None,
+                message: format!(
+                    "the checkpoint folder process 0 created, {}, is not visible here ({e}): \
+                     in cluster mode the checkpoint directory must be storage every process \
+                     shares (one filesystem, or an object store)",
+                    dir.display()
+                ),
+            });
+        }
+        Ok(Self::start(node, app, codec, series, dir, write_id, true))
+    }
+
     /// A write into the new folder `dir` (created here, exclusively: an existing folder is
     /// an `AlreadyExists` error naming it), for an output in the checkpoint format.
     pub(crate) fn begin_at(
@@ -162,6 +189,11 @@ impl<T: Data> WriteSession<T> {
         &self.dir
     }
 
+    /// The write id every part header and the manifest record.
+    pub(crate) fn write_id(&self) -> u64 {
+        self.write_id
+    }
+
     /// The app folder the attempt writes in.
     pub(crate) fn app(&self) -> &Arc<AppDir> {
         &self.app
@@ -171,15 +203,24 @@ impl<T: Data> WriteSession<T> {
         self.app.storage.as_ref()
     }
 
+    /// The partitions not written yet, of those this process writes (in a cluster, the
+    /// ones it owns).
     pub(crate) fn missing_partitions(&self) -> Vec<usize> {
+        let exec = self.ctx.inner.executor.as_ref();
         let parts = self.parts.lock();
         (0..self.num_partitions)
-            .filter(|&p| parts.done[p].is_none())
+            .filter(|&p| parts.done[p].is_none() && exec.owns(p))
             .collect()
     }
 
     /// Starts writing partition `split`, unless another consumer in this job already is.
     fn begin_partition(self: &Arc<Self>, split: usize) -> Result<Option<PartWriter<T>>> {
+        // In a cluster a partition's part is written by its owner only (another process
+        // computing it for a narrow dependency leaves it alone), so no two processes ever
+        // write one part.
+        if !self.ctx.inner.executor.owns(split) {
+            return Ok(None);
+        }
         {
             let mut parts = self.parts.lock();
             if parts.claimed[split] || parts.done[split].is_some() {
@@ -322,6 +363,108 @@ impl<T: Data> WriteSession<T> {
         Ok(self.committed(manifest))
     }
 
+    /// Commits in a cluster: every process sends process 0 the metadata of the parts it
+    /// wrote (the partitions it owns), process 0 commits the manifest naming them all
+    /// ([`WriteSession::commit`]) and sends it to every process, which returns it. When
+    /// anything fails anywhere, every process fails; a manifest process 0 committed stays
+    /// (this attempt no longer removes anything of it), as whatever may have read it.
+    pub(crate) fn commit_in_cluster(&self, job_id: usize) -> Result<ManifestBody> {
+        use crate::scheduler::{all_gather, StageKey};
+        let inner = &self.ctx.inner;
+        let exec = inner.executor.as_ref();
+        let n = self.num_partitions;
+        let mine: Result<Vec<(usize, PartInfo)>> = {
+            let parts = self.parts.lock();
+            (0..n)
+                .filter(|&p| exec.owns(p))
+                .map(|p| {
+                    let info = parts.done[p].clone().ok_or_else(|| {
+                        Error::Internal(format!("partition {p} missing at checkpoint commit"))
+                    })?;
+                    Ok((p, info))
+                })
+                .collect()
+        };
+        let body = mine.and_then(|m| {
+            postcard::to_allocvec(&m)
+                .map_err(|e| Error::Internal(format!("encoding part metadata: {e}")))
+        });
+        let step = |name: &str| {
+            StageKey::agreement(
+                job_id,
+                inner.new_stage_id(),
+                self.rdd_id,
+                name,
+                &[self.write_id],
+            )
+        };
+        let bodies = all_gather(exec, step("checkpoint parts"), body)?;
+        let mut ours = None;
+        let committed = if exec.process() == 0 {
+            self.take_parts(&bodies).and_then(|()| {
+                let manifest = self.commit()?;
+                // Committed: from here on an abort of this attempt removes nothing.
+                self.created.lock().clear();
+                let bytes = manifest.encode()?;
+                ours = Some(manifest);
+                Ok(bytes)
+            })
+        } else {
+            Ok(Vec::new())
+        };
+        let bodies = all_gather(exec, step("checkpoint commit"), committed)?;
+        if let Some(manifest) = ours {
+            return Ok(manifest);
+        }
+        let path = self.dir.join(MANIFEST);
+        match ManifestBody::decode(&bodies[0], &path) {
+            Ok(m) if m.write_id == self.write_id && m.parts.len() == n => Ok(self.committed(m)),
+            Ok(m) => Err(self.diverged(format!(
+                "process 0 committed write {:016x} with {} parts, this process wrote {:016x} \
+                 with {n}",
+                m.write_id,
+                m.parts.len(),
+                self.write_id
+            ))),
+            Err(e) => {
+                Err(self.diverged(format!("process 0's manifest does not read back here: {e}")))
+            }
+        }
+    }
+
+    /// Process 0 of a cluster: records the parts every other process wrote, as their
+    /// `bodies` (by source) say.
+    fn take_parts(&self, bodies: &[Vec<u8>]) -> Result<()> {
+        let exec = self.ctx.inner.executor.as_ref();
+        let mut parts = self.parts.lock();
+        for (source, body) in bodies.iter().enumerate().skip(1) {
+            let infos: Vec<(usize, PartInfo)> = postcard::from_bytes(body).map_err(|e| {
+                self.diverged(format!(
+                    "process {source}'s part metadata does not read back here: {e}"
+                ))
+            })?;
+            for (p, info) in infos {
+                if p >= self.num_partitions || exec.owner(p) != source {
+                    return Err(self.diverged(format!(
+                        "process {source} reports a part of partition {p}, which it does not \
+                         own"
+                    )));
+                }
+                parts.done[p] = Some(info);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the cluster after the processes disagreed about this checkpoint.
+    fn diverged(&self, message: String) -> Error {
+        self.ctx.inner.executor.fail(&message);
+        Error::Cluster {
+            process: None,
+            message,
+        }
+    }
+
     /// On an object store, after the manifest is published: every part it names is still
     /// there. A writer that stalled between its lease check and the PUT for longer than the
     /// cleanup grace period may have had its parts removed by another process's cleanup;
@@ -414,7 +557,14 @@ impl<T: Data> WriteSession<T> {
     /// and makes the removal durable. Nothing this attempt did not create is touched.
     pub(crate) fn abort(&self) {
         let storage = self.storage();
-        let created = std::mem::take(&mut *self.created.lock());
+        let mut created = std::mem::take(&mut *self.created.lock());
+        if !self.app.is_owner() {
+            // A process of a cluster other than process 0 removes its unfinished temp files
+            // only: once its parts are complete, process 0 may have committed a manifest
+            // naming them (this process can fail after the commit, before hearing of it).
+            // Process 0's start-up cleanup removes parts no manifest names.
+            created.retain(|p| p.extension().is_some_and(|e| e == "tmp"));
+        }
         for path in created.iter().rev() {
             let _ = storage.remove_file(path);
         }

@@ -15,6 +15,18 @@
 //! - **Action results** are gathered from every process and handed to every process's
 //!   driver, so every driver loop sees the same value and takes the same branch.
 //! - **`cache()`** keeps a partition's block on the process that computed it.
+//! - **Checkpoints** go to the checkpoint directory, which must be storage every process
+//!   shares (one filesystem, or an object store such as S3): process 0 owns the app folder
+//!   (its lock, start-up cleanup and removals) and creates each write's folder; every
+//!   process writes the parts of the partitions it owns there, as its tasks compute them
+//!   (one computation, as in one process); process 0 commits the one manifest naming them
+//!   all, and every process then truncates its lineage to it. A failure anywhere fails
+//!   every process before the commit and nothing is committed; a process that fails after
+//!   it never removes committed parts. [`Checkpointer::latest`] resumes every process from
+//!   the step process 0 finds, so a cluster restarted after a failure (`scripts/cluster.sh`)
+//!   continues from its newest checkpoint. The app id must be the same on every process
+//!   (or generated on all: process 0's is used). `local_checkpoint()` is refused (its
+//!   blocks would stay on the processes that computed them).
 //! - **Failures are agreed**: a stage that fails on one process fails on all (there with
 //!   [`Error::Cluster`] naming the process); a process that dies, returns early or takes
 //!   another path fails every other process's next exchange with an error naming it,
@@ -36,7 +48,7 @@
 //! inside the same lineage, cannot be told apart.
 //!
 //! Not yet in cluster mode (each fails with an error that says so, never with wrong data):
-//! checkpoints, streaming, accumulators, `save_as_text_file`, `save_as_object_file`,
+//! local checkpoints, streaming, accumulators, `save_as_text_file`, `save_as_object_file`,
 //! `count_approx_distinct`, a job started inside a task (`zip_with_index`, an action in a
 //! closure, a listener that runs a job), and a narrow dependency that reads a shuffled
 //! partition owned by another process (a `union`, `coalesce`, `zip` or `cartesian` right
@@ -47,6 +59,7 @@
 //! [`ContextBuilder::memory_limit`]: crate::ContextBuilder::memory_limit
 //!
 //! [`Context::register_spillable`]: crate::Context::register_spillable
+//! [`Checkpointer::latest`]: crate::checkpoint::Checkpointer::latest
 //! [`Error::Cluster`]: crate::Error::Cluster
 
 mod transport;

@@ -131,6 +131,30 @@ impl StageKey {
         }
     }
 
+    /// The key of an agreement step of job `job_id` that is not a stage (see
+    /// [`all_gather`]): `step` names it, `detail` hashes what every process must agree on
+    /// beforehand (the RDD ids it claims, say).
+    pub(crate) fn agreement(
+        job_id: usize,
+        stage_id: usize,
+        rdd_id: usize,
+        step: &str,
+        detail: &[u64],
+    ) -> StageKey {
+        let mut what = crate::checkpoint::format::type_fingerprint(step);
+        for &d in detail {
+            what = (what ^ d).wrapping_mul(0x0100_0000_01b3);
+        }
+        StageKey {
+            job_id,
+            stage_id,
+            rdd_id,
+            shuffle_id: None,
+            partitions: detail.len(),
+            what,
+        }
+    }
+
     /// The `what` of a shuffle into `partitioner`: a hash of its serde form (the form a
     /// checkpoint manifest records), which holds everything that places a key.
     pub(crate) fn partitioner_hash(partitioner: &crate::Partitioner) -> u64 {
@@ -250,6 +274,33 @@ fn read_headers<'a>(
         }),
         None => Ok(bodies),
     }
+}
+
+/// Every process sends every process `local` (its bytes, or why it failed here): returns
+/// the bytes each process sent, by source, or the failure every process then sees (this
+/// process's own error when it failed here, else the first failed process's). The
+/// agreement step of what is not a stage's data: which checkpoints a job writes, their
+/// parts, their commit.
+pub(crate) fn all_gather(
+    exec: &dyn Executor,
+    key: StageKey,
+    local: Result<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>> {
+    let mut payload = Vec::new();
+    let mine = match local {
+        Ok(body) => {
+            put_header(&key, None, &mut payload);
+            payload.extend_from_slice(&body);
+            None
+        }
+        Err(e) => {
+            put_header(&key, Some(&e.to_string()), &mut payload);
+            Some(e)
+        }
+    };
+    let received = exec.exchange(vec![payload; exec.processes()])?;
+    let bodies = read_headers(exec, &key, mine, &received)?;
+    Ok(bodies.into_iter().map(<[u8]>::to_vec).collect())
 }
 
 /// Completes a result stage: every process gets the results of `partitions` (this

@@ -33,8 +33,7 @@ use crate::rdd::node::{BoxedPartitionIter, Node, RddNode};
 use crate::shuffle::ShuffleDepBase;
 use crate::Data;
 
-use executor::StageKey;
-pub(crate) use executor::{Executor, LocalExecutor};
+pub(crate) use executor::{all_gather, Executor, LocalExecutor, StageKey};
 pub(crate) use jobs::{ActiveJob, JobRegistry};
 pub(crate) use task::{panic_message, TaskContext};
 use wire::Wire;
@@ -78,30 +77,23 @@ where
             nodes: crate::lineage::snapshot(root.clone()),
         });
     }
-    let result = checkpoint::claim_for_job(&ctx, &root).and_then(|checkpoints| {
+    let exec = ctx.inner.executor.clone();
+    let result = if exec.processes() > 1 && crate::accumulator::in_task() {
+        // A job inside a task runs on the processes that own that task's partition only:
+        // the others would never join its exchanges.
+        Err(Error::Cluster {
+            process: None,
+            message: "a job started inside a task (an action in a closure, zip_with_index, a \
+                      listener running a job) is not supported in cluster mode yet"
+                .into(),
+        })
+    } else {
+        checkpoint::claim_for_job(&ctx, &root, job_id)
+    };
+    let result = result.and_then(|checkpoints| {
         // Tasks catch their own panics; this catches the rest (a `Storage` impl during the
         // commit, say), so that no panic strands a claimed RDD InProgress.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let exec = ctx.inner.executor.clone();
-            if exec.processes() > 1 && crate::accumulator::in_task() {
-                // A job inside a task runs on the processes that own that task's partition
-                // only: the others would never join its exchanges.
-                return Err(Error::Cluster {
-                    process: None,
-                    message: "a job started inside a task (an action in a closure, \
-                              zip_with_index, a listener running a job) is not supported in \
-                              cluster mode yet"
-                        .into(),
-                });
-            }
-            if exec.processes() > 1 && !checkpoints.nodes().is_empty() {
-                return Err(Error::Cluster {
-                    process: None,
-                    message: "checkpoints are not supported in cluster mode yet: run the \
-                              job in one process, or without checkpoint()"
-                        .into(),
-                });
-            }
             run_parent_stages(&ctx, job, &root, &checkpoints)?;
             let stage_id = ctx.inner.new_stage_id();
             let mine: Vec<usize>;
@@ -179,16 +171,39 @@ fn complete_checkpoints(
     job: &Arc<ActiveJob>,
     checkpoints: &Arc<JobCheckpoints>,
 ) -> Result<()> {
+    let exec = ctx.inner.executor.as_ref();
+    let cluster = exec.processes() > 1;
+    // In a cluster: every process agrees on the step (`name`) and its outcome here.
+    let agree = |name: &str, rdd_id: usize, local: Result<Vec<u8>>| {
+        let key = StageKey::agreement(job.job_id, ctx.inner.new_stage_id(), rdd_id, name, &[]);
+        all_gather(exec, key, local)
+    };
     for node in checkpoints.nodes() {
         let ops = node.checkpoint_ops();
-        let missing = ops.missing_partitions()?;
-        if !missing.is_empty() {
+        // In a cluster, the partitions this process owns; the completion stage runs when
+        // any process misses one (every process runs the same stages).
+        let missing = ops.missing_partitions();
+        let (missing, any_missing) = if cluster {
+            let (flag, missing) = match missing {
+                Ok(m) => (Ok(vec![u8::from(!m.is_empty())]), m),
+                Err(e) => (Err(e), Vec::new()),
+            };
+            // A failure here (this process's own error) fails every process.
+            let flags = agree("checkpoint missing", node.id(), flag)?;
+            (missing, flags.iter().any(|f| f.first() == Some(&1)))
+        } else {
+            let missing = missing?;
+            let any = !missing.is_empty();
+            (missing, any)
+        };
+        if any_missing {
             run_parent_stages(ctx, job, node, checkpoints)?;
-            run_stage(
+            let stage_id = ctx.inner.new_stage_id();
+            let done = run_stage(
                 ctx,
                 Stage {
                     job,
-                    stage_id: ctx.inner.new_stage_id(),
+                    stage_id,
                     kind: StageKind::CheckpointCompletion,
                     rdd: node,
                     shuffle_id: None,
@@ -196,9 +211,14 @@ fn complete_checkpoints(
                 },
                 checkpoints,
                 |tc, p| node.compute_and_drop(p, tc),
-            )?;
+            );
+            if cluster {
+                agree("checkpoint completion", node.id(), done.map(|_| Vec::new()))?;
+            } else {
+                done?;
+            }
         }
-        ops.commit()?;
+        ops.commit(job.job_id)?;
         checkpoints.mark_committed(node.id());
     }
     Ok(())

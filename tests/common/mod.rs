@@ -183,3 +183,39 @@ pub fn free_addresses(n: usize) -> Vec<String> {
         .map(|l| l.local_addr().unwrap().to_string())
         .collect()
 }
+
+/// Runs `program` as process `i` of a cluster of `addresses.len()` processes, each on a
+/// thread of its own with its own two-thread context (connected over loopback TCP exactly
+/// as processes are), `configure` adding to each context's builder; the results by
+/// process.
+#[cfg(feature = "cluster")]
+pub fn run_threads_with<R: Send>(
+    addresses: &[String],
+    configure: impl Fn(usize, flintlock::ContextBuilder) -> flintlock::ContextBuilder + Sync,
+    program: impl Fn(&Context) -> R + Sync,
+) -> Vec<R> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..addresses.len())
+            .map(|i| {
+                let (program, configure) = (&program, &configure);
+                let addresses = addresses.to_vec();
+                s.spawn(move || {
+                    let config = flintlock::ClusterConfig::new(i, addresses).unwrap();
+                    let builder = Context::builder().threads(2).cluster(config);
+                    let ctx = configure(i, builder).build().unwrap();
+                    program(&ctx)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// [`run_threads_with`] with the default builder.
+#[cfg(feature = "cluster")]
+pub fn run_threads<R: Send>(
+    addresses: &[String],
+    program: impl Fn(&Context) -> R + Sync,
+) -> Vec<R> {
+    run_threads_with(addresses, |_, b| b, program)
+}

@@ -158,6 +158,10 @@ pub(crate) trait ShuffleDepBase: Send + Sync {
     /// mode).
     fn assemble_output(&self, local: Option<&MapOutput>, parts: Vec<Part<'_>>)
         -> Result<MapOutput>;
+    /// Makes reduce partition `reduce`'s bucket of `output` (held by another process) the
+    /// records that process sent, `bytes` from [`ShuffleDepBase::encode_bucket`] (cluster
+    /// mode: a narrow dependency reads the partition here).
+    fn install_bucket(&self, output: &MapOutput, reduce: usize, bytes: &[u8]) -> Result<()>;
 }
 
 /// The map side of a shuffle: buckets one parent partition of `(K, V)` into
@@ -368,6 +372,19 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDepBase for ShuffleDepen
             });
         }
         Ok(MapOutputData::<(K, M)>::assembled(buckets))
+    }
+
+    fn install_bucket(&self, output: &MapOutput, reduce: usize, bytes: &[u8]) -> Result<()> {
+        let records = crate::scheduler::wire::take_records(&self.ctx.inner, bytes)?;
+        let bucket = crate::spill::Bucket::Memory(Arc::new(records));
+        if self.typed(output)?.set_bucket(reduce, bucket) {
+            Ok(())
+        } else {
+            Err(Error::Internal(format!(
+                "shuffle {} has no bucket {reduce} to receive",
+                self.shuffle_id
+            )))
+        }
     }
 }
 

@@ -333,8 +333,8 @@ pub(crate) enum Bucket<T> {
         file: Arc<SpillFile>,
         segments: Vec<Segment>,
     },
-    /// Held by another process of the cluster (the owner of its reduce partition): a task
-    /// here that reads it fails, naming the process (see `crate::cluster`).
+    /// Held by another process of the cluster (the owner of its reduce partition). A stage
+    /// whose task here reads it has it sent first (`scheduler::executor::move_buckets`).
     Elsewhere {
         process: usize,
     },
@@ -373,11 +373,9 @@ impl<T: 'static> Bucket<T> {
                 return Err(Error::Cluster {
                     process: Some(*process),
                     message: format!(
-                        "a task needs a shuffle bucket held by process {process}: a narrow \
-                         dependency (union, coalesce, zip, cartesian) reads a shuffled \
-                         partition another process owns, which cluster mode does not move \
-                         yet; repartition so that partition numbers line up, or run in one \
-                         process"
+                        "a task needs a shuffle bucket held by process {process}, which the \
+                         stage's plan did not move here (a dependency this version does not \
+                         map; please report it with the lineage)"
                     ),
                 })
             }
@@ -488,6 +486,18 @@ impl<T: Send + Sync + 'static> MapOutputData<T> {
     /// Reduce partition `split`'s bucket.
     pub(crate) fn bucket(&self, split: usize) -> Option<Bucket<T>> {
         self.buckets.read().get(split).cloned()
+    }
+
+    /// Replaces reduce partition `split`'s bucket (one held by another process of a
+    /// cluster, sent here for a task that reads it).
+    pub(crate) fn set_bucket(&self, split: usize, bucket: Bucket<T>) -> bool {
+        match self.buckets.write().get_mut(split) {
+            Some(slot) => {
+                *slot = bucket;
+                true
+            }
+            None => false,
+        }
     }
 
     /// An output of the given buckets, outside the memory budget: what a process of a

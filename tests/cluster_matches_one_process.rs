@@ -1,7 +1,8 @@
 //! A program run as a cluster of 2, 3 or 4 processes (feature `cluster`) computes exactly
 //! what it computes in one process: the core operations (map, filter, flat_map,
 //! reduce_by_key, group_by_key, join, left_outer_join, cogroup, distinct, sort_by_key,
-//! repartition, cache) and every action whose result crosses processes (count, collect,
+//! repartition, cache, and union, coalesce and cartesian of shuffled RDDs, whose tasks read
+//! partitions other processes own) and every action whose result crosses processes (count, collect,
 //! reduce, fold, aggregate, take, first, count_by_value, take_ordered, top, lookup, stats,
 //! histogram, sum, max, min), on random inputs, give the same values *and the same order*
 //! on every process as in one process. A task that fails on one process fails the action
@@ -56,6 +57,7 @@ mod cluster {
         ctx.register_spillable::<(u64, (u64, u64))>();
         ctx.register_spillable::<(u64, (u64, Option<u64>))>();
         ctx.register_spillable::<(u64, (usize, usize))>();
+        ctx.register_spillable::<((u64, u64), (u64, u64))>();
         let mut out = Vec::new();
         let mut show = |name: &str, value: String| out.push(format!("{name}: {value}"));
         let keys = numbers(seed, 2_000, 300);
@@ -120,6 +122,33 @@ mod cluster {
         show(
             "repartition",
             format!("{:?}", rdd.repartition(7).glom().map(|p| p.len()).collect()),
+        );
+        // Narrow dependencies that read shuffled partitions other processes own: the
+        // buckets are moved to the process that runs the task.
+        let other_sums = other.reduce_by_key(|a, b| a + b);
+        show(
+            "union of shuffles",
+            format!("{:?}", sums.union(&other_sums).collect()),
+        );
+        let unioned = sums.union(&other_sums).map(|(k, v)| (k, v + 1)).cache();
+        show("union cached", format!("{:?}", unioned.count()));
+        show("union cached again", format!("{:?}", unioned.collect()));
+        show(
+            "union then shuffle",
+            format!("{:?}", unioned.reduce_by_key(|a, b| a ^ b).collect()),
+        );
+        show(
+            "coalesce after a shuffle",
+            format!("{:?}", rdd.sort_by_key(true).coalesce(3).collect()),
+        );
+        show(
+            "cartesian of shuffles",
+            format!(
+                "{:?}",
+                sums.filter(|(k, _)| k % 13 == 0)
+                    .cartesian(&other_sums.filter(|(k, _)| k % 17 == 0))
+                    .collect()
+            ),
         );
         show(
             "reduce",

@@ -15,6 +15,11 @@
 //! - **Action results** are gathered from every process and handed to every process's
 //!   driver, so every driver loop sees the same value and takes the same branch.
 //! - **`cache()`** keeps a partition's block on the process that computed it.
+//! - **Narrow dependencies across processes**: a task whose narrow dependencies read a
+//!   shuffled partition another process owns (a `union`, `coalesce`, `zip` or `cartesian`
+//!   after a shuffle) gets that partition's buckets sent by their owner before the stage
+//!   runs (every process derives the same plan from the lineage; a stage without such
+//!   reads exchanges nothing more).
 //! - **Checkpoints** go to the checkpoint directory, which must be storage every process
 //!   shares (one filesystem, or an object store such as S3): process 0 owns the app folder
 //!   (its lock, start-up cleanup and removals) and creates each write's folder; every
@@ -49,10 +54,8 @@
 //!
 //! Not yet in cluster mode (each fails with an error that says so, never with wrong data):
 //! local checkpoints, streaming, accumulators, `save_as_text_file`, `save_as_object_file`,
-//! `count_approx_distinct`, a job started inside a task (`zip_with_index`, an action in a
-//! closure, a listener that runs a job), and a narrow dependency that reads a shuffled
-//! partition owned by another process (a `union`, `coalesce`, `zip` or `cartesian` right
-//! after a shuffle). Also not yet: [`ContextBuilder::memory_limit`] does not bound the
+//! `count_approx_distinct`, and a job started inside a task (`zip_with_index`, an action in
+//! a closure, a listener that runs a job). Also not yet: [`ContextBuilder::memory_limit`] does not bound the
 //! buckets a process receives, and a build with `panic = "abort"` aborts every process when
 //! one dies (timely's network threads panic on a closed connection).
 //!

@@ -17,11 +17,16 @@
 //! - with either, whether the stage failed here and why: a stage that failed anywhere fails
 //!   everywhere.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::wire::{self, Wire};
 use crate::context::ContextInner;
+use crate::dependency::DepInner;
 use crate::error::{Error, Result};
+use crate::rdd::node::Node;
 use crate::shuffle::{MapOutput, Part, ShuffleDepBase};
 
 /// Runs stages across one or more processes (see the module docs).
@@ -220,6 +225,34 @@ fn put_header(key: &StageKey, failed: Option<&str>, out: &mut Vec<u8>) {
     }
 }
 
+/// One payload per process: the header (the stage's key and its outcome here) and, when
+/// the stage succeeded here, that process's body. Returns this process's error too.
+fn with_headers(
+    key: &StageKey,
+    n: usize,
+    bodies: Result<Vec<Vec<u8>>>,
+) -> (Vec<Vec<u8>>, Option<Error>) {
+    match bodies {
+        Ok(bodies) => {
+            let payloads = bodies
+                .into_iter()
+                .map(|body| {
+                    let mut payload = Vec::with_capacity(body.len() + 64);
+                    put_header(key, None, &mut payload);
+                    payload.extend_from_slice(&body);
+                    payload
+                })
+                .collect();
+            (payloads, None)
+        }
+        Err(e) => {
+            let mut payload = Vec::new();
+            put_header(key, Some(&e.to_string()), &mut payload);
+            (vec![payload; n], Some(e))
+        }
+    }
+}
+
 /// Reads every source's header: the bodies, or the error of the first process whose stage
 /// failed (this process's own error when it failed here), or the divergence.
 fn read_headers<'a>(
@@ -286,21 +319,119 @@ pub(crate) fn all_gather(
     key: StageKey,
     local: Result<Vec<u8>>,
 ) -> Result<Vec<Vec<u8>>> {
-    let mut payload = Vec::new();
-    let mine = match local {
-        Ok(body) => {
-            put_header(&key, None, &mut payload);
-            payload.extend_from_slice(&body);
-            None
-        }
-        Err(e) => {
-            put_header(&key, Some(&e.to_string()), &mut payload);
-            Some(e)
-        }
-    };
-    let received = exec.exchange(vec![payload; exec.processes()])?;
+    let n = exec.processes();
+    let (payloads, mine) = with_headers(&key, n, local.map(|body| vec![body; n]));
+    let received = exec.exchange(payloads)?;
     let bodies = read_headers(exec, &key, mine, &received)?;
     Ok(bodies.into_iter().map(<[u8]>::to_vec).collect())
+}
+
+/// The shuffled partitions a stage's tasks read on a process that does not own them: for
+/// each of `partitions` of `root` (every process's, so every process computes the same
+/// plan), the `(shuffle, reduce partition)` pairs its task reads through narrow
+/// dependencies (a `union`, `coalesce`, `zip` or `cartesian` after a shuffle), as
+/// `(reading process, shuffle id, reduce partition)` where the reading process is not the
+/// partition's owner; and the shuffles, by id.
+fn remote_reads(
+    exec: &dyn Executor,
+    root: &Arc<dyn Node>,
+    partitions: &[usize],
+) -> (
+    BTreeSet<(usize, usize, usize)>,
+    FxHashMap<usize, Arc<dyn ShuffleDepBase>>,
+) {
+    let mut reads = BTreeSet::new();
+    let mut shuffles: FxHashMap<usize, Arc<dyn ShuffleDepBase>> = FxHashMap::default();
+    for &p in partitions {
+        let reader = exec.owner(p);
+        let mut seen: FxHashSet<(usize, usize)> = FxHashSet::default();
+        let mut stack: Vec<(Arc<dyn Node>, usize)> = vec![(root.clone(), p)];
+        while let Some((node, split)) = stack.pop() {
+            if !seen.insert((node.id(), split)) {
+                continue;
+            }
+            for dep in node.dependencies() {
+                match dep.inner {
+                    DepInner::OneToOne(parent) => stack.push((parent, split)),
+                    DepInner::Range {
+                        parent,
+                        in_start,
+                        out_start,
+                        len,
+                    } => {
+                        if (out_start..out_start + len).contains(&split) {
+                            stack.push((parent, in_start + split - out_start));
+                        }
+                    }
+                    DepInner::Narrow { parent, parents_of } => {
+                        for q in parents_of(split) {
+                            stack.push((parent.clone(), q));
+                        }
+                    }
+                    DepInner::Shuffle(s) => {
+                        if exec.owner(split) != reader {
+                            reads.insert((reader, s.shuffle_id(), split));
+                            shuffles.insert(s.shuffle_id(), s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (reads, shuffles)
+}
+
+/// Before a stage computing `partitions` of `root` (every process's partitions): sends the
+/// shuffled partitions its tasks read on processes that do not own them (see
+/// [`remote_reads`]) from their owners, so that every task finds its input here. Nothing
+/// is exchanged when no task reads another process's partition (the plan is the same on
+/// every process, so all skip together).
+pub(crate) fn move_buckets(
+    ctx: &ContextInner,
+    job_id: usize,
+    stage_id: usize,
+    root: &Arc<dyn Node>,
+    partitions: &[usize],
+) -> Result<()> {
+    let exec = ctx.executor.as_ref();
+    let (reads, shuffles) = remote_reads(exec, root, partitions);
+    if reads.is_empty() {
+        return Ok(());
+    }
+    let (me, n) = (exec.process(), exec.processes());
+    let plan: Vec<u64> = reads
+        .iter()
+        .flat_map(|&(to, s, q)| [to as u64, s as u64, q as u64])
+        .collect();
+    let key = StageKey::agreement(job_id, stage_id, root.id(), "move buckets", &plan);
+    let outputs = |s: usize| {
+        ctx.shuffles
+            .outputs(s)
+            .ok_or_else(|| Error::Internal(format!("shuffle {s} has no outputs to move")))
+    };
+    let encoded = (|| {
+        let mut bodies = vec![Vec::new(); n];
+        for &(to, s, q) in reads.iter().filter(|(_, _, q)| exec.owner(*q) == me) {
+            for output in outputs(s)?.iter() {
+                shuffles[&s].encode_bucket(output, q, &mut bodies[to])?;
+            }
+        }
+        Ok(bodies)
+    })();
+    let (payloads, mine) = with_headers(&key, n, encoded);
+    let received = exec.exchange(payloads)?;
+    let mut bodies = read_headers(exec, &key, mine, &received)?;
+    for &(_, s, q) in reads.iter().filter(|(to, _, _)| *to == me) {
+        let source = exec.owner(q);
+        for output in outputs(s)?.iter() {
+            let bytes = wire::split_records(&mut bodies[source])
+                .map_err(|e| unreadable(exec, source, e))?;
+            shuffles[&s]
+                .install_bucket(output, q, bytes)
+                .map_err(|e| unreadable(exec, source, e))?;
+        }
+    }
+    all_read(exec, &bodies)
 }
 
 /// Completes a result stage: every process gets the results of `partitions` (this
@@ -382,23 +513,11 @@ pub(crate) fn exchange_map_outputs(
         }
         Ok((outputs, bodies))
     });
-    let mut payloads: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-    let (outputs, mine) = match encoded {
-        Ok((outputs, bodies)) => {
-            for (payload, body) in payloads.iter_mut().zip(bodies) {
-                put_header(&key, None, payload);
-                payload.extend_from_slice(&body);
-            }
-            (Some(outputs), None)
-        }
-        Err(e) => {
-            let message = e.to_string();
-            for payload in &mut payloads {
-                put_header(&key, Some(&message), payload);
-            }
-            (None, Some(e))
-        }
+    let (outputs, bodies) = match encoded {
+        Ok((outputs, bodies)) => (Some(outputs), Ok(bodies)),
+        Err(e) => (None, Err(e)),
     };
+    let (payloads, mine) = with_headers(&key, n, bodies);
     let received = exec.exchange(payloads)?;
     let mut bodies = read_headers(exec, &key, mine, &received)?;
     let mut own = outputs.unwrap_or_default().into_iter();

@@ -107,6 +107,9 @@ where
             } else {
                 partitions
             };
+            if exec.processes() > 1 {
+                executor::move_buckets(&ctx.inner, job_id, stage_id, &root, partitions)?;
+            }
             let results = run_stage(
                 &ctx,
                 Stage {
@@ -183,22 +186,30 @@ fn complete_checkpoints(
         // In a cluster, the partitions this process owns; the completion stage runs when
         // any process misses one (every process runs the same stages).
         let missing = ops.missing_partitions();
-        let (missing, any_missing) = if cluster {
-            let (flag, missing) = match missing {
-                Ok(m) => (Ok(vec![u8::from(!m.is_empty())]), m),
+        // Every process's missing partitions, in a cluster (for the stage's bucket moves).
+        let (missing, all_missing) = if cluster {
+            let (list, missing) = match missing {
+                Ok(m) => (encode_partitions(&m), m),
                 Err(e) => (Err(e), Vec::new()),
             };
             // A failure here (this process's own error) fails every process.
-            let flags = agree("checkpoint missing", node.id(), flag)?;
-            (missing, flags.iter().any(|f| f.first() == Some(&1)))
+            let lists = agree("checkpoint missing", node.id(), list)?;
+            let mut all = Vec::new();
+            for list in lists {
+                all.extend(decode_partitions(&list)?);
+            }
+            all.sort_unstable();
+            (missing, all)
         } else {
             let missing = missing?;
-            let any = !missing.is_empty();
-            (missing, any)
+            (missing.clone(), missing)
         };
-        if any_missing {
+        if !all_missing.is_empty() {
             run_parent_stages(ctx, job, node, checkpoints)?;
             let stage_id = ctx.inner.new_stage_id();
+            if cluster {
+                executor::move_buckets(&ctx.inner, job.job_id, stage_id, node, &all_missing)?;
+            }
             let done = run_stage(
                 ctx,
                 Stage {
@@ -222,6 +233,20 @@ fn complete_checkpoints(
         checkpoints.mark_committed(node.id());
     }
     Ok(())
+}
+
+/// A list of partitions as exchanged between processes.
+fn encode_partitions(partitions: &[usize]) -> Result<Vec<u8>> {
+    postcard::to_allocvec(partitions)
+        .map_err(|e| Error::Internal(format!("encoding a partition list: {e}")))
+}
+
+/// The list [`encode_partitions`] wrote.
+fn decode_partitions(bytes: &[u8]) -> Result<Vec<usize>> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Cluster {
+        process: None,
+        message: format!("a partition list another process sent does not read back: {e}"),
+    })
 }
 
 /// Runs the missing shuffle-map stages below `root`, parents first.
@@ -252,6 +277,10 @@ fn run_parent_stages(
         let maps = parent.num_partitions();
         let partitions: Vec<usize> = (0..maps).filter(|&p| exec.owns(p)).collect();
         let stage_id = ctx.inner.new_stage_id();
+        if exec.processes() > 1 {
+            let all: Vec<usize> = (0..maps).collect();
+            executor::move_buckets(&ctx.inner, job.job_id, stage_id, &parent, &all)?;
+        }
         let outputs = run_stage(
             ctx,
             Stage {
@@ -383,7 +412,10 @@ fn run_stage<R: Send>(
 fn missing_shuffles(ctx: &Context, root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
     let mut order = Vec::new();
     let mut done: FxHashSet<usize> = FxHashSet::default();
-    let mut stack: Vec<(Arc<dyn ShuffleDepBase>, bool)> = direct_shuffles(root)
+    // In a cluster a process caches only the partitions it computed, so "fully cached" is
+    // a per-process view; the processes must agree on the stages, so it is not used there.
+    let cached_ok = ctx.inner.executor.processes() == 1;
+    let mut stack: Vec<(Arc<dyn ShuffleDepBase>, bool)> = direct_shuffles(root, cached_ok)
         .into_iter()
         .rev()
         .map(|d| (d, false))
@@ -402,7 +434,7 @@ fn missing_shuffles(ctx: &Context, root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleD
             done.insert(id);
             continue;
         }
-        let parents = direct_shuffles(&dep.parent());
+        let parents = direct_shuffles(&dep.parent(), cached_ok);
         stack.push((dep, true));
         for p in parents.into_iter().rev() {
             if !done.contains(&p.shuffle_id()) {
@@ -414,8 +446,8 @@ fn missing_shuffles(ctx: &Context, root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleD
 }
 
 /// The shuffle dependencies reachable from `root` through narrow dependencies only (the
-/// stage's own inputs). Fully cached RDDs are not looked into.
-fn direct_shuffles(root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
+/// stage's own inputs). Fully cached RDDs are not looked into when `cached_ok`.
+fn direct_shuffles(root: &Arc<dyn Node>, cached_ok: bool) -> Vec<Arc<dyn ShuffleDepBase>> {
     let mut found = Vec::new();
     let mut seen: FxHashSet<usize> = FxHashSet::default();
     let mut stack = vec![root.clone()];
@@ -425,7 +457,8 @@ fn direct_shuffles(root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
         }
         // Only a persisted RDD can be fully cached; asking the block store (a scan under its
         // lock) for every node of a deep lineage would cost O(nodes x blocks).
-        if node.storage_level() != StorageLevel::None
+        if cached_ok
+            && node.storage_level() != StorageLevel::None
             && node.num_partitions() > 0
             && node.cached_partitions() == node.num_partitions()
         {

@@ -223,11 +223,33 @@ impl Context {
                 "checkpoint dir",
                 &[],
             );
+            // The settings every process writes parts with, which one manifest records.
+            let config = &self.inner.config;
+            let settings = format!(
+                "compression {:?}, frame limit {}, fsync {}, verify {}",
+                config.compression, config.frame_limit, config.fsync, config.verify
+            );
             let (outcome, app) = match app {
-                Ok(app) => (Ok(Vec::new()), Some(app)),
+                Ok(app) => (Ok(settings.clone().into_bytes()), Some(app)),
                 Err(e) => (Err(e), None),
             };
-            crate::scheduler::all_gather(exec, key, outcome)?;
+            let bodies = crate::scheduler::all_gather(exec, key, outcome)?;
+            if let Some((process, theirs)) = bodies
+                .iter()
+                .enumerate()
+                .find(|(_, b)| b.as_slice() != bodies[0].as_slice())
+            {
+                return Err(Error::Cluster {
+                    process: Some(process),
+                    message: format!(
+                        "process {process} writes checkpoints with other settings ({}) than \
+                         process 0 ({}): the processes of a cluster write one checkpoint \
+                         together, so their checkpoint settings must be equal",
+                        String::from_utf8_lossy(theirs),
+                        String::from_utf8_lossy(&bodies[0])
+                    ),
+                });
+            }
             app.ok_or_else(|| Error::Internal("the checkpoint folder was not opened".into()))?
         } else {
             app?

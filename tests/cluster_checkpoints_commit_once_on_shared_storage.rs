@@ -343,4 +343,110 @@ mod cluster {
             }
         }
     }
+
+    /// A part write that fails on one process: every process fails, and process 0 (which
+    /// committed nothing) removes the whole attempt folder, the parts the others finished
+    /// included; the retry commits.
+    #[test]
+    fn a_failed_write_on_one_process_leaves_no_attempt_folder_behind() {
+        use flintlock::checkpoint::{FaultyStorage, LocalFs, StorageOp};
+        let dir = tempfile::tempdir().unwrap();
+        let storages: Vec<Arc<FaultyStorage>> = (0..3)
+            .map(|_| FaultyStorage::new(Arc::new(LocalFs)))
+            .collect();
+        let results = run_threads_with(
+            &free_addresses(3),
+            |i, b| {
+                b.app_id("faulty")
+                    .checkpoint_dir(dir.path())
+                    .checkpoint_storage(storages[i].clone())
+            },
+            |ctx| {
+                if ctx.process() == 1 {
+                    // Its second part's rename: its first part is complete by then.
+                    storages[1].fail_nth(StorageOp::Rename, 2, std::io::ErrorKind::Other);
+                }
+                let marked = ctx.range(0..600, 6).map(|x| x * 2);
+                marked.checkpoint().unwrap();
+                let failed = marked.count();
+                let folders_after_failure = attempt_folders(dir.path());
+                (
+                    failed,
+                    folders_after_failure,
+                    marked.count(),
+                    marked.checkpoint_state(),
+                )
+            },
+        );
+        for (p, (failed, folders, retried, state)) in results.into_iter().enumerate() {
+            assert!(failed.is_err(), "process {p}");
+            // Process 0's abort may run after another process looked.
+            if p == 0 {
+                assert!(folders.is_empty(), "process 0 left {folders:?}");
+            }
+            assert_eq!(retried.unwrap(), 600, "process {p}");
+            assert_eq!(state, CheckpointState::Checkpointed, "process {p}");
+        }
+        let left = attempt_folders(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(manifests(dir.path()), left);
+    }
+
+    /// The `rdd-*` folders of every app folder below `root`.
+    fn attempt_folders(root: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for app in std::fs::read_dir(root).unwrap().flatten() {
+            if let Ok(entries) = std::fs::read_dir(app.path()) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("rdd-") {
+                        found.push(e.path());
+                    }
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn processes_with_other_checkpoint_settings_fail_when_the_folder_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let addresses = free_addresses(2);
+        let built: Vec<Result<Context, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let addresses = addresses.clone();
+                    let dir = dir.path();
+                    s.spawn(move || {
+                        let mut b = Context::builder()
+                            .threads(1)
+                            .app_id("settings")
+                            .checkpoint_dir(dir)
+                            .cluster(flintlock::ClusterConfig::new(i, addresses).unwrap());
+                        if i == 1 {
+                            b = b.checkpoint_compression(flintlock::checkpoint::Compression::Lz4);
+                        }
+                        b.build()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (p, outcome) in built.into_iter().enumerate() {
+            let Err(e) = outcome else {
+                panic!("process {p}: other settings, yet the context was built");
+            };
+            assert!(
+                matches!(
+                    e,
+                    Error::Cluster {
+                        process: Some(1),
+                        ..
+                    }
+                ),
+                "process {p}: {e:?}"
+            );
+            assert!(e.to_string().contains("Lz4"), "process {p}: {e}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -55,6 +55,9 @@ pub(crate) struct WriteSession<T> {
     /// Whether this is a checkpoint (its writes are reported as checkpoint events) rather
     /// than an output in the checkpoint format.
     is_checkpoint: bool,
+    /// This process committed the manifest (process 0 of a cluster, before the others
+    /// heard of it): an abort then removes nothing.
+    committed: AtomicBool,
 }
 
 struct Parts {
@@ -90,16 +93,20 @@ impl<T: Data> WriteSession<T> {
     ) -> Result<Arc<Self>> {
         check_type_name(codec.as_ref())?;
         let dir = app.rdd_dir(node.id, write_id);
-        if let Err(e) = app.storage.list(&dir) {
-            return Err(Error::Cluster {
-                process: None,
-                message: format!(
-                    "the checkpoint folder process 0 created, {}, is not visible here ({e}): \
-                     in cluster mode the checkpoint directory must be storage every process \
-                     shares (one filesystem, or an object store)",
-                    dir.display()
-                ),
-            });
+        match app.storage.list(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Cluster {
+                    process: None,
+                    message: format!(
+                        "the checkpoint folder process 0 created, {}, is not visible here \
+                         ({e}): in cluster mode the checkpoint directory must be storage every \
+                         process shares (one filesystem, or an object store)",
+                        dir.display()
+                    ),
+                })
+            }
+            Err(e) => return Err(Error::io("list", &dir, e)),
         }
         Ok(Self::start(node, app, codec, series, dir, write_id, true))
     }
@@ -155,6 +162,7 @@ impl<T: Data> WriteSession<T> {
             }),
             created: Mutex::new(Vec::new()),
             is_checkpoint,
+            committed: AtomicBool::new(false),
         })
     }
 
@@ -404,6 +412,7 @@ impl<T: Data> WriteSession<T> {
             self.take_parts(&bodies).and_then(|()| {
                 let manifest = self.commit()?;
                 // Committed: from here on an abort of this attempt removes nothing.
+                self.committed.store(true, Ordering::Release);
                 self.created.lock().clear();
                 let bytes = manifest.encode()?;
                 ours = Some(manifest);
@@ -567,6 +576,14 @@ impl<T: Data> WriteSession<T> {
         }
         for path in created.iter().rev() {
             let _ = storage.remove_file(path);
+        }
+        if self.app.is_owner()
+            && self.ctx.inner.executor.processes() > 1
+            && !self.committed.load(Ordering::Acquire)
+        {
+            // Process 0 of a cluster, which alone commits: no manifest is in the folder, so
+            // the parts the other processes left there (see above) go with it.
+            let _ = storage.remove_dir_all(&self.dir);
         }
         let _ = storage.remove_dir(&self.dir);
         if self.app.fsync {

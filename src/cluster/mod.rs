@@ -29,8 +29,12 @@
 //!   every process before the commit and nothing is committed; a process that fails after
 //!   it never removes committed parts. [`Checkpointer::latest`] resumes every process from
 //!   the step process 0 finds, so a cluster restarted after a failure (`scripts/cluster.sh`)
-//!   continues from its newest checkpoint. The app id must be the same on every process
-//!   (or generated on all: process 0's is used). `local_checkpoint()` is refused (its
+//!   continues from its newest checkpoint. The app id and the checkpoint settings
+//!   (compression, frame limit, fsync, verify) must be the same on every process (a
+//!   generated app id: process 0's is used). Removals (a series' `keep`,
+//!   `clean_checkpoints`) are decided by process 0 from the RDDs it holds: the program
+//!   being the same everywhere, the others hold the same ones, and every read of a
+//!   checkpoint is part of a job all processes run. `local_checkpoint()` is refused (its
 //!   blocks would stay on the processes that computed them).
 //! - **Failures are agreed**: a stage that fails on one process fails on all (there with
 //!   [`Error::Cluster`] naming the process); a process that dies, returns early or takes

@@ -179,7 +179,13 @@ impl Transport {
     /// this the same number of times, in the same order; a process that does not (it
     /// died, returned, or took another path) fails the call everywhere, naming it.
     pub(crate) fn exchange(&self, outgoing: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
-        assert_eq!(outgoing.len(), self.processes, "one payload per process");
+        if outgoing.len() != self.processes {
+            return Err(Error::Internal(format!(
+                "{} payloads for {} processes",
+                outgoing.len(),
+                self.processes
+            )));
+        }
         let mut state = self.state.lock();
         if let Some(why) = &state.broken {
             return Err(cluster_error(

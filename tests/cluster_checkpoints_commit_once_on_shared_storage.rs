@@ -28,7 +28,9 @@ mod cluster {
 
     use flintlock::{CheckpointState, Context, Error, Partitioner, Rdd};
 
-    use super::common::{self, free_addresses, run_threads, run_threads_with, Counter};
+    use super::common::{
+        self, free_addresses, run_threads, run_threads_with, spawn_processes, Counter,
+    };
 
     /// The committed checkpoint folders (with a manifest) below `root`, as paths.
     fn manifests(root: &Path) -> Vec<PathBuf> {
@@ -304,23 +306,13 @@ mod cluster {
             .checkpoint_dir(dir.path())
             .build()
             .unwrap();
-        let addresses = free_addresses(2);
-        let built: Vec<Result<Context, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..2)
-                .map(|i| {
-                    let addresses = addresses.clone();
-                    let dir = dir.path();
-                    s.spawn(move || {
-                        Context::builder()
-                            .threads(1)
-                            .app_id("taken")
-                            .checkpoint_dir(dir)
-                            .cluster(flintlock::ClusterConfig::new(i, addresses).unwrap())
-                            .build()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let built = spawn_processes(&free_addresses(2), |_, config| {
+            Context::builder()
+                .threads(1)
+                .app_id("taken")
+                .checkpoint_dir(dir.path())
+                .cluster(config)
+                .build()
         });
         for (p, outcome) in built.into_iter().enumerate() {
             let Err(e) = outcome else {
@@ -411,26 +403,17 @@ mod cluster {
     #[test]
     fn processes_with_other_checkpoint_settings_fail_when_the_folder_is_opened() {
         let dir = tempfile::tempdir().unwrap();
-        let addresses = free_addresses(2);
-        let built: Vec<Result<Context, Error>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..2)
-                .map(|i| {
-                    let addresses = addresses.clone();
-                    let dir = dir.path();
-                    s.spawn(move || {
-                        let mut b = Context::builder()
-                            .threads(1)
-                            .app_id("settings")
-                            .checkpoint_dir(dir)
-                            .cluster(flintlock::ClusterConfig::new(i, addresses).unwrap());
-                        if i == 1 {
-                            b = b.checkpoint_compression(flintlock::checkpoint::Compression::Lz4);
-                        }
-                        b.build()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let built = spawn_processes(&free_addresses(2), |i, config| {
+            let builder = Context::builder()
+                .threads(1)
+                .app_id("settings")
+                .checkpoint_dir(dir.path())
+                .cluster(config);
+            match i {
+                1 => builder.checkpoint_compression(flintlock::checkpoint::Compression::Lz4),
+                _ => builder,
+            }
+            .build()
         });
         for (p, outcome) in built.into_iter().enumerate() {
             let Err(e) = outcome else {

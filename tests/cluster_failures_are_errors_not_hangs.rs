@@ -45,18 +45,8 @@ mod cluster {
         configure: impl Fn(ClusterConfig) -> ClusterConfig + Sync,
         program: impl Fn(usize, Context) -> R + Sync,
     ) -> Vec<R> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..addresses.len())
-                .map(|i| {
-                    let (program, configure) = (&program, &configure);
-                    let addresses = addresses.to_vec();
-                    s.spawn(move || {
-                        let config = configure(ClusterConfig::new(i, addresses).unwrap());
-                        program(i, context(config))
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        common::spawn_processes(addresses, |i, config| {
+            program(i, context(configure(config)))
         })
     }
 

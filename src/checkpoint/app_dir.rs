@@ -271,18 +271,28 @@ impl AppDir {
             }
         }
         startup_cleanup(storage.as_ref(), &root, &dir);
-        Ok(AppDir {
+        Ok(AppDir::new(root, dir, config, lock, true))
+    }
+
+    fn new(
+        root: PathBuf,
+        dir: PathBuf,
+        config: &Config,
+        lock: Box<dyn StorageLock>,
+        owner: bool,
+    ) -> AppDir {
+        AppDir {
             root,
             dir,
-            storage,
+            storage: config.storage.clone(),
             fsync: config.fsync,
             compression: config.compression,
             verify: config.verify,
             frame_limit: config.frame_limit,
             lock,
             remove_if_empty: AtomicBool::new(false),
-            owner: true,
-        })
+            owner,
+        }
     }
 
     /// The app folder as a process of a cluster other than process 0 uses it: process 0
@@ -297,18 +307,7 @@ impl AppDir {
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create folder", &dir, e))?;
-        Ok(AppDir {
-            root,
-            dir,
-            storage,
-            fsync: config.fsync,
-            compression: config.compression,
-            verify: config.verify,
-            frame_limit: config.frame_limit,
-            lock: Box::new(NoLock),
-            remove_if_empty: AtomicBool::new(false),
-            owner: false,
-        })
+        Ok(AppDir::new(root, dir, config, Box::new(NoLock), false))
     }
 
     /// Whether this process owns the folder (see [`AppDir::open_shared`]): only the owner
@@ -322,19 +321,8 @@ impl AppDir {
     /// its own folder in it exclusively, so no lock and no app marker are needed, and no
     /// cleanup ever runs in it. The folder must exist (`storage::create_parents`).
     pub(crate) fn output_parent(parent: &Path, config: &Config) -> AppDir {
-        let storage = config.storage.clone();
-        AppDir {
-            root: parent.to_path_buf(),
-            dir: parent.to_path_buf(),
-            storage,
-            fsync: config.fsync,
-            compression: config.compression,
-            verify: config.verify,
-            frame_limit: config.frame_limit,
-            lock: Box::new(NoLock),
-            remove_if_empty: AtomicBool::new(false),
-            owner: true,
-        }
+        let dir = parent.to_path_buf();
+        AppDir::new(dir.clone(), dir, config, Box::new(NoLock), true)
     }
 
     /// Takes the app folder's owner lock, so that a second process (or context) pointed at

@@ -620,13 +620,8 @@ fn claim_in_cluster(
     }
     let ids: Vec<u64> = marked.iter().map(|n| n.id() as u64).collect();
     let mut job = JobCheckpoints::default();
-    let key = StageKey::agreement(
-        job_id,
-        ctx.inner.new_stage_id(),
-        root_id,
-        "checkpoint claim",
-        &ids,
-    );
+    let key =
+        |step: &str| StageKey::agreement(job_id, ctx.inner.new_stage_id(), root_id, step, &ids);
     // Process 0's write ids, one per marked RDD (`None`: not claimed there).
     let drawn = if exec.process() == 0 {
         let mut write_ids: Vec<Option<u64>> = Vec::with_capacity(marked.len());
@@ -644,7 +639,7 @@ fn claim_in_cluster(
     } else {
         Ok(Vec::new())
     };
-    let from_zero = match all_gather(exec.as_ref(), key, drawn) {
+    let from_zero = match all_gather(exec.as_ref(), key("checkpoint claim"), drawn) {
         Ok(mut bodies) => std::mem::take(&mut bodies[0]),
         Err(e) => {
             job.abort(ctx);
@@ -676,14 +671,8 @@ fn claim_in_cluster(
                     })
             })
     };
-    let key = StageKey::agreement(
-        job_id,
-        ctx.inner.new_stage_id(),
-        root_id,
-        "checkpoint adopt",
-        &ids,
-    );
-    if let Err(e) = all_gather(exec.as_ref(), key, adopted.map(|()| Vec::new())) {
+    let adopted = adopted.map(|()| Vec::new());
+    if let Err(e) = all_gather(exec.as_ref(), key("checkpoint adopt"), adopted) {
         job.abort(ctx);
         return Err(e);
     }

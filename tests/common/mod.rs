@@ -194,17 +194,25 @@ pub fn run_threads_with<R: Send>(
     configure: impl Fn(usize, flintlock::ContextBuilder) -> flintlock::ContextBuilder + Sync,
     program: impl Fn(&Context) -> R + Sync,
 ) -> Vec<R> {
+    spawn_processes(addresses, |i, config| {
+        let builder = Context::builder().threads(2).cluster(config);
+        program(&configure(i, builder).build().unwrap())
+    })
+}
+
+/// Runs `each(i, process i's cluster config)` on a thread per process of a cluster of
+/// `addresses.len()` processes; the results by process.
+#[cfg(feature = "cluster")]
+pub fn spawn_processes<R: Send>(
+    addresses: &[String],
+    each: impl Fn(usize, flintlock::ClusterConfig) -> R + Sync,
+) -> Vec<R> {
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..addresses.len())
             .map(|i| {
-                let (program, configure) = (&program, &configure);
-                let addresses = addresses.to_vec();
-                s.spawn(move || {
-                    let config = flintlock::ClusterConfig::new(i, addresses).unwrap();
-                    let builder = Context::builder().threads(2).cluster(config);
-                    let ctx = configure(i, builder).build().unwrap();
-                    program(&ctx)
-                })
+                let each = &each;
+                let config = flintlock::ClusterConfig::new(i, addresses.to_vec()).unwrap();
+                s.spawn(move || each(i, config))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()

@@ -43,6 +43,9 @@ pub(crate) struct ContextInner {
     pub(crate) pool: rayon::ThreadPool,
     next_rdd_id: AtomicUsize,
     next_shuffle_id: AtomicUsize,
+    /// Ids of RDDs and shuffles made inside tasks, in a cluster (see
+    /// [`ContextInner::new_rdd_id`]).
+    next_task_local_id: AtomicUsize,
     next_job_id: AtomicUsize,
     next_stage_id: AtomicUsize,
     pub(crate) blocks: BlockStore,
@@ -91,11 +94,32 @@ struct RegisteredListener {
 }
 
 impl ContextInner {
+    /// A new RDD id. In a cluster, an RDD made inside a task (by a closure) exists only on
+    /// the processes that run that task: its id comes from a range of its own, so that the
+    /// ids the processes' drivers draw, which their exchanges compare, stay equal.
     pub(crate) fn new_rdd_id(&self) -> usize {
-        self.next_rdd_id.fetch_add(1, Ordering::Relaxed)
+        self.task_local_id()
+            .unwrap_or_else(|| self.next_rdd_id.fetch_add(1, Ordering::Relaxed))
     }
+    /// How many RDD ids the driver drew so far.
+    pub(crate) fn rdd_ids_drawn(&self) -> u64 {
+        self.next_rdd_id.load(Ordering::Relaxed) as u64
+    }
+    /// Continues drawing RDD ids at `next` at least (a cluster's processes agreeing on
+    /// their ids after process 0 drew more).
+    pub(crate) fn skip_rdd_ids_to(&self, next: u64) {
+        let next = usize::try_from(next).unwrap_or(usize::MAX / 2);
+        self.next_rdd_id.fetch_max(next, Ordering::Relaxed);
+    }
+    /// A new shuffle id (in a cluster, inside a task: as [`ContextInner::new_rdd_id`]).
     pub(crate) fn new_shuffle_id(&self) -> usize {
-        self.next_shuffle_id.fetch_add(1, Ordering::Relaxed)
+        self.task_local_id()
+            .unwrap_or_else(|| self.next_shuffle_id.fetch_add(1, Ordering::Relaxed))
+    }
+    /// An id from the task-local range (its top half), in a cluster inside a task.
+    fn task_local_id(&self) -> Option<usize> {
+        (self.executor.processes() > 1 && crate::accumulator::in_task())
+            .then(|| (usize::MAX / 2 + 1) + self.next_task_local_id.fetch_add(1, Ordering::Relaxed))
     }
     pub(crate) fn new_job_id(&self) -> usize {
         self.next_job_id.fetch_add(1, Ordering::Relaxed)
@@ -757,6 +781,7 @@ impl ContextBuilder {
                 pool,
                 next_rdd_id: AtomicUsize::new(0),
                 next_shuffle_id: AtomicUsize::new(0),
+                next_task_local_id: AtomicUsize::new(0),
                 next_job_id: AtomicUsize::new(0),
                 next_stage_id: AtomicUsize::new(0),
                 blocks: BlockStore::default(),

@@ -247,6 +247,73 @@ mod cluster {
         assert_eq!(manifests(dir.path()).len(), 1);
     }
 
+    /// Process 0 skips a damaged newest checkpoint (opening it, and an RDD for it, first);
+    /// every process still resumes from the same step with the same RDD ids, so the jobs
+    /// that follow agree.
+    #[test]
+    fn a_damaged_newest_checkpoint_is_skipped_alike_on_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = |x: u64| x * 3 % 1_009;
+        run_threads_with(
+            &free_addresses(3),
+            |_, b| b.app_id("damaged").checkpoint_dir(dir.path()),
+            |ctx| {
+                let mut cp = ctx.checkpointer::<u64>("values").every(2).keep(2);
+                let mut values = ctx.range(0..1_000, 4);
+                for s in 1..=4 {
+                    values = values.map(step);
+                    cp.update(s, &values).unwrap();
+                    values.count().unwrap();
+                }
+            },
+        );
+        let committed = {
+            let ctx = Context::builder()
+                .app_id("damaged")
+                .checkpoint_dir(dir.path())
+                .build()
+                .unwrap();
+            ctx.checkpointer::<u64>("values").committed().unwrap()
+        };
+        assert_eq!(committed.iter().map(|c| c.step).collect::<Vec<_>>(), [4, 2]);
+        let part = committed[0].path.join("part-00002");
+        let bytes = std::fs::read(&part).unwrap();
+        std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
+        let expected: Vec<(u64, u64)> = {
+            let mut v: Vec<(u64, u64)> = (0..1_000u64)
+                .map(|x| (step(step(x)) % 10, step(step(step(x)))))
+                .collect();
+            v.sort_unstable();
+            let mut sums: Vec<(u64, u64)> = Vec::new();
+            for (k, x) in v {
+                match sums.last_mut() {
+                    Some((last, total)) if *last == k => *total += x,
+                    _ => sums.push((k, x)),
+                }
+            }
+            sums
+        };
+        let resumed = run_threads_with(
+            &free_addresses(3),
+            |_, b| b.app_id("damaged").checkpoint_dir(dir.path()),
+            |ctx| {
+                let cp = ctx.checkpointer::<u64>("values");
+                let (s, values) = cp.latest().unwrap().expect("step 2 is intact");
+                let mut sums = values
+                    .map(move |x| (x % 10, step(x)))
+                    .reduce_by_key(|a, b| a + b)
+                    .collect()
+                    .unwrap();
+                sums.sort_unstable();
+                (s, sums)
+            },
+        );
+        for (p, (s, sums)) in resumed.into_iter().enumerate() {
+            assert_eq!(s, 2, "process {p}");
+            assert_eq!(sums, expected, "process {p}");
+        }
+    }
+
     #[test]
     fn processes_that_do_not_mark_the_same_rdds_fail_instead_of_writing_half_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();

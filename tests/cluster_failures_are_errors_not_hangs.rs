@@ -258,23 +258,33 @@ mod cluster {
         }
     }
 
+    /// Refused on the processes whose tasks start it, whatever the partition count: one
+    /// that runs no task of the stage (2 partitions on 3 processes) and one that runs two
+    /// (4 partitions) must still agree about the jobs that follow.
     #[test]
     fn a_job_inside_a_task_is_refused_and_the_cluster_goes_on() {
         let results = run_threads(
-            &free_addresses(2),
+            &free_addresses(3),
             |c| c,
             |_, ctx| {
                 let zipped = ctx.range(0..100, 3).zip_with_index().count();
+                let fewer = ctx.range(0..100, 2).zip_with_index().count();
+                let more = ctx.range(0..100, 4).zip_with_index().count();
                 let inner = ctx.clone();
                 let nested = ctx
                     .range(0..10, 2)
                     .map(move |x| x + inner.range(0..5, 1).count().unwrap())
                     .count();
-                (zipped, nested, ctx.range(0..10, 3).count())
+                (zipped, fewer, more, nested, ctx.range(0..10, 3).count())
             },
         );
-        for (zipped, nested, after) in results {
-            for e in [zipped.unwrap_err(), nested.unwrap_err()] {
+        for (zipped, fewer, more, nested, after) in results {
+            for e in [
+                zipped.unwrap_err(),
+                fewer.unwrap_err(),
+                more.unwrap_err(),
+                nested.unwrap_err(),
+            ] {
                 let text = e.to_string();
                 assert!(text.contains("inside a task"), "{text}");
             }

@@ -242,31 +242,37 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
         let name = super::format::type_fingerprint(&self.name);
         let key =
             |step: &str| StageKey::agreement(usize::MAX, inner.new_stage_id(), 0, step, &[name]);
-        let mut found = None;
+        // Process 0's search opens (and drops) an RDD per candidate it tries, the others
+        // none: every process says how many RDD ids it drew, all continue from the
+        // largest, and every process opens the one found, so that its RDD id, and every
+        // id after it, is the same on all.
         let answer = if exec.process() == 0 {
             self.latest_here().map(|latest| {
-                let mut body = Vec::new();
+                let mut body = inner.rdd_ids_drawn().to_le_bytes().to_vec();
                 if let Some((step, rdd)) = latest {
                     let path = rdd.checkpoint_path().unwrap_or_default();
                     body.extend_from_slice(&step.to_le_bytes());
                     body.extend_from_slice(path.to_string_lossy().as_bytes());
-                    found = Some((step, rdd));
                 }
                 body
             })
         } else {
-            Ok(Vec::new())
+            Ok(inner.rdd_ids_drawn().to_le_bytes().to_vec())
         };
         let bodies = all_gather(exec, key("checkpoint latest"), answer)?;
-        let opened = match bodies[0].split_at_checked(8) {
-            Some((step, path)) if exec.process() != 0 => {
-                let step = u64::from_le_bytes(step.try_into().unwrap_or_default());
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let drawn = bodies.iter().filter_map(|b| b.get(..8)).map(word).max();
+        inner.skip_rdd_ids_to(drawn.unwrap_or(0));
+        let mut found = None;
+        let opened = match bodies[0].get(8..).and_then(|b| b.split_at_checked(8)) {
+            Some((step, path)) => {
+                let step = word(step);
                 let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
                 self.open_found(step, &path).map(|rdd| {
                     found = Some((step, rdd));
                 })
             }
-            _ => Ok(()),
+            None => Ok(()),
         };
         let opened = opened.map(|()| Vec::new());
         all_gather(exec, key("checkpoint opened"), opened)?;

@@ -59,6 +59,17 @@ where
             other: other.to_string(),
         });
     }
+    if ctx.inner.executor.processes() > 1 && crate::accumulator::in_task() {
+        // A job inside a task runs on the processes that own that task's partition only:
+        // the others would never join its exchanges. Refused before it takes a job id, so
+        // that the processes' job counters stay equal.
+        return Err(Error::Cluster {
+            process: None,
+            message: "a job started inside a task (an action in a closure, zip_with_index, a \
+                      listener running a job) is not supported in cluster mode yet"
+                .into(),
+        });
+    }
     let job_id = ctx.inner.new_job_id();
     let registered = ctx.inner.jobs.register(ctx.inner.serial, job_id);
     let job = &registered.job;
@@ -78,19 +89,7 @@ where
         });
     }
     let exec = ctx.inner.executor.clone();
-    let result = if exec.processes() > 1 && crate::accumulator::in_task() {
-        // A job inside a task runs on the processes that own that task's partition only:
-        // the others would never join its exchanges.
-        Err(Error::Cluster {
-            process: None,
-            message: "a job started inside a task (an action in a closure, zip_with_index, a \
-                      listener running a job) is not supported in cluster mode yet"
-                .into(),
-        })
-    } else {
-        checkpoint::claim_for_job(&ctx, &root, job_id)
-    };
-    let result = result.and_then(|checkpoints| {
+    let result = checkpoint::claim_for_job(&ctx, &root, job_id).and_then(|checkpoints| {
         // Tasks catch their own panics; this catches the rest (a `Storage` impl during the
         // commit, say), so that no panic strands a claimed RDD InProgress.
         let result = catch_unwind(AssertUnwindSafe(|| {

@@ -1,8 +1,8 @@
 //! What cluster mode costs on one machine (feature `cluster`): the PageRank example's job
 //! (Spark's plan, 10 iterations, lazy, no checkpoints, 8 partitions) on the built-in graph
-//! of 1M and 5M edges, with the local executor (one process, 2 threads) and as 2 and 4
+//! of 1M and 5M edges, with the local executor (one process, 2 threads) and as 1, 2 and 4
 //! processes on loopback (1 task thread each; on this 2-core machine 4 processes share 2
-//! cores). Every process is a child of this bench, so the processes are real ones; each
+//! cores; 1 process is a cluster of one, which exchanges nothing). Every process is a child of this bench, so the processes are real ones; each
 //! runs the job `RUNS` times after a warm-up and reports its times, and the figure is the
 //! median of process 0's (the others finish within the same exchange).
 //!
@@ -229,14 +229,14 @@ fn main() {
     );
     for edges in sizes {
         let graph = graph_of(edges);
-        let mut ratios = [Vec::new(), Vec::new()];
+        let mut ratios = [Vec::new(), Vec::new(), Vec::new()];
         let mut digest = None;
         for _ in 0..ROUNDS {
             let (local_ms, d) = times(&local, Work::PageRank(&graph));
             let local_ms = median(local_ms);
             assert_eq!(*digest.get_or_insert(d), d);
             let mut line = format!("  pagerank {edges} round: local {local_ms:.0} ms");
-            for (slot, n) in [2, 4].into_iter().enumerate() {
+            for (slot, n) in [1, 2, 4].into_iter().enumerate() {
                 let (ms, d) = cluster(n, edges);
                 assert_eq!(Some(d), digest, "{n} processes computed other ranks");
                 let ms = median(ms);
@@ -245,7 +245,7 @@ fn main() {
             }
             println!("{line}");
         }
-        for (slot, n) in [2, 4].into_iter().enumerate() {
+        for (slot, n) in [1, 2, 4].into_iter().enumerate() {
             let (total, crossing) = crossing_records(&graph, n);
             println!(
                 "pagerank {edges} edges, {ITERATIONS} iterations, {PARTITIONS} partitions, {n} \

@@ -205,6 +205,7 @@ impl Context {
     }
 
     /// This context's unique application id; checkpoints go to `<checkpoint_dir>/<app_id>/`.
+    /// The processes of a cluster share one: process 0's when it was generated.
     pub fn app_id(&self) -> &str {
         &self.inner.app_id
     }
@@ -222,8 +223,17 @@ impl Context {
     /// the old one stay where they are, and RDDs reading them keep the old folder locked
     /// until they are dropped.
     ///
+    /// # In a cluster
+    /// Every process must call it at the same point of the program, as an action (the
+    /// processes agree that each opened the folder). Process 0 owns the app folder (its
+    /// lock and start-up cleanup); the others write their parts into it. The folder must be
+    /// storage every process sees (one filesystem, or an object store), and the checkpoint
+    /// settings (compression, frame limit, fsync, verify) must be equal on all.
+    ///
     /// # Errors
-    /// When the folder cannot be created or is locked by another process.
+    /// When the folder cannot be created or is locked by another process. In a cluster,
+    /// [`Error::Cluster`] on the processes other than the one that failed (naming it), and
+    /// on every process when the checkpoint settings differ.
     pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
         let root = crate::checkpoint::resolve_root(dir.as_ref())?;
         let mut current = self.inner.checkpoint_dir.write();
@@ -287,9 +297,8 @@ impl Context {
         Ok(())
     }
 
-    /// This process's index in its cluster, `0..processes()` (see
-    /// [`ContextBuilder::cluster`](crate::ContextBuilder)); 0 when the context is one
-    /// process. Every process runs the same program: use it for what only one should do,
+    /// This process's index in its cluster, `0..processes()` (see [`ContextBuilder`]'s
+    /// `cluster`, feature `cluster`); 0 when the context is one process. Every process runs the same program: use it for what only one should do,
     /// such as writing the output.
     pub fn process(&self) -> usize {
         self.inner.executor.process()
@@ -514,7 +523,10 @@ impl ContextBuilder {
     /// Runs this program as one process of a cluster (feature `cluster`): every process
     /// runs the same program, and each runs the tasks of the partitions it owns (see
     /// [`crate::cluster`]). `build` connects to every process first, and fails with
-    /// [`Error::Cluster`] when one does not connect within the configuration's timeout.
+    /// [`Error::Cluster`] when one does not connect within the configuration's timeout,
+    /// when the processes' app ids differ (all must set the same one, or none), and, with a
+    /// checkpoint directory, when process 0 cannot lock it or the checkpoint settings
+    /// differ.
     #[cfg(feature = "cluster")]
     pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
         self.cluster = Some(config);
@@ -530,7 +542,8 @@ impl ContextBuilder {
     /// A fixed application id instead of a fresh one per context, so checkpoints land in
     /// the same `<checkpoint_dir>/<app_id>/` folder run after run (restartable jobs). The
     /// folder's lock file keeps two live contexts from sharing it: the second one's
-    /// `build` (or `set_checkpoint_dir`) fails with [`Error::Locked`]. Only ASCII letters,
+    /// `build` (or `set_checkpoint_dir`) fails with [`Error::Locked`]. The processes of a
+    /// cluster share one folder (process 0 holds its lock): all set the same id, or none. Only ASCII letters,
     /// digits, `-` and `_` are kept; other characters become `_`.
     pub fn app_id(mut self, id: impl Into<String>) -> Self {
         self.app_id = Some(sanitize(&id.into()));

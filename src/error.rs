@@ -342,8 +342,10 @@ pub enum Error {
 
     /// The processes of a cluster could not go on together (feature `cluster`): a process
     /// died, left, hung past the epoch timeout, did not connect, or ran another stage; or
-    /// a stage failed on another process (`process` names it); or the program used what
-    /// cluster mode does not support yet. The message says which.
+    /// a stage failed on another process (`process` names it); or the processes disagree
+    /// about the app id, the checkpoint settings or the checkpoints they write, or do not
+    /// share the checkpoint directory; or the program used what cluster mode does not
+    /// support yet. The message says which.
     #[error("cluster: {message}")]
     Cluster {
         /// The process the error is about, when one is known.

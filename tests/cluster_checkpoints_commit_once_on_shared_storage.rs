@@ -4,9 +4,11 @@
 //! process's lineage is truncated to it. It reads back exactly what one process computes,
 //! also from a one-process context. A failure anywhere fails every process and commits
 //! nothing; the next action writes it again. A series resumes on every process from the
-//! step process 0 finds. Processes that disagree (one marks, another does not; storage
-//! that is not shared) fail instead of committing half a checkpoint, and an app folder
-//! another run holds fails every process when the context is built.
+//! step process 0 finds, also when process 0 skips a damaged newest checkpoint. Processes
+//! that disagree (one marks, another does not; storage that is not shared; other
+//! checkpoint settings) fail instead of committing half a checkpoint, an app folder another
+//! run holds fails every process when the context is built, and a failed write leaves no
+//! attempt folder behind.
 //!
 //! The processes run as threads of this test, each with its own context and timely
 //! instance, connected over loopback TCP exactly as processes are. Real processes killed
@@ -14,7 +16,7 @@
 
 #[cfg(not(feature = "cluster"))]
 #[test]
-#[ignore = "needs the `cluster` feature: .ci/run runs it (cargo test --features cluster)"]
+#[ignore = "needs the `cluster` feature: the README's cargo test --release --all-features runs it"]
 fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]

@@ -15,7 +15,7 @@
 
 #[cfg(not(feature = "cluster"))]
 #[test]
-#[ignore = "needs the `cluster` feature: .ci/run runs it (cargo test --features cluster)"]
+#[ignore = "needs the `cluster` feature: the README's cargo test --release --all-features runs it"]
 fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]

@@ -15,7 +15,7 @@
 
 #[cfg(not(feature = "cluster"))]
 #[test]
-#[ignore = "needs the `cluster` feature: .ci/run runs it (cargo test --features cluster)"]
+#[ignore = "needs the `cluster` feature: the README's cargo test --release --all-features runs it"]
 fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]
@@ -140,6 +140,14 @@ mod cluster {
         show(
             "coalesce after a shuffle",
             format!("{:?}", rdd.sort_by_key(true).coalesce(3).collect()),
+        );
+        let coalesced = sums.coalesce(3);
+        show(
+            "zip of coalesced shuffles",
+            format!(
+                "{:?}",
+                coalesced.zip(&coalesced.map_values(|v| v + 1)).collect()
+            ),
         );
         show(
             "cartesian of shuffles",

@@ -6,7 +6,7 @@
 //! `cluster` feature too, one checkpoint written by the 3 processes of a cluster.
 //!
 //! They need the `s3` feature and the server: a plain `cargo test` shows one ignored test
-//! saying so, and `.ci/run` runs them with `--features s3 -- --include-ignored` (see the README).
+//! saying so, and `.ci/run` runs them with `--all-features -- --include-ignored` (see the README).
 
 #[cfg(not(feature = "s3"))]
 #[test]

@@ -5,7 +5,7 @@
 //! endpoint and bucket.
 //!
 //! These tests need the `s3` feature and the server: a plain `cargo test` shows one ignored
-//! test saying so, and `.ci/run` runs them with `--features s3 -- --include-ignored` after
+//! test saying so, and `.ci/run` runs them with `--all-features -- --include-ignored` after
 //! `source .ci/seaweedfs.sh && start_seaweedfs` has set `AWS_ENDPOINT_URL` and the
 //! credentials (see the README).
 

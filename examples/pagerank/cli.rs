@@ -48,7 +48,7 @@ const MAX_THREADS: u64 = 1_024;
 ///
 /// Checkpoints: `ranks` is checkpointed every --checkpoint-every iterations, which cuts its
 /// lineage. Without --checkpoint-dir they go to a temporary folder removed when the run
-/// ends (also on Ctrl-C: the running job is cancelled; a second Ctrl-C ends it at once);
+/// ends (with --processes: none are written) (also on Ctrl-C: the running job is cancelled; a second Ctrl-C ends it at once);
 /// with it, to DIR/pagerank/, where the newest --keep stay after the run, so that
 /// --resume continues a killed run from the newest one (with the same graph and
 /// --partitions).
@@ -83,8 +83,9 @@ pub struct Args {
     /// Checkpoint `ranks` every N iterations; 0 = never.
     #[arg(long, default_value_t = 5)]
     pub checkpoint_every: usize,
-    /// Checkpoint directory (default: a temporary folder removed at exit). With it, the
-    /// checkpoints go to its app folder `pagerank/` and stay, so a killed run can resume.
+    /// Checkpoint directory (default: a temporary folder removed at exit; with
+    /// --processes, none). With it, the checkpoints go to its app folder `pagerank/` and
+    /// stay, so a killed run can resume.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Continue from the newest committed checkpoint in `--checkpoint-dir` (the same graph
@@ -113,7 +114,7 @@ pub struct Args {
     pub memory_limit: Option<u64>,
     /// Run as one of N processes (timely's `-n`; built with `--features cluster`): every
     /// process runs the same command with its own --process, and all print the same lines
-    /// (`scripts/cluster.sh` sets these three from the environment and shows process 0's
+    /// (only process 0 writes --output; `scripts/cluster.sh` sets these three from the environment and shows process 0's
     /// output). Checkpoints need --checkpoint-dir on storage every process shares (without
     /// it there are none); no event log yet in this mode.
     #[cfg(feature = "cluster")]

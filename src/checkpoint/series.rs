@@ -225,8 +225,10 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
     ///
     /// # In a cluster
     /// Every process must call it at the same point of the program (like an action).
-    /// Process 0 finds and verifies the checkpoint as above; every process then opens that
-    /// one, so all resume from the same step (or all fail, or all start from scratch).
+    /// Process 0 finds and verifies the checkpoint as above (only it sends
+    /// [`Event::CheckpointSkipped`]); every process then opens that one, so all resume from
+    /// the same step (or all fail, or all start from scratch). When process 0 fails (a
+    /// `ResumeMismatch`, say), the others fail with [`Error::Cluster`] naming it.
     pub fn latest(&self) -> Result<Option<(u64, Rdd<T>)>> {
         if self.ctx.inner.executor.processes() > 1 {
             return self.latest_in_cluster();

@@ -16,7 +16,7 @@
 //!   driver, so every driver loop sees the same value and takes the same branch.
 //! - **`cache()`** keeps a partition's block on the process that computed it.
 //! - **Narrow dependencies across processes**: a task whose narrow dependencies read a
-//!   shuffled partition another process owns (a `union`, `coalesce`, `zip` or `cartesian`
+//!   shuffled partition another process owns (a `union`, `coalesce` or `cartesian`
 //!   after a shuffle) gets that partition's buckets sent by their owner before the stage
 //!   runs (every process derives the same plan from the lineage; a stage without such
 //!   reads exchanges nothing more).
@@ -51,7 +51,9 @@
 //! closures, from the same input (a file every process reads the same: a shared file
 //! system, or the same copy on each machine), and runs the same actions in the same order
 //! from one thread. Every exchange carries the stage's key (job, stage, RDD, partition
-//! counts, the partitions asked for, the action's result type and per-partition function):
+//! counts, the partitions asked for, the action's result type and per-partition function;
+//! `build()`, `set_checkpoint_dir` and `Checkpointer::latest` exchange too, so they must
+//! come in the same order on every process as well):
 //! processes that took different paths fail with [`Error::Cluster`] instead of mixing
 //! their data, and the cluster is then over. Different input data, or different closures
 //! inside the same lineage, cannot be told apart.

@@ -14,8 +14,14 @@
 //!   partitions (an all-gather), so every driver gets every partition's result;
 //! - after a **shuffle-map stage**, every process sends each process the buckets of its
 //!   map outputs for that process's reduce partitions;
-//! - with either, whether the stage failed here and why: a stage that failed anywhere fails
-//!   everywhere.
+//! - before a stage whose tasks read a shuffled partition another process owns (a `union`,
+//!   `coalesce` or `cartesian` after a shuffle), those buckets, from their owners
+//!   ([`move_buckets`]);
+//! - with each, whether the stage failed here and why: a stage that failed anywhere fails
+//!   everywhere;
+//! - agreements that are not a stage's data ([`all_gather`]): the app id at `build()`, the
+//!   opening of the checkpoint directory, a checkpoint's write ids, adoption, missing
+//!   partitions, part metadata and manifest, and `Checkpointer::latest`'s answer.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -329,7 +335,7 @@ pub(crate) fn all_gather(
 /// The shuffled partitions a stage's tasks read on a process that does not own them: for
 /// each of `partitions` of `root` (every process's, so every process computes the same
 /// plan), the `(shuffle, reduce partition)` pairs its task reads through narrow
-/// dependencies (a `union`, `coalesce`, `zip` or `cartesian` after a shuffle), as
+/// dependencies (a `union`, `coalesce` or `cartesian` after a shuffle), as
 /// `(reading process, shuffle id, reduce partition)` where the reading process is not the
 /// partition's owner; and the shuffles, by id.
 fn remote_reads(

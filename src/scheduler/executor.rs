@@ -315,6 +315,17 @@ fn read_headers<'a>(
     }
 }
 
+/// [`with_headers`] for one body that goes to all `n` processes: built once, then copied.
+fn to_every_process(
+    key: &StageKey,
+    n: usize,
+    body: Result<Vec<u8>>,
+) -> (Vec<Vec<u8>>, Option<Error>) {
+    let (mut payloads, mine) = with_headers(key, 1, body.map(|b| vec![b]));
+    let payload = payloads.pop().unwrap_or_default();
+    (vec![payload; n], mine)
+}
+
 /// Every process sends every process `local` (its bytes, or why it failed here): returns
 /// the bytes each process sent, by source, or the failure every process then sees (this
 /// process's own error when it failed here, else the first failed process's). The
@@ -325,8 +336,7 @@ pub(crate) fn all_gather(
     key: StageKey,
     local: Result<Vec<u8>>,
 ) -> Result<Vec<Vec<u8>>> {
-    let n = exec.processes();
-    let (payloads, mine) = with_headers(&key, n, local.map(|body| vec![body; n]));
+    let (payloads, mine) = to_every_process(&key, exec.processes(), local);
     let received = exec.exchange(payloads)?;
     let bodies = read_headers(exec, &key, mine, &received)?;
     Ok(bodies.into_iter().map(<[u8]>::to_vec).collect())
@@ -391,7 +401,7 @@ fn remote_reads(
 /// shuffled partitions its tasks read on processes that do not own them (see
 /// [`remote_reads`]) from their owners, so that every task finds its input here. Nothing
 /// is exchanged when no task reads another process's partition (the plan is the same on
-/// every process, so all skip together).
+/// every process, so all skip together); in one process, nothing is done at all.
 pub(crate) fn move_buckets(
     ctx: &ContextInner,
     job_id: usize,
@@ -400,6 +410,9 @@ pub(crate) fn move_buckets(
     partitions: &[usize],
 ) -> Result<()> {
     let exec = ctx.executor.as_ref();
+    if exec.processes() == 1 {
+        return Ok(());
+    }
     let (reads, shuffles) = remote_reads(exec, root, partitions);
     if reads.is_empty() {
         return Ok(());
@@ -451,29 +464,18 @@ pub(crate) fn gather_results<R: Wire>(
 ) -> Result<Vec<R>> {
     let exec = ctx.executor.as_ref();
     let me = exec.process();
-    let mut payload = Vec::new();
-    let local = match local.and_then(|results| {
+    let (results, body) = match local.and_then(|results| {
         let mut body = Vec::new();
         for r in &results {
             r.put(ctx, &mut body)?;
         }
         Ok((results, body))
     }) {
-        Ok((results, body)) => {
-            put_header(&key, None, &mut payload);
-            payload.extend_from_slice(&body);
-            Ok(results)
-        }
-        Err(e) => {
-            put_header(&key, Some(&e.to_string()), &mut payload);
-            Err(e)
-        }
+        Ok((results, body)) => (Some(results), Ok(body)),
+        Err(e) => (None, Err(e)),
     };
-    let received = exec.exchange(vec![payload; exec.processes()])?;
-    let (results, mine) = match local {
-        Ok(results) => (Some(results), None),
-        Err(e) => (None, Some(e)),
-    };
+    let (payloads, mine) = to_every_process(&key, exec.processes(), body);
+    let received = exec.exchange(payloads)?;
     let mut bodies = read_headers(exec, &key, mine, &received)?;
     let mut own = results.unwrap_or_default().into_iter();
     let mut out = Vec::with_capacity(partitions.len());

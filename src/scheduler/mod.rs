@@ -106,9 +106,7 @@ where
             } else {
                 partitions
             };
-            if exec.processes() > 1 {
-                executor::move_buckets(&ctx.inner, job_id, stage_id, &root, partitions)?;
-            }
+            executor::move_buckets(&ctx.inner, job_id, stage_id, &root, partitions)?;
             let results = run_stage(
                 &ctx,
                 Stage {
@@ -206,9 +204,7 @@ fn complete_checkpoints(
         if !all_missing.is_empty() {
             run_parent_stages(ctx, job, node, checkpoints)?;
             let stage_id = ctx.inner.new_stage_id();
-            if cluster {
-                executor::move_buckets(&ctx.inner, job.job_id, stage_id, node, &all_missing)?;
-            }
+            executor::move_buckets(&ctx.inner, job.job_id, stage_id, node, &all_missing)?;
             let done = run_stage(
                 ctx,
                 Stage {
@@ -276,10 +272,8 @@ fn run_parent_stages(
         let maps = parent.num_partitions();
         let partitions: Vec<usize> = (0..maps).filter(|&p| exec.owns(p)).collect();
         let stage_id = ctx.inner.new_stage_id();
-        if exec.processes() > 1 {
-            let all: Vec<usize> = (0..maps).collect();
-            executor::move_buckets(&ctx.inner, job.job_id, stage_id, &parent, &all)?;
-        }
+        let all: Vec<usize> = (0..maps).collect();
+        executor::move_buckets(&ctx.inner, job.job_id, stage_id, &parent, &all)?;
         let outputs = run_stage(
             ctx,
             Stage {

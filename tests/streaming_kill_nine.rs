@@ -87,60 +87,80 @@ fn kill_nine_at_random_instants_loses_and_repeats_no_batch() {
             Some(want)
         );
     }
-    let mut rng = 0x5eed_5eed_u64;
-    let mut kills = 0;
-    for trial in 0..trials {
-        let dir = tempfile::tempdir().unwrap();
-        let mut restarts = 0;
-        loop {
-            let mut child = common::ChildGuard(
-                common::child_test("child_runs_the_stream_until_killed")
-                    .env(CHILD_ENV, dir.path())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            if restarts < 3 {
-                rng = rng
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                std::thread::sleep(Duration::from_micros((rng >> 33) % span));
-                if child.try_wait().unwrap().is_none() {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    kills += 1;
-                    restarts += 1;
-                    continue;
-                }
-            }
-            let status = child.wait().unwrap();
-            assert!(
-                status.success(),
-                "trial {trial}: the last run failed: {status}"
-            );
-            break;
-        }
-        let out = dir.path().join("out");
-        let got = digests(&out);
-        assert_eq!(got.len(), uncrashed.len());
-        for (got, want) in got.iter().zip(&uncrashed) {
-            assert_eq!(
-                got, want,
-                "trial {trial} ({restarts} kills): {} batch {}",
-                want.0, want.1
-            );
-        }
-        for sink in [out.clone()].into_iter().chain(more_sinks(&out)) {
-            let leftovers: Vec<String> = common::stream::files(&sink)
-                .into_iter()
-                .filter(|f| f.contains(".tmp") || f.contains("/."))
-                .collect();
-            assert!(leftovers.is_empty(), "trial {trial}: {leftovers:?}");
-        }
-    }
+    // Two trials at a time: a run waits on fsyncs more than it computes, so two share the
+    // machine's cores without stretching the kill instants' scale much.
+    let kills: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2u64)
+            .map(|worker| {
+                let uncrashed = &uncrashed;
+                scope.spawn(move || {
+                    let mut rng = 0x5eed_5eed_u64 ^ worker;
+                    let mut kills = 0;
+                    for trial in (worker..trials).step_by(2) {
+                        kills += one_trial(trial, span, &mut rng, uncrashed);
+                    }
+                    kills
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
     println!("{kills} kills over {trials} trials");
     assert!(
         kills >= trials,
         "most trials are killed at least once: {kills}"
     );
+}
+
+/// One trial: kills at up to 3 random instants in `0..span` µs, then a run to the end; checks
+/// the digests against the uncrashed run's and that no temporary name is left. Returns the
+/// number of kills.
+fn one_trial(trial: u64, span: u64, rng: &mut u64, uncrashed: &[(String, u64, [u8; 32])]) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut kills = 0;
+    loop {
+        let mut child = common::ChildGuard(
+            common::child_test("child_runs_the_stream_until_killed")
+                .env(CHILD_ENV, dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        if kills < 3 {
+            *rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(Duration::from_micros((*rng >> 33) % span));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "trial {trial}: the last run failed: {status}"
+        );
+        break;
+    }
+    let out = dir.path().join("out");
+    let got = digests(&out);
+    assert_eq!(got.len(), uncrashed.len());
+    for (got, want) in got.iter().zip(uncrashed) {
+        assert_eq!(
+            got, want,
+            "trial {trial} ({kills} kills): {} batch {}",
+            want.0, want.1
+        );
+    }
+    for sink in [out.clone()].into_iter().chain(more_sinks(&out)) {
+        let leftovers: Vec<String> = common::stream::files(&sink)
+            .into_iter()
+            .filter(|f| f.contains(".tmp") || f.contains("/."))
+            .collect();
+        assert!(leftovers.is_empty(), "trial {trial}: {leftovers:?}");
+    }
+    kills
 }

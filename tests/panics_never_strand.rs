@@ -264,3 +264,45 @@ fn a_panic_while_releasing_the_lineage_never_loses_the_committed_checkpoint() {
         .exists());
     assert_eq!(rdd.collect().unwrap(), (1..=100).collect::<Vec<_>>());
 }
+
+/// Asserts that `result` is the driver-side merge's panic, as an error.
+fn assert_driver_panic<R: std::fmt::Debug>(what: &str, result: flintlock::Result<R>) {
+    match result {
+        Err(Error::JobPanicked { message, .. }) => assert!(
+            message.contains("on the driver") && message.contains("merge panicked"),
+            "{what}: {message}"
+        ),
+        other => panic!("{what}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_while_the_partitions_results_are_merged_is_an_error_like_a_task_panic() {
+    let ctx = common::ctx();
+    // One element per partition: the tasks never call the combining functions, the driver
+    // does when it merges the partitions' results.
+    let one_each = ctx.range(1..5, 4);
+    let merge = |a: u64, b: u64| -> u64 {
+        if a != 0 && b != 0 {
+            panic!("merge panicked on {a} and {b}");
+        }
+        a + b
+    };
+    assert_driver_panic("reduce", one_each.reduce(merge));
+    assert_driver_panic("fold", one_each.fold(0, merge));
+    assert_driver_panic("aggregate", one_each.aggregate(0u64, |a, x| a + x, merge));
+    assert_driver_panic("tree_reduce", one_each.tree_reduce(merge, 2));
+    // `Ord` and `Hash` impls the driver calls: the top-n merge and the map of counts.
+    let ord = ctx.parallelize(vec![PanicsOnOrd(76), PanicsOnOrd(77)], 2);
+    match ord.take_ordered(2) {
+        Err(Error::JobPanicked { message, .. }) => {
+            assert!(message.contains("Ord panicked at 77"), "{message}")
+        }
+        other => panic!("take_ordered: {other:?}"),
+    }
+    // The same functions where they do not panic: the results are what they were.
+    assert_eq!(ctx.range(0..5, 4).reduce(|a, b| a + b).unwrap(), Some(10));
+    assert_eq!(ctx.range(0..5, 4).fold(0, |a, b| a + b).unwrap(), 10);
+    // The context goes on: the next job runs.
+    assert_eq!(one_each.count().unwrap(), 4);
+}

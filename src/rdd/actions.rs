@@ -36,6 +36,22 @@ impl<T: Data> Rdd<T> {
         self.run(&all, f)
     }
 
+    /// Runs the driver's part of an action, the merge of the partitions' results, which
+    /// calls the user's code (a combining function, an `Ord`, `Hash` or `Eq` impl): a panic
+    /// there is [`Error::JobPanicked`], as a panic in a task is an error, instead of
+    /// unwinding into the caller. The job itself has ended (and succeeded) by then.
+    pub(crate) fn merge_on_driver<R>(&self, merge: impl FnOnce() -> R) -> Result<R> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(merge)).map_err(|payload| {
+            Error::JobPanicked {
+                rdd_id: self.id(),
+                message: format!(
+                    "merging the partitions' results on the driver: {}",
+                    scheduler::panic_message(payload.as_ref())
+                ),
+            }
+        })
+    }
+
     /// The element counts of the partitions in `range`.
     pub(crate) fn partition_sizes(&self, range: Range<usize>) -> Result<Vec<u64>> {
         let parts: Vec<usize> = range.collect();
@@ -82,7 +98,8 @@ impl<T: Data> Rdd<T> {
     /// Combines the elements with an associative function; `None` for an empty RDD.
     ///
     /// # Errors
-    /// Any error of the job.
+    /// Any error of the job; [`Error::JobPanicked`] when `f` panics while the partitions'
+    /// results are merged on the calling thread.
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync) -> Result<Option<T>> {
         let parts = self.run_all(|_, it| {
             let folded = drain_fold(it, None, |acc: Option<T>, x| {
@@ -93,7 +110,7 @@ impl<T: Data> Rdd<T> {
             });
             Ok(folded.map(One))
         })?;
-        Ok(parts.into_iter().flatten().map(|x| x.0).reduce(&f))
+        self.merge_on_driver(|| parts.into_iter().flatten().map(|x| x.0).reduce(&f))
     }
 
     /// Folds each partition starting from `zero`, then folds the partition results, again
@@ -106,10 +123,10 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::reduce`] (for `f` or `comb`).
     pub fn fold(&self, zero: T, f: impl Fn(T, T) -> T + Send + Sync) -> Result<T> {
         let parts = self.run_all(|_, it| Ok(One(drain_fold(it, zero.clone(), &f))))?;
-        Ok(parts.into_iter().map(|x| x.0).fold(zero, &f))
+        self.merge_on_driver(|| parts.into_iter().map(|x| x.0).fold(zero, &f))
     }
 
     /// Aggregates with `seq` inside partitions and `comb` across them, both from `zero`.
@@ -123,7 +140,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::reduce`] (for `f` or `comb`).
     pub fn aggregate<A: Data>(
         &self,
         zero: A,
@@ -131,7 +148,7 @@ impl<T: Data> Rdd<T> {
         comb: impl Fn(A, A) -> A + Send + Sync,
     ) -> Result<A> {
         let parts = self.run_all(|_, it| Ok(One(drain_fold(it, zero.clone(), &seq))))?;
-        Ok(parts.into_iter().map(|x| x.0).fold(zero, comb))
+        self.merge_on_driver(|| parts.into_iter().map(|x| x.0).fold(zero, comb))
     }
 
     /// The first `n` elements, in partition order. Scans one partition first, then more as
@@ -337,13 +354,15 @@ impl<T: Data> Rdd<T> {
             let (keys, counts): (Vec<T>, Vec<u64>) = m.into_iter().unzip();
             Ok((Many(keys), counts))
         })?;
-        let mut out: HashMap<T, u64> = HashMap::new();
-        for (Many(keys), counts) in parts {
-            for (k, c) in keys.into_iter().zip(counts) {
-                *out.entry(k).or_insert(0) += c;
+        self.merge_on_driver(|| {
+            let mut out: HashMap<T, u64> = HashMap::new();
+            for (Many(keys), counts) in parts {
+                for (k, c) in keys.into_iter().zip(counts) {
+                    *out.entry(k).or_insert(0) += c;
+                }
             }
-        }
-        Ok(out)
+            out
+        })
     }
 
     /// The largest element (`None` when empty).

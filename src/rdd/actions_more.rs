@@ -107,9 +107,11 @@ impl<T: Data> Rdd<T> {
             .into_iter()
             .flat_map(|(Many(xs), seqs)| xs.into_iter().zip(seqs))
             .collect();
-        all.sort_by(|a, b| cmp(&a.0, &b.0).then(a.1.cmp(&b.1)));
-        all.truncate(n);
-        Ok(all.into_iter().map(|(x, _)| x).collect())
+        self.merge_on_driver(|| {
+            all.sort_by(|a, b| cmp(&a.0, &b.0).then(a.1.cmp(&b.1)));
+            all.truncate(n);
+            all.into_iter().map(|(x, _)| x).collect()
+        })
     }
 
     /// The `n` smallest elements, ascending (Spark's `takeOrdered`). Of equal elements, the
@@ -258,8 +260,7 @@ impl<T: Data> Rdd<T> {
     ) -> Result<Option<A>> {
         let n = partials.len().max(1) as f64;
         let scale = (n.powf(1.0 / depth as f64).ceil() as usize).max(2);
-        let rdd_id = self.id();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        self.merge_on_driver(|| {
             self.context().install(|| {
                 while partials.len() > 1 {
                     let groups: Vec<Vec<A>> = {
@@ -277,10 +278,6 @@ impl<T: Data> Rdd<T> {
                 }
                 partials.pop()
             })
-        }));
-        outcome.map_err(|payload| Error::JobPanicked {
-            rdd_id,
-            message: crate::scheduler::panic_message(payload.as_ref()),
         })
     }
 

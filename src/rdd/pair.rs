@@ -711,12 +711,11 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Errors
     /// Any error of the job.
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
-        Ok(self
+        let counts = self
             .map_values(|_| 1u64)
             .reduce_by_key(|a, b| a + b)
-            .collect()?
-            .into_iter()
-            .collect())
+            .collect()?;
+        self.merge_on_driver(|| counts.into_iter().collect())
     }
 
     /// The values for `key`. With a known partitioner only the key's partition is computed.

@@ -273,6 +273,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// # Errors
     /// Any error of the job.
     pub fn collect_as_map(&self) -> Result<HashMap<K, V>> {
-        Ok(self.collect()?.into_iter().collect())
+        let pairs = self.collect()?;
+        self.merge_on_driver(|| pairs.into_iter().collect())
     }
 }

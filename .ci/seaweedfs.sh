@@ -35,7 +35,11 @@ JSON
         >"$data/weed.log" 2>&1 &
     SEAWEEDFS_PID=$!
     SEAWEEDFS_DATA=$data
-    trap stop_seaweedfs EXIT
+    # Stopped when the shell exits, unless the caller has an exit trap of its own (which
+    # then calls stop_seaweedfs itself, as .ci/run does).
+    if [ -z "$(trap -p EXIT)" ]; then
+        trap stop_seaweedfs EXIT
+    fi
     local i
     for i in $(seq 1 120); do
         if ! kill -0 "$SEAWEEDFS_PID" 2>/dev/null; then

@@ -253,7 +253,11 @@ pub enum Error {
     },
 
     /// Code outside any task panicked while a job ran (a listener is not such code: its
-    /// panics are caught and reported). The job's checkpoints were rolled back to Marked.
+    /// panics are caught and reported): the job's checkpoints were rolled back to Marked.
+    /// Or the user's code panicked after the job, while the action merged the partitions'
+    /// results on the calling thread (`reduce`'s function, an `Ord`, `Hash` or `Eq` impl;
+    /// the message then says "merging the partitions' results on the driver"): the job
+    /// itself succeeded, and the checkpoints it wrote stay committed.
     #[error("job on rdd {rdd_id} failed: a panic outside the tasks: {message}")]
     JobPanicked {
         /// The RDD the action ran on.

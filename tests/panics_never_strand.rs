@@ -265,6 +265,25 @@ fn a_panic_while_releasing_the_lineage_never_loses_the_committed_checkpoint() {
     assert_eq!(rdd.collect().unwrap(), (1..=100).collect::<Vec<_>>());
 }
 
+/// A key whose `Eq` panics ("merge panicked" in the message, as the test below expects):
+/// only the driver ever compares two of them there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PanicsOnEq(u32);
+
+impl Hash for PanicsOnEq {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl PartialEq for PanicsOnEq {
+    fn eq(&self, _: &Self) -> bool {
+        panic!("Eq called: the merge panicked")
+    }
+}
+
+impl Eq for PanicsOnEq {}
+
 /// Asserts that `result` is the driver-side merge's panic, as an error.
 fn assert_driver_panic<R: std::fmt::Debug>(what: &str, result: flintlock::Result<R>) {
     match result {
@@ -300,6 +319,12 @@ fn a_panic_while_the_partitions_results_are_merged_is_an_error_like_a_task_panic
         }
         other => panic!("take_ordered: {other:?}"),
     }
+    // An `Eq` the driver's map calls: one equal key in each of two partitions (each task's
+    // map holds one key, so only the driver compares two).
+    let equal_keys = ctx.parallelize(vec![PanicsOnEq(1), PanicsOnEq(1)], 2);
+    assert_driver_panic("count_by_value", equal_keys.count_by_value());
+    let equal_pairs = ctx.parallelize(vec![(PanicsOnEq(1), 1), (PanicsOnEq(1), 2)], 2);
+    assert_driver_panic("collect_as_map", equal_pairs.collect_as_map());
     // The same functions where they do not panic: the results are what they were.
     assert_eq!(ctx.range(0..5, 4).reduce(|a, b| a + b).unwrap(), Some(10));
     assert_eq!(ctx.range(0..5, 4).fold(0, |a, b| a + b).unwrap(), 10);

@@ -341,7 +341,8 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// Any error of the job; [`Error::JobPanicked`] when `T`'s `Hash` or `Eq` panics while
+    /// the partitions' counts are merged on the calling thread.
     pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
     where
         T: Key,
@@ -368,7 +369,7 @@ impl<T: Data> Rdd<T> {
     /// The largest element (`None` when empty).
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::reduce`] (`T`'s `Ord` is the function).
     pub fn max(&self) -> Result<Option<T>>
     where
         T: Ord,
@@ -379,7 +380,7 @@ impl<T: Data> Rdd<T> {
     /// The smallest element (`None` when empty).
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::reduce`] (`T`'s `Ord` is the function).
     pub fn min(&self) -> Result<Option<T>>
     where
         T: Ord,
@@ -397,7 +398,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::reduce`] (`f` and `K`'s `Ord` are the function).
     pub fn max_by_key<K: Ord>(&self, f: impl Fn(&T) -> K + Send + Sync) -> Result<Option<T>> {
         self.reduce(|a, b| if f(&b) > f(&a) { b } else { a })
     }
@@ -405,7 +406,7 @@ impl<T: Data> Rdd<T> {
     /// The element with the smallest key (the first of equals), `None` when empty.
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::reduce`] (`f` and `K`'s `Ord` are the function).
     pub fn min_by_key<K: Ord>(&self, f: impl Fn(&T) -> K + Send + Sync) -> Result<Option<T>> {
         self.reduce(|a, b| if f(&b) < f(&a) { b } else { a })
     }

@@ -126,7 +126,8 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// Any error of the job; [`Error::JobPanicked`] when the comparison panics while the
+    /// partitions' candidates are merged on the calling thread.
     pub fn take_ordered(&self, n: usize) -> Result<Vec<T>>
     where
         T: Ord,
@@ -145,7 +146,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::take_ordered`].
     pub fn take_ordered_by_key<K: Ord>(
         &self,
         n: usize,
@@ -165,7 +166,7 @@ impl<T: Data> Rdd<T> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// As [`Rdd::take_ordered`].
     pub fn top(&self, n: usize) -> Result<Vec<T>>
     where
         T: Ord,

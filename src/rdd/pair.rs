@@ -709,7 +709,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// Any error of the job; [`Error::JobPanicked`] when `K`'s `Hash` or `Eq` panics while the
+    /// counts are collected into the map on the calling thread.
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
         let counts = self
             .map_values(|_| 1u64)

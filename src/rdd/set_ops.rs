@@ -271,7 +271,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// ```
     ///
     /// # Errors
-    /// Any error of the job.
+    /// Any error of the job; [`Error::JobPanicked`](crate::Error::JobPanicked) when `K`'s
+    /// `Hash` or `Eq` panics while the pairs are collected into the map on the calling
+    /// thread.
     pub fn collect_as_map(&self) -> Result<HashMap<K, V>> {
         let pairs = self.collect()?;
         self.merge_on_driver(|| pairs.into_iter().collect())

@@ -2,9 +2,10 @@
 //! (Spark's plan, 10 iterations, lazy, no checkpoints, 8 partitions) on the built-in graph
 //! of 1M and 5M edges, with the local executor (one process, 2 threads) and as 1, 2 and 4
 //! processes on loopback (1 task thread each; on this 2-core machine 4 processes share 2
-//! cores; 1 process is a cluster of one, which exchanges nothing). Every process is a child of this bench, so the processes are real ones; each
-//! runs the job `RUNS` times after a warm-up and reports its times, and the figure is the
-//! median of process 0's (the others finish within the same exchange).
+//! cores; 1 process is a cluster of one, which exchanges nothing). Every process is a
+//! child of this bench, so the processes are real ones; each runs the job `RUNS` times
+//! after a warm-up and reports its times, and the figure is the median of process 0's
+//! (the others finish within the same exchange).
 //!
 //! Besides the times it prints the shuffle records that cross processes per iteration
 //! (computed from the graph and the hash partitioner, as the engine places them). The cost

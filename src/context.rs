@@ -298,8 +298,8 @@ impl Context {
     }
 
     /// This process's index in its cluster, `0..processes()` (see [`ContextBuilder`]'s
-    /// `cluster`, feature `cluster`); 0 when the context is one process. Every process runs the same program: use it for what only one should do,
-    /// such as writing the output.
+    /// `cluster`, feature `cluster`); 0 when the context is one process. Every process runs
+    /// the same program: use it for what only one should do, such as writing the output.
     pub fn process(&self) -> usize {
         self.inner.executor.process()
     }
@@ -543,8 +543,8 @@ impl ContextBuilder {
     /// the same `<checkpoint_dir>/<app_id>/` folder run after run (restartable jobs). The
     /// folder's lock file keeps two live contexts from sharing it: the second one's
     /// `build` (or `set_checkpoint_dir`) fails with [`Error::Locked`]. The processes of a
-    /// cluster share one folder (process 0 holds its lock): all set the same id, or none. Only ASCII letters,
-    /// digits, `-` and `_` are kept; other characters become `_`.
+    /// cluster share one folder (process 0 holds its lock): all set the same id, or none.
+    /// Only ASCII letters, digits, `-` and `_` are kept; other characters become `_`.
     pub fn app_id(mut self, id: impl Into<String>) -> Self {
         self.app_id = Some(sanitize(&id.into()));
         self

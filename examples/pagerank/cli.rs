@@ -48,10 +48,10 @@ const MAX_THREADS: u64 = 1_024;
 ///
 /// Checkpoints: `ranks` is checkpointed every --checkpoint-every iterations, which cuts its
 /// lineage. Without --checkpoint-dir they go to a temporary folder removed when the run
-/// ends (with --processes: none are written) (also on Ctrl-C: the running job is cancelled; a second Ctrl-C ends it at once);
-/// with it, to DIR/pagerank/, where the newest --keep stay after the run, so that
-/// --resume continues a killed run from the newest one (with the same graph and
-/// --partitions).
+/// ends (with --processes: none are written) (also on Ctrl-C: the running job is
+/// cancelled; a second Ctrl-C ends it at once); with it, to DIR/pagerank/, where the
+/// newest --keep stay after the run, so that --resume continues a killed run from the
+/// newest one (with the same graph and --partitions).
 #[derive(Parser, Debug)]
 #[command(name = "pagerank", version, after_help = EXAMPLES)]
 pub struct Args {
@@ -114,9 +114,10 @@ pub struct Args {
     pub memory_limit: Option<u64>,
     /// Run as one of N processes (timely's `-n`; built with `--features cluster`): every
     /// process runs the same command with its own --process, and all print the same lines
-    /// (only process 0 writes --output; `scripts/cluster.sh` sets these three from the environment and shows process 0's
-    /// output). Checkpoints need --checkpoint-dir on storage every process shares (without
-    /// it there are none); no event log yet in this mode.
+    /// (only process 0 writes --output; `scripts/cluster.sh` sets these three from the
+    /// environment and shows process 0's output). Checkpoints need --checkpoint-dir on
+    /// storage every process shares (without it there are none); no event log yet in this
+    /// mode.
     #[cfg(feature = "cluster")]
     #[arg(short = 'n', long, value_name = "N", requires = "process", env = "FLINTLOCK_PROCESSES",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]

@@ -712,11 +712,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// Any error of the job; [`Error::JobPanicked`] when `K`'s `Hash` or `Eq` panics while the
     /// counts are collected into the map on the calling thread.
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
-        let counts = self
-            .map_values(|_| 1u64)
+        self.map_values(|_| 1u64)
             .reduce_by_key(|a, b| a + b)
-            .collect()?;
-        self.merge_on_driver(|| counts.into_iter().collect())
+            .collect_as_map()
     }
 
     /// The values for `key`. With a known partitioner only the key's partition is computed.

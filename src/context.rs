@@ -655,6 +655,11 @@ impl ContextBuilder {
     /// [`Context::open_checkpoint`]), and a generated app folder goes with the context when
     /// it is empty. Checkpoints of other runs (a stable [`ContextBuilder::app_id`] reused)
     /// and of other contexts are never deleted. Default false: nothing is deleted.
+    ///
+    /// Removals run on a background thread of the process, so the thread that drops the
+    /// last reader (often in the middle of a job) does not wait for a removal's fsync; the
+    /// context waits for the removals in its app folder when it is dropped, and
+    /// [`crate::checkpoint::wait_for_removals`] waits for them at any time.
     pub fn clean_checkpoints(mut self, clean: bool) -> Self {
         self.config.clean_checkpoints = clean;
         self

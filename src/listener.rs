@@ -209,8 +209,10 @@ pub enum Event {
         /// What is wrong with it.
         reason: String,
     },
-    /// A series' checkpoint fell outside `keep` after a newer one was committed: its folder
-    /// was deleted now (`deleted_now`), or will be when the last RDD reading it is dropped.
+    /// A series' checkpoint fell outside `keep` after a newer one was committed: its
+    /// folder's removal started now (`deleted_now`; it runs in the background, see
+    /// [`crate::checkpoint::wait_for_removals`]), or will when the last RDD reading it is
+    /// dropped.
     CheckpointReleased {
         /// The series.
         series: String,
@@ -218,7 +220,7 @@ pub enum Event {
         step: u64,
         /// Its folder.
         path: PathBuf,
-        /// Whether it was deleted at once (no RDD read it).
+        /// Whether its removal started at once (no RDD read it).
         deleted_now: bool,
     },
     /// The partitioner recorded in a checkpoint reopened from disk was not trusted: this

@@ -98,6 +98,7 @@ fn clean_checkpoints_with_a_stable_app_id_never_deletes_an_earlier_runs_checkpoi
         rdd.count().unwrap();
         let own = rdd.checkpoint_path().unwrap();
         drop(rdd);
+        flintlock::checkpoint::wait_for_removals(); // removals run in the background
         assert!(
             !own.exists(),
             "its own checkpoint goes with its last reader"
@@ -125,6 +126,7 @@ fn changing_the_checkpoint_dir_keeps_the_old_folder_while_an_rdd_reads_it() {
     assert_eq!(rdd.count().unwrap(), 50);
     assert_eq!(rdd.collect().unwrap(), (1..=50).collect::<Vec<u64>>());
     drop(rdd);
+    flintlock::checkpoint::wait_for_removals(); // removals run in the background
     assert!(!path.exists(), "gone with its last reader");
 }
 
@@ -152,6 +154,7 @@ fn a_reopened_copy_keeps_a_cleaned_checkpoint_alive() {
     assert!(path.exists(), "the other context's copy still reads it");
     assert_eq!(other_copy.count().unwrap(), 20);
     drop(other_copy);
+    flintlock::checkpoint::wait_for_removals(); // removals run in the background
     assert!(!path.exists());
 }
 

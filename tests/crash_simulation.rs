@@ -175,6 +175,9 @@ fn series_steps(fs: &SimFs) -> Option<u64> {
         if cp.update(step, &r).is_err() || r.count().is_err() {
             break;
         }
+        // The commit released the step before it, removed on the remover thread: done
+        // here, so that the operations come in one order and a crash point names one.
+        flintlock::checkpoint::wait_for_removals();
         reported = Some(step);
     }
     reported

@@ -106,6 +106,7 @@ fn keep_removes_older_checkpoints_but_never_one_a_live_rdd_reads() {
     assert!(path.exists());
     assert_eq!(held.count().unwrap(), 100);
     drop(held);
+    flintlock::checkpoint::wait_for_removals(); // removals run in the background
     assert!(!path.exists(), "gone with its last reader");
     let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
     assert_eq!(steps, vec![5, 4]);

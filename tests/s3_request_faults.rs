@@ -365,6 +365,8 @@ mod on_s3 {
             // One action writes the checkpoint, the next reads it back.
             let results = [rdd.collect(), rdd.collect()];
             drop(previous.take());
+            // Its removal runs in the background: finished under the faults.
+            flintlock::checkpoint::wait_for_removals();
             let injected = faults.disarm();
             for r in results {
                 match r {

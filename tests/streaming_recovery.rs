@@ -205,6 +205,7 @@ fn the_folder_stays_bounded_over_two_thousand_batches_with_restarts() {
             s = Some(restarted);
         }
         s.as_mut().unwrap().run(Until::Batches(1)).unwrap();
+        flintlock::checkpoint::wait_for_removals(); // removals run in the background
         let (plans, commits, states, graphs) = census(&ckpt);
         assert!(plans <= k as usize + 1, "batch {b}: {plans} plans");
         assert!(commits <= 2, "batch {b}: {commits} commits (retain 1)");

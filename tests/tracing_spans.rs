@@ -259,6 +259,7 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         rdd.count().unwrap();
         drop(rdd);
     }
+    flintlock::checkpoint::wait_for_removals(); // removals run in the background
     let r = recorded.lock().unwrap();
     let released = r.events("checkpoint released from its series");
     assert_eq!(released.len(), 1, "{released:?}");

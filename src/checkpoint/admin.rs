@@ -320,9 +320,11 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<GcReport> {
                     if storage.list(&r.path).is_ok_and(|names| !names.is_empty()) {
                         let owned: std::sync::Arc<dyn Storage> =
                             std::sync::Arc::new(DefaultStorage::default());
-                        live::delete_when_unread(&r.path, owned);
+                        let _ = live::delete_when_unread(&r.path, owned);
                     }
                 }
+                // Done before the locks go, and before the report says so.
+                live::wait_for_removals(Some(&app.path));
             }
             found
         })?;

@@ -390,6 +390,9 @@ impl crate::checkpoint::StorageLock for NoLock {}
 
 impl Drop for AppDir {
     fn drop(&mut self) {
+        // The removals this process started below the folder finish while its lock is held:
+        // none runs in a folder another owner has taken, and an emptied folder is seen empty.
+        super::live::wait_for_removals(Some(&self.dir));
         if !self.owner || !self.remove_if_empty.load(Ordering::Acquire) {
             return;
         }

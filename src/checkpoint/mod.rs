@@ -67,6 +67,38 @@ pub(crate) use app_dir::{
 };
 pub(crate) use codec::{codec_for, Codec};
 pub(crate) use live::delete_when_unread;
+
+/// Blocks until every checkpoint removal this process has started is done.
+///
+/// Checkpoints let go by [`crate::ContextBuilder::clean_checkpoints`], by a series'
+/// [`Checkpointer::keep`] or by a streaming context's retention are removed on a background
+/// thread (the manifest first, made durable, then the parts), so the thread that lets one go
+/// does not wait for the fsyncs. A context waits for the removals in its app folder when it
+/// is dropped; call this to see the space freed while it lives, or before the process
+/// exits without dropping its contexts (removals still queued then never run). Removals
+/// started after the call are not waited for. One thread removes for the whole process,
+/// one folder at a time.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let ctx = flintlock::Context::builder()
+///     .checkpoint_dir(dir.path())
+///     .clean_checkpoints(true)
+///     .build()?;
+/// let rdd = ctx.range(0..100, 2).map(|x| x * 2);
+/// rdd.checkpoint()?;
+/// rdd.count()?;
+/// let folder = rdd.checkpoint_path().expect("checkpointed");
+/// drop(rdd); // its last reader: the folder's removal starts
+/// flintlock::checkpoint::wait_for_removals();
+/// assert!(!folder.exists());
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait_for_removals() {
+    live::wait_for_removals(None)
+}
 pub(crate) use reliable::open_checkpoint;
 pub(crate) use storage::create_parents;
 pub(crate) use writer::{tee as tee_part, WriteSession};

@@ -201,6 +201,8 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
     /// [`Error::NoCheckpointDir`] without a checkpoint directory; an I/O error listing it.
     pub fn committed(&self) -> Result<Vec<SeriesCheckpoint>> {
         let app = self.app()?;
+        // Checkpoints this process has let go are not listed half-removed.
+        live::wait_for_removals(Some(app.dir()));
         Ok(series_of(
             &scan(app.storage.as_ref(), app.dir())?,
             &self.name,
@@ -300,6 +302,7 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
     fn latest_here(&self) -> Result<Option<(u64, Rdd<T>)>> {
         let app = self.app()?;
         let storage = app.storage.as_ref();
+        live::wait_for_removals(Some(app.dir()));
         let entries = scan(storage, app.dir())?;
         for (path, manifest) in &entries {
             if let Err(e) = manifest {
@@ -490,12 +493,17 @@ pub(crate) fn retain(ctx: &Context, app: &Arc<AppDir>, tag: &SeriesTag, committe
         .skip(tag.keep)
         .filter(|c| c.path != this.path);
     for old in older {
-        let now = live::delete_when_unread(&old.path, app.storage.clone());
+        let deleted_now = match live::delete_when_unread(&old.path, app.storage.clone()) {
+            live::Release::Started => true,
+            live::Release::WhenUnread => false,
+            // Released by an earlier commit, listed again while its removal runs.
+            live::Release::AlreadyRemoving => continue,
+        };
         ctx.inner.emit(Event::CheckpointReleased {
             series: tag.entry.name.clone(),
             step: old.step,
             path: old.path.clone(),
-            deleted_now: now,
+            deleted_now,
         });
     }
 }

@@ -600,7 +600,7 @@ impl StreamDir {
             if keep.is_some_and(|k| k.path == rel) {
                 continue;
             }
-            crate::checkpoint::delete_when_unread(&dir.join(n), self.storage.clone());
+            let _ = crate::checkpoint::delete_when_unread(&dir.join(n), self.storage.clone());
         }
     }
 }

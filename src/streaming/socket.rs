@@ -233,7 +233,7 @@ fn remove_logs(app: &Arc<AppDir>, doomed: impl Fn(BatchId) -> bool) {
     for (dir, manifest) in found {
         let step = manifest.ok().and_then(|m| m.series).map(|s| s.step);
         if step.is_some_and(&doomed) {
-            crate::checkpoint::delete_when_unread(&dir, storage.clone());
+            let _ = crate::checkpoint::delete_when_unread(&dir, storage.clone());
         }
     }
 }

@@ -99,6 +99,11 @@ pub(crate) use live::delete_when_unread;
 pub fn wait_for_removals() {
     live::wait_for_removals(None)
 }
+
+/// [`wait_for_removals`] for the removals below `dir` alone.
+pub(crate) fn wait_for_removals_below(dir: &std::path::Path) {
+    live::wait_for_removals(Some(dir))
+}
 pub(crate) use reliable::open_checkpoint;
 pub(crate) use storage::create_parents;
 pub(crate) use writer::{tee as tee_part, WriteSession};

@@ -206,6 +206,16 @@ impl std::fmt::Debug for StreamDir {
     }
 }
 
+impl Drop for StreamDir {
+    fn drop(&mut self) {
+        // The removals this stream's retention started finish while its lock is held: none
+        // runs in a folder the next stream has taken.
+        if self._lock.is_some() {
+            crate::checkpoint::wait_for_removals_below(&self.dir);
+        }
+    }
+}
+
 fn log_name(batch: BatchId, ext: &str) -> String {
     format!("{batch:020}.{ext}")
 }
@@ -215,6 +225,8 @@ impl StreamDir {
     /// may hold it): for offline queries, which only read committed files.
     pub(crate) fn open_read_only(dir: &Path, storage: Arc<dyn Storage>) -> Result<StreamDir> {
         let dir = crate::checkpoint::resolve_root(dir)?;
+        // What this process's retention let go is not read half removed.
+        crate::checkpoint::wait_for_removals_below(&dir);
         let marker = dir.join(STREAM_FILE);
         let names = storage.list(&dir).map_err(|e| Error::io("list", &dir, e))?;
         if !names.iter().any(|n| n == STREAM_FILE) {
@@ -238,6 +250,7 @@ impl StreamDir {
     /// interrupted start left): the stream never writes into another tool's folder.
     pub(crate) fn open(dir: &Path, storage: Arc<dyn Storage>, fsync: bool) -> Result<StreamDir> {
         let dir = crate::checkpoint::resolve_root(dir)?;
+        crate::checkpoint::wait_for_removals_below(&dir);
         if !storage.has_locks(&dir) {
             // One running stream per folder rests on its lock; an object store has none.
             return Err(Error::InvalidArgument(format!(

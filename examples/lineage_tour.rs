@@ -18,7 +18,10 @@ use std::sync::Arc;
 
 use flintlock::{Context, Event, Rdd};
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> flintlock::Error {
+fn io_err(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> flintlock::Error + use<> {
     let path = path.to_path_buf();
     move |source| flintlock::Error::Io { op, path, source }
 }

@@ -148,15 +148,15 @@ impl ContextInner {
         let listeners = self.listeners.read().clone();
         for l in listeners.iter() {
             let outcome = catch_unwind(AssertUnwindSafe(|| l.listener.on_event(&event)));
-            if let Err(payload) = outcome {
-                if !l.panicked.swap(true, Ordering::AcqRel) {
-                    eprintln!(
-                        "flintlock: a listener of context {} panicked on {event:?}: {} (the \
+            if let Err(payload) = outcome
+                && !l.panicked.swap(true, Ordering::AcqRel)
+            {
+                eprintln!(
+                    "flintlock: a listener of context {} panicked on {event:?}: {} (the \
                          event was dropped for it; its later panics are not reported)",
-                        self.describe(),
-                        crate::scheduler::panic_message(payload.as_ref())
-                    );
-                }
+                    self.describe(),
+                    crate::scheduler::panic_message(payload.as_ref())
+                );
             }
         }
     }
@@ -173,10 +173,11 @@ impl ContextInner {
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
-        if self.config.clean_checkpoints && self.generated_app_id {
-            if let Some(dir) = self.checkpoint_dir.get_mut().take() {
-                dir.remove_if_empty_on_drop();
-            }
+        if self.config.clean_checkpoints
+            && self.generated_app_id
+            && let Some(dir) = self.checkpoint_dir.get_mut().take()
+        {
+            dir.remove_if_empty_on_drop();
         }
     }
 }
@@ -289,10 +290,10 @@ impl Context {
             app?
         };
         let old = current.replace(Arc::new(app));
-        if let (Some(old), true) = (old, self.inner.config.clean_checkpoints) {
-            if self.inner.generated_app_id {
-                old.remove_if_empty_on_drop();
-            }
+        if let (Some(old), true) = (old, self.inner.config.clean_checkpoints)
+            && self.inner.generated_app_id
+        {
+            old.remove_if_empty_on_drop();
         }
         Ok(())
     }

@@ -633,17 +633,17 @@ impl EventLogWriter {
             )));
         }
         // Opening a FIFO for writing would wait for a reader; a folder cannot be written.
-        if let Ok(meta) = std::fs::metadata(path) {
-            if !meta.is_file() {
-                return Err(Error::io(
-                    "create",
-                    path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        "not a regular file (an event log is one)",
-                    ),
-                ));
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            return Err(Error::io(
+                "create",
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a regular file (an event log is one)",
+                ),
+            ));
         }
         let file = std::fs::OpenOptions::new()
             .write(true)

@@ -166,10 +166,10 @@ pub(crate) fn debug_string(root: Arc<dyn RddBase>) -> String {
 /// Spark's `prefix.replaceAll("\\|\\s+$", "")`: drops a trailing `|` and the blanks after it.
 fn trim_bar(prefix: &str) -> String {
     let trimmed = prefix.trim_end_matches(' ');
-    if trimmed.len() < prefix.len() {
-        if let Some(stripped) = trimmed.strip_suffix('|') {
-            return stripped.to_string();
-        }
+    if trimmed.len() < prefix.len()
+        && let Some(stripped) = trimmed.strip_suffix('|')
+    {
+        return stripped.to_string();
     }
     prefix.to_string()
 }

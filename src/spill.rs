@@ -149,10 +149,11 @@ impl MemoryManager {
             }
             tries -= 1;
             let oldest = self.evictable.lock().pop_front()?;
-            if let Some(output) = oldest.upgrade() {
-                if !output.evict() && output.is_kept() {
-                    self.evictable.lock().push_back(oldest);
-                }
+            if let Some(output) = oldest.upgrade()
+                && !output.evict()
+                && output.is_kept()
+            {
+                self.evictable.lock().push_back(oldest);
             }
         }
     }

@@ -32,14 +32,14 @@ pub(crate) fn wanted(level: tracing::Level) -> bool {
 /// reported on stderr.
 pub(crate) fn guarded(e: &Event) {
     static REPORTED: AtomicBool = AtomicBool::new(false);
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| event(e))) {
-        if !REPORTED.swap(true, Ordering::AcqRel) {
-            eprintln!(
-                "flintlock: the tracing subscriber panicked on {e:?}: {} (the event was \
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| event(e)))
+        && !REPORTED.swap(true, Ordering::AcqRel)
+    {
+        eprintln!(
+            "flintlock: the tracing subscriber panicked on {e:?}: {} (the event was \
                  dropped; later panics of the subscriber are not reported)",
-                crate::scheduler::panic_message(payload.as_ref())
-            );
-        }
+            crate::scheduler::panic_message(payload.as_ref())
+        );
     }
 }
 

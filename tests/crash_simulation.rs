@@ -226,12 +226,12 @@ fn a_crash_while_keep_removes_old_checkpoints_never_leaves_a_damaged_committed_o
                     },
                 }
             }
-            if let Some(step) = reported {
-                if !found.contains(&step) {
-                    violations.push(format!(
-                        "k {k} seed {seed}: step {step} was reported committed, then lost"
-                    ));
-                }
+            if let Some(step) = reported
+                && !found.contains(&step)
+            {
+                violations.push(format!(
+                    "k {k} seed {seed}: step {step} was reported committed, then lost"
+                ));
             }
         }
     }

@@ -364,10 +364,10 @@ fn a_cancelled_pipe_kills_and_reaps_its_command() {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     let pid = loop {
-        if let Ok(p) = std::fs::read_to_string(&pidfile) {
-            if !p.trim().is_empty() {
-                break p.trim().to_string();
-            }
+        if let Ok(p) = std::fs::read_to_string(&pidfile)
+            && !p.trim().is_empty()
+        {
+            break p.trim().to_string();
         }
         assert!(Instant::now() < deadline, "the command never started");
         thread::sleep(Duration::from_millis(5));

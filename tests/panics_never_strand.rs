@@ -42,12 +42,12 @@ fn a_listener_may_add_listeners_and_run_jobs() {
     let added = Arc::new(AtomicBool::new(false));
     let a = added.clone();
     ctx.add_listener(move |e: &Event| {
-        if let Event::JobEnded { .. } = e {
-            if !a.swap(true, Ordering::SeqCst) {
-                inner_ctx.add_listener(|_: &Event| {});
-                // A job from inside a listener.
-                assert_eq!(inner_ctx.range(0..3, 1).count().unwrap(), 3);
-            }
+        if let Event::JobEnded { .. } = e
+            && !a.swap(true, Ordering::SeqCst)
+        {
+            inner_ctx.add_listener(|_: &Event| {});
+            // A job from inside a listener.
+            assert_eq!(inner_ctx.range(0..3, 1).count().unwrap(), 3);
         }
     });
     let worker = std::thread::spawn(move || {

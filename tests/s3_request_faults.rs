@@ -469,7 +469,7 @@ mod on_s3 {
     }
 
     macro_rules! sweeps {
-        ($($name:ident: $kind:ident, $mode:ident, $big:expr;)*) => {$(
+        ($($name:ident: $kind:ident, $mode:ident, $big:expr_2021;)*) => {$(
             #[test]
             #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
             fn $name() {

@@ -128,8 +128,8 @@ impl Case {
                 StreamingContext::get_or_create(&ctx, dir, |c| self.build(c, &got)).unwrap();
             s.run(Until::Committed(at)).unwrap();
         }
-        let run = got.lock().unwrap().clone();
-        run
+
+        got.lock().unwrap().clone()
     }
 }
 

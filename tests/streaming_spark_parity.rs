@@ -142,8 +142,8 @@ fn run_stream<T: Data + Ord>(
             .0;
     }
     s.run(Until::Committed(BATCHES - 1)).unwrap();
-    let out = got.lock().unwrap().clone();
-    out
+
+    got.lock().unwrap().clone()
 }
 
 fn sec(n: u64) -> Duration {

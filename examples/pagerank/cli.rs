@@ -195,10 +195,10 @@ where
             .error(clap::error::ErrorKind::ValueValidation, message)
             .exit()
     };
-    if args.edges.is_none() {
-        if let Err(message) = graph::check(args.nodes, args.edge_count) {
-            usage(message);
-        }
+    if args.edges.is_none()
+        && let Err(message) = graph::check(args.nodes, args.edge_count)
+    {
+        usage(message);
     }
     #[cfg(feature = "cluster")]
     if let (Some(n), Some(p)) = (args.processes, args.process) {
@@ -408,7 +408,7 @@ fn interrupt_flag() -> Option<&'static AtomicBool> {
 /// Cancels `ctx`'s jobs while an interrupt is pending, until the returned guard drops: a
 /// run interrupted mid-iteration ends as a failed one does, and its temporary checkpoint
 /// folder and output file are removed on the way out.
-fn cancel_on_interrupt(ctx: &Context) -> Option<impl Drop> {
+fn cancel_on_interrupt(ctx: &Context) -> Option<impl Drop + use<>> {
     struct Watch(
         Option<std::sync::mpsc::Sender<()>>,
         Option<std::thread::JoinHandle<()>>,

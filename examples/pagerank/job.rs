@@ -212,20 +212,20 @@ impl Job {
             config: config.clone(),
         };
         let resume = config.series.as_ref().is_some_and(|s| s.resume);
-        if let Some(cp) = job.series.as_ref().filter(|_| resume) {
-            if let Some((step, ranks)) = cp.latest()? {
-                let step = usize::try_from(step).unwrap_or(usize::MAX);
-                if step > config.iterations {
-                    return Err(Error::InvalidArgument(format!(
-                        "the newest checkpoint holds iteration {step}, past the {} asked for; \
+        if let Some(cp) = job.series.as_ref().filter(|_| resume)
+            && let Some((step, ranks)) = cp.latest()?
+        {
+            let step = usize::try_from(step).unwrap_or(usize::MAX);
+            if step > config.iterations {
+                return Err(Error::InvalidArgument(format!(
+                    "the newest checkpoint holds iteration {step}, past the {} asked for; \
                          ask for {step} or more, or start over without resuming",
-                        config.iterations
-                    )));
-                }
-                job.resumed_from = ranks.checkpoint_path();
-                job.ranks = ranks.set_name("ranks");
-                job.done = step;
+                    config.iterations
+                )));
             }
+            job.resumed_from = ranks.checkpoint_path();
+            job.ranks = ranks.set_name("ranks");
+            job.done = step;
         }
         Ok(job)
     }

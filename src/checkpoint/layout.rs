@@ -755,10 +755,11 @@ impl<'de, X: de::SeqAccess<'de>> de::SeqAccess<'de> for Probe<'_, X> {
     ) -> Result<Option<S::Value>, X::Error> {
         let seed = self.wrap(seed);
         let element = self.inner.next_element_seed(seed)?;
-        if self.counting && element.is_some() {
-            if let Some(n) = self.state.seq_counts.borrow_mut().last_mut() {
-                *n += 1;
-            }
+        if self.counting
+            && element.is_some()
+            && let Some(n) = self.state.seq_counts.borrow_mut().last_mut()
+        {
+            *n += 1;
         }
         Ok(element)
     }

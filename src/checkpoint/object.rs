@@ -790,10 +790,10 @@ impl Drop for S3Lock {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        if let Ok(Some(h)) = lock_holder(&self.store, &self.key) {
-            if h.owner == self.token {
-                let _ = self.store.delete(&self.key);
-            }
+        if let Ok(Some(h)) = lock_holder(&self.store, &self.key)
+            && h.owner == self.token
+        {
+            let _ = self.store.delete(&self.key);
         }
     }
 }
@@ -939,11 +939,11 @@ impl ObjectWriter for S3Object {
         let last = PutPayload::from(std::mem::take(&mut self.buf.bytes));
         let runtime = self.buf.store.runtime.handle().clone();
         let done = run_on(&runtime, async move {
-            if last.content_length() > 0 {
-                if let Err(e) = upload.put_part(last).await {
-                    let _ = upload.abort().await;
-                    return Err(e);
-                }
+            if last.content_length() > 0
+                && let Err(e) = upload.put_part(last).await
+            {
+                let _ = upload.abort().await;
+                return Err(e);
             }
             match upload.complete().await {
                 Ok(_) => Ok(()),

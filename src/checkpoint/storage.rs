@@ -331,14 +331,14 @@ impl FaultyStorage {
 
     fn check(&self, op: StorageOp) -> io::Result<()> {
         let total = self.total.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Some(plan) = *self.any_plan.lock() {
-            if total == plan.n || (plan.persistent && total > plan.n) {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                return Err(io::Error::new(
-                    plan.kind,
-                    format!("injected fault: operation #{total} ({op:?})"),
-                ));
-            }
+        if let Some(plan) = *self.any_plan.lock()
+            && (total == plan.n || (plan.persistent && total > plan.n))
+        {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::new(
+                plan.kind,
+                format!("injected fault: operation #{total} ({op:?})"),
+            ));
         }
         let n = {
             let mut counts = self.counts.lock();
@@ -347,12 +347,13 @@ impl FaultyStorage {
             *c
         };
         let mut plan = self.plan.lock();
-        if let Some((pop, pn, kind)) = *plan {
-            if pop == op && pn == n {
-                *plan = None;
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                return Err(io::Error::new(kind, format!("injected fault: {op:?} #{n}")));
-            }
+        if let Some((pop, pn, kind)) = *plan
+            && pop == op
+            && pn == n
+        {
+            *plan = None;
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(io::Error::new(kind, format!("injected fault: {op:?} #{n}")));
         }
         Ok(())
     }

@@ -932,11 +932,11 @@ impl<T: Data> Tee<T> {
         }
         if exhausted {
             // Only a partition that was computed without error is committed.
-            if !self.tc.has_failed() {
-                if let Err(e) = writer.finish() {
-                    self.tc.fail(e);
-                    self.ready.clear();
-                }
+            if !self.tc.has_failed()
+                && let Err(e) = writer.finish()
+            {
+                self.tc.fail(e);
+                self.ready.clear();
             }
             self.writer = None;
         }

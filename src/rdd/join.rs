@@ -263,10 +263,8 @@ impl<K: Key, V: Data, W: Data, O, S: JoinShape<V, W, O>> HashJoin<K, V, W, O, S>
         emit: &mut (impl FnMut((K, O)) + ?Sized),
     ) {
         let Some(w) = table.first.get(&k) else {
-            if keep_left {
-                if let Some(o) = shape(Some(v), None) {
-                    emit((k, o));
-                }
+            if keep_left && let Some(o) = shape(Some(v), None) {
+                emit((k, o));
             }
             return;
         };

@@ -120,13 +120,13 @@ impl<T: Data> PlacementGate<T> {
             )),
         };
         // Set outside any lock, so a listener may call back in.
-        if self.verdict.set(outcome.is_ok()).is_ok() {
-            if let Err(reason) = outcome {
-                ctx.inner.emit(crate::listener::Event::PartitionerDropped {
-                    rdd_id: self.rdd_id,
-                    reason,
-                });
-            }
+        if self.verdict.set(outcome.is_ok()).is_ok()
+            && let Err(reason) = outcome
+        {
+            ctx.inner.emit(crate::listener::Event::PartitionerDropped {
+                rdd_id: self.rdd_id,
+                reason,
+            });
         }
         self.verdict.get().copied().unwrap_or(false)
     }

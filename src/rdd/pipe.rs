@@ -61,11 +61,11 @@ struct Reaped(Option<std::process::Child>);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            if !matches!(child.try_wait(), Ok(Some(_))) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+        if let Some(mut child) = self.0.take()
+            && !matches!(child.try_wait(), Ok(Some(_)))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -159,10 +159,10 @@ impl<T: Data + Display> Compute<String> for PipedRdd<T> {
         let lines = lines.map_err(|e| self.fail(format!("output could not be read: {e}")))?;
         // A command that succeeds without reading all its input (`head`) closes the pipe
         // early; like a shell pipeline, that is not an error.
-        if let Err(e) = written {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                return Err(self.fail(format!("input could not be written: {e}")));
-            }
+        if let Err(e) = written
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(self.fail(format!("input could not be written: {e}")));
         }
         Ok(boxed(lines.into_iter()))
     }

@@ -326,15 +326,16 @@ fn graph(job: &Job) -> (Vec<DrawNode>, Vec<DrawEdge>) {
         }
     }
     for t in &job.truncations {
-        if let (Some(&c), Some(&r)) = (index.get(&t.checkpoint), index.get(&t.rdd)) {
-            if c != r && seen.insert((c, r)) {
-                edges.push(DrawEdge {
-                    from: c,
-                    to: r,
-                    kind: EdgeKind::Checkpoint,
-                    truncated: false,
-                });
-            }
+        if let (Some(&c), Some(&r)) = (index.get(&t.checkpoint), index.get(&t.rdd))
+            && c != r
+            && seen.insert((c, r))
+        {
+            edges.push(DrawEdge {
+                from: c,
+                to: r,
+                kind: EdgeKind::Checkpoint,
+                truncated: false,
+            });
         }
     }
     (nodes, edges)

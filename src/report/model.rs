@@ -284,10 +284,10 @@ impl Model {
                         released: released_parents.clone(),
                     };
                     for j in &open {
-                        if let Some(job) = jobs.get_mut(j) {
-                            if job.ids.contains(rdd_id) {
-                                job.truncations.push(truncation.clone());
-                            }
+                        if let Some(job) = jobs.get_mut(j)
+                            && job.ids.contains(rdd_id)
+                        {
+                            job.truncations.push(truncation.clone());
                         }
                     }
                 }

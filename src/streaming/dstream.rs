@@ -36,10 +36,10 @@ impl<T: Data> DNode<T> {
 
     /// This node's RDD for `run`'s batch.
     pub(crate) fn rdd(&self, run: &BatchRun<'_>) -> Result<Rdd<T>> {
-        if let Some((b, rdd)) = &*self.cache.lock() {
-            if *b == run.batch.id {
-                return Ok(rdd.clone());
-            }
+        if let Some((b, rdd)) = &*self.cache.lock()
+            && *b == run.batch.id
+        {
+            return Ok(rdd.clone());
         }
         // Not under the lock: computing reads the parents (never this node again).
         let rdd = (self.compute)(run)?;

@@ -268,10 +268,10 @@ where
 {
     /// The state partitions of batch `batch` (staged or current).
     fn parts_of(&self, batch: BatchId) -> Result<Rdd<Part<K, S, E>>> {
-        if let Some(s) = &*self.staged.lock() {
-            if s.batch == batch {
-                return Ok(s.parts.clone());
-            }
+        if let Some(s) = &*self.staged.lock()
+            && s.batch == batch
+        {
+            return Ok(s.parts.clone());
         }
         self.cell.at(batch).ok_or_else(|| {
             Error::Internal(format!(
@@ -475,24 +475,24 @@ fn apply<K: Key, V, S: Data, E: Data>(
             part.map.insert(k, (s, b));
         }
     }
-    if let Some(t) = idle_batches {
-        if let Some(threshold) = b.checked_sub(t) {
-            // Keys last active before `threshold` (b − u > t) time out.
-            let (expired, at, rest) = part.idle.split_lookup(&threshold);
-            part.idle = rest;
-            if let Some(keys) = at {
-                part.idle.insert(threshold, keys);
-            }
-            for (_, keys) in expired {
-                for k in keys {
-                    let Some((s, _)) = part.map.remove(&k) else {
-                        continue;
-                    };
-                    let mut state = State::new(Some(s), true);
-                    mapped.push(f(&k, None, &mut state));
-                    if let Some(what) = state.misuse {
-                        return Err(what);
-                    }
+    if let Some(t) = idle_batches
+        && let Some(threshold) = b.checked_sub(t)
+    {
+        // Keys last active before `threshold` (b − u > t) time out.
+        let (expired, at, rest) = part.idle.split_lookup(&threshold);
+        part.idle = rest;
+        if let Some(keys) = at {
+            part.idle.insert(threshold, keys);
+        }
+        for (_, keys) in expired {
+            for k in keys {
+                let Some((s, _)) = part.map.remove(&k) else {
+                    continue;
+                };
+                let mut state = State::new(Some(s), true);
+                mapped.push(f(&k, None, &mut state));
+                if let Some(what) = state.misuse {
+                    return Err(what);
                 }
             }
         }

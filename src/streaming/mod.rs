@@ -724,23 +724,23 @@ impl StreamingContext {
     /// failed (its folder fsync, say): that plan is the batch, as after a restart, and the
     /// sources are not asked again (a socket would log other lines).
     fn plan_batch(&self, id: BatchId, time: Duration) -> Result<Plan> {
-        if let Some(meta) = &self.meta {
-            if meta.log()?.0.last() == Some(&id) {
-                let existing = meta.read_plan(id)?;
-                if existing.prev != self.last_committed {
-                    return Err(Error::corrupt(
-                        meta.path().join(LOG),
-                        format!(
-                            "batch {id} has a plan this stream did not write (it follows \
+        if let Some(meta) = &self.meta
+            && meta.log()?.0.last() == Some(&id)
+        {
+            let existing = meta.read_plan(id)?;
+            if existing.prev != self.last_committed {
+                return Err(Error::corrupt(
+                    meta.path().join(LOG),
+                    format!(
+                        "batch {id} has a plan this stream did not write (it follows \
                              batch {:?}, not {:?})",
-                            existing.prev, self.last_committed
-                        ),
-                    ));
-                }
-                // Its folder fsync may be what failed: durable before use.
-                meta.sync_log()?;
-                return Ok(existing);
+                        existing.prev, self.last_committed
+                    ),
+                ));
             }
+            // Its folder fsync may be what failed: durable before use.
+            meta.sync_log()?;
+            return Ok(existing);
         }
         let sources = self.graph.inner.lock().sources.clone();
         let plan = Plan::new(
@@ -932,14 +932,14 @@ fn batch_offset(interval: Duration, id: BatchId) -> Option<Duration> {
 fn check_graph(nodes: &[graph::NodeDesc]) -> Result<()> {
     let mut names: BTreeMap<&str, &str> = BTreeMap::new();
     for n in nodes {
-        if let Some(name) = &n.name {
-            if let Some(first) = names.insert(name, &n.kind) {
-                return Err(Error::InvalidArgument(format!(
-                    "two stream operators are named `{name}` ({first} and {}): names must be \
+        if let Some(name) = &n.name
+            && let Some(first) = names.insert(name, &n.kind)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "two stream operators are named `{name}` ({first} and {}): names must be \
                      unique, since a restart finds state and progress by them",
-                    n.kind
-                )));
-            }
+                n.kind
+            )));
         }
     }
     // A stateful operator reading another's state must checkpoint in the same batches:

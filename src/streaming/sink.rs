@@ -80,20 +80,20 @@ impl<T: Data, S: Sink<T>> OutputOps for SinkOutput<T, S> {
         if !self.node.active(run.batch.id) {
             return Ok(()); // a window between its slides
         }
-        if let Some(last) = self.sink.last_committed()? {
-            if last >= run.batch.id {
-                if run.written_upto.is_some_and(|w| last <= w) {
-                    return Ok(()); // written by an earlier run of this batch: exactly once
-                }
-                return Err(Error::InvalidArgument(format!(
-                    "sink `{}` already holds batch {last}, which this stream has no record \
+        if let Some(last) = self.sink.last_committed()?
+            && last >= run.batch.id
+        {
+            if run.written_upto.is_some_and(|w| last <= w) {
+                return Ok(()); // written by an earlier run of this batch: exactly once
+            }
+            return Err(Error::InvalidArgument(format!(
+                "sink `{}` already holds batch {last}, which this stream has no record \
                      of running (it is about to write batch {} for the first time): the \
                      sink holds another stream's output, or this stream's plan of that \
                      batch was lost from its checkpoint folder; give the sink an empty \
                      folder, or remove its batches from {} on",
-                    self.name, run.batch.id, run.batch.id
-                )));
-            }
+                self.name, run.batch.id, run.batch.id
+            )));
         }
         self.sink.write(run.batch, &self.node.rdd(run)?)
     }

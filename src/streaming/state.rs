@@ -91,10 +91,10 @@ where
 {
     /// The state RDD of `batch` (staged or current).
     fn state_of(&self, batch: BatchId) -> Result<Rdd<(K, S)>> {
-        if let Some(s) = &*self.staged.lock() {
-            if s.batch == batch {
-                return Ok(s.rdd.clone());
-            }
+        if let Some(s) = &*self.staged.lock()
+            && s.batch == batch
+        {
+            return Ok(s.rdd.clone());
         }
         match self.cell.at(batch) {
             Some(rdd) => Ok(rdd),

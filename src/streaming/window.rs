@@ -79,10 +79,10 @@ impl<T: Data> Slices<T> {
             .filter(|(b, _)| range.contains(b))
             .map(|(_, r)| r.clone())
             .collect();
-        if let Some((b, r)) = &*self.staged.lock() {
-            if range.contains(b) {
-                parts.push(r.clone());
-            }
+        if let Some((b, r)) = &*self.staged.lock()
+            && range.contains(b)
+        {
+            parts.push(r.clone());
         }
         union_all(ctx, parts)
     }

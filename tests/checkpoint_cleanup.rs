@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io;
-use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use flintlock::checkpoint::{LocalFs, Storage, StorageFile, StorageLock};
+use flintlock::checkpoint::StorageOp;
 use flintlock::Context;
 
 #[test]
@@ -38,55 +37,9 @@ fn with_cleanup_the_folder_goes_with_the_last_handle_and_the_app_folder_with_the
     assert!(!app.exists(), "the app folder went with the context");
 }
 
-/// [`LocalFs`], with folder fsyncs that take a second once [`SLOW`] is set: a removal
-/// (which fsyncs the folder once its manifest is gone) is still under way when the test
-/// drops its context.
-#[derive(Debug)]
-struct SlowFolderSyncs;
-
-static SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-impl Storage for SlowFolderSyncs {
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        LocalFs.create_dir_all(p)
-    }
-    fn create_dir(&self, p: &Path) -> io::Result<()> {
-        LocalFs.create_dir(p)
-    }
-    fn create_new(&self, p: &Path) -> io::Result<Box<dyn StorageFile>> {
-        LocalFs.create_new(p)
-    }
-    fn open(&self, p: &Path) -> io::Result<Box<dyn io::Read + Send>> {
-        LocalFs.open(p)
-    }
-    fn len(&self, p: &Path) -> io::Result<u64> {
-        LocalFs.len(p)
-    }
-    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
-        LocalFs.rename_no_replace(from, to)
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        if SLOW.load(std::sync::atomic::Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-        }
-        LocalFs.sync_dir(p)
-    }
-    fn list(&self, p: &Path) -> io::Result<Vec<String>> {
-        LocalFs.list(p)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        LocalFs.remove_file(p)
-    }
-    fn remove_dir_all(&self, p: &Path) -> io::Result<()> {
-        LocalFs.remove_dir_all(p)
-    }
-    fn remove_dir(&self, p: &Path) -> io::Result<()> {
-        LocalFs.remove_dir(p)
-    }
-    fn try_lock(&self, p: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        LocalFs.try_lock(p)
-    }
-}
+/// Set to make folder fsyncs take a second: a removal (which fsyncs the folder once its
+/// manifest is gone) is then still under way when the test drops its context.
+static SLOW: AtomicBool = AtomicBool::new(false);
 
 #[test]
 fn a_context_dropped_while_its_checkpoint_is_being_removed_waits_and_leaves_nothing() {
@@ -94,7 +47,11 @@ fn a_context_dropped_while_its_checkpoint_is_being_removed_waits_and_leaves_noth
     let ctx = Context::builder()
         .threads(2)
         .checkpoint_dir(dir.path())
-        .checkpoint_storage(SlowFolderSyncs)
+        .checkpoint_storage(common::hooked::Hooked::new(|op, _| {
+            if op == StorageOp::SyncDir && SLOW.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }))
         .clean_checkpoints(true)
         .build()
         .unwrap();
@@ -103,7 +60,7 @@ fn a_context_dropped_while_its_checkpoint_is_being_removed_waits_and_leaves_noth
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
     let path = rdd.checkpoint_path().unwrap();
-    SLOW.store(true, std::sync::atomic::Ordering::SeqCst);
+    SLOW.store(true, Ordering::SeqCst);
     let dropped = std::time::Instant::now();
     drop(rdd); // the removal starts on the remover thread, and takes a second or more
     assert!(

@@ -6,13 +6,11 @@
 mod common;
 
 use std::hash::{Hash, Hasher};
-use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use flintlock::checkpoint::{LocalFs, Storage, StorageFile, StorageLock};
+use flintlock::checkpoint::StorageOp;
 use flintlock::{CheckpointState, Context, Error, Event};
 use serde::{Deserialize, Serialize};
 
@@ -111,73 +109,36 @@ fn a_panicking_partitioner_key_returns_the_rdd_to_marked() {
 }
 
 /// A storage that panics at the manifest's rename while `armed`.
-#[derive(Debug, Default, Clone)]
-struct PanicsAtCommit {
-    armed: Arc<AtomicBool>,
-}
-
-impl Storage for PanicsAtCommit {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        LocalFs.create_dir_all(path)
-    }
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        LocalFs.create_dir(path)
-    }
-    fn create_new(&self, path: &Path) -> io::Result<Box<dyn StorageFile>> {
-        LocalFs.create_new(path)
-    }
-    fn open(&self, path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
-        LocalFs.open(path)
-    }
-    fn len(&self, path: &Path) -> io::Result<u64> {
-        LocalFs.len(path)
-    }
-    fn rename_no_replace(&self, from: &Path, to: &Path) -> io::Result<()> {
-        if self.armed.load(Ordering::SeqCst) && to.ends_with("_manifest.json") {
+fn panics_at_commit(armed: &Arc<AtomicBool>) -> common::hooked::Hooked {
+    let armed = armed.clone();
+    common::hooked::Hooked::new(move |op, to| {
+        if op == StorageOp::Rename && armed.load(Ordering::SeqCst) && to.ends_with("_manifest.json")
+        {
             panic!("storage backend bug at commit");
         }
-        LocalFs.rename_no_replace(from, to)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        LocalFs.sync_dir(path)
-    }
-    fn list(&self, path: &Path) -> io::Result<Vec<String>> {
-        LocalFs.list(path)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        LocalFs.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        LocalFs.remove_dir_all(path)
-    }
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        LocalFs.remove_dir(path)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn StorageLock>>> {
-        LocalFs.try_lock(path)
-    }
+    })
 }
 
 #[test]
 fn a_panic_in_the_commit_outside_any_task_returns_the_rdd_to_marked() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = PanicsAtCommit::default();
+    let armed = Arc::new(AtomicBool::new(false));
     let ctx = Context::builder()
         .threads(2)
         .checkpoint_dir(dir.path())
-        .checkpoint_storage(storage.clone())
+        .checkpoint_storage(panics_at_commit(&armed))
         .build()
         .unwrap();
     let rdd = ctx.range(0..10, 2).map(|x| x * 3);
     rdd.checkpoint().unwrap();
-    storage.armed.store(true, Ordering::SeqCst);
+    armed.store(true, Ordering::SeqCst);
     let err = rdd.count().unwrap_err();
     assert!(
         matches!(&err, Error::JobPanicked { message, .. } if message.contains("storage backend bug")),
         "{err}"
     );
     assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
-    storage.armed.store(false, Ordering::SeqCst);
+    armed.store(false, Ordering::SeqCst);
     assert_eq!(rdd.count().unwrap(), 10);
     assert!(rdd.is_checkpointed());
     assert_eq!(

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use flintlock::{Context, Event};
 
 pub mod backend;
+pub mod hooked;
 pub mod report;
 pub mod simfs;
 pub mod stream;

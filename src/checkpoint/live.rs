@@ -71,8 +71,8 @@ type Removal = (PathBuf, Arc<dyn Storage>, tracing::Dispatch);
 
 /// The remover thread's queue, started with the first removal; `None` when the thread could
 /// not be started (removals are then done by the thread that asks for them).
-fn remover() -> Option<&'static Mutex<Sender<Removal>>> {
-    static QUEUE: OnceLock<Option<Mutex<Sender<Removal>>>> = OnceLock::new();
+fn remover() -> Option<&'static Sender<Removal>> {
+    static QUEUE: OnceLock<Option<Sender<Removal>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Removal>();
@@ -80,16 +80,11 @@ fn remover() -> Option<&'static Mutex<Sender<Removal>>> {
                 .name("flintlock-remover".into())
                 .spawn(move || {
                     for removal in rx {
-                        // The thread serves the whole process: a panic (a storage's, a
-                        // tracing subscriber's, in the removal or in dropping the storage)
-                        // ends one removal, never the thread.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                            move || run_removal(removal),
-                        ));
+                        run_removal_caught(removal);
                     }
                 });
             match started {
-                Ok(_) => Some(Mutex::new(tx)),
+                Ok(_) => Some(tx),
                 Err(e) => {
                     tracing::warn!(error = %e, "no remover thread: checkpoints are removed by the thread that releases them");
                     None
@@ -114,18 +109,21 @@ fn start_removal(live: &mut MutexGuard<'_, Live>, key: PathBuf, storage: Arc<dyn
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let removal = (key, storage, dispatch);
     let unsent = match remover() {
-        Some(queue) => queue.lock().send(removal).err().map(|e| e.0),
+        Some(queue) => queue.send(removal).err().map(|e| e.0),
         None => Some(removal),
     };
     if let Some(removal) = unsent {
         // Removed here, after the registry lock is let go: a reader registering meanwhile
         // waits for it, as it would for the remover thread.
-        MutexGuard::unlocked(live, || {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                run_removal(removal)
-            }));
-        });
+        MutexGuard::unlocked(live, || run_removal_caught(removal));
     }
+}
+
+/// [`run_removal`], with a panic in it (a storage's, a tracing subscriber's, in the removal
+/// or in dropping the storage) ending that removal alone: the remover thread serves the
+/// whole process, and a releasing thread must not unwind from a drop.
+fn run_removal_caught(removal: Removal) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || run_removal(removal)));
 }
 
 /// Removes the folder (the manifest first, made durable, then the rest: see

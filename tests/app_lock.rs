@@ -1,7 +1,7 @@
 //! App folders: a stable `app_id` is locked by its live owner; start-up cleanup removes the
 //! leftovers of dead owners only, and never a committed checkpoint.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! and an empty generated app folder with the context; by default nothing is deleted.
 //! (What cleanup must never delete is in `checkpoint_never_deletes.rs`.)
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -4,7 +4,7 @@
 //! reader sees the right data, and nothing else is left. On either backend (see
 //! `common::backend`).
 
-mod common;
+use crate::common;
 
 use common::{ctx_with_dir, files_below, temp_files, Recorder};
 use flintlock::{Context, Error, Event, Rdd};

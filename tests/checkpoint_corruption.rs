@@ -1,7 +1,7 @@
 //! A damaged, incomplete or foreign checkpoint is a clear error naming the file and what
 //! was expected — never a panic, never wrong data.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! error, and the next action retries and succeeds. Faults are injected through the storage
 //! seam.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

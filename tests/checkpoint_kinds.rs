@@ -3,7 +3,7 @@
 //! before and after, the parents freed, and a reliable checkpoint reopens with its
 //! partitioner.
 
-mod common;
+use crate::common;
 
 use std::fmt::Debug;
 use std::sync::{Arc, Weak};

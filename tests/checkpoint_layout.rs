@@ -4,7 +4,7 @@
 //! same serde name and different fields. Format 2 records the traced layout, so reading one
 //! as the other is a precise `TypeMismatch`, never a silent misread.
 
-mod common;
+use crate::common;
 
 use flintlock::{Context, Error};
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Marks can be taken back, and state and messages agree (issue 9 item 12).
 
-mod common;
+use crate::common;
 
 use flintlock::{CheckpointState, Error, Event, StorageLevel};
 

@@ -3,7 +3,7 @@
 //! A rerun with the same app id, a changed checkpoint folder and `clean_checkpoints` never
 //! remove a checkpoint that a run committed and a live RDD reads.
 
-mod common;
+use crate::common;
 
 use flintlock::{CheckpointState, Context};
 

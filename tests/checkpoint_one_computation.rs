@@ -1,7 +1,7 @@
 //! A checkpoint costs one computation (SPARK-8582): partitions are written while the job
 //! computes them, and only unfinished partitions are computed afterwards.
 
-mod common;
+use crate::common;
 
 use common::{ctx_with_dir, Counter, Recorder};
 use flintlock::{Event, StageKind};

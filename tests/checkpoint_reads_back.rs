@@ -5,7 +5,7 @@
 //! `Error::UnreadableRecord` naming the type, the RDD stays Marked with its lineage, and
 //! `cancel_checkpoint()` is the way out.
 
-mod common;
+use crate::common;
 
 use flintlock::{CheckpointState, Context, Error};
 use serde::{Deserialize, Serialize};

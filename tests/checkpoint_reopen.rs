@@ -1,6 +1,6 @@
 //! A checkpoint written by one process is opened by another, with its partitioner.
 
-mod common;
+use crate::common;
 
 use flintlock::{Context, DependencyKind, Partitioner};
 

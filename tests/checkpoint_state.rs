@@ -1,7 +1,7 @@
 //! The checkpoint state machine: marking rules, transitions and their events, discovery of
 //! marked ancestors.
 
-mod common;
+use crate::common;
 
 use common::{ctx, ctx_with_dir, files_below, Recorder};
 use flintlock::{CheckpointState, Context, DependencyKind, Error, Event};

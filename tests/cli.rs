@@ -2,8 +2,6 @@
 //! with damaged folders (a flipped byte, a missing part, no manifest) and a folder held by a
 //! live process.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -19,7 +19,7 @@
 fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]
-mod common;
+use crate::common;
 
 #[cfg(feature = "cluster")]
 mod cluster {

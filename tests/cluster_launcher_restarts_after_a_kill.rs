@@ -12,16 +12,10 @@
 fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]
-#[path = "../examples/pagerank/cli.rs"]
-mod cli;
+use crate::common;
+// The pagerank example's modules (the suite includes them once).
 #[cfg(feature = "cluster")]
-mod common;
-#[cfg(feature = "cluster")]
-#[path = "../examples/pagerank/graph.rs"]
-mod graph;
-#[cfg(feature = "cluster")]
-#[path = "../examples/pagerank/job.rs"]
-mod job;
+use crate::cli;
 
 #[cfg(feature = "cluster")]
 mod cluster {
@@ -147,7 +141,8 @@ mod cluster {
                     .arg(&exe)
                     .args([
                         "--exact",
-                        "cluster::child_runs_the_pagerank_example",
+                        // The test's name in the suite (the module is this file's name).
+                        "cluster_launcher_restarts_after_a_kill::cluster::child_runs_the_pagerank_example",
                         "--include-ignored",
                         "--nocapture",
                         "--test-threads",

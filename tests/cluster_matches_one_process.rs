@@ -19,13 +19,10 @@
 fn needs_the_cluster_feature() {}
 
 #[cfg(feature = "cluster")]
-mod common;
+use crate::common;
+// The pagerank example's modules (the suite includes them once).
 #[cfg(feature = "cluster")]
-#[path = "../examples/pagerank/graph.rs"]
-mod graph;
-#[cfg(feature = "cluster")]
-#[path = "../examples/pagerank/job.rs"]
-mod job;
+use crate::{graph, job};
 
 #[cfg(feature = "cluster")]
 mod cluster {

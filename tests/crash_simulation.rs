@@ -18,7 +18,7 @@
 //! Mutation check: the same sweep with any one sync of the protocol removed (`SimFs` ignores
 //! it) must fail at least once — every fsync and folder fsync is needed.
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::path::Path;

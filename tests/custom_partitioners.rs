@@ -2,7 +2,7 @@
 //! the shuffle, a checkpoint records the scheme by name and reopens only where it is
 //! registered, and a changed or misbehaving implementation is caught, never a wrong join.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

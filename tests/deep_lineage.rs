@@ -1,7 +1,7 @@
 //! Depth never costs stack: a 1,000,000-step narrow chain and a 10,000-iteration shuffle
 //! loop run, print and drop on the default test-thread stack.
 
-mod common;
+use crate::common;
 
 use common::ctx;
 

@@ -1,7 +1,7 @@
 //! The dependency kinds each transformation creates, and the rule that an equal
 //! partitioner means no shuffle.
 
-mod common;
+use crate::common;
 
 use common::ctx;
 use flintlock::{DependencyKind, Partitioner};

@@ -6,7 +6,7 @@
 // Two libc calls (statvfs, geteuid), each with its SAFETY comment.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

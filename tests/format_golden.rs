@@ -5,7 +5,7 @@
 //!
 //! Regenerate the *current* version's files (only when deliberately changing its writer,
 //! which should never happen once released):
-//! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test format_golden -- --test-threads 1`.
+//! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test checkpoint_format -- --test-threads 1 format_golden::`.
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,7 @@ fn expected() -> Vec<(u64, String)> {
 /// Writes the golden checkpoints of the current format version (only when a format
 /// version is added: released versions' files never change).
 #[test]
-#[ignore = "writes the golden files: FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test format_golden -- --ignored"]
+#[ignore = "writes the golden files: FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test checkpoint_format -- --ignored format_golden::"]
 fn regenerate_golden_files_when_asked() {
     assert!(
         std::env::var("FLINTLOCK_REGENERATE_GOLDEN").is_ok(),

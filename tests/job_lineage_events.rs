@@ -3,7 +3,7 @@
 //! partitioner, storage level, checkpoint state and the edges' dependency kinds — and after
 //! a checkpoint the lineage ends at the `ReliableCheckpointRdd`.
 
-mod common;
+use crate::common;
 
 use common::{ctx_with_dir, Recorder};
 use flintlock::{CheckpointState, DependencyKind, Event, LineageNode, StorageLevel};

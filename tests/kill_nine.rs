@@ -7,7 +7,7 @@
 //! killed process's lease at once and cleans up without a grace period);
 //! `FLINTLOCK_LONG_TESTS=1` runs 500.
 
-mod common;
+use crate::common;
 
 use common::backend;
 use std::collections::BTreeMap;

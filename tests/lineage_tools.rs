@@ -1,6 +1,6 @@
 //! to_debug_string (Spark's shape), to_dot, lineage_depth.
 
-mod common;
+use crate::common;
 
 use common::ctx;
 

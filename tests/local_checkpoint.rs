@@ -1,7 +1,7 @@
 //! Local checkpoints: lineage truncated onto cached blocks; a lost block is an error that
 //! says why, never a silent recomputation.
 
-mod common;
+use crate::common;
 
 use common::{ctx, ctx_with_dir, Counter};
 use flintlock::{CheckpointState, Error, StorageLevel};

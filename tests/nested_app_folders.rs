@@ -3,7 +3,7 @@
 //! take it for an interrupted write attempt, whatever its name, and an app id shaped like an
 //! attempt's folder name is refused. On either backend (see `common::backend`).
 
-mod common;
+use crate::common;
 
 use common::backend;
 use flintlock::{Context, Error};

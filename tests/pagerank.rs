@@ -1,10 +1,8 @@
 //! The PageRank example: its built-in graph is the reference generator's, its ranks are
 //! Spark's to the last printed digit, and it agrees with a sequential PageRank.
 
-#[path = "../examples/pagerank/graph.rs"]
-mod graph;
-#[path = "../examples/pagerank/job.rs"]
-mod job;
+// The pagerank example's modules (the suite includes them once).
+use crate::{graph, job};
 
 use flintlock::{Context, Error};
 use sha2::{Digest, Sha256};
@@ -111,8 +109,7 @@ fn a_malformed_edge_line_is_an_error_naming_the_file_and_line() {
     ));
 }
 
-#[path = "../examples/pagerank/handwritten.rs"]
-mod handwritten;
+use crate::handwritten;
 
 #[test]
 fn the_hand_written_benchmark_references_compute_the_same_ranks() {

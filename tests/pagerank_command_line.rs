@@ -8,14 +8,10 @@
 //! Each case runs the example's own `main` (`examples/pagerank/cli.rs`, included by path)
 //! in a child process, as `tests/pagerank_kill_resume.rs` does.
 
-mod common;
+use crate::common;
 
-#[path = "../examples/pagerank/cli.rs"]
-mod cli;
-#[path = "../examples/pagerank/graph.rs"]
-mod graph;
-#[path = "../examples/pagerank/job.rs"]
-mod job;
+// The pagerank example's modules (the suite includes them once).
+use crate::cli;
 
 use std::path::Path;
 

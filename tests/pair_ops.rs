@@ -1,6 +1,6 @@
 //! The by-key operations against the same computation on a `Vec`.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -3,7 +3,7 @@
 //! storage backends may panic; the RDD goes back to Marked with its lineage, and the next
 //! action retries.
 
-mod common;
+use crate::common;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,6 +1,6 @@
 //! cache / persist / unpersist, and evicted blocks recomputed from lineage.
 
-mod common;
+use crate::common;
 
 use common::{ctx, Counter};
 use flintlock::{Error, StorageLevel};

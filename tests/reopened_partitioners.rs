@@ -5,7 +5,7 @@
 //! differ in the build that reopens a checkpoint; a range partitioner keeps its bounds only
 //! as bytes. Either way: never a wrong join, never a panic.
 
-mod common;
+use crate::common;
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};

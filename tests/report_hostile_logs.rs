@@ -1,7 +1,7 @@
 //! `flintlock report` on truncated, damaged and hostile event logs: a clear error or a
 //! partial report that says what it skipped, never a panic.
 
-mod common;
+use crate::common;
 
 use std::io::Cursor;
 use std::path::Path;

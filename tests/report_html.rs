@@ -2,7 +2,7 @@
 //! per RDD, state colours, stages, shuffles and the checkpoint RDD where lineage ends; every
 //! string from the log escaped; a golden log of each format version still renders.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

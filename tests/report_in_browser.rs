@@ -5,7 +5,7 @@
 //! `.ci/run` installs Debian's `chromium` when it is missing and runs these with
 //! `--ignored`; where no Chromium can be found, each test prints why it did not run.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

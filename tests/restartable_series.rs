@@ -2,7 +2,7 @@
 //! resumes from the newest committed step, keeps the newest `keep`, never deletes what a
 //! live RDD reads, refuses another computation's checkpoint, and passes over a damaged one.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -14,7 +14,7 @@
 fn needs_the_s3_feature_and_a_server() {}
 
 #[cfg(all(feature = "s3", feature = "cluster"))]
-mod common;
+use crate::common;
 
 #[cfg(feature = "s3")]
 mod on_s3 {

@@ -15,7 +15,7 @@
 fn needs_the_s3_feature_and_a_server() {}
 
 #[cfg(feature = "s3")]
-mod common;
+use crate::common;
 
 #[cfg(feature = "s3")]
 mod on_s3 {

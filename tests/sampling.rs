@@ -1,7 +1,7 @@
 //! `sample` draws the expected number of elements for every fraction (issue 9 item 8): a
 //! Poisson draw with a large mean used to underflow `exp(-mean)` and undercount.
 
-mod common;
+use crate::common;
 
 #[test]
 fn sampling_with_replacement_and_a_large_fraction_counts_about_fraction_times_n() {

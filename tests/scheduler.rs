@@ -1,7 +1,7 @@
 //! Jobs and stages: stage counts seen through listener events, shuffle reuse, concurrent
 //! actions, and panics that fail a task without taking the context down.
 
-mod common;
+use crate::common;
 
 use common::{ctx, Counter, Recorder};
 use flintlock::{Error, Event, StageKind};

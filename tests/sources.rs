@@ -1,6 +1,6 @@
 //! Sources: parallelize, range, and text files split on line boundaries.
 
-mod common;
+use crate::common;
 
 use common::ctx;
 use flintlock::Error;

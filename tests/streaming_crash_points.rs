@@ -4,7 +4,7 @@
 //! committed, or the one after it when its commit had become durable, and goes on to write
 //! every batch's output exactly as the model says.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! restart fails with an error naming what is wrong, and never falls back silently to an
 //! older commit or to starting over (which would repeat or lose output).
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 //! by format version 1 (golden files under `tests/data/stream-v1/`) keeps recovering.
 //!
 //! Regenerate the golden folder (only when adding a format version):
-//! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test streaming_graph_changes -- --ignored`.
+//! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test streaming -- --ignored streaming_graph_changes::`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -212,7 +212,7 @@ fn golden_build(ctx: &Context, out: &Path, fail: bool) -> Result<StreamingContex
 }
 
 #[test]
-#[ignore = "writes the golden files: FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test streaming_graph_changes -- --ignored"]
+#[ignore = "writes the golden files: FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test streaming -- --ignored streaming_graph_changes::"]
 fn regenerate_the_golden_stream_folder_when_asked() {
     assert!(
         std::env::var("FLINTLOCK_REGENERATE_GOLDEN").is_ok(),

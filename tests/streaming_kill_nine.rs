@@ -11,7 +11,7 @@
 //! kill lands at a uniform instant of a run whatever its length, so shorter runs give more
 //! kills for the same time.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -4,7 +4,7 @@
 //! only for its own records; an empty state and an initial state restore like any other;
 //! misuse of a timing-out state fails the batch and commits nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

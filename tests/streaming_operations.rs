@@ -2,7 +2,7 @@
 //! gives; misuse (duplicate or invalid names, streams of two contexts, state without a
 //! checkpoint folder) is a clear error; clocks and stops behave as documented.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

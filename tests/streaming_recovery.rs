@@ -3,7 +3,7 @@
 //! runs again with its recorded input, the folder stays bounded (S16), and the state's
 //! lineage and memory stay flat however long the stream runs (S5).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -8,7 +8,7 @@
 //!
 //! 10 trials; `FLINTLOCK_LONG_TESTS=1` runs 50.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

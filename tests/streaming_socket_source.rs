@@ -3,7 +3,7 @@
 //! restart replays exactly them; the receiver waits for a server that is not up and
 //! reconnects; retention keeps only the logs recovery reads.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};

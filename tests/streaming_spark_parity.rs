@@ -2,7 +2,7 @@
 //! the reference lines in `tests/data/spark-streaming/` were produced by Spark 4.3.0
 //! (`scripts/spark-streaming/`, which says how to regenerate them); CI does not need Spark.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

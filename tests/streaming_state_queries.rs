@@ -2,7 +2,7 @@
 //! checkpoint folder, offline and while the stream runs, with the stream's exact content;
 //! anything else is an error that says what is there.
 
-mod common;
+use crate::common;
 
 use common::stream::{model, WordCount};
 use flintlock::streaming::{self, StreamingContext, Until};

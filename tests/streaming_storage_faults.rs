@@ -3,7 +3,7 @@
 //! committed, and running again (in the same process, or after a restart with
 //! `get_or_create`) writes every batch's output exactly once with the model's content.
 
-mod common;
+use crate::common;
 
 use std::io::ErrorKind;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! bad input is refused before it is planned, and the files a restart still needs are
 //! named so the rest can be moved away.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

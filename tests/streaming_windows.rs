@@ -2,7 +2,7 @@
 //! restart (rebuilt from the plans), their memory stays bounded, and a window that cannot
 //! be formed is an error when the stream starts, never a silent approximation.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Every element-wise transformation and action against the same computation on a `Vec`.
 
-mod common;
+use crate::common;
 
 use common::{ctx, sorted};
 use proptest::prelude::*;

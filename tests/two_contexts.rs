@@ -1,7 +1,7 @@
 //! RDDs of two contexts never mix (DESIGN §4, issue 9 item 7): combining them is an error
 //! of the action naming both contexts, never a wrong result or an internal error.
 
-mod common;
+use crate::common;
 
 use flintlock::{CheckpointState, Error, Rdd};
 

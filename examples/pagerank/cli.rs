@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser};
 use flintlock::{Context, Event};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{graph, job};
+use super::{graph, job};
 
 /// The examples `--help` ends with.
 const EXAMPLES: &str = "\

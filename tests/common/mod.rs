@@ -115,11 +115,21 @@ pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 
 /// A command that runs one test of the current test binary as a child process. Child tests
 /// are `#[ignore]`d (they do nothing on their own) and so are run with `--include-ignored`.
+///
+/// `test` is the test's path within the caller's file (`child_writes`, `cluster::child`):
+/// each file of `tests/` is a module of a suite named after the file, and the module's name
+/// is taken from the calling file's name.
+#[track_caller]
 pub fn child_test(test: &str) -> std::process::Command {
+    let caller = std::panic::Location::caller().file();
+    let module = Path::new(caller)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a test file's name");
     let mut c = std::process::Command::new(std::env::current_exe().unwrap());
     c.args([
         "--exact",
-        test,
+        &format!("{module}::{test}"),
         "--include-ignored",
         "--nocapture",
         "--test-threads",
@@ -154,6 +164,7 @@ impl Drop for ChildGuard {
 
 /// Runs one test of the current test binary as a child process, with `env` set (the child
 /// test checks it and does nothing when it is absent), stdout piped.
+#[track_caller]
 pub fn spawn_test(test: &str, env: (&str, &Path)) -> ChildGuard {
     ChildGuard(
         child_test(test)

@@ -1,8 +1,9 @@
 //! Fail-stop, then restart, on the program users run (feature `cluster`):
 //! `scripts/cluster.sh` runs the `pagerank` example as 3 processes; one of them, chosen at
-//! random, is killed with SIGKILL at a random instant; the launcher stops the others and
-//! restarts all 3, which resume from the newest checkpoint they committed together
-//! (`--checkpoint-every 2 --resume` on a shared `--checkpoint-dir`), and the ranks the run
+//! random, is killed with SIGKILL at a random instant (every other trial: once a checkpoint
+//! is written); the launcher stops the others and restarts all 3, which resume from the
+//! newest checkpoint they committed together (`--checkpoint-every 2 --resume` on a shared
+//! `--checkpoint-dir`; a kill after a checkpoint always resumes), and the ranks the run
 //! writes are byte-identical to those of an uncrashed run in one process. 20 trials;
 //! `FLINTLOCK_LONG_TESTS=1` runs 100.
 
@@ -168,9 +169,27 @@ mod cluster {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
+            // Even trials kill at a random instant of the run; odd ones once process 0 has
+            // said a checkpoint is written (a random instant would often land before the
+            // first one on a loaded machine), and must then resume from it.
+            let aimed = trial % 2 == 1;
+            if aimed {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !std::fs::read_to_string(&stdout_path)
+                    .unwrap_or_default()
+                    .contains("[checkpoint written]")
+                {
+                    assert!(
+                        Instant::now() < deadline,
+                        "trial {trial}: no checkpoint written within a minute"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             if trial > 0 {
                 let victim = pids[(seed >> 40) as usize % 3];
-                let window = run_time.as_micros().max(1) as u64;
+                let window = if aimed { run_time / 4 } else { run_time };
+                let window = window.as_micros().max(1) as u64;
                 std::thread::sleep(Duration::from_micros((seed >> 20) % window));
                 // SIGKILL; the victim may have finished already.
                 let _ = Command::new("kill")
@@ -201,6 +220,12 @@ mod cluster {
                 let stdout = std::fs::read_to_string(&stdout_path).unwrap();
                 if stdout.contains("resumed at iteration") {
                     resumed += 1;
+                } else {
+                    assert!(
+                        !aimed,
+                        "trial {trial}: killed after a checkpoint was written, the restart \
+                         did not resume from it:\n{stdout}"
+                    );
                 }
             }
             let got = std::fs::read(&output).unwrap();
@@ -213,9 +238,10 @@ mod cluster {
             restarted >= trials / 4,
             "only {restarted} of {trials} trials restarted"
         );
-        // A kill after the first checkpoint (iteration 2 of 20) resumes from one.
+        // Every restart after a kill aimed past a checkpoint resumed (checked above), and
+        // some of them happened.
         assert!(
-            resumed >= restarted / 3,
+            resumed >= trials / 8,
             "only {resumed} of {restarted} restarts resumed from a checkpoint"
         );
     }

@@ -77,20 +77,10 @@ mod cluster {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster.sh")
     }
 
-    /// A free port with `n - 1` free ones after it, probably (the launcher numbers its
-    /// processes' ports from it).
+    /// A free port with `n - 1` free ones after it (the launcher numbers its processes'
+    /// ports from it), outside the range the other tests of the suite draw theirs from.
     fn base_port(n: u16) -> u16 {
-        loop {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let base = l.local_addr().unwrap().port();
-            if base > 65_000 {
-                continue;
-            }
-            let free = (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-            if free {
-                return base;
-            }
-        }
+        common::free_ports_outside_the_ephemeral_range(n)
     }
 
     /// The process ids of the launcher's attempt `k`, once all are written.
@@ -108,15 +98,20 @@ mod cluster {
             20
         };
         let dir = tempfile::tempdir().unwrap();
-        // The uncrashed run, in one process.
+        // The uncrashed run, in one process: a child, as the trials' processes are (the
+        // example installs a Ctrl-C handler, which belongs in its own process, not in the
+        // suite's).
         let expected_path = dir.path().join("expected.txt");
-        cli::run(cli::Args::parse_from(
-            std::iter::once("pagerank".to_string()).chain(args(
-                &expected_path,
-                &dir.path().join("expected-checkpoints"),
-            )),
-        ))
-        .unwrap();
+        let checkpoints = dir.path().join("expected-checkpoints");
+        let reference = common::child_test("cluster::child_runs_the_pagerank_example")
+            .env(CHILD_ENV, args(&expected_path, &checkpoints).join("\n"))
+            .output()
+            .unwrap();
+        assert!(
+            reference.status.success(),
+            "the uncrashed run failed: {}",
+            String::from_utf8_lossy(&reference.stderr)
+        );
         let expected = std::fs::read(&expected_path).unwrap();
         assert!(expected.len() > 100_000);
 

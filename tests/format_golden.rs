@@ -5,7 +5,7 @@
 //!
 //! Regenerate the *current* version's files (only when deliberately changing its writer,
 //! which should never happen once released):
-//! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test checkpoint_format -- --test-threads 1 format_golden::`.
+//! `FLINTLOCK_REGENERATE_GOLDEN=1 cargo test --test checkpoint_format -- --ignored format_golden::`.
 
 use std::path::{Path, PathBuf};
 

@@ -206,10 +206,12 @@ fn without_a_checkpoint_folder_lines_stream_from_memory() {
 
 #[test]
 fn the_receiver_waits_for_a_server_that_is_not_up_and_reconnects_after_a_hang_up() {
-    // A free port with nothing listening yet.
-    let port_holder = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = port_holder.local_addr().unwrap();
-    drop(port_holder);
+    // A free port with nothing listening yet (outside the range the other tests of the
+    // suite draw theirs from, so none of them takes it before the server binds it).
+    let addr = std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        common::free_ports_outside_the_ephemeral_range(1),
+    ));
     let ctx = common::ctx();
     let seen: Seen = Arc::default();
     let mut ssc = stream(&ctx, &addr.to_string(), &seen, false);

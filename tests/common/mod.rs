@@ -138,6 +138,32 @@ pub fn child_test(test: &str) -> std::process::Command {
     c
 }
 
+/// The first of `n` consecutive free loopback ports, below the kernel's ephemeral range:
+/// a test that checks ports are free and binds them later (a launcher's processes, a server
+/// started after its client) cannot lose them meanwhile to the tests running beside it in
+/// the suite's process, whose `bind(":0")` and outgoing connections draw from that range.
+pub fn free_ports_outside_the_ephemeral_range(n: u16) -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let start = 20_000.min(low.saturating_sub(2_000)).max(1_024);
+    let span = low.saturating_sub(start).saturating_sub(n).max(1);
+    let mut x = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let base = start + ((x >> 33) % u64::from(span)) as u16;
+        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 /// A child process that is killed when the handle drops: a parent test that fails early
 /// leaves no child behind.
 pub struct ChildGuard(pub std::process::Child);

@@ -386,9 +386,19 @@ fn a_failed_pipe_attempt_leaves_no_command_running() {
     let pidfile = dir.path().join("pid");
     let ctx = ctx(1);
     let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+    let written = pidfile.clone();
     let err = ctx
         .range(0..10_000, 1)
-        .map(|x| {
+        .map(move |x| {
+            if x == 5000 {
+                // The command has started (and said who it is) before upstream fails: on a
+                // loaded machine it could otherwise be killed before its first line ran.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let said = || std::fs::read_to_string(&written).is_ok_and(|s| s.ends_with('\n'));
+                while !said() && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
             assert!(x < 5000, "upstream fails while the command runs");
             x
         })

@@ -137,8 +137,7 @@ mod cluster {
                     .arg(&exe)
                     .args([
                         "--exact",
-                        // The test's name in the suite (the module is this file's name).
-                        "cluster_launcher_restarts_after_a_kill::cluster::child_runs_the_pagerank_example",
+                        &common::test_name("cluster::child_runs_the_pagerank_example"),
                         "--include-ignored",
                         "--nocapture",
                         "--test-threads",

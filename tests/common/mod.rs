@@ -113,23 +113,28 @@ pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-/// A command that runs one test of the current test binary as a child process. Child tests
-/// are `#[ignore]`d (they do nothing on their own) and so are run with `--include-ignored`.
-///
-/// `test` is the test's path within the caller's file (`child_writes`, `cluster::child`):
-/// each file of `tests/` is a module of a suite named after the file, and the module's name
-/// is taken from the calling file's name.
+/// The name of a test in the suite's executable, from its path within the caller's file
+/// (`child_writes`, `cluster::child`): each file of `tests/` is a module of a suite, named
+/// after the file, so the module is the calling file's name.
 #[track_caller]
-pub fn child_test(test: &str) -> std::process::Command {
+pub fn test_name(test: &str) -> String {
     let caller = std::panic::Location::caller().file();
     let module = Path::new(caller)
         .file_stem()
         .and_then(|s| s.to_str())
         .expect("a test file's name");
+    format!("{module}::{test}")
+}
+
+/// A command that runs one test of the current test binary as a child process. Child tests
+/// are `#[ignore]`d (they do nothing on their own) and so are run with `--include-ignored`.
+/// `test` is the test's path within the caller's file (see [`test_name`]).
+#[track_caller]
+pub fn child_test(test: &str) -> std::process::Command {
     let mut c = std::process::Command::new(std::env::current_exe().unwrap());
     c.args([
         "--exact",
-        &format!("{module}::{test}"),
+        &test_name(test),
         "--include-ignored",
         "--nocapture",
         "--test-threads",

@@ -381,7 +381,7 @@ impl Context {
         let (kept, on_disk, files, unspillable) = self.inner.memory.stats();
         MemoryStats {
             cached_partitions: self.inner.blocks.len(),
-            shuffles: self.inner.shuffles.len(),
+            shuffles: self.inner.shuffles.held(),
             memory_limit: self.inner.memory.limit(),
             budget_used: kept,
             spilled_bytes: on_disk,
@@ -461,7 +461,10 @@ impl std::fmt::Debug for Context {
 pub struct MemoryStats {
     /// Cached partitions (persisted RDDs and local checkpoints), across all RDDs.
     pub cached_partitions: usize,
-    /// Shuffles whose map outputs are kept (until their RDD is dropped).
+    /// Shuffles whose map outputs are kept: until their RDD is dropped or checkpointed, or,
+    /// without a memory limit, until only the loss of a stored cache or of another
+    /// shuffle's outputs could need them (then they are released, and computed again if
+    /// that happens).
     pub shuffles: usize,
     /// The limit set with [`ContextBuilder::memory_limit`], if any.
     pub memory_limit: Option<u64>,

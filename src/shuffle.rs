@@ -7,7 +7,9 @@
 //! runs that for every parent partition in a shuffle-map stage and stores the outputs under the shuffle id; the reduce side reads its
 //! bucket from every map output. Outputs stay in the store while the dependency lives, so a
 //! later job over the same lineage skips the map stage (Spark's stage reuse); dropping the
-//! dependency (its RDD dropped or checkpointed) frees them.
+//! dependency (its RDD dropped or checkpointed) frees them. Outputs that only the recovery of
+//! a stored cache or of another shuffle could read are released earlier (see
+//! `scheduler::release`); a task that meets released outputs runs their map stage again.
 
 use std::any::Any;
 use std::hash::{BuildHasher, Hash};
@@ -61,6 +63,10 @@ pub(crate) struct ShuffleEntry {
     /// again. The outputs stay readable meanwhile, so the other tasks of a running job read
     /// their intact buckets or meet the damage themselves (never "missing" outputs).
     damaged: AtomicBool,
+    /// The outputs were released because no handle could reach them without passing a
+    /// stored cache or another complete shuffle (`scheduler::release`): a reader that
+    /// meets them missing runs the map stage again instead of failing.
+    released: AtomicBool,
 }
 
 impl ShuffleEntry {
@@ -76,6 +82,7 @@ impl ShuffleEntry {
         let mut slot = self.outputs.write();
         *slot = Some(Arc::new(outputs));
         self.damaged.store(false, Ordering::Release);
+        self.released.store(false, Ordering::Release);
     }
     fn mark_damaged(&self) {
         self.damaged.store(true, Ordering::Release);
@@ -83,11 +90,6 @@ impl ShuffleEntry {
 }
 
 impl ShuffleStore {
-    /// How many shuffles have a slot (running or with outputs kept).
-    pub(crate) fn len(&self) -> usize {
-        self.entries.lock().len()
-    }
-
     pub(crate) fn entry(&self, shuffle_id: usize) -> Arc<ShuffleEntry> {
         self.entries.lock().entry(shuffle_id).or_default().clone()
     }
@@ -108,6 +110,48 @@ impl ShuffleStore {
         if let Some(e) = entry {
             e.mark_damaged();
         }
+    }
+
+    /// Whether a shuffle's outputs were released (and not computed again since).
+    pub(crate) fn was_released(&self, shuffle_id: usize) -> bool {
+        let entry = self.entries.lock().get(&shuffle_id).cloned();
+        entry.is_some_and(|e| e.released.load(Ordering::Acquire))
+    }
+
+    /// How many shuffles have their map outputs in the store.
+    pub(crate) fn held(&self) -> usize {
+        let entries: Vec<Arc<ShuffleEntry>> = self.entries.lock().values().cloned().collect();
+        entries
+            .iter()
+            .filter(|e| e.outputs.read().is_some())
+            .count()
+    }
+
+    /// Drops a complete shuffle's outputs while keeping its slot, so that the next job that
+    /// needs them runs the map stage again; readers already holding them finish with them.
+    /// Not while a job runs the map stage (it would set them again). Returns whether
+    /// outputs were dropped.
+    pub(crate) fn release(&self, shuffle_id: usize) -> bool {
+        let Some(entry) = self.entries.lock().get(&shuffle_id).cloned() else {
+            return false;
+        };
+        if entry.released.load(Ordering::Acquire) {
+            return false;
+        }
+        let dropped = {
+            let Some(_running) = entry.running.try_lock() else {
+                return false;
+            };
+            let mut slot = entry.outputs.write();
+            // Flagged before the outputs go, under the lock readers take: a reader that
+            // finds none knows they were released.
+            if slot.is_some() {
+                entry.released.store(true, Ordering::Release);
+            }
+            slot.take()
+        };
+        // The outputs themselves are freed here, outside every lock.
+        dropped.is_some()
     }
 
     pub(crate) fn remove(&self, shuffle_id: usize) {
@@ -260,19 +304,28 @@ impl<K: Key, V: Data> ShuffleDependency<K, V, V> {
 impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
     /// Reads reduce partition `split`'s bucket from every map output (spilled buckets are
     /// read back and checked here). A damaged spill file marks the shuffle's outputs
-    /// damaged, so the next action runs the map stage again, and fails this task.
-    pub(crate) fn read(&self, split: usize) -> Result<ShuffleReader<K, M>> {
-        let outputs = self
-            .ctx
-            .inner
-            .shuffles
-            .outputs(self.shuffle_id)
-            .ok_or_else(|| {
-                Error::Internal(format!(
-                    "shuffle {} outputs are missing for reduce partition {split}",
-                    self.shuffle_id
-                ))
-            })?;
+    /// damaged, so the next action runs the map stage again, and fails this task. Released
+    /// outputs (see `scheduler::release`) are computed again first, inside this task.
+    pub(crate) fn read(
+        self: &Arc<Self>,
+        split: usize,
+        tc: &TaskContext,
+    ) -> Result<ShuffleReader<K, M>> {
+        let store = &self.ctx.inner.shuffles;
+        let outputs = match store.outputs(self.shuffle_id) {
+            Some(outputs) => Some(outputs),
+            None if store.was_released(self.shuffle_id) => {
+                let dep: Arc<dyn ShuffleDepBase> = self.clone();
+                Some(crate::scheduler::compute_released(tc, dep)?)
+            }
+            None => None,
+        }
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "shuffle {} outputs are missing for reduce partition {split}",
+                self.shuffle_id
+            ))
+        })?;
         let mut codec = None;
         let mut buckets = Vec::with_capacity(outputs.len());
         for (i, o) in outputs.iter().enumerate() {
@@ -593,8 +646,57 @@ where
 /// form of this one (entries with their hashes in one vector, placed into a vector of
 /// `Option`s, then copied out) made PageRank's set-up (`distinct`, `group_by_key` of a
 /// million edges) 14–19% slower (docs/BENCHMARKS.md).
-#[allow(unsafe_code)] // see SAFETY below
 pub(crate) fn in_hash_order<K: Hash + Eq, C>(map: FxHashMap<K, C>) -> Vec<(K, C)> {
+    // Slot positions as `u32` where they fit: the two position arrays are, with the hashes,
+    // most of what this holds beside the table and the output (about 2 MB of 21 for a
+    // table of 250,000 pairs of `u64`s, two tasks at a time in PageRank's set-up).
+    if map.len() < u32::MAX as usize {
+        in_hash_order_indexed::<K, C, u32>(map)
+    } else {
+        in_hash_order_indexed::<K, C, usize>(map)
+    }
+}
+
+/// A position in [`in_hash_order`]'s output.
+trait Position: Copy + Default {
+    fn get(self) -> usize;
+    fn bump(&mut self);
+    fn add(&mut self, other: Self);
+}
+
+impl Position for u32 {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self as usize
+    }
+    #[inline(always)]
+    fn bump(&mut self) {
+        *self += 1;
+    }
+    #[inline(always)]
+    fn add(&mut self, other: Self) {
+        *self += other;
+    }
+}
+
+impl Position for usize {
+    #[inline(always)]
+    fn get(self) -> usize {
+        self
+    }
+    #[inline(always)]
+    fn bump(&mut self) {
+        *self += 1;
+    }
+    #[inline(always)]
+    fn add(&mut self, other: Self) {
+        *self += other;
+    }
+}
+
+/// [`in_hash_order`] with positions of type `P`, which must hold the entry count.
+#[allow(unsafe_code)] // see SAFETY below
+fn in_hash_order_indexed<K: Hash + Eq, C, P: Position>(map: FxHashMap<K, C>) -> Vec<(K, C)> {
     let hasher = *map.hasher();
     let n = map.len();
     // 2^bits slots, at least as many as entries.
@@ -604,12 +706,13 @@ pub(crate) fn in_hash_order<K: Hash + Eq, C>(map: FxHashMap<K, C>) -> Vec<(K, C)
     // computed here (a `Hash` impl is never asked twice).
     let hashes: Vec<u64> = map.keys().map(|k| hasher.hash_one(k)).collect();
     // Where each slot's entries start.
-    let mut starts = vec![0usize; (1usize << bits) + 1];
+    let mut starts = vec![P::default(); (1usize << bits) + 1];
     for &h in &hashes {
-        starts[slot_of(h) + 1] += 1;
+        starts[slot_of(h) + 1].bump();
     }
     for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
+        let before = starts[i - 1];
+        starts[i].add(before);
     }
     let mut next = starts.clone();
     let mut placed_hashes = vec![0u64; n];
@@ -618,12 +721,13 @@ pub(crate) fn in_hash_order<K: Hash + Eq, C>(map: FxHashMap<K, C>) -> Vec<(K, C)
     let mut written = 0;
     for (entry, &h) in map.into_iter().zip(&hashes) {
         let slot = slot_of(h);
-        let at = next[slot];
-        next[slot] += 1;
+        let at = next[slot].get();
+        next[slot].bump();
         places[at].write(entry);
         placed_hashes[at] = h;
         written += 1;
     }
+    drop((hashes, next));
     // The slot counts add up to n and each slot's range receives exactly its count, so the
     // positions written are a permutation of 0..n, whatever the hashes are; with n entries
     // written, every position holds one. (Were fewer written, the written ones leak.)
@@ -634,7 +738,7 @@ pub(crate) fn in_hash_order<K: Hash + Eq, C>(map: FxHashMap<K, C>) -> Vec<(K, C)
     // order (a stable sort).
     let mut order: Vec<usize> = Vec::new();
     for slot in starts.windows(2) {
-        let (from, to) = (slot[0], slot[1]);
+        let (from, to) = (slot[0].get(), slot[1].get());
         match to - from {
             0 | 1 => {}
             2 => {

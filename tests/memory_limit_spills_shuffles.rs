@@ -519,18 +519,22 @@ fn a_tiny_limit_with_many_partitions_keeps_a_small_index() {
 }
 
 /// An iterative job's step: each iteration shuffles `ranks` and caches the result.
+/// Iterations that keep every iteration's shuffle reachable: the caller holds each
+/// `reduce_by_key` result (without such handles, outputs that only a cache's recovery
+/// could read are released even without a limit; `shuffles_only_recovery_needs_are_released`).
 fn iterate(ctx: &Context, iterations: usize, nodes: u64, mut at: impl FnMut(usize)) -> f64 {
+    let mut reduced = Vec::with_capacity(iterations);
     let mut ranks = ctx
         .range(0..nodes, 4)
         .map(|i| (i, 1.0f64))
         .partition_by(Partitioner::hash(4))
         .cache();
     for i in 1..=iterations {
-        let next = ranks
+        let sums = ranks
             .map(move |(k, v)| ((k.wrapping_mul(31) + 7) % nodes, v * 0.85))
-            .reduce_by_key_with(Partitioner::hash(4), |a, b| a + b)
-            .map_values(|v| v + 0.15)
-            .cache();
+            .reduce_by_key_with(Partitioner::hash(4), |a, b| a + b);
+        reduced.push(sums.clone());
+        let next = sums.map_values(|v| v + 0.15).cache();
         next.count().unwrap();
         ranks.unpersist();
         ranks = next;
@@ -543,8 +547,8 @@ fn iterate(ctx: &Context, iterations: usize, nodes: u64, mut at: impl FnMut(usiz
 fn an_iterative_job_under_a_limit_keeps_its_memory_flat() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    // Each iteration's shuffle holds 100,000 (u64, f64) pairs (1.6 MB), reachable from the
-    // lineage of every later iteration: without a limit, 200 iterations keep 200 of them.
+    // Each iteration's shuffle holds 100,000 (u64, f64) pairs (1.6 MB), reachable from a
+    // handle the caller keeps: without a limit, 200 iterations keep 200 of them.
     let ctx = limited(16 << 20, dir.path());
     let plain = Context::builder().threads(2).build().unwrap();
     let before = heap::live();

@@ -44,6 +44,7 @@ mod repartition_and_ranges;
 mod sampling;
 mod scheduler;
 mod set_ops_match_a_vec_model;
+mod shuffles_only_recovery_needs_are_released;
 mod sources;
 mod transformations;
 mod two_contexts;

@@ -43,7 +43,7 @@ impl<K: Key, V: Data> CoGroupSide<K, V> {
     fn iterator(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(K, V)>> {
         match self {
             CoGroupSide::Narrow(r) => r.node.iterator(split, tc),
-            CoGroupSide::Shuffled(d) => Ok(Box::new(d.read(split)?)),
+            CoGroupSide::Shuffled(d) => Ok(Box::new(d.read(split, tc)?)),
         }
     }
 }

@@ -739,6 +739,11 @@ impl<T: Data> Rdd<T> {
     /// Keeps computed partitions in memory after the first action: later actions read them
     /// instead of recomputing. Returns the same RDD.
     ///
+    /// Once every partition is stored, the shuffle outputs below it that no other handle can
+    /// reach are released (in a single-process context without a memory limit): only the
+    /// loss of the cache could need them. After [`Rdd::unpersist`], the next action that
+    /// computes this RDD runs those shuffles again.
+    ///
     /// ```
     /// # let ctx = flintlock::Context::new();
     /// let rdd = ctx.range(0..4, 2).map(|x| x + 1).cache();
@@ -757,7 +762,9 @@ impl<T: Data> Rdd<T> {
         self.clone()
     }
 
-    /// Drops the cached partitions and stops caching. Returns the same RDD.
+    /// Drops the cached partitions and stops caching. Returns the same RDD. Shuffles below
+    /// it that were released while it was cached (see [`Rdd::cache`]) run again when it is
+    /// next computed.
     pub fn unpersist(&self) -> Rdd<T> {
         self.node.set_storage_level(StorageLevel::None);
         self.clone()

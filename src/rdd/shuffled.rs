@@ -47,8 +47,8 @@ impl<K: Data, V: Data, M: Data, C: Data> Compute<(K, C)> for ShuffledRdd<K, V, M
         vec![Dependency::shuffle(self.dep.clone())]
     }
 
-    fn compute(&self, split: usize, _tc: &TaskContext) -> Result<BoxedPartitionIter<(K, C)>> {
-        let reader = self.dep.read(split)?;
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BoxedPartitionIter<(K, C)>> {
+        let reader = self.dep.read(split, tc)?;
         Ok((self.reduce)(reader))
     }
 }

@@ -8,11 +8,16 @@
 //! 3. runs the result stage: one task per requested partition on the context's pool,
 //! 4. completes and commits the claimed checkpoints.
 //!
+//! After each shuffle-map stage and at the end, the outputs of complete shuffles that only
+//! the loss of a stored cache or of another shuffle's outputs could need are released
+//! ([`release`]).
+//!
 //! Every task runs under `catch_unwind`: a panic in a user closure fails the job with
 //! `Error::TaskFailed` and leaves the context usable.
 
 mod executor;
 mod jobs;
+mod release;
 mod task;
 pub(crate) mod wire;
 
@@ -35,6 +40,7 @@ use crate::Data;
 
 pub(crate) use executor::{all_gather, Executor, LocalExecutor, StageKey};
 pub(crate) use jobs::{ActiveJob, JobRegistry};
+pub(crate) use release::compute_released;
 pub(crate) use task::{panic_message, TaskContext};
 use wire::Wire;
 
@@ -136,6 +142,7 @@ where
                 results?
             };
             complete_checkpoints(&ctx, job, &checkpoints)?;
+            release::after_job(&ctx, &root);
             Ok(results)
         }))
         .unwrap_or_else(|payload| {
@@ -244,18 +251,21 @@ fn decode_partitions(bytes: &[u8]) -> Result<Vec<usize>> {
     })
 }
 
-/// Runs the missing shuffle-map stages below `root`, parents first.
+/// Runs the missing shuffle-map stages below `root`, parents first. After each, the outputs
+/// that nothing can read any more without passing a stored cache or a complete shuffle are
+/// released ([`release`]).
 fn run_parent_stages(
     ctx: &Context,
     job: &Arc<ActiveJob>,
     root: &Arc<dyn Node>,
     checkpoints: &Arc<JobCheckpoints>,
 ) -> Result<()> {
-    for dep in missing_shuffles(ctx, root) {
+    let cached_ok = ctx.inner.executor.processes() == 1;
+    for dep in missing_shuffles(ctx, direct_shuffles(root, cached_ok)) {
         let entry = ctx.inner.shuffles.entry(dep.shuffle_id());
         // One job runs a given map stage; a concurrent job waits here and then reuses it,
         // unless it is cancelled while it waits.
-        let _running = loop {
+        let running = loop {
             if let Some(guard) = entry
                 .running
                 .try_lock_for(std::time::Duration::from_millis(5))
@@ -301,6 +311,10 @@ fn run_parent_stages(
             outputs?
         };
         entry.set_outputs(outputs);
+        // The walk counts references from outside the lineage as handles: this stage's own
+        // go first.
+        drop((running, parent));
+        release::after_map_stage(ctx, dep.as_ref());
     }
     Ok(())
 }
@@ -400,19 +414,19 @@ fn run_stage<R: Send>(
     results
 }
 
-/// The shuffle dependencies below `root` whose outputs are missing, in an order where every
-/// shuffle comes after the shuffles its map side reads.
-fn missing_shuffles(ctx: &Context, root: &Arc<dyn Node>) -> Vec<Arc<dyn ShuffleDepBase>> {
+/// The shuffle dependencies among `direct` and below them whose outputs are missing, in an
+/// order where every shuffle comes after the shuffles its map side reads.
+fn missing_shuffles(
+    ctx: &Context,
+    direct: Vec<Arc<dyn ShuffleDepBase>>,
+) -> Vec<Arc<dyn ShuffleDepBase>> {
     let mut order = Vec::new();
     let mut done: FxHashSet<usize> = FxHashSet::default();
     // In a cluster a process caches only the partitions it computed, so "fully cached" is
     // a per-process view; the processes must agree on the stages, so it is not used there.
     let cached_ok = ctx.inner.executor.processes() == 1;
-    let mut stack: Vec<(Arc<dyn ShuffleDepBase>, bool)> = direct_shuffles(root, cached_ok)
-        .into_iter()
-        .rev()
-        .map(|d| (d, false))
-        .collect();
+    let mut stack: Vec<(Arc<dyn ShuffleDepBase>, bool)> =
+        direct.into_iter().rev().map(|d| (d, false)).collect();
     while let Some((dep, expanded)) = stack.pop() {
         let id = dep.shuffle_id();
         if done.contains(&id) {

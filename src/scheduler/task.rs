@@ -222,9 +222,7 @@ fn run_attempt<R>(
         accumulator::collect_updates(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 job.check()?;
-                if rdd.pipe_depth() > SEGMENT {
-                    materialize_segments(rdd, partition, &tc)?;
-                }
+                prepare_partition(rdd, partition, &tc)?;
                 body(&tc)
             }))
         })
@@ -285,6 +283,16 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// materialisation, and so is any pair with several consumers in a deep graph, so every
 /// non-materialised pair is computed at most once. Chosen pairs are then computed parents
 /// first, each reading its materialised parents from the task context.
+/// Prepares partition `split` of `rdd` to be computed in `tc`'s task: a narrow chain
+/// deeper than [`SEGMENT`] is materialised segment by segment first, so that computing it
+/// never recurses deeper than one segment.
+pub(crate) fn prepare_partition(rdd: &dyn Node, split: usize, tc: &TaskContext) -> Result<()> {
+    if rdd.pipe_depth() > SEGMENT {
+        materialize_segments(rdd, split, tc)?;
+    }
+    Ok(())
+}
+
 fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Result<()> {
     type Key = (usize, usize);
     struct Visit {

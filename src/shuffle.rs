@@ -47,6 +47,15 @@ pub(crate) enum Part<'a> {
 /// Every map output of one shuffle, in map-partition order.
 pub(crate) type ShuffleOutputs = Arc<Vec<MapOutput>>;
 
+/// What the store has of one shuffle ([`ShuffleStore::lookup`]).
+pub(crate) enum Lookup {
+    Present(ShuffleOutputs),
+    /// Released (`scheduler::release`) and not computed again since.
+    Released,
+    /// Never computed, or gone with its dependency.
+    Missing,
+}
+
 /// Shuffle outputs by shuffle id.
 #[derive(Default)]
 pub(crate) struct ShuffleStore {
@@ -114,8 +123,22 @@ impl ShuffleStore {
 
     /// Whether a shuffle's outputs were released (and not computed again since).
     pub(crate) fn was_released(&self, shuffle_id: usize) -> bool {
-        let entry = self.entries.lock().get(&shuffle_id).cloned();
-        entry.is_some_and(|e| e.released.load(Ordering::Acquire))
+        matches!(self.lookup(shuffle_id), Lookup::Released)
+    }
+
+    /// A shuffle's outputs, or whether they were released, read under the one lock that
+    /// `set_outputs` and `release` change both under: never "missing" for outputs being
+    /// set or released meanwhile.
+    pub(crate) fn lookup(&self, shuffle_id: usize) -> Lookup {
+        let Some(entry) = self.entries.lock().get(&shuffle_id).cloned() else {
+            return Lookup::Missing;
+        };
+        let slot = entry.outputs.read();
+        match &*slot {
+            Some(outputs) => Lookup::Present(outputs.clone()),
+            None if entry.released.load(Ordering::Acquire) => Lookup::Released,
+            None => Lookup::Missing,
+        }
     }
 
     /// How many shuffles have their map outputs in the store.
@@ -311,21 +334,22 @@ impl<K: Data, V: Data, M: Send + Sync + 'static> ShuffleDependency<K, V, M> {
         split: usize,
         tc: &TaskContext,
     ) -> Result<ShuffleReader<K, M>> {
-        let store = &self.ctx.inner.shuffles;
-        let outputs = match store.outputs(self.shuffle_id) {
-            Some(outputs) => Some(outputs),
-            None if store.was_released(self.shuffle_id) => {
-                let dep: Arc<dyn ShuffleDepBase> = self.clone();
-                Some(crate::scheduler::compute_released(tc, dep)?)
+        let outputs = match self.ctx.inner.shuffles.lookup(self.shuffle_id) {
+            Lookup::Present(outputs) => outputs,
+            Lookup::Released => match tc.recomputed(self.shuffle_id) {
+                Some(outputs) => outputs,
+                None => {
+                    let dep: Arc<dyn ShuffleDepBase> = self.clone();
+                    crate::scheduler::compute_released(tc, dep)?
+                }
+            },
+            Lookup::Missing => {
+                return Err(Error::Internal(format!(
+                    "shuffle {} outputs are missing for reduce partition {split}",
+                    self.shuffle_id
+                )))
             }
-            None => None,
-        }
-        .ok_or_else(|| {
-            Error::Internal(format!(
-                "shuffle {} outputs are missing for reduce partition {split}",
-                self.shuffle_id
-            ))
-        })?;
+        };
         let mut codec = None;
         let mut buckets = Vec::with_capacity(outputs.len());
         for (i, o) in outputs.iter().enumerate() {

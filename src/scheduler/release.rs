@@ -221,11 +221,11 @@ fn walk(
 
 /// The outputs of shuffle `dep`, released while a task of a running job needed them:
 /// computed again inside the task, with the released or missing shuffles below it first
-/// (parents first, each map partition after the other: no nesting, and no nested stage
-/// that could wait on a map-stage lock a task lower on this thread's stack holds). Each is
-/// stored for the other readers unless a job is running its map stage; the stored outputs
-/// are what this task reads when there are any, so every reader of a process reads one
-/// version. A map side that fails fails the task, and nothing is stored.
+/// (parents first, each map partition after the other, and no nested stage that could
+/// wait on a map-stage lock a task lower on this thread's stack holds). Each is stored for
+/// the other readers unless a job is running its map stage, and kept in the task either
+/// way (so the task computes each at most once); the stored outputs are what it reads when
+/// there are any. A map side that fails fails the task, and nothing is stored.
 pub(crate) fn compute_released(
     tc: &TaskContext,
     dep: Arc<dyn ShuffleDepBase>,
@@ -237,15 +237,18 @@ pub(crate) fn compute_released(
         shuffle_id = id,
         "a task needs released shuffle outputs: computing them again"
     );
-    let mut mine = None;
     for d in missing_shuffles(ctx, vec![dep]) {
         let shuffle = d.shuffle_id();
-        if store.is_complete(shuffle) {
+        if store.is_complete(shuffle) || tc.recomputed(shuffle).is_some() {
             continue;
         }
         let parent = d.parent();
         let mut outputs: Vec<MapOutput> = Vec::with_capacity(parent.num_partitions());
         for p in 0..parent.num_partitions() {
+            if store.is_complete(shuffle) {
+                // Stored meanwhile (another task, another job): read those.
+                break;
+            }
             task::prepare_partition(parent.as_ref(), p, tc)?;
             let output = d.run_map_task(p, tc);
             if let Some(e) = tc.take_failure() {
@@ -253,16 +256,21 @@ pub(crate) fn compute_released(
             }
             outputs.push(output?);
         }
+        if outputs.len() < parent.num_partitions() {
+            continue;
+        }
         let entry = store.entry(shuffle);
         if let Some(_running) = entry.running.try_lock()
             && !entry.is_usable()
         {
             entry.set_outputs(outputs.clone());
         }
-        if shuffle == id {
-            mine = Some(Arc::new(outputs));
-        }
+        // What this task reads from now on: the stored version when there is one (every
+        // reader of the process then reads the same), else its own.
+        let kept = store.outputs(shuffle).unwrap_or_else(|| Arc::new(outputs));
+        tc.keep_recomputed(shuffle, kept);
     }
+    let mine = tc.recomputed(id);
     store.outputs(id).or(mine).ok_or_else(|| {
         Error::Internal(format!(
             "shuffle {id} was released, and computing it again left no outputs"

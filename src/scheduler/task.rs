@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::listener::Event;
 use crate::rdd::iter::{boxed, ArcVecIter};
 use crate::rdd::node::{describe, BoxedPartitionIter, Node, SEGMENT};
+use crate::shuffle::ShuffleOutputs;
 
 /// Per-task state, shared by the iterators of the task (single-threaded: `Rc`).
 #[derive(Clone)]
@@ -35,6 +36,10 @@ struct TaskInner {
     checkpoints: Arc<JobCheckpoints>,
     error: RefCell<Option<Error>>,
     materialized: RefCell<FxHashMap<(usize, usize), Materialized>>,
+    /// Outputs of released shuffles this task computed again (`release::compute_released`),
+    /// by shuffle id: read before the store, so that one task computes each at most once
+    /// even where it cannot store them.
+    recomputed: RefCell<FxHashMap<usize, ShuffleOutputs>>,
 }
 
 struct Materialized {
@@ -53,6 +58,7 @@ impl TaskContext {
                 checkpoints,
                 error: RefCell::new(None),
                 materialized: RefCell::new(FxHashMap::default()),
+                recomputed: RefCell::new(FxHashMap::default()),
             }),
         }
     }
@@ -83,6 +89,16 @@ impl TaskContext {
     /// The checkpoint writes the running job owns.
     pub(crate) fn checkpoints(&self) -> &Arc<JobCheckpoints> {
         &self.inner.checkpoints
+    }
+
+    /// The outputs of shuffle `id` this task computed again, if it did.
+    pub(crate) fn recomputed(&self, id: usize) -> Option<ShuffleOutputs> {
+        self.inner.recomputed.borrow().get(&id).cloned()
+    }
+
+    /// Keeps the outputs of shuffle `id` this task computed again, for its later reads.
+    pub(crate) fn keep_recomputed(&self, id: usize, outputs: ShuffleOutputs) {
+        self.inner.recomputed.borrow_mut().insert(id, outputs);
     }
 
     /// Records an error hit while iterating; the first one wins.

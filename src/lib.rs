@@ -103,10 +103,12 @@
 //!   values, one buffer per partition with cheap handles into it is the fast layout;
 //!   `examples/pagerank` packs its neighbour lists that way with
 //!   [`Rdd::map_partitions_preserving_partitioning`].
-//! - Shuffle outputs stay in memory while their RDD lives, unless
-//!   [`ContextBuilder::memory_limit`] bounds them: then a shuffle larger than memory runs
-//!   on disk (measured: a 160 MB shuffle under a 32 MB limit, 4.7× the in-memory time),
-//!   and a limit that does not bind costs nothing measurable.
+//! - Shuffle outputs stay in memory while something can read them: an RDD a handle holds
+//!   computes through them. Those that only the loss of a fully stored memory cache or of
+//!   another shuffle's outputs could need are released (a later need runs the map stage
+//!   again). [`ContextBuilder::memory_limit`] bounds the rest: then a shuffle larger than
+//!   memory runs on disk (measured: a 160 MB shuffle under a 32 MB limit, 4.7× the
+//!   in-memory time), and a limit that does not bind costs nothing measurable.
 //!
 //! ## One program, N processes (feature `cluster`)
 //! [`ContextBuilder::cluster`] runs the program as one process of a cluster, SPMD: every

@@ -29,14 +29,7 @@ fn each_shuffle_adds_one_stage_and_runs_parents_first() {
         .map(|(k, v)| (v % 3, k))
         .group_by_key();
     r.count().unwrap();
-    let kinds: Vec<StageKind> = rec
-        .take()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::StageStarted { kind, .. } => Some(kind),
-            _ => None,
-        })
-        .collect();
+    let kinds = rec.take_stage_kinds();
     assert_eq!(
         kinds,
         vec![

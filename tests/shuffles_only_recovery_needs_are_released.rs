@@ -9,19 +9,15 @@ use std::sync::Arc;
 use crate::common;
 
 use common::{ctx, sorted, Counter, Recorder};
-use flintlock::{Context, Event, Rdd, StageKind};
+use flintlock::{Context, Rdd, StageKind};
 use proptest::prelude::*;
 
 /// Shuffle-map stages run since the recorder's last `take`.
 fn map_stages(rec: &Recorder) -> usize {
-    rec.take_matching(|e| match e {
-        Event::StageStarted {
-            kind: StageKind::ShuffleMap,
-            ..
-        } => Some(()),
-        _ => None,
-    })
-    .len()
+    rec.take_stage_kinds()
+        .into_iter()
+        .filter(|k| *k == StageKind::ShuffleMap)
+        .count()
 }
 
 /// `links` the way PageRank builds it: two shuffles, then a cached narrow step.

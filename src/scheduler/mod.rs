@@ -260,8 +260,7 @@ fn run_parent_stages(
     root: &Arc<dyn Node>,
     checkpoints: &Arc<JobCheckpoints>,
 ) -> Result<()> {
-    let cached_ok = ctx.inner.executor.processes() == 1;
-    for dep in missing_shuffles(ctx, direct_shuffles(root, cached_ok)) {
+    for dep in missing_shuffles(ctx, direct_shuffles(root, cached_ok(ctx))) {
         let entry = ctx.inner.shuffles.entry(dep.shuffle_id());
         // One job runs a given map stage; a concurrent job waits here and then reuses it,
         // unless it is cancelled while it waits.
@@ -422,9 +421,7 @@ fn missing_shuffles(
 ) -> Vec<Arc<dyn ShuffleDepBase>> {
     let mut order = Vec::new();
     let mut done: FxHashSet<usize> = FxHashSet::default();
-    // In a cluster a process caches only the partitions it computed, so "fully cached" is
-    // a per-process view; the processes must agree on the stages, so it is not used there.
-    let cached_ok = ctx.inner.executor.processes() == 1;
+    let cached_ok = cached_ok(ctx);
     let mut stack: Vec<(Arc<dyn ShuffleDepBase>, bool)> =
         direct.into_iter().rev().map(|d| (d, false)).collect();
     while let Some((dep, expanded)) = stack.pop() {
@@ -450,6 +447,13 @@ fn missing_shuffles(
         }
     }
     order
+}
+
+/// Whether planning may stop at fully cached RDDs. In a cluster a process caches only the
+/// partitions it computed, so "fully cached" is a per-process view; the processes must
+/// agree on the stages, so it is not used there.
+fn cached_ok(ctx: &Context) -> bool {
+    ctx.inner.executor.processes() == 1
 }
 
 /// The shuffle dependencies reachable from `root` through narrow dependencies only (the

@@ -98,11 +98,7 @@ fn release(ctx: &Context, start: Start) {
     };
     let first_id = first.id();
     let lineage = walk(first, usize::from(!root), |shuffle| {
-        if root {
-            !store.was_released(shuffle)
-        } else {
-            !store.was_released(shuffle) && !store.is_complete(shuffle)
-        }
+        !store.was_released(shuffle) && (root || !store.is_complete(shuffle))
     });
     let is_barrier = |node: &Arc<dyn Node>| {
         node.storage_level() == StorageLevel::MemoryOnly

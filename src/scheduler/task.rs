@@ -290,15 +290,6 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Computes a deep narrow chain below `(root, split)` in segments, deepest first, so that
-/// no computation recurses more than [`SEGMENT`] levels.
-///
-/// The walk is iterative over `(rdd, partition)` pairs through narrow dependencies, stopping
-/// at shuffles, checkpoints and cached blocks. In post-order, each pair gets a height (levels
-/// above the nearest materialised pair); a pair whose height reaches `SEGMENT` is chosen for
-/// materialisation, and so is any pair with several consumers in a deep graph, so every
-/// non-materialised pair is computed at most once. Chosen pairs are then computed parents
-/// first, each reading its materialised parents from the task context.
 /// Prepares partition `split` of `rdd` to be computed in `tc`'s task: a narrow chain
 /// deeper than [`SEGMENT`] is materialised segment by segment first, so that computing it
 /// never recurses deeper than one segment.
@@ -309,6 +300,15 @@ pub(crate) fn prepare_partition(rdd: &dyn Node, split: usize, tc: &TaskContext) 
     Ok(())
 }
 
+/// Computes a deep narrow chain below `(root, split)` in segments, deepest first, so that
+/// no computation recurses more than [`SEGMENT`] levels.
+///
+/// The walk is iterative over `(rdd, partition)` pairs through narrow dependencies, stopping
+/// at shuffles, checkpoints and cached blocks. In post-order, each pair gets a height (levels
+/// above the nearest materialised pair); a pair whose height reaches `SEGMENT` is chosen for
+/// materialisation, and so is any pair with several consumers in a deep graph, so every
+/// non-materialised pair is computed at most once. Chosen pairs are then computed parents
+/// first, each reading its materialised parents from the task context.
 fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Result<()> {
     type Key = (usize, usize);
     struct Visit {

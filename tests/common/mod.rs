@@ -84,6 +84,13 @@ impl Recorder {
     pub fn take_matching<T>(&self, pick: impl Fn(Event) -> Option<T>) -> Vec<T> {
         self.take().into_iter().filter_map(pick).collect()
     }
+    /// Takes the recorded events and keeps the kinds of the stages started, in order.
+    pub fn take_stage_kinds(&self) -> Vec<flintlock::StageKind> {
+        self.take_matching(|e| match e {
+            Event::StageStarted { kind, .. } => Some(kind),
+            _ => None,
+        })
+    }
     pub fn stages_started(&self) -> usize {
         self.0
             .lock()

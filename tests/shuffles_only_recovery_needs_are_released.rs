@@ -188,6 +188,56 @@ fn a_task_that_meets_released_outputs_computes_them_itself() {
 }
 
 #[test]
+fn computing_released_outputs_leaves_the_tasks_own_prepared_segments_alone() {
+    // `deep` is a narrow chain deeper than a task's segment, read both by the task (through
+    // the zip) and by the released shuffle's map side. The task prepares its partition of
+    // `deep` in segments before it starts; computing the released outputs prepares the
+    // same chain's partitions again, in a context of its own, so the task still reads
+    // what it prepared and computes its partition of `deep` once, not twice.
+    let ctx = Context::builder().threads(1).build().unwrap();
+    let calls = Counter::default();
+    let mut deep = ctx.range(0..64, 2).map(calls.counting(|x| (x % 8, x)));
+    for _ in 0..300 {
+        deep = deep.map(|(k, v)| (k, v + 1));
+    }
+    let agg = deep.reduce_by_key(|a, b| a + b).cache();
+    let expected_agg = sorted(agg.collect().unwrap());
+    let expected_deep = sorted(deep.collect().unwrap());
+    assert_eq!(ctx.memory_stats().shuffles, 0);
+    let zipped = agg.zip_partitions(&deep, |a, d| {
+        // The cached side first: it meets the released outputs before `deep` is read.
+        let a: Vec<_> = a.collect();
+        a.into_iter()
+            .map(|(k, v)| (0u8, k, v))
+            .chain(d.map(|(k, v)| (1u8, k, v)))
+            .collect::<Vec<_>>()
+    });
+    let trigger = {
+        let agg = agg.clone();
+        ctx.parallelize(vec![(u8::MAX, 0, 0)], 1).map(move |x| {
+            agg.unpersist();
+            x
+        })
+    };
+    calls.reset();
+    let got = trigger.union(&zipped).collect().unwrap();
+    let pick = |side: u8| {
+        sorted(
+            got.iter()
+                .filter(|r| r.0 == side)
+                .map(|&(_, k, v)| (k, v))
+                .collect(),
+        )
+    };
+    assert_eq!(pick(0), expected_agg);
+    assert_eq!(pick(1), expected_deep);
+    // Each partition of `deep` for the task's own read (64 records), and both once more
+    // for the released map side (64): 128. Had the map side's preparation replaced the
+    // task's prepared segment, the task would compute its partition a second time.
+    assert_eq!(calls.get(), 128);
+}
+
+#[test]
 fn tasks_racing_to_compute_released_outputs_read_exactly_the_same_records() {
     // Two threads, eight cached partitions: however the unpersist interleaves with the
     // other tasks (some read the cache, some find it gone, several meet the released

@@ -221,7 +221,9 @@ fn walk(
 /// wait on a map-stage lock a task lower on this thread's stack holds). Each is stored for
 /// the other readers unless a job is running its map stage, and kept in the task either
 /// way (so the task computes each at most once); the stored outputs are what it reads when
-/// there are any. A map side that fails fails the task, and nothing is stored.
+/// there are any. A map side that fails fails the task, and nothing is stored. Each map
+/// partition runs in a [`TaskContext::child`], so preparing its segments never touches
+/// the ones the task prepared for itself.
 pub(crate) fn compute_released(
     tc: &TaskContext,
     dep: Arc<dyn ShuffleDepBase>,
@@ -245,9 +247,12 @@ pub(crate) fn compute_released(
                 // Stored meanwhile (another task, another job): read those.
                 break;
             }
-            task::prepare_partition(parent.as_ref(), p, tc)?;
-            let output = d.run_map_task(p, tc);
-            if let Some(e) = tc.take_failure() {
+            // Each map partition in a context of its own: its segments never meet the
+            // task's, and its failure is its own.
+            let side = tc.child();
+            task::prepare_partition(parent.as_ref(), p, &side)?;
+            let output = d.run_map_task(p, &side);
+            if let Some(e) = side.take_failure() {
                 return Err(e);
             }
             outputs.push(output?);

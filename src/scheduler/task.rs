@@ -38,8 +38,8 @@ struct TaskInner {
     materialized: RefCell<FxHashMap<(usize, usize), Materialized>>,
     /// Outputs of released shuffles this task computed again (`release::compute_released`),
     /// by shuffle id: read before the store, so that one task computes each at most once
-    /// even where it cannot store them.
-    recomputed: RefCell<FxHashMap<usize, ShuffleOutputs>>,
+    /// even where it cannot store them. Shared with the task's [`TaskContext::child`]ren.
+    recomputed: Rc<RefCell<FxHashMap<usize, ShuffleOutputs>>>,
 }
 
 struct Materialized {
@@ -58,7 +58,26 @@ impl TaskContext {
                 checkpoints,
                 error: RefCell::new(None),
                 materialized: RefCell::new(FxHashMap::default()),
-                recomputed: RefCell::new(FxHashMap::default()),
+                recomputed: Rc::default(),
+            }),
+        }
+    }
+
+    /// A context for work a task does on the side, inside its own computation (a released
+    /// shuffle's map side, `release::compute_released`): the same job, checkpoints and
+    /// recomputed outputs, but its own error slot and its own materialised segments, so
+    /// that preparing the side work's partitions never replaces or takes a segment the task
+    /// prepared for itself under the same `(rdd, partition)` key.
+    pub(crate) fn child(&self) -> Self {
+        let inner = &self.inner;
+        TaskContext {
+            inner: Rc::new(TaskInner {
+                ctx: inner.ctx.clone(),
+                job: inner.job.clone(),
+                checkpoints: inner.checkpoints.clone(),
+                error: RefCell::new(None),
+                materialized: RefCell::new(FxHashMap::default()),
+                recomputed: inner.recomputed.clone(),
             }),
         }
     }

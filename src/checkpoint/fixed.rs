@@ -107,22 +107,27 @@ fn take_varint(bytes: &mut &[u8], max: usize, last: u8) -> Result<u64, &'static 
             }
         }
     }
-    take_varint_bytewise(bytes, max, last)
+    let (v, len) = varint_bytewise(bytes, max, last)?;
+    *bytes = &bytes[len..];
+    Ok(v)
 }
 
-/// [`take_varint`] one byte at a time: postcard's own loop.
+/// [`take_varint`] one byte at a time, postcard's own loop: the value and its length.
+///
+/// It takes the bytes by value, not the cursor by reference: a cursor whose address
+/// reached a function that is not inlined would live in memory, and every value decoded
+/// would store and reload it on the chain from one record to the next.
 #[inline(never)]
-fn take_varint_bytewise(bytes: &mut &[u8], max: usize, last: u8) -> Result<u64, &'static str> {
+fn varint_bytewise(bytes: &[u8], max: usize, last: u8) -> Result<(u64, usize), &'static str> {
     let mut out = 0u64;
     for i in 0..max {
-        let (&val, rest) = bytes.split_first().ok_or(EOF)?;
-        *bytes = rest;
+        let &val = bytes.get(i).ok_or(EOF)?;
         out |= u64::from(val & 0x7F) << (7 * i);
         if val & 0x80 == 0 {
             if i == max - 1 && val > last {
                 return Err(BAD_VARINT);
             }
-            return Ok(out);
+            return Ok((out, i + 1));
         }
     }
     Err(BAD_VARINT)
@@ -306,18 +311,25 @@ impl<T: Fixed + Serialize + DeserializeOwned> Codec<T> for FixedCodec<T> {
         Some(T::MAX)
     }
 
+    /// Decodes through a local copy of the cursor (kept in registers), written back once.
     fn decode_into(&self, bytes: &mut &[u8], n: usize, out: &mut Vec<T>) -> Result<(), String> {
         out.reserve(n);
+        let mut cursor: &[u8] = bytes;
+        let mut result = Ok(());
         for i in 0..n {
-            let x = T::take(bytes).map_err(|e| {
-                format!(
-                    "record {i} of the frame does not decode as `{}`: {e}",
-                    std::any::type_name::<T>()
-                )
-            })?;
-            out.push(x);
+            match T::take(&mut cursor) {
+                Ok(x) => out.push(x),
+                Err(e) => {
+                    result = Err(format!(
+                        "record {i} of the frame does not decode as `{}`: {e}",
+                        std::any::type_name::<T>()
+                    ));
+                    break;
+                }
+            }
         }
-        Ok(())
+        *bytes = cursor;
+        result
     }
 
     fn exact(&self) -> bool {

@@ -61,3 +61,32 @@ fn a_deep_chain_with_a_shared_branch_is_computed_correctly() {
         (0..6).map(|x| 2 * (x + 2_000)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_segment_that_fails_ends_the_task_before_anything_above_it_is_computed() {
+    // The source fails on its third line, under a chain of 600 maps: the task computes it
+    // in segments (256 levels each), and the first segment fails. The task ends there with
+    // the read error; computing on would run the levels above from the partial segment, and
+    // through every later segment left unfilled, by the recursion segments exist to avoid
+    // (for a long enough chain, a stack overflow instead of an error).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    std::fs::write(&path, b"a\nb\n\xff\xfe\nc\n").unwrap();
+    let ctx = flintlock::Context::builder().threads(1).build().unwrap();
+    let above = common::Counter::default();
+    let mut rdd = ctx.text_file(&path, 1).map(|l: String| l.len());
+    for i in 0..600 {
+        rdd = if i == 400 {
+            rdd.map(above.counting(|n: usize| n))
+        } else {
+            rdd.map(|n| n + 1)
+        };
+    }
+    let err = rdd.count().unwrap_err();
+    assert!(!err.to_string().is_empty());
+    assert_eq!(
+        above.get(),
+        0,
+        "levels above the failed segment were computed: {err}"
+    );
+}

@@ -247,6 +247,13 @@ pub(crate) fn compute_released(
                 // Stored meanwhile (another task, another job): read those.
                 break;
             }
+            // The task failed already (its own error is what it reports): nothing more is
+            // computed, and no map side's checkpoint partition is committed for it.
+            if tc.has_failed() {
+                return Err(Error::Internal(format!(
+                    "shuffle {id}: not computed again, the task has failed"
+                )));
+            }
             // Each map partition in a context of its own: its segments never meet the
             // task's, and its failure is its own.
             let side = tc.child();

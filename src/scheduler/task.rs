@@ -416,8 +416,10 @@ fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Resu
     for key in chosen {
         let visit = &visits[&key];
         visit.node.materialize(visit.split, tc)?;
-        if tc.has_failed() {
-            break;
+        // A failed segment is not stored: computing on from it would compute its whole
+        // chain again by recursion, which is what segments are for.
+        if let Some(e) = tc.take_failure() {
+            return Err(e);
         }
     }
     Ok(())

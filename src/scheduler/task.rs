@@ -416,8 +416,9 @@ fn materialize_segments(root: &dyn Node, split: usize, tc: &TaskContext) -> Resu
     for key in chosen {
         let visit = &visits[&key];
         visit.node.materialize(visit.split, tc)?;
-        // A failed segment is not stored: computing on from it would compute its whole
-        // chain again by recursion, which is what segments are for.
+        // A segment that failed holds only the records computed before its error, and the
+        // segments above it stay unfilled: computing on would run their whole chain by
+        // recursion (what segments exist to avoid) for a task that fails anyway.
         if let Some(e) = tc.take_failure() {
             return Err(e);
         }

@@ -18,4 +18,5 @@ mod checkpoint_reads_back;
 mod format_golden;
 mod format_properties;
 mod object_files_round_trip;
+mod plain_number_checkpoints_read_back_exactly;
 mod reopened_partitioners;

@@ -461,3 +461,43 @@ proptest! {
         prop_assert_eq!(sorted(rdd.collect().unwrap()), expected);
     }
 }
+
+#[test]
+fn a_map_side_that_panics_while_computed_again_stores_nothing_and_the_next_action_reads_exactly() {
+    // As the test above, with a panic instead of an error: the map side panics once, on its
+    // first record after the cache is dropped mid-job. The job fails; no half-computed
+    // outputs are stored, so the next action runs the map stage again and reads exactly.
+    let ctx = Context::builder().threads(1).build().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let links = {
+        let armed = armed.clone();
+        ctx.parallelize((0..2_000u64).map(|i| (i % 97, i * 7 % 101)).collect(), 4)
+            .map(move |e| {
+                if armed.swap(false, Ordering::SeqCst) {
+                    panic!("a map side that panics once");
+                }
+                e
+            })
+            .distinct()
+            .group_by_key()
+            .map_values(|mut v: Vec<u64>| {
+                v.sort_unstable();
+                v
+            })
+            .cache()
+    };
+    let expected = sorted(links.collect().unwrap());
+    assert_eq!(ctx.memory_stats().shuffles, 0);
+    let trigger = {
+        let (links, armed) = (links.clone(), armed.clone());
+        ctx.parallelize(vec![(u64::MAX, Vec::new())], 1)
+            .map(move |x: (u64, Vec<u64>)| {
+                links.unpersist();
+                armed.store(true, Ordering::SeqCst);
+                x
+            })
+    };
+    assert!(trigger.union(&links).collect().is_err());
+    assert!(!armed.load(Ordering::SeqCst), "the panic fired");
+    assert_eq!(sorted(links.collect().unwrap()), expected);
+}

@@ -46,6 +46,12 @@ where
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
     let path = rdd.checkpoint_path().expect("committed");
+    // Every byte as written: each frame's checksum, and each file's checksum (computed in
+    // one pass over the whole file here, where the writer derives it from its frames')
+    // against the manifest's.
+    let report = flintlock::checkpoint::admin::verify(&path).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.parts_checked, parts);
     let own = rdd.collect().unwrap();
     let other = context(dir.path());
     let reopened = other

@@ -23,6 +23,7 @@
 pub mod admin;
 mod app_dir;
 pub(crate) mod codec;
+pub(crate) mod crc;
 mod fingerprint;
 mod fixed;
 pub mod format;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::crc;
 use super::format::{
     self, encode_trailer, frame_body, frame_header, part_name, part_path, ManifestBody, PartHeader,
     PartInfo, FORMAT_VERSION, FRAME_TARGET, MANIFEST, MAX_FRAME_BYTES,
@@ -654,6 +655,14 @@ struct PartWriter<T: Data> {
 
 impl<T: Data> PartWriter<T> {
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.write_unsummed(bytes)?;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        Ok(())
+    }
+
+    /// [`write_bytes`](Self::write_bytes) without adding the bytes to the file's CRC: the
+    /// caller accounts for them.
+    fn write_unsummed(&mut self, bytes: &[u8]) -> Result<()> {
         let file = self
             .file
             .as_mut()
@@ -663,7 +672,6 @@ impl<T: Data> PartWriter<T> {
             Out::Object(o) => o.write_all(bytes),
         }
         .map_err(|e| Error::io("write", &self.temp, e))?;
-        self.crc = crc32c::crc32c_append(self.crc, bytes);
         self.bytes += bytes.len() as u64;
         if self.session.app.fsync && self.bytes >= self.next_writeback {
             // Start writing back what is written so far, so the fsync at the end of the
@@ -789,9 +797,12 @@ impl<T: Data> PartWriter<T> {
             ))
         } else {
             let header = frame_header(body, self.frame_records);
-            // Header and body as two writes: no copy of the body into a frame buffer.
-            self.write_bytes(&header)
-                .and_then(|()| self.write_bytes(body))
+            // Header and body as two writes: no copy of the body into a frame buffer. One
+            // CRC pass over the body (the frame's, in `frame_header`): the file's CRC
+            // follows from it.
+            self.write_unsummed(&header)
+                .and_then(|()| self.write_unsummed(body))
+                .map(|()| self.crc = crc::extend_over_frame(self.crc, &header, body.len()))
         };
         self.out = scratch;
         self.payload = payload;

@@ -592,6 +592,12 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.flush();
+        // Unlocked explicitly, not only closed: a child process started at this instant
+        // holds a copy of the descriptor until its `exec`, and the lock would stay held
+        // through it (see `LocalLock`'s `Drop` in `checkpoint::storage`).
+        if let Some(w) = self.out.get_mut().file.as_ref() {
+            let _ = w.get_ref().unlock();
+        }
     }
 }
 

@@ -398,3 +398,20 @@ fn odd_paths_are_clear_errors() {
         }
     }
 }
+
+/// A context dropped while another thread starts a child process releases its event log's
+/// lock at once (the child holds a copy of the descriptor until its `exec`): the next
+/// context writing the same log gets it.
+#[cfg(unix)]
+#[test]
+fn a_dropped_contexts_log_is_taken_at_once_while_the_process_starts_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    crate::common::while_starting_processes(|| {
+        for i in 0..400 {
+            if let Err(e) = Context::builder().threads(1).event_log(&path).build() {
+                panic!("reopening {i}: {e}");
+            }
+        }
+    });
+}

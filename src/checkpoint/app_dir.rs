@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::format::{Compression, MANIFEST};
-use super::storage::{Backoff, Storage, StorageLock};
+use super::storage::{Storage, StorageLock};
 
 use crate::context::Config;
 use crate::error::{Error, Result};
@@ -66,6 +66,19 @@ fn take_lock(storage: &dyn Storage, path: &Path) -> Result<Option<Box<dyn Storag
     storage
         .try_lock(path)
         .map_err(|e| Error::io("lock", path, e))
+}
+
+/// Sleeps 1, 2, 4 … up to 50 ms between polls of a lock.
+struct Backoff(std::time::Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(std::time::Duration::from_millis(1))
+    }
+    fn sleep(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Start-up cleanup: in every flintlock app folder under `root` (one with the app marker and

@@ -117,115 +117,22 @@ pub struct LocalFs;
 struct LocalFile(File);
 
 /// An advisory lock (`flock` on Unix, `LockFileEx` on Windows) on an open lock file: the OS
-/// releases it when the file is closed or the process dies, and two opens of one file
-/// conflict even within one process.
+/// releases it when the process dies, and two opens of one file conflict even within one
+/// process.
 #[derive(Debug)]
-struct LocalLock {
-    file: File,
-    path: PathBuf,
-}
+struct LocalLock(File);
 
 impl StorageLock for LocalLock {}
 
 impl Drop for LocalLock {
+    /// Unlocks explicitly rather than only closing the file. A child process started
+    /// (`fork`, as `std::process::Command` does) while the lock is held has a copy of the
+    /// descriptor until its `exec` closes it, and an `flock` lock belongs to the open file
+    /// that the copies share: closing ours alone would leave the folder locked by the child
+    /// for that moment, and reopening it at once would fail with `Locked`. Unlocking
+    /// through any copy releases it for all of them.
     fn drop(&mut self) {
-        inherited::released(&self.path, &self.file);
-    }
-}
-
-/// Locks that a child process may still hold for a moment after this process released them.
-///
-/// Starting a child process (`fork`, which `std::process::Command` does) gives the child a
-/// copy of every open file descriptor, the lock files' included, until it runs its program
-/// (`exec` closes them: std opens files close-on-exec). An `flock` lock stays held while any
-/// copy is open. So a context or stream dropped while another thread starts a child leaves
-/// its folder locked by that child for the few milliseconds before its `exec`, and reopening
-/// the folder at once would fail with `Locked`. [`LocalFs::try_lock`] therefore polls a
-/// busy lock file that this process released within [`GRACE`](inherited::GRACE) until the
-/// grace ends, and answers "held" at once for any other (also for one that a live guard of
-/// this process holds). A child that never calls `exec` (a bare `fork`) keeps the lock for
-/// its lifetime: it is a live holder, reported as `Locked` once the grace ends.
-///
-/// Windows handles are not inherited (std creates them non-inheritable), so there is
-/// nothing to wait for there.
-mod inherited {
-    use std::fs::File;
-    use std::path::{Path, PathBuf};
-    use std::time::{Duration, Instant};
-
-    /// How long after a release a busy lock is polled rather than reported held: far longer
-    /// than a child takes from `fork` to `exec`, even on a loaded machine.
-    pub(super) const GRACE: Duration = Duration::from_secs(2);
-
-    /// Identifies a lock file across paths and against a new file at the same path.
-    #[cfg(unix)]
-    fn identity(file: &File) -> Option<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        file.metadata().ok().map(|m| (m.dev(), m.ino()))
-    }
-
-    /// The lock files this process holds (`None`) or released within [`GRACE`] (when):
-    /// by path and identity.
-    #[cfg(unix)]
-    type Locks = Vec<(PathBuf, (u64, u64), Option<Instant>)>;
-    #[cfg(unix)]
-    static LOCKS: parking_lot::Mutex<Locks> = parking_lot::const_mutex(Vec::new());
-
-    /// Records the state of this process's lock on `file` (at `path`): held, or released
-    /// now. Expired releases are forgotten.
-    fn record(path: &Path, file: &File, released: bool) {
-        #[cfg(unix)]
-        if let Some(id) = identity(file) {
-            let now = Instant::now();
-            let mut locks = LOCKS.lock();
-            locks.retain(|(p, i, at)| {
-                (p != path || *i != id) && at.is_none_or(|at| now.duration_since(at) < GRACE)
-            });
-            locks.push((path.to_path_buf(), id, released.then_some(now)));
-        }
-        #[cfg(not(unix))]
-        let _ = (path, file, released);
-    }
-
-    /// Records that this process took its lock on `file` (at `path`).
-    pub(super) fn acquired(path: &Path, file: &File) {
-        record(path, file, false);
-    }
-
-    /// Records that this process releases its lock on `file` (at `path`) now.
-    pub(super) fn released(path: &Path, file: &File) {
-        record(path, file, true);
-    }
-
-    /// Until when a busy lock on `file` (at `path`) may be held by a child process of this
-    /// one: `None` unless this process released it within [`GRACE`] (and, in particular,
-    /// when a guard of this process holds it: that holder is live).
-    pub(super) fn grace_deadline(path: &Path, file: &File) -> Option<Instant> {
-        #[cfg(unix)]
-        {
-            let id = identity(file)?;
-            let locks = LOCKS.lock();
-            let (_, _, at) = locks.iter().find(|(p, i, _)| p == path && *i == id)?;
-            Some((*at)? + GRACE).filter(|deadline| Instant::now() < *deadline)
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = (path, file);
-            None
-        }
-    }
-}
-
-/// Sleeps 1, 2, 4 … up to 50 ms between polls of a lock.
-pub(crate) struct Backoff(std::time::Duration);
-
-impl Backoff {
-    pub(crate) fn new() -> Backoff {
-        Backoff(std::time::Duration::from_millis(1))
-    }
-    pub(crate) fn sleep(&mut self) {
-        std::thread::sleep(self.0);
-        self.0 = (self.0 * 2).min(std::time::Duration::from_millis(50));
+        let _ = self.0.unlock();
     }
 }
 
@@ -308,29 +215,11 @@ impl Storage for LocalFs {
             .truncate(false)
             .write(true)
             .open(path)?;
-        let path = path.to_path_buf();
-        let take = |file: &File| match file.try_lock() {
-            Ok(()) => Ok(true),
-            Err(fs::TryLockError::WouldBlock) => Ok(false),
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(LocalLock(file)))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(e),
-        };
-        let mut held = take(&file)?;
-        if !held {
-            // Released by this process a moment ago: a child it was starting may still hold
-            // a copy of the old descriptor until its `exec` (see `inherited`).
-            if let Some(deadline) = inherited::grace_deadline(&path, &file) {
-                let mut backoff = Backoff::new();
-                while !held && std::time::Instant::now() < deadline {
-                    backoff.sleep();
-                    held = take(&file)?;
-                }
-            }
         }
-        if !held {
-            return Ok(None);
-        }
-        inherited::acquired(&path, &file);
-        Ok(Some(Box::new(LocalLock { file, path })))
     }
 }
 

@@ -133,6 +133,39 @@ pub fn test_name(test: &str) -> String {
     format!("{module}::{test}")
 }
 
+/// Runs `f` while another thread starts child processes (`true`) one after another, and
+/// returns what `f` returns once that thread has stopped. Each child holds a copy of every
+/// open descriptor of this process from its `fork` to its `exec`: the lock files' too.
+#[cfg(unix)]
+pub fn while_starting_processes<R>(f: impl FnOnce() -> R) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let starter = s.spawn(|| {
+            let mut started = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::process::Command::new("true").status().unwrap();
+                started += 1;
+            }
+            started
+        });
+        /// Stops the starter when dropped, also when `f` panics (the scope would otherwise
+        /// wait for it forever).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let r = {
+            let _stop = Stop(&stop);
+            f()
+        };
+        assert!(starter.join().unwrap() > 0, "no child process started");
+        r
+    })
+}
+
 /// A command that runs one test of the current test binary as a child process. Child tests
 /// are `#[ignore]`d (they do nothing on their own) and so are run with `--include-ignored`.
 /// `test` is the test's path within the caller's file (see [`test_name`]).

@@ -35,12 +35,13 @@ const fn mul_mod(a: u32, mut b: u32) -> u32 {
     p
 }
 
-/// `X2N[k] = x^(2^k) mod POLY`.
-const X2N: [u32; 64] = {
-    let mut table = [0u32; 64];
+/// `X2N[k] = x^(2^k) mod POLY`. Squaring cycles with period 31 for this polynomial
+/// (`x^(2^31) = x`, checked by a test), so `x^(2^k) = X2N[k % 31]` for every `k`.
+const X2N: [u32; 31] = {
+    let mut table = [0u32; 31];
     let mut p = 1u32 << 30; // x^1
     let mut k = 0;
-    while k < 64 {
+    while k < 31 {
         table[k] = p;
         p = mul_mod(p, p);
         k += 1;
@@ -54,7 +55,7 @@ fn shift_operator(bytes: u64) -> u32 {
     let (mut n, mut k) = (bytes, 3); // x^(8n) = x^(n·2^3)
     while n != 0 {
         if n & 1 == 1 {
-            op = mul_mod(X2N[k & 63], op);
+            op = mul_mod(X2N[k % 31], op);
         }
         n >>= 1;
         k += 1;
@@ -97,6 +98,30 @@ mod tests {
         assert_eq!(X2N[2], 1 << 27);
         assert_eq!(X2N[5], POLY);
         assert_eq!(shift_operator(0), 1 << 31, "x^0");
+        assert_eq!(
+            mul_mod(X2N[30], X2N[30]),
+            X2N[0],
+            "x^(2^31) = x: the table's period"
+        );
+    }
+
+    #[test]
+    fn shifts_compose_for_any_length() {
+        // op(a + b) = op(a)·op(b), up to the largest lengths (where the table wraps).
+        for bits in [0u32, 1, 12, 28, 30, 31, 32, 33, 40, 59, 60, 61, 62] {
+            let half = shift_operator(1 << bits);
+            assert_eq!(
+                shift_operator(2 << bits),
+                mul_mod(half, half),
+                "2^{} bytes",
+                bits + 1
+            );
+        }
+        let (a, b) = (0x0123_4567_89ab_cdefu64, 0x0fed_cba9_8765_4321u64);
+        assert_eq!(
+            shift_operator(a + b),
+            mul_mod(shift_operator(a), shift_operator(b))
+        );
     }
 
     #[test]

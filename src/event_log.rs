@@ -506,6 +506,10 @@ struct Shared {
     path: PathBuf,
     start: Instant,
     out: Mutex<Out>,
+    /// The file's lock, held through a second handle of the same open file: a failed
+    /// write closes the writer's handle, and the log must stay locked for the context's
+    /// lifetime even then (another context taking the path would empty what was logged).
+    lock: File,
 }
 
 struct Out {
@@ -595,9 +599,7 @@ impl Drop for Shared {
         // Unlocked explicitly, not only closed: a child process started at this instant
         // holds a copy of the descriptor until its `exec`, and the lock would stay held
         // through it (see `LocalLock`'s `Drop` in `checkpoint::storage`).
-        if let Some(w) = self.out.get_mut().file.as_ref() {
-            let _ = w.get_ref().unlock();
-        }
+        let _ = self.lock.unlock();
     }
 }
 
@@ -670,7 +672,9 @@ impl EventLogWriter {
         }
         file.set_len(0)
             .map_err(|e| Error::io("truncate", path, e))?;
+        let lock = file.try_clone().map_err(|e| Error::io("lock", path, e))?;
         let shared = Arc::new(Shared {
+            lock,
             path: path.to_path_buf(),
             start: Instant::now(),
             out: Mutex::new(Out {
@@ -942,4 +946,32 @@ fn parse_line(text: &str) -> std::result::Result<Line, String> {
             format!("a {event} event with {e}")
         }
     })
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    fn busy(path: &Path) -> bool {
+        let other = File::options().write(true).open(path).unwrap();
+        matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    #[test]
+    fn a_log_whose_write_failed_stays_locked_until_its_writer_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let writer = EventLogWriter::create(&path, "app", "id", 1).unwrap();
+        assert!(busy(&path));
+        // A write fails (a full disk): the writer's handle is closed, the log ends there.
+        {
+            let shared = &writer.shared;
+            let mut out = shared.out.lock();
+            shared.fail(&mut out, &std::io::Error::other("disk full"));
+            assert!(out.file.is_none());
+        }
+        assert!(busy(&path), "still locked: no other context may empty it");
+        drop(writer);
+        assert!(!busy(&path), "released with the writer");
+    }
 }

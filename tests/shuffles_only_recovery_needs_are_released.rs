@@ -21,6 +21,22 @@ fn map_stages(rec: &Recorder) -> usize {
 }
 
 /// `links` the way PageRank builds it: two shuffles, then a cached narrow step.
+/// A one-record RDD whose task unpersists `links` (and then sets `done`): unioned before
+/// `links`, it releases their cache and shuffle outputs while the job that reads them runs.
+fn unpersisting(
+    ctx: &Context,
+    links: &Rdd<(u64, Vec<u64>)>,
+    done: &Arc<AtomicBool>,
+) -> Rdd<(u64, Vec<u64>)> {
+    let (links, done) = (links.clone(), done.clone());
+    ctx.parallelize(vec![(u64::MAX, Vec::new())], 1)
+        .map(move |x: (u64, Vec<u64>)| {
+            links.unpersist();
+            done.store(true, Ordering::SeqCst);
+            x
+        })
+}
+
 fn links(ctx: &Context, calls: &Counter) -> Rdd<(u64, Vec<u64>)> {
     ctx.parallelize((0..2_000u64).map(|i| (i % 97, i * 7 % 101)).collect(), 4)
         .map(calls.counting(|e| e))
@@ -167,15 +183,7 @@ fn a_task_that_meets_released_outputs_computes_them_itself() {
     let expected = sorted(links.collect().unwrap());
     assert_eq!(ctx.memory_stats().shuffles, 0);
     let unpersisted = Arc::new(AtomicBool::new(false));
-    let trigger = {
-        let (links, unpersisted) = (links.clone(), unpersisted.clone());
-        ctx.parallelize(vec![(u64::MAX, Vec::new())], 1)
-            .map(move |x: (u64, Vec<u64>)| {
-                links.unpersist();
-                unpersisted.store(true, Ordering::SeqCst);
-                x
-            })
-    };
+    let trigger = unpersisting(&ctx, &links, &unpersisted);
     let rec = Recorder::attach(&ctx);
     let got = trigger.union(&links).collect().unwrap();
     assert!(unpersisted.load(Ordering::SeqCst));
@@ -259,14 +267,7 @@ fn tasks_racing_to_compute_released_outputs_read_exactly_the_same_records() {
             .cache();
         let expected = sorted(links.collect().unwrap());
         assert_eq!(ctx.memory_stats().shuffles, 0);
-        let trigger = {
-            let links = links.clone();
-            ctx.parallelize(vec![(u64::MAX, Vec::new())], 1)
-                .map(move |x: (u64, Vec<u64>)| {
-                    links.unpersist();
-                    x
-                })
-        };
+        let trigger = unpersisting(&ctx, &links, &Arc::default());
         let got = trigger.union(&links).collect();
         let got = got.unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(sorted(got[1..].to_vec()), expected, "round {round}");
@@ -488,15 +489,7 @@ fn a_map_side_that_panics_while_computed_again_stores_nothing_and_the_next_actio
     };
     let expected = sorted(links.collect().unwrap());
     assert_eq!(ctx.memory_stats().shuffles, 0);
-    let trigger = {
-        let (links, armed) = (links.clone(), armed.clone());
-        ctx.parallelize(vec![(u64::MAX, Vec::new())], 1)
-            .map(move |x: (u64, Vec<u64>)| {
-                links.unpersist();
-                armed.store(true, Ordering::SeqCst);
-                x
-            })
-    };
+    let trigger = unpersisting(&ctx, &links, &armed);
     assert!(trigger.union(&links).collect().is_err());
     assert!(!armed.load(Ordering::SeqCst), "the panic fired");
     assert_eq!(sorted(links.collect().unwrap()), expected);

@@ -5,7 +5,8 @@
 //! then PageRank written the plain Spark way (a `Vec` per node, no packing) against the
 //! hand-written rayon version, and how time grows with graph size (100k, 1M, 5M edges).
 //!
-//! `cargo bench --bench pagerank` — the `RATIO` and `SCALING` lines are the figures.
+//! `cargo bench --bench pagerank` — the `RATIO`, `SCALING` and `GROWTH` lines are the
+//! figures; `FLINTLOCK_BENCH_ONLY=scaling` runs only the growth with graph size.
 //! Targets: flintlock / hand-written rayon at most 1.3; checkpointing every 5 iterations
 //! adds at most 10%.
 
@@ -84,6 +85,9 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let parts = 2 * ctx.threads();
+    if std::env::var("FLINTLOCK_BENCH_ONLY").as_deref() == Ok("scaling") {
+        return scaling(&ctx, parts);
+    }
     let edges = graph::generate(100_000, 1_000_000, 42).unwrap();
     let n = flintlock(&ctx, &edges, parts, 0);
     assert_eq!(handwritten::rayon_hash(&edges, ITERATIONS, parts).len(), n);
@@ -161,15 +165,56 @@ fn bench(c: &mut Criterion) {
         rayon,
     );
 
+    scaling(&ctx, parts);
+}
+
+/// How time per edge grows with the graph (100k, 1M and 5M edges, nodes = edges / 10), for
+/// flintlock and both hand-written versions run alternately, so the growth the caches cause
+/// can be told from the engine's own: a `SCALING` line per size (whole runs, set-up
+/// included, as issue 17's target counts them) and a `GROWTH` line of the 1M → 5M ratios.
+/// flintlock runs twice: with the fixed partition count of the other benches, and with one
+/// partition per 250,000 edges at least (`examples/pagerank`'s default), which keeps each
+/// partition's tables about as large at every size.
+fn scaling(ctx: &Context, parts: usize) {
+    let mut per_edge = Vec::new();
     for m in [100_000u64, 1_000_000, 5_000_000] {
         let e = graph::generate(m / 10, m, 42).unwrap();
-        let (t, _) = support::interleaved(3, || flintlock(&ctx, &e, parts, 0), || ());
-        println!(
-            "SCALING pagerank {m} edges: {:.1} ms, {:.1} ns per edge per iteration",
-            t * 1e3,
-            t * 1e9 / (m as f64 * ITERATIONS as f64)
+        let sized = parts.max(m.div_ceil(250_000) as usize);
+        let times = support::interleaved_n(
+            3,
+            &mut [
+                &mut || {
+                    flintlock(ctx, &e, parts, 0);
+                },
+                &mut || {
+                    flintlock(ctx, &e, sized, 0);
+                },
+                &mut || drop(handwritten::rayon_hash(&e, ITERATIONS, parts)),
+                &mut || drop(handwritten::csr(&e, ITERATIONS)),
+            ],
         );
+        let ns = |t: f64| t * 1e9 / (m as f64 * ITERATIONS as f64);
+        println!(
+            "SCALING pagerank {m} edges: {:.1} ms, {:.1} ns per edge per iteration on {parts} \
+             partitions ({:.1} on {sized}; hand-written rayon {:.1}, CSR {:.1})",
+            times[0] * 1e3,
+            ns(times[0]),
+            ns(times[1]),
+            ns(times[2]),
+            ns(times[3])
+        );
+        per_edge.push(times.iter().map(|&t| ns(t)).collect::<Vec<_>>());
     }
+    let growth = |i: usize| per_edge[2][i] / per_edge[1][i];
+    println!(
+        "GROWTH pagerank 1M -> 5M edges, ns per edge per iteration: flintlock {:.2}x on \
+         {parts} partitions, {:.2}x with one per 250,000 edges at least; hand-written rayon \
+         {:.2}x, CSR {:.2}x",
+        growth(0),
+        growth(1),
+        growth(2),
+        growth(3)
+    );
 }
 
 // `criterion_group!` makes an undocumented public function.

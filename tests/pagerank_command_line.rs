@@ -293,6 +293,39 @@ fn a_run_says_where_its_checkpoints_are_and_counts_in_english() {
 }
 
 #[test]
+fn the_default_partition_count_grows_with_the_graph() {
+    // Twice the threads, and at least one partition per 250,000 edges (rounded up).
+    assert_eq!(cli::default_partitions(2, 1_000_000), 4);
+    assert_eq!(cli::default_partitions(2, 1_000_001), 5);
+    assert_eq!(cli::default_partitions(2, 5_000_000), 20);
+    assert_eq!(cli::default_partitions(8, 1_000_000), 16);
+    assert_eq!(cli::default_partitions(1, 0), 2);
+    assert_eq!(
+        cli::default_partitions(1, usize::MAX),
+        10_000,
+        "the flag's own limit"
+    );
+
+    let out = pagerank(&[
+        "--nodes",
+        "60000",
+        "--edge-count",
+        "600000",
+        "--threads",
+        "1",
+        "--iterations",
+        "1",
+        "--checkpoint-every",
+        "0",
+    ]);
+    assert_eq!(out.status, Some(0), "{}", out.describe());
+    assert_says(
+        &out,
+        "running 1 iteration on 3 partitions, 1 thread, checkpoint never",
+    );
+}
+
+#[test]
 fn resuming_on_another_thread_count_says_which_partitions_to_pass() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");

@@ -72,7 +72,9 @@ pub struct Args {
     #[arg(long, default_value_t = 10,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_ITERATIONS))]
     pub iterations: usize,
-    /// Partitions of `links` and `ranks`, 1 to 10,000 (default: twice the worker threads).
+    /// Partitions of `links` and `ranks`, 1 to 10,000 (default: twice the worker threads,
+    /// and at least one per 250,000 edges, so each partition's tables stay in a core's cache
+    /// as the graph grows).
     #[arg(long,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_PARTITIONS))]
     pub partitions: Option<usize>,
@@ -289,6 +291,22 @@ fn at(what: &str, path: &Path, e: impl std::fmt::Display) -> Failure {
     format!("{what} {}: {e}", path.display()).into()
 }
 
+/// Edges per partition above which the default partition count grows with the graph.
+///
+/// Measured on a machine with 512 KiB of L2 cache per core (`docs/BENCHMARKS.md`,
+/// PageRank's growth with graph size): a partition of 250,000 edges (25,000 nodes) keeps
+/// its hash tables about that large; with four partitions for 5,000,000 edges, time per
+/// edge grew 1.5× over 1,000,000 edges, with twenty 1.13–1.15×.
+const EDGES_PER_PARTITION: usize = 250_000;
+
+/// The partition count without `--partitions`: twice the worker threads (two tasks per
+/// core balance uneven partitions), and at least one per [`EDGES_PER_PARTITION`] edges.
+pub fn default_partitions(threads: usize, edges: usize) -> usize {
+    (2 * threads)
+        .max(edges.div_ceil(EDGES_PER_PARTITION))
+        .clamp(1, MAX_PARTITIONS as usize)
+}
+
 /// `n` and `word`, plural unless `n` is 1 ("1 partition", "4 partitions").
 fn count(n: usize, word: &str) -> String {
     if n == 1 {
@@ -494,7 +512,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
         }
     }
     let ctx = builder.build()?;
-    let partitions = args.partitions.unwrap_or(2 * ctx.threads());
     let app_folder = checkpoint_dir.join(ctx.app_id());
     let watch = cancel_on_interrupt(&ctx);
     // An error after an interrupt is the interrupt's.
@@ -531,6 +548,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             e
         }
     };
+    let partitions = args
+        .partitions
+        .unwrap_or_else(|| default_partitions(ctx.threads(), edges.len()));
     println!(
         "running {} on {}, {}, checkpoint {}",
         count(args.iterations, "iteration"),
@@ -570,7 +590,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 recorded: Some(recorded),
                 ..
             } if key == "partitions" && args.partitions.is_none() => format!(
-                "{e}\n(without --partitions the run uses twice its threads; pass --partitions \
+                "{e}\n(without --partitions the run uses twice its threads, or one partition \
+                 per {EDGES_PER_PARTITION} edges if that is more; pass --partitions \
                  {recorded} to resume this checkpoint)"
             )
             .into(),

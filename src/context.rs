@@ -658,7 +658,10 @@ impl ContextBuilder {
     /// checkpointed RDD, its descendants, and any copy reopened with
     /// [`Context::open_checkpoint`]), and a generated app folder goes with the context when
     /// it is empty. Checkpoints of other runs (a stable [`ContextBuilder::app_id`] reused)
-    /// and of other contexts are never deleted. Default false: nothing is deleted.
+    /// and of other contexts are never deleted, nor are the steps of a series
+    /// ([`Context::checkpointer`]: its `keep` retains them, so a killed run resumes from
+    /// the newest) or a stream's state and input logs (its commits retain them). Default
+    /// false: nothing is deleted.
     ///
     /// Removals run on a background thread of the process, so the thread that drops the
     /// last reader (often in the middle of a job) does not wait for a removal's fsync; the

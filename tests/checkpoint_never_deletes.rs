@@ -203,3 +203,41 @@ fn start_up_cleanup_never_touches_folders_flintlock_did_not_make() {
     assert!(named.join("rdd-7").exists());
     assert!(named.join("notes.tmp").exists());
 }
+
+#[test]
+fn clean_checkpoints_never_deletes_a_series_step_a_restart_needs() {
+    // A series' steps are restart points, retained by `keep`; `clean_checkpoints` removes
+    // the context's other checkpoints once unread, never these.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |steps: std::ops::RangeInclusive<u64>| {
+        let ctx = stable_ctx(dir.path(), true);
+        let mut cp = ctx.checkpointer::<u64>("ranks").every(1).keep(2);
+        let mut plain = None;
+        for step in steps {
+            let r = ctx.range(0..100, 4).map(move |x| x * step);
+            cp.update(step, &r).unwrap();
+            assert_eq!(r.count().unwrap(), 100);
+            // A plain checkpoint beside the series: cleaned once unread, as before.
+            let p = ctx.range(0..10, 2);
+            p.checkpoint().unwrap();
+            p.count().unwrap();
+            plain = p.checkpoint_path();
+        }
+        drop(ctx);
+        flintlock::checkpoint::wait_for_removals();
+        assert!(
+            !plain.unwrap().exists(),
+            "a plain checkpoint is still cleaned"
+        );
+    };
+    run(1..=4);
+    let ctx = stable_ctx(dir.path(), true);
+    let cp = ctx.checkpointer::<u64>("ranks").keep(2);
+    let steps: Vec<u64> = cp.committed().unwrap().iter().map(|c| c.step).collect();
+    assert_eq!(steps, vec![4, 3], "the two steps `keep` retains");
+    let (step, rdd) = cp.latest().unwrap().expect("the newest step");
+    assert_eq!(step, 4);
+    let mut values = rdd.collect().unwrap();
+    values.sort_unstable();
+    assert_eq!(values, (0..100).map(|x| x * 4).collect::<Vec<_>>());
+}

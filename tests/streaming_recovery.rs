@@ -408,3 +408,33 @@ fn a_sink_holding_another_streams_batches_is_an_error_not_a_silent_skip() {
         assert_eq!(second.last_committed(), None);
     }
 }
+
+#[test]
+fn clean_checkpoints_never_deletes_the_state_a_restart_needs() {
+    // `clean_checkpoints` removes a context's own checkpoints once unread; a stream's state
+    // checkpoints are retained by its commits instead, so a restart finds the one the newest
+    // commit names even after every RDD reading it was dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let (ckpt, out) = (dir.path().join("ckpt"), dir.path().join("out"));
+    let wc = WordCount::new(42, 12, 2);
+    {
+        let ctx = Context::builder()
+            .threads(2)
+            .clean_checkpoints(true)
+            .build()
+            .unwrap();
+        let (mut s, _) =
+            StreamingContext::get_or_create(&ctx, &ckpt, |c| wc.build(c, &out)).unwrap();
+        s.run(Until::Batches(5)).unwrap();
+    }
+    flintlock::checkpoint::wait_for_removals();
+    let ctx = Context::builder()
+        .threads(2)
+        .clean_checkpoints(true)
+        .build()
+        .unwrap();
+    let (mut s, rec) = StreamingContext::get_or_create(&ctx, &ckpt, |c| wc.build(c, &out)).unwrap();
+    assert_eq!(rec.committed, Some(4));
+    s.run(Until::Committed(11)).unwrap();
+    check_sink_against_model(&out, 42, 12);
+}

@@ -317,8 +317,10 @@ pub(crate) fn checkpoint_rdd<T: Data>(
 ) -> Rdd<T> {
     let (dir, app) = (session.dir(), session.app());
     let reader = Reader::register(dir);
-    // In a cluster only process 0, the app folder's owner, removes checkpoints.
-    if node.ctx.inner.config.clean_checkpoints && app.is_owner() {
+    // In a cluster only process 0, the app folder's owner, removes checkpoints. A series'
+    // steps are the restart points of a run (a stream's state and input logs among them):
+    // their series retains them (`keep`, a stream's commits), `clean_checkpoints` never.
+    if node.ctx.inner.config.clean_checkpoints && app.is_owner() && !session.in_series() {
         reader.delete_when_unread(app.storage.clone());
     }
     let files = Arc::new(CheckpointFiles {

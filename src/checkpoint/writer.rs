@@ -203,6 +203,13 @@ impl<T: Data> WriteSession<T> {
         self.write_id
     }
 
+    /// Whether the checkpoint is a step of a series (a [`crate::Context::checkpointer`]'s,
+    /// or a stream's state or input log): retained by its series, never by
+    /// `clean_checkpoints`.
+    pub(crate) fn in_series(&self) -> bool {
+        self.series.is_some()
+    }
+
     /// The app folder the attempt writes in.
     pub(crate) fn app(&self) -> &Arc<AppDir> {
         &self.app

@@ -182,3 +182,40 @@ fn the_cli_writes_the_report_and_says_what_it_skipped() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_released_checkpoint_says_whether_its_removal_started_or_waits_for_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("events.jsonl");
+    let ctx = Context::builder()
+        .checkpoint_dir(dir.path().join("ckpt"))
+        .event_log(&log_path)
+        .build()
+        .unwrap();
+    let mut cp = ctx.checkpointer::<u64>("ranks").every(1).keep(1);
+    let mut held = None;
+    for step in 1..=3u64 {
+        let r = ctx.range(0..10, 2).map(move |x| x * step);
+        cp.update(step, &r).unwrap();
+        r.count().unwrap();
+        if step == 1 {
+            held = Some(r); // still read: its removal waits for it
+        }
+    }
+    drop((held, cp, ctx)); // the log is complete once the context is gone
+    flintlock::checkpoint::wait_for_removals();
+    let html = report::render(&event_log::read(&log_path).unwrap());
+    let note = |step: u64| {
+        let at = html
+            .find(&format!("ranks&quot; step {step},"))
+            .unwrap_or_else(|| panic!("no note of step {step}"));
+        let rest = &html[at..];
+        rest[..rest.find('<').unwrap()].to_string()
+    };
+    assert!(
+        note(1).ends_with(": removal starts when its last reader goes"),
+        "{}",
+        note(1)
+    );
+    assert!(note(2).ends_with(": removal started"), "{}", note(2));
+}

@@ -316,9 +316,9 @@ impl Model {
                     format!(
                         "series {series:?} step {step}, {path}: {}",
                         if *deleted_now {
-                            "deleted"
+                            "removal started"
                         } else {
-                            "deleted when its last reader goes"
+                            "removal starts when its last reader goes"
                         }
                     ),
                 )),

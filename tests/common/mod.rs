@@ -198,7 +198,10 @@ pub fn free_ports_outside_the_ephemeral_range(n: u16) -> u16 {
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-    loop {
+    // A machine whose ports below the ephemeral range are all taken (or that cannot bind
+    // 127.0.0.1 at all) fails the test saying so, instead of hanging CI.
+    const ATTEMPTS: usize = 10_000;
+    for _ in 0..ATTEMPTS {
         x = x
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -207,6 +210,10 @@ pub fn free_ports_outside_the_ephemeral_range(n: u16) -> u16 {
             return base;
         }
     }
+    panic!(
+        "no {n} consecutive free ports on 127.0.0.1 between {start} and {low} after {ATTEMPTS} \
+         tries"
+    );
 }
 
 /// A child process that is killed when the handle drops: a parent test that fails early

@@ -131,3 +131,46 @@ fn a_failed_sink_operation_fails_its_batch_and_a_retry_writes_it_once() {
 fn a_failed_metadata_or_state_operation_fails_its_batch_and_a_retry_writes_it_once() {
     sweep(Under::Metadata);
 }
+
+#[test]
+fn a_failed_listing_never_removes_a_committed_batch() {
+    use flintlock::streaming::{Batch, FileSink, Sink};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = FaultyStorage::new(Arc::new(LocalFs));
+    let sink = FileSink::new(dir.path().join("out"))
+        .with_storage(Arc::new(storage.clone()) as Arc<dyn Storage>);
+    let ctx = common::ctx();
+    let rdd = ctx.parallelize(vec!["a".to_string(), "b".to_string()], 2);
+    let batch = Batch {
+        id: 5,
+        time: std::time::Duration::from_secs(5),
+    };
+    sink.write(batch, &rdd).unwrap();
+    let files = |d: &Path| {
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let committed = files(&sink.batch_dir(5));
+    // A replay of the committed batch whose listing of the batch's folder fails once (a
+    // full descriptor table, an I/O error): an error, and the batch stays as committed.
+    storage.reset_counts();
+    storage.fail_nth(StorageOp::Read, 1, ErrorKind::Other);
+    let err = sink.write(batch, &rdd).unwrap_err();
+    assert!(err.to_string().contains("list"), "{err}");
+    assert_eq!(storage.count(StorageOp::Remove), 0, "nothing removed");
+    assert_eq!(files(&sink.batch_dir(5)), committed);
+    // Retried, it is the idempotent no-op it always was.
+    storage.clear();
+    sink.write(batch, &rdd).unwrap();
+    assert_eq!(storage.count(StorageOp::Remove), 0, "nothing removed");
+    assert_eq!(
+        Sink::<String>::last_committed(&sink).unwrap(),
+        Some(5),
+        "still committed"
+    );
+    assert_eq!(sink.read_batch(5).unwrap().unwrap(), vec!["a", "b"]);
+}

@@ -223,7 +223,7 @@ impl FileSink {
                     continue;
                 };
                 let dir = self.batch_dir(b);
-                let inner = self.storage.list(&dir).unwrap_or_default();
+                let inner = self.listing(&dir)?.unwrap_or_default();
                 if inner.iter().any(|n| n == SINK_MANIFEST) {
                     last = last.max(Some(b));
                     // A crash between the hard link and the unlink of a no-replace rename
@@ -239,13 +239,28 @@ impl FileSink {
         Ok(st)
     }
 
+    /// The names in `dir`, `None` when there is no such folder. Any other failure to list
+    /// it is an error: taken for "no folder", one failed listing (too many open files, an
+    /// I/O error, a store's timeout) made a committed batch look uncommitted, and `write`
+    /// then removed it to write it again.
+    fn listing(&self, dir: &Path) -> Result<Option<Vec<String>>> {
+        match self.storage.list(dir) {
+            Ok(names) => Ok(Some(names)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Error::io("list", dir, e)),
+        }
+    }
+
     fn is_committed(&self, batch: BatchId) -> Result<bool> {
-        let dir = self.batch_dir(batch);
-        Ok(self
-            .storage
-            .list(&dir)
-            .map(|names| names.iter().any(|n| n == SINK_MANIFEST))
-            .unwrap_or(false))
+        let names = self.listing(&self.batch_dir(batch))?;
+        Ok(names.is_some_and(|names| names.iter().any(|n| n == SINK_MANIFEST)))
     }
 
     /// Reads back the lines of committed batch `batch`, verifying every part against the
@@ -339,16 +354,19 @@ impl<T: Data + fmt::Display> Sink<T> for FileSink {
 
     fn write(&self, batch: Batch, rdd: &Rdd<T>) -> Result<()> {
         let mut st = self.open()?;
-        if self.is_committed(batch.id)? {
-            st.last = Some(st.last.flatten().max(Some(batch.id)));
-            return Ok(()); // already written: idempotent
-        }
         let dir = self.batch_dir(batch.id);
-        // A folder without `_SUCCESS` is an interrupted write of ours (we hold the lock).
-        if self.storage.list(&dir).is_ok() {
-            self.storage
+        // One listing decides both: committed (nothing to do), or a folder without the
+        // manifest, an interrupted write of ours (we hold the lock), removed to start over.
+        match self.listing(&dir)? {
+            Some(names) if names.iter().any(|n| n == SINK_MANIFEST) => {
+                st.last = Some(st.last.flatten().max(Some(batch.id)));
+                return Ok(()); // already written: idempotent
+            }
+            Some(_) => self
+                .storage
                 .remove_dir_all(&dir)
-                .map_err(|e| Error::io("remove", &dir, e))?;
+                .map_err(|e| Error::io("remove", &dir, e))?,
+            None => {}
         }
         self.storage
             .create_dir_all(&dir)

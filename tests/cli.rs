@@ -207,3 +207,68 @@ fn list_takes_an_app_folder_too_and_says_when_it_finds_no_app() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("no flintlock app folders"), "{out}");
 }
+
+/// A word count whose state is checkpointed every batch and whose output fails batch 4
+/// while `fail` is set.
+fn failing_stream(
+    ctx: &Context,
+    fail: bool,
+) -> flintlock::Result<flintlock::streaming::StreamingContext> {
+    use flintlock::streaming::{ManualClock, RddQueue, StreamingContext};
+    let queue = RddQueue::from_rdds(
+        (0..10).map(|b| ctx.parallelize(crate::common::stream::batch_words(7, b), 2)),
+    );
+    let mut s =
+        StreamingContext::new(ctx, std::time::Duration::from_secs(1)).clock(ManualClock::auto());
+    s.queue_stream("words", queue)
+        .map(|w| (w, 1u64))
+        .update_state_by_key("counts", |_, new: Vec<u64>, old: Option<u64>| {
+            crate::common::stream::update(&new, old)
+        })
+        .checkpoint_every(1)
+        .foreach_rdd("flaky", move |_, batch| {
+            if fail && batch.id == 4 {
+                return Err(flintlock::Error::InvalidArgument("flaky output".into()));
+            }
+            Ok(())
+        });
+    Ok(s)
+}
+
+#[test]
+fn gc_keep_leaves_a_streams_state_to_the_stream() {
+    use flintlock::streaming::{StreamingContext, Until};
+    // Batch 4 writes its state checkpoint, then its output fails: the newest state step (4)
+    // is one no commit names, and a restart needs step 3. Counting steps, `gc --keep 1`
+    // would remove step 3; it must leave a stream's folders to the stream.
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    {
+        let ctx = crate::common::ctx();
+        let (mut s, _) =
+            StreamingContext::get_or_create(&ctx, &ckpt, |c| failing_stream(c, true)).unwrap();
+        assert!(s.run(Until::Batches(10)).is_err(), "batch 4's output fails");
+    }
+    let state = ckpt.join("state");
+    let (code, out) = flintlock(&["gc", "--keep", "1", "--json", s(&state)]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["removed"].as_array().unwrap().len(), 0, "{out}");
+    assert_eq!(
+        report["kept_for_streams"].as_array().unwrap().len(),
+        1,
+        "{out}"
+    );
+    let (code, out) = flintlock(&["gc", "--keep", "1", s(&state.join("counts"))]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("a stream's folder, retained by its commits"),
+        "{out}"
+    );
+    // The stream restarts from the state its newest commit names.
+    let ctx = crate::common::ctx();
+    let (mut s2, rec) =
+        StreamingContext::get_or_create(&ctx, &ckpt, |c| failing_stream(c, false)).unwrap();
+    assert_eq!(rec.committed, Some(3));
+    s2.run(Until::Committed(9)).unwrap();
+}

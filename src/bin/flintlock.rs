@@ -54,7 +54,9 @@ enum Command {
         json: bool,
     },
     /// Removes uncommitted leftovers of dead owners and, with --keep, all but the newest N
-    /// checkpoints of each series; never touches an app a live process holds. A process
+    /// checkpoints of each series; never touches an app a live process holds, and does not
+    /// apply --keep in a stream's state and input-log folders (the stream's commits say
+    /// which steps a restart reads). A process
     /// that reads an old step through `open_checkpoint` without owning its app folder is not
     /// seen: run gc --keep when no such reader runs. On S3, an uncommitted attempt goes only
     /// after nothing was written below it for 15 minutes (a writer may be stalled).
@@ -283,6 +285,12 @@ fn run(cli: Cli) -> flintlock::Result<ExitCode> {
                 }
                 for app in &report.skipped_locked {
                     println!("skipped {}: held by a live process", app.display());
+                }
+                for app in &report.kept_for_streams {
+                    println!(
+                        "--keep not applied in {}: a stream's folder, retained by its commits",
+                        app.display()
+                    );
                 }
                 println!("{} {verb}", report.removed.len());
             }

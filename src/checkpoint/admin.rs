@@ -295,6 +295,11 @@ pub struct GcReport {
     pub removed: Vec<Removal>,
     /// App folders it left alone because a live process holds them.
     pub skipped_locked: Vec<PathBuf>,
+    /// A stream's state and input-log folders (`<stream>/state/<op>`,
+    /// `<stream>/input/<source>`), where `keep` was not applied: the stream's commits name
+    /// the steps a restart reads, and the stream removes the others itself. Their
+    /// uncommitted leftovers were collected as anywhere else.
+    pub kept_for_streams: Vec<PathBuf>,
 }
 
 /// Collects garbage under the checkpoint directory `dir` (or in `dir` itself, when it is an
@@ -302,7 +307,9 @@ pub struct GcReport {
 /// uncommitted leftovers of dead owners, and with `keep`, all but the newest `keep`
 /// checkpoints of each computation of a series (a series name reused with another element
 /// type or other meta is counted on its own). Folders a live process holds, and folders
-/// flintlock did not make, are never touched. With `dry_run`, reports without removing.
+/// flintlock did not make, are never touched; in a stream's state and input-log folders,
+/// `keep` is not applied (the stream retains what its commits name). With `dry_run`,
+/// reports without removing.
 ///
 /// # Errors
 /// When `dir` cannot be listed.
@@ -310,6 +317,13 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<GcReport> {
     let storage = DefaultStorage::default();
     let mut report = GcReport::default();
     for app in list(dir)? {
+        // A stream's steps are retained by its commits, not by count: the newest step may be
+        // one the newest commit does not name yet (written, then the process died).
+        let stream_owned = crate::streaming::meta::is_stream_owned(&storage, &app.path);
+        if stream_owned && keep.is_some() {
+            report.kept_for_streams.push(app.path.clone());
+        }
+        let keep = keep.filter(|_| !stream_owned);
         // Both locks are held while we work: a process starting on this app waits for us,
         // then finds the result. The folder is read again under them: `list` was earlier.
         let visited = visit(&storage, &app.path, true, || {

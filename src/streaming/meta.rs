@@ -46,6 +46,22 @@ pub(crate) const STATE: &str = "state";
 /// per source.
 pub(crate) const INPUT: &str = "input";
 
+/// Whether `app` is a stream's operator state folder (`<stream>/state/<op>`) or a source's
+/// input log (`<stream>/input/<source>`): app folders whose series steps the stream's
+/// commits retain (S16), which `flintlock gc --keep` must leave to it.
+pub(crate) fn is_stream_owned(storage: &dyn Storage, app: &Path) -> bool {
+    let Some(parent) = app.parent() else {
+        return false;
+    };
+    let in_stream_subfolder = parent.file_name().is_some_and(|n| n == STATE || n == INPUT);
+    in_stream_subfolder
+        && parent.parent().is_some_and(|stream| {
+            storage
+                .list(stream)
+                .is_ok_and(|names| names.iter().any(|n| n == STREAM_FILE))
+        })
+}
+
 /// The marker file: what the folder is, who made it, and the stream's time zero.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StreamFile {

@@ -83,7 +83,7 @@ mod dstream;
 mod graph;
 mod inv_window;
 mod map_state;
-mod meta;
+pub(crate) mod meta;
 mod query;
 mod sink;
 mod socket;

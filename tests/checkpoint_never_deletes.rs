@@ -241,3 +241,45 @@ fn clean_checkpoints_never_deletes_a_series_step_a_restart_needs() {
     values.sort_unstable();
     assert_eq!(values, (0..100).map(|x| x * 4).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_resumed_step_keeps_its_app_folder_held_after_the_checkpoint_dir_changes() {
+    // `latest()` reads a step of the context's app folder. Pointing the context elsewhere
+    // must not free that folder for another run (whose `keep` or `flintlock gc` would
+    // remove what the resumed RDD reads) while the RDD lives.
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    {
+        let ctx = stable_ctx(dir.path(), false);
+        let mut cp = ctx.checkpointer::<u64>("ranks").every(1).keep(3);
+        for step in 1..=3u64 {
+            let r = ctx.range(0..20, 2).map(move |x| x + step);
+            cp.update(step, &r).unwrap();
+            r.count().unwrap();
+        }
+    }
+    let ctx = stable_ctx(dir.path(), false);
+    let (step, ranks) = ctx
+        .checkpointer::<u64>("ranks")
+        .latest()
+        .unwrap()
+        .expect("step 3");
+    assert_eq!(step, 3);
+    ctx.set_checkpoint_dir(other.path()).unwrap();
+    let rival = Context::builder()
+        .app_id("stable")
+        .checkpoint_dir(dir.path())
+        .build();
+    assert!(
+        matches!(rival, Err(flintlock::Error::Locked { .. })),
+        "the folder the resumed RDD reads is still held: {:?}",
+        rival.map(|_| ())
+    );
+    assert_eq!(ranks.collect().unwrap(), (3..23).collect::<Vec<u64>>());
+    drop(ranks);
+    let rival = Context::builder()
+        .app_id("stable")
+        .checkpoint_dir(dir.path())
+        .build();
+    assert!(rival.is_ok(), "free once nothing reads it");
+}

@@ -30,7 +30,8 @@ pub(crate) struct CheckpointFiles<T> {
     /// This RDD reads the folder: nothing deletes it meanwhile (see `live`). Declared before
     /// `_app`, so a requested deletion happens before the app folder may go.
     _reader: Reader,
-    /// For a checkpoint this context wrote: its app folder, kept (and locked) while read.
+    /// For a checkpoint this context wrote, or opened from its own app folder: that app
+    /// folder, kept (and locked) while read.
     _app: Option<Arc<AppDir>>,
 }
 
@@ -444,13 +445,23 @@ pub(crate) fn open_checkpoint<T: Data>(
         }
         other => other,
     };
+    // A checkpoint in the context's own app folder (a series' step from `latest()`, say)
+    // keeps that folder held while the RDD lives, as the RDD that wrote it does: replacing
+    // the checkpoint directory then does not free the folder for another process (its
+    // `keep`, or `flintlock gc`) to remove what this RDD reads.
+    let app = ctx
+        .inner
+        .checkpoint_dir
+        .read()
+        .clone()
+        .filter(|app| path.parent() == Some(app.dir()));
     let files = Arc::new(CheckpointFiles {
         dir: path.to_path_buf(),
         storage,
         manifest,
         codec,
         _reader: reader,
-        _app: None,
+        _app: app,
     });
     // Another build wrote it, perhaps: its placement is checked before it is relied on.
     let scan: Option<PlacementScan<T>> = partitioner.as_ref().map(|_| {

@@ -291,6 +291,47 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
     assert!(failed[0].fields["error"].contains("three"), "{failed:?}");
     drop(r);
 
+    // An element type whose layout cannot be traced (an enum reached only through a `Vec`
+    // field) is named once, with what that costs, however often it is checkpointed.
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    enum Mode {
+        Slow,
+        Fast(u8),
+    }
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Log {
+        modes: Vec<Mode>,
+    }
+    for _ in 0..2 {
+        let logs = ctx.parallelize(
+            vec![
+                Log {
+                    modes: vec![Mode::Slow, Mode::Fast(2)]
+                };
+                4
+            ],
+            2,
+        );
+        logs.checkpoint().unwrap();
+        assert_eq!(logs.count().unwrap(), 4);
+    }
+    let r = recorded.lock().unwrap();
+    let untraced: Vec<&EventRecord> = r
+        .events
+        .iter()
+        .filter(|e| {
+            e.message
+                .starts_with("the serde layout of this element type cannot be traced")
+        })
+        .collect();
+    assert_eq!(untraced.len(), 1, "{untraced:?}");
+    assert!(
+        untraced[0].fields["element_type"].ends_with("::Log"),
+        "{untraced:?}"
+    );
+    assert!(untraced[0].message.contains("undetected"), "{untraced:?}");
+    drop(r);
+
     // A subscriber that panics changes no action's outcome (as a panicking listener).
     *panic_on.lock().unwrap() = Some("job ended".into());
     let again = ctx.parallelize((0..100u64).collect::<Vec<_>>(), 2);

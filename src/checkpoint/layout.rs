@@ -216,7 +216,24 @@ fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
         .stack_size(TRACE_STACK)
         .spawn(|| std::panic::catch_unwind(trace::<T>).ok().flatten());
     let traced = worker.ok()?.join().unwrap_or(None);
-    cache.lock().entry(id).or_insert(traced).clone()
+    let mut cache = cache.lock();
+    match cache.entry(id) {
+        std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            if traced.is_none() {
+                // Once per type and process: what the user loses, and what to do about it.
+                tracing::warn!(
+                    element_type = std::any::type_name::<T>(),
+                    "the serde layout of this element type cannot be traced (see \
+                     flintlock::checkpoint::format), so its checkpoints are checked by type \
+                     name only: a later build that changes the type but keeps its name \
+                     would read them as other values, undetected; give the type (or its \
+                     serde name) a new name when its layout changes"
+                );
+            }
+            slot.insert(traced).clone()
+        }
+    }
 }
 
 /// Describes the first difference between a layout written and one read, for an error

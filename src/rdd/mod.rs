@@ -792,7 +792,10 @@ impl<T: Data> Rdd<T> {
     /// reached only through an `Option`, `Vec` or map field of a struct, a `Deserialize` that
     /// rejects the tracer's sample values, `deserialize_any` types); their checkpoints are
     /// checked by type name only, as format-1 checkpoints are (see
-    /// [`crate::checkpoint::format`]).
+    /// [`crate::checkpoint::format`]): a later build that changes such a type but keeps its
+    /// name reads the old checkpoints as other values, undetected, so give the type (or its
+    /// serde name) a new name when its layout changes. A `tracing` warning names each such
+    /// type once per process.
     ///
     /// Lazy and idempotent: marking twice, marking a checkpointed RDD or a checkpoint RDD are
     /// no-ops; marking after an action already ran takes effect at the next action. The

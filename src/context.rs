@@ -39,7 +39,7 @@ pub(crate) struct ContextInner {
     /// id (RDDs of two contexts must never be combined).
     pub(crate) serial: u64,
     /// Whether the app id was generated (unique to this context) rather than given.
-    generated_app_id: bool,
+    pub(crate) generated_app_id: bool,
     pub(crate) pool: rayon::ThreadPool,
     next_rdd_id: AtomicUsize,
     next_shuffle_id: AtomicUsize,
@@ -658,10 +658,11 @@ impl ContextBuilder {
     /// checkpointed RDD, its descendants, and any copy reopened with
     /// [`Context::open_checkpoint`]), and a generated app folder goes with the context when
     /// it is empty. Checkpoints of other runs (a stable [`ContextBuilder::app_id`] reused)
-    /// and of other contexts are never deleted, nor are the steps of a series
-    /// ([`Context::checkpointer`]: its `keep` retains them, so a killed run resumes from
-    /// the newest) or a stream's state and input logs (its commits retain them). Default
-    /// false: nothing is deleted.
+    /// and of other contexts are never deleted, nor are a stream's state and input logs (its
+    /// commits retain them) or, under a given [`ContextBuilder::app_id`], the steps of a
+    /// series ([`Context::checkpointer`]: its `keep` retains them, so a killed run resumes
+    /// from the newest; under a generated app id no later run can, and they are cleaned
+    /// like the rest). Default false: nothing is deleted.
     ///
     /// Removals run on a background thread of the process, so the thread that drops the
     /// last reader (often in the middle of a job) does not wait for a removal's fsync; the

@@ -283,3 +283,27 @@ fn a_resumed_step_keeps_its_app_folder_held_after_the_checkpoint_dir_changes() {
         .build();
     assert!(rival.is_ok(), "free once nothing reads it");
 }
+
+#[test]
+fn under_a_generated_app_id_clean_checkpoints_still_removes_a_series_steps() {
+    // No later run can open a generated app id's folder, so its series' steps are no
+    // restart points: cleaned with the context, folder and all.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ctx = Context::builder()
+            .threads(2)
+            .checkpoint_dir(dir.path())
+            .clean_checkpoints(true)
+            .build()
+            .unwrap();
+        let mut cp = ctx.checkpointer::<u64>("ranks").every(1).keep(2);
+        for step in 1..=3u64 {
+            let r = ctx.range(0..20, 2).map(move |x| x + step);
+            cp.update(step, &r).unwrap();
+            r.count().unwrap();
+        }
+    }
+    flintlock::checkpoint::wait_for_removals();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

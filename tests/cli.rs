@@ -8,8 +8,14 @@ use std::process::Command;
 use flintlock::Context;
 
 fn flintlock(args: &[&str]) -> (i32, String) {
+    flintlock_in(Path::new("."), args)
+}
+
+/// [`flintlock`] run in the folder `cwd` (relative paths in `args` start there).
+fn flintlock_in(cwd: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flintlock"))
         .args(args)
+        .current_dir(cwd)
         .output()
         .expect("run the flintlock binary");
     let text = format!(
@@ -250,6 +256,17 @@ fn gc_keep_leaves_a_streams_state_to_the_stream() {
         assert!(s.run(Until::Batches(10)).is_err(), "batch 4's output fails");
     }
     let state = ckpt.join("state");
+    // However the folder is spelled: relative from the stream's folder and from `state`.
+    for (cwd, arg) in [(&ckpt, "state"), (&state, "."), (&state, "counts")] {
+        let (code, out) = flintlock_in(cwd, &["gc", "--keep", "1", "--json", arg]);
+        assert_eq!(code, 0, "{out}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            report["removed"].as_array().unwrap().len(),
+            0,
+            "{arg}: {out}"
+        );
+    }
     let (code, out) = flintlock(&["gc", "--keep", "1", "--json", s(&state)]);
     assert_eq!(code, 0, "{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();

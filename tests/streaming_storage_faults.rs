@@ -136,7 +136,16 @@ fn a_failed_metadata_or_state_operation_fails_its_batch_and_a_retry_writes_it_on
 fn a_failed_listing_never_removes_a_committed_batch() {
     use flintlock::streaming::{Batch, FileSink, Sink};
     let dir = tempfile::tempdir().unwrap();
-    let storage = FaultyStorage::new(Arc::new(LocalFs));
+    // Removals counted below the fault layer (FaultyStorage passes them through).
+    let removals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = removals.clone();
+    let hooked = common::hooked::Hooked::new(move |op, _| {
+        if op == StorageOp::Remove {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let storage = FaultyStorage::new(Arc::new(hooked));
+    let removed = || removals.load(std::sync::atomic::Ordering::SeqCst);
     let sink = FileSink::new(dir.path().join("out"))
         .with_storage(Arc::new(storage.clone()) as Arc<dyn Storage>);
     let ctx = common::ctx();
@@ -155,18 +164,19 @@ fn a_failed_listing_never_removes_a_committed_batch() {
         names
     };
     let committed = files(&sink.batch_dir(5));
+    let before = removed();
     // A replay of the committed batch whose listing of the batch's folder fails once (a
     // full descriptor table, an I/O error): an error, and the batch stays as committed.
     storage.reset_counts();
     storage.fail_nth(StorageOp::Read, 1, ErrorKind::Other);
     let err = sink.write(batch, &rdd).unwrap_err();
     assert!(err.to_string().contains("list"), "{err}");
-    assert_eq!(storage.count(StorageOp::Remove), 0, "nothing removed");
+    assert_eq!(removed(), before, "nothing removed");
     assert_eq!(files(&sink.batch_dir(5)), committed);
     // Retried, it is the idempotent no-op it always was.
     storage.clear();
     sink.write(batch, &rdd).unwrap();
-    assert_eq!(storage.count(StorageOp::Remove), 0, "nothing removed");
+    assert_eq!(removed(), before, "nothing removed");
     assert_eq!(
         Sink::<String>::last_committed(&sink).unwrap(),
         Some(5),

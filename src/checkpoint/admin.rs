@@ -319,7 +319,7 @@ pub fn gc(dir: &Path, keep: Option<usize>, dry_run: bool) -> Result<GcReport> {
     for app in list(dir)? {
         // A stream's steps are retained by its commits, not by count: the newest step may be
         // one the newest commit does not name yet (written, then the process died).
-        let stream_owned = crate::streaming::meta::is_stream_owned(&storage, &app.path);
+        let stream_owned = crate::streaming::meta::is_stream_owned(&storage, &live::key(&app.path));
         if stream_owned && keep.is_some() {
             report.kept_for_streams.push(app.path.clone());
         }

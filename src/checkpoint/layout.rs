@@ -216,23 +216,29 @@ fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
         .stack_size(TRACE_STACK)
         .spawn(|| std::panic::catch_unwind(trace::<T>).ok().flatten());
     let traced = worker.ok()?.join().unwrap_or(None);
-    let mut cache = cache.lock();
-    match cache.entry(id) {
-        std::collections::hash_map::Entry::Occupied(known) => known.get().clone(),
-        std::collections::hash_map::Entry::Vacant(slot) => {
-            if traced.is_none() {
-                // Once per type and process: what the user loses, and what to do about it.
-                tracing::warn!(
-                    element_type = std::any::type_name::<T>(),
-                    "the serde layout of this element type cannot be traced (see \
-                     flintlock::checkpoint::format), so its checkpoints are checked by type \
-                     name only: a later build that changes the type but keeps its name \
-                     would read them as other values, undetected; give the type (or its \
-                     serde name) a new name when its layout changes"
-                );
-            }
-            slot.insert(traced).clone()
-        }
+    cache.lock().entry(id).or_insert(traced).clone()
+}
+
+/// Warns, once per type and process, that checkpoints of `type_name` (whose layout could
+/// not be traced) are checked by type name only, and what that costs. Called where a
+/// checkpoint of the type is written or opened; a subscriber that panics changes nothing.
+pub(crate) fn warn_untraced(type_name: &str) {
+    static WARNED: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    let first = WARNED
+        .get_or_init(Default::default)
+        .lock()
+        .insert(type_name.to_owned());
+    if first {
+        let _ = std::panic::catch_unwind(|| {
+            tracing::warn!(
+                element_type = type_name,
+                "the serde layout of this element type cannot be traced (see \
+                 flintlock::checkpoint::format), so its checkpoints are checked by type name \
+                 only: a later build that changes the type but keeps its name would read them \
+                 as other values, undetected; give the type (or its serde name) a new name \
+                 when its layout changes"
+            )
+        });
     }
 }
 

@@ -61,8 +61,13 @@ fn registry() -> &'static Registry {
 }
 
 /// One name per folder, however it was spelled (relative, through a symbolic link).
-fn key(dir: &Path) -> PathBuf {
+pub(crate) fn key(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Whether `a` and `b` name the same folder, however each is spelled.
+pub(crate) fn same_folder(a: &Path, b: &Path) -> bool {
+    a == b || key(a) == key(b)
 }
 
 /// A folder to remove, its storage, and the tracing dispatcher of the thread that let it go

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::format::{part_path, FrameCursor, ManifestBody, PartHeader, MANIFEST};
 use super::layout::{first_difference, Layout};
-use super::live::Reader;
+use super::live::{self, Reader};
 use super::series::read_manifest;
 use super::writer::WriteSession;
 use super::{AppDir, CheckpointCell, Codec, Storage};
@@ -318,10 +318,14 @@ pub(crate) fn checkpoint_rdd<T: Data>(
 ) -> Rdd<T> {
     let (dir, app) = (session.dir(), session.app());
     let reader = Reader::register(dir);
-    // In a cluster only process 0, the app folder's owner, removes checkpoints. A series'
-    // steps are the restart points of a run (a stream's state and input logs among them):
-    // their series retains them (`keep`, a stream's commits), `clean_checkpoints` never.
-    if node.ctx.inner.config.clean_checkpoints && app.is_owner() && !session.in_series() {
+    // In a cluster only process 0, the app folder's owner, removes checkpoints. Restart
+    // points (a stream's state and input logs, a series' steps under a given app id) are
+    // retained by their series (a stream's commits, `keep`), never by `clean_checkpoints`.
+    let inner = &node.ctx.inner;
+    if inner.config.clean_checkpoints
+        && app.is_owner()
+        && !session.is_restart_point(inner.generated_app_id)
+    {
         reader.delete_when_unread(app.storage.clone());
     }
     let files = Arc::new(CheckpointFiles {
@@ -449,12 +453,10 @@ pub(crate) fn open_checkpoint<T: Data>(
     // keeps that folder held while the RDD lives, as the RDD that wrote it does: replacing
     // the checkpoint directory then does not free the folder for another process (its
     // `keep`, or `flintlock gc`) to remove what this RDD reads.
-    let app = ctx
-        .inner
-        .checkpoint_dir
-        .read()
-        .clone()
-        .filter(|app| path.parent() == Some(app.dir()));
+    let app = ctx.inner.checkpoint_dir.read().clone().filter(|app| {
+        path.parent()
+            .is_some_and(|p| live::same_folder(p, app.dir()))
+    });
     let files = Arc::new(CheckpointFiles {
         dir: path.to_path_buf(),
         storage,
@@ -500,7 +502,14 @@ fn check_element_type<T>(manifest: &ManifestBody, codec: &dyn Codec<T>, path: &P
             }
             Ok(())
         }
-        _ if manifest.element_type != codec.type_name() => Err(mismatch(None)),
-        _ => Ok(()),
+        (_, read) => {
+            if read.is_none() {
+                super::layout::warn_untraced(codec.type_name());
+            }
+            if manifest.element_type != codec.type_name() {
+                return Err(mismatch(None));
+            }
+            Ok(())
+        }
     }
 }

@@ -203,11 +203,14 @@ impl<T: Data> WriteSession<T> {
         self.write_id
     }
 
-    /// Whether the checkpoint is a step of a series (a [`crate::Context::checkpointer`]'s,
-    /// or a stream's state or input log): retained by its series, never by
-    /// `clean_checkpoints`.
-    pub(crate) fn in_series(&self) -> bool {
-        self.series.is_some()
+    /// Whether the checkpoint is a restart point that its series retains, never
+    /// `clean_checkpoints`: a stream's state or input log (its commits name them), or a
+    /// [`crate::Context::checkpointer`]'s step under a given app id (the next run resumes
+    /// from it). Under a generated app id, no later run can open a series' steps.
+    pub(crate) fn is_restart_point(&self, generated_app_id: bool) -> bool {
+        self.series
+            .as_ref()
+            .is_some_and(|tag| tag.dest.is_some() || !generated_app_id)
     }
 
     /// The app folder the attempt writes in.
@@ -316,6 +319,10 @@ impl<T: Data> WriteSession<T> {
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io("fsync folder", &self.dir, e))?;
         }
+        let layout = self.codec.layout();
+        if layout.is_none() {
+            super::layout::warn_untraced(self.codec.type_name());
+        }
         let manifest = ManifestBody {
             format: format::FORMAT_NAME.to_string(),
             version: FORMAT_VERSION,
@@ -329,7 +336,7 @@ impl<T: Data> WriteSession<T> {
             // A range partitioner whose bounds could not be encoded cannot be recorded.
             partitioner: self.partitioner.clone().filter(|p| p.is_recordable()),
             parts,
-            element_layout: self.codec.layout().map(|l| l.text().to_string()),
+            element_layout: layout.map(|l| l.text().to_string()),
             written_at: Some(
                 humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             ),

@@ -48,18 +48,23 @@ pub(crate) const INPUT: &str = "input";
 
 /// Whether `app` is a stream's operator state folder (`<stream>/state/<op>`) or a source's
 /// input log (`<stream>/input/<source>`): app folders whose series steps the stream's
-/// commits retain (S16), which `flintlock gc --keep` must leave to it.
+/// commits retain (S16), which `flintlock gc --keep` must leave to it. `app` must be
+/// resolved (absolute, links followed): `state/counts`, given from the stream's folder, has
+/// no grandparent to look in.
 pub(crate) fn is_stream_owned(storage: &dyn Storage, app: &Path) -> bool {
     let Some(parent) = app.parent() else {
         return false;
     };
     let in_stream_subfolder = parent.file_name().is_some_and(|n| n == STATE || n == INPUT);
+    // A folder that cannot be listed for any reason but its absence may be a stream's:
+    // the caller then leaves the steps alone.
     in_stream_subfolder
-        && parent.parent().is_some_and(|stream| {
-            storage
-                .list(stream)
-                .is_ok_and(|names| names.iter().any(|n| n == STREAM_FILE))
-        })
+        && parent
+            .parent()
+            .is_some_and(|stream| match storage.list(stream) {
+                Ok(names) => names.iter().any(|n| n == STREAM_FILE),
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            })
 }
 
 /// The marker file: what the folder is, who made it, and the stream's time zero.

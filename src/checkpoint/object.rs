@@ -638,11 +638,45 @@ fn is_stale(h: &LockBody) -> bool {
 /// holder elsewhere, or one that cannot be checked, is alive until its lease expires.
 fn holder_is_gone(h: &LockBody) -> bool {
     match (&h.machine, h.started) {
-        (Some(machine), Some(started)) => {
-            this_machine().as_ref() == Some(machine) && process_started(h.pid) != Some(started)
+        (Some(machine), Some(started)) if this_machine().as_ref() == Some(machine) => {
+            is_gone(started, process_started(h.pid), || process_exists(h.pid))
         }
         _ => false,
     }
+}
+
+/// Whether a holder that recorded `started` is gone, given its pid's start time as read now
+/// (`None`: no `/proc` entry could be read) and whether a process of that pid exists. An
+/// unreadable entry of a process that exists (another user's, under `/proc`'s `hidepid`)
+/// cannot be told from the holder: it is alive until its lease expires.
+fn is_gone(started: u64, now: Option<u64>, exists: impl FnOnce() -> bool) -> bool {
+    match now {
+        Some(now) => now != started,
+        None => !exists(),
+    }
+}
+
+/// Whether a process of `pid` exists, whoever owns it (`kill(pid, 0)`: no such process is
+/// `ESRCH`; one this user may not signal is `EPERM`, and exists). `true` when it cannot be
+/// asked, so that nothing is taken from a holder that may be alive.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // one syscall, see SAFETY below
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return true; // 0 and negatives name process groups: not a holder's pid
+    }
+    // SAFETY: signal 0 sends nothing; it only checks that the process exists and may be
+    // signalled.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_exists(_pid: u32) -> bool {
+    true
 }
 
 fn now_ms() -> u64 {
@@ -1137,5 +1171,34 @@ impl Storage for S3Storage {
                 .duration_since(t)
                 .is_ok_and(|age| age >= self.grace)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_gone_only_when_its_pid_is_reused_or_no_process_has_it() {
+        // Readable start times decide alone: the same start is the holder, another is a
+        // reused pid.
+        assert!(!is_gone(7, Some(7), || unreachable!()));
+        assert!(is_gone(7, Some(8), || unreachable!()));
+        // Unreadable (`hidepid`, another user's process): alive while a process has the pid.
+        assert!(!is_gone(7, None, || true));
+        assert!(is_gone(7, None, || false));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_exists_sees_this_process_and_not_a_finished_child() {
+        assert!(process_exists(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap(); // reaped: the pid names no process (until reused)
+        assert!(!process_exists(pid) || process_started(pid).is_some());
+        // pid 1 exists whoever owns it (EPERM for another user is "exists").
+        assert!(process_exists(1));
+        assert!(process_exists(0), "not a holder's pid: never taken as gone");
     }
 }

@@ -17,6 +17,16 @@ fn stable_ctx(dir: &std::path::Path, clean: bool) -> Context {
         .unwrap()
 }
 
+/// A context with a generated app id, cleaning its checkpoints once unread.
+fn cleaning_ctx(dir: &std::path::Path) -> Context {
+    Context::builder()
+        .threads(2)
+        .checkpoint_dir(dir)
+        .clean_checkpoints(true)
+        .build()
+        .unwrap()
+}
+
 /// A first run of the program: checkpoints `0..10` under the stable app id and exits.
 fn first_run(dir: &std::path::Path) -> std::path::PathBuf {
     let ctx = stable_ctx(dir, false);
@@ -111,12 +121,7 @@ fn clean_checkpoints_with_a_stable_app_id_never_deletes_an_earlier_runs_checkpoi
 fn changing_the_checkpoint_dir_keeps_the_old_folder_while_an_rdd_reads_it() {
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
-    let ctx = Context::builder()
-        .threads(2)
-        .checkpoint_dir(first.path())
-        .clean_checkpoints(true)
-        .build()
-        .unwrap();
+    let ctx = cleaning_ctx(first.path());
     let rdd = ctx.range(0..50, 2).map(|x| x + 1);
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
@@ -133,12 +138,7 @@ fn changing_the_checkpoint_dir_keeps_the_old_folder_while_an_rdd_reads_it() {
 #[test]
 fn a_reopened_copy_keeps_a_cleaned_checkpoint_alive() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::builder()
-        .threads(2)
-        .checkpoint_dir(dir.path())
-        .clean_checkpoints(true)
-        .build()
-        .unwrap();
+    let ctx = cleaning_ctx(dir.path());
     let rdd = ctx.range(0..20, 2);
     rdd.checkpoint().unwrap();
     rdd.count().unwrap();
@@ -290,12 +290,7 @@ fn under_a_generated_app_id_clean_checkpoints_still_removes_a_series_steps() {
     // restart points: cleaned with the context, folder and all.
     let dir = tempfile::tempdir().unwrap();
     {
-        let ctx = Context::builder()
-            .threads(2)
-            .checkpoint_dir(dir.path())
-            .clean_checkpoints(true)
-            .build()
-            .unwrap();
+        let ctx = cleaning_ctx(dir.path());
         let mut cp = ctx.checkpointer::<u64>("ranks").every(1).keep(2);
         for step in 1..=3u64 {
             let r = ctx.range(0..20, 2).map(move |x| x + step);

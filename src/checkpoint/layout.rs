@@ -224,10 +224,10 @@ fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
 /// checkpoint of the type is written or opened; a subscriber that panics changes nothing.
 pub(crate) fn warn_untraced(type_name: &str) {
     static WARNED: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
-    let first = WARNED
-        .get_or_init(Default::default)
-        .lock()
-        .insert(type_name.to_owned());
+    let first = {
+        let mut warned = WARNED.get_or_init(Default::default).lock();
+        !warned.contains(type_name) && warned.insert(type_name.to_owned())
+    };
     if first {
         let _ = std::panic::catch_unwind(|| {
             tracing::warn!(

@@ -224,7 +224,7 @@ impl FileSink {
                 };
                 let dir = self.batch_dir(b);
                 let inner = self.listing(&dir)?.unwrap_or_default();
-                if inner.iter().any(|n| n == SINK_MANIFEST) {
+                if holds_manifest(&inner) {
                     last = last.max(Some(b));
                     // A crash between the hard link and the unlink of a no-replace rename
                     // leaves the temp name in a committed folder (we hold the lock: no
@@ -260,7 +260,7 @@ impl FileSink {
 
     fn is_committed(&self, batch: BatchId) -> Result<bool> {
         let names = self.listing(&self.batch_dir(batch))?;
-        Ok(names.is_some_and(|names| names.iter().any(|n| n == SINK_MANIFEST)))
+        Ok(names.is_some_and(|names| holds_manifest(&names)))
     }
 
     /// Reads back the lines of committed batch `batch`, verifying every part against the
@@ -338,6 +338,11 @@ impl FileSink {
     }
 }
 
+/// Whether a batch folder's names include the sink's manifest: the batch is committed.
+fn holds_manifest(names: &[String]) -> bool {
+    names.iter().any(|n| n == SINK_MANIFEST)
+}
+
 fn read_all(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     storage
@@ -358,7 +363,7 @@ impl<T: Data + fmt::Display> Sink<T> for FileSink {
         // One listing decides both: committed (nothing to do), or a folder without the
         // manifest, an interrupted write of ours (we hold the lock), removed to start over.
         match self.listing(&dir)? {
-            Some(names) if names.iter().any(|n| n == SINK_MANIFEST) => {
+            Some(names) if holds_manifest(&names) => {
                 st.last = Some(st.last.flatten().max(Some(batch.id)));
                 return Ok(()); // already written: idempotent
             }

@@ -63,6 +63,36 @@ mod more_modes {
     }
 }
 
+mod log_v1 {
+    use super::*;
+    /// An enum reached only through a `Vec` field of a struct.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Log {
+        pub modes: Vec<Mode>,
+        pub last: Option<Mode>,
+    }
+}
+
+mod log_moved {
+    use super::*;
+    /// The same layout as `log_v1::Log`, in another module.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Log {
+        pub modes: Vec<Mode>,
+        pub last: Option<Mode>,
+    }
+}
+
+mod log_v2 {
+    use super::*;
+    /// The enum behind the `Vec` gained a variant.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct Log {
+        pub modes: Vec<more_modes::Mode>,
+        pub last: Option<more_modes::Mode>,
+    }
+}
+
 fn write<T>(dir: &std::path::Path, data: Vec<T>) -> std::path::PathBuf
 where
     T: flintlock::Data + Serialize + serde::de::DeserializeOwned,
@@ -194,4 +224,52 @@ fn an_untraceable_type_keeps_the_name_check() {
             .unwrap(),
         vec!["x".to_string()]
     );
+}
+
+fn logs() -> Vec<log_v1::Log> {
+    vec![
+        log_v1::Log {
+            modes: vec![Mode::Slow, Mode::Fast(2)],
+            last: Some(Mode::Fast(9)),
+        },
+        log_v1::Log {
+            modes: vec![],
+            last: None,
+        },
+    ]
+}
+
+#[test]
+fn an_enum_behind_a_vec_field_is_part_of_the_layout() {
+    // The tracer explores a struct's `Vec` and `Option` fields once and then cuts them
+    // short; the enum behind them is traced to its last variant all the same.
+    let dir = common::backend::place();
+    let path = write(dir.path(), logs());
+    let bytes = common::backend::read(&path.join("_manifest.json"));
+    let manifest = flintlock::checkpoint::ManifestBody::decode(&bytes, &path).unwrap();
+    assert_eq!(
+        manifest.element_layout.as_deref(),
+        Some(
+            "Log; struct Log { modes: seq<Mode>, last: option<Mode> }; \
+             enum Mode { 0 Slow, 1 Fast(u8) }"
+        )
+    );
+    // A new variant of that enum is a mismatch that names it, not a name-only check.
+    let ctx = common::ctx();
+    let err = ctx.open_checkpoint::<log_v2::Log>(&path).unwrap_err();
+    assert!(
+        matches!(&err, Error::TypeMismatch { difference: Some(d), .. } if d.contains("Turbo")),
+        "{err}"
+    );
+    // The same layout in another module reads back exactly.
+    let back = ctx
+        .open_checkpoint::<log_moved::Log>(&path)
+        .unwrap()
+        .collect()
+        .unwrap();
+    let back: Vec<(Vec<Mode>, Option<Mode>)> =
+        back.into_iter().map(|l| (l.modes, l.last)).collect();
+    let written: Vec<(Vec<Mode>, Option<Mode>)> =
+        logs().into_iter().map(|l| (l.modes, l.last)).collect();
+    assert_eq!(back, written);
 }

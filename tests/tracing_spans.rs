@@ -292,7 +292,8 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
     drop(r);
 
     // An element type whose layout cannot be traced (an enum reached only through a `Vec`
-    // field) is named once, with what that costs, however often it is checkpointed.
+    // field of a struct inside another enum's variant) is named once, with what that
+    // costs, however often it is checkpointed.
     #[derive(Clone, serde::Serialize, serde::Deserialize)]
     enum Mode {
         Slow,
@@ -302,12 +303,16 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
     struct Log {
         modes: Vec<Mode>,
     }
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    enum Source {
+        Local(Log),
+    }
     for _ in 0..2 {
         let logs = ctx.parallelize(
             vec![
-                Log {
+                Source::Local(Log {
                     modes: vec![Mode::Slow, Mode::Fast(2)]
-                };
+                });
                 4
             ],
             2,
@@ -326,7 +331,7 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         .collect();
     assert_eq!(untraced.len(), 1, "{untraced:?}");
     assert!(
-        untraced[0].fields["element_type"].ends_with("::Log"),
+        untraced[0].fields["element_type"].ends_with("::Source"),
         "{untraced:?}"
     );
     assert!(untraced[0].message.contains("undetected"), "{untraced:?}");

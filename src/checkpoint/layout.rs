@@ -67,11 +67,12 @@
 //! - an enum whose first variant contains the enum itself (the tracer always explores the
 //!   first variant first, so `enum Expr { Add(Box<Expr>, Box<Expr>), Lit(i64) }` never
 //!   reaches a base case), and types nested more than `MAX_DEPTH` (96) levels deep;
-//! - an enum reached only through an `Option`, a sequence or a map inside a named container
-//!   (`struct Log { modes: Vec<Mode> }`): serde-reflection explores such a field once, then
-//!   cuts it short, so the enum's other variants are never seen. The same enum as a direct
-//!   field, in a tuple, anywhere in another enum's variant, or under an `Option` or `Vec`
-//!   at the root is traced.
+//! - an enum reached only through an `Option`, a sequence or a map field of a struct that
+//!   is itself inside another enum's variant (`enum Source { Local(Log) }` with
+//!   `struct Log { modes: Vec<Mode> }`): serde-reflection explores such a field once, then
+//!   cuts it short, so the enum's other variants are never seen. The same enum behind a
+//!   struct's field outside enums (`Log` itself, `(u64, Log)`), as a direct field, in a
+//!   tuple, or directly in another enum's variant is traced (see "How it traces").
 //!
 //! Tracing never returns a partial layout: whatever serde-reflection leaves unresolved, and
 //! every enum whose variants were not all seen, makes the whole layout `None`.
@@ -83,6 +84,10 @@
 //! after pass until every enum variant has been seen. A probe wrapped around the tracer's
 //! deserializer bounds the nesting depth and records each enum met, so that the passes go
 //! on until nested enums are complete too (the tracer alone completes only the root). The
+//! tracer registers a struct's field formats under its name and, once they are known,
+//! reads its `Option`, sequence and map fields as empty; so the probe gives each struct a
+//! name of its own for each pass (and for each Rust type: two structs of one serde name
+//! are then both explored, and told apart), and folds the names back at the end. The
 //! trace runs once per type and process, on a thread of its own with an 8 MiB stack,
 //! inside `catch_unwind`; the result, `None` included, is cached by `TypeId`.
 
@@ -332,9 +337,11 @@ fn layout_with<T: DeserializeOwned>(probe: &ProbeState, integer: u8) -> Option<L
     let mut root: Option<Format> = None;
     let mut unfinished = BTreeSet::new();
     let mut finished = false;
-    for _ in 0..MAX_PASSES {
+    for pass in 0..MAX_PASSES {
+        probe.pass.set(pass);
         let seed = Probe::new(PhantomData::<T>, probe);
         let (format, _value) = tracer.trace_type_once_with_seed(&samples, seed).ok()?;
+        let format = probe.unrenamed(format)?;
         match &root {
             None => root = Some(format),
             Some(first) if *first == format => {}
@@ -358,7 +365,7 @@ fn layout_with<T: DeserializeOwned>(probe: &ProbeState, integer: u8) -> Option<L
     if !finished || probe.conflict.get() {
         return None;
     }
-    let registry = tracer.registry().ok()?;
+    let registry = probe.merge_passes(tracer.registry().ok()?)?;
     let mut root = root?;
     // The registry's formats are normalized (tuples of one type become arrays); the root
     // is only reduced. Normalizing also fails on anything still unknown.
@@ -401,6 +408,11 @@ struct ProbeState {
     seq_counts: RefCell<Vec<usize>>,
     /// Variants met with different fields.
     uneven_variants: RefCell<BTreeSet<(&'static str, String)>>,
+    /// The pass being run (from 0).
+    pass: Cell<usize>,
+    /// The names each struct was given in the tracer's registry, one per pass
+    /// ([`ProbeState::pass_name`]), with the struct's own name.
+    renamed: RefCell<HashMap<&'static str, &'static str>>,
 }
 
 impl ProbeState {
@@ -430,6 +442,93 @@ impl ProbeState {
             variants,
             enums,
         }
+    }
+
+    /// The name under which the tracer registers the struct `name`, of the Rust type
+    /// `rust`, in this pass.
+    ///
+    /// serde-reflection registers each struct's field formats under its name and, once a
+    /// field's format is known, cuts the field short: an `Option` reads as `None`, a
+    /// sequence or map as empty. Two things would go unseen:
+    ///
+    /// - An enum reached only through such a field (`struct Log { modes: Vec<Mode> }`)
+    ///   would never be met again after the first pass, and its other variants never
+    ///   explored. So outside enums each pass registers a struct under a name of its own
+    ///   that the tracer has not seen, and each pass explores every field.
+    /// - A second struct of the same serde name (another module's `Log { modes: Vec<u8> }`)
+    ///   would read its `modes` as empty, and pass for the first. So each Rust type is
+    ///   registered under a name of its own, and [`ProbeState::merge_passes`] folds the
+    ///   names back, refusing two different formats for one serde name.
+    ///
+    /// The name is the serde name, then a NUL, the Rust type's name and, outside enums, the
+    /// pass. Inside an enum's variant there is no pass in it: the enum keeps the formats of
+    /// the variants it has seen from one pass to the next, and they must name the same
+    /// container.
+    fn pass_name(&self, name: &'static str, rust: &'static str) -> &'static str {
+        type Key = (&'static str, &'static str, Option<usize>);
+        static NAMES: OnceLock<Mutex<HashMap<Key, &'static str>>> = OnceLock::new();
+        let pass = self.enums_open.borrow().is_empty().then(|| self.pass.get());
+        let renamed = *NAMES
+            .get_or_init(Default::default)
+            .lock()
+            .entry((name, rust, pass))
+            // Leaked once per struct, type and pass in the process, as a `Deserializer`
+            // takes only `&'static str` names.
+            .or_insert_with(|| {
+                let pass = pass.map(|p| format!("\0{p}")).unwrap_or_default();
+                Box::leak(format!("{name}\0{rust}{pass}").into_boxed_str())
+            });
+        self.renamed.borrow_mut().insert(renamed, name);
+        renamed
+    }
+
+    /// `format` with every pass name ([`ProbeState::pass_name`]) back to the struct's
+    /// own; `None` if it still holds a variable that is unknown.
+    fn unrenamed(&self, mut format: Format) -> Option<Format> {
+        format.reduce();
+        self.unrename(&mut format)?;
+        Some(format)
+    }
+
+    /// Renames, in place, every pass name that `holder` refers to.
+    fn unrename(&self, holder: &mut impl FormatHolder) -> Option<()> {
+        let renamed = self.renamed.borrow();
+        holder
+            .visit_mut(&mut |format| {
+                if let Format::TypeName(name) = format
+                    && let Some(own) = renamed.get(name.as_str())
+                {
+                    *name = (*own).to_owned();
+                }
+                Ok(())
+            })
+            .ok()
+    }
+
+    /// The registry of a completed trace, with each struct registered under its own name
+    /// once: `None` if two passes, or a pass and a variant, found different formats for
+    /// one name (two structs of one name, or a `Deserialize` that reads differently from
+    /// one pass to the next).
+    fn merge_passes(&self, registry: Registry) -> Option<Registry> {
+        let mut merged = Registry::new();
+        for (name, mut container) in registry {
+            self.unrename(&mut container)?;
+            let name = match self.renamed.borrow().get(name.as_str()) {
+                Some(own) => (*own).to_owned(),
+                None => name,
+            };
+            match merged.entry(name) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(container);
+                }
+                std::collections::btree_map::Entry::Occupied(known) => {
+                    if *known.get() != container {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(merged)
     }
 
     /// Enters one more level of nesting, or fails past [`MAX_DEPTH`].
@@ -582,7 +681,6 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         deserialize_option();
         deserialize_unit();
         deserialize_unit_struct(name: &'static str);
-        deserialize_newtype_struct(name: &'static str);
         deserialize_seq();
         deserialize_tuple(len: usize);
         deserialize_map();
@@ -605,7 +703,23 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
             },
         );
         let visitor = self.wrap(visitor);
+        let name = self
+            .state
+            .pass_name(name, std::any::type_name::<V::Value>());
         self.inner.deserialize_tuple_struct(name, len, visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, X::Error> {
+        let _depth = self.state.enter()?;
+        let visitor = self.wrap(visitor);
+        let name = self
+            .state
+            .pass_name(name, std::any::type_name::<V::Value>());
+        self.inner.deserialize_newtype_struct(name, visitor)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -620,6 +734,9 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
             reads: Some(Reads::Struct(name, fields)),
             ..self.wrap(visitor)
         };
+        let name = self
+            .state
+            .pass_name(name, std::any::type_name::<V::Value>());
         self.inner.deserialize_struct(name, fields, visitor)
     }
 
@@ -1926,19 +2043,90 @@ mod tests {
     }
 
     #[test]
-    fn enums_behind_a_collection_inside_a_container_do_not_trace() {
-        // serde-reflection explores `modes` once and then cuts it short: `Mode` would be
-        // incomplete, so there is no layout rather than a wrong one.
+    fn enums_behind_a_collection_inside_a_container_trace() {
+        // serde-reflection explores a struct's `Option`, sequence or map field once and then
+        // cuts it short; each pass registers the struct under a name of its own, so the
+        // enum behind it is met again until all its variants are seen.
+        const MODE: &str = "enum Mode { 0 Slow { speed: u8 }, 1 Steady(u16, u16) }";
         #[derive(Deserialize)]
         struct Log {
             modes: Vec<v1::Mode>,
         }
+        assert_eq!(
+            text::<Log>(),
+            format!("Log; struct Log {{ modes: seq<Mode> }}; {MODE}")
+        );
         #[derive(Deserialize)]
         struct Maybe {
             mode: Option<v1::Mode>,
         }
-        assert_eq!(Layout::of::<Log>(), None);
-        assert_eq!(Layout::of::<Maybe>(), None);
+        assert_eq!(
+            text::<Maybe>(),
+            format!("Maybe; struct Maybe {{ mode: option<Mode> }}; {MODE}")
+        );
+        #[derive(Deserialize)]
+        struct ByName(BTreeMap<String, v1::Mode>);
+        #[derive(Deserialize)]
+        struct Modes(Vec<v1::Mode>);
+        #[derive(Deserialize)]
+        struct Pairs(u8, Option<v1::Mode>);
+        #[derive(Deserialize)]
+        struct Job {
+            log: Log,
+            by_name: ByName,
+            modes: Modes,
+            pairs: Vec<Pairs>,
+        }
+        assert_eq!(
+            text::<(u64, Job)>(),
+            format!(
+                "(u64, Job); struct ByName(map<str, Mode>); \
+                 struct Job {{ log: Log, by_name: ByName, modes: Modes, pairs: seq<Pairs> }}; \
+                 struct Log {{ modes: seq<Mode> }}; {MODE}; struct Modes(seq<Mode>); \
+                 struct Pairs(u8, option<Mode>)"
+            )
+        );
+        // A recursive struct, and an enum whose variant holds one.
+        #[derive(Deserialize)]
+        struct Tree {
+            mode: Option<v1::Mode>,
+            children: Vec<Tree>,
+        }
+        assert_eq!(
+            text::<Tree>(),
+            format!("Tree; {MODE}; struct Tree {{ mode: option<Mode>, children: seq<Tree> }}")
+        );
+        // The same struct at the top and inside an enum's variant.
+        #[derive(Deserialize)]
+        enum Source {
+            Local(Log),
+            Remote,
+        }
+        #[derive(Deserialize)]
+        struct Both {
+            log: Log,
+            source: Source,
+        }
+        assert_eq!(
+            text::<Both>(),
+            format!(
+                "Both; struct Both {{ log: Log, source: Source }}; \
+                 struct Log {{ modes: seq<Mode> }}; {MODE}; enum Source {{ 0 Local(Log), 1 Remote }}"
+            )
+        );
+        // What is reached only through a struct inside an enum's variant is still cut short
+        // (the enum keeps its variants' formats from one pass to the next): no layout
+        // rather than a wrong one.
+        assert_eq!(Layout::of::<Source>(), None);
+        // Two structs of one name whose fields differ only behind a sequence (which
+        // serde-reflection would read as empty for the second) are no layout either.
+        mod other {
+            #[derive(serde::Deserialize)]
+            pub struct Log {
+                pub modes: Vec<u8>,
+            }
+        }
+        assert_eq!(Layout::of::<(Log, Option<other::Log>)>(), None);
     }
 
     /// `Arc<T>` as serde's `rc` feature deserializes it (flintlock does not enable it).

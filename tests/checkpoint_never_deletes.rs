@@ -302,3 +302,66 @@ fn under_a_generated_app_id_clean_checkpoints_still_removes_a_series_steps() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_commit_that_fails_after_its_manifest_is_in_place_never_deletes_it_under_a_reader() {
+    use flintlock::checkpoint::{FaultyStorage, StorageOp};
+    use flintlock::Rdd;
+    use std::sync::{Arc, Mutex};
+
+    // The folder fsync right after the manifest's rename opens the checkpoint from another
+    // context (as a series' `latest()` or `open_checkpoint` would, on another thread); the
+    // app folder's fsync after it then fails, and the commit with it.
+    let dir = tempfile::tempdir().unwrap();
+    let opened: Arc<Mutex<Option<Rdd<u64>>>> = Arc::default();
+    let slot = opened.clone();
+    let hooked = common::hooked::Hooked::new(move |op, path| {
+        let committed = path.join("_manifest.json").exists()
+            && path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("rdd-"));
+        if op == StorageOp::SyncDir && committed && slot.lock().unwrap().is_none() {
+            let path = path.to_path_buf();
+            let rdd = std::thread::spawn(move || {
+                let reader = Context::builder().threads(1).build().unwrap();
+                reader.open_checkpoint::<u64>(&path).unwrap()
+            })
+            .join()
+            .unwrap();
+            *slot.lock().unwrap() = Some(rdd);
+        }
+    });
+    let storage = FaultyStorage::new(std::sync::Arc::new(hooked));
+    let ctx = Context::builder()
+        .threads(2)
+        .checkpoint_dir(dir.path())
+        .checkpoint_storage(storage.clone())
+        .build()
+        .unwrap();
+    let rdd = ctx.range(0..1000, 4).map(|x| x * 3);
+    rdd.checkpoint().unwrap();
+    // The first is the crash guard before the manifest, the second the folder's after its
+    // rename (where the hook opens it), the third the app folder's.
+    storage.fail_nth(StorageOp::SyncDir, 3, std::io::ErrorKind::Other);
+    let err = rdd.count().unwrap_err();
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert_eq!(rdd.checkpoint_state(), CheckpointState::Marked);
+    let reader = opened
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the hook opened the checkpoint");
+    // The reader reads exactly what was written: the failed commit left its folder to it.
+    let expected: Vec<u64> = (0..1000).map(|x| x * 3).collect();
+    assert_eq!(reader.collect().unwrap(), expected);
+    let folder = reader.checkpoint_path().unwrap();
+    // The next action writes the checkpoint again, in a folder of its own.
+    storage.clear();
+    assert_eq!(rdd.count().unwrap(), 1000);
+    assert!(rdd.is_checkpointed());
+    assert_ne!(rdd.checkpoint_path().unwrap(), folder);
+    // The failed attempt's folder goes with its last reader.
+    drop(reader);
+    flintlock::checkpoint::wait_for_removals();
+    assert!(!folder.exists(), "{} is left", folder.display());
+}

@@ -59,6 +59,10 @@ pub(crate) struct WriteSession<T> {
     /// This process committed the manifest (process 0 of a cluster, before the others
     /// heard of it): an abort then removes nothing.
     committed: AtomicBool,
+    /// This attempt's manifest was put in place (renamed or published): from then on a
+    /// reader of this process may have opened the folder (a series' `latest()`,
+    /// `open_checkpoint`), so an abort leaves the folder to go with its last reader.
+    published: AtomicBool,
 }
 
 struct Parts {
@@ -164,6 +168,7 @@ impl<T: Data> WriteSession<T> {
             created: Mutex::new(Vec::new()),
             is_checkpoint,
             committed: AtomicBool::new(false),
+            published: AtomicBool::new(false),
         })
     }
 
@@ -355,6 +360,7 @@ impl<T: Data> WriteSession<T> {
             if let Err(e) = o.publish(true) {
                 self.settle_ambiguous_commit(&final_path, &bytes, e)?;
             }
+            self.published.store(true, Ordering::Release);
             self.confirm_parts_after_commit(&final_path)?;
             return Ok(self.committed(manifest));
         }
@@ -371,6 +377,7 @@ impl<T: Data> WriteSession<T> {
         drop(f);
         // The commit point. No-replace: an existing manifest is never overwritten.
         self.rename(&temp, &final_path)?;
+        self.published.store(true, Ordering::Release);
         // Crash guard: makes the commit durable. Until this returns, a power loss may undo
         // the rename (then: not committed, recomputed); lineage is released only after it.
         if self.app.fsync {
@@ -579,8 +586,24 @@ impl<T: Data> WriteSession<T> {
 
     /// Removes the files this attempt created, then its folder if nothing else is in it,
     /// and makes the removal durable. Nothing this attempt did not create is touched.
+    ///
+    /// After its manifest was put in place (an fsync after the rename failed), the folder
+    /// is a whole checkpoint that a reader of this process may have opened since: it is
+    /// removed as `clean_checkpoints` removes folders, at once when nothing reads it (and
+    /// this waits for that), else when its last reader is dropped.
     pub(crate) fn abort(&self) {
         let storage = self.storage();
+        if self.published.load(Ordering::Acquire) && !self.committed.load(Ordering::Acquire) {
+            self.created.lock().clear();
+            let release = super::live::delete_when_unread(&self.dir, self.app.storage.clone());
+            if release == super::live::Release::Started {
+                super::live::wait_for_removals(Some(&self.dir));
+                if self.app.fsync {
+                    let _ = storage.sync_dir(self.app.dir());
+                }
+            }
+            return;
+        }
         let mut created = std::mem::take(&mut *self.created.lock());
         if !self.app.is_owner() {
             // A process of a cluster other than process 0 removes its unfinished temp files

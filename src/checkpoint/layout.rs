@@ -62,7 +62,8 @@
 //! - types whose `Deserialize` fails or panics on the tracer's sample values (each integer
 //!   is tried as 0, then as 1, so `NonZeroU64` traces);
 //! - two different containers with the same serde name, including two instantiations of
-//!   one generic type whose layouts differ (`(Pair<u8>, Pair<String>)`);
+//!   one generic type whose layouts differ (`(Pair<u8>, Pair<String>)`), and a generic enum
+//!   used with two type arguments even where its layout is the same;
 //! - fields with `#[serde(alias)]` (serde lists the alias as a field of its own);
 //! - an enum whose first variant contains the enum itself (the tracer always explores the
 //!   first variant first, so `enum Expr { Add(Box<Expr>, Box<Expr>), Lit(i64) }` never
@@ -72,7 +73,10 @@
 //!   `struct Log { modes: Vec<Mode> }`): serde-reflection explores such a field once, then
 //!   cuts it short, so the enum's other variants are never seen. The same enum behind a
 //!   struct's field outside enums (`Log` itself, `(u64, Log)`), as a direct field, in a
-//!   tuple, or directly in another enum's variant is traced (see "How it traces").
+//!   tuple, or in another enum's first variant is traced (see "How it traces");
+//! - an enum inside another enum's variant other than the first (`Result<u8, Mode>`):
+//!   once the outer enum is complete, the tracer takes only its first variant, and the
+//!   inner one is not met often enough to be explored to its end.
 //!
 //! Tracing never returns a partial layout: whatever serde-reflection leaves unresolved, and
 //! every enum whose variants were not all seen, makes the whole layout `None`.
@@ -85,9 +89,10 @@
 //! deserializer bounds the nesting depth and records each enum met, so that the passes go
 //! on until nested enums are complete too (the tracer alone completes only the root). The
 //! tracer registers a struct's field formats under its name and, once they are known,
-//! reads its `Option`, sequence and map fields as empty; so the probe gives each struct a
-//! name of its own for each pass (and for each Rust type: two structs of one serde name
-//! are then both explored, and told apart), and folds the names back at the end. The
+//! reads its `Option`, sequence and map fields as empty; so outside enums the probe gives
+//! each struct a name of its own for each pass and each Rust type (two structs of one
+//! serde name are then both explored, and told apart), and folds the names back at the
+//! end, where one serde name with two different layouts is no layout. The
 //! trace runs once per type and process, on a thread of its own with an 8 MiB stack,
 //! inside `catch_unwind`; the result, `None` included, is cached by `TypeId`.
 
@@ -453,31 +458,31 @@ impl ProbeState {
     ///
     /// - An enum reached only through such a field (`struct Log { modes: Vec<Mode> }`)
     ///   would never be met again after the first pass, and its other variants never
-    ///   explored. So outside enums each pass registers a struct under a name of its own
-    ///   that the tracer has not seen, and each pass explores every field.
+    ///   explored. So each pass registers a struct under a name of its own that the tracer
+    ///   has not seen, and each pass explores every field.
     /// - A second struct of the same serde name (another module's `Log { modes: Vec<u8> }`)
     ///   would read its `modes` as empty, and pass for the first. So each Rust type is
-    ///   registered under a name of its own, and [`ProbeState::merge_passes`] folds the
-    ///   names back, refusing two different formats for one serde name.
+    ///   registered under a name of its own.
     ///
-    /// The name is the serde name, then a NUL, the Rust type's name and, outside enums, the
-    /// pass. Inside an enum's variant there is no pass in it: the enum keeps the formats of
-    /// the variants it has seen from one pass to the next, and they must name the same
-    /// container.
-    fn pass_name(&self, name: &'static str, rust: &'static str) -> &'static str {
-        type Key = (&'static str, &'static str, Option<usize>);
-        static NAMES: OnceLock<Mutex<HashMap<Key, &'static str>>> = OnceLock::new();
-        let pass = self.enums_open.borrow().is_empty().then(|| self.pass.get());
-        let renamed = *NAMES
-            .get_or_init(Default::default)
-            .lock()
-            .entry((name, rust, pass))
-            // Leaked once per struct, type and pass in the process, as a `Deserializer`
-            // takes only `&'static str` names.
-            .or_insert_with(|| {
-                let pass = pass.map(|p| format!("\0{p}")).unwrap_or_default();
-                Box::leak(format!("{name}\0{rust}{pass}").into_boxed_str())
-            });
+    /// [`ProbeState::merge_passes`] folds the names back, refusing two different formats
+    /// for one serde name. Inside an enum's variant a struct keeps its serde name, as
+    /// serde-reflection gives it: the enum keeps the formats of the variants it has seen,
+    /// across passes and across the enum's own instantiations (`Ref<User>`, `Ref<Post>`),
+    /// and they must name the same container.
+    fn pass_name(&self, name: &'static str, rust: TypeId) -> &'static str {
+        if !self.enums_open.borrow().is_empty() {
+            return name;
+        }
+        static NAMES: OnceLock<Mutex<HashMap<(&'static str, TypeId, usize), &'static str>>> =
+            OnceLock::new();
+        let mut names = NAMES.get_or_init(Default::default).lock();
+        let n = names.len();
+        // Leaked once per struct, type and pass in the process, as a `Deserializer` takes
+        // only `&'static str` names. The NUL keeps it apart from any name in the type.
+        let renamed = *names
+            .entry((name, rust, self.pass.get()))
+            .or_insert_with(|| Box::leak(format!("{name}\0{n}").into_boxed_str()));
+        drop(names);
         self.renamed.borrow_mut().insert(renamed, name);
         renamed
     }
@@ -513,6 +518,9 @@ impl ProbeState {
         let mut merged = Registry::new();
         for (name, mut container) in registry {
             self.unrename(&mut container)?;
+            // Normalized again with the names folded back: `(Id, Id)` of two Rust types
+            // is `[Id; 2]`, as it was before the renaming.
+            container.normalize().ok()?;
             let name = match self.renamed.borrow().get(name.as_str()) {
                 Some(own) => (*own).to_owned(),
                 None => name,
@@ -703,9 +711,7 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
             },
         );
         let visitor = self.wrap(visitor);
-        let name = self
-            .state
-            .pass_name(name, std::any::type_name::<V::Value>());
+        let name = self.state.pass_name(name, typeid::of::<V::Value>());
         self.inner.deserialize_tuple_struct(name, len, visitor)
     }
 
@@ -716,9 +722,7 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
     ) -> Result<V::Value, X::Error> {
         let _depth = self.state.enter()?;
         let visitor = self.wrap(visitor);
-        let name = self
-            .state
-            .pass_name(name, std::any::type_name::<V::Value>());
+        let name = self.state.pass_name(name, typeid::of::<V::Value>());
         self.inner.deserialize_newtype_struct(name, visitor)
     }
 
@@ -734,9 +738,7 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
             reads: Some(Reads::Struct(name, fields)),
             ..self.wrap(visitor)
         };
-        let name = self
-            .state
-            .pass_name(name, std::any::type_name::<V::Value>());
+        let name = self.state.pass_name(name, typeid::of::<V::Value>());
         self.inner.deserialize_struct(name, fields, visitor)
     }
 
@@ -2034,6 +2036,10 @@ mod tests {
              struct Job { batch: Batch }; \
              enum Mode { 0 Slow { speed: u8 }, 1 Steady(u16, u16) }"
         );
+        // An enum in a variant after the first is met in too few passes: once the outer
+        // enum is complete, the tracer takes its first variant only. No layout rather than
+        // a wrong one.
+        assert_eq!(Layout::of::<Result<u8, v1::Mode>>(), None);
         // `Mode` is met only in the passes that take `Ok`.
         assert_eq!(
             text::<Option<Result<v1::Mode, String>>>(),
@@ -2114,6 +2120,42 @@ mod tests {
                  struct Log {{ modes: seq<Mode> }}; {MODE}; enum Source {{ 0 Local(Log), 1 Remote }}"
             )
         );
+        // Two Rust types of one serde name with one layout (a generic struct's
+        // instantiations) are one definition, and a tuple of them is an array, as before
+        // the passes had names of their own: the texts of existing checkpoints stay.
+        #[derive(Deserialize)]
+        struct Id<T> {
+            raw: u64,
+            #[serde(skip)]
+            _t: std::marker::PhantomData<T>,
+        }
+        #[derive(Deserialize)]
+        struct Edge {
+            ends: (Id<u8>, Id<String>),
+            by: Vec<(Id<u8>, Id<String>)>,
+        }
+        assert_eq!(
+            text::<Edge>(),
+            "Edge; struct Edge { ends: [Id; 2], by: seq<[Id; 2]> }; struct Id { raw: u64 }"
+        );
+        // Inside an enum's variants a struct keeps its serde name for every Rust type. (A
+        // generic enum used with two type arguments does not trace, as before: the tracer
+        // explores the second's variants anew against the first's.)
+        #[derive(Deserialize)]
+        enum Ref<T> {
+            Id(Id<T>),
+            Name(String),
+        }
+        assert_eq!(
+            text::<(Ref<u8>, Ref<u8>)>(),
+            "[Ref; 2]; struct Id { raw: u64 }; enum Ref { 0 Id(Id), 1 Name(str) }"
+        );
+        #[derive(Deserialize)]
+        struct Follow {
+            from: Ref<u8>,
+            to: Ref<String>,
+        }
+        assert_eq!(Layout::of::<Follow>(), None);
         // What is reached only through a struct inside an enum's variant is still cut short
         // (the enum keeps its variants' formats from one pass to the next): no layout
         // rather than a wrong one.
@@ -2127,6 +2169,24 @@ mod tests {
             }
         }
         assert_eq!(Layout::of::<(Log, Option<other::Log>)>(), None);
+        // Told apart by the type's identity, not by its name, which two types can share.
+        #[derive(Deserialize)]
+        struct Rec {
+            _v: Vec<u8>,
+        }
+        type First = Rec;
+        {
+            #[derive(Deserialize)]
+            struct Rec {
+                _v: Vec<String>,
+            }
+            assert_eq!(
+                std::any::type_name::<First>(),
+                std::any::type_name::<Rec>(),
+                "the two types share a name"
+            );
+            assert_eq!(Layout::of::<(First, Option<Rec>)>(), None);
+        }
     }
 
     /// `Arc<T>` as serde's `rc` feature deserializes it (flintlock does not enable it).

@@ -790,7 +790,7 @@ impl<T: Data> Rdd<T> {
     /// layout when it can be traced, so a later build that changed the type reports
     /// [`Error::TypeMismatch`](crate::Error::TypeMismatch) instead of misreading it. Some types cannot be traced (an enum
     /// reached only through an `Option`, `Vec` or map field of a struct inside another enum's
-    /// variant, a `Deserialize` that
+    /// variant, or inside an enum's variant other than the first, a `Deserialize` that
     /// rejects the tracer's sample values, `deserialize_any` types); their checkpoints are
     /// checked by type name only, as format-1 checkpoints are (see
     /// [`crate::checkpoint::format`]): a later build that changes such a type but keeps its

@@ -275,26 +275,43 @@ mod on_s3 {
 
     #[test]
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
-    fn a_lock_left_by_a_killed_process_expires_and_a_live_one_does_not() {
+    fn a_lock_left_by_a_killed_process_expires_and_a_live_one_does_not_whatever_the_clocks() {
         let (url, store) = location();
-        let body = |age_ms: u64| {
+        let body = |age_ms: u64, ttl: &str| {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis() as u64;
             format!(
-                r#"{{"owner":"someone-else","pid":1,"refreshed_unix_ms":{}}}"#,
+                r#"{{"owner":"someone-else","pid":1,"refreshed_unix_ms":{}{ttl}}}"#,
                 now - age_ms
             )
             .into_bytes()
         };
         let open = |app: &str| Context::builder().app_id(app).checkpoint_dir(&url).build();
         // Refreshed a second ago: a live holder.
-        store.put("live/.lock", body(1_000)).unwrap();
+        store.put("live/.lock", body(1_000, "")).unwrap();
         assert!(matches!(open("live"), Err(Error::Locked { .. })));
-        // Not refreshed for longer than the TTL: its holder is gone.
+        // Its time stamp says it was not refreshed for longer than the TTL, but the store
+        // says the lock object was written just now: the holder's clock is behind this
+        // machine's (or this one's ahead), and the holder is alive.
         let ttl = flintlock::checkpoint::S3_LOCK_TTL.as_millis() as u64;
-        store.put("dead/.lock", body(ttl + 5_000)).unwrap();
+        store.put("skewed/.lock", body(ttl + 5_000, "")).unwrap();
+        assert!(matches!(open("skewed"), Err(Error::Locked { .. })));
+        assert!(
+            store
+                .list("skewed")
+                .unwrap()
+                .iter()
+                .all(|k| !k.contains("takeover")),
+            "a taker that removed nothing leaves no marker"
+        );
+        // Not refreshed for longer than its TTL (one second here) by both clocks: its
+        // holder is gone.
+        store
+            .put("dead/.lock", body(5_000, r#","ttl_ms":1000"#))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
         let ctx = open("dead").unwrap();
         let rdd = ctx.range(0..5, 1);
         rdd.checkpoint().unwrap();
@@ -713,20 +730,24 @@ mod on_s3 {
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
     fn of_many_processes_seeing_a_stale_lock_exactly_one_takes_it_over() {
         let (url, store) = location();
-        let ttl = flintlock::checkpoint::S3_LOCK_TTL.as_millis() as u64;
+        // Leases of one second, expired by the holder's clock and (after the sleep) by the
+        // store's.
         for round in 0..5 {
-            let app = format!("stale-{round}");
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis() as u64;
             let body = format!(
-                r#"{{"owner":"dead-{round}","pid":1,"refreshed_unix_ms":{}}}"#,
-                now - ttl - 10_000
+                r#"{{"owner":"dead-{round}","pid":1,"refreshed_unix_ms":{},"ttl_ms":1000}}"#,
+                now - 10_000
             );
             store
-                .put(&format!("{app}/.lock"), body.into_bytes())
+                .put(&format!("stale-{round}/.lock"), body.into_bytes())
                 .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        for round in 0..5 {
+            let app = format!("stale-{round}");
             let barrier = Arc::new(std::sync::Barrier::new(6));
             let handles: Vec<_> = (0..6)
                 .map(|_| {

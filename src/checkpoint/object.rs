@@ -329,11 +329,9 @@ impl S3Store {
             .into_iter()
             .map(|m| {
                 let k = m.location.to_string();
-                let millis = u64::try_from(m.last_modified.timestamp_millis()).unwrap_or(0);
-                let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
                 (
                     k.strip_prefix(&strip).map(str::to_string).unwrap_or(k),
-                    when,
+                    system_time(m.last_modified.timestamp_millis()),
                 )
             })
             .collect();
@@ -360,6 +358,18 @@ impl S3Store {
         let (store, path) = (self.store.clone(), self.path(key)?);
         self.run(async move { store.head(&path).await })
             .map(|m| m.size)
+            .map_err(|e| self.error("HEAD", key, e))
+    }
+
+    /// The time the store says the object at `key` was last written (by the store's own
+    /// clock, not this machine's).
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
+    pub fn modified(&self, key: &str) -> io::Result<std::time::SystemTime> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        self.run(async move { store.head(&path).await })
+            .map(|m| system_time(m.last_modified.timestamp_millis()))
             .map_err(|e| self.error("HEAD", key, e))
     }
 
@@ -500,8 +510,10 @@ fn redact(text: &str) -> String {
 /// conditional PUT and DELETE. Folders do not exist (creating one does nothing) and
 /// `sync_dir` has nothing to do. Locks are leases: a lock object created by a conditional
 /// PUT, refreshed by its holder, deleted when released, and taken over when not refreshed
-/// for [`S3_LOCK_TTL`] (its holder was killed; at once when the holder was a process of this
-/// machine that is gone). As a lease is weaker than a filesystem lock (a holder stalled past
+/// for [`S3_LOCK_TTL`] by the store's own clock (its holder was killed; at once when the
+/// holder was a process of this machine that is gone). Machines' clocks may disagree: a
+/// lease only looks expired by its holder's time stamp until the store's time of the lock
+/// object confirms it. As a lease is weaker than a filesystem lock (a holder stalled past
 /// the TTL loses it), [`Storage::has_locks`] is false: a writer checks that it still holds
 /// the lease before it commits, cleanup removes a write attempt without a manifest only once
 /// nothing was written below it for [`S3Options::cleanup_grace`], and streams (which rest on
@@ -549,6 +561,12 @@ impl S3Storage {
     }
 }
 
+/// A store's time stamp (milliseconds since 1970) as a `SystemTime` (before 1970: 1970).
+fn system_time(millis: i64) -> std::time::SystemTime {
+    let millis = u64::try_from(millis).unwrap_or(0);
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis)
+}
+
 /// The bucket of an `s3://bucket/...` path.
 pub(crate) fn bucket_of(path: &std::path::Path) -> Option<String> {
     let text = path.to_string_lossy();
@@ -558,7 +576,9 @@ pub(crate) fn bucket_of(path: &std::path::Path) -> Option<String> {
 }
 
 /// How long the lock object of a process that stopped refreshing it (a killed one) keeps
-/// others out of an app or stream folder on an object store.
+/// others out of an app or stream folder on an object store, measured by the store's clock
+/// (the object's last-modified time against that of a marker written when it is taken
+/// over), so that machines whose clocks disagree never take a live lease.
 pub const S3_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How often a holder rewrites its lock object.
@@ -601,6 +621,29 @@ struct LockBody {
     /// pid, it names one process even after its pid is reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     started: Option<u64>,
+    /// How long the lease lasts without a refresh, in milliseconds ([`S3_LOCK_TTL`] when
+    /// absent, as in bodies of earlier builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
+}
+
+impl LockBody {
+    /// How long this lease lasts without a refresh.
+    fn ttl(&self) -> std::time::Duration {
+        self.ttl_ms
+            .map_or(S3_LOCK_TTL, std::time::Duration::from_millis)
+    }
+}
+
+/// Why a lease (or takeover marker) is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stale {
+    /// Its holder is a process of this machine that is gone.
+    Gone,
+    /// Not refreshed for its time to live, by this machine's clock against the holder's.
+    /// The store's own clock has the last word ([`S3Lock::remove_stale`]): two machines'
+    /// clocks may be far apart.
+    Expired,
 }
 
 /// This machine's boot and pid namespace: two processes that see the same value see the
@@ -626,11 +669,27 @@ fn process_started(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether a lock (or takeover marker) is over: not refreshed for [`S3_LOCK_TTL`], or its
-/// holder is a process of this machine that is gone.
-fn is_stale(h: &LockBody) -> bool {
-    now_ms().saturating_sub(h.refreshed_unix_ms) > S3_LOCK_TTL.as_millis() as u64
-        || holder_is_gone(h)
+/// Whether a lock (or takeover marker) is over, and why: its holder is a process of this
+/// machine that is gone, or it was not refreshed for its time to live (by the holder's
+/// clock, read against this machine's).
+fn stale(h: &LockBody) -> Option<Stale> {
+    if holder_is_gone(h) {
+        Some(Stale::Gone)
+    } else if now_ms().saturating_sub(h.refreshed_unix_ms) > h.ttl().as_millis() as u64 {
+        Some(Stale::Expired)
+    } else {
+        None
+    }
+}
+
+/// Whether an object last written at `modified` was not written again for `ttl` by the
+/// time `now`, both by the store's clock.
+fn expired_by_store(
+    modified: std::time::SystemTime,
+    now: std::time::SystemTime,
+    ttl: std::time::Duration,
+) -> bool {
+    now.duration_since(modified).is_ok_and(|age| age > ttl)
 }
 
 /// Whether the lock's holder is a process of this machine that is gone: its lease is then
@@ -692,6 +751,7 @@ fn lock_body(token: &str) -> Vec<u8> {
         refreshed_unix_ms: now_ms(),
         machine: this_machine(),
         started: process_started(std::process::id()),
+        ttl_ms: Some(S3_LOCK_TTL.as_millis() as u64),
     })
     .unwrap_or_default()
 }
@@ -706,6 +766,7 @@ fn lock_holder(store: &S3Store, key: &str) -> io::Result<Option<LockBody>> {
             refreshed_unix_ms: 0,
             machine: None,
             started: None,
+            ttl_ms: None,
         }))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -730,12 +791,14 @@ impl S3Lock {
             }
             match lock_holder(store, key)? {
                 None => continue, // released meanwhile
-                Some(h) if is_stale(&h) => {
-                    if !Self::remove_stale(store, key, &h, &token)? {
-                        return Ok(None);
+                Some(h) => match stale(&h) {
+                    Some(why) => {
+                        if !Self::remove_stale(store, key, &h, why, &token)? {
+                            return Ok(None);
+                        }
                     }
-                }
-                Some(_) => return Ok(None),
+                    None => return Ok(None),
+                },
             }
         }
         Ok(None)
@@ -748,7 +811,18 @@ impl S3Lock {
     /// writer died before removing the lock goes stale like a lock (its body is a lock
     /// body), and the next generation's marker is raced for, so a kill at that instant
     /// cannot wedge the folder.
-    fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<bool> {
+    ///
+    /// A lease that expired by the holder's clock read against this machine's (`why` is
+    /// [`Stale::Expired`]) is removed only if the store's clock agrees: the lock object was
+    /// not written for its time to live, against the marker just written. Two machines'
+    /// clocks may be minutes apart; the store's is one clock for all.
+    fn remove_stale(
+        store: &S3Store,
+        key: &str,
+        h: &LockBody,
+        why: Stale,
+        token: &str,
+    ) -> io::Result<bool> {
         let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -760,6 +834,20 @@ impl S3Lock {
             };
             match store.put_new(&marker, lock_body(token)) {
                 Ok(()) => {
+                    if why == Stale::Expired {
+                        let modified = match store.modified(key) {
+                            Ok(t) => t,
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+                            Err(e) => return Err(e),
+                        };
+                        if !expired_by_store(modified, store.modified(&marker)?, h.ttl()) {
+                            // Live by the store's clock: this machine's clock (or the
+                            // holder's) is off. The marker goes: as this process removed
+                            // nothing, it is as if it had never come.
+                            let _ = store.delete(&marker);
+                            return Ok(false);
+                        }
+                    }
                     // Removed only while it is still that instance.
                     let same = lock_holder(store, key)?.is_some_and(|now| {
                         now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
@@ -771,8 +859,8 @@ impl S3Lock {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     match lock_holder(store, &marker)? {
-                        Some(m) if is_stale(&m) => continue, // its taker died at work
-                        _ => return Ok(false),               // another process is at it
+                        Some(m) if stale(&m).is_some() => continue, // its taker died at work
+                        _ => return Ok(false),                      // another process is at it
                     }
                 }
                 Err(e) => return Err(e),
@@ -1177,6 +1265,25 @@ impl Storage for S3Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_expires_by_the_stores_clock_and_its_own_time_to_live() {
+        let t = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let ttl = std::time::Duration::from_secs(60);
+        assert!(!expired_by_store(t(1000), t(1000), ttl));
+        assert!(!expired_by_store(t(1000), t(1060), ttl));
+        assert!(expired_by_store(t(1000), t(1061), ttl));
+        // The store's "now" before the object's time (another replica's clock): live.
+        assert!(!expired_by_store(t(1000), t(900), ttl));
+        // Bodies of earlier builds have no time to live: the default.
+        let old: LockBody =
+            serde_json::from_str(r#"{"owner":"a","pid":1,"refreshed_unix_ms":5}"#).unwrap();
+        assert_eq!(old.ttl(), S3_LOCK_TTL);
+        assert_eq!(stale(&old), Some(Stale::Expired));
+        let ours: LockBody = serde_json::from_slice(&lock_body("me")).unwrap();
+        assert_eq!(ours.ttl(), S3_LOCK_TTL);
+        assert_eq!(stale(&ours), None);
+    }
 
     #[test]
     fn a_holder_is_gone_only_when_its_pid_is_reused_or_no_process_has_it() {

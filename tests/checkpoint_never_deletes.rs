@@ -304,7 +304,8 @@ fn under_a_generated_app_id_clean_checkpoints_still_removes_a_series_steps() {
 }
 
 #[test]
-fn a_commit_that_fails_after_its_manifest_is_in_place_never_deletes_it_under_a_reader() {
+fn a_commit_that_fails_after_its_manifest_is_in_place_withdraws_it_but_never_deletes_under_a_reader(
+) {
     use flintlock::checkpoint::{FaultyStorage, StorageOp};
     use flintlock::Rdd;
     use std::sync::{Arc, Mutex};
@@ -355,6 +356,16 @@ fn a_commit_that_fails_after_its_manifest_is_in_place_never_deletes_it_under_a_r
     let expected: Vec<u64> = (0..1000).map(|x| x * 3).collect();
     assert_eq!(reader.collect().unwrap(), expected);
     let folder = reader.checkpoint_path().unwrap();
+    // Its manifest is withdrawn: nothing opens it any more, and no later run resumes
+    // from a commit that failed.
+    assert!(!folder.join("_manifest.json").exists());
+    assert!(Context::builder()
+        .threads(1)
+        .build()
+        .unwrap()
+        .open_checkpoint::<u64>(&folder)
+        .is_err());
+    assert_eq!(reader.count().unwrap(), 1000, "the reader still reads it");
     // The next action writes the checkpoint again, in a folder of its own.
     storage.clear();
     assert_eq!(rdd.count().unwrap(), 1000);

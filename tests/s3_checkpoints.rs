@@ -306,12 +306,37 @@ mod on_s3 {
                 .all(|k| !k.contains("takeover")),
             "a taker that removed nothing leaves no marker"
         );
-        // Not refreshed for longer than its TTL (one second here) by both clocks: its
-        // holder is gone.
+        // Leases of one second: not refreshed for longer than that by the store's clock,
+        // whatever their time stamps say (a holder whose clock ran an hour ahead).
         store
             .put("dead/.lock", body(5_000, r#","ttl_ms":1000"#))
             .unwrap();
+        let ahead = format!(
+            r#"{{"owner":"ahead","pid":1,"refreshed_unix_ms":{},"ttl_ms":1000}}"#,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+                + 3_600_000
+        );
+        store.put("ahead/.lock", ahead.into_bytes()).unwrap();
+        // An expired lock that another taker is removing right now (its marker was just
+        // written, though its time stamp is old): that taker is not overtaken.
+        let racing = body(5_000, r#","ttl_ms":1000"#);
+        store.put("racing/.lock", racing.clone()).unwrap();
         std::thread::sleep(std::time::Duration::from_secs(3));
+        let stamp = serde_json::from_slice::<serde_json::Value>(&racing).unwrap()
+            ["refreshed_unix_ms"]
+            .as_u64()
+            .unwrap();
+        store
+            .put(
+                &format!("racing/.lock.takeover-someone-else-{stamp}"),
+                body(120_000, ""),
+            )
+            .unwrap();
+        assert!(matches!(open("racing"), Err(Error::Locked { .. })));
+        drop(open("ahead").expect("a lock not written for its TTL by the store's clock is over"));
         let ctx = open("dead").unwrap();
         let rdd = ctx.range(0..5, 1);
         rdd.checkpoint().unwrap();

@@ -511,9 +511,9 @@ fn redact(text: &str) -> String {
 /// `sync_dir` has nothing to do. Locks are leases: a lock object created by a conditional
 /// PUT, refreshed by its holder, deleted when released, and taken over when not refreshed
 /// for [`S3_LOCK_TTL`] by the store's own clock (its holder was killed; at once when the
-/// holder was a process of this machine that is gone). Machines' clocks may disagree: a
-/// lease only looks expired by its holder's time stamp until the store's time of the lock
-/// object confirms it. As a lease is weaker than a filesystem lock (a holder stalled past
+/// holder was a process of this machine that is gone). Machines' clocks may disagree, so
+/// the time stamps in lock bodies decide nothing: a lock's age is its last-modified time
+/// against that of a marker written when it is taken over. As a lease is weaker than a filesystem lock (a holder stalled past
 /// the TTL loses it), [`Storage::has_locks`] is false: a writer checks that it still holds
 /// the lease before it commits, cleanup removes a write attempt without a manifest only once
 /// nothing was written below it for [`S3Options::cleanup_grace`], and streams (which rest on
@@ -627,23 +627,46 @@ struct LockBody {
     ttl_ms: Option<u64>,
 }
 
+/// What a taker finds of a lock ([`S3Lock::remove_stale`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Over: it may be removed.
+    Over,
+    /// Live, or another taker is at it.
+    Live,
+    /// Released meanwhile: the lock may be taken.
+    Released,
+}
+
+/// The longest time to live a lock body may claim: a body claiming more (damaged, or
+/// not written by flintlock) keeps others out no longer than this.
+const S3_LOCK_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl LockBody {
-    /// How long this lease lasts without a refresh.
+    /// How long this lease lasts without a refresh ([`S3_LOCK_TTL`] unless the body says
+    /// otherwise, at most [`S3_LOCK_TTL_MAX`]).
     fn ttl(&self) -> std::time::Duration {
         self.ttl_ms
             .map_or(S3_LOCK_TTL, std::time::Duration::from_millis)
+            .min(S3_LOCK_TTL_MAX)
     }
 }
 
-/// Why a lease (or takeover marker) is over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stale {
-    /// Its holder is a process of this machine that is gone.
-    Gone,
-    /// Not refreshed for its time to live, by this machine's clock against the holder's.
-    /// The store's own clock has the last word ([`S3Lock::remove_stale`]): two machines'
-    /// clocks may be far apart.
-    Expired,
+/// Whether the taker that wrote `marker` is over: a process of this machine that is gone,
+/// or its marker was not written for its time to live by `now` (the store's clock). A
+/// marker that is not there is not over: its taker removed it, having removed nothing.
+fn marker_is_over(store: &S3Store, marker: &str, now: std::time::SystemTime) -> io::Result<bool> {
+    let Some(m) = lock_holder(store, marker)? else {
+        return Ok(false);
+    };
+    if holder_is_gone(&m) {
+        return Ok(true);
+    }
+    match store.modified(marker) {
+        Ok(written) => Ok(expired_by_store(written, now, m.ttl())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// This machine's boot and pid namespace: two processes that see the same value see the
@@ -667,19 +690,6 @@ fn process_started(pid: u32) -> Option<u64> {
     // Field 22, counted after the command name (which may hold spaces and parentheses).
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Whether a lock (or takeover marker) is over, and why: its holder is a process of this
-/// machine that is gone, or it was not refreshed for its time to live (by the holder's
-/// clock, read against this machine's).
-fn stale(h: &LockBody) -> Option<Stale> {
-    if holder_is_gone(h) {
-        Some(Stale::Gone)
-    } else if now_ms().saturating_sub(h.refreshed_unix_ms) > h.ttl().as_millis() as u64 {
-        Some(Stale::Expired)
-    } else {
-        None
-    }
 }
 
 /// Whether an object last written at `modified` was not written again for `ttl` by the
@@ -791,80 +801,76 @@ impl S3Lock {
             }
             match lock_holder(store, key)? {
                 None => continue, // released meanwhile
-                Some(h) => match stale(&h) {
-                    Some(why) => {
-                        if !Self::remove_stale(store, key, &h, why, &token)? {
-                            return Ok(None);
-                        }
+                Some(h) => {
+                    if !Self::remove_stale(store, key, &h, &token)? {
+                        return Ok(None);
                     }
-                    None => return Ok(None),
-                },
+                }
             }
         }
         Ok(None)
     }
 
-    /// Removes the stale lock `h` at `key` unless another process is doing so; false when
-    /// one is. Of the processes that saw this lock stale, one may remove it: the one whose
-    /// conditional PUT of a marker named after this lock instance wins. Markers stay, so a
-    /// late reader of the old lock can never win one and remove a newer lock. A marker whose
-    /// writer died before removing the lock goes stale like a lock (its body is a lock
-    /// body), and the next generation's marker is raced for, so a kill at that instant
-    /// cannot wedge the folder.
+    /// Removes the lock `h` at `key` if it is over, unless another process is doing so:
+    /// false when it is live, or another process is at it.
     ///
-    /// A lease that expired by the holder's clock read against this machine's (`why` is
-    /// [`Stale::Expired`]) is removed only if the store's clock agrees: the lock object was
-    /// not written for its time to live, against the marker just written. Two machines'
-    /// clocks may be minutes apart; the store's is one clock for all.
-    fn remove_stale(
-        store: &S3Store,
-        key: &str,
-        h: &LockBody,
-        why: Stale,
-        token: &str,
-    ) -> io::Result<bool> {
+    /// A lock is over when its holder is a process of this machine that is gone, or when
+    /// the store's clock says it was not written for its time to live: the lock object's
+    /// last-modified time against that of the marker just written. Time stamps in bodies
+    /// come from the writers' clocks, which may be minutes apart, and decide nothing.
+    ///
+    /// Of the processes that find the lock over, one may remove it: the one whose
+    /// conditional PUT of a marker named after this lock instance wins. A marker that wins
+    /// generation `g > 0` counts only if the taker of generation `g - 1` is over in turn
+    /// (gone, or its marker not written for its time to live, by the store's clock): a
+    /// taker killed at work cannot wedge the folder, and a live one is never overtaken. A
+    /// taker that removed nothing deletes its marker again; one that removed the lock
+    /// leaves it, so that a late reader of the old lock cannot win that generation.
+    fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<bool> {
         let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
+        let marker_of = |generation: usize| match generation {
+            0 => format!("{key}.takeover-{instance}"),
+            g => format!("{key}.takeover-{instance}.{g}"),
+        };
         for generation in 0..16 {
-            let marker = match generation {
-                0 => format!("{key}.takeover-{instance}"),
-                g => format!("{key}.takeover-{instance}.{g}"),
-            };
+            let marker = marker_of(generation);
             match store.put_new(&marker, lock_body(token)) {
-                Ok(()) => {
-                    if why == Stale::Expired {
-                        let modified = match store.modified(key) {
-                            Ok(t) => t,
-                            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-                            Err(e) => return Err(e),
-                        };
-                        if !expired_by_store(modified, store.modified(&marker)?, h.ttl()) {
-                            // Live by the store's clock: this machine's clock (or the
-                            // holder's) is off. The marker goes: as this process removed
-                            // nothing, it is as if it had never come.
-                            let _ = store.delete(&marker);
-                            return Ok(false);
-                        }
-                    }
-                    // Removed only while it is still that instance.
-                    let same = lock_holder(store, key)?.is_some_and(|now| {
-                        now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
-                    });
-                    if same {
-                        store.delete(key)?;
-                    }
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    match lock_holder(store, &marker)? {
-                        Some(m) if stale(&m).is_some() => continue, // its taker died at work
-                        _ => return Ok(false),                      // another process is at it
-                    }
-                }
+                Ok(()) => {}
+                // That generation's taker is at it, or died at work: the next one tells.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
+            let verdict = (|| {
+                let now = store.modified(&marker)?;
+                if generation > 0 && !marker_is_over(store, &marker_of(generation - 1), now)? {
+                    return Ok(Verdict::Live); // the previous generation's taker is at it
+                }
+                if holder_is_gone(h) {
+                    return Ok(Verdict::Over);
+                }
+                match store.modified(key) {
+                    Ok(written) if expired_by_store(written, now, h.ttl()) => Ok(Verdict::Over),
+                    Ok(_) => Ok(Verdict::Live),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Verdict::Released),
+                    Err(e) => Err(e),
+                }
+            })();
+            if !matches!(verdict, Ok(Verdict::Over)) {
+                // Nothing removed: as if this process had never come.
+                let _ = store.delete(&marker);
+                return verdict.map(|v| v == Verdict::Released);
+            }
+            // Removed only while it is still that instance.
+            let same = lock_holder(store, key)?.is_some_and(|now| {
+                now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+            });
+            if same {
+                store.delete(key)?;
+            }
+            return Ok(true);
         }
         Ok(false)
     }
@@ -1279,10 +1285,19 @@ mod tests {
         let old: LockBody =
             serde_json::from_str(r#"{"owner":"a","pid":1,"refreshed_unix_ms":5}"#).unwrap();
         assert_eq!(old.ttl(), S3_LOCK_TTL);
-        assert_eq!(stale(&old), Some(Stale::Expired));
+        assert!(
+            !holder_is_gone(&old),
+            "a holder elsewhere is alive until it expires"
+        );
         let ours: LockBody = serde_json::from_slice(&lock_body("me")).unwrap();
         assert_eq!(ours.ttl(), S3_LOCK_TTL);
-        assert_eq!(stale(&ours), None);
+        assert!(!holder_is_gone(&ours));
+        // A body claiming a time to live of days keeps others out ten minutes at most.
+        let greedy: LockBody = serde_json::from_str(
+            r#"{"owner":"a","pid":1,"refreshed_unix_ms":5,"ttl_ms":999999999999}"#,
+        )
+        .unwrap();
+        assert_eq!(greedy.ttl(), S3_LOCK_TTL_MAX);
     }
 
     #[test]

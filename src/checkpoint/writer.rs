@@ -61,7 +61,8 @@ pub(crate) struct WriteSession<T> {
     committed: AtomicBool,
     /// This attempt's manifest was put in place (renamed or published): from then on a
     /// reader of this process may have opened the folder (a series' `latest()`,
-    /// `open_checkpoint`), so an abort leaves the folder to go with its last reader.
+    /// `open_checkpoint`), so an abort of a checkpoint leaves its parts to go with the last
+    /// reader.
     published: AtomicBool,
 }
 
@@ -587,14 +588,22 @@ impl<T: Data> WriteSession<T> {
     /// Removes the files this attempt created, then its folder if nothing else is in it,
     /// and makes the removal durable. Nothing this attempt did not create is touched.
     ///
-    /// After its manifest was put in place (an fsync after the rename failed), the folder
-    /// is a whole checkpoint that a reader of this process may have opened since: it is
-    /// removed as `clean_checkpoints` removes folders, at once when nothing reads it (and
-    /// this waits for that), else when its last reader is dropped.
+    /// A checkpoint whose manifest was put in place before the commit failed (an fsync
+    /// after the rename) may have been opened since by a reader of this process (a
+    /// series' `latest()`, `open_checkpoint` on another thread). Its manifest is withdrawn
+    /// at once, so that nothing opens it any more (no later run resumes from it); its parts
+    /// go with the last reader, at once (waited for) when there is none.
     pub(crate) fn abort(&self) {
         let storage = self.storage();
-        if self.published.load(Ordering::Acquire) && !self.committed.load(Ordering::Acquire) {
+        if self.is_checkpoint
+            && self.published.load(Ordering::Acquire)
+            && !self.committed.load(Ordering::Acquire)
+        {
             self.created.lock().clear();
+            let _ = storage.remove_file(&self.dir.join(MANIFEST));
+            if self.app.fsync {
+                let _ = storage.sync_dir(&self.dir);
+            }
             let release = super::live::delete_when_unread(&self.dir, self.app.storage.clone());
             if release == super::live::Release::Started {
                 super::live::wait_for_removals(Some(&self.dir));

@@ -78,6 +78,11 @@
 //!   once the outer enum is complete, the tracer takes only its first variant, and the
 //!   inner one is not met often enough to be explored to its end.
 //!
+//! And what a layout cannot say: a type whose serde form is a plain value traces as that
+//! value. A `serde_repr` enum is its integer (`u8`), so renumbering or reordering its
+//! variants' discriminants changes no layout, and old checkpoints read as the new numbers
+//! say; a `#[serde(from, into)]` type is the layout of its stand-in.
+//!
 //! Tracing never returns a partial layout: whatever serde-reflection leaves unresolved, and
 //! every enum whose variants were not all seen, makes the whole layout `None`.
 //!
@@ -89,10 +94,10 @@
 //! deserializer bounds the nesting depth and records each enum met, so that the passes go
 //! on until nested enums are complete too (the tracer alone completes only the root). The
 //! tracer registers a struct's field formats under its name and, once they are known,
-//! reads its `Option`, sequence and map fields as empty; so outside enums the probe gives
-//! each struct a name of its own for each pass and each Rust type (two structs of one
-//! serde name are then both explored, and told apart), and folds the names back at the
-//! end, where one serde name with two different layouts is no layout. The
+//! reads its `Option`, sequence and map fields as empty; so the probe gives each struct a
+//! name of its own for each Rust type (two structs of one serde name are then both
+//! explored, and told apart) and, outside enums, for each pass, and folds the names back
+//! at the end, where one serde name with two different layouts is no layout. The
 //! trace runs once per type and process, on a thread of its own with an 8 MiB stack,
 //! inside `catch_unwind`; the result, `None` included, is cached by `TypeId`.
 
@@ -456,31 +461,29 @@ impl ProbeState {
     /// field's format is known, cuts the field short: an `Option` reads as `None`, a
     /// sequence or map as empty. Two things would go unseen:
     ///
-    /// - An enum reached only through such a field (`struct Log { modes: Vec<Mode> }`)
-    ///   would never be met again after the first pass, and its other variants never
-    ///   explored. So each pass registers a struct under a name of its own that the tracer
-    ///   has not seen, and each pass explores every field.
     /// - A second struct of the same serde name (another module's `Log { modes: Vec<u8> }`)
     ///   would read its `modes` as empty, and pass for the first. So each Rust type is
     ///   registered under a name of its own.
+    /// - An enum reached only through such a field (`struct Log { modes: Vec<Mode> }`)
+    ///   would never be met again after the first pass, and its other variants never
+    ///   explored. So outside enums each pass registers a struct under a name of its own
+    ///   that the tracer has not seen, and each pass explores every field. Inside an enum's
+    ///   variant the name stays the same from one pass to the next: the enum keeps the
+    ///   formats of the variants it has seen, across passes, and they must name the same
+    ///   container.
     ///
     /// [`ProbeState::merge_passes`] folds the names back, refusing two different formats
-    /// for one serde name. Inside an enum's variant a struct keeps its serde name, as
-    /// serde-reflection gives it: the enum keeps the formats of the variants it has seen,
-    /// across passes and across the enum's own instantiations (`Ref<User>`, `Ref<Post>`),
-    /// and they must name the same container.
+    /// for one serde name.
     fn pass_name(&self, name: &'static str, rust: TypeId) -> &'static str {
-        if !self.enums_open.borrow().is_empty() {
-            return name;
-        }
-        static NAMES: OnceLock<Mutex<HashMap<(&'static str, TypeId, usize), &'static str>>> =
-            OnceLock::new();
+        let pass = self.enums_open.borrow().is_empty().then(|| self.pass.get());
+        type Key = (&'static str, TypeId, Option<usize>);
+        static NAMES: OnceLock<Mutex<HashMap<Key, &'static str>>> = OnceLock::new();
         let mut names = NAMES.get_or_init(Default::default).lock();
         let n = names.len();
         // Leaked once per struct, type and pass in the process, as a `Deserializer` takes
         // only `&'static str` names. The NUL keeps it apart from any name in the type.
         let renamed = *names
-            .entry((name, rust, self.pass.get()))
+            .entry((name, rust, pass))
             .or_insert_with(|| Box::leak(format!("{name}\0{n}").into_boxed_str()));
         drop(names);
         self.renamed.borrow_mut().insert(renamed, name);
@@ -2138,9 +2141,9 @@ mod tests {
             text::<Edge>(),
             "Edge; struct Edge { ends: [Id; 2], by: seq<[Id; 2]> }; struct Id { raw: u64 }"
         );
-        // Inside an enum's variants a struct keeps its serde name for every Rust type. (A
-        // generic enum used with two type arguments does not trace, as before: the tracer
-        // explores the second's variants anew against the first's.)
+        // Inside an enum's variants too. (A generic enum used with two type arguments does
+        // not trace, as before: the tracer explores the second's variants anew against the
+        // first's.)
         #[derive(Deserialize)]
         enum Ref<T> {
             Id(Id<T>),
@@ -2156,6 +2159,43 @@ mod tests {
             to: Ref<String>,
         }
         assert_eq!(Layout::of::<Follow>(), None);
+        // Two structs of one serde name inside an enum's variants, different only behind
+        // a sequence, an option or a map: no layout, not the first one's for both.
+        mod pa {
+            #[derive(serde::Deserialize)]
+            pub struct P {
+                pub _x: Vec<u8>,
+            }
+        }
+        mod pb {
+            #[derive(serde::Deserialize)]
+            pub struct P {
+                pub _x: Vec<i8>,
+            }
+        }
+        mod pc {
+            #[derive(serde::Deserialize)]
+            pub struct P {
+                pub _x: Vec<u8>,
+            }
+        }
+        #[derive(Deserialize)]
+        enum Two {
+            A(pa::P),
+            B(pb::P),
+        }
+        assert_eq!(Layout::of::<Two>(), None);
+        assert_eq!(Layout::of::<Vec<Two>>(), None);
+        // The same layout under one name in two modules is one definition.
+        #[derive(Deserialize)]
+        enum Same {
+            A(pa::P),
+            B(pc::P),
+        }
+        assert_eq!(
+            text::<Same>(),
+            "Same; struct P { _x: seq<u8> }; enum Same { 0 A(P), 1 B(P) }"
+        );
         // What is reached only through a struct inside an enum's variant is still cut short
         // (the enum keeps its variants' formats from one pass to the next): no layout
         // rather than a wrong one.

@@ -795,7 +795,9 @@ impl<T: Data> Rdd<T> {
     /// checked by type name only, as format-1 checkpoints are (see
     /// [`crate::checkpoint::format`]): a later build that changes such a type but keeps its
     /// name reads the old checkpoints as other values, undetected, so give the type (or its
-    /// serde name) a new name when its layout changes. A `tracing` warning names each such
+    /// serde name) a new name when its layout changes. A layout is the serde form, not the
+    /// meaning of values: a `serde_repr` enum is its integer, so renumbering its variants
+    /// goes unnoticed. A `tracing` warning names each such
     /// type once per process.
     ///
     /// Lazy and idempotent: marking twice, marking a checkpointed RDD or a checkpoint RDD are

@@ -292,6 +292,11 @@ mod on_s3 {
         // Refreshed a second ago: a live holder.
         store.put("live/.lock", body(1_000, "")).unwrap();
         assert!(matches!(open("live"), Err(Error::Locked { .. })));
+        assert_eq!(
+            store.list("live").unwrap(),
+            vec!["live/.lock".to_string()],
+            "polling a live lock leaves nothing behind"
+        );
         // Its time stamp says it was not refreshed for longer than the TTL, but the store
         // says the lock object was written just now: the holder's clock is behind this
         // machine's (or this one's ahead), and the holder is alive.
@@ -320,21 +325,24 @@ mod on_s3 {
                 + 3_600_000
         );
         store.put("ahead/.lock", ahead.into_bytes()).unwrap();
+        // Seen unrefreshed from here on (its stamp looks fresh by this machine's clock).
+        assert!(matches!(open("ahead"), Err(Error::Locked { .. })));
         // An expired lock that another taker is removing right now (its marker was just
         // written, though its time stamp is old): that taker is not overtaken.
+        // A later generation's marker whose taker is over does not let a third taker past
+        // the first generation's, at work.
         let racing = body(5_000, r#","ttl_ms":1000"#);
         store.put("racing/.lock", racing.clone()).unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(3));
         let stamp = serde_json::from_slice::<serde_json::Value>(&racing).unwrap()
             ["refreshed_unix_ms"]
             .as_u64()
             .unwrap();
+        let marker = format!("racing/.lock.takeover-someone-else-{stamp}");
         store
-            .put(
-                &format!("racing/.lock.takeover-someone-else-{stamp}"),
-                body(120_000, ""),
-            )
+            .put(&format!("{marker}.1"), body(5_000, r#","ttl_ms":1000"#))
             .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        store.put(&marker, body(120_000, "")).unwrap();
         assert!(matches!(open("racing"), Err(Error::Locked { .. })));
         drop(open("ahead").expect("a lock not written for its TTL by the store's clock is over"));
         let ctx = open("dead").unwrap();

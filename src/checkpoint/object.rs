@@ -654,17 +654,18 @@ impl LockBody {
 
 /// Whether the taker that wrote `marker` is over: a process of this machine that is gone,
 /// or its marker was not written for its time to live by `now` (the store's clock). A
-/// marker that is not there is not over: its taker removed it, having removed nothing.
+/// marker that is not there is over: its taker is done (a taker deletes its marker when it
+/// leaves, whatever it did).
 fn marker_is_over(store: &S3Store, marker: &str, now: std::time::SystemTime) -> io::Result<bool> {
     let Some(m) = lock_holder(store, marker)? else {
-        return Ok(false);
+        return Ok(true);
     };
     if holder_is_gone(&m) {
         return Ok(true);
     }
     match store.modified(marker) {
         Ok(written) => Ok(expired_by_store(written, now, m.ttl())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(e),
     }
 }
@@ -693,13 +694,43 @@ fn process_started(pid: u32) -> Option<u64> {
 }
 
 /// Whether an object last written at `modified` was not written again for `ttl` by the
-/// time `now`, both by the store's clock.
+/// time `now`, both by the store's clock. Stores keep whole seconds, so a time read back
+/// may be up to a second early: the age must pass `ttl`, rounded up to whole seconds, by
+/// more than one second.
 fn expired_by_store(
     modified: std::time::SystemTime,
     now: std::time::SystemTime,
     ttl: std::time::Duration,
 ) -> bool {
-    now.duration_since(modified).is_ok_and(|age| age > ttl)
+    let whole = std::time::Duration::from_secs(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0));
+    now.duration_since(modified)
+        .is_ok_and(|age| age > whole + std::time::Duration::from_secs(1))
+}
+
+/// Whether a busy lock may be over, before a takeover marker is written to tell for sure
+/// ([`S3Lock::remove_stale`], by the store's clock): its holder is a process of this
+/// machine that is gone, its time stamp looks older than its time to live by this
+/// machine's clock, or this process has seen the same lock instance, unrefreshed, for its
+/// time to live (by this machine's monotonic clock, which no other clock can skew: a dead
+/// holder whose clock ran ahead). A live holder refreshes every [`S3_LOCK_REFRESH`], so
+/// polling a live lock writes nothing.
+fn may_be_over(store: &S3Store, key: &str, h: &LockBody) -> bool {
+    type Seen = std::collections::HashMap<String, (String, std::time::Instant)>;
+    static SEEN: std::sync::OnceLock<parking_lot::Mutex<Seen>> = std::sync::OnceLock::new();
+    if holder_is_gone(h)
+        || now_ms().saturating_sub(h.refreshed_unix_ms) > h.ttl().as_millis() as u64
+    {
+        return true;
+    }
+    let instance = format!("{}\0{}", h.owner, h.refreshed_unix_ms);
+    let mut seen = SEEN.get_or_init(Default::default).lock();
+    let entry = seen
+        .entry(format!("{}\0{key}", store.url()))
+        .or_insert_with(|| (instance.clone(), std::time::Instant::now()));
+    if entry.0 != instance {
+        *entry = (instance, std::time::Instant::now());
+    }
+    entry.1.elapsed() > h.ttl()
 }
 
 /// Whether the lock's holder is a process of this machine that is gone: its lease is then
@@ -802,7 +833,8 @@ impl S3Lock {
             match lock_holder(store, key)? {
                 None => continue, // released meanwhile
                 Some(h) => {
-                    if !Self::remove_stale(store, key, &h, &token)? {
+                    if !may_be_over(store, key, &h) || !Self::remove_stale(store, key, &h, &token)?
+                    {
                         return Ok(None);
                     }
                 }
@@ -817,15 +849,18 @@ impl S3Lock {
     /// A lock is over when its holder is a process of this machine that is gone, or when
     /// the store's clock says it was not written for its time to live: the lock object's
     /// last-modified time against that of the marker just written. Time stamps in bodies
-    /// come from the writers' clocks, which may be minutes apart, and decide nothing.
+    /// come from the writers' clocks, which may be minutes apart, and decide nothing here.
     ///
     /// Of the processes that find the lock over, one may remove it: the one whose
     /// conditional PUT of a marker named after this lock instance wins. A marker that wins
-    /// generation `g > 0` counts only if the taker of generation `g - 1` is over in turn
-    /// (gone, or its marker not written for its time to live, by the store's clock): a
-    /// taker killed at work cannot wedge the folder, and a live one is never overtaken. A
-    /// taker that removed nothing deletes its marker again; one that removed the lock
-    /// leaves it, so that a late reader of the old lock cannot win that generation.
+    /// generation `g > 0` counts only if the takers of all generations below it are over
+    /// (gone, done, or their markers not written for their time to live by the store's
+    /// clock), so a taker killed at work cannot wedge the folder, and one at work is not
+    /// overtaken unless it stalls past its time to live. Every taker deletes its marker
+    /// when it leaves; a late reader of a removed lock that wins a marker then finds the
+    /// lock gone, or another instance. (The GET before the removal and the removal are two
+    /// requests: a holder stalled past its time to live can still lose its lock between
+    /// them, which [`Storage::has_locks`] being false tells writers to expect.)
     fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<bool> {
         let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
             .chars()
@@ -845,8 +880,10 @@ impl S3Lock {
             }
             let verdict = (|| {
                 let now = store.modified(&marker)?;
-                if generation > 0 && !marker_is_over(store, &marker_of(generation - 1), now)? {
-                    return Ok(Verdict::Live); // the previous generation's taker is at it
+                for earlier in 0..generation {
+                    if !marker_is_over(store, &marker_of(earlier), now)? {
+                        return Ok(Verdict::Live); // an earlier generation's taker is at it
+                    }
                 }
                 if holder_is_gone(h) {
                     return Ok(Verdict::Over);
@@ -864,13 +901,18 @@ impl S3Lock {
                 return verdict.map(|v| v == Verdict::Released);
             }
             // Removed only while it is still that instance.
-            let same = lock_holder(store, key)?.is_some_and(|now| {
-                now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+            let removed = lock_holder(store, key).and_then(|now| {
+                let same = now.is_some_and(|now| {
+                    now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+                });
+                if same {
+                    store.delete(key)
+                } else {
+                    Ok(())
+                }
             });
-            if same {
-                store.delete(key)?;
-            }
-            return Ok(true);
+            let _ = store.delete(&marker);
+            return removed.map(|()| true);
         }
         Ok(false)
     }
@@ -1277,8 +1319,14 @@ mod tests {
         let t = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
         let ttl = std::time::Duration::from_secs(60);
         assert!(!expired_by_store(t(1000), t(1000), ttl));
-        assert!(!expired_by_store(t(1000), t(1060), ttl));
-        assert!(expired_by_store(t(1000), t(1061), ttl));
+        // Whole seconds: one more than the time to live, as a time read back may be a
+        // second early.
+        assert!(!expired_by_store(t(1000), t(1061), ttl));
+        assert!(expired_by_store(t(1000), t(1062), ttl));
+        let ms = |m: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m);
+        let short = std::time::Duration::from_millis(1500);
+        assert!(!expired_by_store(ms(0), ms(3000), short));
+        assert!(expired_by_store(ms(0), ms(3001), short));
         // The store's "now" before the object's time (another replica's clock): live.
         assert!(!expired_by_store(t(1000), t(900), ttl));
         // Bodies of earlier builds have no time to live: the default.

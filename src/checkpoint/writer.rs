@@ -586,13 +586,16 @@ impl<T: Data> WriteSession<T> {
     }
 
     /// Removes the files this attempt created, then its folder if nothing else is in it,
-    /// and makes the removal durable. Nothing this attempt did not create is touched.
+    /// and makes the removal durable. Nothing outside this attempt's folder is touched.
     ///
     /// A checkpoint whose manifest was put in place before the commit failed (an fsync
     /// after the rename) may have been opened since by a reader of this process (a
     /// series' `latest()`, `open_checkpoint` on another thread). Its manifest is withdrawn
-    /// at once, so that nothing opens it any more (no later run resumes from it); its parts
-    /// go with the last reader, at once (waited for) when there is none.
+    /// at once, so that nothing opens it any more (no later run resumes from it), and the
+    /// folder goes with the last reader, at once (waited for) when there is none. Best
+    /// effort, like every removal: on a storage that fails to remove the manifest (or a
+    /// crash before the removal is durable) the folder stays whole and committed, and a
+    /// warning says so.
     pub(crate) fn abort(&self) {
         let storage = self.storage();
         if self.is_checkpoint
@@ -600,9 +603,21 @@ impl<T: Data> WriteSession<T> {
             && !self.committed.load(Ordering::Acquire)
         {
             self.created.lock().clear();
-            let _ = storage.remove_file(&self.dir.join(MANIFEST));
-            if self.app.fsync {
-                let _ = storage.sync_dir(&self.dir);
+            let manifest = self.dir.join(MANIFEST);
+            let withdrawn = storage.remove_file(&manifest).and_then(|()| {
+                if self.app.fsync {
+                    storage.sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = withdrawn {
+                tracing::warn!(
+                    path = %manifest.display(),
+                    error = %e,
+                    "the manifest of a checkpoint whose commit failed could not be withdrawn: \
+                     the folder may stay committed, readable as a checkpoint"
+                );
             }
             let release = super::live::delete_when_unread(&self.dir, self.app.storage.clone());
             if release == super::live::Release::Started {

@@ -331,18 +331,32 @@ mod on_s3 {
         // written, though its time stamp is old): that taker is not overtaken.
         // A later generation's marker whose taker is over does not let a third taker past
         // the first generation's, at work.
+        let stamp_of = |body: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(body).unwrap()["refreshed_unix_ms"]
+                .as_u64()
+                .unwrap()
+        };
         let racing = body(5_000, r#","ttl_ms":1000"#);
         store.put("racing/.lock", racing.clone()).unwrap();
-        let stamp = serde_json::from_slice::<serde_json::Value>(&racing).unwrap()
-            ["refreshed_unix_ms"]
-            .as_u64()
-            .unwrap();
+        let stamp = stamp_of(&racing);
         let marker = format!("racing/.lock.takeover-someone-else-{stamp}");
         store
             .put(&format!("{marker}.1"), body(5_000, r#","ttl_ms":1000"#))
             .unwrap();
+        // And a taker at work in a later slot than the one a newcomer wins is not
+        // overtaken either.
+        let late = body(5_000, r#","ttl_ms":1000"#);
+        store.put("late/.lock", late.clone()).unwrap();
+        let late_stamp = stamp_of(&late);
         std::thread::sleep(std::time::Duration::from_secs(3));
         store.put(&marker, body(120_000, "")).unwrap();
+        store
+            .put(
+                &format!("late/.lock.takeover-someone-else-{late_stamp}.3"),
+                body(120_000, ""),
+            )
+            .unwrap();
+        assert!(matches!(open("late"), Err(Error::Locked { .. })));
         assert!(matches!(open("racing"), Err(Error::Locked { .. })));
         drop(open("ahead").expect("a lock not written for its TTL by the store's clock is over"));
         let ctx = open("dead").unwrap();

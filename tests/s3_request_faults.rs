@@ -71,6 +71,9 @@ mod on_s3 {
         /// Before the next manifest's PUT, delete the parts beside it (another process's
         /// cleanup acting while the writer stalled).
         steal_parts: std::sync::atomic::AtomicBool,
+        /// The next conditional PUT of a lock object is applied and then refused as if the
+        /// object were there already: what a retried request whose first try landed gets.
+        lock_put_refused_after_landing: std::sync::atomic::AtomicBool,
         armed: Mutex<Option<(Kind, usize, Mode)>>,
         seen: AtomicUsize,
         injected: AtomicUsize,
@@ -154,6 +157,19 @@ mod on_s3 {
                 for part in parts {
                     self.inner.delete(&part.location).await?;
                 }
+            }
+            if location.as_ref().ends_with("/.lock")
+                && opts.mode == object_store::PutMode::Create
+                && self
+                    .faults
+                    .lock_put_refused_after_landing
+                    .swap(false, Ordering::SeqCst)
+            {
+                self.inner.put_opts(location, payload, opts).await?;
+                return Err(object_store::Error::AlreadyExists {
+                    path: location.to_string(),
+                    source: "412 on a retried conditional PUT whose first try landed".into(),
+                });
             }
             match self.faults.check(Kind::Put) {
                 Verdict::Go => self.inner.put_opts(location, payload, opts).await,
@@ -431,6 +447,27 @@ mod on_s3 {
             stray.is_empty(),
             "{kind:?} {mode:?}: left behind: {stray:?}"
         );
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_lock_put_that_landed_before_its_retry_was_refused_is_this_processs_own() {
+        let url = s3_prefix("own-lock");
+        let faults = Arc::new(Faults::default());
+        faults
+            .lock_put_refused_after_landing
+            .store(true, Ordering::SeqCst);
+        let ctx = Context::builder()
+            .app_id("own-lock")
+            .checkpoint_dir(&url)
+            .checkpoint_storage(storage(&url, &faults, false))
+            .build()
+            .expect("the lock this process wrote is its own, not another's");
+        assert!(!faults.lock_put_refused_after_landing.load(Ordering::SeqCst));
+        let rdd = data(&ctx, false);
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 3_000);
+        assert!(rdd.is_checkpointed());
     }
 
     #[test]

@@ -361,6 +361,21 @@ impl S3Store {
             .map_err(|e| self.error("HEAD", key, e))
     }
 
+    /// The object at `key`, whole, with the time the store says it was last written (by
+    /// the store's own clock).
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
+    pub fn get_modified(&self, key: &str) -> io::Result<(Vec<u8>, std::time::SystemTime)> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        self.run(async move {
+            let r = store.get(&path).await?;
+            let written = system_time(r.meta.last_modified.timestamp_millis());
+            r.bytes().await.map(|b| (b.to_vec(), written))
+        })
+        .map_err(|e| self.error("GET", key, e))
+    }
+
     /// The time the store says the object at `key` was last written (by the store's own
     /// clock, not this machine's).
     ///
@@ -652,22 +667,23 @@ impl LockBody {
     }
 }
 
-/// Whether the taker that wrote `marker` is over: a process of this machine that is gone,
-/// or its marker was not written for its time to live by `now` (the store's clock). A
-/// marker that is not there is over: its taker is done (a taker deletes its marker when it
-/// leaves, whatever it did).
+/// How many takers of one lock instance may be at work at once (each in a slot of its own,
+/// [`S3Lock::remove_stale`]).
+const TAKEOVER_SLOTS: usize = 16;
+
+/// Whether the taker that wrote `marker` is over: there is no such marker (its taker is
+/// done: a taker deletes its marker when it leaves, whatever it did), its taker is a
+/// process of this machine that is gone, or the marker was not written for its time to
+/// live by `now` (the store's clock). The marker of a taker that is over is removed.
 fn marker_is_over(store: &S3Store, marker: &str, now: std::time::SystemTime) -> io::Result<bool> {
-    let Some(m) = lock_holder(store, marker)? else {
+    let Some((m, written)) = lock_holder_written(store, marker)? else {
         return Ok(true);
     };
-    if holder_is_gone(&m) {
-        return Ok(true);
+    let over = holder_is_gone(&m) || expired_by_store(written, now, m.ttl());
+    if over {
+        let _ = store.delete(marker);
     }
-    match store.modified(marker) {
-        Ok(written) => Ok(expired_by_store(written, now, m.ttl())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(e),
-    }
+    Ok(over)
 }
 
 /// This machine's boot and pid namespace: two processes that see the same value see the
@@ -708,18 +724,17 @@ fn expired_by_store(
 }
 
 /// Whether a busy lock may be over, before a takeover marker is written to tell for sure
-/// ([`S3Lock::remove_stale`], by the store's clock): its holder is a process of this
-/// machine that is gone, its time stamp looks older than its time to live by this
-/// machine's clock, or this process has seen the same lock instance, unrefreshed, for its
-/// time to live (by this machine's monotonic clock, which no other clock can skew: a dead
-/// holder whose clock ran ahead). A live holder refreshes every [`S3_LOCK_REFRESH`], so
-/// polling a live lock writes nothing.
-fn may_be_over(store: &S3Store, key: &str, h: &LockBody) -> bool {
+/// ([`S3Lock::remove_stale`], by the store's clock alone): its holder is a process of this
+/// machine that is gone, the store's time of its last write (`written`) looks older than
+/// its time to live by this machine's clock, or this process has seen the same lock
+/// instance, unrefreshed, for its time to live (by this machine's monotonic clock: a
+/// machine whose clock runs behind the store's still gets there). A live holder refreshes
+/// every [`S3_LOCK_REFRESH`], so polling a live lock writes nothing unless this machine's
+/// clock runs ahead of the store's by most of a time to live.
+fn may_be_over(store: &S3Store, key: &str, h: &LockBody, written: std::time::SystemTime) -> bool {
     type Seen = std::collections::HashMap<String, (String, std::time::Instant)>;
     static SEEN: std::sync::OnceLock<parking_lot::Mutex<Seen>> = std::sync::OnceLock::new();
-    if holder_is_gone(h)
-        || now_ms().saturating_sub(h.refreshed_unix_ms) > h.ttl().as_millis() as u64
-    {
+    if holder_is_gone(h) || expired_by_store(written, std::time::SystemTime::now(), h.ttl()) {
         return true;
     }
     let instance = format!("{}\0{}", h.owner, h.refreshed_unix_ms);
@@ -799,16 +814,27 @@ fn lock_body(token: &str) -> Vec<u8> {
 
 /// The owner and refresh time of the lock object at `key`, `None` when there is none.
 fn lock_holder(store: &S3Store, key: &str) -> io::Result<Option<LockBody>> {
-    match store.get(key) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockBody {
-            // Not a lock body (an empty lock file of an older build): treat as stale.
-            owner: String::new(),
-            pid: 0,
-            refreshed_unix_ms: 0,
-            machine: None,
-            started: None,
-            ttl_ms: None,
-        }))),
+    Ok(lock_holder_written(store, key)?.map(|(h, _)| h))
+}
+
+/// As [`lock_holder`], with the time the store says the lock object was last written.
+fn lock_holder_written(
+    store: &S3Store,
+    key: &str,
+) -> io::Result<Option<(LockBody, std::time::SystemTime)>> {
+    match store.get_modified(key) {
+        Ok((bytes, written)) => Ok(Some((
+            serde_json::from_slice(&bytes).unwrap_or(LockBody {
+                // Not a lock body (an empty lock file of an older build): treat as stale.
+                owner: String::new(),
+                pid: 0,
+                refreshed_unix_ms: 0,
+                machine: None,
+                started: None,
+                ttl_ms: None,
+            }),
+            written,
+        ))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -830,10 +856,15 @@ impl S3Lock {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
-            match lock_holder(store, key)? {
+            match lock_holder_written(store, key)? {
                 None => continue, // released meanwhile
-                Some(h) => {
-                    if !may_be_over(store, key, &h) || !Self::remove_stale(store, key, &h, &token)?
+                // This very PUT, landed, then refused on a retry of the request.
+                Some((h, _)) if h.owner == token => {
+                    return Ok(Some(S3Lock::hold(store, key, token)));
+                }
+                Some((h, written)) => {
+                    if !may_be_over(store, key, &h, written)
+                        || !Self::remove_stale(store, key, &h, &token)?
                     {
                         return Ok(None);
                     }
@@ -851,70 +882,81 @@ impl S3Lock {
     /// last-modified time against that of the marker just written. Time stamps in bodies
     /// come from the writers' clocks, which may be minutes apart, and decide nothing here.
     ///
-    /// Of the processes that find the lock over, one may remove it: the one whose
-    /// conditional PUT of a marker named after this lock instance wins. A marker that wins
-    /// generation `g > 0` counts only if the takers of all generations below it are over
-    /// (gone, done, or their markers not written for their time to live by the store's
-    /// clock), so a taker killed at work cannot wedge the folder, and one at work is not
-    /// overtaken unless it stalls past its time to live. Every taker deletes its marker
-    /// when it leaves; a late reader of a removed lock that wins a marker then finds the
-    /// lock gone, or another instance. (The GET before the removal and the removal are two
-    /// requests: a holder stalled past its time to live can still lose its lock between
-    /// them, which [`Storage::has_locks`] being false tells writers to expect.)
+    /// Of the processes that find the lock over, one may remove it. Each writes a marker
+    /// named after this lock instance in one of [`TAKEOVER_SLOTS`] slots (a conditional
+    /// PUT), then goes on only if every other slot is empty or its taker is over (gone, or
+    /// its marker not written for its time to live by the store's clock; such markers are
+    /// removed on the way, so a killed taker cannot wedge the folder). Of two takers at
+    /// work at once, the later to look sees the other's marker and leaves. Every taker
+    /// deletes its marker when it leaves, after its removal of the lock: a taker that finds
+    /// a slot empty finds the lock gone or another instance. (The GET before the removal and
+    /// the removal are two requests: a holder stalled past its time to live can still lose
+    /// its lock between them, which [`Storage::has_locks`] being false tells writers to
+    /// expect.)
     fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<bool> {
         let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let marker_of = |generation: usize| match generation {
+        let marker_of = |slot: usize| match slot {
             0 => format!("{key}.takeover-{instance}"),
             g => format!("{key}.takeover-{instance}.{g}"),
         };
-        for generation in 0..16 {
-            let marker = marker_of(generation);
+        let mut won = None;
+        for slot in 0..TAKEOVER_SLOTS {
+            let marker = marker_of(slot);
             match store.put_new(&marker, lock_body(token)) {
                 Ok(()) => {}
-                // That generation's taker is at it, or died at work: the next one tells.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-            let verdict = (|| {
-                let now = store.modified(&marker)?;
-                for earlier in 0..generation {
-                    if !marker_is_over(store, &marker_of(earlier), now)? {
-                        return Ok(Verdict::Live); // an earlier generation's taker is at it
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Another taker's, or this one's own PUT, landed, then refused on a
+                    // retry of the request.
+                    if lock_holder(store, &marker)?.is_none_or(|m| m.owner != token) {
+                        continue;
                     }
                 }
-                if holder_is_gone(h) {
-                    return Ok(Verdict::Over);
-                }
-                match store.modified(key) {
-                    Ok(written) if expired_by_store(written, now, h.ttl()) => Ok(Verdict::Over),
-                    Ok(_) => Ok(Verdict::Live),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Verdict::Released),
-                    Err(e) => Err(e),
-                }
-            })();
-            if !matches!(verdict, Ok(Verdict::Over)) {
-                // Nothing removed: as if this process had never come.
-                let _ = store.delete(&marker);
-                return verdict.map(|v| v == Verdict::Released);
+                Err(e) => return Err(e),
             }
-            // Removed only while it is still that instance.
-            let removed = lock_holder(store, key).and_then(|now| {
-                let same = now.is_some_and(|now| {
-                    now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
-                });
-                if same {
-                    store.delete(key)
-                } else {
-                    Ok(())
-                }
-            });
-            let _ = store.delete(&marker);
-            return removed.map(|()| true);
+            won = Some(marker);
+            break;
         }
-        Ok(false)
+        let Some(marker) = won else {
+            return Ok(false); // every slot is taken: others are at it
+        };
+        let verdict = (|| {
+            let now = store.modified(&marker)?;
+            for other in (0..TAKEOVER_SLOTS).map(marker_of).filter(|m| *m != marker) {
+                if !marker_is_over(store, &other, now)? {
+                    return Ok(Verdict::Live); // another taker is at it
+                }
+            }
+            if holder_is_gone(h) {
+                return Ok(Verdict::Over);
+            }
+            match store.modified(key) {
+                Ok(written) if expired_by_store(written, now, h.ttl()) => Ok(Verdict::Over),
+                Ok(_) => Ok(Verdict::Live),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Verdict::Released),
+                Err(e) => Err(e),
+            }
+        })();
+        if !matches!(verdict, Ok(Verdict::Over)) {
+            // Nothing removed: as if this process had never come.
+            let _ = store.delete(&marker);
+            return verdict.map(|v| v == Verdict::Released);
+        }
+        // Removed only while it is still that instance.
+        let removed = lock_holder(store, key).and_then(|now| {
+            let same = now.is_some_and(|now| {
+                now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+            });
+            if same {
+                store.delete(key)
+            } else {
+                Ok(())
+            }
+        });
+        let _ = store.delete(&marker);
+        removed.map(|()| true)
     }
 
     fn hold(store: &Arc<S3Store>, key: &str, token: String) -> S3Lock {

@@ -62,8 +62,9 @@
 //! - types whose `Deserialize` fails or panics on the tracer's sample values (each integer
 //!   is tried as 0, then as 1, so `NonZeroU64` traces);
 //! - two different containers with the same serde name, including two instantiations of
-//!   one generic type whose layouts differ (`(Pair<u8>, Pair<String>)`), and a generic enum
-//!   used with two type arguments even where its layout is the same;
+//!   one generic type whose layouts differ (`(Pair<u8>, Pair<String>)`), two enums of one
+//!   serde name from two Rust types (even with the same variants), and a generic enum used
+//!   with two type arguments;
 //! - fields with `#[serde(alias)]` (serde lists the alias as a field of its own);
 //! - an enum whose first variant contains the enum itself (the tracer always explores the
 //!   first variant first, so `enum Expr { Add(Box<Expr>, Box<Expr>), Lit(i64) }` never
@@ -81,7 +82,9 @@
 //! And what a layout cannot say: a type whose serde form is a plain value traces as that
 //! value. A `serde_repr` enum is its integer (`u8`), so renumbering or reordering its
 //! variants' discriminants changes no layout, and old checkpoints read as the new numbers
-//! say; a `#[serde(from, into)]` type is the layout of its stand-in.
+//! say; a `#[serde(from, into)]` type is the layout of its stand-in. Containers are told
+//! apart by their Rust types, so two `#[serde(remote)]` definitions of one foreign type in
+//! one element type (both deserialize as that type) are taken for one: the first met.
 //!
 //! Tracing never returns a partial layout: whatever serde-reflection leaves unresolved, and
 //! every enum whose variants were not all seen, makes the whole layout `None`.
@@ -397,6 +400,10 @@ struct ProbeState {
     conflict: Cell<bool>,
     /// The names of such enums.
     conflicting_enums: RefCell<BTreeSet<&'static str>>,
+    /// The Rust type each enum name was first met as: two types of one serde name are two
+    /// enums, even with the same variant names (the tracer would explore one and take its
+    /// variants for the other's).
+    enum_types: RefCell<HashMap<&'static str, TypeId>>,
     /// The fields each struct declared when it was met, before it was read: a struct of
     /// the same name declaring others is another struct (of another module), and neither
     /// is checked by name.
@@ -596,11 +603,12 @@ impl ProbeState {
         }
     }
 
-    /// Records an enum and its declared variants.
-    fn saw_enum(&self, name: &'static str, variants: &'static [&'static str]) {
+    /// Records an enum, its Rust type and its declared variants.
+    fn saw_enum(&self, name: &'static str, rust: TypeId, variants: &'static [&'static str]) {
         self.met.borrow_mut().insert(name);
         let first = *self.enums.borrow_mut().entry(name).or_insert(variants);
-        if first != variants {
+        let first_type = *self.enum_types.borrow_mut().entry(name).or_insert(rust);
+        if first != variants || first_type != rust {
             self.conflict.set(true);
             self.conflicting_enums.borrow_mut().insert(name);
         }
@@ -752,7 +760,8 @@ impl<'de, X: de::Deserializer<'de>> de::Deserializer<'de> for Probe<'_, X> {
         visitor: V,
     ) -> Result<V::Value, X::Error> {
         let _depth = self.state.enter()?;
-        self.state.saw_enum(name, variants);
+        self.state
+            .saw_enum(name, typeid::of::<V::Value>(), variants);
         let visitor = self.wrap(visitor);
         self.state.enums_open.borrow_mut().push(name);
         let out = self.inner.deserialize_enum(name, variants, visitor);
@@ -2196,6 +2205,37 @@ mod tests {
             text::<Same>(),
             "Same; struct P { _x: seq<u8> }; enum Same { 0 A(P), 1 B(P) }"
         );
+        // Two enums of one serde name and the same variant names, one met at the top and
+        // the other only where the tracer cuts it short: no layout, not the first one's.
+        mod ea {
+            #[derive(serde::Deserialize)]
+            pub enum Mode {
+                Slow,
+                Fast(u8),
+            }
+        }
+        mod eb {
+            #[derive(serde::Deserialize)]
+            pub enum Mode {
+                Slow,
+                Fast(i8),
+            }
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            _m: Vec<eb::Mode>,
+        }
+        #[derive(Deserialize)]
+        enum Src {
+            Local(Inner),
+            Remote,
+        }
+        #[derive(Deserialize)]
+        struct Both2 {
+            _mode: ea::Mode,
+            _src: Src,
+        }
+        assert_eq!(Layout::of::<Both2>(), None);
         // What is reached only through a struct inside an enum's variant is still cut short
         // (the enum keeps its variants' formats from one pass to the next): no layout
         // rather than a wrong one.

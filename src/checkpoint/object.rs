@@ -645,12 +645,14 @@ struct LockBody {
 /// What a taker finds of a lock ([`S3Lock::remove_stale`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
-    /// Over: it may be removed.
+    /// Over: it may be removed (and was).
     Over,
-    /// Live, or another taker is at it.
+    /// Live.
     Live,
     /// Released meanwhile: the lock may be taken.
     Released,
+    /// Another taker is at it: try again after a pause.
+    Contended,
 }
 
 /// The longest time to live a lock body may claim: a body claiming more (damaged, or
@@ -667,14 +669,10 @@ impl LockBody {
     }
 }
 
-/// How many takers of one lock instance may be at work at once (each in a slot of its own,
-/// [`S3Lock::remove_stale`]).
-const TAKEOVER_SLOTS: usize = 16;
-
-/// Whether the taker that wrote `marker` is over: there is no such marker (its taker is
-/// done: a taker deletes its marker when it leaves, whatever it did), its taker is a
-/// process of this machine that is gone, or the marker was not written for its time to
-/// live by `now` (the store's clock). The marker of a taker that is over is removed.
+/// Whether the taker that wrote `marker` is over: there is no such marker any more (its
+/// taker is done), its taker is a process of this machine that is gone, or the marker was
+/// not written for its time to live by `now` (the store's clock). The marker of a taker
+/// that is over is removed (markers are named after their takers: no other is hit).
 fn marker_is_over(store: &S3Store, marker: &str, now: std::time::SystemTime) -> io::Result<bool> {
     let Some((m, written)) = lock_holder_written(store, marker)? else {
         return Ok(true);
@@ -728,7 +726,8 @@ fn expired_by_store(
 /// machine that is gone, the store's time of its last write (`written`) looks older than
 /// its time to live by this machine's clock, or this process has seen the same lock
 /// instance, unrefreshed, for its time to live (by this machine's monotonic clock: a
-/// machine whose clock runs behind the store's still gets there). A live holder refreshes
+/// process that keeps trying gets there even when its clock runs behind the store's). A
+/// live holder refreshes
 /// every [`S3_LOCK_REFRESH`], so polling a live lock writes nothing unless this machine's
 /// clock runs ahead of the store's by most of a time to live.
 fn may_be_over(store: &S3Store, key: &str, h: &LockBody, written: std::time::SystemTime) -> bool {
@@ -840,21 +839,48 @@ fn lock_holder_written(
     }
 }
 
+/// A token no other taker has: 128 random bits (from the standard library's randomly
+/// seeded hasher keys), then this process's pid.
+fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}-{}", random(), random(), std::process::id())
+}
+
+/// A pause of 20 to 200 ms, different for each taker, before trying again where another
+/// taker was at work.
+fn jitter() {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    std::thread::sleep(std::time::Duration::from_millis(20 + h.finish() % 180));
+}
+
 impl S3Lock {
     /// Takes the lease at `key`, or `None` when a live holder has it.
     fn take(store: &Arc<S3Store>, key: &str) -> io::Result<Option<S3Lock>> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let token = format!(
-            "{:x}-{}-{}",
-            now_ms() ^ u64::from(std::process::id()).rotate_left(32),
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        for _ in 0..3 {
+        let token = new_token();
+        for _ in 0..8 {
             match store.put_new(key, lock_body(&token)) {
                 Ok(()) => return Ok(Some(S3Lock::hold(store, key, token))),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // A PUT whose answer was lost may have landed: then the lock is ours.
+                    return match lock_holder(store, key) {
+                        Ok(Some(h)) if h.owner == token => {
+                            Ok(Some(S3Lock::hold(store, key, token)))
+                        }
+                        _ => Err(e),
+                    };
+                }
             }
             match lock_holder_written(store, key)? {
                 None => continue, // released meanwhile
@@ -863,10 +889,13 @@ impl S3Lock {
                     return Ok(Some(S3Lock::hold(store, key, token)));
                 }
                 Some((h, written)) => {
-                    if !may_be_over(store, key, &h, written)
-                        || !Self::remove_stale(store, key, &h, &token)?
-                    {
+                    if !may_be_over(store, key, &h, written) {
                         return Ok(None);
+                    }
+                    match Self::remove_stale(store, key, &h, &token)? {
+                        Verdict::Over | Verdict::Released => continue,
+                        Verdict::Live => return Ok(None),
+                        Verdict::Contended => jitter(),
                     }
                 }
             }
@@ -874,59 +903,59 @@ impl S3Lock {
         Ok(None)
     }
 
-    /// Removes the lock `h` at `key` if it is over, unless another process is doing so:
-    /// false when it is live, or another process is at it.
+    /// Removes the lock `h` at `key` if it is over, unless another taker is at it; says
+    /// which: [`Verdict::Over`] (removed), [`Verdict::Released`] (gone meanwhile),
+    /// [`Verdict::Live`] or [`Verdict::Contended`].
     ///
     /// A lock is over when its holder is a process of this machine that is gone, or when
     /// the store's clock says it was not written for its time to live: the lock object's
     /// last-modified time against that of the marker just written. Time stamps in bodies
     /// come from the writers' clocks, which may be minutes apart, and decide nothing here.
     ///
-    /// Of the processes that find the lock over, one may remove it. Each writes a marker
-    /// named after this lock instance in one of [`TAKEOVER_SLOTS`] slots (a conditional
-    /// PUT), then goes on only if every other slot is empty or its taker is over (gone, or
-    /// its marker not written for its time to live by the store's clock; such markers are
-    /// removed on the way, so a killed taker cannot wedge the folder). Of two takers at
-    /// work at once, the later to look sees the other's marker and leaves. Every taker
-    /// deletes its marker when it leaves, after its removal of the lock: a taker that finds
-    /// a slot empty finds the lock gone or another instance. (The GET before the removal and
-    /// the removal are two requests: a holder stalled past its time to live can still lose
-    /// its lock between them, which [`Storage::has_locks`] being false tells writers to
-    /// expect.)
-    fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<bool> {
+    /// Of the processes that find the lock over, one may remove it. Each writes a marker of
+    /// its own, named after the lock instance and its token, then lists the markers of this
+    /// instance and goes on only if every other one's taker is over (a gone process of this
+    /// machine, or a marker not written for its time to live by the store's clock; such
+    /// markers are removed on the way, and a removal can only hit the marker read, as no
+    /// two takers share a name). Of two takers at work at once, the later to list sees the
+    /// other's marker and backs off (both may; they try again after a random pause). Every
+    /// taker deletes its marker when it leaves, after its removal of the lock. (The GET
+    /// before the removal and the removal are two requests: a holder stalled past its time
+    /// to live can still lose its lock between them, which [`Storage::has_locks`] being
+    /// false tells writers to expect.)
+    fn remove_stale(store: &S3Store, key: &str, h: &LockBody, token: &str) -> io::Result<Verdict> {
         let instance: String = format!("{}-{}", h.owner, h.refreshed_unix_ms)
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let marker_of = |slot: usize| match slot {
-            0 => format!("{key}.takeover-{instance}"),
-            g => format!("{key}.takeover-{instance}.{g}"),
-        };
-        let mut won = None;
-        for slot in 0..TAKEOVER_SLOTS {
-            let marker = marker_of(slot);
-            match store.put_new(&marker, lock_body(token)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    // Another taker's, or this one's own PUT, landed, then refused on a
-                    // retry of the request.
-                    if lock_holder(store, &marker)?.is_none_or(|m| m.owner != token) {
-                        continue;
-                    }
-                }
-                Err(e) => return Err(e),
+        let (folder, lock_name) = key.rsplit_once('/').unwrap_or(("", key));
+        let prefix = format!("{lock_name}.takeover-{instance}.");
+        let in_folder = |name: &str| {
+            if folder.is_empty() {
+                name.to_string()
+            } else {
+                format!("{folder}/{name}")
             }
-            won = Some(marker);
-            break;
-        }
-        let Some(marker) = won else {
-            return Ok(false); // every slot is taken: others are at it
         };
+        let mine = in_folder(&format!("{prefix}{token}"));
+        match store.put_new(&mine, lock_body(token)) {
+            // No other taker has this name: a refusal is this PUT, landed on a retry.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                let _ = store.delete(&mine); // in case it landed
+                return Err(e);
+            }
+        }
         let verdict = (|| {
-            let now = store.modified(&marker)?;
-            for other in (0..TAKEOVER_SLOTS).map(marker_of).filter(|m| *m != marker) {
-                if !marker_is_over(store, &other, now)? {
-                    return Ok(Verdict::Live); // another taker is at it
+            let now = store.modified(&mine)?;
+            for name in store.list_children(folder)? {
+                let other = in_folder(&name);
+                if name.starts_with(&prefix)
+                    && other != mine
+                    && !marker_is_over(store, &other, now)?
+                {
+                    return Ok(Verdict::Contended);
                 }
             }
             if holder_is_gone(h) {
@@ -939,24 +968,24 @@ impl S3Lock {
                 Err(e) => Err(e),
             }
         })();
-        if !matches!(verdict, Ok(Verdict::Over)) {
-            // Nothing removed: as if this process had never come.
-            let _ = store.delete(&marker);
-            return verdict.map(|v| v == Verdict::Released);
-        }
-        // Removed only while it is still that instance.
-        let removed = lock_holder(store, key).and_then(|now| {
-            let same = now.is_some_and(|now| {
-                now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+        if matches!(verdict, Ok(Verdict::Over)) {
+            // Removed only while it is still that instance.
+            let removed = lock_holder(store, key).and_then(|now| {
+                let same = now.is_some_and(|now| {
+                    now.owner == h.owner && now.refreshed_unix_ms == h.refreshed_unix_ms
+                });
+                if same {
+                    store.delete(key)
+                } else {
+                    Ok(())
+                }
             });
-            if same {
-                store.delete(key)
-            } else {
-                Ok(())
-            }
-        });
-        let _ = store.delete(&marker);
-        removed.map(|()| true)
+            let _ = store.delete(&mine);
+            return removed.map(|()| Verdict::Over);
+        }
+        // Nothing removed: as if this process had never come.
+        let _ = store.delete(&mine);
+        verdict
     }
 
     fn hold(store: &Arc<S3Store>, key: &str, token: String) -> S3Lock {

@@ -855,20 +855,23 @@ fn new_token() -> String {
     format!("{:016x}{:016x}-{}", random(), random(), std::process::id())
 }
 
-/// A pause of 20 to 200 ms, different for each taker, before trying again where another
-/// taker was at work.
-fn jitter() {
+/// A random pause before the `round`-th try again where another taker was at work: up
+/// to 50 ms, doubling each round (up to 6.4 s), so that takers that keep meeting spread
+/// out until one gets through alone.
+fn jitter(round: u32) {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    std::thread::sleep(std::time::Duration::from_millis(20 + h.finish() % 180));
+    h.write_u32(round);
+    let most = 50u64 << round.min(7);
+    std::thread::sleep(std::time::Duration::from_millis(1 + h.finish() % most));
 }
 
 impl S3Lock {
     /// Takes the lease at `key`, or `None` when a live holder has it.
     fn take(store: &Arc<S3Store>, key: &str) -> io::Result<Option<S3Lock>> {
         let token = new_token();
-        for _ in 0..8 {
+        let mut contended = 0;
+        for _ in 0..12 {
             match store.put_new(key, lock_body(&token)) {
                 Ok(()) => return Ok(Some(S3Lock::hold(store, key, token))),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -895,7 +898,10 @@ impl S3Lock {
                     match Self::remove_stale(store, key, &h, &token)? {
                         Verdict::Over | Verdict::Released => continue,
                         Verdict::Live => return Ok(None),
-                        Verdict::Contended => jitter(),
+                        Verdict::Contended => {
+                            jitter(contended);
+                            contended += 1;
+                        }
                     }
                 }
             }

@@ -528,8 +528,9 @@ fn redact(text: &str) -> String {
 /// for [`S3_LOCK_TTL`] by the store's own clock (its holder was killed; at once when the
 /// holder was a process of this machine that is gone). Machines' clocks may disagree, so
 /// the time stamps in lock bodies decide nothing: a lock's age is its last-modified time
-/// against that of a marker written when it is taken over. As a lease is weaker than a filesystem lock (a holder stalled past
-/// the TTL loses it), [`Storage::has_locks`] is false: a writer checks that it still holds
+/// against that of a marker written when it is taken over. As a lease is weaker than a
+/// filesystem lock (a holder stalled past the TTL loses it), [`Storage::has_locks`] is
+/// false: a writer checks that it still holds
 /// the lease before it commits, cleanup removes a write attempt without a manifest only once
 /// nothing was written below it for [`S3Options::cleanup_grace`], and streams (which rest on
 /// one writer) refuse object stores.
@@ -727,8 +728,7 @@ fn expired_by_store(
 /// its time to live by this machine's clock, or this process has seen the same lock
 /// instance, unrefreshed, for its time to live (by this machine's monotonic clock: a
 /// process that keeps trying gets there even when its clock runs behind the store's). A
-/// live holder refreshes
-/// every [`S3_LOCK_REFRESH`], so polling a live lock writes nothing unless this machine's
+/// live holder refreshes every [`S3_LOCK_REFRESH`], so polling a live lock writes nothing unless this machine's
 /// clock runs ahead of the store's by most of a time to live.
 fn may_be_over(store: &S3Store, key: &str, h: &LockBody, written: std::time::SystemTime) -> bool {
     type Seen = std::collections::HashMap<String, (String, std::time::Instant)>;
@@ -839,31 +839,31 @@ fn lock_holder_written(
     }
 }
 
-/// A token no other taker has: 128 random bits (from the standard library's randomly
-/// seeded hasher keys), then this process's pid.
+/// 64 random bits: the standard library's hasher keys are drawn at random per process and
+/// stepped per `RandomState`, as for write ids (`writer::new_write_id`).
+fn random_u64(salt: impl std::hash::Hash) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(salt)
+}
+
+/// A token no other taker has: 128 random bits, then this process's pid.
 fn new_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish()
-    };
-    format!("{:016x}{:016x}-{}", random(), random(), std::process::id())
+    format!(
+        "{:016x}{:016x}-{}",
+        random_u64(0u8),
+        random_u64(1u8),
+        std::process::id()
+    )
 }
 
 /// A random pause before the `round`-th try again where another taker was at work: up
 /// to 50 ms, doubling each round (up to 6.4 s), so that takers that keep meeting spread
 /// out until one gets through alone.
 fn jitter(round: u32) {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(round);
     let most = 50u64 << round.min(7);
-    std::thread::sleep(std::time::Duration::from_millis(1 + h.finish() % most));
+    std::thread::sleep(std::time::Duration::from_millis(
+        1 + random_u64(round) % most,
+    ));
 }
 
 impl S3Lock {

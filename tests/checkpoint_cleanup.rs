@@ -9,15 +9,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use flintlock::checkpoint::StorageOp;
 use flintlock::Context;
 
+/// A context with a generated app id and `clean_checkpoints(true)`, checkpointing below
+/// `dir`.
+fn cleaning(dir: &std::path::Path) -> Context {
+    Context::builder()
+        .threads(2)
+        .checkpoint_dir(dir)
+        .clean_checkpoints(true)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn with_cleanup_the_folder_goes_with_the_last_handle_and_the_app_folder_with_the_context() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::builder()
-        .threads(2)
-        .checkpoint_dir(dir.path())
-        .clean_checkpoints(true)
-        .build()
-        .unwrap();
+    let ctx = cleaning(dir.path());
     let app = dir.path().join(ctx.app_id());
     let rdd = ctx.range(0..10, 2).map(|x| x * 2);
     rdd.checkpoint().unwrap();
@@ -35,6 +41,37 @@ fn with_cleanup_the_folder_goes_with_the_last_handle_and_the_app_folder_with_the
     assert!(app.exists());
     drop(ctx);
     assert!(!app.exists(), "the app folder went with the context");
+}
+
+#[test]
+fn an_app_folder_a_visitor_is_in_stays_and_its_visit_lock_is_not_pulled_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = cleaning(dir.path());
+    let app = dir.path().join(ctx.app_id());
+    // A visitor (another process's start-up cleanup, `flintlock gc`) holds the visit lock.
+    let visit = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(app.join(".visit.lock"))
+        .unwrap();
+    visit.try_lock().unwrap();
+    drop(ctx);
+    assert!(
+        app.join(".visit.lock").exists(),
+        "the visitor's lock file was removed under it: a second visitor could take it"
+    );
+    assert!(app.exists());
+    // Without a visitor, the folder goes with its context.
+    drop(visit);
+    let ctx = cleaning(dir.path());
+    let app = dir.path().join(ctx.app_id());
+    std::fs::write(app.join(".lock.takeover-dead-1.token-9"), b"{}").unwrap();
+    drop(ctx);
+    assert!(
+        !app.exists(),
+        "a takeover marker left by a killed taker kept the app folder"
+    );
 }
 
 /// Set to make folder fsyncs take a second: a removal (which fsyncs the folder once its

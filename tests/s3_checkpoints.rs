@@ -242,6 +242,20 @@ mod on_s3 {
 
     #[test]
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_file_sink_on_s3_is_refused_as_its_exactly_once_rests_on_one_writer() {
+        use flintlock::streaming::{FileSink, Sink};
+        let (url, _) = location();
+        let bucket = url.trim_start_matches("s3://").split('/').next().unwrap();
+        let storage = flintlock::checkpoint::S3Storage::open(bucket, &S3Options::from_env());
+        let sink = FileSink::new(format!("{url}/out")).with_storage(Arc::new(storage.unwrap()));
+        match Sink::<String>::last_committed(&sink) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("locks"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
     fn a_second_owner_of_an_app_folder_on_s3_is_locked_out_until_the_first_is_dropped() {
         let (url, store) = location();
         let open = || {
@@ -271,6 +285,32 @@ mod on_s3 {
             .unwrap()
             .iter()
             .all(|k| !k.ends_with("/.lock")));
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_generated_app_folder_on_s3_goes_with_its_context_despite_a_dead_takers_marker() {
+        let (url, store) = location();
+        let ctx = Context::builder()
+            .checkpoint_dir(&url)
+            .clean_checkpoints(true)
+            .build()
+            .unwrap();
+        let app = ctx.app_id().to_string();
+        let rdd = ctx.range(0..10, 2);
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 10);
+        drop(rdd);
+        flintlock::checkpoint::wait_for_removals();
+        // A taker killed at work on an earlier instance of the lock left its marker.
+        store
+            .put(
+                &format!("{app}/.lock.takeover-dead-1.token-9"),
+                b"{}".to_vec(),
+            )
+            .unwrap();
+        drop(ctx);
+        assert_eq!(store.list(&app).unwrap(), Vec::<String>::new());
     }
 
     #[test]

@@ -74,6 +74,13 @@ mod on_s3 {
         /// The next conditional PUT of a lock object is applied and then refused as if the
         /// object were there already: what a retried request whose first try landed gets.
         lock_put_refused_after_landing: std::sync::atomic::AtomicBool,
+        /// Before the next refresh of a lock object (a PUT that is not a create), another
+        /// holder takes the lock: what a taker that removed the lease and took it between
+        /// the refresher's read and its write leaves.
+        lock_refresh_overtaken: std::sync::atomic::AtomicBool,
+        /// The next refresh of a lock object is applied and then refused as changed
+        /// meanwhile: what a retried conditional request whose first try landed gets.
+        lock_refresh_refused_after_landing: std::sync::atomic::AtomicBool,
         armed: Mutex<Option<(Kind, usize, Mode)>>,
         seen: AtomicUsize,
         injected: AtomicUsize,
@@ -170,6 +177,33 @@ mod on_s3 {
                     path: location.to_string(),
                     source: "412 on a retried conditional PUT whose first try landed".into(),
                 });
+            }
+            if location.as_ref().ends_with("/.lock") && opts.mode != object_store::PutMode::Create {
+                if self
+                    .faults
+                    .lock_refresh_overtaken
+                    .swap(false, Ordering::SeqCst)
+                {
+                    let body = format!(
+                        r#"{{"owner":"a-taker","pid":1,"refreshed_unix_ms":{},"ttl_ms":600000}}"#,
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_millis()
+                    );
+                    self.inner.put(location, body.into_bytes().into()).await?;
+                }
+                if self
+                    .faults
+                    .lock_refresh_refused_after_landing
+                    .swap(false, Ordering::SeqCst)
+                {
+                    self.inner.put_opts(location, payload, opts).await?;
+                    return Err(object_store::Error::Precondition {
+                        path: location.to_string(),
+                        source: "412 on a retried conditional PUT whose first try landed".into(),
+                    });
+                }
             }
             match self.faults.check(Kind::Put) {
                 Verdict::Go => self.inner.put_opts(location, payload, opts).await,
@@ -465,6 +499,65 @@ mod on_s3 {
             .expect("the lock this process wrote is its own, not another's");
         assert!(!faults.lock_put_refused_after_landing.load(Ordering::SeqCst));
         let rdd = data(&ctx, false);
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 3_000);
+        assert!(rdd.is_checkpointed());
+    }
+
+    #[test]
+    #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
+    fn a_lease_refresh_never_overwrites_a_holder_that_took_over_and_knows_its_own_write() {
+        let url = s3_prefix("refresh");
+        let (overtaken, landed) = (Arc::new(Faults::default()), Arc::new(Faults::default()));
+        overtaken
+            .lock_refresh_overtaken
+            .store(true, Ordering::SeqCst);
+        landed
+            .lock_refresh_refused_after_landing
+            .store(true, Ordering::SeqCst);
+        let open = |app: &str, faults: &Arc<Faults>| {
+            Context::builder()
+                .app_id(app)
+                .checkpoint_dir(&url)
+                .checkpoint_storage(storage(&url, faults, false))
+                .build()
+                .unwrap()
+        };
+        let (lost, kept) = (open("overtaken", &overtaken), open("landed", &landed));
+        // Holders rewrite their lease every 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while overtaken.lock_refresh_overtaken.load(Ordering::SeqCst)
+            || landed
+                .lock_refresh_refused_after_landing
+                .load(Ordering::SeqCst)
+        {
+            assert!(std::time::Instant::now() < deadline, "no refresh in 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let store = S3Store::open(&url, &S3Options::from_env()).unwrap();
+        let holder = String::from_utf8(store.get("overtaken/.lock").unwrap()).unwrap();
+        assert!(
+            holder.contains("a-taker"),
+            "the refresh overwrote the new holder's lease: {holder}"
+        );
+        // The holder that lost its lease commits nothing into the folder.
+        let rdd = data(&lost, false);
+        rdd.checkpoint().unwrap();
+        match rdd.count() {
+            Err(flintlock::Error::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(!rdd.is_checkpointed());
+        assert_eq!(every_manifest_reads_back(&url, &[], "overtaken"), 0);
+        drop((rdd, lost));
+        let holder = String::from_utf8(store.get("overtaken/.lock").unwrap()).unwrap();
+        assert!(
+            holder.contains("a-taker"),
+            "released another's lease: {holder}"
+        );
+        // A refresh refused after it landed is this holder's own: the lease is still held.
+        let rdd = data(&kept, false);
         rdd.checkpoint().unwrap();
         assert_eq!(rdd.count().unwrap(), 3_000);
         assert!(rdd.is_checkpointed());

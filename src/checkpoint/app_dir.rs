@@ -28,6 +28,10 @@ const APP_MARKER: &str = ".flintlock-app";
 /// visitor instead of reporting [`Error::Locked`].
 pub(crate) const VISIT_LOCK: &str = ".visit.lock";
 
+/// What names a takeover marker of a lease on an object store: `<lock>.takeover-<lock
+/// instance>.<taker>`, beside the lock.
+pub(crate) const TAKEOVER: &str = ".takeover-";
+
 /// What a visitor found in an app folder.
 pub(crate) enum Visit<R> {
     /// No live owner: the visit ran with both locks held and returned this.
@@ -396,16 +400,35 @@ impl Drop for AppDir {
         if !self.owner || !self.remove_if_empty.load(Ordering::Acquire) {
             return;
         }
-        let only_lock = self.storage.list(&self.dir).is_ok_and(|names| {
-            names
-                .iter()
-                .all(|n| n == LOCK_FILE || n == APP_MARKER || n == VISIT_LOCK)
-        });
-        if only_lock {
-            let _ = self.storage.remove_file(&self.dir.join(APP_MARKER));
-            let _ = self.storage.remove_file(&self.dir.join(VISIT_LOCK));
-            let _ = self.storage.remove_file(&self.dir.join(LOCK_FILE));
+        // A visitor at work holds the visit lock: its lock file is left to it (removing it
+        // would let a second visitor in, and on an object store end the first one's lease),
+        // and so is the folder.
+        let Ok(Some(_visit)) = self.storage.try_lock(&self.dir.join(VISIT_LOCK)) else {
+            return;
+        };
+        let Ok(names) = self.storage.list(&self.dir) else {
+            return;
+        };
+        if names.iter().all(|n| is_lock_leftover(n)) {
+            // The app marker first (the folder is no app folder any more), the locks last.
+            let mut names = names;
+            names.sort_by_key(|n| (n != APP_MARKER, n == LOCK_FILE || n == VISIT_LOCK));
+            for n in names {
+                let _ = self.storage.remove_file(&self.dir.join(n));
+            }
             let _ = self.storage.remove_dir(&self.dir);
         }
     }
+}
+
+/// Whether `name` in an app folder is one of the files that hold no data: the app marker,
+/// the lock files, and the takeover markers an object store's lease leaves beside a lock
+/// (`.lock.takeover-...`; a killed taker's stays).
+fn is_lock_leftover(name: &str) -> bool {
+    name == APP_MARKER
+        || name == LOCK_FILE
+        || name == VISIT_LOCK
+        || [LOCK_FILE, VISIT_LOCK]
+            .iter()
+            .any(|lock| name.starts_with(&format!("{lock}{TAKEOVER}")))
 }

@@ -367,13 +367,38 @@ impl S3Store {
     /// # Errors
     /// [`io::ErrorKind::NotFound`] when there is none; the store's error otherwise.
     pub fn get_modified(&self, key: &str) -> io::Result<(Vec<u8>, std::time::SystemTime)> {
+        self.get_tagged(key)
+            .map(|(bytes, written, _)| (bytes, written))
+    }
+
+    /// As [`get_modified`](Self::get_modified), with the object's entity tag (`None` when
+    /// the store gives none), for [`put_if_tagged`](Self::put_if_tagged).
+    pub(crate) fn get_tagged(
+        &self,
+        key: &str,
+    ) -> io::Result<(Vec<u8>, std::time::SystemTime, Option<String>)> {
         let (store, path) = (self.store.clone(), self.path(key)?);
         self.run(async move {
             let r = store.get(&path).await?;
             let written = system_time(r.meta.last_modified.timestamp_millis());
-            r.bytes().await.map(|b| (b.to_vec(), written))
+            let tag = r.meta.e_tag.clone();
+            r.bytes().await.map(|b| (b.to_vec(), written, tag))
         })
         .map_err(|e| self.error("GET", key, e))
+    }
+
+    /// Replaces the object at `key` only while its entity tag is still `e_tag`
+    /// (`If-Match`): an object written or removed by anyone since it was read is left as
+    /// it is, and the error's kind is [`io::ErrorKind::AlreadyExists`].
+    pub(crate) fn put_if_tagged(&self, key: &str, bytes: Vec<u8>, e_tag: String) -> io::Result<()> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        let opts = PutOptions::from(PutMode::Update(object_store::UpdateVersion {
+            e_tag: Some(e_tag),
+            version: None,
+        }));
+        self.run(async move { store.put_opts(&path, PutPayload::from(bytes), opts).await })
+            .map(drop)
+            .map_err(|e| self.error("PUT (if match)", key, e))
     }
 
     /// The time the store says the object at `key` was last written (by the store's own
@@ -533,7 +558,7 @@ fn redact(text: &str) -> String {
 /// false: a writer checks that it still holds
 /// the lease before it commits, cleanup removes a write attempt without a manifest only once
 /// nothing was written below it for [`S3Options::cleanup_grace`], and streams (which rest on
-/// one writer) refuse object stores.
+/// one writer) refuse object stores, as do `FileSink`s.
 ///
 /// Multipart uploads abandoned by a killed writer are invisible to listings; a bucket
 /// lifecycle rule (`AbortIncompleteMultipartUpload`) removes them.
@@ -822,21 +847,23 @@ fn lock_holder_written(
     key: &str,
 ) -> io::Result<Option<(LockBody, std::time::SystemTime)>> {
     match store.get_modified(key) {
-        Ok((bytes, written)) => Ok(Some((
-            serde_json::from_slice(&bytes).unwrap_or(LockBody {
-                // Not a lock body (an empty lock file of an older build): treat as stale.
-                owner: String::new(),
-                pid: 0,
-                refreshed_unix_ms: 0,
-                machine: None,
-                started: None,
-                ttl_ms: None,
-            }),
-            written,
-        ))),
+        Ok((bytes, written)) => Ok(Some((parse_lock_body(&bytes), written))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The lock body in `bytes`; one that is not (an empty lock file of an older build) has
+/// no owner and was never refreshed: it is stale.
+fn parse_lock_body(bytes: &[u8]) -> LockBody {
+    serde_json::from_slice(bytes).unwrap_or(LockBody {
+        owner: String::new(),
+        pid: 0,
+        refreshed_unix_ms: 0,
+        machine: None,
+        started: None,
+        ttl_ms: None,
+    })
 }
 
 /// 64 random bits: the standard library's hasher keys are drawn at random per process and
@@ -935,7 +962,7 @@ impl S3Lock {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
         let (folder, lock_name) = key.rsplit_once('/').unwrap_or(("", key));
-        let prefix = format!("{lock_name}.takeover-{instance}.");
+        let prefix = format!("{lock_name}{}{instance}.", super::app_dir::TAKEOVER);
         let in_folder = |name: &str| {
             if folder.is_empty() {
                 name.to_string()
@@ -1009,14 +1036,8 @@ impl S3Lock {
                         return;
                     }
                 }
-                // Rewritten only while it is still ours (a holder stalled past the TTL may
-                // have lost it to another).
-                match lock_holder(&s, &k) {
-                    Ok(Some(h)) if h.owner == t => {
-                        let _ = s.put(&k, lock_body(&t));
-                    }
-                    Ok(_) => return,
-                    Err(_) => {}
+                if !refresh(&s, &k, &t) {
+                    return;
                 }
             })
             .ok();
@@ -1028,6 +1049,54 @@ impl S3Lock {
             refresher,
         }
     }
+}
+
+/// Rewrites the lock at `key` if it is still `token`'s; false once it is not (a holder
+/// stalled past its time to live lost it to another, or it was removed), so the refresher
+/// stops. The rewrite is conditional on the entity tag read with the owner (`If-Match`):
+/// another taker that removes the lock and takes it between the read and the write keeps
+/// it. A failed request changes nothing; the next round tries again.
+fn refresh(store: &S3Store, key: &str, token: &str) -> bool {
+    let (h, tag) = match store.get_tagged(key) {
+        Ok((bytes, _, tag)) => (parse_lock_body(&bytes), tag),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),
+        Err(_) => return true,
+    };
+    if h.owner != token {
+        return lost(key, Some(&h));
+    }
+    let written = match tag {
+        Some(tag) => store.put_if_tagged(key, lock_body(token), tag),
+        // A store without entity tags: as before conditional writes, unconditionally.
+        None => store.put(key, lock_body(token)),
+    };
+    match written {
+        // Changed since the read: still ours only if the change was this very write,
+        // landed, then refused on a retry of the request.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match lock_holder(store, key) {
+            Ok(Some(h)) if h.owner == token => true,
+            Ok(h) => lost(key, h.as_ref()),
+            Err(_) => true,
+        },
+        _ => true,
+    }
+}
+
+/// Says that the lease at `key` was lost (to `to`, or removed), for [`refresh`]: false.
+fn lost(key: &str, to: Option<&LockBody>) -> bool {
+    match to {
+        Some(h) => tracing::warn!(
+            key,
+            holder_pid = h.pid,
+            "the S3 lease was taken over by another holder (this process stalled past its \
+             time to live?); commits into its folder now fail with Locked"
+        ),
+        None => tracing::warn!(
+            key,
+            "the S3 lease was removed while held; commits into its folder now fail with Locked"
+        ),
+    }
+    false
 }
 
 impl Drop for S3Lock {

@@ -272,14 +272,8 @@ impl StreamDir {
     pub(crate) fn open(dir: &Path, storage: Arc<dyn Storage>, fsync: bool) -> Result<StreamDir> {
         let dir = crate::checkpoint::resolve_root(dir)?;
         crate::checkpoint::wait_for_removals_below(&dir);
-        if !storage.has_locks(&dir) {
-            // One running stream per folder rests on its lock; an object store has none.
-            return Err(Error::InvalidArgument(format!(
-                "{}: a streaming checkpoint folder needs storage with locks (a local \
-                 filesystem); object stores are not supported for streams yet",
-                dir.display()
-            )));
-        }
+        // One running stream per folder rests on its lock.
+        require_locks(storage.as_ref(), &dir, "a streaming checkpoint folder")?;
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create folder", &dir, e))?;
@@ -699,4 +693,18 @@ fn read_sealed<T: DeserializeOwned>(
     }
     serde_json::from_slice(body)
         .map_err(|e| Error::corrupt(path, format!("{key} does not parse: {e}")))
+}
+
+/// Refuses `storage` for `dir` when its locks are leases (an object store): `what` (a
+/// stream's checkpoint folder, a sink's output folder) rests on one writer at a time, and a
+/// lease lost by a stalled writer would let a second one in while the first still writes.
+pub(crate) fn require_locks(storage: &dyn Storage, dir: &Path, what: &str) -> Result<()> {
+    if storage.has_locks(dir) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{}: {what} needs storage with locks (a local filesystem); object stores are not \
+         supported for streams yet",
+        dir.display()
+    )))
 }

@@ -177,6 +177,8 @@ impl FileSink {
     }
 
     /// Writes through `storage` instead of the local filesystem (tests inject faults here).
+    /// The storage must have locks: an object store's (`S3Storage`, whose locks are leases)
+    /// is refused with [`Error::InvalidArgument`] at the first write.
     pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> FileSink {
         self.storage = storage;
         self
@@ -198,6 +200,8 @@ impl FileSink {
     fn open(&self) -> Result<parking_lot::MutexGuard<'_, SinkState>> {
         let mut st = self.state.lock();
         if st.lock.is_none() {
+            // Exactly-once output rests on one writer per folder.
+            super::meta::require_locks(self.storage.as_ref(), &self.dir, "a sink's folder")?;
             self.storage
                 .create_dir_all(&self.dir)
                 .map_err(|e| Error::io("create folder", &self.dir, e))?;

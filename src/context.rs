@@ -54,6 +54,9 @@ pub(crate) struct ContextInner {
     /// a listener may add listeners or run jobs.
     listeners: RwLock<Arc<Vec<Arc<RegisteredListener>>>>,
     pub(crate) checkpoint_dir: RwLock<Option<Arc<AppDir>>>,
+    /// Checkpoint directories this context used before, as long as RDDs still read them:
+    /// setting one again takes it back (its lock is this process's already).
+    replaced_dirs: parking_lot::Mutex<Vec<std::sync::Weak<AppDir>>>,
     pub(crate) jobs: crate::scheduler::JobRegistry,
     pub(crate) partitioners: crate::partitioner::PartitionerRegistry,
     /// The memory budget, spill folder and spill codecs.
@@ -222,7 +225,8 @@ impl Context {
     ///
     /// Replacing the directory never deletes anything: checkpoints already committed under
     /// the old one stay where they are, and RDDs reading them keep the old folder locked
-    /// until they are dropped.
+    /// until they are dropped. Setting an old directory again while RDDs still hold it
+    /// takes that folder back (A, then B, then A again writes into A's folder).
     ///
     /// # In a cluster
     /// Every process must call it at the same point of the program, as an action (the
@@ -241,14 +245,28 @@ impl Context {
         if current.as_ref().is_some_and(|d| d.root() == root) {
             return Ok(());
         }
+        // A folder this context used before and RDDs still read is this process's: taken
+        // back as it is (opening it again would find its lock taken, by ourselves).
+        let used_before = {
+            let mut replaced = self.inner.replaced_dirs.lock();
+            replaced.retain(|d| d.strong_count() > 0);
+            replaced
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .find(|d| d.root() == root)
+        };
         // In a cluster, process 0 owns the app folder; the others write into it. Every
         // process learns whether every other one opened it (process 0's lock may be
         // taken), so that all fail here together, saying why.
         let exec = self.inner.executor.as_ref();
-        let app = if exec.process() == 0 {
-            AppDir::open(&root, &self.inner.app_id, &self.inner.config)
-        } else {
-            AppDir::open_shared(&root, &self.inner.app_id, &self.inner.config)
+        let app = match used_before {
+            Some(app) => Ok(app),
+            None if exec.process() == 0 => {
+                AppDir::open(&root, &self.inner.app_id, &self.inner.config).map(Arc::new)
+            }
+            None => {
+                AppDir::open_shared(&root, &self.inner.app_id, &self.inner.config).map(Arc::new)
+            }
         };
         let app = if exec.processes() > 1 {
             let key = crate::scheduler::StageKey::agreement(
@@ -289,11 +307,11 @@ impl Context {
         } else {
             app?
         };
-        let old = current.replace(Arc::new(app));
-        if let (Some(old), true) = (old, self.inner.config.clean_checkpoints)
-            && self.inner.generated_app_id
-        {
-            old.remove_if_empty_on_drop();
+        if let Some(old) = current.replace(app) {
+            if self.inner.config.clean_checkpoints && self.inner.generated_app_id {
+                old.remove_if_empty_on_drop();
+            }
+            self.inner.replaced_dirs.lock().push(Arc::downgrade(&old));
         }
         Ok(())
     }
@@ -814,6 +832,7 @@ impl ContextBuilder {
                 shuffles: ShuffleStore::default(),
                 listeners: RwLock::new(Arc::new(Vec::new())),
                 checkpoint_dir: RwLock::new(None),
+                replaced_dirs: Default::default(),
                 jobs: Default::default(),
                 partitioners: Default::default(),
                 combine_sizes: Default::default(),

@@ -43,6 +43,44 @@ fn a_second_context_with_the_same_app_id_is_locked() {
 }
 
 #[test]
+fn setting_a_directory_again_while_its_rdds_live_takes_its_folder_back() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ctx = ctx_with_id(a.path(), "returns").unwrap();
+    let first = ctx.range(0..10, 2);
+    first.checkpoint().unwrap();
+    assert_eq!(first.count().unwrap(), 10);
+    ctx.set_checkpoint_dir(b.path()).unwrap();
+    let second = ctx.range(0..20, 2);
+    second.checkpoint().unwrap();
+    assert_eq!(second.count().unwrap(), 20);
+    // `first` still holds A's folder (and its lock): A is taken back, not locked out.
+    ctx.set_checkpoint_dir(a.path())
+        .expect("A's folder is this context's own");
+    let third = ctx.range(0..30, 3);
+    third.checkpoint().unwrap();
+    assert_eq!(third.count().unwrap(), 30);
+    let (p1, p3) = (
+        first.checkpoint_path().unwrap(),
+        third.checkpoint_path().unwrap(),
+    );
+    assert_eq!(p1.parent(), p3.parent(), "both in A's app folder");
+    assert!(p3.starts_with(a.path()));
+    assert_eq!(first.count().unwrap(), 10);
+    assert_eq!(second.count().unwrap(), 20);
+    // Another context still cannot have it.
+    assert!(matches!(
+        ctx_with_id(a.path(), "returns"),
+        Err(Error::Locked { .. })
+    ));
+    drop((first, second, third, ctx));
+    assert!(
+        ctx_with_id(a.path(), "returns").is_ok(),
+        "free once all are gone"
+    );
+    assert!(ctx_with_id(b.path(), "returns").is_ok());
+}
+
+#[test]
 fn a_stable_app_id_reopens_its_committed_checkpoints_in_a_later_context() {
     let dir = tempfile::tempdir().unwrap();
     let path = {

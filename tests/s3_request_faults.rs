@@ -81,6 +81,9 @@ mod on_s3 {
         /// The next refresh of a lock object is applied and then refused as changed
         /// meanwhile: what a retried conditional request whose first try landed gets.
         lock_refresh_refused_after_landing: std::sync::atomic::AtomicBool,
+        /// Every conditional rewrite (`If-Match`) of a lock object is refused unapplied: a
+        /// store that does not honour the condition.
+        refuse_if_match: std::sync::atomic::AtomicBool,
         armed: Mutex<Option<(Kind, usize, Mode)>>,
         seen: AtomicUsize,
         injected: AtomicUsize,
@@ -176,6 +179,15 @@ mod on_s3 {
                 return Err(object_store::Error::AlreadyExists {
                     path: location.to_string(),
                     source: "412 on a retried conditional PUT whose first try landed".into(),
+                });
+            }
+            if location.as_ref().ends_with("/.lock")
+                && matches!(opts.mode, object_store::PutMode::Update(_))
+                && self.faults.refuse_if_match.load(Ordering::SeqCst)
+            {
+                return Err(object_store::Error::Precondition {
+                    path: location.to_string(),
+                    source: "a store that refuses every If-Match".into(),
                 });
             }
             if location.as_ref().ends_with("/.lock") && opts.mode != object_store::PutMode::Create {
@@ -508,13 +520,15 @@ mod on_s3 {
     #[ignore = "needs an S3 server: .ci/run starts SeaweedFS (source .ci/seaweedfs.sh)"]
     fn a_lease_refresh_never_overwrites_a_holder_that_took_over_and_knows_its_own_write() {
         let url = s3_prefix("refresh");
-        let (overtaken, landed) = (Arc::new(Faults::default()), Arc::new(Faults::default()));
+        let faults: [Arc<Faults>; 4] = Default::default();
+        let [_, overtaken, landed, quirky] = &faults;
         overtaken
             .lock_refresh_overtaken
             .store(true, Ordering::SeqCst);
         landed
             .lock_refresh_refused_after_landing
             .store(true, Ordering::SeqCst);
+        quirky.refuse_if_match.store(true, Ordering::SeqCst);
         let open = |app: &str, faults: &Arc<Faults>| {
             Context::builder()
                 .app_id(app)
@@ -523,24 +537,35 @@ mod on_s3 {
                 .build()
                 .unwrap()
         };
-        let (lost, kept) = (open("overtaken", &overtaken), open("landed", &landed));
-        // Holders rewrite their lease every 10 s.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while overtaken.lock_refresh_overtaken.load(Ordering::SeqCst)
-            || landed
-                .lock_refresh_refused_after_landing
-                .load(Ordering::SeqCst)
-        {
-            assert!(std::time::Instant::now() < deadline, "no refresh in 30 s");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        std::thread::sleep(std::time::Duration::from_secs(1));
         let store = S3Store::open(&url, &S3Options::from_env()).unwrap();
-        let holder = String::from_utf8(store.get("overtaken/.lock").unwrap()).unwrap();
+        let body = |app: &str| String::from_utf8(store.get(&format!("{app}/.lock")).unwrap());
+        let apps = ["plain", "overtaken", "landed", "quirky"];
+        let contexts: Vec<Context> = apps.iter().zip(&faults).map(|(a, f)| open(a, f)).collect();
+        let first: Vec<String> = apps.iter().map(|a| body(a).unwrap()).collect();
+        // Holders rewrite their lease every 10 s; one whose store refuses every
+        // conditional rewrite falls back to a plain one once half the 60 s lease passed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(50);
+        let mut rewritten = [false; 4];
+        while rewritten != [true, false, true, true] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "leases rewritten in 50 s: {rewritten:?} of {apps:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            for (i, app) in apps.iter().enumerate() {
+                let now = body(app).unwrap();
+                rewritten[i] = now != first[i] && !now.contains("a-taker");
+            }
+        }
+        assert!(!overtaken.lock_refresh_overtaken.load(Ordering::SeqCst));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let holder = body("overtaken").unwrap();
         assert!(
             holder.contains("a-taker"),
             "the refresh overwrote the new holder's lease: {holder}"
         );
+        let mut contexts = contexts.into_iter();
+        let (plain, lost) = (contexts.next().unwrap(), contexts.next().unwrap());
         // The holder that lost its lease commits nothing into the folder.
         let rdd = data(&lost, false);
         rdd.checkpoint().unwrap();
@@ -551,16 +576,19 @@ mod on_s3 {
         assert!(!rdd.is_checkpointed());
         assert_eq!(every_manifest_reads_back(&url, &[], "overtaken"), 0);
         drop((rdd, lost));
-        let holder = String::from_utf8(store.get("overtaken/.lock").unwrap()).unwrap();
+        let holder = body("overtaken").unwrap();
         assert!(
             holder.contains("a-taker"),
             "released another's lease: {holder}"
         );
-        // A refresh refused after it landed is this holder's own: the lease is still held.
-        let rdd = data(&kept, false);
-        rdd.checkpoint().unwrap();
-        assert_eq!(rdd.count().unwrap(), 3_000);
-        assert!(rdd.is_checkpointed());
+        // The others hold their leases still (a refresh refused after it landed is the
+        // holder's own; a store that refuses conditions gets plain rewrites): they commit.
+        for ctx in std::iter::once(plain).chain(contexts) {
+            let rdd = data(&ctx, false);
+            rdd.checkpoint().unwrap();
+            assert_eq!(rdd.count().unwrap(), 3_000);
+            assert!(rdd.is_checkpointed());
+        }
     }
 
     #[test]

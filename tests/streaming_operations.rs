@@ -428,3 +428,18 @@ fn a_file_sink_refuses_elements_that_span_lines() {
         None
     );
 }
+
+#[test]
+fn a_file_sink_on_an_s3_path_is_refused_not_written_to_a_local_folder_named_s3() {
+    use flintlock::streaming::{FileSink, Sink};
+    let cwd = std::env::current_dir().unwrap();
+    let sink = FileSink::new("s3://bucket/out");
+    match Sink::<String>::last_committed(&sink) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("locks"), "{m}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert!(
+        !cwd.join("s3:").exists(),
+        "a local folder named s3: was made"
+    );
+}

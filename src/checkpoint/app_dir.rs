@@ -400,24 +400,38 @@ impl Drop for AppDir {
         if !self.owner || !self.remove_if_empty.load(Ordering::Acquire) {
             return;
         }
-        // A visitor at work holds the visit lock: its lock file is left to it (removing it
-        // would let a second visitor in, and on an object store end the first one's lease),
-        // and so is the folder.
-        let Ok(Some(_visit)) = self.storage.try_lock(&self.dir.join(VISIT_LOCK)) else {
-            return;
+        // Visitors (other processes' start-up cleanup, `flintlock gc` and `list`) take the
+        // visit lock of every app folder, find the owner lock busy and leave at once: wait
+        // for one a little, and leave the folder to a visitor that stays (removing its lock
+        // file would let a second visitor in, and on an object store end its lease).
+        let visit_path = self.dir.join(VISIT_LOCK);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut backoff = Backoff::new();
+        let _visit = loop {
+            match self.storage.try_lock(&visit_path) {
+                Ok(Some(held)) => break held,
+                Ok(None) if std::time::Instant::now() < deadline => backoff.sleep(),
+                _ => return,
+            }
         };
         let Ok(names) = self.storage.list(&self.dir) else {
             return;
         };
-        if names.iter().all(|n| is_lock_leftover(n)) {
-            // The app marker first (the folder is no app folder any more), the locks last.
-            let mut names = names;
-            names.sort_by_key(|n| (n != APP_MARKER, n == LOCK_FILE || n == VISIT_LOCK));
-            for n in names {
-                let _ = self.storage.remove_file(&self.dir.join(n));
-            }
-            let _ = self.storage.remove_dir(&self.dir);
+        if !names.iter().all(|n| is_lock_leftover(n)) {
+            return;
         }
+        // The app marker first (the folder is no app folder any more), the locks last. An
+        // object store's lock objects are leases: their guards delete them (`_visit` at
+        // the end of this function, the owner lock right after), so that no refresher
+        // finds its lease gone while held.
+        let leases = !self.storage.has_locks(&self.dir);
+        let mut names = names;
+        names.retain(|n| !(leases && (n == LOCK_FILE || n == VISIT_LOCK)));
+        names.sort_by_key(|n| (n != APP_MARKER, n == LOCK_FILE || n == VISIT_LOCK));
+        for n in names {
+            let _ = self.storage.remove_file(&self.dir.join(n));
+        }
+        let _ = self.storage.remove_dir(&self.dir);
     }
 }
 

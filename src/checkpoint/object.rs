@@ -1026,18 +1026,21 @@ impl S3Lock {
         let (s, k, t, st) = (store.clone(), key.to_string(), token.clone(), stop.clone());
         let refresher = std::thread::Builder::new()
             .name("flintlock-s3-lock".into())
-            .spawn(move || loop {
-                {
-                    let mut stopped = st.0.lock();
-                    if !*stopped {
-                        st.1.wait_for(&mut stopped, S3_LOCK_REFRESH);
+            .spawn(move || {
+                let mut last_ok = std::time::Instant::now();
+                loop {
+                    {
+                        let mut stopped = st.0.lock();
+                        if !*stopped {
+                            st.1.wait_for(&mut stopped, S3_LOCK_REFRESH);
+                        }
+                        if *stopped {
+                            return;
+                        }
                     }
-                    if *stopped {
+                    if !refresh(&s, &k, &t, &mut last_ok) {
                         return;
                     }
-                }
-                if !refresh(&s, &k, &t) {
-                    return;
                 }
             })
             .ok();
@@ -1053,10 +1056,19 @@ impl S3Lock {
 
 /// Rewrites the lock at `key` if it is still `token`'s; false once it is not (a holder
 /// stalled past its time to live lost it to another, or it was removed), so the refresher
-/// stops. The rewrite is conditional on the entity tag read with the owner (`If-Match`):
-/// another taker that removes the lock and takes it between the read and the write keeps
-/// it. A failed request changes nothing; the next round tries again.
-fn refresh(store: &S3Store, key: &str, token: &str) -> bool {
+/// stops. `last_ok` is when a rewrite last landed (updated here).
+///
+/// The rewrite is conditional on the entity tag read with the owner (`If-Match`): another
+/// taker that removes the lock and takes it between the read and the write keeps it. A
+/// refused rewrite counts as landed only if the lock now holds the very body written (the
+/// request landed, then a retry of it was refused). A store that gives no entity tags, or
+/// keeps refusing or failing conditional writes while the lock stays ours and unchanged
+/// (some S3-compatible stores honour `If-Match` partly or not at all), gets an
+/// unconditional rewrite once half the time to live has passed without one, with a
+/// warning: the lease then lasts as before conditional writes, and a stalled holder may
+/// overwrite a new holder's lock again. A failed request otherwise changes nothing; the
+/// next round tries again.
+fn refresh(store: &S3Store, key: &str, token: &str, last_ok: &mut std::time::Instant) -> bool {
     let (h, tag) = match store.get_tagged(key) {
         Ok((bytes, _, tag)) => (parse_lock_body(&bytes), tag),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),
@@ -1065,21 +1077,40 @@ fn refresh(store: &S3Store, key: &str, token: &str) -> bool {
     if h.owner != token {
         return lost(key, Some(&h));
     }
+    let body = lock_body(token);
+    let overdue = last_ok.elapsed() >= S3_LOCK_TTL / 2;
     let written = match tag {
-        Some(tag) => store.put_if_tagged(key, lock_body(token), tag),
-        // A store without entity tags: as before conditional writes, unconditionally.
-        None => store.put(key, lock_body(token)),
+        Some(tag) if !overdue => store.put_if_tagged(key, body.clone(), tag),
+        tag => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    key,
+                    entity_tags = tag.is_some(),
+                    "the store refuses or fails conditional rewrites (If-Match) of an S3 \
+                     lease that is still this process's, or gives no entity tags: the lease \
+                     is rewritten unconditionally, and a holder that stalls past its time \
+                     to live may overwrite a new holder's lock"
+                )
+            });
+            store.put(key, body.clone())
+        }
     };
     match written {
-        // Changed since the read: still ours only if the change was this very write,
-        // landed, then refused on a retry of the request.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match lock_holder(store, key) {
-            Ok(Some(h)) if h.owner == token => true,
-            Ok(h) => lost(key, h.as_ref()),
-            Err(_) => true,
+        Ok(()) => *last_ok = std::time::Instant::now(),
+        // Changed since the read: ours only if the change was this very write.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match store.get(key) {
+            Ok(now) if now == body => *last_ok = std::time::Instant::now(),
+            Ok(now) if parse_lock_body(&now).owner != token => {
+                return lost(key, Some(&parse_lock_body(&now)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),
+            // Ours, unchanged (the store refused the condition), or unreadable: next round.
+            _ => {}
         },
-        _ => true,
+        Err(_) => {}
     }
+    true
 }
 
 /// Says that the lease at `key` was lost (to `to`, or removed), for [`refresh`]: false.

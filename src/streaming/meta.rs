@@ -695,16 +695,18 @@ fn read_sealed<T: DeserializeOwned>(
         .map_err(|e| Error::corrupt(path, format!("{key} does not parse: {e}")))
 }
 
-/// Refuses `storage` for `dir` when its locks are leases (an object store): `what` (a
-/// stream's checkpoint folder, a sink's output folder) rests on one writer at a time, and a
-/// lease lost by a stalled writer would let a second one in while the first still writes.
+/// Refuses `storage` for `dir` when its locks are leases (an object store), and an
+/// `s3://` path on any storage (on the local filesystem it would be a folder named `s3:`):
+/// `what` (a stream's checkpoint folder, a sink's output folder) rests on one writer at a
+/// time, and a lease lost by a stalled writer would let a second one in while the first
+/// still writes.
 pub(crate) fn require_locks(storage: &dyn Storage, dir: &Path, what: &str) -> Result<()> {
-    if storage.has_locks(dir) {
+    if storage.has_locks(dir) && !dir.to_string_lossy().starts_with("s3://") {
         return Ok(());
     }
     Err(Error::InvalidArgument(format!(
         "{}: {what} needs storage with locks (a local filesystem); object stores are not \
-         supported for streams yet",
+         supported here yet",
         dir.display()
     )))
 }

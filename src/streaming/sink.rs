@@ -177,8 +177,9 @@ impl FileSink {
     }
 
     /// Writes through `storage` instead of the local filesystem (tests inject faults here).
-    /// The storage must have locks: an object store's (`S3Storage`, whose locks are leases)
-    /// is refused with [`Error::InvalidArgument`] at the first write.
+    /// The storage must have locks: an object store (`S3Storage`, whose locks are leases)
+    /// is refused with [`Error::InvalidArgument`] when the sink is first used, as is an
+    /// `s3://` folder.
     pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> FileSink {
         self.storage = storage;
         self

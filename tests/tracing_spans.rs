@@ -337,6 +337,34 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
     assert!(untraced[0].message.contains("undetected"), "{untraced:?}");
     drop(r);
 
+    // A checkpoint that records no layout (format 1) is read by type name only, and the
+    // reader is told so once per folder, however often it is opened.
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden-v1/plain");
+    for _ in 0..2 {
+        let old = ctx.open_checkpoint::<(u64, String)>(&golden).unwrap();
+        assert_eq!(old.count().unwrap(), 20);
+    }
+    let r = recorded.lock().unwrap();
+    let unrecorded: Vec<&EventRecord> = r
+        .events
+        .iter()
+        .filter(|e| {
+            e.message
+                .starts_with("this checkpoint records no serde layout")
+        })
+        .collect();
+    assert_eq!(unrecorded.len(), 1, "{unrecorded:?}");
+    assert!(
+        unrecorded[0].fields["path"].ends_with("golden-v1/plain"),
+        "{unrecorded:?}"
+    );
+    assert!(
+        unrecorded[0].message.contains("undetected"),
+        "{unrecorded:?}"
+    );
+    drop(r);
+
     // A subscriber that panics changes no action's outcome (as a panicking listener).
     *panic_on.lock().unwrap() = Some("job ended".into());
     let again = ctx.parallelize((0..100u64).collect::<Vec<_>>(), 2);

@@ -82,7 +82,7 @@
 //! And what a layout cannot say: a type whose serde form is a plain value traces as that
 //! value. A `serde_repr` enum is its integer (`u8`), so renumbering or reordering its
 //! variants' discriminants changes no layout, and old checkpoints read as the new numbers
-//! say; a `#[serde(from, into)]` type is the layout of its stand-in. Containers are told
+//! say (and one where neither 0 nor 1 is a discriminant rejects both samples: no layout); a `#[serde(from, into)]` type is the layout of its stand-in. Containers are told
 //! apart by their Rust types, so two `#[serde(remote)]` definitions of one foreign type in
 //! one element type (both deserialize as that type) are taken for one: the first met.
 //!
@@ -241,12 +241,7 @@ fn traced<T: DeserializeOwned + 'static>() -> Option<Traced> {
 /// not be traced) are checked by type name only, and what that costs. Called where a
 /// checkpoint of the type is written or opened; a subscriber that panics changes nothing.
 pub(crate) fn warn_untraced(type_name: &str) {
-    static WARNED: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
-    let first = {
-        let mut warned = WARNED.get_or_init(Default::default).lock();
-        !warned.contains(type_name) && warned.insert(type_name.to_owned())
-    };
-    if first {
+    if first_time(type_name) {
         let _ = std::panic::catch_unwind(|| {
             tracing::warn!(
                 element_type = type_name,
@@ -258,6 +253,31 @@ pub(crate) fn warn_untraced(type_name: &str) {
             )
         });
     }
+}
+
+/// Warns, once per checkpoint folder and process, that the checkpoint at `path` records no
+/// layout of its element type (a format-1 manifest, or a writer that could not trace the
+/// type) while the reader's type has one: it is checked by type name only.
+pub(crate) fn warn_unrecorded(type_name: &str, path: &std::path::Path) {
+    if first_time(&format!("{}\0{type_name}", path.display())) {
+        let _ = std::panic::catch_unwind(|| {
+            tracing::warn!(
+                element_type = type_name,
+                path = %path.display(),
+                "this checkpoint records no serde layout of its element type (an earlier \
+                 format, or a writer that could not trace the type), so it is checked by type \
+                 name only: if the type changed since it was written but kept its name, its \
+                 records read as other values, undetected"
+            )
+        });
+    }
+}
+
+/// Whether `key` is new to this process (each warning is given once per key).
+fn first_time(key: &str) -> bool {
+    static WARNED: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    let mut warned = WARNED.get_or_init(Default::default).lock();
+    !warned.contains(key) && warned.insert(key.to_owned())
 }
 
 /// Describes the first difference between a layout written and one read, for an error

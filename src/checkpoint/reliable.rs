@@ -505,6 +505,8 @@ fn check_element_type<T>(manifest: &ManifestBody, codec: &dyn Codec<T>, path: &P
         (_, read) => {
             if read.is_none() {
                 super::layout::warn_untraced(codec.type_name());
+            } else if manifest.element_type == codec.type_name() {
+                super::layout::warn_unrecorded(codec.type_name(), path.parent().unwrap_or(path));
             }
             if manifest.element_type != codec.type_name() {
                 return Err(mismatch(None));

@@ -798,7 +798,12 @@ impl<T: Data> Rdd<T> {
     /// serde name) a new name when its layout changes. A layout is the serde form, not the
     /// meaning of values: a `serde_repr` enum is its integer, so renumbering its variants
     /// goes unnoticed. A `tracing` warning names each such
-    /// type once per process.
+    /// type once per process, and each checkpoint opened that records no layout.
+    ///
+    /// "Reads back as the value written" is about the serde form: what serde writes is what
+    /// comes back. A field the type's serde leaves out both ways (`#[serde(skip)]`) comes
+    /// back as its default, and one written through a lossy `#[serde(with)]` (an `f64`
+    /// stored as `f32`) comes back as that form reads, as they would from any serde format.
     ///
     /// Lazy and idempotent: marking twice, marking a checkpointed RDD or a checkpoint RDD are
     /// no-ops; marking after an action already ran takes effect at the next action. The

@@ -216,13 +216,23 @@ mod cluster {
 
     #[test]
     fn a_series_resumes_on_every_process_from_the_step_process_0_finds() {
-        let dir = tempfile::tempdir().unwrap();
-        let written = write_series(dir.path(), &free_addresses(3));
+        let tmp = tempfile::tempdir().unwrap();
+        // A folder name that is not UTF-8 (Unix allows any bytes): process 0 sends the
+        // path it found to the others exactly.
+        #[cfg(unix)]
+        let dir = tmp
+            .path()
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"ranks-\xff"));
+        #[cfg(not(unix))]
+        let dir = tmp.path().join("ranks");
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir.as_path();
+        let written = write_series(dir, &free_addresses(3));
         // keep(1): process 0 removed step 2 once step 4 committed.
-        assert_eq!(manifests(dir.path()).len(), 1);
+        assert_eq!(manifests(dir).len(), 1);
         let resumed = run_threads_with(
             &free_addresses(3),
-            |_, b| b.app_id("series").checkpoint_dir(dir.path()),
+            |_, b| b.app_id("series").checkpoint_dir(dir),
             |ctx| {
                 let cp = ctx.checkpointer::<u64>("values").meta("seed", 7);
                 let (step, rdd) = cp.latest().unwrap().expect("step 4 is committed");
@@ -236,7 +246,7 @@ mod cluster {
         // Another computation's meta: refused on every process, nothing removed.
         let refused = run_threads_with(
             &free_addresses(2),
-            |_, b| b.app_id("series").checkpoint_dir(dir.path()),
+            |_, b| b.app_id("series").checkpoint_dir(dir),
             |ctx| {
                 let cp = ctx.checkpointer::<u64>("values").meta("seed", 8);
                 cp.latest().map(|found| found.map(|(step, _)| step))
@@ -246,7 +256,7 @@ mod cluster {
             let e = outcome.expect_err("another computation's checkpoint");
             assert!(e.to_string().contains("seed"), "process {p}: {e}");
         }
-        assert_eq!(manifests(dir.path()).len(), 1);
+        assert_eq!(manifests(dir).len(), 1);
     }
 
     /// Process 0 skips a damaged newest checkpoint (opening it, and an RDD for it, first);

@@ -256,7 +256,7 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
                 if let Some((step, rdd)) = latest {
                     let path = rdd.checkpoint_path().unwrap_or_default();
                     body.extend_from_slice(&step.to_le_bytes());
-                    body.extend_from_slice(path.to_string_lossy().as_bytes());
+                    body.extend_from_slice(&path_bytes(&path));
                 }
                 body
             })
@@ -271,7 +271,7 @@ impl<T: Data + Serialize + DeserializeOwned> Checkpointer<T> {
         let opened = match bodies[0].get(8..).and_then(|b| b.split_at_checked(8)) {
             Some((step, path)) => {
                 let step = word(step);
-                let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
+                let path = path_from_bytes(path);
                 self.open_found(step, &path).map(|rdd| {
                     found = Some((step, rdd));
                 })
@@ -531,4 +531,31 @@ pub(crate) fn computations(
         }
     }
     groups
+}
+
+/// A path's bytes, exactly (on Unix any bytes; elsewhere its UTF-8 form), to send to the
+/// other processes of a cluster.
+fn path_bytes(path: &Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// The path [`path_bytes`] gave.
+fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
+    }
 }

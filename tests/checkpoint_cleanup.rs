@@ -48,29 +48,39 @@ fn an_app_folder_a_visitor_is_in_stays_and_its_visit_lock_is_not_pulled_away() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = cleaning(dir.path());
     let app = dir.path().join(ctx.app_id());
-    // A visitor (another process's start-up cleanup, `flintlock gc`) holds the visit lock.
-    let visit = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(app.join(".visit.lock"))
-        .unwrap();
-    visit.try_lock().unwrap();
+    let visit = |app: &std::path::Path| {
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(app.join(".visit.lock"))
+            .unwrap();
+        file.try_lock().unwrap();
+        file
+    };
+    // A visitor (another process's start-up cleanup, `flintlock gc`) holds the visit lock
+    // and stays.
+    let staying = visit(&app);
     drop(ctx);
     assert!(
         app.join(".visit.lock").exists(),
         "the visitor's lock file was removed under it: a second visitor could take it"
     );
     assert!(app.exists());
-    // Without a visitor, the folder goes with its context.
-    drop(visit);
+    drop(staying);
+    // A visitor that leaves soon (as one does on finding the owner lock busy) is waited for.
     let ctx = cleaning(dir.path());
     let app = dir.path().join(ctx.app_id());
-    std::fs::write(app.join(".lock.takeover-dead-1.token-9"), b"{}").unwrap();
+    let passing = visit(&app);
+    let leaves = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(passing);
+    });
     drop(ctx);
+    leaves.join().unwrap();
     assert!(
         !app.exists(),
-        "a takeover marker left by a killed taker kept the app folder"
+        "the app folder stayed after its visitor left"
     );
 }
 

@@ -217,13 +217,13 @@ mod cluster {
     #[test]
     fn a_series_resumes_on_every_process_from_the_step_process_0_finds() {
         let tmp = tempfile::tempdir().unwrap();
-        // A folder name that is not UTF-8 (Unix allows any bytes): process 0 sends the
+        // A folder name that is not UTF-8 (Linux allows any bytes): process 0 sends the
         // path it found to the others exactly.
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         let dir = tmp
             .path()
             .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"ranks-\xff"));
-        #[cfg(not(unix))]
+        #[cfg(not(target_os = "linux"))]
         let dir = tmp.path().join("ranks");
         std::fs::create_dir_all(&dir).unwrap();
         let dir = dir.as_path();

@@ -423,10 +423,12 @@ impl Drop for AppDir {
         // The app marker first (the folder is no app folder any more), the locks last. An
         // object store's lock objects are leases: their guards delete them (`_visit` at
         // the end of this function, the owner lock right after), so that no refresher
-        // finds its lease gone while held.
+        // finds its lease gone while held. Takeover markers stay: one may be a live
+        // taker's (of a lease that looked over), whose marker keeps a second taker out; a
+        // dead taker's is a few bytes left behind.
         let leases = !self.storage.has_locks(&self.dir);
         let mut names = names;
-        names.retain(|n| !(leases && (n == LOCK_FILE || n == VISIT_LOCK)));
+        names.retain(|n| n == APP_MARKER || (!leases && (n == LOCK_FILE || n == VISIT_LOCK)));
         names.sort_by_key(|n| (n != APP_MARKER, n == LOCK_FILE || n == VISIT_LOCK));
         for n in names {
             let _ = self.storage.remove_file(&self.dir.join(n));

@@ -259,7 +259,7 @@ pub(crate) fn warn_untraced(type_name: &str) {
 /// layout of its element type (a format-1 manifest, or a writer that could not trace the
 /// type) while the reader's type has one: it is checked by type name only.
 pub(crate) fn warn_unrecorded(type_name: &str, path: &std::path::Path) {
-    if first_time(&format!("{}\0{type_name}", path.display())) {
+    if first_time(&format!("{:?}\0{type_name}", path.as_os_str())) {
         let _ = std::panic::catch_unwind(|| {
             tracing::warn!(
                 element_type = type_name,

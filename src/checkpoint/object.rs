@@ -1027,7 +1027,7 @@ impl S3Lock {
         let refresher = std::thread::Builder::new()
             .name("flintlock-s3-lock".into())
             .spawn(move || {
-                let mut last_ok = std::time::Instant::now();
+                let mut refused = 0;
                 loop {
                     {
                         let mut stopped = st.0.lock();
@@ -1038,7 +1038,7 @@ impl S3Lock {
                             return;
                         }
                     }
-                    if !refresh(&s, &k, &t, &mut last_ok) {
+                    if !refresh(&s, &k, &t, &mut refused) {
                         return;
                     }
                 }
@@ -1056,19 +1056,20 @@ impl S3Lock {
 
 /// Rewrites the lock at `key` if it is still `token`'s; false once it is not (a holder
 /// stalled past its time to live lost it to another, or it was removed), so the refresher
-/// stops. `last_ok` is when a rewrite last landed (updated here).
+/// stops.
 ///
 /// The rewrite is conditional on the entity tag read with the owner (`If-Match`): another
 /// taker that removes the lock and takes it between the read and the write keeps it. A
 /// refused rewrite counts as landed only if the lock now holds the very body written (the
-/// request landed, then a retry of it was refused). A store that gives no entity tags, or
-/// keeps refusing or failing conditional writes while the lock stays ours and unchanged
-/// (some S3-compatible stores honour `If-Match` partly or not at all), gets an
-/// unconditional rewrite once half the time to live has passed without one, with a
-/// warning: the lease then lasts as before conditional writes, and a stalled holder may
-/// overwrite a new holder's lock again. A failed request otherwise changes nothing; the
-/// next round tries again.
-fn refresh(store: &S3Store, key: &str, token: &str, last_ok: &mut std::time::Instant) -> bool {
+/// request landed, then a retry of it was refused). A refusal while the lock still holds
+/// this holder's earlier body is the store refusing a condition that held (some
+/// S3-compatible stores honour `If-Match` partly or not at all; a taker's move would show
+/// as another owner or no lock): `refused` counts those in a row, and at the second the
+/// lock is rewritten unconditionally at once, with a warning, so that such a store keeps
+/// the lease (a rewrite about every 20 s against a 60 s lease). A store that gives no
+/// entity tags gets unconditional rewrites, as before conditional writes. A failed
+/// request otherwise changes nothing; the next round tries again.
+fn refresh(store: &S3Store, key: &str, token: &str, refused: &mut u32) -> bool {
     let (h, tag) = match store.get_tagged(key) {
         Ok((bytes, _, tag)) => (parse_lock_body(&bytes), tag),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),
@@ -1078,39 +1079,49 @@ fn refresh(store: &S3Store, key: &str, token: &str, last_ok: &mut std::time::Ins
         return lost(key, Some(&h));
     }
     let body = lock_body(token);
-    let overdue = last_ok.elapsed() >= S3_LOCK_TTL / 2;
     let written = match tag {
-        Some(tag) if !overdue => store.put_if_tagged(key, body.clone(), tag),
-        tag => {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    key,
-                    entity_tags = tag.is_some(),
-                    "the store refuses or fails conditional rewrites (If-Match) of an S3 \
-                     lease that is still this process's, or gives no entity tags: the lease \
-                     is rewritten unconditionally, and a holder that stalls past its time \
-                     to live may overwrite a new holder's lock"
-                )
-            });
+        Some(tag) => store.put_if_tagged(key, body.clone(), tag),
+        None => {
+            warn_unconditional(key, "gives no entity tags");
             store.put(key, body.clone())
         }
     };
     match written {
-        Ok(()) => *last_ok = std::time::Instant::now(),
+        Ok(()) => *refused = 0,
         // Changed since the read: ours only if the change was this very write.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match store.get(key) {
-            Ok(now) if now == body => *last_ok = std::time::Instant::now(),
+            Ok(now) if now == body => *refused = 0,
             Ok(now) if parse_lock_body(&now).owner != token => {
                 return lost(key, Some(&parse_lock_body(&now)));
             }
+            Ok(_) => {
+                *refused += 1;
+                if *refused >= 2 {
+                    warn_unconditional(key, "refuses conditional rewrites (If-Match) that hold");
+                    if store.put(key, body).is_ok() {
+                        *refused = 0;
+                    }
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),
-            // Ours, unchanged (the store refused the condition), or unreadable: next round.
-            _ => {}
+            Err(_) => {}
         },
         Err(_) => {}
     }
     true
+}
+
+/// Warns, once per process, that leases on this store are rewritten unconditionally
+/// because it `why`.
+fn warn_unconditional(key: &str, why: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            key,
+            "the object store {why}: S3 leases are rewritten unconditionally, so a holder \
+             that stalls past its time to live may overwrite a new holder's lock"
+        )
+    });
 }
 
 /// Says that the lease at `key` was lost (to `to`, or removed), for [`refresh`]: false.

@@ -701,7 +701,7 @@ fn read_sealed<T: DeserializeOwned>(
 /// time, and a lease lost by a stalled writer would let a second one in while the first
 /// still writes.
 pub(crate) fn require_locks(storage: &dyn Storage, dir: &Path, what: &str) -> Result<()> {
-    if storage.has_locks(dir) && !dir.to_string_lossy().starts_with("s3://") {
+    if storage.has_locks(dir) && !dir.to_string_lossy().starts_with("s3:") {
         return Ok(());
     }
     Err(Error::InvalidArgument(format!(

@@ -250,15 +250,11 @@ impl Context {
         let used_before = {
             let mut replaced = self.inner.replaced_dirs.lock();
             replaced.retain(|d| d.strong_count() > 0);
-            let found = replaced
+            replaced
                 .iter()
                 .filter_map(std::sync::Weak::upgrade)
                 // Not one whose lease was lost (an object store's, by a stall): opened anew.
-                .find(|d| d.root() == root && d.check_still_owned().is_ok());
-            if let Some(found) = &found {
-                replaced.retain(|d| !std::ptr::eq(d.as_ptr(), Arc::as_ptr(found)));
-            }
-            found
+                .find(|d| d.root() == root && d.check_still_owned().is_ok())
         };
         // In a cluster, process 0 owns the app folder; the others write into it. Every
         // process learns whether every other one opened it (process 0's lock may be
@@ -312,15 +308,24 @@ impl Context {
         } else {
             app?
         };
+        {
+            // The current folder is not in the list (once), the replaced one is, both
+            // before another call can look.
+            let mut replaced = self.inner.replaced_dirs.lock();
+            replaced.retain(|d| !std::ptr::eq(d.as_ptr(), Arc::as_ptr(&app)));
+            if let Some(old) = current.as_ref() {
+                replaced.push(Arc::downgrade(old));
+            }
+        }
         let old = current.replace(app);
         // Dropped (perhaps the folder's last reference, whose drop may wait for a visitor
         // or the store) with the lock released.
         drop(current);
-        if let Some(old) = old {
-            if self.inner.config.clean_checkpoints && self.inner.generated_app_id {
-                old.remove_if_empty_on_drop();
-            }
-            self.inner.replaced_dirs.lock().push(Arc::downgrade(&old));
+        if let Some(old) = old
+            && self.inner.config.clean_checkpoints
+            && self.inner.generated_app_id
+        {
+            old.remove_if_empty_on_drop();
         }
         Ok(())
     }

@@ -542,8 +542,20 @@ mod on_s3 {
         let apps = ["plain", "overtaken", "landed", "quirky"];
         let contexts: Vec<Context> = apps.iter().zip(&faults).map(|(a, f)| open(a, f)).collect();
         let first: Vec<String> = apps.iter().map(|a| body(a).unwrap()).collect();
+        // A context with a generated app id that empties its folder when dropped, whose
+        // lease is taken over too.
+        let generated_faults = Arc::new(Faults::default());
+        generated_faults
+            .lock_refresh_overtaken
+            .store(true, Ordering::SeqCst);
+        let generated = Context::builder()
+            .checkpoint_dir(&url)
+            .checkpoint_storage(storage(&url, &generated_faults, false))
+            .clean_checkpoints(true)
+            .build()
+            .unwrap();
         // Holders rewrite their lease every 10 s; one whose store refuses every
-        // conditional rewrite falls back to a plain one once half the 60 s lease passed.
+        // conditional rewrite falls back to a plain one at its second refusal in a row.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(50);
         let mut rewritten = [false; 4];
         while rewritten != [true, false, true, true] {
@@ -558,7 +570,25 @@ mod on_s3 {
             }
         }
         assert!(!overtaken.lock_refresh_overtaken.load(Ordering::SeqCst));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while generated_faults
+            .lock_refresh_overtaken
+            .load(Ordering::SeqCst)
+        {
+            assert!(std::time::Instant::now() < deadline, "no refresh in 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         std::thread::sleep(std::time::Duration::from_secs(1));
+        // Its folder is the new holder's now: dropping the context empties nothing.
+        let app = generated.app_id().to_string();
+        drop(generated);
+        assert!(
+            store
+                .list(&app)
+                .unwrap()
+                .contains(&format!("{app}/.flintlock-app")),
+            "a context that lost its lease emptied the folder of its new holder"
+        );
         let holder = body("overtaken").unwrap();
         assert!(
             holder.contains("a-taker"),

@@ -400,6 +400,11 @@ impl Drop for AppDir {
         if !self.owner || !self.remove_if_empty.load(Ordering::Acquire) {
             return;
         }
+        // A folder whose lease was lost (an object store's, by a stall) may be another
+        // owner's now, or this context's again under a new lock: not ours to empty.
+        if !matches!(self.lock.is_held(), Ok(true)) {
+            return;
+        }
         // Visitors (other processes' start-up cleanup, `flintlock gc` and `list`) take the
         // visit lock of every app folder, find the owner lock busy and leave at once: wait
         // for one a little, and leave the folder to a visitor that stays (removing its lock

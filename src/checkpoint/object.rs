@@ -1027,7 +1027,10 @@ impl S3Lock {
         let refresher = std::thread::Builder::new()
             .name("flintlock-s3-lock".into())
             .spawn(move || {
-                let mut refused = 0;
+                let mut state = Refresher {
+                    refused: 0,
+                    landed: std::time::Instant::now(),
+                };
                 loop {
                     {
                         let mut stopped = st.0.lock();
@@ -1038,7 +1041,7 @@ impl S3Lock {
                             return;
                         }
                     }
-                    if !refresh(&s, &k, &t, &mut refused) {
+                    if !refresh(&s, &k, &t, &mut state) {
                         return;
                     }
                 }
@@ -1054,6 +1057,14 @@ impl S3Lock {
     }
 }
 
+/// What a lease's refresher knows between rounds.
+struct Refresher {
+    /// Rounds in a row in which the store refused a conditional rewrite that held.
+    refused: u32,
+    /// When a rewrite last landed.
+    landed: std::time::Instant,
+}
+
 /// Rewrites the lock at `key` if it is still `token`'s; false once it is not (a holder
 /// stalled past its time to live lost it to another, or it was removed), so the refresher
 /// stops.
@@ -1063,13 +1074,15 @@ impl S3Lock {
 /// refused rewrite counts as landed only if the lock now holds the very body written (the
 /// request landed, then a retry of it was refused). A refusal while the lock still holds
 /// this holder's earlier body is the store refusing a condition that held (some
-/// S3-compatible stores honour `If-Match` partly or not at all; a taker's move would show
-/// as another owner or no lock): `refused` counts those in a row, and at the second the
-/// lock is rewritten unconditionally at once, with a warning, so that such a store keeps
-/// the lease (a rewrite about every 20 s against a 60 s lease). A store that gives no
-/// entity tags gets unconditional rewrites, as before conditional writes. A failed
-/// request otherwise changes nothing; the next round tries again.
-fn refresh(store: &S3Store, key: &str, token: &str, refused: &mut u32) -> bool {
+/// S3-compatible stores honour `If-Match` partly or not at all; a taker's move shows as
+/// another owner or no lock). At the second such round in a row, and only while the last
+/// rewrite landed less than half the time to live ago (so that the lease cannot have
+/// passed to another meanwhile), the lock is rewritten unconditionally, with a warning:
+/// such a store keeps the lease. A store that gives no entity tags gets unconditional
+/// rewrites, as before conditional writes. A failed request changes nothing; the next
+/// round tries again.
+fn refresh(store: &S3Store, key: &str, token: &str, state: &mut Refresher) -> bool {
+    let refused = std::mem::take(&mut state.refused);
     let (h, tag) = match store.get_tagged(key) {
         Ok((bytes, _, tag)) => (parse_lock_body(&bytes), tag),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),
@@ -1087,20 +1100,20 @@ fn refresh(store: &S3Store, key: &str, token: &str, refused: &mut u32) -> bool {
         }
     };
     match written {
-        Ok(()) => *refused = 0,
+        Ok(()) => state.landed = std::time::Instant::now(),
         // Changed since the read: ours only if the change was this very write.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match store.get(key) {
-            Ok(now) if now == body => *refused = 0,
+            Ok(now) if now == body => state.landed = std::time::Instant::now(),
             Ok(now) if parse_lock_body(&now).owner != token => {
                 return lost(key, Some(&parse_lock_body(&now)));
             }
+            Ok(_) if refused == 0 || state.landed.elapsed() >= S3_LOCK_TTL / 2 => {
+                state.refused = refused + 1;
+            }
             Ok(_) => {
-                *refused += 1;
-                if *refused >= 2 {
-                    warn_unconditional(key, "refuses conditional rewrites (If-Match) that hold");
-                    if store.put(key, body).is_ok() {
-                        *refused = 0;
-                    }
+                warn_unconditional(key, "refuses conditional rewrites (If-Match) that hold");
+                if store.put(key, body).is_ok() {
+                    state.landed = std::time::Instant::now();
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),

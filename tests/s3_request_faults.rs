@@ -345,6 +345,23 @@ mod on_s3 {
 
     type Data = (u64, u64);
 
+    /// A context owning app `app` below `url`, through the store client with `faults`.
+    fn owner(url: &str, app: &str, faults: &Arc<Faults>) -> flintlock::Result<Context> {
+        Context::builder()
+            .app_id(app)
+            .checkpoint_dir(url)
+            .checkpoint_storage(storage(url, faults, false))
+            .build()
+    }
+
+    /// Checkpoints the small data in `ctx`, which must commit and read back.
+    fn checkpoints_small_data(ctx: &Context) {
+        let rdd = data(ctx, false);
+        rdd.checkpoint().unwrap();
+        assert_eq!(rdd.count().unwrap(), 3_000);
+        assert!(rdd.is_checkpointed());
+    }
+
     /// Three small partitions, or one of about 20 MiB (two multipart pieces).
     fn data(ctx: &Context, big: bool) -> Rdd<Data> {
         if big {
@@ -503,17 +520,10 @@ mod on_s3 {
         faults
             .lock_put_refused_after_landing
             .store(true, Ordering::SeqCst);
-        let ctx = Context::builder()
-            .app_id("own-lock")
-            .checkpoint_dir(&url)
-            .checkpoint_storage(storage(&url, &faults, false))
-            .build()
+        let ctx = owner(&url, "own-lock", &faults)
             .expect("the lock this process wrote is its own, not another's");
         assert!(!faults.lock_put_refused_after_landing.load(Ordering::SeqCst));
-        let rdd = data(&ctx, false);
-        rdd.checkpoint().unwrap();
-        assert_eq!(rdd.count().unwrap(), 3_000);
-        assert!(rdd.is_checkpointed());
+        checkpoints_small_data(&ctx);
     }
 
     #[test]
@@ -529,18 +539,14 @@ mod on_s3 {
             .lock_refresh_refused_after_landing
             .store(true, Ordering::SeqCst);
         quirky.refuse_if_match.store(true, Ordering::SeqCst);
-        let open = |app: &str, faults: &Arc<Faults>| {
-            Context::builder()
-                .app_id(app)
-                .checkpoint_dir(&url)
-                .checkpoint_storage(storage(&url, faults, false))
-                .build()
-                .unwrap()
-        };
         let store = S3Store::open(&url, &S3Options::from_env()).unwrap();
         let body = |app: &str| String::from_utf8(store.get(&format!("{app}/.lock")).unwrap());
         let apps = ["plain", "overtaken", "landed", "quirky"];
-        let contexts: Vec<Context> = apps.iter().zip(&faults).map(|(a, f)| open(a, f)).collect();
+        let contexts: Vec<Context> = apps
+            .iter()
+            .zip(&faults)
+            .map(|(app, f)| owner(&url, app, f).unwrap())
+            .collect();
         let first: Vec<String> = apps.iter().map(|a| body(a).unwrap()).collect();
         // A context with a generated app id that empties its folder when dropped, whose
         // lease is taken over too.
@@ -614,10 +620,7 @@ mod on_s3 {
         // The others hold their leases still (a refresh refused after it landed is the
         // holder's own; a store that refuses conditions gets plain rewrites): they commit.
         for ctx in std::iter::once(plain).chain(contexts) {
-            let rdd = data(&ctx, false);
-            rdd.checkpoint().unwrap();
-            assert_eq!(rdd.count().unwrap(), 3_000);
-            assert!(rdd.is_checkpointed());
+            checkpoints_small_data(&ctx);
         }
     }
 
@@ -626,12 +629,7 @@ mod on_s3 {
     fn a_writer_whose_parts_were_cleaned_up_while_it_stalled_withdraws_its_manifest() {
         let url = s3_prefix("stalled");
         let faults = Arc::new(Faults::default());
-        let ctx = Context::builder()
-            .app_id("stalled")
-            .checkpoint_dir(&url)
-            .checkpoint_storage(storage(&url, &faults, false))
-            .build()
-            .unwrap();
+        let ctx = owner(&url, "stalled", &faults).unwrap();
         let rdd = data(&ctx, false);
         rdd.checkpoint().unwrap();
         faults.steal_parts.store(true, Ordering::SeqCst);

@@ -119,6 +119,14 @@ impl Recorded {
             .filter(|e| e.message == message)
             .collect()
     }
+
+    /// The events whose message starts with `start` (messages that go on to explain).
+    fn events_starting(&self, start: &str) -> Vec<&EventRecord> {
+        self.events
+            .iter()
+            .filter(|e| e.message.starts_with(start))
+            .collect()
+    }
 }
 
 fn names(scope: &[(String, Fields)]) -> Vec<&str> {
@@ -321,14 +329,7 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         assert_eq!(logs.count().unwrap(), 4);
     }
     let r = recorded.lock().unwrap();
-    let untraced: Vec<&EventRecord> = r
-        .events
-        .iter()
-        .filter(|e| {
-            e.message
-                .starts_with("the serde layout of this element type cannot be traced")
-        })
-        .collect();
+    let untraced = r.events_starting("the serde layout of this element type cannot be traced");
     assert_eq!(untraced.len(), 1, "{untraced:?}");
     assert!(
         untraced[0].fields["element_type"].ends_with("::Source"),
@@ -346,14 +347,7 @@ fn a_job_traces_its_stages_tasks_and_checkpoint_phases() {
         assert_eq!(old.count().unwrap(), 20);
     }
     let r = recorded.lock().unwrap();
-    let unrecorded: Vec<&EventRecord> = r
-        .events
-        .iter()
-        .filter(|e| {
-            e.message
-                .starts_with("this checkpoint records no serde layout")
-        })
-        .collect();
+    let unrecorded = r.events_starting("this checkpoint records no serde layout");
     assert_eq!(unrecorded.len(), 1, "{unrecorded:?}");
     assert!(
         unrecorded[0].fields["path"].ends_with("golden-v1/plain"),

@@ -431,12 +431,10 @@ impl Drop for AppDir {
         // finds its lease gone while held. Takeover markers stay: one may be a live
         // taker's (of a lease that looked over), whose marker keeps a second taker out; a
         // dead taker's is a few bytes left behind.
-        let leases = !self.storage.has_locks(&self.dir);
-        let mut names = names;
-        names.retain(|n| n == APP_MARKER || (!leases && (n == LOCK_FILE || n == VISIT_LOCK)));
-        names.sort_by_key(|n| (n != APP_MARKER, n == LOCK_FILE || n == VISIT_LOCK));
-        for n in names {
-            let _ = self.storage.remove_file(&self.dir.join(n));
+        let _ = self.storage.remove_file(&self.dir.join(APP_MARKER));
+        if self.storage.has_locks(&self.dir) {
+            let _ = self.storage.remove_file(&visit_path);
+            let _ = self.storage.remove_file(&self.dir.join(LOCK_FILE));
         }
         let _ = self.storage.remove_dir(&self.dir);
     }
@@ -449,7 +447,8 @@ fn is_lock_leftover(name: &str) -> bool {
     name == APP_MARKER
         || name == LOCK_FILE
         || name == VISIT_LOCK
-        || [LOCK_FILE, VISIT_LOCK]
-            .iter()
-            .any(|lock| name.starts_with(&format!("{lock}{TAKEOVER}")))
+        || [LOCK_FILE, VISIT_LOCK].iter().any(|lock| {
+            name.strip_prefix(lock)
+                .is_some_and(|rest| rest.starts_with(TAKEOVER))
+        })
 }

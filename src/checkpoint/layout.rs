@@ -82,9 +82,10 @@
 //! And what a layout cannot say: a type whose serde form is a plain value traces as that
 //! value. A `serde_repr` enum is its integer (`u8`), so renumbering or reordering its
 //! variants' discriminants changes no layout, and old checkpoints read as the new numbers
-//! say (and one where neither 0 nor 1 is a discriminant rejects both samples: no layout); a `#[serde(from, into)]` type is the layout of its stand-in. Containers are told
-//! apart by their Rust types, so two `#[serde(remote)]` definitions of one foreign type in
-//! one element type (both deserialize as that type) are taken for one: the first met.
+//! say (and one where neither 0 nor 1 is a discriminant rejects both samples: no layout);
+//! a `#[serde(from, into)]` type is the layout of its stand-in. Containers are told apart
+//! by their Rust types, so two `#[serde(remote)]` definitions of one foreign type in one
+//! element type (both deserialize as that type) are taken for one: the first met.
 //!
 //! Tracing never returns a partial layout: whatever serde-reflection leaves unresolved, and
 //! every enum whose variants were not all seen, makes the whole layout `None`.

@@ -1104,16 +1104,19 @@ fn refresh(store: &S3Store, key: &str, token: &str, state: &mut Refresher) -> bo
         // Changed since the read: ours only if the change was this very write.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match store.get(key) {
             Ok(now) if now == body => state.landed = std::time::Instant::now(),
-            Ok(now) if parse_lock_body(&now).owner != token => {
-                return lost(key, Some(&parse_lock_body(&now)));
-            }
-            Ok(_) if refused == 0 || state.landed.elapsed() >= S3_LOCK_TTL / 2 => {
-                state.refused = refused + 1;
-            }
-            Ok(_) => {
-                warn_unconditional(key, "refuses conditional rewrites (If-Match) that hold");
-                if store.put(key, body).is_ok() {
-                    state.landed = std::time::Instant::now();
+            Ok(now) => {
+                let held = parse_lock_body(&now);
+                if held.owner != token {
+                    return lost(key, Some(&held));
+                }
+                // Still this holder's earlier body: the store refused a condition that held.
+                if refused == 0 || state.landed.elapsed() >= S3_LOCK_TTL / 2 {
+                    state.refused = refused + 1;
+                } else {
+                    warn_unconditional(key, "refuses conditional rewrites (If-Match) that hold");
+                    if store.put(key, body).is_ok() {
+                        state.landed = std::time::Instant::now();
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return lost(key, None),

@@ -896,12 +896,29 @@ fn diff_recorded(
 
 /// The oldest batch whose plan a recovery from commit `committed` replays: the least the
 /// stateful operators and windows need (none: no plan).
+///
+/// Every batch from the operators' least low water on is replayed, and a replayed batch
+/// reads the whole window ending at it: a state fed by `window(3, 1)` replaying batch `b`
+/// needs the window's slices of `b − 2` and `b − 1` too. So each window reaches back
+/// `len − 1` batches before the first batch replayed for any other operator (a window
+/// beside the state, not above it, replays those few batches for nothing).
 fn low_water(stateful: &[(usize, Arc<dyn state::StatefulOps>)], committed: BatchId) -> BatchId {
-    stateful
+    let own = stateful
         .iter()
         .map(|(_, op)| op.low_water(committed))
         .min()
-        .unwrap_or(committed + 1)
+        .unwrap_or(committed + 1);
+    let replayed = stateful
+        .iter()
+        .filter(|(_, op)| op.window_len().is_none())
+        .map(|(_, op)| op.low_water(committed))
+        .min()
+        .unwrap_or(committed + 1);
+    stateful
+        .iter()
+        .filter_map(|(_, op)| op.window_len())
+        .map(|len| (replayed + 1).saturating_sub(len))
+        .fold(own, BatchId::min)
 }
 
 /// The error for a plan recovery needs but cannot find.

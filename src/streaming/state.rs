@@ -52,6 +52,12 @@ pub(crate) trait StatefulOps: Send + Sync {
     /// The oldest batch whose plan a recovery from commit `committed` must replay for this
     /// operator (the commit's low water is the least over the operators).
     fn low_water(&self, committed: BatchId) -> BatchId;
+    /// A window's length in batches (`None` for every other operator): a replayed batch
+    /// reads the whole window ending at it, so recovery rebuilds the window's slices from
+    /// `len − 1` batches before the first batch any operator replays.
+    fn window_len(&self) -> Option<u64> {
+        None
+    }
     /// Recovery is about to replay a batch planned under a graph in which this operator
     /// was `recorded` (`None`: not recorded, or the replay is over): settings that shape
     /// the state (a timeout) are taken from there while replaying.

@@ -160,6 +160,10 @@ impl<T: Data> StatefulOps for WindowOp<T> {
         // The window of the next batch, `committed + 1`, starts at `committed + 2 − len`.
         (committed + 2).saturating_sub(self.len)
     }
+
+    fn window_len(&self) -> Option<u64> {
+        Some(self.len)
+    }
 }
 
 /// The name of a stateful operator `node` reads from (itself included), if any.

@@ -24,6 +24,24 @@ fn numbers(ctx: &Context, batches: u64) -> RddQueue<u64> {
     RddQueue::from_rdds((0..batches).map(|b| ctx.parallelize(vec![b * 10, b * 10 + 1], 2)))
 }
 
+/// Builds the stream in `ckpt` with `make` and runs it to the commit of batch 13; with
+/// `restart_at`, first to that commit, then drops it and builds it again from the folder
+/// (as a restarted process would).
+fn run_restarting(
+    ctx: &Context,
+    ckpt: &std::path::Path,
+    restart_at: Option<u64>,
+    make: impl Fn(&Context) -> flintlock::Result<StreamingContext> + Copy,
+) {
+    let (mut s, _) = StreamingContext::get_or_create(ctx, ckpt, make).unwrap();
+    if let Some(at) = restart_at {
+        s.run(Until::Committed(at)).unwrap();
+        drop(s);
+        s = StreamingContext::get_or_create(ctx, ckpt, make).unwrap().0;
+    }
+    s.run(Until::Committed(13)).unwrap();
+}
+
 #[test]
 fn a_window_holds_the_last_len_batches_every_slide() {
     let ctx = common::ctx();
@@ -135,16 +153,7 @@ fn a_window_beside_state_is_the_same_after_a_restart_at_any_batch() {
                 });
             Ok(s)
         };
-        let ckpt = dir.path().join("ckpt");
-        let (mut s, _) = StreamingContext::get_or_create(&ctx, &ckpt, make).unwrap();
-        if let Some(at) = restart_at {
-            s.run(Until::Committed(at)).unwrap();
-            drop(s);
-            s = StreamingContext::get_or_create(&ctx, &ckpt, make)
-                .unwrap()
-                .0;
-        }
-        s.run(Until::Committed(13)).unwrap();
+        run_restarting(&ctx, &dir.path().join("ckpt"), restart_at, make);
         let got = seen.lock().unwrap().clone();
         (got, out, dir)
     };
@@ -198,16 +207,7 @@ fn a_state_over_a_window_is_the_same_after_a_restart_at_any_batch() {
                 });
             Ok(s)
         };
-        let ckpt = dir.path().join("ckpt");
-        let (mut s, _) = StreamingContext::get_or_create(&ctx, &ckpt, make).unwrap();
-        if let Some(at) = restart_at {
-            s.run(Until::Committed(at)).unwrap();
-            drop(s);
-            s = StreamingContext::get_or_create(&ctx, &ckpt, make)
-                .unwrap()
-                .0;
-        }
-        s.run(Until::Committed(13)).unwrap();
+        run_restarting(&ctx, &dir.path().join("ckpt"), restart_at, make);
         seen.lock().unwrap().clone()
     };
     let whole = run(None);

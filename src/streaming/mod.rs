@@ -897,20 +897,15 @@ fn diff_recorded(
 /// The oldest batch whose plan a recovery from commit `committed` replays: the least the
 /// stateful operators and windows need (none: no plan).
 ///
-/// Every batch from the operators' least low water on is replayed, and a replayed batch
-/// reads the whole window ending at it: a state fed by `window(3, 1)` replaying batch `b`
-/// needs the window's slices of `b − 2` and `b − 1` too. So each window reaches back
-/// `len − 1` batches before the first batch replayed for any other operator (a window
-/// beside the state, not above it, replays those few batches for nothing).
+/// Every batch from the operators' least low water on is replayed (the next batch,
+/// `committed + 1`, when none replays), and each batch from there reads the whole window
+/// ending at it: a state fed by `window(3, 1)` replaying batch `b` needs the window's
+/// slices of `b − 2` and `b − 1` too. So each window reaches back `len − 1` batches before
+/// that first batch (a window beside the state, not above it, replays those few batches
+/// for nothing).
 fn low_water(stateful: &[(usize, Arc<dyn state::StatefulOps>)], committed: BatchId) -> BatchId {
-    let own = stateful
-        .iter()
-        .map(|(_, op)| op.low_water(committed))
-        .min()
-        .unwrap_or(committed + 1);
     let replayed = stateful
         .iter()
-        .filter(|(_, op)| op.window_len().is_none())
         .map(|(_, op)| op.low_water(committed))
         .min()
         .unwrap_or(committed + 1);
@@ -918,7 +913,7 @@ fn low_water(stateful: &[(usize, Arc<dyn state::StatefulOps>)], committed: Batch
         .iter()
         .filter_map(|(_, op)| op.window_len())
         .map(|len| (replayed + 1).saturating_sub(len))
-        .fold(own, BatchId::min)
+        .fold(replayed, BatchId::min)
 }
 
 /// The error for a plan recovery needs but cannot find.

@@ -50,7 +50,8 @@ pub(crate) trait StatefulOps: Send + Sync {
         true
     }
     /// The oldest batch whose plan a recovery from commit `committed` must replay for this
-    /// operator (the commit's low water is the least over the operators).
+    /// operator (the commit's low water is the least over the operators, reached back by
+    /// each window's [`StatefulOps::window_len`]); `committed + 1` when none.
     fn low_water(&self, committed: BatchId) -> BatchId;
     /// A window's length in batches (`None` for every other operator): a replayed batch
     /// reads the whole window ending at it, so recovery rebuilds the window's slices from

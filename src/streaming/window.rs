@@ -157,8 +157,9 @@ impl<T: Data> StatefulOps for WindowOp<T> {
     }
 
     fn low_water(&self, committed: BatchId) -> BatchId {
-        // The window of the next batch, `committed + 1`, starts at `committed + 2 − len`.
-        (committed + 2).saturating_sub(self.len)
+        // Nothing of its own: how far back its slices must be rebuilt follows from the
+        // first batch replayed (or the next one, `committed + 1`) and `window_len`.
+        committed + 1
     }
 
     fn window_len(&self) -> Option<u64> {
